@@ -1,0 +1,67 @@
+"""Shared fixtures: an embedded SQLite store per test, and the real server stack started by .ci/run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass(frozen=True)
+class ServerStack:
+    """The services .ci/run started (see .ci/services.sh)."""
+
+    tracking_uri: str
+    """``http://127.0.0.1:PORT`` of ``mlflow server --app-name transfer-laws`` on PostgreSQL + S3."""
+    pg_uri: str
+    """A scratch PostgreSQL database (``postgresql+psycopg2://...``) on the same server, for Optuna and locks."""
+    s3_endpoint: str
+    """The S3 endpoint over HTTP (moto's server mode)."""
+    bucket: str
+    """The bucket the MLflow server stores artifacts in."""
+    server_log: str | None
+
+    def s3_client(self):  # noqa: ANN201 - boto3 client
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def server_stack() -> ServerStack:
+    uri = os.environ.get("TL_TEST_SERVER_URI")
+    if not uri:
+        if os.environ.get("TL_REQUIRE_SERVICES") == "1":
+            pytest.fail("TL_REQUIRE_SERVICES=1 but the server stack is not running (see .ci/services.sh)")
+        pytest.skip("server stack not running: run the suite with `bash .ci/run`")
+    return ServerStack(
+        tracking_uri=uri,
+        pg_uri=os.environ["TL_TEST_PG_URI"],
+        s3_endpoint=os.environ["MLFLOW_S3_ENDPOINT_URL"],
+        bucket=os.environ["TL_TEST_S3_BUCKET"],
+        server_log=os.environ.get("TL_MLFLOW_LOG"),
+    )
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh embedded store (SQLite file + local artifact folder) as the process's tracking URI."""
+    home = tmp_path / "tl-home"
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    monkeypatch.setenv("TRANSFER_LAWS_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
