@@ -1,0 +1,99 @@
+"""Where runs go: the tracking URI every command uses, and the embedded default.
+
+Resolution order (the MLflow convention first): an explicit ``--tracking-uri``, then ``MLFLOW_TRACKING_URI``, then
+the embedded default: a SQLite store file and a local artifact folder under ``TRANSFER_LAWS_HOME`` (default
+``./transfer-laws-home``). No server, no Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+
+HOME_ENV = "TRANSFER_LAWS_HOME"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, unwritable folder, ...)."""
+
+
+def home_dir() -> Path:
+    """The folder of the embedded store, corpora, tokenizer and checkpoints."""
+    return Path(os.environ.get(HOME_ENV, "transfer-laws-home")).resolve()
+
+
+def embedded_tracking_uri(home: Path | None = None) -> str:
+    """``sqlite:///<home>/mlflow.db``: the default store when nothing else is configured."""
+    return f"sqlite:///{(home or home_dir()) / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The tracking URI to use: explicit, else ``MLFLOW_TRACKING_URI``, else the embedded default."""
+    if explicit:
+        return explicit
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return embedded_tracking_uri()
+
+
+def is_embedded(uri: str) -> bool:
+    """True for a store this process writes directly (SQLite file), where no server runs hooks for us."""
+    return uri.startswith("sqlite:")
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail early, in one clear line, when a tracking server does not answer."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - user-given server
+                if response.status != 200:
+                    raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"tracking server {uri} is unreachable: {reason}") from None
+    elif uri.startswith("sqlite:"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"cannot create the store folder {db_path.parent}: {exc.strerror}") from None
+    elif uri.startswith("file:") or "://" not in uri:
+        raise TrackingError(
+            f"tracking URI {uri!r} is a file store, which MLflow >= 3.13 refuses; "
+            "use sqlite:///path/mlflow.db or a server"
+        )
+
+
+def use_tracking_uri(explicit: str | None = None) -> str:
+    """Resolve, check and activate the tracking (and registry) URI for this process; returns it."""
+    import mlflow
+
+    uri = resolve_tracking_uri(explicit)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None) -> str:
+    """The id of experiment ``name``, created if missing; on the embedded store its artifacts go under the home."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    artifact_location = None
+    if is_embedded(uri):
+        store_dir = Path(uri.removeprefix("sqlite:///")).parent
+        artifact_location = (store_dir / "artifacts" / name).as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)

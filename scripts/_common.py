@@ -1,0 +1,62 @@
+"""Argument groups shared by the training recipes (pretrain, finetune, scratch) and the run they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+
+
+@dataclass(kw_only=True)
+class TrackingArgs:
+    """Where the run lands."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
+    experiment: str = DEFAULT_EXPERIMENT
+    """MLflow experiment name for the run."""
+    run_name: str | None = None
+    """MLflow run name (default: derived from role, N and D_F)."""
+    progress_bar: bool = True
+    """Show Lightning's progress bar during training."""
+
+
+@dataclass(kw_only=True)
+class ShapeArgs:
+    """The model's shape (ignored by finetune, which takes the checkpoint's)."""
+
+    preset: str | None = None
+    """A named shape from lightning_modules.model.PRESETS (e.g. 2x64); overrides n_layer/n_head/n_embd."""
+    n_layer: int = 2
+    """Transformer blocks."""
+    n_head: int = 2
+    """Attention heads per block."""
+    n_embd: int = 64
+    """Residual stream width."""
+    context_length: int = 128
+    """Tokens per training window."""
+
+
+@dataclass(kw_only=True)
+class DataArgs:
+    """Corpora and tokenizer from the local workspace."""
+
+    corpus_max_mb: float | None = 4.0
+    """Cap on the size of built-in corpora in MB (None: everything the machine has)."""
+    vocab_size: int = 2048
+    """BPE vocabulary size of the workspace tokenizer."""
+    tokenizer_corpus: str = "text"
+    """Corpus the tokenizer is fitted on (the paper fitted its BPE to English text)."""
+    tokenizer_max_mb: float = 4.0
+    """MB of tokenizer_corpus used to fit the tokenizer."""
+    batch_size: int = 8
+    """Sequences per optimisation step."""
+    test_tokens: int = 32768
+    """Tokens of the fixed held-out test set used for test_loss."""
+    seed: int = 0
+    """Seed for subset order, initialisation and batching."""
+
+
+def megabytes(value: float | None) -> int | None:
+    """MB from the command line as a byte count."""
+    return None if value is None else int(value * 1_000_000)

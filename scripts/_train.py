@@ -1,0 +1,137 @@
+"""One training run, shared by pretrain, finetune and scratch: data, model, MLflow logger, facts, fit, refit.
+
+The recipes differ only in where the weights start and which facts the run carries; everything else (logging,
+early stopping, failure handling, the in-process refit on the embedded store) happens here once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCRATCH, TAG_FAILURE
+from transfer_laws.registry.tracking import ensure_experiment, home_dir, is_embedded, use_tracking_uri
+
+
+class TrainingFailed(RuntimeError):
+    """The run ended without a usable result; its MLflow run is marked FAILED with the reason."""
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a finished run produced."""
+
+    run_id: str
+    role: str
+    n_params: int
+    d_f_tokens: int
+    best_test_loss: float
+    checkpoint_dir: Path | None
+    refit: Any = None
+
+
+def default_run_name(role: str, n_params: int, d_f_tokens: int | None) -> str:
+    budget = "" if d_f_tokens is None else f"-D{d_f_tokens:.0e}".replace("+0", "").replace("+", "")
+    return f"{role}-N{n_params:.1e}{budget}".replace("+0", "").replace("+", "")
+
+
+def train_run(
+    *,
+    role: str,
+    facts: Any,
+    data_config: Any,
+    model_config: Any,
+    optim: Any,
+    train: Any,
+    tracking_uri: str | None,
+    experiment: str,
+    run_name: str | None,
+    init_weights: Path | None = None,
+    parent: Any = None,
+    save_checkpoint_to: Path | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+    refit: bool = True,
+    progress_bar: bool = True,
+) -> TrainedRun:
+    """Train one model and land the run in MLflow with its facts; refit affected laws on the embedded store."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from transfer_laws.lightning_modules import (
+        TokenDataModule,
+        TrainingDiverged,
+        TransferLM,
+        build_trainer,
+        save_checkpoint,
+    )
+    from transfer_laws.plugin import TransferFactsCallback
+
+    if role not in (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE):
+        raise ValueError(f"unknown role {role!r}")
+    uri = use_tracking_uri(tracking_uri)
+    ensure_experiment(experiment, uri)
+
+    datamodule = TokenDataModule(data_config)
+    datamodule.setup("fit")  # fails fast (budget larger than the corpus) before a run exists
+    if parent is not None:
+        from transfer_laws.registry.checkpoints import check_tokenizer
+
+        check_tokenizer(parent, datamodule.tokenizer_digest)  # a clear error before training starts
+    model_config = replace(model_config, vocab_size=datamodule.vocab_size)
+    module = TransferLM(model_config, optim, init_weights=init_weights)
+    name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
+    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
+    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts)], logger=logger,
+                            enable_progress_bar=progress_bar)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except TrainingDiverged as exc:
+        _mark_failed(logger, str(exc))
+        raise TrainingFailed(f"run {logger.run_id} failed: {exc}") from exc
+
+    checkpoint_dir = None
+    if save_checkpoint_to is not None:
+        checkpoint_dir = save_checkpoint_to / logger.run_id
+        extra = {
+            "run_id": logger.run_id,
+            "role": role,
+            "tokens_seen": int(module.tokens_seen),
+            "best_test_loss": float(module.best_test_loss),
+            "tokenizer_digest": datamodule.tokenizer_digest,
+            "corpus": datamodule.corpus_name,
+            "corpus_digest": datamodule.train_digest,
+            **(checkpoint_extra or {}),
+        }
+        save_checkpoint(module.model, checkpoint_dir, extra=extra)
+        shutil.copytree(Path(data_config.tokenizer_dir), checkpoint_dir / "tokenizer", dirs_exist_ok=True)
+
+    result = TrainedRun(
+        run_id=logger.run_id,
+        role=role,
+        n_params=int(module.n_params),
+        d_f_tokens=int(datamodule.train_tokens),
+        best_test_loss=float(module.best_test_loss),
+        checkpoint_dir=checkpoint_dir,
+    )
+    if refit and role != ROLE_PRETRAIN and is_embedded(uri):
+        # No server runs hooks for the embedded store: the refit the app plugin would enqueue runs here.
+        from transfer_laws.registry.refit import refit_after_run
+
+        result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri))
+    return result
+
+
+def _mark_failed(logger: Any, reason: str) -> None:
+    """Record why a run failed; the logger has already ended it as FAILED, or we do it here."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=logger._tracking_uri)  # noqa: SLF001 - the logger's own store
+    client.set_tag(logger.run_id, TAG_FAILURE, reason[:5000])
+    if client.get_run(logger.run_id).info.status == "RUNNING":
+        client.set_terminated(logger.run_id, "FAILED")
+
+
+def checkpoints_root() -> Path:
+    """Where pretraining writes its best checkpoints before they are registered."""
+    return home_dir() / "checkpoints"

@@ -1,0 +1,145 @@
+"""``transfer-laws``: one command line for pretraining, fine-tuning, sweeps, refits, predictions and the demo.
+
+Every subcommand is one typed entry function taking one dataclass of arguments (``--help`` shows each field's
+docstring) and also accepts ``--config file.yaml``. Errors are one clear line and a non-zero exit; ``--verbose``
+shows the traceback. Heavy imports (torch, Lightning, MLflow) happen inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: where its entry function and argument dataclass live."""
+
+    module: str
+    """Module under transfer_laws.scripts holding ``Args`` and ``run(args) -> int | None``."""
+    help: str
+    """One line for the command list."""
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command("demo", "From nothing to a fitted law on the embedded store (tokenizer, pretrain, sweep, refit)."),
+    "pretrain": Command("pretrain", "Pretrain a GPT on a source corpus and register the checkpoint."),
+    "finetune": Command("finetune", "Fine-tune a registered checkpoint (--from models:/name@alias) on D_F tokens."),
+    "scratch": Command("scratch", "Train from scratch on D tokens of the target (the D_E reference curve)."),
+    "register": Command("register", "Register the checkpoint of a finished pretraining run."),
+    "sweep": Command("sweep", "A grid (or adaptive choice) of fine-tune and scratch runs, Optuna-backed."),
+    "refit": Command("refit", "Refit a law now (for CI): prints it, exit code says whether it fitted."),
+    "watch": Command("watch", "Poll for finished runs not covered by the latest law version, and refit."),
+    "predict": Command("predict", "D_T, D_E, multiplier and loss predicted by a law, with intervals."),
+    "report": Command("report", "Plots and an HTML page for a law version."),
+    "lineage": Command("lineage", "Runs that started from a checkpoint version, or a run's ancestry."),
+    "serve": Command("serve", "An MLflow server with the transfer-laws app (hook and /transfer-laws/ page)."),
+    "webhook": Command("webhook", "Create a registry webhook on a server that triggers refits."),
+}
+
+
+class UserError(Exception):
+    """An error whose message is the whole story (no traceback unless --verbose)."""
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` gets its arguments (its module may import torch)."""
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = argparse.ArgumentParser(
+        prog="transfer-laws",
+        description="Scaling Laws for Transfer, tracked in MLflow. Each command's --help lists its arguments.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks and library logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub.add_argument("--config", type=Path, default=None, help="YAML file with the arguments below")
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if name == chosen:
+            add_dataclass_arguments(sub, _args_class(name))
+    return parser
+
+
+def _module(name: str):  # noqa: ANN202 - a module
+    return importlib.import_module(f"transfer_laws.scripts.{COMMANDS[name].module}")
+
+
+def _args_class(name: str) -> type:
+    return _module(name).Args
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """argparse prints usage + error; we print the error and where to look, in one line each."""
+
+    def error(message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"transfer-laws: error: {message} (see: transfer-laws {parser.prog.split()[-1]} --help)\n")
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps subparsers here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                _one_line_errors(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    _one_line_errors(parser)
+    namespace = parser.parse_args(argv)
+    verbose = bool(getattr(namespace, "verbose", False)) or os.environ.get("TRANSFER_LAWS_VERBOSE") == "1"
+    if not namespace.command:
+        parser.print_help()
+        return 2
+    if not verbose:
+        _quiet_libraries()
+    try:
+        args = parse_namespace(_args_class(namespace.command), namespace, namespace.config)
+        result = _module(namespace.command).run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("transfer-laws: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns errors into one line
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"transfer-laws {namespace.command}: error: {_describe(exc)}\n")
+        if not verbose:
+            sys.stderr.write("(run with --verbose for the traceback)\n")
+        return getattr(exc, "exit_code", 1)
+    return int(result or 0)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (UserError, ConfigError)):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(exc).__name__
+    return f"{name}: {first}" if first else name
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "pytorch_lightning", "datasets",
+                 "urllib3", "botocore"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""``transfer-laws demo``: from nothing to a fitted transfer law on the embedded store, on a CPU.
+
+Builds the corpora and the tokenizer, pretrains GPTs of a few sizes on English text, registers each checkpoint,
+fine-tunes each on Python at a grid of D_F budgets, trains the same sizes from scratch on a grid of D (the D_E
+reference curves), lets every landing run refit the law ``text-to-python`` (a new registered version whenever the
+eligible runs change), then prints the law with intervals, what the data shows, and how to browse it all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+
+
+@dataclass(kw_only=True)
+class Args:
+    """Arguments of ``transfer-laws demo``."""
+
+    quick: bool = False
+    """The CI form (under 5 minutes on 2 cores): two tiny sizes, short pretraining, two D_F budgets."""
+    sizes: list[str] = field(default_factory=lambda: ["2x48", "2x64", "3x96"])
+    """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch."""
+    pretrain_seconds: list[float] = field(default_factory=lambda: [45.0, 60.0, 90.0])
+    """Pretraining wall-clock budget per size (larger models need more to be worth transferring from)."""
+    d_f_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000])
+    """Fine-tuning budgets D_F in tokens."""
+    scratch_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000, 300_000, 1_000_000])
+    """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
+    corpus_max_mb: float = 4.0
+    """Cap on each built-in corpus (MB)."""
+    vocab_size: int = 2048
+    """BPE vocabulary of the English tokenizer."""
+    bootstrap: int = 1000
+    """Bootstrap draws of each refit."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
+    experiment: str = DEFAULT_EXPERIMENT
+    """Experiment that holds the demo's runs."""
+    checkpoint_name: str = "pretrained-text"
+    """Registered model that holds the pretrained checkpoints (one version per size)."""
+    progress_bar: bool = False
+    """Show Lightning's per-run progress bar (the demo prints one line per run either way)."""
+
+
+QUICK = {
+    "sizes": ["2x32", "2x64"],
+    "pretrain_seconds": [20.0, 30.0],
+    "d_f_tokens": [10_000, 30_000],
+    "scratch_tokens": [10_000, 30_000, 100_000, 300_000],
+    "bootstrap": 300,
+    "corpus_max_mb": 3.0,
+}
+
+
+def _apply_quick(args: Args) -> Args:
+    if not args.quick:
+        return args
+    defaults = Args()
+    for key, value in QUICK.items():
+        if getattr(args, key) == getattr(defaults, key):  # explicit flags win over the quick preset
+            setattr(args, key, value)
+    return args
+
+
+class _Progress:
+    """One line per finished run: done / total and an ETA from the mean time per unit of work."""
+
+    def __init__(self, weights: list[float]) -> None:
+        self.weights, self.done, self.start = weights, 0, time.monotonic()
+
+    def line(self, text: str) -> None:
+        self.done += 1
+        spent = time.monotonic() - self.start
+        work_done = sum(self.weights[: self.done])
+        remaining = spent / work_done * sum(self.weights[self.done :]) if work_done else 0.0
+        print(f"[{self.done}/{len(self.weights)} | {spent:5.0f}s | ETA {remaining:4.0f}s] {text}", flush=True)
+
+
+def run(args: Args) -> Any:
+    from transfer_laws.registry.schema import law_name
+    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.scripts import finetune, pretrain, scratch
+
+    args = _apply_quick(args)
+    if len(args.pretrain_seconds) != len(args.sizes):
+        raise ValueError(f"--pretrain-seconds needs one value per size ({len(args.sizes)}), got "
+                         f"{len(args.pretrain_seconds)}")
+    uri = use_tracking_uri(args.tracking_uri)
+    law = law_name("text", "python")
+    print(f"transfer-laws demo: law {law}, store {uri}", flush=True)
+    common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
+              "vocab_size": args.vocab_size, "progress_bar": args.progress_bar}
+    n_jobs_per_size = 1 + len(args.d_f_tokens) + len(args.scratch_tokens)
+    weights = []
+    for seconds in args.pretrain_seconds:
+        weights += [seconds] + [3.0 + d / 2e4 for d in args.d_f_tokens] + [3.0 + d / 2e4 for d in args.scratch_tokens]
+    progress = _Progress(weights)
+    assert len(weights) == n_jobs_per_size * len(args.sizes)
+
+    results: dict[str, dict[str, Any]] = {}
+    last_refit = None
+    for size, seconds in zip(args.sizes, args.pretrain_seconds, strict=True):
+        alias = f"demo-{size}"
+        train = pretrain._train()
+        train.max_time_s = seconds
+        registered = pretrain.run(pretrain.Args(preset=size, register_as=args.checkpoint_name, alias=alias,
+                                                train=train, **common))
+        progress.line(f"pretrained {size}, registered {registered.uri} as @{alias}")
+        per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
+        for d_f in args.d_f_tokens:
+            run_ = finetune.run(finetune.Args(parent=f"models:/{args.checkpoint_name}@{alias}", d_f_tokens=d_f,
+                                              **common))
+            per_size["finetune"][d_f] = run_
+            last_refit = run_.refit or last_refit
+            progress.line(f"finetune {size} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
+        for d in args.scratch_tokens:
+            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common))
+            per_size["scratch"][d] = run_
+            last_refit = run_.refit or last_refit
+            progress.line(f"scratch  {size} D={d:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
+        per_size["n_params"] = run_.n_params
+        results[size] = per_size
+
+    _print_findings(results, args)
+    _print_law(law, uri, last_refit)
+    return 0
+
+
+def _refit_text(refit: Any) -> str:
+    if refit is None:
+        return ""
+    results = refit if isinstance(refit, list) else [refit]
+    parts = []
+    for r in results:
+        if r.status == "registered":
+            parts.append(f"-> refit {r.law}: new version {r.version} (alpha={r.fit.alpha:.3f})")
+        elif r.status == "unchanged":
+            parts.append(f"-> refit {r.law}: unchanged")
+        else:
+            parts.append(f"-> refit {r.law}: not yet ({r.reason})")
+    return "; ".join(parts)
+
+
+def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
+    """The paper's qualitative findings, checked on our own runs and said plainly either way."""
+    print("\nWhat the runs show (best held-out Python loss, nats/token):")
+    print(f"{'size':>6} {'N':>10} {'D_F':>9} {'fine-tuned':>11} {'scratch':>9} {'gain':>7}")
+    wins, comparisons, gains_by_n = 0, 0, {}
+    for size, per in results.items():
+        for d_f, ft in per["finetune"].items():
+            sc = per["scratch"].get(d_f)
+            if sc is None:
+                continue
+            gain = sc.best_test_loss - ft.best_test_loss
+            comparisons += 1
+            wins += gain > 0
+            gains_by_n.setdefault(d_f, []).append((per["n_params"], gain))
+            print(f"{size:>6} {per['n_params']:>10,} {d_f:>9,} {ft.best_test_loss:>11.3f} {sc.best_test_loss:>9.3f} "
+                  f"{gain:>+7.3f}")
+    if comparisons:
+        verdict = "does" if wins == comparisons else ("mostly does" if wins > comparisons / 2 else "does NOT")
+        print(f"- Pretraining on English {verdict} beat training from scratch at equal D_F: "
+              f"{wins} of {comparisons} comparisons.")
+    smallest = min(gains_by_n) if gains_by_n else None
+    if smallest is not None and len(gains_by_n[smallest]) > 1:
+        ordered = sorted(gains_by_n[smallest])
+        grows = all(b[1] >= a[1] for a, b in zip(ordered, ordered[1:], strict=False))
+        print(f"- At D_F={smallest:,}, the gain from pretraining {'grows' if grows else 'does NOT grow'} with N: "
+              + ", ".join(f"N={n:,}: {g:+.3f}" for n, g in ordered))
+
+
+def _print_law(law: str, uri: str, last_refit: Any) -> None:
+    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
+
+    print()
+    results = last_refit if isinstance(last_refit, list) else [last_refit] if last_refit else []
+    fitted = [r for r in results if r.fit is not None]
+    if fitted:
+        fit = fitted[-1].fit
+        print(fit.summary())
+        print(f"\nRegistered as models:/{law_model_name(law)}@{LAW_ALIAS}")
+    else:
+        reasons = "; ".join(r.reason or r.status for r in results) or "no refit ran"
+        print(f"The law {law} could not be fitted from these runs: {reasons}")
+    if uri.startswith("sqlite:"):
+        print("\nBrowse it:  mlflow ui --backend-store-uri " + uri + " --port 5000   (then open http://127.0.0.1:5000,"
+              " switch to 'Model training', experiment 'transfer-laws'; Models tab: transfer-law-text-to-python)")
+    print(f"Plots and the fit folder: transfer-laws report --law {law}")

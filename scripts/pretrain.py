@@ -1,0 +1,90 @@
+"""``transfer-laws pretrain``: train a GPT on a source corpus, then register its best checkpoint for reuse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
+
+
+def _optim() -> Any:
+    from transfer_laws.lightning_modules import OptimConfig
+
+    return OptimConfig(lr=2e-3)
+
+
+def _train() -> Any:
+    from transfer_laws.lightning_modules import TrainConfig
+
+    return TrainConfig(max_steps=2000, max_time_s=60.0, eval_every_steps=50, patience=5)
+
+
+def _optim_type() -> type:
+    from transfer_laws.lightning_modules import OptimConfig
+
+    return OptimConfig
+
+
+def _train_type() -> type:
+    from transfer_laws.lightning_modules import TrainConfig
+
+    return TrainConfig
+
+
+@dataclass(kw_only=True)
+class Args(TrackingArgs, ShapeArgs, DataArgs):
+    """Arguments of ``transfer-laws pretrain``."""
+
+    corpus: str = "text"
+    """Source corpus: text, code, mix (50/50 text + code), a folder of files, s3://bucket/prefix or a datasets path."""
+    tokens: int | None = None
+    """Pretraining token budget (None: the whole corpus, for as long as --train.max-time-s allows)."""
+    register_as: str | None = None
+    """Registered model name for the checkpoint (default: pretrained-<corpus>); empty string: do not register."""
+    alias: str = "champion"
+    """Alias the new checkpoint version takes."""
+    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    """Optimiser settings."""
+    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    """Training loop settings."""
+
+
+def model_config(args: ShapeArgs) -> Any:
+    """The GPTConfig for a shape (vocabulary filled in from the tokenizer later)."""
+    from transfer_laws.lightning_modules import GPTConfig, preset
+
+    if args.preset:
+        return preset(args.preset, vocab_size=1, context_length=args.context_length)
+    return GPTConfig(vocab_size=1, context_length=args.context_length, n_layer=args.n_layer, n_head=args.n_head,
+                     n_embd=args.n_embd)
+
+
+def run(args: Args) -> Any:
+    from transfer_laws.lightning_modules import DataConfig
+    from transfer_laws.plugin import RunFacts
+    from transfer_laws.registry.schema import ROLE_PRETRAIN
+    from transfer_laws.scripts import workspace
+    from transfer_laws.scripts._train import checkpoints_root, train_run
+
+    corpus_dir = workspace.corpus_dir(args.corpus, megabytes(args.corpus_max_mb))
+    tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size, megabytes(args.tokenizer_max_mb))
+    source = workspace.corpus_label(args.corpus)
+    data = DataConfig(corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, context_length=args.context_length,
+                      batch_size=args.batch_size, d_f_tokens=args.tokens, test_tokens=args.test_tokens,
+                      seed=args.seed)
+    facts = RunFacts(role=ROLE_PRETRAIN, source=source, target=None)
+    trained = train_run(role=ROLE_PRETRAIN, facts=facts, data_config=data, model_config=model_config(args),
+                        optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
+                        experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
+                        save_checkpoint_to=checkpoints_root(), checkpoint_extra={"source": source})
+    print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
+          f"{trained.best_test_loss:.4f} nats/token")
+    name = f"pretrained-{source}" if args.register_as is None else args.register_as
+    if not name:
+        return trained
+    from transfer_laws.registry.checkpoints import register_checkpoint
+
+    registered = register_checkpoint(trained.checkpoint_dir, name=name, alias=args.alias, run_id=trained.run_id)
+    print(f"registered {registered.uri} (models:/{name}@{args.alias})")
+    return registered

@@ -1,0 +1,66 @@
+"""``transfer-laws scratch``: train from scratch on exactly D tokens of the target (the D_E reference curve)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
+from transfer_laws.scripts.pretrain import _optim_type, _train_type, model_config
+
+
+def _optim() -> Any:
+    from transfer_laws.lightning_modules import OptimConfig
+
+    return OptimConfig(lr=1e-3)
+
+
+def _train() -> Any:
+    from transfer_laws.lightning_modules import TrainConfig
+
+    return TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience=3)
+
+
+@dataclass(kw_only=True)
+class Args(TrackingArgs, ShapeArgs, DataArgs):
+    """Arguments of ``transfer-laws scratch``."""
+
+    d_f_tokens: int
+    """Training-set size D in tokens of the target (exact)."""
+    target: str = "python"
+    """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
+    tokenizer_from: str | None = None
+    """Take the tokenizer from a registered checkpoint (models:/name@alias) instead of the workspace's."""
+    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    """Optimiser settings."""
+    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    """Training loop settings (early stopping on held-out loss)."""
+
+
+def run(args: Args) -> Any:
+    from transfer_laws.lightning_modules import DataConfig
+    from transfer_laws.plugin import RunFacts
+    from transfer_laws.registry.schema import ROLE_SCRATCH
+    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.scripts import workspace
+    from transfer_laws.scripts._train import train_run
+
+    if args.tokenizer_from:
+        from transfer_laws.registry.checkpoints import load_checkpoint_uri
+
+        use_tracking_uri(args.tracking_uri)
+        tokenizer_dir = load_checkpoint_uri(args.tokenizer_from).folder / "tokenizer"
+    else:
+        tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
+                                                megabytes(args.tokenizer_max_mb))
+    corpus_dir = workspace.corpus_dir(args.target, megabytes(args.corpus_max_mb))
+    data = DataConfig(corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, context_length=args.context_length,
+                      batch_size=args.batch_size, d_f_tokens=args.d_f_tokens, test_tokens=args.test_tokens,
+                      seed=args.seed)
+    facts = RunFacts(role=ROLE_SCRATCH, source=None, target=workspace.corpus_label(args.target))
+    trained = train_run(role=ROLE_SCRATCH, facts=facts, data_config=data, model_config=model_config(args),
+                        optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
+                        experiment=args.experiment, run_name=args.run_name)
+    print(f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
+          f"best test loss {trained.best_test_loss:.4f} nats/token")
+    return trained
