@@ -64,9 +64,11 @@ def run(args: Args) -> Any:
     from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.schema import ROLE_PRETRAIN
+    from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import checkpoints_root, train_run
 
+    use_tracking_uri(args.tracking_uri)  # an unreachable server is the first error, before any work
     corpus_dir = workspace.corpus_dir(args.corpus, megabytes(args.corpus_max_mb))
     tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size, megabytes(args.tokenizer_max_mb))
     source = workspace.corpus_label(args.corpus)

@@ -45,10 +45,10 @@ def run(args: Args) -> Any:
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import train_run
 
+    use_tracking_uri(args.tracking_uri)  # an unreachable server is the first error, before any work
     if args.tokenizer_from:
         from transfer_laws.registry.checkpoints import load_checkpoint_uri
 
-        use_tracking_uri(args.tracking_uri)
         tokenizer_dir = load_checkpoint_uri(args.tokenizer_from).folder / "tokenizer"
     else:
         tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,

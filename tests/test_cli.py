@@ -1,0 +1,117 @@
+"""The command line's contract: typed flags, YAML configs that match the code, one-line errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from transfer_laws.scripts import cli
+from transfer_laws.scripts._args import ConfigError, build_dataclass, load_config
+
+CONFIGS = sorted((Path(cli.__file__).parent / "configs").glob("*.yaml"))
+
+
+def _command_of(config: Path) -> str:
+    """Each shipped YAML names its command on its first line: ``# transfer-laws COMMAND --config ...``."""
+    first = config.read_text().splitlines()[0].split()
+    assert first[:2] == ["#", "transfer-laws"], f"{config.name} must start with '# transfer-laws COMMAND'"
+    return first[2]
+
+
+def test_there_are_shipped_configs() -> None:
+    assert len(CONFIGS) >= 3
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_matches_the_code(config: Path) -> None:
+    command = _command_of(config)
+    assert command in cli.COMMANDS
+    args = build_dataclass(cli._args_class(command), load_config(config))
+    # Every key of the file arrived in the dataclass (nothing silently dropped).
+    for key, value in load_config(config).items():
+        if not isinstance(value, dict):
+            assert getattr(args, key) is not None or value is None
+
+
+def test_stale_config_key_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "demo.yaml"
+    bad.write_text("sizes: [2x32]\nnot_a_setting: 3\n")
+    with pytest.raises(ConfigError, match="not_a_setting"):
+        build_dataclass(cli._args_class("demo"), load_config(bad))
+
+
+def test_config_values_are_typed(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("d_f_tokens: [1e4, '3e4']\nbootstrap: 200\n")
+    args = build_dataclass(cli._args_class("demo"), load_config(cfg))
+    assert args.d_f_tokens == [10_000, 30_000]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bootstrap: 2.5\n")
+    with pytest.raises(ConfigError, match="whole number"):
+        build_dataclass(cli._args_class("demo"), load_config(bad))
+
+
+def test_flags_override_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("bootstrap: 200\nsizes: [2x32]\n")
+    parser = cli.build_parser(["demo"])
+    namespace = parser.parse_args(["demo", "--config", str(cfg), "--bootstrap", "1e3"])
+    from transfer_laws.scripts._args import parse_namespace
+
+    args = parse_namespace(cli._args_class("demo"), namespace, namespace.config)
+    assert args.bootstrap == 1000 and args.sizes == ["2x32"]
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_command_has_documented_arguments(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--tracking-uri" in out or command in ("serve",)
+
+
+def test_unknown_flag_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--no-such-flag", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --no-such-flag" in err
+    assert "Traceback" not in err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    code = cli.main(["scratch", "--d-f-tokens", "1000", "--tracking-uri", uri])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert f"tracking server {uri} is unreachable" in err
+    assert "Traceback" not in err
+
+
+def test_missing_corpus_is_one_clear_line(
+    sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-corpus"
+    code = cli.main(["scratch", "--d-f-tokens", "1000", "--target", str(missing)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 2
