@@ -1,0 +1,289 @@
+"""The one LightningModule behind pretraining, fine-tuning and from-scratch runs.
+
+It trains a GPT with AdamW (no decay on biases and LayerNorms), linear warmup then cosine decay, gradient clipping;
+evaluates the exact token-weighted held-out loss over the whole test set on the Trainer's schedule; keeps the best
+weights and puts them back at the end of fit (early stopping restores and reports the best, as in the paper); and
+stops a run whose loss stops being finite with TrainingDiverged, leaving the last good weights in the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from transfer_laws.lightning_modules.mfu import mfu, peak_flops
+from transfer_laws.lightning_modules.model import (
+    GPT,
+    CheckpointError,
+    GPTConfig,
+    load_checkpoint,
+    non_embedding_params,
+    total_params,
+)
+from transfer_laws.registry.schema import METRIC_TEST_LOSS, METRIC_TRAIN_LOSS
+
+METRIC_TOKENS_PER_S = "tokens_per_s"
+METRIC_MFU = "mfu"
+METRIC_LR = "lr"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite; the model holds the last good weights (best evaluated, else the initial ones)."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay."""
+
+    lr: float = 1e-3
+    """Peak learning rate, reached at the end of warmup."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay on matrices (biases and LayerNorm weights are not decayed)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's moment decay rates."""
+    warmup_steps: int = 10
+    """Optimizer steps of linear warmup from lr/warmup_steps to lr."""
+    min_lr_ratio: float = 0.1
+    """The cosine ends at lr * min_lr_ratio at the last scheduled step."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"OptimConfig.lr must be a positive number, got {self.lr!r}")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("OptimConfig.warmup_steps, grad_clip and weight_decay must be >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"OptimConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+
+def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warmup, then cosine to min_lr_ratio."""
+    if step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    span = max(1, total_steps - optim.warmup_steps)
+    progress = min(1.0, (step - optim.warmup_steps) / span)
+    return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class TransferLM(L.LightningModule):
+    """A GPT trained on next-token prediction; pretrain, finetune and scratch runs differ only in init_weights.
+
+    Attributes read by callbacks and scripts: ``model`` (the GPT), ``n_params`` (non-embedding N, see
+    ``non_embedding_params``), ``n_params_total``, ``best_test_loss`` (nats/token, inf before the first evaluation),
+    ``best_step`` (optimizer step of that evaluation, -1 before), ``tokens_seen`` (training tokens over all ranks).
+    """
+
+    def __init__(self, model_config: GPTConfig, optim: OptimConfig | None = None,
+                 init_weights: Path | None = None) -> None:
+        super().__init__()
+        self.model_config = model_config
+        self.optim = optim or OptimConfig()
+        self.model = GPT(model_config) if init_weights is None else _load_matching(init_weights, model_config)
+        self.n_params = non_embedding_params(self.model)
+        self.n_params_total = total_params(self.model)
+        self.best_test_loss = math.inf
+        self.best_step = -1
+        self.tokens_seen = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._initial_state: dict[str, torch.Tensor] | None = None
+        self._last_eval_step = -1
+        self._finished = False
+        self._val_sum: torch.Tensor | None = None
+        self._val_count: torch.Tensor | None = None
+        self._window_start = time.perf_counter()
+        self._window_tokens = 0
+        self._batches = 0
+        self._peak: float | None = None
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self._finished = False
+        self._initial_state = _snapshot(self.model)
+        self._peak = peak_flops(self.device)
+        self._reset_window()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        _, loss = self.model(x, y)
+        self._check_finite(loss.detach(), what="loss")
+        tokens = x.numel() * self.trainer.world_size
+        self.tokens_seen += tokens
+        self._window_tokens += tokens
+        self._batches += 1
+        self.log(METRIC_TRAIN_LOSS, loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        if self._batches % max(1, self.trainer.log_every_n_steps) == 0:
+            self._log_throughput()
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, what: str) -> None:
+        # One scalar sync per step; under DDP every rank must agree, else the healthy ranks would hang.
+        if self.trainer.world_size > 1:
+            loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
+        value = float(loss)
+        if not math.isfinite(value):
+            self._restore(self._best_state if self._best_state is not None else self._initial_state)
+            step = int(self.global_step)
+            raise TrainingDiverged(f"{what} became {value} at step {step}", step)
+
+    def _log_throughput(self) -> None:
+        elapsed = time.perf_counter() - self._window_start
+        if elapsed <= 0:
+            return
+        per_device = self._window_tokens / self.trainer.world_size / elapsed
+        self.log(METRIC_TOKENS_PER_S, per_device * self.trainer.world_size, on_step=True, on_epoch=False)
+        util = mfu(per_device, self.model_config, self._peak)
+        if util is not None:
+            self.log(METRIC_MFU, util, on_step=True, on_epoch=False)
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._window_start = time.perf_counter()
+        self._window_tokens = 0
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        fused = self.device.type == "cuda"  # one kernel for all parameters; only on CUDA
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused)
+        total = self._scheduled_steps()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, self.optim, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _scheduled_steps(self) -> int:
+        estimated = self.trainer.estimated_stepping_batches  # min(max_steps, epochs x batches / accumulation)
+        if math.isfinite(estimated) and estimated > 0:
+            return int(estimated)
+        return max(self.trainer.max_steps, self.optim.warmup_steps + 1)
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # A Trainer-level setting wins; otherwise clip by our OptimConfig.
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    # -- held-out evaluation ------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        total, count = self._loss_sum(batch)
+        self._val_sum += total
+        self._val_count += count
+
+    def _loss_sum(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits, _ = self.model(x)
+        total = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum",
+                                ignore_index=-100)
+        return total.double(), (y != -100).sum().double()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self._val_sum is None:
+            return
+        sums = torch.stack([self._val_sum, self._val_count])
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        if float(sums[1]) == 0:
+            raise ValueError("the held-out test set is empty")
+        loss = sums[0] / sums[1]
+        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False)
+        self._record_eval(float(loss))
+
+    def on_validation_end(self) -> None:
+        self._reset_window()  # evaluation time is not training throughput
+
+    def _record_eval(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            self._check_finite(torch.tensor(loss), what="test loss")
+        self._last_eval_step = int(self.global_step)
+        if loss < self.best_test_loss:
+            self.best_test_loss = loss
+            self.best_step = int(self.global_step)
+            self._best_state = _snapshot(self.model)
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Exact token-weighted mean cross-entropy (nats/token) of the model over ``batches``, outside any loop."""
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), dtype=torch.float64)
+        count = torch.zeros((), dtype=torch.float64)
+        context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
+        try:
+            with context:
+                for x, y in batches:
+                    s, c = self._loss_sum((x.to(self.device), y.to(self.device)))
+                    total += s.cpu()
+                    count += c.cpu()
+        finally:
+            self.model.train(was_training)
+        if count == 0:
+            raise ValueError("the held-out test set is empty")
+        return float(total / count)
+
+    # -- end of fit ---------------------------------------------------------------------------------------------
+    def finish_fit(self) -> None:
+        """Evaluate the final weights if the last steps were not evaluated, then restore the best weights.
+
+        Idempotent; called by build_trainer's callback before any user callback's ``on_train_end`` (so a callback
+        reading ``best_test_loss`` sees the final value) and again by this module's own ``on_train_end``.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if self.global_step > 0 and self._last_eval_step != self.global_step:
+            batches = self._val_batches()
+            if batches is not None:
+                loss = self.evaluate(batches)
+                for logger in self.trainer.loggers:
+                    logger.log_metrics({METRIC_TEST_LOSS: loss}, step=int(self.global_step))
+                self._record_eval(loss)
+        if self._best_state is not None:
+            self._restore(self._best_state)
+
+    def on_train_end(self) -> None:
+        self.finish_fit()
+
+    def _val_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]] | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            return datamodule.val_dataloader()
+        return self.trainer.val_dataloaders
+
+    def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
+        if state is not None:
+            self.model.load_state_dict(state)
+
+
+def _load_matching(folder: Path, expected: GPTConfig) -> GPT:
+    model, _ = load_checkpoint(folder)
+    got, want = model.config.to_dict(), expected.to_dict()
+    got.pop("dropout"), want.pop("dropout")
+    if got != want:
+        raise CheckpointError(f"checkpoint {folder} has shape {got}, but the run asks for {want}")
+    fresh = GPT(expected)  # dropout is a training choice, not part of the weights
+    fresh.load_state_dict(model.state_dict())
+    return fresh

@@ -1,0 +1,134 @@
+"""Trainer construction: the same settings on a 2-core CPU and on many GPUs.
+
+Held-out evaluation every ``eval_every_steps`` optimizer steps (counted across epochs, so small D_F trains for many
+epochs), early stopping on ``test_loss``, bf16-mixed on CUDA, DDP through Lightning when there are several devices.
+
+MLflow traffic: Lightning hands the logger all metrics of a step together, every ``log_every_steps`` steps, and
+``MLFlowLogger.log_metrics`` sends them as one ``log_batch`` request, so a run makes one request per
+``log_every_steps`` optimizer steps (plus one per evaluation), never one per metric per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from transfer_laws.registry.schema import METRIC_TEST_LOSS
+
+
+@dataclass
+class TrainConfig:
+    """How long and on what a run trains, and when it evaluates and stops."""
+
+    max_steps: int = 1000
+    """Upper bound on optimizer steps."""
+    max_epochs: int = 50
+    """Upper bound on passes over the training set (small D_F is seen many times, as in the paper)."""
+    eval_every_steps: int = 10
+    """Evaluate the held-out test loss every this many optimizer steps."""
+    patience: int = 3
+    """Stop after this many evaluations without a new best test loss; the best weights are restored."""
+    max_time_s: float | None = None
+    """Wall-clock limit on training in seconds (None: no limit)."""
+    precision: str = "auto"
+    """Lightning precision; auto = bf16-mixed on CUDA (16-mixed on cards without bf16), 32-true on CPU."""
+    devices: int | str = "auto"
+    """Devices per node, as Lightning takes them (auto: all GPUs, or the CPU)."""
+    num_nodes: int = 1
+    """Machines in a multi-node DDP job (launched by torchrun or SLURM)."""
+    strategy: str = "auto"
+    """Lightning strategy; auto is DDP on more than one device."""
+    accumulate_grad_batches: int = 1
+    """Micro-batches per optimizer step."""
+    compile: bool = False
+    """torch.compile the GPT before training (helps on GPUs; on CPU it does not pay for its compile time)."""
+    log_every_steps: int = 10
+    """Send training metrics to the logger every this many steps (one batched request each time)."""
+    seed: int = 0
+    """Seed of Python, NumPy and torch (data order, dropout) set when the Trainer is built."""
+    checkpoint_dir: str | None = None
+    """Write Lightning checkpoints of the best test loss here (for resuming long GPU runs); None: none written."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_epochs", "eval_every_steps", "log_every_steps", "accumulate_grad_batches",
+                     "num_nodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.patience < 0:
+            raise ValueError(f"TrainConfig.patience must be >= 0, got {self.patience!r}")
+        if self.max_time_s is not None and self.max_time_s <= 0:
+            raise ValueError(f"TrainConfig.max_time_s must be positive, got {self.max_time_s!r}")
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16-mixed on CUDA with bf16, 16-mixed on older CUDA cards, 32-true on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+class _FinishFit(Callback):
+    """Final evaluation and best-weight restore, before any other callback's on_train_end reads the result."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        finish = getattr(pl_module, "finish_fit", None)
+        if finish is not None:
+            finish()
+
+
+class _Compile(Callback):
+    """Compile the GPT in place (``nn.Module.compile`` keeps state_dict keys, so checkpoints stay portable)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            pl_module.model.compile()
+
+
+def build_trainer(
+    train: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    logger: Any = None,
+    enable_progress_bar: bool = True,
+) -> L.Trainer:
+    """A Trainer for TransferLM; ``logger`` is passed through (None: no logger, no files)."""
+    L.seed_everything(train.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left outside autocast
+    own: list[Callback] = [_FinishFit(), EarlyStopping(monitor=METRIC_TEST_LOSS, mode="min", patience=train.patience)]
+    if train.compile:
+        own.append(_Compile())
+    if train.checkpoint_dir is not None:
+        own.append(ModelCheckpoint(dirpath=Path(train.checkpoint_dir), monitor=METRIC_TEST_LOSS, mode="min",
+                                   save_last=True))
+    return L.Trainer(
+        max_steps=train.max_steps,
+        max_epochs=train.max_epochs,
+        max_time=None if train.max_time_s is None else timedelta(seconds=train.max_time_s),
+        # In batches; counted across epochs because check_val_every_n_epoch is None.
+        val_check_interval=train.eval_every_steps * train.accumulate_grad_batches,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        precision=resolve_precision(train.precision),
+        accelerator="auto",
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        accumulate_grad_batches=train.accumulate_grad_batches,
+        log_every_n_steps=train.log_every_steps,
+        logger=logger if logger is not None else False,
+        callbacks=[*own, *callbacks],
+        enable_checkpointing=train.checkpoint_dir is not None,
+        enable_model_summary=False,
+        enable_progress_bar=enable_progress_bar,
+        default_root_dir=train.checkpoint_dir,
+    )
