@@ -209,8 +209,15 @@ class TransferLM(L.LightningModule):
         if float(sums[1]) == 0:
             raise ValueError("the held-out test set is empty")
         loss = sums[0] / sums[1]
-        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False)
+        # Logged to callbacks (early stopping) here, to the loggers by _log_test_loss at the optimizer step count.
+        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False, logger=False)
+        self._log_test_loss(float(loss))
         self._record_eval(float(loss))
+
+    def _log_test_loss(self, loss: float) -> None:
+        if self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics({METRIC_TEST_LOSS: loss}, step=int(self.global_step))
 
     def on_validation_end(self) -> None:
         self._reset_window()  # evaluation time is not training throughput
@@ -258,8 +265,7 @@ class TransferLM(L.LightningModule):
             batches = self._val_batches()
             if batches is not None:
                 loss = self.evaluate(batches)
-                for logger in self.trainer.loggers:
-                    logger.log_metrics({METRIC_TEST_LOSS: loss}, step=int(self.global_step))
+                self._log_test_loss(loss)
                 self._record_eval(loss)
         if self._best_state is not None:
             self._restore(self._best_state)

@@ -1,0 +1,175 @@
+"""TransferLM and build_trainer: real short fits on real text (stdlib source bytes as token ids)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from transfer_laws.lightning_modules import (
+    CheckpointError,
+    GPTConfig,
+    OptimConfig,
+    TrainConfig,
+    TrainingDiverged,
+    TransferLM,
+    build_trainer,
+    lr_factor,
+    resolve_precision,
+    save_checkpoint,
+)
+
+CONTEXT = 32
+CONFIG = GPTConfig(vocab_size=256, context_length=CONTEXT, n_layer=1, n_head=2, n_embd=32)
+
+
+def _windows(text: str, batch_size: int, shuffle: bool) -> DataLoader:
+    ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+    n = (len(ids) - 1) // CONTEXT
+    x = ids[: n * CONTEXT].view(n, CONTEXT)
+    y = ids[1 : n * CONTEXT + 1].view(n, CONTEXT)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+
+
+@pytest.fixture(scope="module")
+def loaders() -> tuple[DataLoader, DataLoader]:
+    import json as json_module
+    import textwrap
+
+    train_text = inspect.getsource(textwrap)[:6_000]  # small: a few epochs overfit it
+    test_text = inspect.getsource(json_module.decoder)[:4_000]
+    return _windows(train_text, 8, shuffle=True), _windows(test_text, 16, shuffle=False)
+
+
+class _History(L.Callback):
+    def __init__(self) -> None:
+        self.test_losses: list[float] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.test_losses.append(float(trainer.callback_metrics["test_loss"]))
+
+
+def test_schedule_values() -> None:
+    optim = OptimConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, optim, 110) == pytest.approx(0.1)
+    assert lr_factor(4, optim, 110) == pytest.approx(0.5)
+    assert lr_factor(9, optim, 110) == pytest.approx(1.0)
+    assert lr_factor(10, optim, 110) == pytest.approx(1.0)
+    assert lr_factor(60, optim, 110) == pytest.approx(0.55)  # cosine midpoint: halfway between 1 and 0.1
+    assert lr_factor(110, optim, 110) == pytest.approx(0.1)
+    assert lr_factor(500, optim, 110) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="lr"):
+        OptimConfig(lr=0)
+    with pytest.raises(ValueError, match="eval_every_steps"):
+        TrainConfig(eval_every_steps=0)
+
+
+def test_fit_lowers_test_loss_and_restores_best(
+    loaders: tuple[DataLoader, DataLoader], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    train, test = loaders
+    torch.manual_seed(0)
+    module = TransferLM(CONFIG, OptimConfig(lr=1e-2, warmup_steps=5, weight_decay=0.0))
+    initial = module.evaluate(test)
+    history = _History()
+    trainer = build_trainer(TrainConfig(max_steps=400, max_epochs=200, eval_every_steps=10, patience=4),
+                            callbacks=[history], enable_progress_bar=False)
+    assert resolve_precision("auto") == "32-true" and trainer.precision == "32-true"
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+
+    assert module.best_test_loss < initial - 0.5  # learned real structure of Python source
+    assert module.best_test_loss == pytest.approx(min(history.test_losses))
+    assert module.best_step > 0 and module.best_step % 10 == 0
+    # The text is small: the model overfits, test loss rises, early stopping ends the run before max_steps,
+    # and the weights are the best ones, not the last.
+    assert trainer.global_step < 400
+    assert history.test_losses[-1] > module.best_test_loss
+    assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
+    assert list(tmp_path.iterdir()) == []  # no logger, no checkpoint files
+
+
+def test_tokens_seen_and_final_evaluation(loaders: tuple[DataLoader, DataLoader]) -> None:
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=1e-3))
+    history = _History()
+    # 7 steps with evaluation every 5: the last two steps get the final evaluation at the end of fit.
+    trainer = build_trainer(TrainConfig(max_steps=7, eval_every_steps=5, patience=10), callbacks=[history],
+                            enable_progress_bar=False)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert module.tokens_seen == 7 * 8 * CONTEXT
+    assert len(history.test_losses) == 1  # the in-loop one at step 5
+    assert module._last_eval_step == 7  # noqa: SLF001 - the final evaluation ran
+    assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
+
+
+def test_nan_loss_raises_and_keeps_initial_weights(loaders: tuple[DataLoader, DataLoader]) -> None:
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=1e6, warmup_steps=0, grad_clip=0.0))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=20), enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at step \d+") as info:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert 0 < info.value.step < 20
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the last good weights: nothing evaluated yet
+
+
+class _Poison(L.Callback):
+    """Put a NaN into a weight after the first evaluation, as an overflow would."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        if trainer.global_step == 13:
+            with torch.no_grad():
+                pl_module.model.blocks[0].mlp.fc.weight[0, 0] = math.nan
+
+
+def test_poisoned_weights_raise_and_keep_best(loaders: tuple[DataLoader, DataLoader]) -> None:
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=3e-3))
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[_Poison()],
+                            enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 13"):
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert module.best_step == 10
+    assert all(torch.isfinite(p).all() for p in module.model.parameters())
+    assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
+
+
+def test_init_weights_from_checkpoint(tmp_path: Path, loaders: tuple[DataLoader, DataLoader]) -> None:
+    _, test = loaders
+    source = TransferLM(CONFIG)
+    folder = save_checkpoint(source.model, tmp_path / "ckpt", extra={"run_id": "r1"})
+    started = TransferLM(CONFIG, init_weights=folder)
+    assert started.evaluate(test) == source.evaluate(test)
+    assert started.n_params == 12 * 32 * 32 + 13 * 32 + 64 and started.n_params_total > started.n_params
+    wider = GPTConfig(vocab_size=256, context_length=CONTEXT, n_layer=1, n_head=2, n_embd=64)
+    with pytest.raises(CheckpointError, match="shape"):
+        TransferLM(wider, init_weights=folder)
+    assert json.loads((folder / "config.json").read_text())["extra"] == {"run_id": "r1"}
+
+
+def test_mlflow_logger_gets_test_loss_per_evaluation(sqlite_uri: str, loaders: tuple[DataLoader, DataLoader]) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
+
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=3e-3))
+    logger = MLFlowLogger(experiment_name="t", tracking_uri=sqlite_uri)
+    trainer = build_trainer(TrainConfig(max_steps=30, eval_every_steps=10, patience=10, log_every_steps=10),
+                            logger=logger, enable_progress_bar=False)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    client = MlflowClient(sqlite_uri)
+    history = client.get_metric_history(logger.run_id, "test_loss")
+    assert sorted(m.step for m in history) == [10, 20, 30]
+    assert min(m.value for m in history) == pytest.approx(module.best_test_loss, rel=1e-5)
+    train_steps = [m.step for m in client.get_metric_history(logger.run_id, "train_loss")]
+    assert len(train_steps) == 3  # batched: one logging call per log_every_steps, not one per step
+    assert client.get_metric_history(logger.run_id, "tokens_per_s")
