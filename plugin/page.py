@@ -1,0 +1,130 @@
+"""The law page on the MLflow server: ``/transfer-laws/`` (HTML), ``/transfer-laws/api/laws`` (JSON) and a
+CSRF-protected "refit now" endpoint. ``register_law_page(app)`` adds it to MLflow's Flask app.
+
+Inside the server the page reads the server's own backend store (the ``--backend-store-uri`` that ``mlflow
+server`` exports to its workers), so it works under uvicorn with one worker without calling itself over HTTP.
+Refit requests use a double-submit cookie: the page sets a random token cookie and the button sends it back
+in a header, which a cross-site form cannot do.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from dataclasses import asdict
+from typing import Any
+
+from transfer_laws.plugin.page_data import LawView, collect_laws
+from transfer_laws.plugin.page_svg import fit_plot_svg
+from transfer_laws.registry import schema
+
+URL_PREFIX = "/transfer-laws"
+CSRF_COOKIE = "tl_csrf"
+CSRF_HEADER = "X-TL-CSRF"
+_BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"  # set by `mlflow server` for its workers (mlflow.server)
+_REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"
+
+
+def page_url(base_url: str, law: str) -> str:
+    """URL of ``law``'s section on the page of the server at ``base_url``."""
+    schema.parse_law(law)
+    return f"{base_url.rstrip('/')}{URL_PREFIX}/#law-{law}"
+
+
+def page_url_markdown(base_url: str, law: str) -> str:
+    """Markdown link to the law's page, for experiment and law-version descriptions."""
+    return f"[Transfer law `{law}`: fit, runs and refit]({page_url(base_url, law)})"
+
+
+def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
+    import mlflow
+
+    uri = tracking_uri or os.environ.get(_BACKEND_ENV) or mlflow.get_tracking_uri()
+    return uri, os.environ.get(_REGISTRY_ENV) or uri
+
+
+def _client(tracking_uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    uri, registry = _store_uris(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry)
+
+
+def _ui_links(root: str, view: LawView) -> dict[str, Any]:
+    """MLflow UI hrefs (hash routes of the React app) for the version, its source run and every run."""
+    runs = {r.run_id: f"{root}/#/experiments/{r.experiment_id}/runs/{r.run_id}" for r in view.runs}
+    parents = {}
+    for r in view.runs:
+        if r.parent and r.parent.startswith("models:/") and r.parent.count("/") >= 2:
+            name, _, version = r.parent.removeprefix("models:/").rpartition("/")
+            parents[r.parent] = f"{root}/#/models/{name}/versions/{version}"
+    source = (f"{root}/#/experiments/{view.source_experiment_id}/runs/{view.source_run_id}"
+              if view.source_run_id and view.source_experiment_id else None)
+    return {"runs": runs, "parents": parents, "source": source,
+            "version": f"{root}/#/models/{view.model_name}/versions/{view.version}"}
+
+
+def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
+    """Fine-tunes grouped under the pretrained checkpoint version they started from; scratch runs last."""
+    groups: dict[str, list[Any]] = {}
+    for run in sorted(view.runs, key=lambda r: (r.n or 0, r.d_f or 0)):
+        key = run.parent or ("scratch (no checkpoint)" if run.role == schema.ROLE_SCRATCH else "unknown parent")
+        groups.setdefault(key, []).append(run)
+    return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
+
+
+def _refit(law: str, tracking_uri: str | None) -> Any:
+    from transfer_laws.registry.refit import refit_law  # lands with the refit engineer's work
+
+    uri, _ = _store_uris(tracking_uri)
+    return refit_law(law, tracking_uri=uri)
+
+
+def register_law_page(app: Any, tracking_uri: str | None = None) -> None:
+    """Add the ``/transfer-laws/`` blueprint to a Flask app (MLflow's ``mlflow.server.app``).
+
+    ``tracking_uri`` overrides the store the page reads; by default it is the server's backend store.
+    """
+    from flask import Blueprint, abort, jsonify, make_response, render_template, request
+
+    page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
+                     static_folder="static", static_url_path="/static")
+
+    @page.get("/")
+    def index() -> Any:
+        views = collect_laws(_client(tracking_uri))
+        root = request.script_root
+        token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        laws = []
+        for view in views:
+            links = _ui_links(root, view)
+            laws.append({"view": view, "links": links, "lineage": _lineage(view),
+                         "plot": fit_plot_svg(view.runs, links["runs"])})
+        response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
+                                                 csrf_token=token, prefix=root + URL_PREFIX))
+        response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
+        return response
+
+    @page.get("/api/laws")
+    def api_laws() -> Any:
+        return jsonify({"laws": [asdict(view) for view in collect_laws(_client(tracking_uri))]})
+
+    @page.post("/api/laws/<law>/refit")
+    def refit(law: str) -> Any:
+        cookie, sent = request.cookies.get(CSRF_COOKIE, ""), request.headers.get(CSRF_HEADER, "")
+        if not cookie or not hmac.compare_digest(cookie, sent):
+            abort(make_response(jsonify({"error": "missing or mismatched CSRF token; reload the page"}), 403))
+        try:
+            schema.parse_law(law)
+        except ValueError as err:
+            abort(make_response(jsonify({"error": str(err)}), 400))
+        try:
+            result = _refit(law, tracking_uri)
+        except ImportError as err:
+            abort(make_response(jsonify({"error": f"refit is not available on this server: {err}"}), 503))
+        except (ValueError, LookupError) as err:  # e.g. too few runs to fit: the user's data, not the server
+            abort(make_response(jsonify({"error": f"refit of {law} failed: {err}"}), 422))
+        return jsonify({"law": law, "result": str(result)})
+
+    app.register_blueprint(page)

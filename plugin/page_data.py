@@ -1,0 +1,176 @@
+"""What the law page shows, read from MLflow: each law's latest version, its fit and the runs behind it.
+
+Pure reads through an ``MlflowClient``; no Flask here, so the JSON endpoint, the HTML page and tests share it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.registry import schema
+
+PARAMS = ("k", "alpha", "beta")
+"""The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
+_BOUND = re.compile(r"^(k|alpha|beta)[_.](lo|low|lower|hi|high|upper)$")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run the law is fitted from (a fine-tune) or compared against (a scratch run on the same target)."""
+
+    run_id: str
+    """MLflow run id."""
+    experiment_id: str
+    """The run's experiment (for its UI link)."""
+    name: str
+    """Run name."""
+    role: str
+    """``finetune`` or ``scratch`` (schema.ROLES)."""
+    n: float | None
+    """Non-embedding parameters N (schema.PARAM_N)."""
+    d_f: float | None
+    """Target-distribution tokens seen, D_F (schema.PARAM_D_F_TOKENS)."""
+    best_loss: float | None
+    """Best held-out test loss in nats/token (schema.METRIC_BEST_TEST_LOSS)."""
+    parent: str | None
+    """``models:/name/version`` of the pretrained checkpoint a fine-tune started from."""
+
+
+@dataclass(frozen=True)
+class LawView:
+    """One law as the page shows it."""
+
+    law: str
+    """``<source>-to-<target>``."""
+    model_name: str
+    """Registered model holding the law's versions (``transfer-law-<law>``)."""
+    version: str
+    """The version shown: the one under alias ``latest``, else the highest."""
+    aliases: list[str]
+    """Aliases on that version."""
+    version_count: int
+    """How many versions the law has."""
+    source_run_id: str | None
+    """The run the version was registered from (holds k, alpha, beta as metrics)."""
+    source_experiment_id: str | None
+    """That run's experiment."""
+    params: dict[str, float | None]
+    """k, alpha, beta."""
+    intervals: dict[str, list[float]]
+    """Per parameter, ``[low, high]`` where the fit logged bounds."""
+    runs: list[RunRow] = field(default_factory=list)
+    """Fine-tunes tagged with this law and scratch runs on its target."""
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    """Runs the fit left out, ``{"run_id", "reason"}``."""
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _source_metrics(client: Any, mv: Any) -> tuple[dict[str, float], str | None, str | None]:
+    """Metrics of the version's source run, else of its logged model (OSS versions point at ``models:/m-...``)."""
+    metrics: dict[str, float] = {}
+    run_id, experiment_id = mv.run_id, None
+    if run_id:
+        run = client.get_run(run_id)
+        metrics.update(run.data.metrics)
+        experiment_id = run.info.experiment_id
+    source = mv.source or ""
+    if source.startswith("models:/m-"):
+        model = client.get_logged_model(source.removeprefix("models:/"))
+        for metric in model.metrics or []:
+            metrics.setdefault(metric.key, metric.value)
+        run_id = run_id or model.source_run_id
+        experiment_id = experiment_id or model.experiment_id
+    return metrics, run_id, experiment_id
+
+
+def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
+    bounds: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = _BOUND.match(key)
+        if match:
+            side = "lo" if match.group(2).startswith("lo") else "hi"
+            bounds.setdefault(match.group(1), {})[side] = value
+    return {p: [b["lo"], b["hi"]] for p, b in bounds.items() if {"lo", "hi"} <= set(b)}
+
+
+def _row(run: Any) -> RunRow:
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    return RunRow(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        name=run.info.run_name or run.info.run_id[:8],
+        role=tags.get(schema.TAG_ROLE, ""),
+        n=_float(params.get(schema.PARAM_N)),
+        d_f=_float(params.get(schema.PARAM_D_F_TOKENS)),
+        best_loss=_float(metrics.get(schema.METRIC_BEST_TEST_LOSS)),
+        parent=tags.get(schema.TAG_PARENT),
+    )
+
+
+def law_runs(client: Any, law: str) -> list[RunRow]:
+    """Fine-tunes of ``law`` and scratch runs on its target, over every experiment, finished ones only."""
+    _, target = schema.parse_law(law)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    filters = (
+        f"tags.`{schema.TAG_LAW}` = '{law}' and tags.`{schema.TAG_ROLE}` = '{schema.ROLE_FINETUNE}'",
+        f"tags.`{schema.TAG_TARGET}` = '{target}' and tags.`{schema.TAG_ROLE}` = '{schema.ROLE_SCRATCH}'",
+    )
+    rows = []
+    for flt in filters:
+        runs = client.search_runs(experiments, filter_string=f"{flt} and attributes.status = 'FINISHED'",
+                                  max_results=5000)
+        rows.extend(_row(run) for run in runs)
+    return rows
+
+
+def _excluded_from_tags(mv: Any) -> list[dict[str, str]]:
+    """Excluded runs recorded on the version as ``transfer.excluded.<run_id>`` = reason (written by the refit)."""
+    prefix = "transfer.excluded."
+    return [{"run_id": k.removeprefix(prefix), "reason": v} for k, v in sorted(mv.tags.items()) if k.startswith(prefix)]
+
+
+def _shown_version(client: Any, name: str) -> tuple[Any, int]:
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise LookupError(f"registered model {name!r} has no versions")
+    try:
+        shown = client.get_model_version_by_alias(name, schema.LAW_ALIAS)
+    except Exception:  # noqa: BLE001 - no alias yet: show the newest version
+        shown = max(versions, key=lambda v: int(v.version))
+    return shown, len(versions)
+
+
+def law_view(client: Any, name: str) -> LawView:
+    """The page's view of one registered law model."""
+    mv, count = _shown_version(client, name)
+    law = mv.tags.get(schema.LAW_TAG_LAW) or name.removeprefix(schema.LAW_MODEL_PREFIX)
+    metrics, run_id, experiment_id = _source_metrics(client, mv)
+    return LawView(
+        law=law,
+        model_name=name,
+        version=str(mv.version),
+        aliases=sorted(mv.aliases or []),
+        version_count=count,
+        source_run_id=run_id,
+        source_experiment_id=experiment_id,
+        params={p: metrics.get(p) for p in PARAMS},
+        intervals=_intervals(metrics),
+        runs=law_runs(client, law),
+        excluded=_excluded_from_tags(mv),
+    )
+
+
+def collect_laws(client: Any) -> list[LawView]:
+    """Every registered model named ``transfer-law-*``, sorted by law."""
+    models = client.search_registered_models(filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'")
+    return sorted((law_view(client, m.name) for m in models), key=lambda view: view.law)
