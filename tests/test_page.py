@@ -17,8 +17,7 @@ PARENT = "models:/gpt-text/3"
 
 
 def _run(client: Any, exp: str, role: str, n: float, d_f: float, loss: float, **tags: str) -> str:
-    run = client.create_run(exp, run_name=f"{role}-{int(n)}-{int(d_f)}",
-                            tags={schema.TAG_ROLE: role, schema.TAG_TARGET: "python", **tags})
+    run = client.create_run(exp, run_name=f"{role}-{int(n)}-{int(d_f)}", tags={schema.TAG_ROLE: role, **tags})
     rid = run.info.run_id
     client.log_param(rid, schema.PARAM_N, str(int(n)))
     client.log_param(rid, schema.PARAM_D_F_TOKENS, str(int(d_f)))
@@ -27,32 +26,38 @@ def _run(client: Any, exp: str, role: str, n: float, d_f: float, loss: float, **
     return rid
 
 
-@pytest.fixture
-def store(sqlite_uri: str) -> dict[str, Any]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(sqlite_uri, sqlite_uri)
-    exp = client.create_experiment(schema.DEFAULT_EXPERIMENT)
-    ft = {schema.TAG_LAW: LAW, schema.TAG_PARENT: PARENT, schema.TAG_SOURCE: "text"}
+def seed_law(client: Any, law: str, experiment: str) -> dict[str, Any]:
+    """Three fine-tunes of ``law``, a scratch run on its target, another law's run, and two law versions."""
+    _, target = schema.parse_law(law)
+    exp = client.create_experiment(experiment)
+    ft = {schema.TAG_LAW: law, schema.TAG_PARENT: PARENT, schema.TAG_SOURCE: "text", schema.TAG_TARGET: target}
     finetunes = [_run(client, exp, schema.ROLE_FINETUNE, 1e5, d, 3.0 - 0.2 * i, **ft)
                  for i, d in enumerate((1e4, 1e5, 1e6))]
-    scratch = _run(client, exp, schema.ROLE_SCRATCH, 1e5, 1e5, 3.5)
-    other = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 1e5, 1.0, **{schema.TAG_LAW: "text-to-prose"})
-    fit = client.create_run(exp, run_name="fit", tags={schema.TAG_LAW: LAW})
+    scratch = _run(client, exp, schema.ROLE_SCRATCH, 1e5, 1e5, 3.5, **{schema.TAG_TARGET: target})
+    other = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 1e5, 1.0, **{schema.TAG_LAW: f"text-to-{target}x"})
+    fit = client.create_run(exp, run_name="fit", tags={schema.TAG_LAW: law})
     for key, value in {"k": 1.9e4, "alpha": 0.18, "beta": 0.38, "k_lo": 1.0e4, "k_hi": 3.0e4,
                        "alpha_lo": 0.12, "alpha_hi": 0.24}.items():
         client.log_metric(fit.info.run_id, key, value)
     client.set_terminated(fit.info.run_id)
-    name = schema.law_model_name(LAW)
+    name = schema.law_model_name(law)
     client.create_registered_model(name)
     for _ in range(2):
         mv = client.create_model_version(name, f"runs:/{fit.info.run_id}/law", run_id=fit.info.run_id,
-                                         tags={schema.LAW_TAG_LAW: LAW, schema.LAW_TAG_FINGERPRINT: "abc",
+                                         tags={schema.LAW_TAG_LAW: law, schema.LAW_TAG_FINGERPRINT: "abc",
                                                f"transfer.excluded.{other}": "diverged (loss NaN)"})
     # MLflow reserves the alias "latest" (schema.LAW_ALIAS): the page then shows the highest version.
     client.set_registered_model_alias(name, "reviewed", mv.version)
     return {"client": client, "exp": exp, "finetunes": finetunes, "scratch": scratch, "other": other,
-            "fit": fit.info.run_id, "uri": sqlite_uri}
+            "fit": fit.info.run_id}
+
+
+@pytest.fixture
+def store(sqlite_uri: str) -> dict[str, Any]:
+    from mlflow import MlflowClient
+
+    seeded = seed_law(MlflowClient(sqlite_uri, sqlite_uri), LAW, schema.DEFAULT_EXPERIMENT)
+    return {**seeded, "uri": sqlite_uri}
 
 
 @pytest.fixture
