@@ -1,0 +1,30 @@
+"""The MLflow plugin: run facts written by a Lightning callback, the run context provider, resume helpers.
+
+Import-light on purpose: ``import mlflow`` loads our run context provider from this package, so nothing here
+imports MLflow or Lightning at import time; the callback and helpers load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from transfer_laws.plugin.facts import RunFacts
+
+_LAZY = {
+    "TransferFactsCallback": "transfer_laws.plugin.callback",
+    "replay_facts": "transfer_laws.plugin.callback",
+    "FACTS_FILE": "transfer_laws.plugin.callback",
+    "TransferRunContextProvider": "transfer_laws.plugin.run_context",
+    "checkpoint_extra": "transfer_laws.plugin.resume",
+    "checkpoint_run_id": "transfer_laws.plugin.resume",
+    "resume_logger": "transfer_laws.plugin.resume",
+}
+
+__all__ = ["RunFacts", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,228 @@
+"""TransferFactsCallback: writes a run's facts (N, D_F, tags, data and model inputs, best loss) to MLflow.
+
+It works with Lightning's ``MLFlowLogger`` (the run id comes from ``trainer.loggers``) and with a fluent run
+(``mlflow.start_run`` / ``mlflow.pytorch.autolog``: ``mlflow.active_run()``). Each group of facts is one
+``log_batch`` (or one ``log_inputs``) call, never a request per step. A write that fails is retried a few times;
+what still cannot be written is kept and, at the end, saved as JSON next to the checkpoint
+(``replay_facts`` writes it later), so an unreachable server loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.registry.schema import (
+    METRIC_BEST_TEST_LOSS,
+    PARAM_CONTEXT,
+    PARAM_D_F_CHARS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
+    PARAM_N_EMBD,
+    PARAM_N_HEAD,
+    PARAM_N_LAYER,
+    PARAM_N_TOTAL,
+    PARAM_VOCAB,
+    ROLE_PRETRAIN,
+    TAG_FAILURE,
+    TAG_TOKENIZER,
+)
+
+FACTS_FILE = "unwritten-run-facts.json"
+CONTEXT_TAG = "mlflow.data.context"
+TOKENS_TAG = "transfer.tokens"
+BEST_STEP_METRIC = "best_step"
+
+
+class TransferFactsCallback(L.Callback):
+    """Writes the run's facts at fit start and its best test loss (or failure reason) at the end.
+
+    ``N`` is non-embedding parameters (``TransferLM.n_params``, see ``non_embedding_params``); ``D_F_tokens`` and
+    ``D_F_chars`` are the DataModule's exact training-set token and character counts.
+    """
+
+    def __init__(self, facts: RunFacts, *, run_id: str | None = None, tracking_uri: str | None = None,
+                 fallback_dir: Path | None = None, attempts: int = 3, retry_wait_s: float = 0.5) -> None:
+        """``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
+        (default: the trainer's ``default_root_dir``)."""
+        super().__init__()
+        self.facts = facts
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self.fallback_dir = fallback_dir
+        self.attempts = max(1, attempts)
+        self.retry_wait_s = retry_wait_s
+        self.unwritten: list[dict[str, Any]] = []
+        self.facts_file: Path | None = None
+        self._client: Any = None
+
+    # -- Lightning hooks ----------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resolve_run(trainer)
+        if self.run_id is None:
+            warnings.warn("TransferFactsCallback: no MLflow run (no MLFlowLogger, no active run); facts not logged",
+                          stacklevel=2)
+            return
+        datamodule = getattr(trainer, "datamodule", None)
+        self._write({"kind": "params", "values": _params(pl_module, datamodule)})
+        tags = self.facts.tags()
+        digest = getattr(datamodule, "tokenizer_digest", None)
+        if digest:
+            tags[TAG_TOKENIZER] = str(digest)
+        self._write({"kind": "tags", "values": tags})
+        self._write({"kind": "inputs", "datasets": _dataset_inputs(self.facts, datamodule),
+                     "model_id": self.facts.parent_model_id})
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.run_id is None:
+            return
+        best = float(getattr(pl_module, "best_test_loss", math.inf))
+        if math.isfinite(best):
+            metrics = {METRIC_BEST_TEST_LOSS: best, BEST_STEP_METRIC: float(getattr(pl_module, "best_step", -1))}
+            self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
+        self._save_unwritten(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.run_id is None:
+            return
+        reason = f"{type(exception).__name__}: {exception}"[:5000]
+        self._write({"kind": "tags", "values": {TAG_FAILURE: reason}})
+        self._save_unwritten(trainer)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def _resolve_run(self, trainer: L.Trainer) -> None:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        if self.run_id is None:
+            for logger in trainer.loggers:
+                if isinstance(logger, MLFlowLogger):
+                    self.run_id = logger.run_id
+                    self.tracking_uri = self.tracking_uri or logger._tracking_uri  # noqa: SLF001 - its store
+                    break
+        if self.run_id is None:
+            import mlflow
+
+            active = mlflow.active_run()
+            if active is not None:
+                self.run_id = active.info.run_id
+
+    def _write(self, group: dict[str, Any]) -> bool:
+        """One request for the group, retried; False (and kept in ``unwritten``) if it never got through."""
+        error: Exception | None = None
+        for attempt in range(self.attempts):
+            try:
+                write_group(self._mlflow_client(), self.run_id, group)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the store is retried, then kept
+                error = exc
+                if attempt + 1 < self.attempts:
+                    time.sleep(self.retry_wait_s * (attempt + 1))
+        warnings.warn(f"could not write run facts ({group['kind']}) to MLflow: {error}; keeping them", stacklevel=2)
+        self.unwritten.append(group)
+        return False
+
+    def _mlflow_client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def _save_unwritten(self, trainer: L.Trainer) -> None:
+        if not self.unwritten:
+            return
+        folder = Path(self.fallback_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / FACTS_FILE
+        payload = {"run_id": self.run_id, "tracking_uri": self.tracking_uri, "groups": self.unwritten}
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        self.facts_file = path
+        warnings.warn(f"MLflow unreachable: {len(self.unwritten)} group(s) of run facts saved to {path}; "
+                      "write them later with transfer_laws.plugin.replay_facts", stacklevel=2)
+
+
+def write_group(client: Any, run_id: str, group: dict[str, Any]) -> None:
+    """Write one saved group of facts to a run in one request."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, Metric, Param, RunTag
+
+    kind = group["kind"]
+    if kind == "params":
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in group["values"].items()])
+    elif kind == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in group["values"].items()])
+    elif kind == "metrics":
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, group["step"]) for k, v in group["values"].items()])
+    elif kind == "inputs":
+        datasets = [
+            DatasetInput(Dataset(**d["dataset"]), [InputTag(k, str(v)) for k, v in d["tags"].items()])
+            for d in group["datasets"]
+        ]
+        models = [LoggedModelInput(group["model_id"])] if group.get("model_id") else None
+        if datasets or models:
+            client.log_inputs(run_id, datasets=datasets or None, models=models)
+    else:
+        raise ValueError(f"unknown facts group kind {kind!r}")
+
+
+def replay_facts(path: Path, tracking_uri: str | None = None) -> int:
+    """Write the groups a callback saved to ``path`` (when the server was unreachable); returns how many."""
+    from mlflow import MlflowClient
+
+    payload = json.loads(Path(path).read_text())
+    client = MlflowClient(tracking_uri=tracking_uri or payload.get("tracking_uri"))
+    for group in payload["groups"]:
+        write_group(client, payload["run_id"], group)
+    return len(payload["groups"])
+
+
+def _params(pl_module: L.LightningModule, datamodule: Any) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for name, attr in ((PARAM_N, "n_params"), (PARAM_N_TOTAL, "n_params_total")):
+        if hasattr(pl_module, attr):
+            params[name] = int(getattr(pl_module, attr))
+    config = getattr(getattr(pl_module, "model", None), "config", None)
+    if config is not None:
+        for name, attr in ((PARAM_N_LAYER, "n_layer"), (PARAM_N_HEAD, "n_head"), (PARAM_N_EMBD, "n_embd"),
+                           (PARAM_CONTEXT, "context_length"), (PARAM_VOCAB, "vocab_size")):
+            params[name] = int(getattr(config, attr))
+    for name, attr in ((PARAM_D_F_TOKENS, "train_tokens"), (PARAM_D_F_CHARS, "train_chars")):
+        if getattr(datamodule, attr, None) is not None:
+            params[name] = int(getattr(datamodule, attr))
+    return params
+
+
+def _dataset_inputs(facts: RunFacts, datamodule: Any) -> list[dict[str, Any]]:
+    """Training and test data as MLflow dataset inputs, with the DataModule's explicit content digests."""
+    if datamodule is None:
+        return []
+    corpus = str(getattr(datamodule, "corpus_name", None) or facts.target or facts.source or "corpus")
+    train_context = "pretraining" if facts.role == ROLE_PRETRAIN else "fine-tuning"
+    inputs = []
+    for split, context, digest_attr, tokens_attr in (("train", train_context, "train_digest", "train_tokens"),
+                                                     ("test", "test", "test_digest", "test_tokens")):
+        digest = getattr(datamodule, digest_attr, None)
+        if not digest:
+            continue
+        tokens = getattr(datamodule, tokens_attr, None)
+        dataset = {
+            "name": f"{corpus}-{split}",
+            "digest": str(digest)[:36],  # MLflow's dataset digest column holds 36 characters
+            "source_type": "transfer-laws-corpus",
+            "source": json.dumps({"corpus": corpus, "split": split, "digest": str(digest)}),
+            "schema": None,
+            "profile": json.dumps({"tokens": tokens}),
+        }
+        tags = {CONTEXT_TAG: context}
+        if tokens is not None:
+            tags[TOKENS_TAG] = str(int(tokens))
+        inputs.append({"dataset": dataset, "tags": tags})
+    return inputs
+

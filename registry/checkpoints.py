@@ -1,0 +1,274 @@
+"""Pretrained checkpoints in the MLflow model registry: register a folder, load it back by URI.
+
+A checkpoint is a folder written by ``save_checkpoint`` (``model.safetensors`` + ``config.json``, optionally a
+``tokenizer/`` folder): no pickle. Registering makes it an MLflow LoggedModel holding the folder's files plus a
+``manifest.json`` of SHA-256 digests, and a registered-model version tagged with N, tokens seen, corpus and the
+digests (schema ``CKPT_TAG_*``) that takes an alias. Loading downloads the files from whatever artifact store the
+server uses (local, S3), checks them against the manifest and reads them, so a missing, corrupted or truncated
+file is a clear ``CheckpointError`` before any training starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transfer_laws.registry.schema import (
+    CKPT_KIND_PRETRAINED,
+    CKPT_TAG_CORPUS,
+    CKPT_TAG_CORPUS_DIGEST,
+    CKPT_TAG_KIND,
+    CKPT_TAG_N,
+    CKPT_TAG_TOKENIZER_DIGEST,
+    CKPT_TAG_TOKENS_SEEN,
+    DEFAULT_CHECKPOINT_ALIAS,
+    DEFAULT_EXPERIMENT,
+)
+
+MANIFEST = "manifest.json"
+FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
+CHECKPOINT_ARTIFACT_PATH = "checkpoint"
+"""Where a run may log its checkpoint folder as run artifacts (``register_run`` looks there first)."""
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+def _checkpoint_error(message: str) -> Exception:
+    from transfer_laws.lightning_modules import CheckpointError
+
+    return CheckpointError(message)
+
+
+@dataclass(frozen=True)
+class RegisteredCheckpoint:
+    """A checkpoint version in the registry."""
+
+    name: str
+    """Registered model name."""
+    version: int
+    """Version number."""
+    model_id: str
+    """MLflow LoggedModel id (``m-...``) holding the files."""
+    uri: str
+    """``models:/name/version``."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A registered checkpoint downloaded and verified."""
+
+    folder: Path
+    """Local folder with the checkpoint files (``load_checkpoint(folder)`` reads it)."""
+    name: str
+    """Registered model name."""
+    version: int
+    """Version number the URI resolved to."""
+    model_id: str
+    """LoggedModel id, logged as a fine-tune's model input."""
+    pretrain_run_id: str | None
+    """The run that produced the checkpoint."""
+    tokenizer_digest: str | None
+    """Digest of the tokenizer the checkpoint was trained with."""
+    parent_uri: str
+    """``models:/name/<version number>``: the exact version (an alias moves; this does not)."""
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name/3`` -> (name, "3", None); ``models:/name@alias`` -> (name, None, alias)."""
+    match = _URI.match(uri or "")
+    if not match:
+        raise _checkpoint_error(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
+    return match["name"], match["version"], match["alias"]
+
+
+def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """SHA-256 and size of every file under ``folder`` (relative POSIX paths), the manifest itself excluded."""
+    manifest = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        manifest[path.relative_to(folder).as_posix()] = {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return manifest
+
+
+def verify_manifest(folder: Path) -> None:
+    """CheckpointError naming the first missing, truncated or altered file."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise _checkpoint_error(f"checkpoint {folder} has no {MANIFEST}")
+    expected = json.loads(path.read_text())
+    actual = file_manifest(folder)
+    for name, entry in expected.items():
+        got = actual.get(name)
+        if got is None:
+            raise _checkpoint_error(f"checkpoint {folder}: file {name} is missing")
+        if got["bytes"] != entry["bytes"]:
+            raise _checkpoint_error(f"checkpoint {folder}: file {name} is truncated or padded "
+                                    f"({got['bytes']} bytes, expected {entry['bytes']})")
+        if got["sha256"] != entry["sha256"]:
+            raise _checkpoint_error(f"checkpoint {folder}: file {name} is corrupted (SHA-256 mismatch)")
+
+
+def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: str = DEFAULT_CHECKPOINT_ALIAS,
+                        run_id: str | None = None, tags: dict[str, Any] | None = None,
+                        tracking_uri: str | None = None) -> RegisteredCheckpoint:
+    """Register a checkpoint folder as a new version of ``name`` and point ``alias`` at it.
+
+    Version tags come from config.json's ``extra`` (``tokens_seen``, ``corpus``, ``corpus_digest``,
+    ``tokenizer_digest``) and N from the model shape (non-embedding parameters, ``non_embedding_params``);
+    ``tags`` override or add. The folder is validated first: a bad folder registers nothing.
+    """
+    from mlflow import MlflowClient
+
+    from transfer_laws.lightning_modules import load_checkpoint, non_embedding_params
+
+    folder = Path(folder)
+    pickles = [p.name for p in folder.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
+    if pickles:
+        raise _checkpoint_error(f"checkpoint {folder} holds pickle-format files {pickles}; only safetensors/JSON")
+    model, extra = load_checkpoint(folder)  # CheckpointError on a missing, corrupt or truncated file
+    version_tags = {
+        CKPT_TAG_KIND: CKPT_KIND_PRETRAINED,
+        CKPT_TAG_N: non_embedding_params(model),
+        CKPT_TAG_TOKENS_SEEN: extra.get("tokens_seen"),
+        CKPT_TAG_CORPUS: extra.get("corpus") or extra.get("source"),
+        CKPT_TAG_CORPUS_DIGEST: extra.get("corpus_digest"),
+        CKPT_TAG_TOKENIZER_DIGEST: extra.get("tokenizer_digest"),
+        **(tags or {}),
+    }
+    version_tags = {k: str(v) for k, v in version_tags.items() if v is not None}
+    run_id = run_id or extra.get("run_id")
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment_id = _experiment_for(client, run_id)
+
+    logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=version_tags)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / "checkpoint"
+            _stage(folder, staged)
+            client.log_model_artifacts(logged.model_id, str(staged))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+
+    _ensure_registered_model(client, name)
+    mv = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id, tags=version_tags,
+                                     model_id=logged.model_id)
+    client.set_registered_model_alias(name, alias, mv.version)
+    version = int(mv.version)
+    return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=f"models:/{name}/{version}")
+
+
+def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | None = None) -> LoadedCheckpoint:
+    """Download a registered checkpoint (``models:/name@alias`` or ``models:/name/version``) and verify it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from transfer_laws.lightning_modules import load_checkpoint
+
+    name, version, alias = parse_model_uri(uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise _checkpoint_error(f"checkpoint {uri} does not exist in the registry: {exc.message}") from exc
+    model_id = model_id_of(mv)
+    logged = client.get_logged_model(model_id)
+    folder = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-v{mv.version}-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        local = Path(download_artifacts(artifact_uri=logged.artifact_location, dst_path=str(folder),
+                                        tracking_uri=tracking_uri))
+    except MlflowException as exc:
+        raise _checkpoint_error(f"checkpoint {uri}: could not download its files: {exc.message}") from exc
+    verify_manifest(local)
+    load_checkpoint(local)  # the weights really load
+    tags = dict(mv.tags or {})
+    return LoadedCheckpoint(folder=local, name=name, version=int(mv.version), model_id=model_id,
+                            pretrain_run_id=mv.run_id or logged.source_run_id,
+                            tokenizer_digest=tags.get(CKPT_TAG_TOKENIZER_DIGEST),
+                            parent_uri=f"models:/{name}/{int(mv.version)}")
+
+
+class TokenizerMismatch(ValueError):
+    """The data's tokenizer is not the one a checkpoint was trained with."""
+
+
+def check_tokenizer(loaded: LoadedCheckpoint, data_tokenizer_digest: str) -> None:
+    """Raise TokenizerMismatch unless the data is tokenized like the checkpoint's pretraining data."""
+    if loaded.tokenizer_digest is None:
+        raise TokenizerMismatch(f"{loaded.parent_uri} records no tokenizer digest; cannot check the data's tokenizer")
+    if loaded.tokenizer_digest != data_tokenizer_digest:
+        raise TokenizerMismatch(
+            f"tokenizer mismatch: {loaded.parent_uri} was trained with tokenizer {loaded.tokenizer_digest}, the data "
+            f"is tokenized with {data_tokenizer_digest}; use the checkpoint's tokenizer/ folder")
+
+
+def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_CHECKPOINT_ALIAS,
+                 checkpoints_root: Path | None = None, tracking_uri: str | None = None) -> RegisteredCheckpoint:
+    """Register the checkpoint of a finished run: its ``checkpoint/`` artifacts, else ``checkpoints_root/run_id``."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from transfer_laws.registry.schema import TAG_SOURCE
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise _checkpoint_error(f"run {run_id} does not exist: {exc.message}") from exc
+    name = name or f"pretrained-{run.data.tags.get(TAG_SOURCE, 'text')}"
+    logged = [f.path for f in client.list_artifacts(run_id)]
+    if CHECKPOINT_ARTIFACT_PATH in logged:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT_PATH, dst_path=tmp,
+                                       tracking_uri=tracking_uri)
+            return register_checkpoint(Path(local), name=name, alias=alias, run_id=run_id, tracking_uri=tracking_uri)
+    if checkpoints_root is not None and (Path(checkpoints_root) / run_id).is_dir():
+        return register_checkpoint(Path(checkpoints_root) / run_id, name=name, alias=alias, run_id=run_id,
+                                   tracking_uri=tracking_uri)
+    raise _checkpoint_error(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT_PATH}' artifacts and no local "
+                            f"checkpoint folder was found under {checkpoints_root}")
+
+
+def model_id_of(mv: Any) -> str:
+    """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    source = str(mv.source or "")
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/")[0]
+    raise _checkpoint_error(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
+
+
+def _stage(folder: Path, staged: Path) -> None:
+    import shutil
+
+    shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("*.tmp", MANIFEST))
+    (staged / MANIFEST).write_text(json.dumps(file_manifest(staged), indent=2, sort_keys=True))
+
+
+def _experiment_for(client: Any, run_id: str | None) -> str:
+    if run_id:
+        return client.get_run(run_id).info.experiment_id
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    return experiment.experiment_id if experiment else client.create_experiment(DEFAULT_EXPERIMENT)
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
