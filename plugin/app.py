@@ -1,16 +1,47 @@
 """The ``mlflow.app`` entry point ``transfer-laws``: ``mlflow server --app-name transfer-laws``.
 
-Placeholder while the refit hook lands; serves MLflow's own app unchanged.
+Adds to MLflow's own Flask app: the refit hook (``plugin/hook.py``), the signed webhook endpoint
+(``plugin/webhooks.py``) and, when installed, the law page (``plugin/page.py``). With
+``TRANSFER_LAWS_BASIC_AUTH=1`` it is composed with MLflow's basic-auth app (only one ``--app-name`` is allowed, so
+we call ``mlflow.server.auth.create_app`` ourselves); note that basic-auth then also guards the webhook route, so
+MLflow's deliveries need auth disabled for it or a reverse proxy. Under uvicorn (the default server) the Flask
+app is returned wrapped by ``create_fastapi_app``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Any
+
+BASIC_AUTH_ENV = "TRANSFER_LAWS_BASIC_AUTH"
+
+
+def _add_law_page(flask_app: Any) -> None:
+    if importlib.util.find_spec("transfer_laws.plugin.page") is None:
+        return
+    from transfer_laws.plugin.page import register_law_page
+
+    register_law_page(flask_app)
 
 
 def create_app() -> Any:
     """Factory called by ``mlflow server --app-name transfer-laws``."""
     from mlflow.server import app as flask_app
-    from mlflow.server.fastapi_app import create_fastapi_app
 
-    return create_fastapi_app(flask_app)
+    from transfer_laws.plugin.hook import install_refit_hook
+    from transfer_laws.plugin.webhooks import register_webhook_route
+
+    install_refit_hook(flask_app)
+    register_webhook_route(flask_app)
+    _add_law_page(flask_app)
+    if os.environ.get(BASIC_AUTH_ENV) == "1":
+        from mlflow.server.auth import create_app as create_auth_app
+
+        # Returns the FastAPI wrapper itself under uvicorn, the Flask app otherwise.
+        return create_auth_app(flask_app)
+    if os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn":
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        return create_fastapi_app(flask_app)
+    return flask_app

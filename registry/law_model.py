@@ -1,0 +1,91 @@
+"""The law as a pyfunc model, logged from code (no pickle): ``predict`` maps (N, D_F) to the transfer law's numbers.
+
+The logged model is a two-line code file that builds ``LawModel`` plus the fit folder as its ``fit`` artifact;
+loading it needs this package installed, nothing unpickled. ``N`` is the non-embedding parameter count and ``D_F``
+the fine-tuning tokens, as in ``transfer_laws.registry.schema``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+
+PREDICT_INPUTS = ("N", "D_F")
+PREDICT_OUTPUTS = {
+    "D_T": "d_t",
+    "D_E": "d_e",
+    "multiplier": "multiplier",
+    "fraction": "fraction",
+    "predicted_loss": "loss",
+}
+"""Output column -> field of the fitter's ``Prediction``; each also comes as ``<name>_low``/``<name>_high``."""
+
+_CODE = """\
+# Built by transfer_laws.registry.law_model: the law model, loaded from code.
+from mlflow.models import set_model
+
+from transfer_laws.registry.law_model import LawModel
+
+set_model(LawModel())
+"""
+
+
+def _column(prediction: Any, name: str) -> Any:
+    if isinstance(prediction, dict):
+        return prediction.get(name)
+    if hasattr(prediction, "columns"):
+        return prediction[name] if name in prediction.columns else None
+    return getattr(prediction, name, None)
+
+
+class LawModel(mlflow.pyfunc.PythonModel):
+    """Serves a saved ``TransferLaw`` (the ``fit`` artifact)."""
+
+    def load_context(self, context: Any) -> None:
+        from transfer_laws.registry.fit import TransferLaw
+
+        self.law = TransferLaw.load(context.artifacts["fit"])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """A table with columns N, D_F -> D_T, D_E, multiplier, fraction, predicted_loss and their intervals."""
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.DataFrame(model_input)
+        missing = [c for c in PREDICT_INPUTS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"law model input needs columns {list(PREDICT_INPUTS)}; missing {missing}")
+        n = frame["N"].to_numpy(dtype=float)
+        d_f = frame["D_F"].to_numpy(dtype=float)
+        if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(d_f)) and np.all(d_f > 0)):
+            raise ValueError("law model input N and D_F must be positive finite numbers")
+        prediction = self.law.predict(n, d_f)
+        out = pd.DataFrame({"N": n, "D_F": d_f})
+        for name, field in PREDICT_OUTPUTS.items():
+            for suffix in ("", "_low", "_high"):
+                value = _column(prediction, field + suffix)
+                out[name + suffix] = np.asarray(value, dtype=float) if value is not None else np.nan
+        return out
+
+
+def pip_requirements() -> list[str]:
+    """What loading the law model needs: this package (it carries the fitter) and MLflow."""
+    from importlib.metadata import version
+
+    return [f"mlflow-transfer-laws=={version('mlflow-transfer-laws')}", f"mlflow=={version('mlflow')}"]
+
+
+def log_law_model(fit_folder: Path, name: str = "law") -> Any:
+    """Log the law model in the active run; returns MLflow's ``ModelInfo`` (``.model_uri`` is ``models:/m-...``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / "law_model_code.py"
+        code.write_text(_CODE)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={"fit": str(fit_folder)},
+            pip_requirements=pip_requirements(),
+        )

@@ -1,0 +1,226 @@
+"""MLflow runs -> fitter inputs: every finished run of a law, read with paginated ``search_runs``.
+
+A law ``<source>-to-<target>`` is measured by its fine-tunes (tag ``transfer.law``) against the scratch runs of
+its target (tag ``transfer.target``). ``N`` is the non-embedding parameter count the training callback logged
+(see ``transfer_laws.registry.schema``); nothing is recomputed here. A run that lacks a number the fit needs is
+not dropped silently: it lands in ``LawInputs.excluded`` with the reason, which goes into the fit report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.registry.schema import (
+    LAW_MODEL_PREFIX,
+    METRIC_BEST_TEST_LOSS,
+    PARAM_D_F_CHARS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
+    ROLE_FINETUNE,
+    ROLE_SCRATCH,
+    TAG_LAW,
+    TAG_ROLE,
+    TAG_SOURCE,
+    TAG_TARGET,
+    TAG_TOKENIZER,
+    parse_law,
+)
+
+PAGE_SIZE = 10_000
+"""Runs per ``search_runs`` page (the SQL store allows up to 50,000; servers page the same way)."""
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One usable run: the fields of the fitter's ``RunResult``, read from MLflow."""
+
+    run_id: str
+    """MLflow run id."""
+    role: str
+    """``finetune`` or ``scratch``."""
+    n_params: int
+    """Non-embedding parameter count N (param ``N``)."""
+    d_f_tokens: int
+    """Target-distribution training tokens (param ``D_F_tokens``)."""
+    best_test_loss: float
+    """Best held-out loss over training, nats/token (metric ``best_test_loss``)."""
+    d_f_chars: int | None = None
+    """Characters behind ``d_f_tokens`` (param ``D_F_chars``), when logged."""
+
+
+@dataclass
+class LawInputs:
+    """What the reader found for one law."""
+
+    law: str
+    """The law, ``<source>-to-<target>``."""
+    points: list[RunPoint] = field(default_factory=list)
+    """Usable runs, sorted by run id (so the same runs always give the same order)."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Run id -> why the reader left it out."""
+    latest_end_time: int = 0
+    """Largest ``end_time`` (ms) among the runs read; the watch loop compares it with the latest version."""
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Ids of the usable runs."""
+        return [p.run_id for p in self.points]
+
+
+def search_all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
+    """Every active run matching ``filter_string``, following page tokens to the end."""
+    runs: list[Any] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string=filter_string, max_results=PAGE_SIZE, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def active_experiment_ids(client: Any) -> list[str]:
+    """Ids of all active experiments, paginated."""
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def _quote(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"value {value!r} may not contain a quote")
+    return f"'{value}'"
+
+
+def law_filters(law: str) -> tuple[str, str]:
+    """The ``search_runs`` filters of a law's finished fine-tunes and of its target's finished scratch runs."""
+    _, target = parse_law(law)
+    finished = "attributes.status = 'FINISHED'"
+    finetunes = f"{finished} and tags.`{TAG_LAW}` = {_quote(law)} and tags.`{TAG_ROLE}` = '{ROLE_FINETUNE}'"
+    scratch = f"{finished} and tags.`{TAG_TARGET}` = {_quote(target)} and tags.`{TAG_ROLE}` = '{ROLE_SCRATCH}'"
+    return finetunes, scratch
+
+
+def _number(values: dict[str, Any], key: str, kind: type) -> Any:
+    raw = values.get(key)
+    if raw is None:
+        raise KeyError(key)
+    number = kind(float(raw)) if kind is int else kind(raw)
+    if not math.isfinite(float(number)) or float(number) <= 0:
+        raise ValueError(f"{key}={raw} is not a positive finite number")
+    return number
+
+
+def to_point(run: Any) -> RunPoint:
+    """A run as a ``RunPoint``; raises ``KeyError``/``ValueError`` naming what is missing or wrong."""
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    chars = params.get(PARAM_D_F_CHARS)
+    return RunPoint(
+        run_id=run.info.run_id,
+        role=tags.get(TAG_ROLE, ""),
+        n_params=_number(params, PARAM_N, int),
+        d_f_tokens=_number(params, PARAM_D_F_TOKENS, int),
+        best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
+        d_f_chars=int(float(chars)) if chars not in (None, "") else None,
+    )
+
+
+def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = None) -> LawInputs:
+    """Every finished fine-tune of ``law`` and scratch run of its target, across all active experiments.
+
+    Runs whose tokenizer digest differs from the most common one are excluded: losses in different tokenizers'
+    units are not comparable.
+    """
+    ids = experiment_ids if experiment_ids is not None else active_experiment_ids(client)
+    inputs = LawInputs(law=law)
+    if not ids:
+        return inputs
+    runs = [run for f in law_filters(law) for run in search_all_runs(client, ids, f)]
+    digests = Counter(r.data.tags.get(TAG_TOKENIZER) for r in runs if r.data.tags.get(TAG_TOKENIZER))
+    majority = digests.most_common(1)[0][0] if digests else None
+    for run in runs:
+        inputs.latest_end_time = max(inputs.latest_end_time, run.info.end_time or 0)
+        digest = run.data.tags.get(TAG_TOKENIZER)
+        if majority is not None and digest and digest != majority:
+            inputs.excluded[run.info.run_id] = f"tokenizer digest {digest} differs from the law's {majority}"
+            continue
+        try:
+            inputs.points.append(to_point(run))
+        except KeyError as exc:
+            inputs.excluded[run.info.run_id] = f"missing {exc.args[0]}"
+        except ValueError as exc:
+            inputs.excluded[run.info.run_id] = f"bad value: {exc}"
+    inputs.points.sort(key=lambda p: p.run_id)
+    return inputs
+
+
+def to_run_results(points: list[RunPoint]) -> list[Any]:
+    """The points as the fitter's ``RunResult`` objects."""
+    from transfer_laws.registry.fit import RunResult
+
+    return [
+        RunResult(
+            run_id=p.run_id,
+            role=p.role,
+            n_params=p.n_params,
+            d_f_tokens=p.d_f_tokens,
+            best_test_loss=p.best_test_loss,
+            d_f_chars=p.d_f_chars,
+        )
+        for p in points
+    ]
+
+
+def known_laws(client: Any, *, source: str | None = None, target: str | None = None) -> list[str]:
+    """Laws that have a registered law model or at least one fine-tune, optionally of one source or target."""
+    laws: set[str] = set()
+    token: str | None = None
+    while True:
+        page = client.search_registered_models(
+            filter_string=f"name LIKE '{LAW_MODEL_PREFIX}%'", max_results=1000, page_token=token
+        )
+        laws.update(m.name.removeprefix(LAW_MODEL_PREFIX) for m in page)
+        token = page.token
+        if not token:
+            break
+    ids = active_experiment_ids(client)
+    conditions = [f"tags.`{TAG_ROLE}` = '{ROLE_FINETUNE}'"]
+    if source:
+        conditions.append(f"tags.`{TAG_SOURCE}` = {_quote(source)}")
+    if target:
+        conditions.append(f"tags.`{TAG_TARGET}` = {_quote(target)}")
+    if ids:
+        for run in search_all_runs(client, ids, " and ".join(conditions)):
+            if run.data.tags.get(TAG_LAW):
+                laws.add(run.data.tags[TAG_LAW])
+    return sorted(law for law in laws if _matches(law, source, target))
+
+
+def _matches(law: str, source: str | None, target: str | None) -> bool:
+    try:
+        law_source, law_target = parse_law(law)
+    except ValueError:
+        return False
+    return (source is None or law_source == source) and (target is None or law_target == target)
+
+
+def laws_for_run(run_id: str, client: Any) -> list[str]:
+    """The laws a landed run feeds: a fine-tune its own law, a scratch run every law of its target."""
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    role = tags.get(TAG_ROLE)
+    if role == ROLE_FINETUNE and tags.get(TAG_LAW):
+        return [tags[TAG_LAW]]
+    if role == ROLE_SCRATCH and tags.get(TAG_TARGET):
+        return known_laws(client, target=tags[TAG_TARGET])
+    return []
