@@ -100,13 +100,36 @@ def test_tokens_seen_and_final_evaluation(loaders: tuple[DataLoader, DataLoader]
     module = TransferLM(CONFIG, OptimConfig(lr=1e-3))
     history = _History()
     # 7 steps with evaluation every 5: the last two steps get the final evaluation at the end of fit.
-    trainer = build_trainer(TrainConfig(max_steps=7, eval_every_steps=5, patience=10), callbacks=[history],
-                            enable_progress_bar=False)
+    reader = _ReadAtEnd()
+    trainer = build_trainer(TrainConfig(max_steps=7, eval_every_steps=5, patience=10),
+                            callbacks=[history, reader], enable_progress_bar=False)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
     assert module.tokens_seen == 7 * 8 * CONTEXT
     assert len(history.test_losses) == 1  # the in-loop one at step 5
     assert module._last_eval_step == 7  # noqa: SLF001 - the final evaluation ran
     assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
+    # A user callback (the MLflow facts callback) reading the result at on_train_end sees the final values.
+    assert reader.seen == (module.best_test_loss, module.best_step)
+
+
+class _ReadAtEnd(L.Callback):
+    def __init__(self) -> None:
+        self.seen: tuple[float, int] | None = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seen = (pl_module.best_test_loss, pl_module.best_step)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(loaders: tuple[DataLoader, DataLoader]) -> None:
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=1e-3))
+    history = _History()
+    trainer = build_trainer(TrainConfig(max_steps=6, eval_every_steps=3, patience=10, accumulate_grad_batches=2),
+                            callbacks=[history], enable_progress_bar=False)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert trainer.global_step == 6
+    assert module.tokens_seen == 12 * 8 * CONTEXT  # two micro-batches per optimizer step
+    assert len(history.test_losses) == 2  # after optimizer steps 3 and 6
 
 
 def test_nan_loss_raises_and_keeps_initial_weights(loaders: tuple[DataLoader, DataLoader]) -> None:
