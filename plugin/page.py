@@ -22,6 +22,7 @@ from transfer_laws.registry import schema
 URL_PREFIX = "/transfer-laws"
 CSRF_COOKIE = "tl_csrf"
 CSRF_HEADER = "X-TL-CSRF"
+BASIC_AUTH_ENV = "TRANSFER_LAWS_BASIC_AUTH"
 _BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"  # set by `mlflow server` for its workers (mlflow.server)
 _REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"
 
@@ -81,10 +82,12 @@ def _refit(law: str, tracking_uri: str | None) -> Any:
     return refit_law(law, tracking_uri=uri)
 
 
-def register_law_page(app: Any, tracking_uri: str | None = None) -> None:
+def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
     """Add the ``/transfer-laws/`` blueprint to a Flask app (MLflow's ``mlflow.server.app``).
 
     ``tracking_uri`` overrides the store the page reads; by default it is the server's backend store.
+    ``basic_auth`` (default: ``TRANSFER_LAWS_BASIC_AUTH=1``) tells MLflow's basic-auth app who may use the page:
+    call it after ``mlflow.server.auth.create_app(app)``.
     """
     from flask import Blueprint, abort, jsonify, make_response, render_template, request
 
@@ -110,11 +113,12 @@ def register_law_page(app: Any, tracking_uri: str | None = None) -> None:
     def api_laws() -> Any:
         return jsonify({"laws": [asdict(view) for view in collect_laws(_client(tracking_uri))]})
 
-    @page.post("/api/laws/<law>/refit")
-    def refit(law: str) -> Any:
+    @page.post("/api/refit")
+    def refit() -> Any:
         cookie, sent = request.cookies.get(CSRF_COOKIE, ""), request.headers.get(CSRF_HEADER, "")
         if not cookie or not hmac.compare_digest(cookie, sent):
             abort(make_response(jsonify({"error": "missing or mismatched CSRF token; reload the page"}), 403))
+        law = str((request.get_json(silent=True) or {}).get("law", ""))
         try:
             schema.parse_law(law)
         except ValueError as err:
@@ -128,3 +132,8 @@ def register_law_page(app: Any, tracking_uri: str | None = None) -> None:
         return jsonify({"law": law, "result": str(result)})
 
     app.register_blueprint(page)
+    use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"
+    if use_auth:
+        from transfer_laws.plugin.page_auth import protect_law_page
+
+        protect_law_page(URL_PREFIX)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,15 +120,15 @@ def test_empty_store_page(sqlite_uri: str) -> None:
 
 
 def test_refit_requires_matching_csrf_token(web: Any) -> None:
-    url = f"/transfer-laws/api/laws/{LAW}/refit"
-    assert web.post(url).status_code == 403
+    url = "/transfer-laws/api/refit"
+    assert web.post(url, json={"law": LAW}).status_code == 403
     web.get("/transfer-laws/")  # sets the cookie
-    assert web.post(url, headers={CSRF_HEADER: "forged"}).status_code == 403
+    assert web.post(url, json={"law": LAW}, headers={CSRF_HEADER: "forged"}).status_code == 403
     token = web.get_cookie(CSRF_COOKIE).value
-    bad = web.post("/transfer-laws/api/laws/not_a_law/refit", headers={CSRF_HEADER: token})
+    bad = web.post(url, json={"law": "not_a_law"}, headers={CSRF_HEADER: token})
     assert bad.status_code == 400 and "not of the form" in bad.get_json()["error"]
-    ok = web.post(url, headers={CSRF_HEADER: token})
-    # With the token accepted the refit runs; 503 only while transfer_laws.registry.refit has not landed.
+    ok = web.post(url, json={"law": LAW}, headers={CSRF_HEADER: token})
+    # With the token accepted the refit runs; 503 only while transfer_laws.registry.refit cannot be imported.
     assert ok.status_code in (200, 422, 503), ok.get_data(as_text=True)
 
 
@@ -131,3 +137,54 @@ def test_page_url_markdown() -> None:
     assert md.endswith(f"(http://mlflow.example:5000/transfer-laws/#law-{LAW})") and LAW in md
     with pytest.raises(ValueError, match="not of the form"):
         page_url_markdown("http://x", "python")
+
+
+# MLflow's auth module reads its config and opens its user store at import: a child process keeps that global
+# state out of this test session. It drives MLflow's own Flask app with basic-auth and the page on it.
+AUTH_PROBE = """
+import json, sys
+from mlflow.server import app, auth
+from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER, register_law_page
+auth.create_app(app)
+register_law_page(app)
+auth.store.create_user("reader", "reader-password-1")
+auth.store.create_user("editor", "editor-password-1")
+auth.store.create_registered_model_permission(sys.argv[1], "editor", "EDIT")
+headers = json.loads(sys.argv[2])
+web = app.test_client()
+out = {"anon_page": web.get("/transfer-laws/").status_code,
+       "anon_refit": web.post("/transfer-laws/api/refit", json={"law": sys.argv[3]}).status_code}
+for user in ("reader", "editor"):
+    web = app.test_client()
+    page = web.get("/transfer-laws/", headers=headers[user])
+    token = web.get_cookie(CSRF_COOKIE).value
+    hdr = {**headers[user], CSRF_HEADER: token}
+    refit = web.post("/transfer-laws/api/refit", json={"law": sys.argv[3]}, headers=hdr)
+    out[user] = {"page": page.status_code, "has_law": sys.argv[3] in page.get_data(as_text=True),
+                 "json": web.get("/transfer-laws/api/laws", headers=headers[user]).status_code,
+                 "refit": refit.status_code}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_auth_read_only_user_sees_but_cannot_refit(store: dict[str, Any], tmp_path: Path) -> None:
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+                   "admin_username = admin\nadmin_password = admin-password-1\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
+           "_MLFLOW_SERVER_FILE_STORE": store["uri"], "_MLFLOW_SERVER_REGISTRY_STORE": store["uri"],
+           "TRANSFER_LAWS_BASIC_AUTH": "1"}
+    headers = {"reader": _basic("reader", "reader-password-1"), "editor": _basic("editor", "editor-password-1")}
+    proc = subprocess.run([sys.executable, "-c", AUTH_PROBE, schema.law_model_name(LAW), json.dumps(headers), LAW],
+                          env=env, capture_output=True, text=True, timeout=240)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, proc.stderr[-3000:]
+    out = json.loads(line.removeprefix("RESULT "))
+    assert (out["anon_page"], out["anon_refit"]) == (401, 401)
+    assert out["reader"] == {"page": 200, "has_law": True, "json": 200, "refit": 403}
+    assert out["editor"]["page"] == 200 and out["editor"]["refit"] in (200, 422, 503), out

@@ -21,11 +21,13 @@
       const status = button.parentElement.querySelector(".refit-status");
       button.disabled = true;
       status.textContent = "refitting…";
-      const url = body.dataset.prefix + "/api/laws/" + encodeURIComponent(button.dataset.law) + "/refit";
-      const headers = {};
+      const url = body.dataset.prefix + "/api/refit";
+      const headers = { "Content-Type": "application/json" };
       headers[body.dataset.csrfHeader] = cookie("tl_csrf");
       try {
-        const response = await fetch(url, { method: "POST", headers: headers, credentials: "same-origin" });
+        const response = await fetch(url, {
+          method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify({ law: button.dataset.law }),
+        });
         const data = await response.json().catch(() => ({}));
         if (!response.ok) { status.textContent = "refit failed (" + response.status + "): " + (data.error || ""); return; }
         status.textContent = "refitted; reloading";

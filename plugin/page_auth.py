@@ -1,0 +1,40 @@
+"""The law page under MLflow's basic-auth app: who may read it and who may press "refit now".
+
+MLflow's auth app authenticates every request (no credentials -> 401) and then, failing closed, forbids any
+route it has no validator for. This module registers validators for the page's routes: any authenticated user
+may read the page and its JSON; a refit needs edit rights (``can_update``) on the law's registered model.
+"""
+
+from __future__ import annotations
+
+from transfer_laws.registry import schema
+
+STATIC_FILES = ("law_page.js", "law_page.css")
+
+
+def _can_read() -> bool:
+    return True  # authenticated by auth's before_request already; laws are shown to every team member
+
+
+def _can_refit() -> bool:
+    from flask import request
+    from mlflow.server import auth
+
+    law = str((request.get_json(silent=True) or {}).get("law", ""))
+    try:
+        name = schema.law_model_name(law)
+    except ValueError:
+        return True  # the page answers 400 for a malformed law and changes nothing
+    try:
+        return bool(auth._get_registered_model_permission(name).can_update)  # noqa: SLF001 - MLflow's own rule
+    except Exception:  # noqa: BLE001 - no such model yet: only admins (checked before validators) may create it
+        return False
+
+
+def protect_law_page(prefix: str) -> None:
+    """Register the page's routes with ``mlflow.server.auth`` (imported here: it needs Flask-WTF)."""
+    from mlflow.server import auth
+
+    for path in (f"{prefix}/", f"{prefix}/api/laws", *(f"{prefix}/static/{f}" for f in STATIC_FILES)):
+        auth.BEFORE_REQUEST_VALIDATORS[(path, "GET")] = _can_read
+    auth.BEFORE_REQUEST_VALIDATORS[(f"{prefix}/api/refit", "POST")] = _can_refit
