@@ -1,0 +1,195 @@
+"""TransferFactsCallback on real short fits: MLFlowLogger and fluent runs, failure, unreachable server, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from _plugin_data import CONFIG, ByteTextData
+
+from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TrainingDiverged, TransferLM, build_trainer
+from transfer_laws.plugin import RunFacts, TransferFactsCallback, checkpoint_extra, replay_facts, resume_logger
+from transfer_laws.registry.schema import (
+    METRIC_BEST_TEST_LOSS,
+    PARAM_CONTEXT,
+    PARAM_D_F_CHARS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
+    PARAM_N_EMBD,
+    PARAM_N_HEAD,
+    PARAM_N_LAYER,
+    PARAM_N_TOTAL,
+    PARAM_VOCAB,
+    ROLE_FINETUNE,
+    ROLE_PRETRAIN,
+    ROLE_SCRATCH,
+    TAG_FAILURE,
+    TAG_LAW,
+    TAG_ROLE,
+    TAG_SOURCE,
+    TAG_TARGET,
+    TAG_TOKENIZER,
+)
+
+SHORT = TrainConfig(max_steps=20, eval_every_steps=10, patience=10, log_every_steps=10)
+
+
+def _fit(facts: RunFacts, logger: object = None, callbacks: tuple[L.Callback, ...] = (),
+         data: ByteTextData | None = None, module: TransferLM | None = None,
+         facts_callback: TransferFactsCallback | None = None) -> tuple[TransferLM, ByteTextData]:
+    data = data or ByteTextData()
+    module = module or TransferLM(CONFIG, OptimConfig(lr=3e-3))
+    trainer = build_trainer(SHORT, callbacks=[*callbacks, facts_callback or TransferFactsCallback(facts)],
+                            logger=logger, enable_progress_bar=False)
+    trainer.fit(module, datamodule=data)
+    return module, data
+
+
+def test_run_facts_validate_and_tag() -> None:
+    with pytest.raises(ValueError, match="role must be one of"):
+        RunFacts(role="pre-train", source="text", target=None)
+    with pytest.raises(ValueError, match="needs parent_uri"):
+        RunFacts(role=ROLE_FINETUNE, source="text", target="python")
+    with pytest.raises(ValueError, match="models:/name/version"):
+        RunFacts(role=ROLE_FINETUNE, source="text", target="python", parent_uri="runs:/x")
+    tags = RunFacts(role=ROLE_FINETUNE, source="text", target="python", parent_uri="models:/p/2").tags()
+    assert tags[TAG_LAW] == "text-to-python"
+    assert TAG_LAW not in RunFacts(role=ROLE_SCRATCH, source=None, target="python").tags()
+
+
+def test_plugin_import_is_light() -> None:
+    code = "import sys, transfer_laws.plugin; assert 'mlflow' not in sys.modules and 'lightning' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mlflow_logger_run_gets_facts(sqlite_uri: str) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
+
+    logger = MLFlowLogger(experiment_name="facts", tracking_uri=sqlite_uri)
+    module, data = _fit(RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), logger=logger)
+    run = MlflowClient(sqlite_uri).get_run(logger.run_id)
+    params = run.data.params
+    assert int(params[PARAM_N]) == module.n_params
+    assert int(params[PARAM_N_TOTAL]) == module.n_params_total > module.n_params
+    assert int(params[PARAM_D_F_TOKENS]) == data.train_tokens
+    assert int(params[PARAM_D_F_CHARS]) == data.train_chars
+    assert [int(params[p]) for p in (PARAM_N_LAYER, PARAM_N_HEAD, PARAM_N_EMBD, PARAM_CONTEXT, PARAM_VOCAB)] == [
+        CONFIG.n_layer, CONFIG.n_head, CONFIG.n_embd, CONFIG.context_length, CONFIG.vocab_size]
+    tags = run.data.tags
+    assert (tags[TAG_ROLE], tags[TAG_SOURCE], tags[TAG_TOKENIZER]) == (ROLE_PRETRAIN, "stdlib", data.tokenizer_digest)
+    assert TAG_TARGET not in tags
+    assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"stdlib-train", "stdlib-test"}
+    train_tags = {t.key: t.value for t in inputs["stdlib-train"].tags}
+    test_tags = {t.key: t.value for t in inputs["stdlib-test"].tags}
+    assert train_tags["mlflow.data.context"] == "pretraining" and test_tags["mlflow.data.context"] == "test"
+    assert int(train_tags["transfer.tokens"]) == data.train_tokens
+    assert data.train_digest.startswith(inputs["stdlib-train"].dataset.digest)
+    assert json.loads(inputs["stdlib-test"].dataset.source)["digest"] == data.test_digest
+
+
+def test_fluent_active_run_gets_facts(sqlite_uri: str) -> None:
+    import mlflow
+
+    with mlflow.start_run() as active:
+        module, data = _fit(RunFacts(role=ROLE_SCRATCH, source=None, target="stdlib"))
+    run = mlflow.get_run(active.info.run_id)
+    assert run.data.tags[TAG_TARGET] == "stdlib"
+    assert int(run.data.params[PARAM_D_F_TOKENS]) == data.train_tokens
+    assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
+    contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+    assert contexts == {"fine-tuning", "test"}  # a scratch run's training data is its D_F
+
+
+class _Poison(L.Callback):
+    """A NaN in a weight mid-training, as an overflow would leave."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        if trainer.global_step == 13:
+            with torch.no_grad():
+                pl_module.model.blocks[0].mlp.fc.weight[0, 0] = math.nan
+
+
+def test_nan_marks_run_failed_with_reason(sqlite_uri: str) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
+
+    logger = MLFlowLogger(experiment_name="facts", tracking_uri=sqlite_uri)
+    with pytest.raises(TrainingDiverged):
+        _fit(RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), logger=logger, callbacks=(_Poison(),))
+    run = MlflowClient(sqlite_uri).get_run(logger.run_id)
+    assert run.info.status == "FAILED"
+    assert "TrainingDiverged" in run.data.tags[TAG_FAILURE] and "nan" in run.data.tags[TAG_FAILURE]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_keeps_facts_on_disk(sqlite_uri: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    client = MlflowClient(sqlite_uri)
+    run_id = client.create_run(client.create_experiment("offline")).info.run_id
+    facts = RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None)
+    callback = TransferFactsCallback(facts, run_id=run_id, tracking_uri=f"http://127.0.0.1:{_closed_port()}",
+                                     fallback_dir=tmp_path / "ckpt", retry_wait_s=0.01)
+    with pytest.warns(UserWarning, match="saved to"):
+        module, data = _fit(facts, facts_callback=callback)
+    assert callback.facts_file == tmp_path / "ckpt" / "unwritten-run-facts.json"
+    saved = json.loads(callback.facts_file.read_text())
+    assert [g["kind"] for g in saved["groups"]] == ["params", "tags", "inputs", "metrics"]
+    assert client.get_run(run_id).data.params == {}  # nothing reached the store...
+    assert replay_facts(callback.facts_file, tracking_uri=sqlite_uri) == 4  # ...and nothing is lost
+    run = client.get_run(run_id)
+    assert int(run.data.params[PARAM_N]) == module.n_params
+    assert run.data.tags[TAG_ROLE] == ROLE_PRETRAIN
+    assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
+    assert len(run.inputs.dataset_inputs) == 2
+
+
+def test_resume_continues_the_same_run(sqlite_uri: str, tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
+
+    from transfer_laws.lightning_modules import save_checkpoint
+
+    facts = RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None)
+    logger = MLFlowLogger(experiment_name="resume", tracking_uri=sqlite_uri)
+    first, _ = _fit(facts, logger=logger)
+    folder = save_checkpoint(first.model, tmp_path / "ckpt", extra=checkpoint_extra(logger.run_id))
+
+    resumed_logger = resume_logger(folder, tracking_uri=sqlite_uri)
+    assert resumed_logger.run_id == logger.run_id
+    second, _ = _fit(facts, logger=resumed_logger,
+                     module=TransferLM(CONFIG, OptimConfig(lr=3e-3), init_weights=folder))
+    client = MlflowClient(sqlite_uri)
+    experiment = client.get_experiment_by_name("resume")
+    assert len(client.search_runs([experiment.experiment_id])) == 1
+    history = client.get_metric_history(logger.run_id, "test_loss")
+    assert len(history) == 4  # two evaluations per fit, both fits in the one run
+    assert second.best_test_loss < first.best_test_loss  # it continued from the saved weights
+    assert client.get_run(logger.run_id).data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(second.best_test_loss)
+
+
+def test_resume_needs_a_run_id(tmp_path: Path) -> None:
+    from transfer_laws.lightning_modules import GPT, CheckpointError, save_checkpoint
+
+    folder = save_checkpoint(GPT(CONFIG), tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="carries no MLflow run id"):
+        resume_logger(folder)
