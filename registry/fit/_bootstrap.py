@@ -1,0 +1,60 @@
+"""Bootstrap over runs: resample scratch runs (within each N, so every curve survives) and the used fine-tune runs,
+redo D_E and the law for every draw at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._effective import invert_present
+from ._law import design, huber_lstsq, weighted_lstsq
+from ._scratch import KaplanLaw, fit_kaplan
+
+
+def resample_counts(rng: np.random.Generator, draws: int, size: int) -> np.ndarray:
+    """draws x size matrix of how often each item is picked when drawing ``size`` with replacement."""
+    picks = rng.integers(0, size, (draws, size)) + size * np.arange(draws)[:, None]
+    return np.bincount(picks.ravel(), minlength=draws * size).reshape(draws, size).astype(float)
+
+
+def scratch_presence(rng: np.random.Generator, draws: int, group: np.ndarray) -> np.ndarray:
+    """draws x n_scratch: which scratch runs each draw holds, resampling within each N group."""
+    counts = np.zeros((draws, group.size))
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        counts[:, members] = resample_counts(rng, draws, members.size)
+    return counts
+
+
+def log_d_e_interpolate(counts: np.ndarray, s_group: np.ndarray, s_log_d: np.ndarray, s_log_l: np.ndarray,
+                        f_group: np.ndarray, f_log_l: np.ndarray) -> np.ndarray:
+    """B x m ln D_E of fine-tune runs (grouped like the scratch runs, -1 = no curve) for each scratch resampling."""
+    out = np.full((counts.shape[0], f_group.size), np.nan)
+    for g in np.unique(f_group[f_group >= 0]):
+        s_idx = np.flatnonzero(s_group == g)
+        s_idx = s_idx[np.argsort(s_log_d[s_idx], kind="stable")]
+        f_idx = np.flatnonzero(f_group == g)
+        out[:, f_idx] = invert_present(s_log_d[s_idx], s_log_l[s_idx], counts[:, s_idx] > 0, f_log_l[f_idx])
+    return out
+
+
+def log_d_e_global(counts: np.ndarray, point: KaplanLaw, s_log_n: np.ndarray, s_log_d: np.ndarray,
+                   s_log_l: np.ndarray, f_n: np.ndarray, f_log_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B x m ln D_E from a Kaplan refit per draw (started at the point estimate), and the B x 4 refits."""
+    start = np.array([point.log_n_c, point.log_d_c, point.a_n, point.alpha_d])
+    out = np.empty((counts.shape[0], f_n.size))
+    params = np.empty((counts.shape[0], 4))
+    for b, w in enumerate(counts):
+        law = fit_kaplan(s_log_n, s_log_d, s_log_l, weight=w, start=start)
+        params[b] = (law.log_n_c, law.log_d_c, law.a_n, law.alpha_d)
+        out[b] = law.log_d_e(f_n, f_log_l)
+    return out, params
+
+
+def law_draws(log_d_e: np.ndarray, f_counts: np.ndarray, log_d_f: np.ndarray, log_n: np.ndarray,
+              robust: bool) -> np.ndarray:
+    """B x 3 (ln k, alpha, beta); points whose D_T <= 0 or D_E is off the curve in a draw drop out of that draw."""
+    d_t = np.exp(log_d_e) - np.exp(log_d_f)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(np.isfinite(d_t) & (d_t > 0), np.log(np.where(d_t > 0, d_t, 1.0)), np.nan)
+    x = design(log_d_f, log_n)
+    return (huber_lstsq if robust else weighted_lstsq)(x, y, f_counts)

@@ -1,0 +1,79 @@
+"""The D_T law: least squares on ln D_T = ln k + alpha ln D_F + beta ln N, batched over bootstrap draws.
+
+Each row of the weight matrix is one fit (the point estimate has weight 1 per used point; a bootstrap draw has the
+resampling counts). Solving all normal equations at once keeps 1,000 draws to a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Huber threshold in units of the residual scale (1.345: 95% efficiency under Gaussian noise).
+HUBER_C = 1.345
+IRLS_STEPS = 30
+# A draw whose normal matrix is this ill-conditioned (e.g. a single N resampled) cannot identify the law.
+MIN_EIG_RATIO = 1e-10
+
+
+def design(log_d_f: np.ndarray, log_n: np.ndarray) -> np.ndarray:
+    """Columns 1, ln D_F, ln N."""
+    return np.stack([np.ones_like(log_d_f), log_d_f, log_n], axis=-1)
+
+
+def weighted_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per row b of ``w`` and ``y`` (B x n): argmin sum_i w_bi (y_bi - x_i . theta)^2; NaN rows where unidentified.
+
+    ``x`` is n x 3. Returns B x 3 (ln k, alpha, beta)."""
+    w = np.where(np.isfinite(y), w, 0.0)
+    y = np.where(w > 0, y, 0.0)
+    # Centre the columns so the normal matrix stays well conditioned at ln N ~ 20.
+    centre = x[:, 1:].mean(axis=0)
+    xc = x.copy()
+    xc[:, 1:] -= centre
+    a = np.einsum("bn,ni,nj->bij", w, xc, xc)
+    rhs = np.einsum("bn,ni->bi", w * y, xc)
+    eig = np.linalg.eigvalsh(a)
+    ok = (eig[:, 0] > MIN_EIG_RATIO * np.maximum(eig[:, -1], 1e-300)) & (np.count_nonzero(w, axis=1) >= 3)
+    a[~ok] = np.eye(3)
+    theta = np.linalg.solve(a, rhs[..., None])[..., 0]
+    theta[:, 0] -= theta[:, 1:] @ centre
+    theta[~ok] = np.nan
+    return theta
+
+
+def huber_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Robust version of ``weighted_lstsq``: Huber weights by IRLS, scale from the median absolute residual."""
+    theta = weighted_lstsq(x, y, w)
+    for _ in range(IRLS_STEPS):
+        r = y - theta @ x.T
+        r_used = np.where((w > 0) & np.isfinite(r), np.abs(r), np.nan)
+        scale = np.nanmedian(r_used, axis=1, keepdims=True) / 0.6745
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        a = np.abs(r) / (HUBER_C * scale)
+        robust = np.where(a <= 1, 1.0, 1.0 / np.where(a > 0, a, 1.0))
+        theta = weighted_lstsq(x, y, w * np.nan_to_num(robust))
+    return theta
+
+
+def fit_the_fits(log_d_f: np.ndarray, log_n: np.ndarray, log_d_t: np.ndarray) -> dict[str, float] | None:
+    """The paper's route (App. A, C): per D_F, logit(fraction) = ln(D_T/D_F) = beta ln N - beta ln N* with a
+    common slope beta; then ln N* = ((1 - alpha) ln D_F - ln k) / beta across D_F, each D_F weighted equally.
+
+    Returns k, alpha, beta, or None when fewer than two D_F values have two or more N values."""
+    levels, gid = np.unique(np.round(log_d_f, 9), return_inverse=True)
+    counts = np.array([np.unique(np.round(log_n[gid == g], 9)).size for g in range(levels.size)])
+    keep = counts[gid] >= 2
+    good = np.flatnonzero(counts >= 2)
+    if good.size < 2:
+        return None
+    gid = np.searchsorted(good, gid[keep])
+    y = log_d_t[keep] - log_d_f[keep]
+    # Common slope with one intercept per D_F group.
+    x = np.zeros((y.size, good.size + 1))
+    x[np.arange(y.size), gid] = 1.0
+    x[:, -1] = log_n[keep]
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    beta = float(coef[-1])
+    log_n_star = -coef[:-1] / beta
+    slope, intercept = np.polyfit(levels[good], log_n_star, 1)
+    return {"k": float(np.exp(-intercept * beta)), "alpha": float(1.0 - slope * beta), "beta": beta}

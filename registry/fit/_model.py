@@ -1,0 +1,197 @@
+"""``TransferLaw``: the fitted law, its bootstrap draws, the per-run record and the scratch model behind D_E."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _predict
+from ._scratch import KaplanLaw, curve_flat_log_d, curve_loss, fit_kaplan, invert_curve, match_n
+from ._types import Point, Prediction
+
+ArrayLike = float | np.ndarray
+
+
+@dataclass
+class ScratchModel:
+    """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, the Kaplan law."""
+
+    levels: np.ndarray
+    """Distinct N of the scratch runs, ascending."""
+    curves: list[tuple[np.ndarray, np.ndarray]]
+    """Per level: ln D ascending and the running minimum of ln L."""
+    kaplan: KaplanLaw | None
+    """The Kaplan-form fit: made at once for ``global``; for ``interpolate`` on first use by ``kaplan_law``."""
+    method: str
+    """``"interpolate"`` or ``"global"``: which one gives D_E."""
+    log_n: np.ndarray
+    """ln N of every scratch run."""
+    log_d: np.ndarray
+    """ln D of every scratch run."""
+    log_l: np.ndarray
+    """ln best loss of every scratch run."""
+    group: np.ndarray = field(init=False)
+    """Level index of every scratch run."""
+
+    def __post_init__(self) -> None:
+        self.group = match_n(self.levels, np.exp(self.log_n))
+
+    def kaplan_law(self) -> KaplanLaw | None:
+        """The Kaplan fit, fitted now if not yet (needs >= 6 scratch runs at >= 2 N); None when too few runs."""
+        if self.kaplan is None and self.levels.size >= 2 and self.log_n.size >= 6:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.kaplan = fit_kaplan(self.log_n, self.log_d, self.log_l)
+        return self.kaplan
+
+    def curve_index(self, n: float) -> int:
+        """Index of the curve measured at this N, -1 if none."""
+        return int(match_n(self.levels, np.array([n]))[0])
+
+    def _per_curve(self, n: np.ndarray, values: np.ndarray, fn: Any) -> np.ndarray:
+        n, values = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(values, dtype=float))
+        out = np.full(n.shape, np.nan)
+        idx = match_n(self.levels, n.ravel()).reshape(n.shape)
+        for g in np.unique(idx[idx >= 0]):
+            out[idx == g] = fn(*self.curves[g], values[idx == g])
+        return out
+
+    def log_d_e(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
+        """ln D_E by the fit's method: NaN without a curve at N, +-inf outside an interpolated curve's range."""
+        if self.method == "global":
+            assert self.kaplan is not None
+            return self.kaplan.log_d_e(np.asarray(n, dtype=float), np.asarray(log_l, dtype=float))
+        return self._per_curve(n, log_l, invert_curve)
+
+    def log_d_e_any(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
+        """ln D_E from the measured curve where there is one at N (and the method is interpolate), else Kaplan."""
+        out = self.log_d_e(n, log_l) if self.method == "interpolate" else np.full(np.shape(n), np.nan)
+        if self.kaplan_law() is not None:
+            out = np.where(np.isnan(out), self.kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
+        return np.where(np.isfinite(out), out, np.nan)
+
+    def flat_log_d(self, n: np.ndarray) -> np.ndarray:
+        """ln D(N), the data at which the scratch loss comes within 1% of its best (the low-data yardstick)."""
+        if self.method == "global":
+            assert self.kaplan is not None
+            return self.kaplan.flat_log_d(np.asarray(n, dtype=float))
+        return self._per_curve(n, np.zeros(np.shape(n)), lambda ld, ll, _: curve_flat_log_d(ld, ll))
+
+    def log_loss(self, n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+        """Predicted ln best loss at (N, D): the measured curve at N (interpolate, no extrapolation), else Kaplan."""
+        out = self._per_curve(n, log_d, curve_loss) if self.method == "interpolate" else np.full(np.shape(n), np.nan)
+        no_curve = match_n(self.levels, np.ravel(n)).reshape(np.shape(n)) < 0
+        if (self.method == "global" or no_curve.any()) and self.kaplan_law() is not None:
+            model = self.kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
+            out = np.where(np.isnan(out) & (no_curve | (self.method == "global")), model, out)
+        return out
+
+    def residuals(self) -> np.ndarray:
+        """ln L observed minus the scratch model, per scratch run (the method's own model)."""
+        if self.method == "global":
+            assert self.kaplan is not None
+            return self.log_l - self.kaplan.log_loss(np.exp(self.log_n), np.exp(self.log_d))
+        return self.log_l - self._per_curve(np.exp(self.log_n), self.log_d, curve_loss)
+
+
+@dataclass
+class TransferLaw:
+    """D_T = k * D_F^alpha * N^beta (N: non-embedding parameters; D_F in ``settings['unit']``), with its evidence."""
+
+    k: float
+    """Fitted k."""
+    alpha: float
+    """Fitted alpha (exponent of D_F)."""
+    beta: float
+    """Fitted beta (exponent of N)."""
+    intervals: dict[str, tuple[float, float]]
+    """95% bootstrap percentile intervals for ``"k"``, ``"alpha"``, ``"beta"``."""
+    draws: dict[str, np.ndarray]
+    """Bootstrap draws of ``"k"``, ``"alpha"``, ``"beta"`` (NaN where a draw could not identify the law)."""
+    points: list[Point]
+    """Every screened fine-tune run with D_E, D_T, whether it was used and why not."""
+    excluded: list[tuple[str, str]]
+    """(run_id, reason) of every run not used, scratch and fine-tune."""
+    warnings: list[str]
+    """What the reader should distrust (e.g. only two N values)."""
+    input_run_ids: list[str]
+    """Ids of all runs that passed the field checks (scratch and fine-tune), sorted."""
+    fingerprint: str
+    """sha256 of the sorted eligible inputs and the fit settings: same inputs, same fingerprint."""
+    settings: dict[str, Any]
+    """d_e_method, unit, robust, low_data_fraction, bootstrap, seed."""
+    scratch: ScratchModel
+    """The scratch model that gave D_E."""
+    cross_check: dict[str, float] | None = None
+    """k, alpha, beta by the paper's fit-the-fits route (None when the grid does not allow it)."""
+    kaplan_draws: np.ndarray | None = None
+    """B x 4 Kaplan refits per draw (``global`` only): ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
+    version: str = ""
+    """Package version that made the fit."""
+
+    def effective_data_transferred(self, n_params: ArrayLike, d_f: ArrayLike) -> ArrayLike:
+        """D_T = k * D_F^alpha * N^beta."""
+        return _predict.d_t(self.k, self.alpha, self.beta, n_params, d_f)
+
+    def effective_data_multiplier(self, n_params: ArrayLike, d_f: ArrayLike) -> ArrayLike:
+        """(D_F + D_T) / D_F."""
+        return 1.0 + self.effective_data_transferred(n_params, d_f) / np.asarray(d_f, dtype=float)
+
+    def fraction_from_transfer(self, n_params: ArrayLike, d_f: ArrayLike) -> ArrayLike:
+        """D_T / (D_F + D_T)."""
+        d_t = self.effective_data_transferred(n_params, d_f)
+        return d_t / (np.asarray(d_f, dtype=float) + d_t)
+
+    def exchange_rate(self) -> float:
+        """10^(beta/alpha): a 10x larger N is worth this many times more fine-tuning data."""
+        return float(10.0 ** (self.beta / self.alpha))
+
+    def predict(self, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
+        """D_T, D_E, multiplier, fraction and best loss at (N, D_F), each with a 95% interval from the draws."""
+        return _predict.predict(self, n_params, d_f)
+
+    def d_f_for_target_loss(self, n_params: float, loss: float) -> float:
+        """D_F a model of N needs, fine-tuned, to reach ``loss`` (NaN if the scratch model cannot reach it)."""
+        return _predict.d_f_for_target_loss(self, n_params, loss)
+
+    def n_for_target_loss(self, d_f: float, loss: float) -> float:
+        """Smallest N that reaches ``loss`` when fine-tuned on D_F (needs the Kaplan scratch fit; NaN if none)."""
+        return _predict.n_for_target_loss(self, d_f, loss)
+
+    def k_in(self, unit: str, chars_per_token: float) -> float:
+        """k in another data unit: k_tokens = k_chars * (chars/token)^(alpha - 1); alpha and beta do not change."""
+        return _predict.convert_k(self.k, self.alpha, chars_per_token, self.settings["unit"], unit)
+
+    def summary(self) -> str:
+        """A few lines for people: the law, intervals, points used, exclusions, warnings."""
+        return _predict.summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (arrays as lists)."""
+        from ._io import law_to_dict
+
+        return law_to_dict(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``law.json`` and ``draws.npz`` into ``folder``; loss-free with ``TransferLaw.load``."""
+        from ._io import save_law
+
+        return save_law(self, Path(folder))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TransferLaw:
+        """Read a folder written by ``save``."""
+        from ._io import load_law
+
+        return load_law(Path(folder))
+
+    @staticmethod
+    def is_fit_folder(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a fit written by ``save``."""
+        from ._io import is_fit_folder
+
+        return is_fit_folder(Path(folder))
