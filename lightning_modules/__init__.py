@@ -36,3 +36,31 @@ __all__ = [
     "save_checkpoint",
     "total_params",
 ]
+
+# Data pipeline (corpora, tokenizer, exact D_F budgets): appended re-exports.
+from transfer_laws.lightning_modules._sources import CorpusError  # noqa: E402
+from transfer_laws.lightning_modules.corpora import CorpusManifest, SplitStats, build_corpus  # noqa: E402
+from transfer_laws.lightning_modules.data import BudgetError, DataConfig, TokenDataModule, WindowDataset  # noqa: E402
+from transfer_laws.lightning_modules.tokenizer import (  # noqa: E402
+    TokenizerInfo,
+    load_tokenizer,
+    tokenizer_digest,
+    tokens_per_char,
+    train_tokenizer,
+)
+
+__all__ += [
+    "BudgetError",
+    "CorpusError",
+    "CorpusManifest",
+    "DataConfig",
+    "SplitStats",
+    "TokenDataModule",
+    "TokenizerInfo",
+    "WindowDataset",
+    "build_corpus",
+    "load_tokenizer",
+    "tokenizer_digest",
+    "tokens_per_char",
+    "train_tokenizer",
+]

@@ -1,0 +1,209 @@
+"""TokenDataModule: exact, nested D_F token budgets and a fixed held-out test set, through `datasets`.
+
+How D_F maps to training windows (the convention every run records):
+1. Each split's documents are tokenised once with `datasets` (Arrow, memory-mapped, cached; ids stored as uint16
+   when the vocabulary fits, else uint32), each document followed by one ``<|endoftext|>`` (eos) token.
+2. Training documents are ordered by a permutation seeded with ``DataConfig.seed`` and concatenated into one flat
+   stream. D_F is the first ``d_f_tokens`` tokens of that stream, so a smaller budget is a prefix of a larger
+   one (nested) and runs of a sweep differ only in size.
+3. The D_F tokens are cut into windows of ``context_length + 1`` tokens that overlap by one token (the last target
+   of a window is the first input of the next): window i holds tokens [i*C, i*C + C]. That gives
+   ceil((D_F - 1) / C) windows; the last one is shorter when (D_F - 1) is not a multiple of C and is padded (inputs
+   with eos, targets with -100, which the loss ignores). Every one of the D_F tokens is used, none twice as a
+   target: ``train_tokens == d_f_tokens`` exactly, with D_F - 1 next-token targets per epoch.
+4. ``train_chars`` counts the characters those tokens decode from: whole documents count their text length, the
+   eos tokens count 0, a document cut by the budget counts the characters of its decoded prefix.
+5. The test set is the test split's documents in file order (fixed per corpus, independent of seed and budget),
+   capped at ``test_tokens`` tokens, windowed the same way, never shuffled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
+
+IGNORE_INDEX = -100
+
+
+class BudgetError(ValueError):
+    """A requested D_F (or test) budget the corpus cannot supply; the message names both sizes."""
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is cut into batches."""
+
+    corpus_dir: Path
+    """A folder written by build_corpus (train.jsonl, test.jsonl, manifest.json)."""
+    tokenizer_dir: Path
+    """A folder written by train_tokenizer (the pretrained checkpoint's tokenizer when fine-tuning)."""
+    context_length: int = 128
+    """Tokens per training window (the model's context)."""
+    batch_size: int = 8
+    """Windows per batch, for training and evaluation."""
+    d_f_tokens: int | None = None
+    """Exact training budget D_F in tokens; None = the whole train split."""
+    test_tokens: int | None = 65_536
+    """Cap on the held-out test set in tokens (None = the whole test split); the same for every budget."""
+    seed: int = 0
+    """Seeds the document order of the training stream (and so which tokens form D_F) and the batch shuffling."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    cache_dir: Path | None = None
+    """`datasets` cache for tokenised splits; None = ``corpus_dir/cache``."""
+
+
+class WindowDataset(Dataset):
+    """(x, y) windows over a flat token stream, as described in the module docstring."""
+
+    def __init__(self, tokens: np.ndarray, context_length: int, pad_id: int) -> None:
+        self.tokens = tokens
+        self.context = context_length
+        self.pad_id = pad_id
+        self.n = max(0, math.ceil((len(tokens) - 1) / context_length))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        chunk = torch.from_numpy(self.tokens[i * self.context: i * self.context + self.context + 1].astype(np.int64))
+        x = torch.full((self.context,), self.pad_id, dtype=torch.long)
+        y = torch.full((self.context,), IGNORE_INDEX, dtype=torch.long)
+        x[: len(chunk) - 1] = chunk[:-1]
+        y[: len(chunk) - 1] = chunk[1:]
+        return x, y
+
+
+def _digest(tok_digest: str, tokens: np.ndarray) -> str:
+    h = hashlib.sha256(tok_digest.encode())
+    h.update(np.ascontiguousarray(tokens, dtype="<u4").tobytes())
+    return h.hexdigest()
+
+
+class TokenDataModule(L.LightningDataModule):
+    """Exact D_F-token training windows and the fixed held-out test set of a corpus (see the module docstring)."""
+
+    def __init__(self, config: DataConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.train_tokens: int | None = None
+        self.train_chars: int | None = None
+        self.test_tokens: int | None = None
+        self.train_digest: str | None = None
+        self.test_digest: str | None = None
+        self.tokenizer_digest: str | None = None
+        self.corpus_name: str | None = None
+        self.corpus_digest: str | None = None
+        self.vocab_size: int | None = None
+        self._train: WindowDataset | None = None
+        self._test: WindowDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Tokenise (cached) and cut the exact budget; raises BudgetError when D_F exceeds the train split."""
+        if self._train is not None:
+            return
+        cfg = self.config
+        if cfg.context_length < 1 or cfg.batch_size < 1:
+            raise ValueError("context_length and batch_size must be >= 1")
+        if cfg.d_f_tokens is not None and cfg.d_f_tokens < 2:
+            raise BudgetError(f"d_f_tokens must be at least 2 (one input and one target), got {cfg.d_f_tokens}")
+        corpus_dir = Path(cfg.corpus_dir)
+        manifest_path = corpus_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{corpus_dir} is not a built corpus (no manifest.json): run build_corpus first")
+        manifest = json.loads(manifest_path.read_text())
+        self.corpus_name = str(manifest["name"])
+        self.corpus_digest = str(manifest["digest"])
+        tokenizer = load_tokenizer(cfg.tokenizer_dir)
+        self.tokenizer_digest = tokenizer_digest(Path(cfg.tokenizer_dir))
+        self.vocab_size = len(tokenizer)
+        eos = int(tokenizer.eos_token_id)
+
+        ids, offsets, n_chars = self._tokenised("train", tokenizer, eos)
+        order = np.random.default_rng(cfg.seed).permutation(len(n_chars))
+        lengths = np.diff(offsets)[order]
+        total = int(lengths.sum())
+        budget = total if cfg.d_f_tokens is None else int(cfg.d_f_tokens)
+        if budget > total:
+            raise BudgetError(f"d_f_tokens={budget:,} is larger than the train split of {self.corpus_name!r} "
+                              f"({total:,} tokens in {len(lengths):,} documents under this tokenizer)")
+        n_docs = int(np.searchsorted(np.cumsum(lengths), budget, side="left")) + 1  # docs touched by the budget
+        picked = [ids[offsets[d]: offsets[d + 1]] for d in order[:n_docs]]
+        train = np.concatenate(picked)[:budget]
+        cut_doc = order[n_docs - 1]
+        cut_len = budget - int(lengths[: n_docs - 1].sum())  # tokens of the last document inside the budget
+        chars = int(n_chars[order[: n_docs - 1]].sum())
+        if cut_len == lengths[n_docs - 1]:
+            chars += int(n_chars[cut_doc])
+        else:
+            chars += len(tokenizer.decode(picked[-1][:cut_len].tolist(), skip_special_tokens=True))
+        self.train_tokens, self.train_chars = budget, chars
+
+        test_ids, _, _ = self._tokenised("test", tokenizer, eos)
+        test = test_ids if cfg.test_tokens is None else test_ids[: int(cfg.test_tokens)]
+        if len(test) < 2:
+            raise BudgetError(f"the test split of {self.corpus_name!r} has {len(test_ids)} tokens; need at least 2")
+        self.test_tokens = len(test)
+        self.train_digest = _digest(self.tokenizer_digest, train)
+        self.test_digest = _digest(self.tokenizer_digest, test)
+        self._train = WindowDataset(train, cfg.context_length, eos)
+        self._test = WindowDataset(test, cfg.context_length, eos)
+
+    def _tokenised(self, split: str, tokenizer: Any, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat ids, document offsets, characters per document) of a split, tokenised once and cached."""
+        import datasets
+        import pyarrow.compute as pc
+
+        cfg = self.config
+        cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else Path(cfg.corpus_dir) / "cache"
+        dtype = "uint16" if len(tokenizer) <= 1 << 16 else "uint32"
+        features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value(dtype)),
+                                      "n_chars": datasets.Value("int64")})
+        raw = datasets.load_dataset("json", data_files=str(Path(cfg.corpus_dir) / f"{split}.jsonl"), split="train",
+                                    cache_dir=str(cache))
+        key = hashlib.sha256(f"{self.corpus_digest}:{self.tokenizer_digest}:{split}:v1".encode()).hexdigest()[:16]
+
+        def encode(batch: dict[str, list[str]]) -> dict[str, list]:
+            encoded = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+            return {"input_ids": [x + [eos] for x in encoded], "n_chars": [len(t) for t in batch["text"]]}
+
+        num_proc = 2 if raw.data.nbytes > 50_000_000 else None  # processes pay off on big corpora
+        tokenised = raw.map(encode, batched=True, batch_size=256, remove_columns=raw.column_names, features=features,
+                            new_fingerprint=key, num_proc=num_proc, desc=f"tokenising {split}")
+        column = tokenised.data.column("input_ids").combine_chunks()
+        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+        offsets = column.offsets.to_numpy() - column.offsets[0].as_py()  # a sliced array's offsets start above 0
+        n_chars = tokenised.data.column("n_chars").to_numpy()
+        return flat, offsets, n_chars
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seeded) windows of exactly D_F tokens."""
+        if self._train is None:
+            self.setup("fit")
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return DataLoader(self._train, batch_size=self.config.batch_size, shuffle=True, generator=generator,
+                          num_workers=self.config.num_workers, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        """The fixed held-out test set, in order."""
+        if self._test is None:
+            self.setup("fit")
+        return DataLoader(self._test, batch_size=self.config.batch_size, shuffle=False,
+                          num_workers=self.config.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        """Same as ``val_dataloader``."""
+        return self.val_dataloader()
