@@ -129,7 +129,10 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
             abort(make_response(jsonify({"error": f"refit is not available on this server: {err}"}), 503))
         except (ValueError, LookupError) as err:  # e.g. too few runs to fit: the user's data, not the server
             abort(make_response(jsonify({"error": f"refit of {law} failed: {err}"}), 422))
-        return jsonify({"law": law, "result": str(result)})
+        # RefitResult: registered (new version), unchanged (same inputs as the latest) or failed (reason).
+        body = {"law": law, "status": result.status, "version": result.version, "reason": result.reason,
+                "n_runs": result.n_runs}
+        return make_response(jsonify(body), 422 if result.reason else 200)
 
     app.register_blueprint(page)
     use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"

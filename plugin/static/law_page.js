@@ -29,8 +29,11 @@
           method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify({ law: button.dataset.law }),
         });
         const data = await response.json().catch(() => ({}));
-        if (!response.ok) { status.textContent = "refit failed (" + response.status + "): " + (data.error || ""); return; }
-        status.textContent = "refitted; reloading";
+        if (!response.ok) {
+          status.textContent = "refit failed (" + response.status + "): " + (data.error || data.reason || "");
+          return;
+        }
+        status.textContent = data.status + (data.version ? " (version " + data.version + ")" : "") + "; reloading";
         window.location.reload();
       } finally { button.disabled = false; }
     });
