@@ -133,6 +133,19 @@ class TransferLaw:
     version: str = ""
     """Package version that made the fit."""
 
+    @classmethod
+    def from_coefficients(cls, k: float, alpha: float, beta: float, unit: str = "tokens") -> TransferLaw:
+        """A law from published coefficients (e.g. the paper's Table 1, ``unit="chars"``): no runs, no draws, so
+        intervals collapse to the values and loss predictions are NaN."""
+        empty = np.empty(0)
+        scratch = ScratchModel(levels=empty, curves=[], kaplan=None, method="interpolate", log_n=empty,
+                               log_d=empty, log_l=empty)
+        return cls(k=float(k), alpha=float(alpha), beta=float(beta),
+                   intervals={"k": (k, k), "alpha": (alpha, alpha), "beta": (beta, beta)},
+                   draws={"k": empty, "alpha": empty, "beta": empty}, points=[], excluded=[],
+                   warnings=["coefficients given, not fitted"], input_run_ids=[], fingerprint="",
+                   settings={"unit": unit, "d_e_method": "given"}, scratch=scratch)
+
     def effective_data_transferred(self, n_params: ArrayLike, d_f: ArrayLike) -> ArrayLike:
         """D_T = k * D_F^alpha * N^beta."""
         return _predict.d_t(self.k, self.alpha, self.beta, n_params, d_f)

@@ -1,0 +1,39 @@
+"""Synthetic scratch and fine-tune runs from known laws, for the fitter's tests and benchmark."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transfer_laws.registry.fit import RunResult
+
+# Kaplan et al. 2020, Table 2 (research/paper.md section 2), used as the true from-scratch law.
+N_C, D_C, ALPHA_N, ALPHA_D = 6.4e13, 1.8e13, 0.076, 0.103
+# Table 1 of Hernandez et al. 2021 (k, alpha, beta).
+TEXT_TO_PYTHON = (1.9e4, 0.18, 0.38)
+MIX_TO_PYTHON = (2.1e5, 0.096, 0.38)
+
+N_GRID = (1e6, 1e7, 1e8, 1e9)
+SCRATCH_D = tuple(np.geomspace(1e3, 1e13, 41))
+FINETUNE_D_F = tuple(np.geomspace(1e3, 1e6, 7))
+
+
+def kaplan_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray:
+    """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D."""
+    return ((N_C / np.asarray(n)) ** (ALPHA_N / ALPHA_D) + D_C / np.asarray(d)) ** ALPHA_D
+
+
+def synthetic_runs(truth: tuple[float, float, float], loss_noise: float = 0.0, seed: int = 0,
+                   n_grid: tuple[float, ...] = N_GRID, scratch_d: tuple[float, ...] = SCRATCH_D,
+                   d_f: tuple[float, ...] = FINETUNE_D_F) -> list[RunResult]:
+    """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise))."""
+    k, alpha, beta = truth
+    rng = np.random.default_rng(seed)
+    runs = []
+    for n in n_grid:
+        for d in scratch_d:
+            loss = float(kaplan_loss(n, d) * np.exp(rng.normal(0.0, loss_noise)))
+            runs.append(RunResult(f"s-{n:.3g}-{d:.4g}", "scratch", n, float(d), loss))
+        for df in d_f:
+            loss = float(kaplan_loss(n, df + k * df**alpha * n**beta) * np.exp(rng.normal(0.0, loss_noise)))
+            runs.append(RunResult(f"f-{n:.3g}-{df:.4g}", "finetune", n, float(df), loss))
+    return runs

@@ -1,0 +1,102 @@
+"""Every kind of bad run lands in ``excluded`` with its reason; only an unidentifiable fit raises FitError."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
+
+from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
+from transfer_laws.registry.fit import _types as t
+
+GOOD = synthetic_runs(TEXT_TO_PYTHON, 0.0005, seed=11, d_f=(1e3, 1e4, 1e5, 1e6))
+K, ALPHA, BETA = TEXT_TO_PYTHON
+
+
+def _ft(run_id: str, n: float, d_f: float, loss: float, **kw: object) -> RunResult:
+    return RunResult(run_id, kw.pop("role", "finetune"), n, d_f, loss, **kw)  # type: ignore[arg-type]
+
+
+def _fine_loss(n: float, d_f: float) -> float:
+    return float(kaplan_loss(n, d_f + K * d_f**ALPHA * n**BETA))
+
+
+BAD = {
+    "dup": (GOOD[0], t.R_DUPLICATE),  # same run_id as the first scratch run
+    "role": (_ft("role", 1e8, 1e4, 3.0, role="teacher"), t.R_ROLE),
+    "missing-n": (_ft("missing-n", None, 1e4, 3.0), t.R_MISSING),  # type: ignore[arg-type]
+    "text-n": (_ft("text-n", "big", 1e4, 3.0), t.R_MISSING),  # type: ignore[arg-type]
+    "nan": (_ft("nan", 1e8, 1e4, math.nan), t.R_NONFINITE),
+    "inf": (_ft("inf", 1e8, 1e4, math.inf), t.R_NONFINITE),
+    "negative": (_ft("negative", 1e8, 1e4, -1.0), t.R_NONPOSITIVE_LOSS),
+    "zero-d": (_ft("zero-d", 1e8, 0.0, 3.0), t.R_NONPOSITIVE_SIZE),
+    "no-curve": (_ft("no-curve", 3e7, 1e4, _fine_loss(3e7, 1e4)), t.R_NO_CURVE),
+    "too-good": (_ft("too-good", 1e8, 1e4, 0.9 * float(kaplan_loss(1e8, 1e13))), t.R_BELOW_RANGE),
+    "too-bad": (_ft("too-bad", 1e8, 1e4, 1.1 * float(kaplan_loss(1e8, 1e3))), t.R_ABOVE_RANGE),
+    "high-data": (_ft("high-data", 1e6, 1e9, _fine_loss(1e6, 1e9)), t.R_HIGH_DATA),
+    "ossified": (_ft("ossified", 1e8, 1e5, float(kaplan_loss(1e8, 5e4))), t.R_OSSIFIED),
+}
+
+
+def test_every_bad_run_is_excluded_with_its_reason() -> None:
+    law = fit_transfer_law([*GOOD, *(run for run, _ in BAD.values())], bootstrap=20)
+    reasons = dict(law.excluded[i] for i in range(len(law.excluded)))
+    assert len(law.excluded) == len(BAD)
+    for key, (run, reason) in BAD.items():
+        assert reasons[run.run_id].startswith(reason), (key, reasons[run.run_id])
+    # The good runs still give the law.
+    assert law.alpha == pytest.approx(ALPHA, abs=0.01)
+    assert sum(p.used for p in law.points) == 16
+    ossified = next(p for p in law.points if p.run_id == "ossified")
+    assert not ossified.used and ossified.d_t < 0
+    assert "dup" not in law.input_run_ids and "nan" not in law.input_run_ids
+
+
+def test_global_estimator_excludes_losses_below_the_infinite_data_loss() -> None:
+    below = _ft("below-inf", 1e8, 1e4, 0.95 * float(kaplan_loss(1e8, math.inf)))
+    law = fit_transfer_law([*GOOD, below], d_e_method="global", bootstrap=5)
+    assert law.excluded == [("below-inf", t.R_NO_D_E)]
+
+
+def test_chars_unit_needs_d_f_chars() -> None:
+    runs = [RunResult(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss, d_f_chars=4 * r.d_f_tokens)
+            for r in GOOD]
+    law = fit_transfer_law([*runs, _ft("no-chars", 1e8, 1e4, 3.0)], unit="chars", bootstrap=0)
+    assert law.excluded == [("no-chars", f"{t.R_MISSING}: d_f_chars")]
+
+
+def test_too_few_points_raise_fit_error_naming_counts_and_reasons() -> None:
+    scratch = [r for r in GOOD if r.role == "scratch"]
+    few = [_ft("a", 1e8, 1e4, _fine_loss(1e8, 1e4)), _ft("b", 1e7, 1e5, _fine_loss(1e7, 1e5)),
+           _ft("c", 1e8, 1e4, math.nan)]
+    with pytest.raises(FitError, match=r"2 usable fine-tune points, need at least 3.*1 x non-finite loss"):
+        fit_transfer_law([*scratch, *few], bootstrap=10)
+
+
+def test_single_n_makes_beta_unidentifiable() -> None:
+    single = [r for r in GOOD if r.role == "scratch" or r.n_params == 1e8]
+    with pytest.raises(FitError, match="share one N: beta is unidentifiable"):
+        fit_transfer_law(single, bootstrap=10)
+    with pytest.raises(FitError, match="no usable scratch runs"):
+        fit_transfer_law([r for r in GOOD if r.role == "finetune"], bootstrap=10)
+
+
+def test_tiny_demo_grid_fits_with_warnings() -> None:
+    """Two N and two D_F (4 points): enough for the refit service's demo, with an honest warning."""
+    runs = synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=4, n_grid=(1e6, 1e7), d_f=(1e4, 1e5),
+                          scratch_d=tuple(float(d) for d in np.geomspace(1e3, 1e13, 21)))
+    law = fit_transfer_law(runs, bootstrap=200)
+    assert sum(p.used for p in law.points) == 4
+    assert any("two model sizes" in w for w in law.warnings)
+    # Half-decade scratch steps: linear interpolation in log-log costs a little accuracy, not the ballpark.
+    assert law.alpha == pytest.approx(ALPHA, abs=0.03) and law.beta == pytest.approx(BETA, abs=0.03)
+    assert law.intervals["alpha"][0] <= law.alpha <= law.intervals["alpha"][1]
+
+
+@pytest.mark.parametrize("kwargs", [{"d_e_method": "magic"}, {"unit": "bytes"}, {"low_data_fraction": 0.0},
+                                    {"bootstrap": -1}])
+def test_bad_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        fit_transfer_law(GOOD, **kwargs)  # type: ignore[arg-type]
