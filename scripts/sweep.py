@@ -1,0 +1,304 @@
+"""``transfer-laws sweep``: a grid of N x D_F x role as one Optuna study; each trial is one MLflow run.
+
+The grid's cells are enqueued into the study as fixed-parameter trials (idempotently: enqueueing again adds
+nothing), so any number of ``--worker`` processes on any number of machines share the work by popping WAITING
+trials from the same storage (SQLite locally, PostgreSQL across machines). A trial that stops sending heartbeats
+(its worker crashed or was killed) is failed by the next worker and re-enqueued by ``RetryFailedTrialCallback``;
+finished cells are never run again, so a stopped sweep resumes where it was. Every trial's MLflow run carries
+``transfer.sweep``/``transfer.trial`` (through the run-context provider's environment variables) and
+``mlflow.parentRunId`` of the sweep's parent run.
+
+``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
+law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_laws.scripts._common import DataArgs, TrackingArgs
+from transfer_laws.scripts.pretrain import _optim_type, _train_type
+
+CELL_KEYS = ("size", "d_f_tokens", "role")
+ATTR_PARENT_RUN = "parent_run_id"
+ATTR_RUN_ID = "run_id"
+ENV_SWEEP = "TRANSFER_LAWS_SWEEP_ID"
+ENV_TRIAL = "TRANSFER_LAWS_TRIAL"
+TAG_PARENT_RUN = "mlflow.parentRunId"
+
+
+def _optim() -> Any:
+    from transfer_laws.lightning_modules import OptimConfig
+
+    return OptimConfig(lr=1e-3)
+
+
+def _train() -> Any:
+    from transfer_laws.lightning_modules import TrainConfig
+
+    return TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience=3)
+
+
+@dataclass(kw_only=True)
+class Args(TrackingArgs, DataArgs):
+    """Arguments of ``transfer-laws sweep``."""
+
+    sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
+    """Model shapes (names from lightning_modules.model.PRESETS), one N each."""
+    d_f_tokens: list[int] = field(default_factory=lambda: [20000, 80000])
+    """D_F budgets in tokens (a scratch run's dataset size D)."""
+    roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
+    """Which kinds of run each (size, D_F) gets: finetune, scratch or both."""
+    from_template: str = "models:/pretrained-text@demo-{size}"
+    """Registered checkpoint per size that fine-tunes start from (and whose tokenizer scratch runs share)."""
+    target: str = "python"
+    """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
+    study: str = "transfer-sweep"
+    """Optuna study name (also the transfer.sweep tag of its runs)."""
+    storage: str | None = None
+    """Optuna storage URL: sqlite:///... or postgresql+psycopg2://...; default: optuna.db under TRANSFER_LAWS_HOME."""
+    worker: bool = False
+    """Join an existing study and pull trials until none are left (enqueue nothing)."""
+    max_trials: int | None = None
+    """Stop this process after this many trials (None: until the study has no waiting trials)."""
+    heartbeat_s: int = 30
+    """Seconds between a running trial's heartbeats."""
+    grace_s: int = 120
+    """A running trial silent this long counts as crashed and is retried."""
+    max_retry: int = 2
+    """How often a crashed trial is retried."""
+    adaptive: bool = False
+    """Choose the next cell by next-run advice instead of running the whole grid."""
+    alpha_tolerance: float = 0.02
+    """--adaptive stops once alpha's 95% interval is within +- this."""
+    max_runs: int = 20
+    """--adaptive stops after this many runs."""
+    law: str = "text-to-python"
+    """The law --adaptive refits (``<source>-to-<target>``)."""
+    epochs: float = 3.0
+    """Expected passes over D_F before early stopping, for the compute estimate of --adaptive (6 N D_F epochs)."""
+    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    """Optimiser settings of every trial."""
+    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    """Training loop settings of every trial."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell = one run."""
+
+    size: str
+    """Preset name (lightning_modules.model.PRESETS)."""
+    d_f_tokens: int
+    """D_F in tokens."""
+    role: str
+    """finetune or scratch."""
+
+    def params(self) -> dict[str, Any]:
+        """The trial's fixed parameters."""
+        return {"size": self.size, "d_f_tokens": self.d_f_tokens, "role": self.role}
+
+
+def grid_cells(sizes: list[str], d_f_tokens: list[int], roles: list[str]) -> list[Cell]:
+    """Every (size, D_F, role) cell, sizes outermost; bad names or budgets raise ValueError naming them."""
+    from transfer_laws.lightning_modules.model import PRESETS
+
+    unknown = [s for s in sizes if s not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown size(s) {unknown}; choose from {', '.join(PRESETS)}")
+    bad_roles = [r for r in roles if r not in ("finetune", "scratch")]
+    if bad_roles:
+        raise ValueError(f"unknown role(s) {bad_roles}; a sweep runs finetune and/or scratch")
+    if any(d <= 0 for d in d_f_tokens):
+        raise ValueError(f"D_F budgets must be positive, got {d_f_tokens}")
+    if not (sizes and d_f_tokens and roles):
+        raise ValueError("a sweep needs at least one size, one D_F and one role")
+    return [Cell(s, int(d), r) for s in dict.fromkeys(sizes) for d in dict.fromkeys(d_f_tokens)
+            for r in dict.fromkeys(roles)]
+
+
+def default_storage() -> str:
+    """``sqlite:///<TRANSFER_LAWS_HOME>/optuna.db``."""
+    from transfer_laws.registry.tracking import home_dir
+
+    home_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home_dir() / 'optuna.db'}"
+
+
+def open_study(name: str, storage: str | None, *, create: bool = True, heartbeat_s: int = 30, grace_s: int = 120,
+               max_retry: int = 2) -> Any:
+    """The study in an RDB storage with heartbeats and retry of crashed trials (created unless ``create`` is False)."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one line
+    rdb = RDBStorage(storage or default_storage(), heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                     failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+    if not create:
+        try:
+            return optuna.load_study(study_name=name, storage=rdb)
+        except KeyError:
+            raise ValueError(f"no study {name!r} in the storage: start the sweep without --worker first") from None
+    return optuna.create_study(study_name=name, storage=rdb, direction="minimize", load_if_exists=True)
+
+
+def enqueue_cells(study: Any, cells: list[Cell]) -> int:
+    """Enqueue the cells not yet in the study (in any state); returns how many were new."""
+    before = len(study.get_trials(deepcopy=False))
+    for cell in cells:
+        study.enqueue_trial(cell.params(), skip_if_exists=True)
+    return len(study.get_trials(deepcopy=False)) - before
+
+
+def _cell_of(trial: Any) -> Cell | None:
+    """The cell a trial runs; None for a trial that was not enqueued (``trial``: a live Trial or a FrozenTrial)."""
+    attrs = getattr(trial, "system_attrs", None)
+    if attrs is None:  # a live Trial keeps its attributes in the storage
+        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001 - Optuna has no public getter
+    fixed = attrs.get("fixed_params")
+    if not fixed or set(fixed) != set(CELL_KEYS):
+        return None
+    return Cell(str(fixed["size"]), int(fixed["d_f_tokens"]), str(fixed["role"]))
+
+
+def sweep_progress(study: Any) -> tuple[int, int]:
+    """(cells finished, cells in the study): every enqueued cell counts once, retries included."""
+    from optuna.trial import TrialState
+
+    cells: dict[Cell, bool] = {}
+    for t in study.get_trials(deepcopy=False):
+        cell = _cell_of(t)
+        if cell is not None:
+            cells[cell] = cells.get(cell, False) or t.state == TrialState.COMPLETE
+    return sum(cells.values()), len(cells)
+
+
+TrainCell = Callable[[Cell, int], tuple[str, float]]
+"""Trains one cell as trial number ``n``; returns (MLflow run id, best test loss)."""
+
+
+def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = None,
+               progress: bool = True) -> int:
+    """Pop waiting trials and train them until none are left (or ``max_trials``); returns how many this ran.
+
+    ``study.optimize`` runs each trial so that Optuna sends its heartbeats and fails stale trials first (which the
+    storage's retry callback re-enqueues). A trial Optuna creates when the queue emptied under us is pruned
+    unrun. A training error fails its trial (recorded, not retried) and the worker moves on.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    ran = 0
+    start = time.monotonic()
+    while max_trials is None or ran < max_trials:
+        optuna.storages.fail_stale_trials(study)
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            break
+        done_before = ran
+
+        def objective(trial: Any) -> float:
+            nonlocal ran
+            cell = _cell_of(trial)
+            if cell is None:
+                trial.set_user_attr("empty", True)
+                raise optuna.TrialPruned("no waiting cell was left")
+            ran += 1
+            try:
+                run_id, loss = train_cell(cell, trial.number)
+            except Exception as exc:
+                sys.stderr.write(f"sweep: trial {trial.number} {cell} failed: {type(exc).__name__}: {exc}\n")
+                raise
+            trial.set_user_attr(ATTR_RUN_ID, run_id)
+            return loss
+
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        if progress and ran > done_before:
+            _print_progress(study, ran, time.monotonic() - start)
+    return ran
+
+
+def _print_progress(study: Any, ran: int, elapsed: float) -> None:
+    done, total = sweep_progress(study)
+    eta = elapsed / ran * (total - done) if ran else float("nan")
+    width = 30
+    filled = int(width * done / total) if total else width
+    sys.stderr.write(f"sweep {study.study_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs, "
+                     f"ETA {eta / 60:.1f} min (this worker: {ran} in {elapsed / 60:.1f} min)\n")
+
+
+def ensure_parent_run(study: Any, tracking_uri: str | None, experiment: str, *, create: bool) -> str:
+    """The sweep's parent MLflow run id (stored in the study; created once by the starting process)."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.schema import TAG_SWEEP
+    from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
+
+    existing = study.user_attrs.get(ATTR_PARENT_RUN)
+    if existing:
+        return str(existing)
+    if not create:
+        raise ValueError(f"study {study.study_name!r} has no sweep parent run: start it without --worker first")
+    uri = use_tracking_uri(tracking_uri)
+    experiment_id = ensure_experiment(experiment, uri)
+    run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep-{study.study_name}",
+                                       tags={TAG_SWEEP: study.study_name})
+    study.set_user_attr(ATTR_PARENT_RUN, run.info.run_id)
+    return run.info.run_id
+
+
+def recipe_trainer(args: Args, parent_run_id: str) -> TrainCell:
+    """Train a cell with the finetune or scratch recipe, tagged as a trial of this sweep under its parent run."""
+
+    def train(cell: Cell, number: int) -> tuple[str, float]:
+        from mlflow import MlflowClient
+
+        from transfer_laws.registry.tracking import use_tracking_uri
+        from transfer_laws.scripts import finetune, scratch
+
+        common = dict(tracking_uri=args.tracking_uri, experiment=args.experiment, progress_bar=args.progress_bar,
+                      corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
+                      tokenizer_corpus=args.tokenizer_corpus, tokenizer_max_mb=args.tokenizer_max_mb,
+                      batch_size=args.batch_size, test_tokens=args.test_tokens, seed=args.seed,
+                      d_f_tokens=cell.d_f_tokens, target=args.target, optim=args.optim, train=args.train)
+        checkpoint = args.from_template.format(size=cell.size)
+        os.environ[ENV_SWEEP], os.environ[ENV_TRIAL] = args.study, str(number)
+        try:
+            if cell.role == "finetune":
+                trained = finetune.run(finetune.Args(parent=checkpoint, **common))
+            else:
+                # Scratch runs share the fine-tunes' tokenizer so both land on the same loss scale.
+                tokenizer_from = checkpoint if "finetune" in args.roles else None
+                trained = scratch.run(scratch.Args(preset=cell.size, tokenizer_from=tokenizer_from, **common))
+        finally:
+            os.environ.pop(ENV_SWEEP, None)
+            os.environ.pop(ENV_TRIAL, None)
+        MlflowClient(use_tracking_uri(args.tracking_uri)).set_tag(trained.run_id, TAG_PARENT_RUN, parent_run_id)
+        return trained.run_id, float(trained.best_test_loss)
+
+    return train
+
+
+def run(args: Args) -> int:
+    if args.adaptive and args.worker:
+        raise ValueError("--adaptive chooses runs one at a time in one process; it does not take --worker")
+    cells = grid_cells(args.sizes, args.d_f_tokens, args.roles)
+    study = open_study(args.study, args.storage, create=not args.worker, heartbeat_s=args.heartbeat_s,
+                       grace_s=args.grace_s, max_retry=args.max_retry)
+    parent = ensure_parent_run(study, args.tracking_uri, args.experiment, create=not args.worker)
+    train = recipe_trainer(args, parent)
+    if args.adaptive:
+        from transfer_laws.scripts.advise import run_adaptive
+
+        return run_adaptive(args, study, cells, train)
+    if not args.worker:
+        added = enqueue_cells(study, cells)
+        print(f"sweep {args.study}: {len(cells)} cells, {added} newly enqueued; parent run {parent}")
+    ran = run_worker(study, train, max_trials=args.max_trials, progress=True)
+    done, total = sweep_progress(study)
+    print(f"sweep {args.study}: this process ran {ran} trial(s); {done}/{total} cells finished")
+    return 0
