@@ -73,6 +73,9 @@ def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | N
     """A string parser for type ``tp``, a metavar and the allowed choices."""
     tp, optional = _unwrap_optional(tp)
     origin = get_origin(tp)
+    if origin in (Union, types.UnionType) and set(get_args(tp)) - {type(None)} == {int, str}:
+        # e.g. Lightning's devices: a count or a name such as "auto"
+        return (lambda s: int(s) if s.lstrip("-").isdigit() else s), "INT|TEXT", None
     if origin is Literal:
         choices = [str(c) for c in get_args(tp)]
         return str, "{" + ",".join(choices) + "}", choices
