@@ -1,0 +1,119 @@
+"""TokenDataModule on a real Python corpus: exact nested budgets, windows, digests, the fixed test set, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from transfer_laws.lightning_modules import (
+    BudgetError,
+    DataConfig,
+    TokenDataModule,
+    TokenizerInfo,
+    build_corpus,
+    load_tokenizer,
+    train_tokenizer,
+)
+
+CONTEXT = 64
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TokenizerInfo]:
+    root = tmp_path_factory.mktemp("data")
+    build_corpus("python", root / "python", max_bytes=250_000)
+    info = train_tokenizer(root / "python", root / "tok", vocab_size=512)
+    return root / "python", info
+
+
+def _dm(setup: tuple[Path, TokenizerInfo], **kwargs: object) -> TokenDataModule:
+    corpus, info = setup
+    dm = TokenDataModule(DataConfig(corpus_dir=corpus, tokenizer_dir=info.path, context_length=CONTEXT,
+                                    batch_size=4, **kwargs))
+    dm.setup("fit")
+    return dm
+
+
+def _stream(dm: TokenDataModule) -> torch.Tensor:
+    """The token stream reassembled from the training windows, in window order."""
+    ds = dm.train_dataloader().dataset
+    parts = []
+    for i in range(len(ds)):
+        x, y = ds[i]
+        if i == 0:
+            parts.append(x[:1])
+        parts.append(y[y != -100])
+    return torch.cat(parts)
+
+
+def test_exact_nested_budgets(setup: tuple[Path, TokenizerInfo]) -> None:
+    small, large = _dm(setup, d_f_tokens=1_000), _dm(setup, d_f_tokens=5_003)
+    assert small.train_tokens == 1_000 and large.train_tokens == 5_003
+    s, big = _stream(small), _stream(large)
+    assert len(s) == 1_000 and len(big) == 5_003  # every budgeted token is used, once as a target at most
+    assert torch.equal(big[:1_000], s)  # a smaller budget is a prefix of a larger one
+    assert len(large.train_dataloader().dataset) == math.ceil((5_003 - 1) / CONTEXT)
+    assert small.train_digest != large.train_digest
+    assert small.test_digest == large.test_digest and small.test_tokens == large.test_tokens  # fixed test set
+    assert small.tokenizer_digest == setup[1].digest and small.vocab_size == 512
+    assert small.corpus_name == "python"
+    assert 0 < small.train_chars < large.train_chars
+
+
+def test_windows_are_next_token_pairs(setup: tuple[Path, TokenizerInfo]) -> None:
+    dm = _dm(setup, d_f_tokens=3 * CONTEXT + 1 + 10)
+    ds = dm.train_dataloader().dataset
+    assert len(ds) == 4
+    x0, y0 = ds[0]
+    x1, _ = ds[1]
+    assert torch.equal(x0[1:], y0[:-1]) and x1[0] == y0[-1]
+    x_last, y_last = ds[3]
+    assert int((y_last != -100).sum()) == 10 and (y_last[10:] == -100).all()  # the short tail is padded
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == y.shape == (4, CONTEXT) and x.dtype == y.dtype == torch.long
+    vx, vy = next(iter(dm.val_dataloader()))
+    assert torch.equal(vx[0, 1:], vy[0, :-1])
+
+
+def test_whole_split_counts_match_the_manifest(setup: tuple[Path, TokenizerInfo]) -> None:
+    corpus, info = setup
+    dm = _dm(setup)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert dm.train_chars == manifest["train"]["chars"]  # whole documents: every character counted once
+    tok = load_tokenizer(info.path)
+    texts = [json.loads(line)["text"] for line in (corpus / "train.jsonl").read_text().splitlines()]
+    expected = sum(len(ids) + 1 for ids in tok(texts, add_special_tokens=False)["input_ids"])  # + eos per doc
+    assert dm.train_tokens == expected
+    with pytest.raises(BudgetError, match=rf"d_f_tokens={expected + 1:,}.*{expected:,} tokens"):
+        _dm(setup, d_f_tokens=expected + 1)
+
+
+def test_partial_document_chars(setup: tuple[Path, TokenizerInfo]) -> None:
+    corpus, info = setup
+    dm = _dm(setup, d_f_tokens=2_000)
+    tok = load_tokenizer(info.path)
+    ids = _stream(dm).tolist()
+    decoded = tok.decode(ids, skip_special_tokens=True)
+    assert abs(dm.train_chars - len(decoded)) <= 2  # a cut multi-byte character may differ by one
+
+
+def test_seed_changes_subset_and_cache_reuses(setup: tuple[Path, TokenizerInfo]) -> None:
+    a, b, again = _dm(setup, d_f_tokens=2_000), _dm(setup, d_f_tokens=2_000, seed=1), _dm(setup, d_f_tokens=2_000)
+    assert a.train_digest != b.train_digest and a.train_digest == again.train_digest
+    assert a.test_digest == b.test_digest
+    cache = setup[0] / "cache"
+    assert any(cache.rglob("*.arrow"))
+    ids = np.asarray(a.train_dataloader().dataset.tokens)
+    assert ids.dtype == np.uint16  # vocab < 65536: ids stored compactly
+
+
+def test_bad_configs(setup: tuple[Path, TokenizerInfo], tmp_path: Path) -> None:
+    with pytest.raises(BudgetError, match="at least 2"):
+        _dm(setup, d_f_tokens=1)
+    with pytest.raises(FileNotFoundError, match="build_corpus"):
+        TokenDataModule(DataConfig(corpus_dir=tmp_path, tokenizer_dir=setup[1].path)).setup("fit")
