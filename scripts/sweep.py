@@ -190,9 +190,13 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
     storage's retry callback re-enqueues). A trial Optuna creates when the queue emptied under us is pruned
     unrun. A training error fails its trial (recorded, not retried) and the worker moves on.
     """
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
+    # fail_stale_trials and RDB heartbeats are the documented way to retry crashed trials, still marked experimental.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     ran = 0
     start = time.monotonic()
     while max_trials is None or ran < max_trials:

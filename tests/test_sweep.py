@@ -1,0 +1,146 @@
+"""`transfer-laws sweep`: grid enumeration, idempotent enqueue and resume, retry of a crashed trial, and two
+worker processes sharing one study on the real PostgreSQL with real training landing in the real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
+from transfer_laws.scripts.sweep import (
+    ATTR_PARENT_RUN,
+    ATTR_RUN_ID,
+    TAG_PARENT_RUN,
+    Args,
+    Cell,
+    enqueue_cells,
+    grid_cells,
+    open_study,
+    run,
+    run_worker,
+    sweep_progress,
+)
+
+TINY = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
+        "--train.max-steps", "12", "--train.eval-every-steps", "4", "--progress-bar", "false"]
+
+
+def test_grid_enumerates_every_cell_once_and_refuses_bad_input() -> None:
+    cells = grid_cells(["2x32", "1x32", "2x32"], [1000, 4000], ["finetune", "scratch"])
+    assert len(cells) == 8 == len(set(cells))
+    assert cells[0] == Cell("2x32", 1000, "finetune") and cells[-1] == Cell("1x32", 4000, "scratch")
+    with pytest.raises(ValueError, match="unknown size"):
+        grid_cells(["9x9"], [1000], ["scratch"])
+    with pytest.raises(ValueError, match="unknown role"):
+        grid_cells(["1x32"], [1000], ["pretrain"])
+    with pytest.raises(ValueError, match="positive"):
+        grid_cells(["1x32"], [0], ["scratch"])
+
+
+class Recorder:
+    """A trainer that records which cells it ran (the real trainer is exercised by the PostgreSQL test)."""
+
+    def __init__(self) -> None:
+        self.cells: list[Cell] = []
+
+    def __call__(self, cell: Cell, number: int) -> tuple[str, float]:
+        self.cells.append(cell)
+        return f"run-{number}", 1.0 / cell.d_f_tokens
+
+
+def test_enqueue_is_idempotent_and_a_stopped_sweep_resumes_without_rerunning(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cells = grid_cells(["1x32", "2x32"], [1000, 2000], ["scratch"])
+    study = open_study("s", storage)
+    assert enqueue_cells(study, cells) == 4
+    assert enqueue_cells(study, cells) == 0
+    first = Recorder()
+    assert run_worker(study, first, max_trials=1, progress=False) == 1  # "stopped" after one run
+    # Resume from a fresh handle, as a new process would; enqueueing the grid again adds nothing.
+    study = open_study("s", storage)
+    assert enqueue_cells(study, cells) == 0
+    rest = Recorder()
+    assert run_worker(study, rest, progress=False) == 3
+    assert sorted(first.cells + rest.cells, key=str) == sorted(cells, key=str)
+    assert sweep_progress(study) == (4, 4)
+    assert enqueue_cells(study, cells) == 0 and run_worker(study, Recorder(), progress=False) == 0
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert {t.user_attrs[ATTR_RUN_ID] for t in done} == {f"run-{t.number}" for t in done}
+
+
+def test_a_crashed_trial_is_retried_and_a_failed_one_is_not(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cells = grid_cells(["1x32"], [1000, 2000, 3000], ["scratch"])
+    study = open_study("r", storage, heartbeat_s=1, grace_s=2)
+    enqueue_cells(study, cells)
+    # A worker takes a cell, beats once and dies (no tell, no further heartbeats).
+    crashed = study.ask()
+    study._storage.record_heartbeat(crashed._trial_id)  # noqa: SLF001 - what Optuna's heartbeat thread does
+    time.sleep(2.5)
+
+    def trainer(cell: Cell, number: int) -> tuple[str, float]:
+        if cell.d_f_tokens == 3000:
+            raise RuntimeError("diverged")
+        return f"run-{number}", 1.0
+
+    assert run_worker(open_study("r", storage, heartbeat_s=1, grace_s=2), trainer, progress=False) == 3
+    trials = study.get_trials()
+    assert study._storage.get_trial(crashed._trial_id).state == TrialState.FAIL  # noqa: SLF001
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == crashed.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    by_state = Counter(t.state for t in trials)
+    assert by_state[TrialState.COMPLETE] == 2 and by_state[TrialState.FAIL] == 2  # crashed + raised, no re-run
+    assert sweep_progress(study) == (2, 3)
+
+
+def test_worker_refuses_a_study_that_was_never_started(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="without --worker"):
+        run(Args(worker=True, roles=["scratch"], sizes=["1x32"], d_f_tokens=[1000], study="nope",
+                 storage=f"sqlite:///{tmp_path / 'o.db'}"))
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from transfer_laws.scripts import cli, workspace
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRANSFER_LAWS_HOME", str(home))
+    study_name = f"two-workers-{tmp_path.name}"
+    common = ["--roles", "scratch", "--sizes", "1x32", "--d-f-tokens", "1000,1500,2000,2500", "--study", study_name,
+              "--storage", server_stack.pg_uri, "--tracking-uri", server_stack.tracking_uri,
+              "--experiment", study_name, *TINY]
+    # Build the corpus and tokenizer once, so the two workers do not race to write them.
+    workspace.corpus_dir("python", 500_000)
+    workspace.tokenizer_dir("text", 300, 500_000)
+    assert cli.main(["sweep", *common, "--max-trials", "0"]) == 0  # creates the study, enqueues, runs nothing
+    env = {**os.environ, "TRANSFER_LAWS_HOME": str(home)}
+    workers = [subprocess.Popen([sys.executable, "-m", "transfer_laws.scripts.cli", "sweep", "--worker", *common],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    study = optuna.load_study(study_name=study_name, storage=server_stack.pg_uri)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    cells = Counter(tuple(sorted(t.system_attrs["fixed_params"].items())) for t in complete)
+    assert len(cells) == 4 and set(cells.values()) == {1}, cells
+    client = MlflowClient(server_stack.tracking_uri)
+    parent = study.user_attrs[ATTR_PARENT_RUN]
+    for t in complete:
+        mlflow_run = client.get_run(t.user_attrs[ATTR_RUN_ID])
+        assert mlflow_run.info.status == "FINISHED"
+        assert mlflow_run.data.tags[TAG_SWEEP] == study_name
+        assert mlflow_run.data.tags[TAG_TRIAL] == str(t.number)
+        assert mlflow_run.data.tags[TAG_PARENT_RUN] == parent
+    assert client.get_run(parent).data.tags[TAG_SWEEP] == study_name
