@@ -145,7 +145,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     version_tags = {k: str(v) for k, v in version_tags.items() if v is not None}
     run_id = run_id or extra.get("run_id")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = _experiment_for(client, run_id)
+    experiment_id = _experiment_for(client, run_id, tracking_uri)
 
     logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=version_tags)
     try:
@@ -258,11 +258,12 @@ def _stage(folder: Path, staged: Path) -> None:
     (staged / MANIFEST).write_text(json.dumps(file_manifest(staged), indent=2, sort_keys=True))
 
 
-def _experiment_for(client: Any, run_id: str | None) -> str:
+def _experiment_for(client: Any, run_id: str | None, tracking_uri: str | None) -> str:
+    from transfer_laws.registry.tracking import ensure_experiment
+
     if run_id:
         return client.get_run(run_id).info.experiment_id
-    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
-    return experiment.experiment_id if experiment else client.create_experiment(DEFAULT_EXPERIMENT)
+    return ensure_experiment(DEFAULT_EXPERIMENT, tracking_uri)  # embedded store: artifacts under the home
 
 
 def _ensure_registered_model(client: Any, name: str) -> None:
