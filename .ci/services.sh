@@ -79,7 +79,7 @@ services_start() {
   export TL_MLFLOW_BACKEND_URI="postgresql+psycopg2://postgres@127.0.0.1:$PGPORT/mlflow"
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https \
   MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true MLFLOW_WEBHOOK_CACHE_TTL=1 \
-  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true \
+  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true TRANSFER_LAWS_WEBHOOK_SECRET=$TL_WEBHOOK_SECRET \
     .venv/bin/mlflow server --app-name transfer-laws --host 127.0.0.1 --port "$MLPORT" --workers 1 \
       --backend-store-uri "$TL_MLFLOW_BACKEND_URI" \
       --artifacts-destination "s3://$TL_TEST_S3_BUCKET/" --serve-artifacts \

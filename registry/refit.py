@@ -4,8 +4,9 @@
 of the law, fits ``D_T = k * D_F^alpha * N^beta`` with the fitter, and compares the fit's fingerprint of its
 eligible inputs with the ``transfer.fingerprint`` tag of the version behind alias ``latest``. Same inputs: status
 ``unchanged``. New inputs: everything (fit folder, plots, input run ids, metrics, the pyfunc law model) is logged on
-a run in experiment ``transfer-laws-refits`` first, checked, and only then is a model version created and the
-alias moved, so a refit that dies half way leaves no version and the next landing simply refits again.
+a run in experiment ``transfer-laws-refits`` first, checked, and only then is a model version created;
+``@latest`` (MLflow's reserved alias for the highest version) then points to it. A refit that dies half way
+leaves no version, and the next landing simply refits again.
 
 ``RefitService`` runs refits on a background thread; landings only set a per-law dirty flag, so a burst of
 landings coalesces into a few refits, the last of which reads every run.
@@ -140,7 +141,7 @@ def _ensure_registered_model(client: Any, name: str) -> None:
 
 
 def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any]) -> str:
-    """Log the fit on a refit run, verify, then create the version and move the alias; returns the version."""
+    """Log the fit on a refit run, verify, then create the version; returns the version."""
     import mlflow
 
     from transfer_laws.registry.fit import plot_law
@@ -152,7 +153,7 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
     with tempfile.TemporaryDirectory() as tmp, _fluent_lock:
         folder = Path(tmp) / "fit"
         fit.save(folder)
-        plots = plot_law(fit, Path(tmp) / "plots")
+        plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
         _activate(uri)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}") as run:
             run_id = run.info.run_id
@@ -168,7 +169,8 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
     version = client.create_model_version(
         name, info.model_uri, run_id=run_id, tags={LAW_TAG_FINGERPRINT: fit.fingerprint, LAW_TAG_LAW: law}
     )
-    client.set_registered_model_alias(name, LAW_ALIAS, version.version)
+    # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one
+    # because versions are only created here, under the law's lock.
     return str(version.version)
 
 
@@ -179,9 +181,13 @@ def refit_law(
     bootstrap: int = 1000,
     seed: int = 0,
     d_e_method: str = "interpolate",
+    plots: bool = True,
     lock_timeout_s: float = 600.0,
 ) -> RefitResult:
-    """Refit ``law`` now and register a new version if its eligible inputs changed (see the module docstring)."""
+    """Refit ``law`` now and register a new version if its eligible inputs changed (see the module docstring).
+
+    ``plots=False`` skips the PNG plots (the slowest step, seconds of matplotlib) for latency-bound callers.
+    """
     from transfer_laws.registry.fit import FitError, fit_transfer_law
 
     law_model_name(law)  # a malformed law is a ValueError before anything is read
@@ -198,7 +204,8 @@ def refit_law(
         latest = latest_version(client, law)
         if latest is not None and latest.tags.get(LAW_TAG_FINGERPRINT) == fit.fingerprint:
             return RefitResult(law, STATUS_UNCHANGED, str(latest.version), fit, None, n_runs)
-        settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, PARAM_READ_AT: read_at}
+        settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
+        settings[PARAM_READ_AT] = read_at
         version = _register(client, uri, law, fit, inputs, settings)
         return RefitResult(law, STATUS_REGISTERED, version, fit, None, n_runs)
 
