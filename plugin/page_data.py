@@ -133,8 +133,41 @@ def law_runs(client: Any, law: str) -> list[RunRow]:
     return rows
 
 
+INPUTS_REPORT = "inputs.json"
+"""The refit run's report artifact: ``excluded_by_reader`` ({run_id: reason}) and ``excluded_by_fit`` (pairs)."""
+
+
+def _download_report(client: Any, run_id: str, dst: str) -> str:
+    """The report's local path. Inside the server the store URI is the database, which cannot resolve the
+    proxied ``mlflow-artifacts:`` URIs, so those are read through the server's own artifact repository."""
+    artifact_uri = client.get_run(run_id).info.artifact_uri or ""
+    if not artifact_uri.startswith("mlflow-artifacts:"):
+        return client.download_artifacts(run_id, INPUTS_REPORT, dst)
+    from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
+
+    relative = artifact_uri.split(":", 1)[1].lstrip("/")
+    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{relative}/{INPUTS_REPORT}", dst)
+
+
+def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str]]:
+    """Runs the reader or the fit left out, with reasons; empty when the run has no readable report."""
+    import json
+    import tempfile
+
+    if not run_id:
+        return []
+    with tempfile.TemporaryDirectory() as dst:
+        try:
+            with open(_download_report(client, run_id, dst)) as f:
+                report = json.load(f)
+        except Exception:  # noqa: BLE001 - a version without a report (or unreachable store) shows no exclusions
+            return []
+    pairs = list((report.get("excluded_by_reader") or {}).items()) + list(report.get("excluded_by_fit") or [])
+    return [{"run_id": str(rid), "reason": str(reason)} for rid, reason in pairs]
+
+
 def _excluded_from_tags(mv: Any) -> list[dict[str, str]]:
-    """Excluded runs recorded on the version as ``transfer.excluded.<run_id>`` = reason (written by the refit)."""
+    """Excluded runs recorded on the version as ``transfer.excluded.<run_id>`` = reason."""
     prefix = "transfer.excluded."
     return [{"run_id": k.removeprefix(prefix), "reason": v} for k, v in sorted(mv.tags.items()) if k.startswith(prefix)]
 
@@ -166,7 +199,7 @@ def law_view(client: Any, name: str) -> LawView:
         params={p: metrics.get(p) for p in PARAMS},
         intervals=_intervals(metrics),
         runs=law_runs(client, law),
-        excluded=_excluded_from_tags(mv),
+        excluded=_excluded_from_report(client, run_id) + _excluded_from_tags(mv),
     )
 
 

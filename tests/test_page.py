@@ -45,6 +45,9 @@ def seed_law(client: Any, law: str, experiment: str) -> dict[str, Any]:
     for key, value in {"k": 1.9e4, "alpha": 0.18, "beta": 0.38, "k_lo": 1.0e4, "k_hi": 3.0e4,
                        "alpha_lo": 0.12, "alpha_hi": 0.24}.items():
         client.log_metric(fit.info.run_id, key, value)
+    report = {"excluded_by_reader": {"r-missing": "missing best_test_loss"},
+              "excluded_by_fit": [["r-far", "no scratch curve: out of range"]]}
+    client.log_dict(fit.info.run_id, report, "inputs.json")
     client.set_terminated(fit.info.run_id)
     name = schema.law_model_name(law)
     client.create_registered_model(name)
@@ -80,7 +83,9 @@ def test_collect_laws_reads_version_fit_and_runs(store: dict[str, Any]) -> None:
     assert view.intervals == {"k": [1.0e4, 3.0e4], "alpha": [0.12, 0.24]}
     ids = {r.run_id for r in view.runs}
     assert ids == {*store["finetunes"], store["scratch"]}, "other laws' runs must not leak in"
-    assert view.excluded == [{"run_id": store["other"], "reason": "diverged (loss NaN)"}]
+    assert view.excluded == [{"run_id": "r-missing", "reason": "missing best_test_loss"},
+                             {"run_id": "r-far", "reason": "no scratch curve: out of range"},
+                             {"run_id": store["other"], "reason": "diverged (loss NaN)"}]
     assert view.source_run_id == store["fit"]
 
 
@@ -171,6 +176,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+@pytest.mark.slow  # a child process importing MLflow's server and auth apps: ~30 s on a busy machine
 def test_basic_auth_read_only_user_sees_but_cannot_refit(store: dict[str, Any], tmp_path: Path) -> None:
     ini = tmp_path / "basic_auth.ini"
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
