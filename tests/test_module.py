@@ -166,6 +166,24 @@ def test_poisoned_weights_raise_and_keep_best(loaders: tuple[DataLoader, DataLoa
     assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
 
 
+class _PoisonBeforeEval(L.Callback):
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == 20:
+            with torch.no_grad():
+                pl_module.model.ln_f.weight[0] = math.inf
+
+
+def test_non_finite_test_loss_raises_and_keeps_best(loaders: tuple[DataLoader, DataLoader]) -> None:
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=3e-3))
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10),
+                            callbacks=[_PoisonBeforeEval()], enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match=r"test loss became (nan|inf) at step 20"):
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert module.best_step == 10
+    assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
+
+
 def test_init_weights_from_checkpoint(tmp_path: Path, loaders: tuple[DataLoader, DataLoader]) -> None:
     _, test = loaders
     source = TransferLM(CONFIG)
