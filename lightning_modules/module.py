@@ -4,6 +4,10 @@ It trains a GPT with AdamW (no decay on biases and LayerNorms), linear warmup th
 evaluates the exact token-weighted held-out loss over the whole test set on the Trainer's schedule; keeps the best
 weights and puts them back at the end of fit (early stopping restores and reports the best, as in the paper); and
 stops a run whose loss stops being finite with TrainingDiverged, leaving the last good weights in the model.
+
+Under DDP the in-loop evaluation runs on Lightning's DistributedSampler shards, summed across ranks; the sampler
+repeats a few windows when the test set does not divide evenly by the number of ranks, so that value is exact
+only then. The final evaluation at the end of fit reads the whole test set on every rank and is always exact.
 """
 
 from __future__ import annotations
