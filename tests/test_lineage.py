@@ -1,0 +1,72 @@
+"""Lineage on real runs: pretrain -> register -> two fine-tunes; the parent shows in tags and model inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _plugin_data import CONFIG, ByteTextData
+
+from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TransferLM, build_trainer, save_checkpoint
+from transfer_laws.plugin import RunFacts, TransferFactsCallback
+from transfer_laws.registry.checkpoints import load_checkpoint_uri, register_checkpoint
+from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, TAG_LAW, TAG_PARENT, TAG_PRETRAIN_RUN
+
+SHORT = TrainConfig(max_steps=10, eval_every_steps=5, patience=10, log_every_steps=10)
+
+
+def _fit(uri: str, facts: RunFacts, data: ByteTextData, init_weights: Path | None = None) -> tuple[str, TransferLM]:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    logger = MLFlowLogger(experiment_name="lineage", tracking_uri=uri)
+    module = TransferLM(CONFIG, OptimConfig(lr=3e-3), init_weights=init_weights)
+    build_trainer(SHORT, callbacks=[TransferFactsCallback(facts)], logger=logger,
+                  enable_progress_bar=False).fit(module, datamodule=data)
+    return logger.run_id, module
+
+
+@pytest.mark.slow
+def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    source = ByteTextData(corpus_name="stdlib")
+    pretrain_id, pretrained = _fit(sqlite_uri, RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), source)
+    folder = save_checkpoint(pretrained.model, tmp_path / "ckpt",
+                             extra={"run_id": pretrain_id, "tokenizer_digest": source.tokenizer_digest})
+    register_checkpoint(folder, name="pretrained-stdlib", run_id=pretrain_id)
+    parent = load_checkpoint_uri("models:/pretrained-stdlib@champion", dst=tmp_path / "dl")
+
+    finetunes = {}
+    for chars in (2_000, 4_000):
+        facts = RunFacts(role=ROLE_FINETUNE, source="stdlib", target="textwrap", parent_uri=parent.parent_uri,
+                         parent_model_id=parent.model_id, pretrain_run_id=parent.pretrain_run_id)
+        data = ByteTextData(corpus_name="textwrap", train_chars=chars)
+        run_id, module = _fit(sqlite_uri, facts, data, init_weights=parent.folder)
+        finetunes[run_id] = (data.train_tokens, module.best_test_loss)
+
+    client = MlflowClient(sqlite_uri)
+    some_finetune = next(iter(finetunes))
+    run = client.get_run(some_finetune)
+    assert [m.model_id for m in run.inputs.model_inputs] == [parent.model_id]
+    assert run.data.tags[TAG_PARENT] == "models:/pretrained-stdlib/1"
+    assert run.data.tags[TAG_PRETRAIN_RUN] == pretrain_id
+    assert run.data.tags[TAG_LAW] == "stdlib-to-textwrap"
+
+    lineage = lineage_of_version("models:/pretrained-stdlib/1", page_size=1)  # one run per page: paginates
+    assert {r.run_id: r.d_f_tokens for r in lineage} == {k: v[0] for k, v in finetunes.items()}
+    assert all(r.best_test_loss == pytest.approx(finetunes[r.run_id][1], rel=1e-6) for r in lineage)
+    assert all(r.status == "FINISHED" for r in lineage)
+    assert lineage_of_version("models:/pretrained-stdlib/2") == []
+
+    back = lineage_of_run(some_finetune)
+    assert (back.parent_uri, back.pretrain_run_id) == ("models:/pretrained-stdlib/1", pretrain_id)
+    by_context = {i.context: i for i in back.pretrain_inputs}
+    assert set(by_context) == {"pretraining", "test"}
+    assert source.train_digest.startswith(by_context["pretraining"].digest)
+    assert lineage_of_run(pretrain_id).parent_uri is None
+
+
+def test_lineage_needs_an_exact_version(sqlite_uri: str) -> None:
+    with pytest.raises(ValueError, match="exact version"):
+        lineage_of_version("models:/pretrained-stdlib@champion")
