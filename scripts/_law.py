@@ -43,9 +43,9 @@ def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None
 
 def fit_folder_in(model_dir: Path) -> Path:
     """The fit folder (written by ``TransferLaw.save``) inside a downloaded law model."""
-    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._io import is_fit_folder
 
-    candidates = sorted({p.parent for p in model_dir.rglob("*.json") if TransferLaw.is_fit_folder(p.parent)})
+    candidates = sorted({p.parent for p in model_dir.rglob("*.json") if is_fit_folder(p.parent)})
     if not candidates:
         raise LawNotFound(f"no fit folder inside the law model at {model_dir}")
     return candidates[0]
