@@ -94,3 +94,13 @@ def test_broken_request_never_fails_the_run(clean_env: pytest.MonkeyPatch, sqlit
     finished = mlflow.get_run(run.info.run_id)
     assert finished.info.status == "FINISHED"
     assert "git rev-parse HEAD" in finished.data.tags[TAG_PLUGIN_ERROR]
+
+
+def test_every_schema_constant_is_documented() -> None:
+    from transfer_laws.registry import schema
+
+    doc = (Path(__file__).parent.parent / "docs" / "run-schema.md").read_text()
+    constants = {k: v for k, v in vars(schema).items() if k.isupper() and not k.startswith("_")}
+    assert constants
+    missing = [k for k, v in constants.items() if f"| `{k}` | `{v}` |" not in doc]
+    assert not missing, f"docs/run-schema.md lacks (or has a different value for) {missing}"
