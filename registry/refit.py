@@ -167,7 +167,8 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
             info = log_law_model(folder)
             _verify_logged(client, run_id, info.model_id)
     version = client.create_model_version(
-        name, info.model_uri, run_id=run_id, tags={LAW_TAG_FINGERPRINT: fit.fingerprint, LAW_TAG_LAW: law}
+        name, info.model_uri, run_id=run_id, tags={LAW_TAG_FINGERPRINT: fit.fingerprint, LAW_TAG_LAW: law},
+        model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
     )
     # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one
     # because versions are only created here, under the law's lock.
