@@ -1,0 +1,208 @@
+"""The refit service on the embedded SQLite store: versions only for new inputs, a loadable law model, coalescing,
+crash safety, the CI exit codes and the watch loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from law_runs import ALPHA, BETA, LAW, land_finetunes, land_run, land_scratch_runs
+from mlflow import MlflowClient
+
+from transfer_laws.registry.refit import (
+    INPUTS_ARTIFACT,
+    REFIT_EXPERIMENT,
+    RefitService,
+    refit_after_run,
+    refit_law,
+    watch,
+)
+from transfer_laws.registry.refit_cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
+from transfer_laws.registry.schema import LAW_TAG_FINGERPRINT, ROLE_SCRATCH, law_model_name
+
+FAST = {"bootstrap": 20, "plots": False}
+
+
+@pytest.fixture(scope="module")
+def scratch_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the target's scratch curves, built once and copied per test (landing runs is slow)."""
+    folder = tmp_path_factory.mktemp("scratch-store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    land_scratch_runs(client, client.create_experiment("runs", artifact_location=(folder / "a").as_uri()))
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def client(sqlite_uri: str, scratch_store: Path) -> MlflowClient:
+    shutil.copyfile(scratch_store, sqlite_uri.removeprefix("sqlite:///"))
+    return MlflowClient(tracking_uri=sqlite_uri, registry_uri=sqlite_uri)
+
+
+@pytest.fixture
+def experiment(client: MlflowClient) -> str:
+    return client.get_experiment_by_name("runs").experiment_id
+
+
+def _versions(client: MlflowClient) -> list:
+    return client.search_model_versions(f"name = '{law_model_name(LAW)}'")
+
+
+def _inputs(client: MlflowClient, version: str) -> dict:
+    mv = client.get_model_version(law_model_name(LAW), version)
+    return mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUTS_ARTIFACT}")
+
+
+def test_refit_registers_once_per_input_set_and_the_model_predicts(
+    client: MlflowClient, experiment: str, sqlite_uri: str
+) -> None:
+    finetunes = land_finetunes(client, experiment, 12)
+    first = refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=50)
+    assert first.status == "registered" and first.version == "1", first.reason
+    assert first.fit.alpha == pytest.approx(ALPHA, abs=0.05) and first.fit.beta == pytest.approx(BETA, abs=0.05)
+
+    mv = client.get_model_version(law_model_name(LAW), "1")
+    assert mv.tags[LAW_TAG_FINGERPRINT] == first.fit.fingerprint
+    run = client.get_run(mv.run_id)
+    assert run.data.metrics["alpha"] == pytest.approx(first.fit.alpha)
+    assert {"k", "beta"} <= set(run.data.metrics) and any(m.endswith("_low") for m in run.data.metrics)
+    assert {a.path for a in client.list_artifacts(mv.run_id)} >= {"fit", "plots", INPUTS_ARTIFACT}
+    assert set(finetunes) <= set(_inputs(client, "1")["input_run_ids"])
+
+    again = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    assert (again.status, again.version) == ("unchanged", "1")
+    assert len(_versions(client)) == 1
+
+    new_run = land_finetunes(client, experiment, 13)[-1]
+    third = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    assert (third.status, third.version) == ("registered", "2")
+    assert new_run in _inputs(client, "2")["input_run_ids"]
+
+    model = mlflow.pyfunc.load_model(f"models:/{law_model_name(LAW)}@latest")
+    out = model.predict(pd.DataFrame({"N": [1e6, 1e7], "D_F": [1e6, 3e5]}))
+    expected = third.fit.predict([1e6, 1e7], [1e6, 3e5])
+    assert list(out["D_T"]) == pytest.approx(list(expected.d_t))
+    assert (out["D_T_low"] <= out["D_T_high"]).all() and out["D_T_low"].gt(0).all()
+    assert (out["D_E"] > out["D_F"]).all() and out["multiplier"].gt(1).all()
+    assert out["fraction"].between(0, 1).all() and out["predicted_loss"].gt(0).all()
+    with pytest.raises(Exception, match="N"):
+        model.predict(pd.DataFrame({"D_F": [1e6]}))
+
+
+def test_too_few_runs_fail_without_a_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
+    land_finetunes(client, experiment, 1)
+    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    assert result.status == "failed" and result.version is None and result.reason
+    assert _versions(client) == []
+    with pytest.raises(ValueError, match="form"):
+        refit_law("python", tracking_uri=sqlite_uri)
+
+
+def test_refit_after_run_refits_every_law_of_a_scratch_runs_target(
+    client: MlflowClient, experiment: str, sqlite_uri: str
+) -> None:
+    land_finetunes(client, experiment, 12)
+    scratch = land_run(client, experiment, ROLE_SCRATCH, 1e5, 2e10, 4.0)
+    results = refit_after_run(scratch, tracking_uri=sqlite_uri, **FAST)
+    assert [(r.law, r.status) for r in results] == [(LAW, "registered")]
+
+
+def test_service_coalesces_a_burst_and_the_last_version_has_every_run(
+    client: MlflowClient, experiment: str, sqlite_uri: str
+) -> None:
+    land_finetunes(client, experiment, 6)
+    service = RefitService(sqlite_uri, **FAST)
+    try:
+        burst = []
+        for run_id in land_finetunes(client, experiment, 30, finish=False):
+            client.set_terminated(run_id, "FINISHED")
+            service.enqueue_run(run_id)
+            burst.append(run_id)
+        assert service.wait_idle(120)
+    finally:
+        service.close()
+    versions = _versions(client)
+    assert 1 <= len(versions) <= 5, [r.status for r in service.results]
+    latest = max(int(v.version) for v in versions)
+    assert set(burst) <= set(_inputs(client, str(latest))["input_run_ids"])
+
+
+@pytest.mark.slow
+def test_racing_processes_register_one_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
+    land_finetunes(client, experiment, 12)
+    code = "import sys;from transfer_laws.registry.refit import refit_law;"
+    code += "print(refit_law(sys.argv[1], bootstrap=20, plots=False).status)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, LAW], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        for _ in range(2)
+    ]
+    statuses = sorted(p.communicate(timeout=180)[0].strip().splitlines()[-1] for p in procs)
+    assert statuses == ["registered", "unchanged"]
+    assert len(_versions(client)) == 1
+
+
+@pytest.mark.slow
+def test_a_refit_killed_midway_leaves_no_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
+    land_finetunes(client, experiment, 12)
+    code = "from transfer_laws.registry.refit import refit_law;refit_law(sys.argv[1], bootstrap=20)"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys;" + code, LAW], env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    refits = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        refits = client.get_experiment_by_name(REFIT_EXPERIMENT)
+        if refits and client.search_runs([refits.experiment_id]):
+            break  # the refit run exists: logging is under way
+        time.sleep(0.05)
+    assert proc.poll() is None, "the refit finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert refits is not None and _versions(client) == []
+
+    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    assert (result.status, result.version) == ("registered", "1")
+    assert {"fit", INPUTS_ARTIFACT} <= {a.path for a in client.list_artifacts(_versions(client)[0].run_id)}
+
+
+def test_refit_cli_exit_codes(
+    client: MlflowClient, experiment: str, sqlite_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert refit_cli("python", sqlite_uri) == EXIT_BAD_INPUT
+    assert refit_cli(LAW, sqlite_uri, fail_if_alpha_moves=-1) == EXIT_BAD_INPUT
+    assert refit_cli(LAW, sqlite_uri, bootstrap=20) == EXIT_FIT_FAILED
+    land_finetunes(client, experiment, 12)
+    capsys.readouterr()
+    assert refit_cli(LAW, sqlite_uri, json_out=True, bootstrap=20) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "registered" and report["alpha"] == pytest.approx(ALPHA, abs=0.05)
+    land_finetunes(client, experiment, 15)
+    assert refit_cli(LAW, sqlite_uri, fail_if_alpha_moves=1.0, bootstrap=20) == EXIT_OK
+    land_finetunes(client, experiment, 18)
+    assert refit_cli(LAW, sqlite_uri, fail_if_alpha_moves=0.0, bootstrap=20) == EXIT_DRIFT
+
+
+def test_watch_refits_only_uncovered_laws(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
+    land_finetunes(client, experiment, 12)
+    assert [(r.law, r.status) for r in watch(sqlite_uri, interval_s=0, max_iterations=1, **FAST)] == [
+        (LAW, "registered")
+    ]
+    assert watch(sqlite_uri, interval_s=0, max_iterations=2, **FAST) == []
+    land_finetunes(client, experiment, 13)
+    assert [r.status for r in watch(sqlite_uri, interval_s=0, max_iterations=1, **FAST)] == ["registered"]
+
+
+def test_fit_folder_artifact_loads_back(client: MlflowClient, experiment: str, sqlite_uri: str, tmp_path: Path) -> None:
+    from transfer_laws.registry.fit import TransferLaw
+
+    land_finetunes(client, experiment, 12)
+    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    folder = mlflow.artifacts.download_artifacts(f"runs:/{_versions(client)[0].run_id}/fit", dst_path=str(tmp_path))
+    assert TransferLaw.load(folder).alpha == pytest.approx(result.fit.alpha)
