@@ -51,7 +51,7 @@ class TransferFactsCallback(L.Callback):
     def __init__(self, facts: RunFacts, *, run_id: str | None = None, tracking_uri: str | None = None,
                  fallback_dir: Path | None = None, attempts: int = 3, retry_wait_s: float = 0.5) -> None:
         """``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
-        (default: the trainer's ``default_root_dir``)."""
+        (default: ``<TRANSFER_LAWS_HOME>/checkpoints/<run_id>``, the folder the launcher saves the checkpoint to)."""
         super().__init__()
         self.facts = facts
         self.run_id = run_id
@@ -87,14 +87,14 @@ class TransferFactsCallback(L.Callback):
         if math.isfinite(best):
             metrics = {METRIC_BEST_TEST_LOSS: best, BEST_STEP_METRIC: float(getattr(pl_module, "best_step", -1))}
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
-        self._save_unwritten(trainer)
+        self._save_unwritten()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self.run_id is None:
             return
         reason = f"{type(exception).__name__}: {exception}"[:5000]
         self._write({"kind": "tags", "values": {TAG_FAILURE: reason}})
-        self._save_unwritten(trainer)
+        self._save_unwritten()
 
     # -- writing ------------------------------------------------------------------------------------------------
     def _resolve_run(self, trainer: L.Trainer) -> None:
@@ -135,10 +135,15 @@ class TransferFactsCallback(L.Callback):
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
-    def _save_unwritten(self, trainer: L.Trainer) -> None:
+    def _save_unwritten(self) -> None:
         if not self.unwritten:
             return
-        folder = Path(self.fallback_dir or trainer.default_root_dir)
+        if self.fallback_dir is not None:
+            folder = Path(self.fallback_dir)
+        else:
+            from transfer_laws.registry.tracking import home_dir
+
+            folder = home_dir() / "checkpoints" / str(self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / FACTS_FILE
         payload = {"run_id": self.run_id, "tracking_uri": self.tracking_uri, "groups": self.unwritten}
