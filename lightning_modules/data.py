@@ -89,7 +89,8 @@ class WindowDataset(Dataset):
 
 def _digest(tok_digest: str, tokens: np.ndarray) -> str:
     h = hashlib.sha256(tok_digest.encode())
-    h.update(np.ascontiguousarray(tokens, dtype="<u4").tobytes())
+    h.update(str(tokens.dtype).encode())
+    h.update(memoryview(np.ascontiguousarray(tokens)))  # no copy: a 1e8-token stream is hashed in place
     return h.hexdigest()
 
 
