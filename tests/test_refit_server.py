@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
-import mlflow
 import pytest
 from law_runs import land_finetunes, land_scratch_runs
 from mlflow import MlflowClient
@@ -33,7 +34,8 @@ def _wait_for_inputs(client: MlflowClient, law: str, run_ids: list[str], timeout
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for mv in client.search_model_versions(f"name = '{law_model_name(law)}'"):
-            inputs = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUTS_ARTIFACT}")
+            with tempfile.TemporaryDirectory() as tmp:
+                inputs = json.loads(Path(client.download_artifacts(mv.run_id, INPUTS_ARTIFACT, tmp)).read_text())
             if set(run_ids) <= set(inputs["input_run_ids"]):
                 return mv.version
         time.sleep(1)
