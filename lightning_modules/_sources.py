@@ -23,11 +23,23 @@ class CorpusError(ValueError):
 
 @dataclass
 class RawDoc:
-    """One document before decoding: its stable id, the source it came from and its raw bytes."""
+    """One document before decoding: its stable id, the source it came from and its raw bytes (or its file).
+
+    A file-backed document is read only when the builder reaches it, so a capped corpus drawn from a large
+    source (100 MB of C headers) reads only the files it keeps.
+    """
 
     doc_id: str
     source: str
-    data: bytes
+    data: bytes | None = None
+    path: Path | None = None
+
+    def read(self) -> bytes:
+        """The raw bytes (read from ``path`` on demand)."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None  # every reader sets one of the two
+        return self.path.read_bytes()
 
 
 @dataclass
@@ -144,7 +156,7 @@ def _files_under(root: Path, patterns: tuple[str, ...], skip_dirs: tuple[str, ..
 
 def _file_docs(paths: list[Path], root: Path, source: str) -> Iterator[RawDoc]:
     for path in paths:
-        yield RawDoc(f"{source}/{path.relative_to(root).as_posix()}", source, path.read_bytes())
+        yield RawDoc(f"{source}/{path.relative_to(root).as_posix()}", source, path=path)
 
 
 def python_docs(infos: list[SourceInfo]) -> Iterator[RawDoc]:

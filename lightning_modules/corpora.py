@@ -1,8 +1,9 @@
 """build_corpus: a cleaned, deduplicated corpus split by document into train.jsonl / test.jsonl plus a manifest.
 
-Pipeline: read the sources -> decode as UTF-8 (undecodable or binary files are skipped and counted) -> clean
-(newlines normalised, trailing spaces stripped; empty documents skipped and counted) -> drop exact duplicates ->
-order by a seeded hash of the document id -> cap at ``max_bytes`` -> the first ``test_fraction`` of that order is
+Pipeline: list the sources' documents -> order them by a seeded hash of the document id -> in that order, read,
+decode as UTF-8 (undecodable or binary files are skipped and counted), clean (newlines normalised, trailing spaces
+stripped; empty documents skipped and counted) and drop exact duplicates, until ``max_bytes`` of text is kept
+("mix": half text, half code) -> the first ``test_fraction`` of the kept documents, in the same order, is
 the test split -> drop training documents that are near duplicates (MinHash Jaccard >= 0.8) of a test document.
 A document is never in both splits. The same arguments give byte-identical files, and a finished folder is reused.
 """
@@ -81,8 +82,7 @@ class CorpusManifest:
         return cls(**data, path=Path(folder))
 
 
-def _raw_docs(kind: str, max_bytes: int | None, files: list[Path] | None,
-              infos: list[SourceInfo]) -> Iterator[tuple[str, RawDoc]]:
+def _raw_docs(kind: str, files: list[Path] | None, infos: list[SourceInfo]) -> Iterator[tuple[str, RawDoc]]:
     """(group, doc) pairs; ``mix`` has two groups (text and code) capped separately at half the budget."""
     if files is not None:
         yield from (("all", d) for d in _sources.local_docs(None, files, infos))
@@ -144,39 +144,39 @@ def build_corpus(kind: str, out_dir: Path, *, max_bytes: int | None = None, test
         if existing.args == args:
             return existing
         raise CorpusError(f"{out_dir} already holds a corpus built with {existing.args}; choose another folder "
-                          "or delete it to rebuild with {args}")
+                          f"or delete it to rebuild with {args}")
 
     infos: list[SourceInfo] = []
-    skipped_empty = skipped_undecodable = duplicates = 0
-    seen: set[bytes] = set()
-    groups: dict[str, list[tuple[str, RawDoc, str]]] = {}
-    for group, doc in _raw_docs(kind, max_bytes, files, infos):
-        text = clean(doc.data)
-        if text is None:
-            skipped_undecodable += 1
-            continue
-        if not text.strip():
-            skipped_empty += 1
-            continue
-        key = hashlib.sha256(text.encode()).digest()
-        if key in seen:
-            duplicates += 1
-            continue
-        seen.add(key)
-        groups.setdefault(group, []).append((_rank(seed, doc.doc_id), doc, text))
+    groups: dict[str, list[tuple[str, RawDoc]]] = {}
+    for group, doc in _raw_docs(kind, files, infos):
+        groups.setdefault(group, []).append((_rank(seed, doc.doc_id), doc))
 
+    # Visit documents in seeded-rank order and stop at the byte cap: files past the cap are never read.
+    skipped_empty = skipped_undecodable = duplicates = capped = 0
+    seen: set[bytes] = set()
     kept: list[tuple[str, RawDoc, str]] = []
-    capped = 0
-    group_budget = None if max_bytes is None else max_bytes // len(groups) if groups else None
+    group_budget = None if max_bytes is None or not groups else max_bytes // len(groups)
     for group in sorted(groups):
         ordered = sorted(groups[group], key=lambda item: item[0])
         used = 0
-        for item in ordered:
+        for position, (rank, doc) in enumerate(ordered):
             if group_budget is not None and used >= group_budget:
-                capped += 1
+                capped += len(ordered) - position
+                break
+            text = clean(doc.read())
+            if text is None:
+                skipped_undecodable += 1
                 continue
-            kept.append(item)
-            used += len(item[2].encode())
+            if not text.strip():
+                skipped_empty += 1
+                continue
+            key = hashlib.sha256(text.encode()).digest()
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            kept.append((rank, doc, text))
+            used += len(text.encode())
     if len(kept) < 2:
         what = kind if files is None else f"{len(files)} files"
         raise CorpusError(f"corpus {what!r} has {len(kept)} usable documents (skipped {skipped_empty} empty, "

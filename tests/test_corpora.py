@@ -155,3 +155,13 @@ def test_datasets_source(tmp_path: Path) -> None:
     manifest = build_corpus(str(tmp_path / "ds"), tmp_path / "out")
     assert manifest.sources[0]["name"] == "datasets" and manifest.skipped_empty == 1
     assert manifest.train.docs + manifest.test.docs == 10
+
+
+def test_mix_is_half_text_half_code(tmp_path: Path) -> None:
+    manifest = build_corpus("mix", tmp_path / "mix", max_bytes=400_000)
+    docs = _lines(tmp_path / "mix", "train") + _lines(tmp_path / "mix", "test")
+    code = sum(len(d["text"].encode()) for d in docs if d["source"] == "c-headers")
+    text = sum(len(d["text"].encode()) for d in docs if d["source"] != "c-headers")
+    assert 0.4 < code / (code + text) < 0.6
+    assert manifest.capped_docs > 1_000  # the rest of /usr/include is listed, not read
+    assert any(s["name"] == "c-headers" for s in manifest.sources)
