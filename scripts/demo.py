@@ -23,8 +23,10 @@ class Args:
     """The CI form (under 5 minutes on 2 cores): two tiny sizes, short pretraining, two D_F budgets."""
     sizes: list[str] = field(default_factory=lambda: ["2x48", "2x64", "3x96"])
     """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch."""
-    pretrain_seconds: list[float] = field(default_factory=lambda: [45.0, 60.0, 90.0])
-    """Pretraining wall-clock budget per size (larger models need more to be worth transferring from)."""
+    pretrain_steps: list[int] = field(default_factory=lambda: [1500, 2000, 3000])
+    """Pretraining optimizer steps per size (larger models need more to be worth transferring from)."""
+    pretrain_seconds: list[float] = field(default_factory=lambda: [90.0, 120.0, 180.0])
+    """Wall-clock cap on each size's pretraining, so a slow machine still finishes (the steps are the plan)."""
     d_f_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000])
     """Fine-tuning budgets D_F in tokens."""
     scratch_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000, 300_000, 1_000_000])
@@ -47,7 +49,8 @@ class Args:
 
 QUICK = {
     "sizes": ["2x32", "2x64"],
-    "pretrain_seconds": [20.0, 30.0],
+    "pretrain_steps": [500, 500],
+    "pretrain_seconds": [45.0, 60.0],
     "d_f_tokens": [10_000, 30_000],
     "scratch_tokens": [10_000, 30_000, 100_000, 300_000],
     "bootstrap": 300,
@@ -85,27 +88,26 @@ def run(args: Args) -> Any:
     from transfer_laws.scripts import finetune, pretrain, scratch
 
     args = _apply_quick(args)
-    if len(args.pretrain_seconds) != len(args.sizes):
-        raise ValueError(f"--pretrain-seconds needs one value per size ({len(args.sizes)}), got "
-                         f"{len(args.pretrain_seconds)}")
+    for name in ("pretrain_steps", "pretrain_seconds"):
+        if len(getattr(args, name)) != len(args.sizes):
+            raise ValueError(f"--{name.replace('_', '-')} needs one value per size ({len(args.sizes)}), got "
+                             f"{len(getattr(args, name))}")
     uri = use_tracking_uri(args.tracking_uri)
     law = law_name("text", "python")
     print(f"transfer-laws demo: law {law}, store {uri}", flush=True)
     common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
               "vocab_size": args.vocab_size, "progress_bar": args.progress_bar}
-    n_jobs_per_size = 1 + len(args.d_f_tokens) + len(args.scratch_tokens)
     weights = []
-    for seconds in args.pretrain_seconds:
-        weights += [seconds] + [3.0 + d / 2e4 for d in args.d_f_tokens] + [3.0 + d / 2e4 for d in args.scratch_tokens]
+    for steps in args.pretrain_steps:
+        weights += [steps / 20] + [3.0 + d / 2e4 for d in (*args.d_f_tokens, *args.scratch_tokens)]
     progress = _Progress(weights)
-    assert len(weights) == n_jobs_per_size * len(args.sizes)
 
     results: dict[str, dict[str, Any]] = {}
     last_refit = None
-    for size, seconds in zip(args.sizes, args.pretrain_seconds, strict=True):
+    for size, steps, seconds in zip(args.sizes, args.pretrain_steps, args.pretrain_seconds, strict=True):
         alias = f"demo-{size}"
         train = pretrain._train()
-        train.max_time_s = seconds
+        train.max_steps, train.max_time_s = steps, seconds
         registered = pretrain.run(pretrain.Args(preset=size, register_as=args.checkpoint_name, alias=alias,
                                                 train=train, **common))
         progress.line(f"pretrained {size}, registered {registered.uri} as @{alias}")
