@@ -77,3 +77,38 @@ def test_finetune_without_scratch_curve_is_worth_nothing_and_says_why() -> None:
 def test_bad_candidates_are_refused(bad: Candidate) -> None:
     with pytest.raises(ValueError, match="candidate"):
         rank_next_runs(_law((1e5, 1e6), (1e5, 1e6)), [bad])
+
+
+def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
+    from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
+    from transfer_laws.scripts.advise import adaptive_order, format_advice
+
+    scratch_d = [10.0 ** (6 + 0.5 * i) for i in range(9)]
+    ns, dfs = (1e5, 1e6, 1e7), (1e5, 3e5, 1e6, 3e6)
+
+    def kaplan(n: float, d: float) -> float:
+        return ((8.8e13 / n) ** (0.076 / 0.095) + 5.4e13 / d) ** 0.095
+
+    scratch = [RunResult(f"s{n:g}-{d:g}", "scratch", n, d, kaplan(n, d)) for n in ns for d in scratch_d]
+    cells = [SimpleNamespace(n=n, d_f=d) for n, d in itertools.product(ns, dfs)]
+    candidates = [Candidate(c.n, c.d_f) for c in cells]
+    trained: list[SimpleNamespace] = []
+
+    def train(cell: SimpleNamespace) -> RunResult:
+        trained.append(cell)
+        return RunResult(f"f{cell.n:g}-{cell.d_f:g}", "finetune", cell.n, cell.d_f,
+                         kaplan(cell.n, cell.d_f + K * cell.d_f**ALPHA * cell.n**BETA))
+
+    def fit(results: list[RunResult]):  # noqa: ANN202 - a TransferLaw
+        try:
+            return fit_transfer_law(scratch + results, bootstrap=50)
+        except FitError as exc:
+            raise ValueError(str(exc)) from exc
+
+    results = adaptive_order(fit, cells, candidates, train, start=2, tolerance=1.0, max_runs=8)
+    assert 3 <= len(results) < 8  # stopped on the tolerance, after the law became fittable and trustworthy
+    assert len({id(c) for c in trained}) == len(trained)
+    law = fit(results)
+    assert law.alpha == pytest.approx(ALPHA, abs=0.05)
+    table = format_advice(rank_next_runs(law, [Candidate(1e6, 1e5, label="2x64")]))
+    assert "2x64" in table.splitlines()[1]
