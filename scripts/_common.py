@@ -19,6 +19,8 @@ class TrackingArgs:
     """MLflow run name (default: derived from role, N and D_F)."""
     progress_bar: bool = True
     """Show Lightning's progress bar during training."""
+    refit_bootstrap: int = 1000
+    """Bootstrap draws of the law refit that follows the run on the embedded store (no server to do it)."""
 
 
 @dataclass(kw_only=True)

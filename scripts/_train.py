@@ -53,6 +53,7 @@ def train_run(
     save_checkpoint_to: Path | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
     refit: bool = True,
+    refit_bootstrap: int = 1000,
     progress_bar: bool = True,
 ) -> TrainedRun:
     """Train one model and land the run in MLflow with its facts; refit affected laws on the embedded store."""
@@ -118,7 +119,7 @@ def train_run(
         # No server runs hooks for the embedded store: the refit the app plugin would enqueue runs here.
         from transfer_laws.registry.refit import refit_after_run
 
-        result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri))
+        result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap))
     return result
 
 

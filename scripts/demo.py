@@ -97,6 +97,7 @@ def run(args: Args) -> Any:
     print(f"transfer-laws demo: law {law}, store {uri}", flush=True)
     common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
               "vocab_size": args.vocab_size, "progress_bar": args.progress_bar}
+    fit_options = {"refit_bootstrap": args.bootstrap}
     weights = []
     for steps in args.pretrain_steps:
         weights += [steps / 20] + [3.0 + d / 2e4 for d in (*args.d_f_tokens, *args.scratch_tokens)]
@@ -114,12 +115,12 @@ def run(args: Args) -> Any:
         per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
         for d_f in args.d_f_tokens:
             run_ = finetune.run(finetune.Args(parent=f"models:/{args.checkpoint_name}@{alias}", d_f_tokens=d_f,
-                                              **common))
+                                              **common, **fit_options))
             per_size["finetune"][d_f] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"finetune {size} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
         for d in args.scratch_tokens:
-            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common))
+            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common, **fit_options))
             per_size["scratch"][d] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"scratch  {size} D={d:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
