@@ -84,7 +84,7 @@ class _Progress:
 
 def run(args: Args) -> Any:
     from transfer_laws.registry.schema import law_name
-    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.registry.tracking import is_embedded, use_tracking_uri
     from transfer_laws.scripts import finetune, pretrain, scratch
 
     args = _apply_quick(args)
@@ -127,6 +127,12 @@ def run(args: Args) -> Any:
         per_size["n_params"] = run_.n_params
         results[size] = per_size
 
+    if not is_embedded(uri):
+        # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
+        # them (idempotent: if the hook already registered these inputs, it says "unchanged").
+        from transfer_laws.registry.refit import refit_law
+
+        last_refit = refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap)
     _print_findings(results, args)
     _print_law(law, uri, last_refit)
     return 0
