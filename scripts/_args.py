@@ -122,6 +122,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         help_text = docs.get(f.name, "")
         if default is not dataclasses.MISSING:
             help_text += f" (default: {default})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         dest = (prefix + f.name).replace(".", "__")
         base, _ = _unwrap_optional(tp)
         if base is bool:
