@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not verbose:
             sys.stderr.write("(run with --verbose for the traceback)\n")
         return getattr(exc, "exit_code", 1)
+    finally:
+        logging.disable(logging.NOTSET)  # main() also runs in-process (tests, the sweep): leave logging as found
     return int(result or 0)
 
 
@@ -134,6 +136,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Lightning resets its loggers' levels when imported, so silence INFO records globally instead.
+    logging.disable(logging.INFO)
     import warnings
 
     warnings.filterwarnings("ignore")
