@@ -1,0 +1,106 @@
+"""Fitter speed: fit time with 1,000 bootstrap draws for 50 .. 50,000 runs, one core.
+
+Baseline, measured in the same run on the same runs: the point fit alone (``bootstrap=0``); the ratio says what the
+1,000 draws cost on top. Also a naive bootstrap (one Python-level least-squares call per draw, on D_E fixed at the
+point estimate) for the law step, to show what batching buys. ``global`` (a Kaplan refit per draw) is timed with
+fewer draws and scaled per draw. Usage: ``python benchmarks/bench_fit.py [--global-draws 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss  # noqa: E402
+
+from transfer_laws.registry.fit import RunResult, fit_transfer_law  # noqa: E402
+
+N_LEVELS = (1e6, 3e6, 1e7, 3e7, 1e8)
+
+
+def make_runs(total: int, seed: int = 0) -> list[RunResult]:
+    """``total`` runs over 5 N: half scratch (D from 1e3 to 1e13), half fine-tune (D_F from 1e3 to 1e6)."""
+    k, alpha, beta = TEXT_TO_PYTHON
+    rng = np.random.default_rng(seed)
+    per = max(total // (2 * len(N_LEVELS)), 2)
+    runs = []
+    for n in N_LEVELS:
+        for i, d in enumerate(np.geomspace(1e3, 1e13, per)):
+            loss = kaplan_loss(n, d) * np.exp(rng.normal(0, 1e-3))
+            runs.append(RunResult(f"s{n:g}-{i}", "scratch", n, d, float(loss)))
+        for i, d_f in enumerate(np.geomspace(1e3, 1e6, per)):
+            loss = kaplan_loss(n, d_f + k * d_f**alpha * n**beta) * np.exp(rng.normal(0, 1e-3))
+            runs.append(RunResult(f"f{n:g}-{i}", "finetune", n, d_f, float(loss)))
+    return runs
+
+
+def best_of(fn, repeat: int = 3) -> float:  # noqa: ANN001
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def naive_law_bootstrap(runs: list[RunResult], draws: int) -> float:
+    """Time of the law step done one draw at a time with np.linalg.lstsq (D_E from the point fit)."""
+    law = fit_transfer_law(runs, bootstrap=0)
+    used = [p for p in law.points if p.used]
+    x = np.stack([np.ones(len(used)), np.log([p.d_f for p in used]), np.log([p.n for p in used])], axis=1)
+    y = np.log([p.d_t for p in used])
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(draws):
+        idx = rng.integers(0, len(used), len(used))
+        np.linalg.lstsq(x[idx], y[idx], rcond=None)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 500, 1000, 5000])
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--global-draws", type=int, default=20)
+    parser.add_argument("--global-sizes", type=int, nargs="+", default=[50, 500, 1000])
+    args = parser.parse_args()
+    print(f"# {platform.node()} {platform.processor() or platform.machine()} python {platform.python_version()} "
+          f"numpy {np.__version__} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("runs  point_fit_s  fit_1000_draws_s  ratio_vs_point  naive_law_loop_s  batched_speedup")
+    previous = None
+    for size in args.sizes:
+        runs = make_runs(size)
+        point = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=0))
+        full = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=args.draws), repeat=2 if size < 10000 else 1)
+        naive = naive_law_bootstrap(runs, args.draws)
+        law = fit_transfer_law(runs, bootstrap=0)
+        used = sum(p.used for p in law.points)
+        growth = f"  growth x{full / previous[1]:.2f} for x{size / previous[0]:.0f} runs" if previous else ""
+        print(f"{len(runs):>6} {point:11.4f} {full:17.4f} {full / point:15.1f} {naive:17.4f} "
+              f"(used {used}){growth}")
+        previous = (size, full)
+    print(f"global estimator: {args.global_draws} draws timed, per-draw cost scaled to {args.draws}")
+    print("runs  point_fit_s  per_draw_s  est_fit_1000_draws_s  ratio_vs_interpolate_point")
+    for size in args.global_sizes:
+        runs = make_runs(size)
+        point = best_of(lambda runs=runs: fit_transfer_law(runs, d_e_method="global", bootstrap=0), repeat=1)
+        start = time.perf_counter()
+        fit_transfer_law(runs, d_e_method="global", bootstrap=args.global_draws)
+        per_draw = (time.perf_counter() - start - point) / args.global_draws
+        interp_point = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=0))
+        est = point + per_draw * args.draws
+        print(f"{len(runs):>6} {point:11.4f} {per_draw:11.4f} {est:21.2f} {est / interp_point:27.0f}")
+
+
+if __name__ == "__main__":
+    main()
