@@ -57,6 +57,9 @@ class DataArgs:
     """Tokens of the fixed held-out test set used for test_loss."""
     seed: int = 0
     """Seed for subset order, initialisation and batching."""
+    evals_per_epoch: float | None = None
+    """Held-out evaluations per pass over the training data, at least 10 steps apart (overrides
+    --train.eval-every-steps; None keeps it)."""
 
 
 def megabytes(value: float | None) -> int | None:

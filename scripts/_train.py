@@ -6,6 +6,7 @@ early stopping, failure handling, the in-process refit on the embedded store) ha
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ def train_run(
     checkpoint_extra: dict[str, Any] | None = None,
     refit: bool = True,
     refit_bootstrap: int = 1000,
+    evals_per_epoch: float | None = None,
     progress_bar: bool = True,
 ) -> TrainedRun:
     """Train one model and land the run in MLflow with its facts; refit affected laws on the embedded store."""
@@ -79,6 +81,9 @@ def train_run(
         from transfer_laws.registry.checkpoints import check_tokenizer
 
         check_tokenizer(parent, datamodule.tokenizer_digest)  # a clear error before training starts
+    if evals_per_epoch:
+        train = replace(train, eval_every_steps=eval_interval(datamodule.train_tokens, data_config.context_length,
+                                                              data_config.batch_size, evals_per_epoch))
     model_config = replace(model_config, vocab_size=datamodule.vocab_size)
     module = TransferLM(model_config, optim, init_weights=init_weights)
     name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
@@ -121,6 +126,18 @@ def train_run(
 
         result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap))
     return result
+
+
+def eval_interval(train_tokens: int, context_length: int, batch_size: int, evals_per_epoch: float,
+                  floor: int = 10) -> int:
+    """Optimizer steps between held-out evaluations: ``evals_per_epoch`` per pass, never closer than ``floor``.
+
+    Evaluating the fixed test set costs as much as tens of training steps; at large D_F, evaluating every few
+    steps would spend most of the run on evaluation, at small D_F an epoch is only a few steps.
+    """
+    windows = max(1, math.ceil((train_tokens - 1) / context_length))
+    steps_per_epoch = max(1, math.ceil(windows / batch_size))
+    return max(floor, round(steps_per_epoch / evals_per_epoch))
 
 
 def _mark_failed(logger: Any, reason: str) -> None:

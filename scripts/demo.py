@@ -27,8 +27,9 @@ class Args:
     """Pretraining optimizer steps per size (larger models need more to be worth transferring from)."""
     pretrain_seconds: list[float] = field(default_factory=lambda: [90.0, 120.0, 180.0])
     """Wall-clock cap on each size's pretraining, so a slow machine still finishes (the steps are the plan)."""
-    d_f_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000])
-    """Fine-tuning budgets D_F in tokens."""
+    d_f_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 60_000])
+    """Fine-tuning budgets D_F in tokens (the law is fitted in the low-data regime: D_F at most ~10% of the data
+    at which the scratch curve of that size flattens)."""
     scratch_tokens: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000, 300_000, 1_000_000])
     """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
     corpus_max_mb: float = 4.0
@@ -51,8 +52,8 @@ QUICK = {
     "sizes": ["2x32", "2x64"],
     "pretrain_steps": [500, 500],
     "pretrain_seconds": [45.0, 60.0],
-    "d_f_tokens": [10_000, 30_000],
-    "scratch_tokens": [10_000, 30_000, 100_000, 300_000],
+    "d_f_tokens": [2_000, 5_000],
+    "scratch_tokens": [3_000, 10_000, 30_000, 100_000],
     "bootstrap": 300,
     "corpus_max_mb": 3.0,
 }

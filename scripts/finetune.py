@@ -31,6 +31,9 @@ class Args(TrackingArgs, DataArgs):
     """Fine-tuning budget D_F in tokens (exact; characters are recorded too)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
+    evals_per_epoch: float | None = 2.0
+    """Held-out evaluations per pass over the training data, at least 10 steps apart (None: use
+    --train.eval-every-steps)."""
     optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
     """Optimiser settings."""
     train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
@@ -61,7 +64,7 @@ def run(args: Args) -> Any:
     trained = train_run(role=ROLE_FINETUNE, facts=facts, data_config=data, model_config=model_cfg,
                         optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        refit_bootstrap=args.refit_bootstrap,
+                        refit_bootstrap=args.refit_bootstrap, evals_per_epoch=args.evals_per_epoch,
                         init_weights=loaded.folder, parent=loaded)
     print(f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
           f"best test loss {trained.best_test_loss:.4f} nats/token (from {loaded.parent_uri})")

@@ -31,6 +31,9 @@ class Args(TrackingArgs, ShapeArgs, DataArgs):
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
     tokenizer_from: str | None = None
     """Take the tokenizer from a registered checkpoint (models:/name@alias) instead of the workspace's."""
+    evals_per_epoch: float | None = 2.0
+    """Held-out evaluations per pass over the training data, at least 10 steps apart (None: use
+    --train.eval-every-steps)."""
     optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
     """Optimiser settings."""
     train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
@@ -61,7 +64,7 @@ def run(args: Args) -> Any:
     trained = train_run(role=ROLE_SCRATCH, facts=facts, data_config=data, model_config=model_config(args),
                         optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        refit_bootstrap=args.refit_bootstrap)
+                        refit_bootstrap=args.refit_bootstrap, evals_per_epoch=args.evals_per_epoch)
     print(f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
           f"best test loss {trained.best_test_loss:.4f} nats/token")
     return trained
