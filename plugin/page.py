@@ -76,10 +76,13 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
 
 
 def _refit(law: str, tracking_uri: str | None) -> Any:
-    from transfer_laws.registry.refit import refit_law  # lands with the refit engineer's work
+    from flask import request
 
-    uri, _ = _store_uris(tracking_uri)
-    return refit_law(law, tracking_uri=uri)
+    from transfer_laws.registry.refit import refit_law
+
+    # Through the server's own REST API, like the run-landed hook: the backend store URI cannot write artifacts to
+    # the proxied (mlflow-artifacts:) locations the server gives its experiments.
+    return refit_law(law, tracking_uri=tracking_uri or request.host_url.rstrip("/"))
 
 
 def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
