@@ -1,0 +1,50 @@
+"""The demo says plainly what its runs show, either way."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from transfer_laws.scripts import demo
+
+
+def _run(loss: float) -> SimpleNamespace:
+    return SimpleNamespace(best_test_loss=loss)
+
+
+def _results(gain_small: float, gain_large: float) -> dict:
+    return {
+        "2x32": {"finetune": {2000: _run(6.8 - gain_small)}, "scratch": {3000: _run(6.8)}, "n_params": 25_472},
+        "2x64": {"finetune": {2000: _run(6.8 - gain_large)}, "scratch": {3000: _run(6.8)}, "n_params": 100_096},
+    }
+
+
+def test_findings_compare_with_scratch_on_at_least_as_much_data(capsys: pytest.CaptureFixture[str]) -> None:
+    demo._print_findings(_results(0.3, 0.5), demo.Args())
+    out = capsys.readouterr().out
+    assert "does beat training from scratch" in out and "2 of 2" in out
+    assert "gain from pretraining grows with N" in out
+
+
+def test_findings_say_so_when_pretraining_loses(capsys: pytest.CaptureFixture[str]) -> None:
+    demo._print_findings(_results(-0.2, -0.1), demo.Args())
+    out = capsys.readouterr().out
+    assert "does NOT beat" in out and "0 of 2" in out
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(0.18, 0.38), (-0.3, 0.2)])
+def test_law_verdicts_follow_the_signs(alpha: float, beta: float, capsys: pytest.CaptureFixture[str]) -> None:
+    fit = SimpleNamespace(summary=lambda: "law summary", alpha=alpha, beta=beta)
+    refit = SimpleNamespace(fit=fit, status="registered", law="text-to-python", version="1", reason=None)
+    demo._print_law("text-to-python", "sqlite:///home/mlflow.db", refit)
+    out = capsys.readouterr().out
+    assert ("do NOT show that D_T grows with D_F" in out) == (alpha <= 0)
+    assert "D_T grows with N on these runs" in out
+    assert "mlflow ui --backend-store-uri sqlite:///home/mlflow.db" in out
+
+
+def test_no_fit_is_reported_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    refit = SimpleNamespace(fit=None, status="failed", law="text-to-python", version=None, reason="2 usable points")
+    demo._print_law("text-to-python", "http://server:5000", refit)
+    assert "could not be fitted from these runs: 2 usable points" in capsys.readouterr().out
