@@ -75,14 +75,19 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
-def _refit(law: str, tracking_uri: str | None) -> Any:
+def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
     from flask import request
 
     from transfer_laws.registry.refit import refit_law
 
-    # Through the server's own REST API, like the run-landed hook: the backend store URI cannot write artifacts to
-    # the proxied (mlflow-artifacts:) locations the server gives its experiments.
-    return refit_law(law, tracking_uri=tracking_uri or request.host_url.rstrip("/"))
+    if tracking_uri is None and not basic_auth:
+        # Through the server's own REST API, like the run-landed hook: the backend store URI cannot write artifacts
+        # to the proxied (mlflow-artifacts:) locations the server gives its experiments.
+        tracking_uri = request.host_url.rstrip("/")
+    # Under basic-auth a call to ourselves would need the user's credentials: refit on the backend store (known gap:
+    # artifacts in proxied locations then fail with a clear 500 from the server log).
+    uri, _ = _store_uris(tracking_uri)
+    return refit_law(law, tracking_uri=uri)
 
 
 def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
@@ -94,6 +99,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     """
     from flask import Blueprint, abort, jsonify, make_response, render_template, request
 
+    use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
                      static_folder="static", static_url_path="/static")
 
@@ -127,7 +133,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         except ValueError as err:
             abort(make_response(jsonify({"error": str(err)}), 400))
         try:
-            result = _refit(law, tracking_uri)
+            result = _refit(law, tracking_uri, use_auth)
         except ImportError as err:
             abort(make_response(jsonify({"error": f"refit is not available on this server: {err}"}), 503))
         except (ValueError, LookupError) as err:  # e.g. too few runs to fit: the user's data, not the server
@@ -138,7 +144,6 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         return make_response(jsonify(body), 422 if result.reason else 200)
 
     app.register_blueprint(page)
-    use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"
     if use_auth:
         from transfer_laws.plugin.page_auth import protect_law_page
 
