@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # A real text->python transfer sweep on one GPU within ~10 minutes, then the fitted law.
 #   bash benchmarks/gpu_sweep.sh            # from the repository root, with the project's venv
-# Steps: pretrain 3 sizes on English text (bf16, ~60 s each, registered as pretrained-text@gpu-sweep-<size>),
-# the grid of scripts/configs/gpu-sweep.yaml (24 fine-tune/scratch runs, ~15 s each), and a refit that prints the law.
+# Steps: pretrain 3 sizes on English text (bf16, PRETRAIN_S seconds each, registered as
+# pretrained-text@gpu-sweep-<size>), the grid of scripts/configs/gpu-sweep.yaml (24 fine-tune/scratch runs,
+# RUN_S seconds each at most), and a refit that prints the law.
+# Knobs (environment): PY (python), PRETRAIN_S (default 60), RUN_S (default 15), REFIT_BOOTSTRAP (default 1000),
+# SWEEP_DEADLINE_S (stop the grid after this many seconds from the start; the refit still runs; default none).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
+PRETRAIN_S=${PRETRAIN_S:-60}
+RUN_S=${RUN_S:-15}
+REFIT_BOOTSTRAP=${REFIT_BOOTSTRAP:-1000}
 export TRANSFER_LAWS_HOME=${TRANSFER_LAWS_HOME:-$PWD/gpu-sweep-home}
 CLI=("$PY" -m transfer_laws.scripts.cli)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 start=$(date +%s)
 for size in 4x128 6x256 6x512; do
   "${CLI[@]}" pretrain --config scripts/configs/pretrain-gpu.yaml --preset "$size" \
-    --alias "gpu-sweep-$size" --train.max-time-s 60 --progress-bar false
+    --alias "gpu-sweep-$size" --train.max-time-s "$PRETRAIN_S" --progress-bar false
 done
 echo "pretraining done in $(( $(date +%s) - start )) s"
-"${CLI[@]}" sweep --config scripts/configs/gpu-sweep.yaml
+sweep=("${CLI[@]}" sweep --config scripts/configs/gpu-sweep.yaml --train.max-time-s "$RUN_S"
+       --refit-bootstrap "$REFIT_BOOTSTRAP")
+if [[ -n ${SWEEP_DEADLINE_S:-} ]]; then
+  left=$(( SWEEP_DEADLINE_S - ($(date +%s) - start) ))
+  # A killed trial is retried by a later sweep; the runs that landed stay and feed the refit below.
+  timeout --signal=INT "$(( left > 1 ? left : 1 ))" "${sweep[@]}" || echo "sweep stopped at the deadline (rc $?)"
+else
+  "${sweep[@]}"
+fi
 echo "sweep done in $(( $(date +%s) - start )) s"
-"${CLI[@]}" refit --law text-to-python || echo "refit did not produce a law (see above)"
+"${CLI[@]}" refit --law text-to-python --bootstrap "$REFIT_BOOTSTRAP" || echo "refit did not produce a law (see above)"
 echo "total $(( $(date +%s) - start )) s"
