@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(exc, "exit_code", 1)
     finally:
         logging.disable(logging.NOTSET)  # main() also runs in-process (tests, the sweep): leave logging as found
-    return int(result or 0)
+    # run() returns an exit code, or the object it made (a trained run, a checkpoint) for in-process callers.
+    return result if isinstance(result, int) else 0
 
 
 def _describe(exc: BaseException) -> str:

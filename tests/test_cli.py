@@ -116,3 +116,23 @@ def test_missing_corpus_is_one_clear_line(
     err = capsys.readouterr().err
     assert str(missing) in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.strip()]) <= 2
+
+
+def test_training_command_exits_zero_and_registers(sqlite_uri: str, tmp_path: Path) -> None:
+    """A real pretrain through main(): its run() returns the checkpoint it registered, the process exits 0."""
+    import json
+    import textwrap
+
+    from mlflow import MlflowClient
+
+    corpus = tmp_path / "code"
+    corpus.mkdir()
+    for module in (json, textwrap, socket):
+        (corpus / Path(module.__file__).name).write_text(Path(module.__file__).read_text())
+    code = cli.main(["pretrain", "--corpus", str(corpus), "--tokenizer-corpus", str(corpus), "--vocab-size", "300",
+                     "--tokens", "3000", "--test-tokens", "256", "--batch-size", "2", "--context-length", "32",
+                     "--train.max-steps", "4", "--register-as", "cli-tiny", "--alias", "smoke",
+                     "--progress-bar", "false"])
+    assert code == 0
+    version = MlflowClient(sqlite_uri).get_model_version_by_alias("cli-tiny", "smoke")
+    assert str(version.version) == "1"
