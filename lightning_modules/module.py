@@ -172,8 +172,7 @@ class TransferLM(L.LightningModule):
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        fused = self.device.type == "cuda"  # one kernel for all parameters; only on CUDA
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused)
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=self._fused_adamw())
         total = self._scheduled_steps()
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, self.optim, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -189,7 +188,14 @@ class TransferLM(L.LightningModule):
         # A Trainer-level setting wins; otherwise clip by our OptimConfig.
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
         if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            # Clip directly: Lightning's clip_gradients refuses fused optimizers under mixed precision, although
+            # bf16 has no loss scale, and fp16's scaler has unscaled the gradients before this hook runs.
+            torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
+
+    def _fused_adamw(self) -> bool:
+        """One kernel for all parameters on CUDA; not under fp16, whose fused step would unscale after clipping."""
+        precision = str(self.trainer.precision) if self._trainer is not None else ""
+        return self.device.type == "cuda" and not precision.startswith("16")
 
     # -- held-out evaluation ------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

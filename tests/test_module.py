@@ -214,3 +214,31 @@ def test_mlflow_logger_gets_test_loss_per_evaluation(sqlite_uri: str, loaders: t
     train_steps = [m.step for m in client.get_metric_history(logger.run_id, "train_loss")]
     assert len(train_steps) == 3  # batched: one logging call per log_every_steps, not one per step
     assert client.get_metric_history(logger.run_id, "tokens_per_s")
+
+
+class _FusedClipRecorder(TransferLM):
+    """Forces the fused AdamW (the CUDA default; CPU supports it too) and records the norm left after clipping."""
+
+    norms: list[float]
+
+    def _fused_adamw(self) -> bool:
+        return True
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        grads = [p.grad.norm() for p in self.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
+
+
+def test_fused_adamw_under_bf16_mixed_clips(loaders: tuple[DataLoader, DataLoader]) -> None:
+    """Lightning refuses to clip for a fused optimizer under mixed precision; our module clips it itself."""
+    train, test = loaders
+    module = _FusedClipRecorder(CONFIG, OptimConfig(lr=1e-3, grad_clip=0.01))
+    module.norms = []
+    trainer = build_trainer(TrainConfig(max_steps=3, eval_every_steps=3, precision="bf16-mixed"),
+                            enable_progress_bar=False)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert trainer.global_step == 3
+    assert isinstance(trainer.optimizers[0], torch.optim.AdamW) and trainer.optimizers[0].defaults["fused"]
+    assert len(module.norms) == 3 and max(module.norms) <= 0.01 * 1.001
