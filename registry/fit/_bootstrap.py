@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._effective import invert_present
+from ._kaplan_batch import refit_kaplan_batch
 from ._law import design, huber_lstsq, weighted_lstsq
-from ._scratch import KaplanLaw, fit_kaplan
+from ._scratch import KaplanLaw, fit_kaplan, kaplan_log_d_e
 
 
 def resample_counts(rng: np.random.Generator, draws: int, size: int) -> np.ndarray:
@@ -39,7 +40,18 @@ def log_d_e_interpolate(counts: np.ndarray, s_group: np.ndarray, s_log_d: np.nda
 
 def log_d_e_global(counts: np.ndarray, point: KaplanLaw, s_log_n: np.ndarray, s_log_d: np.ndarray,
                    s_log_l: np.ndarray, f_n: np.ndarray, f_log_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """B x m ln D_E from a Kaplan refit per draw (started at the point estimate), and the B x 4 refits."""
+    """B x m ln D_E from a Kaplan refit per draw (all draws at once, started at the point estimate), and the B x 4
+    refits (ln N_c, ln D_c, alpha_N/alpha_D, alpha_D)."""
+    start = np.array([point.log_n_c, point.log_d_c, point.a_n, point.alpha_d])
+    params = refit_kaplan_batch(start, s_log_n, s_log_d, s_log_l, counts)
+    return kaplan_log_d_e(params, np.log(f_n), f_log_l), params
+
+
+def log_d_e_global_per_draw(counts: np.ndarray, point: KaplanLaw, s_log_n: np.ndarray, s_log_d: np.ndarray,
+                            s_log_l: np.ndarray, f_n: np.ndarray,
+                            f_log_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log_d_e_global`` the slow way, one scipy BFGS refit per draw: the baseline benchmarks/bench_fit.py compares
+    the batched refit with, and the reference its test checks it against."""
     start = np.array([point.log_n_c, point.log_d_c, point.a_n, point.alpha_d])
     out = np.empty((counts.shape[0], f_n.size))
     params = np.empty((counts.shape[0], 4))

@@ -30,8 +30,9 @@ def weighted_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     centre = x[:, 1:].mean(axis=0)
     xc = x.copy()
     xc[:, 1:] -= centre
-    a = np.einsum("bn,ni,nj->bij", w, xc, xc)
-    rhs = np.einsum("bn,ni->bi", w * y, xc)
+    # Matrix products (BLAS) rather than a three-operand einsum: 50,000 runs x 1,000 draws stays linear and fast.
+    a = (w @ (xc[:, :, None] * xc[:, None, :]).reshape(-1, 9)).reshape(-1, 3, 3)
+    rhs = (w * y) @ xc
     eig = np.linalg.eigvalsh(a)
     ok = (eig[:, 0] > MIN_EIG_RATIO * np.maximum(eig[:, -1], 1e-300)) & (np.count_nonzero(w, axis=1) >= 3)
     a[~ok] = np.eye(3)
@@ -55,25 +56,35 @@ def huber_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return theta
 
 
+def _distinct_per_group(gid: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """How many distinct ``values`` each group 0 .. groups-1 holds."""
+    if gid.size == 0:
+        return np.zeros(groups, dtype=int)
+    order = np.lexsort((values, gid))
+    g, v = gid[order], values[order]
+    first = np.r_[True, (g[1:] != g[:-1]) | (v[1:] != v[:-1])]
+    return np.bincount(g[first], minlength=groups)
+
+
 def fit_the_fits(log_d_f: np.ndarray, log_n: np.ndarray, log_d_t: np.ndarray) -> dict[str, float] | None:
     """The paper's route (App. A, C): per D_F, logit(fraction) = ln(D_T/D_F) = beta ln N - beta ln N* with a
     common slope beta; then ln N* = ((1 - alpha) ln D_F - ln k) / beta across D_F, each D_F weighted equally.
 
     Returns k, alpha, beta, or None when fewer than two D_F values have two or more N values."""
     levels, gid = np.unique(np.round(log_d_f, 9), return_inverse=True)
-    counts = np.array([np.unique(np.round(log_n[gid == g], 9)).size for g in range(levels.size)])
+    counts = _distinct_per_group(gid, np.round(log_n, 9), levels.size)
     keep = counts[gid] >= 2
     good = np.flatnonzero(counts >= 2)
     if good.size < 2:
         return None
     gid = np.searchsorted(good, gid[keep])
-    y = log_d_t[keep] - log_d_f[keep]
-    # Common slope with one intercept per D_F group.
-    x = np.zeros((y.size, good.size + 1))
-    x[np.arange(y.size), gid] = 1.0
-    x[:, -1] = log_n[keep]
-    coef = np.linalg.lstsq(x, y, rcond=None)[0]
-    beta = float(coef[-1])
-    log_n_star = -coef[:-1] / beta
+    y, x = log_d_t[keep] - log_d_f[keep], log_n[keep]
+    # Common slope with one intercept per D_F group: least squares in closed form (slope from the within-group
+    # deviations), not a dense one-column-per-group solve, which grows as runs x groups^2.
+    size = np.bincount(gid, minlength=good.size)
+    mean_x, mean_y = np.bincount(gid, x, good.size) / size, np.bincount(gid, y, good.size) / size
+    dx, dy = x - mean_x[gid], y - mean_y[gid]
+    beta = float(dx @ dy / (dx @ dx))
+    log_n_star = -(mean_y - beta * mean_x) / beta
     slope, intercept = np.polyfit(levels[good], log_n_star, 1)
     return {"k": float(np.exp(-intercept * beta)), "alpha": float(1.0 - slope * beta), "beta": beta}

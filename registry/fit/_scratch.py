@@ -94,9 +94,7 @@ class KaplanLaw:
 
     def log_d_e(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
         """ln D_E = ln D_c - ln(L^(1/alpha_d) - (N_c/N)^a_n); NaN where L <= L(N, infinity)."""
-        gap = np.exp(log_l / self.alpha_d) - np.exp(self.a_n * (self.log_n_c - np.log(n)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(gap > 0, self.log_d_c - np.log(np.where(gap > 0, gap, 1.0)), np.nan)
+        return kaplan_log_d_e(np.array([self.log_n_c, self.log_d_c, self.a_n, self.alpha_d]), np.log(n), log_l)
 
     def flat_log_d(self, n: np.ndarray) -> np.ndarray:
         """ln D(N): data at which L(N, D) = L(N, infinity) / 0.99."""
@@ -109,6 +107,16 @@ class KaplanLaw:
                 "n_c": float(np.exp(self.log_n_c)), "d_c": float(np.exp(self.log_d_c)), "alpha_n": self.alpha_n}
 
 
+def kaplan_log_d_e(theta: np.ndarray, log_n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
+    """ln D_E for Kaplan parameters ``theta`` (4, or B x 4 for B laws at once: B x m out); NaN where L <= L(N, inf).
+
+    ``theta`` holds ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
+    t = theta if theta.ndim == 1 else theta.T[:, :, None]
+    gap = np.exp(log_l / t[3]) - np.exp(t[2] * (t[0] - log_n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gap > 0, t[1] - np.log(np.where(gap > 0, gap, 1.0)), np.nan)
+
+
 def _kaplan_log_loss(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
     if theta.ndim == 1:
         log_n_c, log_d_c, a_n, alpha_d = theta
@@ -117,7 +125,8 @@ def _kaplan_log_loss(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) ->
     return alpha_d * np.logaddexp(a_n * (log_n_c - log_n), log_d_c - log_d)
 
 
-def _huber(r: np.ndarray) -> np.ndarray:
+def huber(r: np.ndarray) -> np.ndarray:
+    """Huber loss of residuals ``r`` with threshold ``HUBER_DELTA``: quadratic inside, linear outside."""
     a = np.abs(r)
     return np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
 
@@ -133,7 +142,7 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: n
     g = weight * np.clip(r, -HUBER_DELTA, HUBER_DELTA)
     grad = np.array([np.sum(g * alpha_d * p * a_n), np.sum(g * alpha_d * (1 - p)),
                      np.sum(g * alpha_d * p * (log_n_c - log_n)), np.sum(g * s)])
-    return float(np.sum(weight * _huber(r))), grad
+    return float(np.sum(weight * huber(r))), grad
 
 
 def _objective_free(z: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
@@ -160,7 +169,7 @@ def fit_kaplan(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, weight: 
     if start is None:
         starts = _start_grid(log_n, log_d)
         pred = _kaplan_log_loss(starts, log_n[None, :], log_d[None, :])
-        scores = np.sum(weight * _huber(pred - log_l[None, :]), axis=1)
+        scores = np.sum(weight * huber(pred - log_l[None, :]), axis=1)
         starts = starts[np.argsort(scores)[:n_best_starts]]
     else:
         # A bootstrap refit from the point estimate: a looser stop is plenty.

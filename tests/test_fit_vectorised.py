@@ -1,0 +1,146 @@
+"""The whole-array paths that let the fitter take 50,000 runs agree with the straightforward per-run and per-draw
+computations they replaced (kept here, or in the package for the benchmark, as references)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
+
+from transfer_laws.registry.fit import RunResult, ScratchModel, fit_transfer_law
+from transfer_laws.registry.fit import _types as t
+from transfer_laws.registry.fit._bootstrap import log_d_e_global, log_d_e_global_per_draw, scratch_presence
+from transfer_laws.registry.fit._law import design, fit_the_fits, weighted_lstsq
+from transfer_laws.registry.fit._scratch import huber
+
+K, ALPHA, BETA = TEXT_TO_PYTHON
+
+
+def _ft(run_id: str, n: float, d_f: float, loss: float) -> RunResult:
+    return RunResult(run_id, "finetune", n, d_f, loss)
+
+
+def _fine_loss(n: float, d_f: float) -> float:
+    return float(kaplan_loss(n, d_f + K * d_f**ALPHA * n**BETA))
+
+
+def _mixed_runs() -> list[RunResult]:
+    """Good runs plus each D_E-stage problem three times over, interleaved, and a field-level one."""
+    runs = list(synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=21, d_f=(1e3, 1e4, 1e5, 1e6)))
+    for i in range(3):
+        runs += [
+            _ft(f"no-curve-{i}", 3e7 * (1 + i), 1e4, _fine_loss(3e7, 1e4)),
+            _ft(f"too-good-{i}", 1e8, 1e4, (0.9 - 0.05 * i) * float(kaplan_loss(1e8, 1e13))),
+            _ft(f"too-bad-{i}", 1e7, 1e4, (1.1 + 0.05 * i) * float(kaplan_loss(1e7, 1e3))),
+            _ft(f"high-data-{i}", 1e6, 1e9 * (1 + i), _fine_loss(1e6, 1e9 * (1 + i))),
+            _ft(f"ossified-{i}", 1e8, 1e5, float(kaplan_loss(1e8, (3 + i) * 1e4))),
+            _ft(f"below-inf-{i}", 1e9, 1e4, 0.95 * float(kaplan_loss(1e9, math.inf))),
+            _ft(f"nan-{i}", 1e8, 1e4, math.nan),
+        ]
+    return runs
+
+
+def _reasons_one_run_at_a_time(scratch: ScratchModel, n: np.ndarray, log_d_f: np.ndarray, log_d_e: np.ndarray,
+                               low_data_fraction: float) -> list[str]:
+    """The fitter's exclusion rules written as the plain per-run loop it used before vectorising."""
+    reasons = []
+    flat = scratch.flat_log_d(n)
+    for i in range(n.size):
+        lde = log_d_e[i]
+        if scratch.method == "interpolate" and scratch.curve_index(n[i]) < 0:
+            reasons.append(f"{t.R_NO_CURVE}: N={n[i]:.4g}")
+        elif scratch.method == "interpolate" and lde == np.inf:
+            reasons.append(t.R_BELOW_RANGE)
+        elif scratch.method == "interpolate" and lde == -np.inf:
+            reasons.append(t.R_ABOVE_RANGE)
+        elif not np.isfinite(lde):
+            reasons.append(t.R_NO_D_E)
+        elif log_d_f[i] > np.log(low_data_fraction) + flat[i]:
+            reasons.append(f"{t.R_HIGH_DATA}: D_F = {np.exp(log_d_f[i] - flat[i]):.3g} x D(N) > {low_data_fraction:g}")
+        elif lde <= log_d_f[i]:
+            reasons.append(t.R_OSSIFIED)
+        else:
+            reasons.append("")
+    return reasons
+
+
+@pytest.mark.parametrize("method", ["interpolate", "global"])
+def test_exclusions_and_points_match_the_per_run_rules(method: str) -> None:
+    law = fit_transfer_law(_mixed_runs(), d_e_method=method, bootstrap=20, low_data_fraction=0.05)
+    n = np.array([p.n for p in law.points])
+    log_d_f = np.log([p.d_f for p in law.points])
+    log_d_e = law.scratch.log_d_e(n, np.log([p.loss for p in law.points]))
+    expected = _reasons_one_run_at_a_time(law.scratch, n, log_d_f, log_d_e, 0.05)
+    assert [p.reason for p in law.points] == expected
+    assert [p.used for p in law.points] == [r == "" for r in expected]
+    wanted = [t.R_NO_CURVE, t.R_BELOW_RANGE, t.R_ABOVE_RANGE] if method == "interpolate" else [t.R_NO_D_E]
+    for reason in [*wanted, t.R_HIGH_DATA, t.R_OSSIFIED]:
+        assert any(r.startswith(reason) for r in expected), reason
+    # Field-level exclusions come first, in input order, then the fine-tune runs' in point order.
+    assert [e for e in law.excluded if e[0].startswith("nan-")] == [(f"nan-{i}", f"{t.R_NONFINITE}: nan")
+                                                                   for i in range(3)]
+    assert law.excluded[3:] == [(p.run_id, p.reason) for p in law.points if not p.used]
+    used = [p for p in law.points if p.used]
+    np.testing.assert_allclose([p.d_t for p in used], [p.d_e - p.d_f for p in used], rtol=1e-12)
+
+
+def test_fit_the_fits_matches_a_dense_least_squares_solve() -> None:
+    rng = np.random.default_rng(5)
+    # Unbalanced groups: some D_F values hold one N only (dropped), others up to a dozen.
+    log_d_f = np.log(rng.choice(np.geomspace(1e3, 1e7, 9), 150))
+    log_n = np.log(rng.choice(np.geomspace(1e6, 1e9, 12), 150))
+    log_d_t = np.log(1.9e4) + 0.18 * log_d_f + 0.38 * log_n + rng.normal(0, 0.2, 150)
+    log_d_f = np.r_[log_d_f, np.log(3e3)]  # a D_F level with a single run
+    log_n, log_d_t = np.r_[log_n, np.log(1e7)], np.r_[log_d_t, 20.0]
+    cross = fit_the_fits(log_d_f, log_n, log_d_t)
+    assert cross is not None
+    levels, gid = np.unique(np.round(log_d_f, 9), return_inverse=True)
+    keep = np.bincount(gid)[gid] >= 2
+    groups = np.unique(gid[keep])
+    x = np.zeros((keep.sum(), groups.size + 1))
+    x[np.arange(keep.sum()), np.searchsorted(groups, gid[keep])] = 1.0
+    x[:, -1] = log_n[keep]
+    coef = np.linalg.lstsq(x, log_d_t[keep] - log_d_f[keep], rcond=None)[0]
+    slope, intercept = np.polyfit(levels[groups], -coef[:-1] / coef[-1], 1)
+    assert cross["beta"] == pytest.approx(coef[-1], rel=1e-10)
+    assert cross["alpha"] == pytest.approx(1.0 - slope * coef[-1], rel=1e-10)
+    assert cross["k"] == pytest.approx(np.exp(-intercept * coef[-1]), rel=1e-8)
+
+
+def test_batched_least_squares_matches_one_solve_per_draw() -> None:
+    rng = np.random.default_rng(8)
+    log_d_f, log_n = rng.uniform(6, 14, 40), rng.uniform(13, 21, 40)
+    x = design(log_d_f, log_n)
+    y = x @ np.array([9.9, 0.18, 0.38]) + rng.normal(0, 0.1, (30, 40))
+    y[:, 3] = np.nan  # a point whose D_T <= 0 in every draw drops out
+    w = rng.poisson(1.0, (30, 40)).astype(float)
+    batched = weighted_lstsq(x, y, w)
+    for b in range(30):
+        keep = (w[b] > 0) & np.isfinite(y[b])
+        root = np.sqrt(w[b, keep])
+        expected = np.linalg.lstsq(x[keep] * root[:, None], y[b, keep] * root, rcond=None)[0]
+        np.testing.assert_allclose(batched[b], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_batched_kaplan_refits_are_at_least_as_good_as_one_bfgs_per_draw() -> None:
+    law = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=9), d_e_method="global", bootstrap=0)
+    sc = law.scratch
+    used = [p for p in law.points if p.used]
+    f_n, f_log_l = np.array([p.n for p in used]), np.log([p.loss for p in used])
+    counts = scratch_presence(np.random.default_rng(1), 12, sc.group)
+    args = (counts, sc.kaplan, sc.log_n, sc.log_d, sc.log_l, f_n, f_log_l)
+    de_batched, batched = log_d_e_global(*args)
+    de_bfgs, bfgs = log_d_e_global_per_draw(*args)
+
+    def huber_loss(theta: np.ndarray, w: np.ndarray) -> float:
+        pred = theta[3] * np.logaddexp(theta[2] * (theta[0] - sc.log_n), theta[1] - sc.log_d)
+        return float(np.sum(w * huber(pred - sc.log_l)))
+
+    for b in range(counts.shape[0]):
+        # Same optimum: the batched refit's loss is never worse than BFGS's beyond rounding.
+        assert huber_loss(batched[b], counts[b]) <= huber_loss(bfgs[b], counts[b]) * (1 + 1e-7) + 1e-12
+    # And the D_E it implies agrees with BFGS's to far below the loss noise's effect on ln D_E (~0.02).
+    np.testing.assert_allclose(de_batched, de_bfgs, atol=1e-4)
+    assert not np.allclose(batched, batched[0])  # the draws really differ
