@@ -172,6 +172,28 @@ def python_docs(infos: list[SourceInfo]) -> Iterator[RawDoc]:
     yield from _file_docs(paths, root, "python-stdlib")
 
 
+def package_python_docs(infos: list[SourceInfo]) -> Iterator[RawDoc]:
+    """Python sources of the packages installed for the running interpreter (site-packages), without test suites
+    (files <= 200 KB). The source's version is a digest of the sorted ``name==version`` list of distributions."""
+    import hashlib
+    from importlib import metadata
+
+    roots = sorted({Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")})
+    paths: list[tuple[Path, Path]] = []
+    for root in roots:
+        if root.is_dir():
+            found = _files_under(root, ("*.py",), ("test", "tests", "testing", "__pycache__"), 200_000)
+            paths.extend((root, p) for p in found)
+    if not paths:
+        raise CorpusError(f"no Python sources in site-packages ({', '.join(map(str, roots))})")
+    dists = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata['Name']})
+    infos.append(SourceInfo("python-packages", hashlib.sha256("\n".join(dists).encode()).hexdigest()[:16],
+                            "sysconfig purelib/platlib", len(paths), sum(p.stat().st_size for _, p in paths),
+                            {"distributions": str(len(dists))}))
+    for root, path in paths:
+        yield RawDoc(f"python-packages/{path.relative_to(root).as_posix()}", "python-packages", path=path)
+
+
 def code_docs(infos: list[SourceInfo]) -> Iterator[RawDoc]:
     """Non-Python code: C headers under /usr/include (the system's standard header location)."""
     root = Path("/usr/include")

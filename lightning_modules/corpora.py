@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.lightning_modules import _sources
+from transfer_laws.lightning_modules import _english, _sources
 from transfer_laws.lightning_modules._dedup import minhash, near_duplicates
 from transfer_laws.lightning_modules._sources import CorpusError, RawDoc, SourceInfo
 
-BUILTIN_KINDS = ("text", "python", "code", "mix")
+BUILTIN_KINDS = ("text", "english", "python", "code", "mix", "all")
 MANIFEST = "manifest.json"
 TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
@@ -88,6 +88,9 @@ def _raw_docs(kind: str, files: list[Path] | None, infos: list[SourceInfo]) -> I
         yield from (("all", d) for d in _sources.local_docs(None, files, infos))
     elif kind == "text":
         yield from (("all", d) for d in _sources.prose_docs(infos))
+    elif kind == "english":
+        yield from (("all", d) for d in _sources.prose_docs(infos))
+        yield from (("all", d) for d in _english.english_docs(infos))
     elif kind == "python":
         yield from (("all", d) for d in _sources.python_docs(infos))
     elif kind == "code":
@@ -95,6 +98,10 @@ def _raw_docs(kind: str, files: list[Path] | None, infos: list[SourceInfo]) -> I
     elif kind == "mix":
         yield from (("text", d) for d in _sources.prose_docs(infos))
         yield from (("code", d) for d in _sources.code_docs(infos))
+    elif kind == "all":
+        for reader in (_sources.prose_docs, _english.english_docs, _sources.python_docs,
+                       _sources.package_python_docs, _sources.code_docs):
+            yield from (("all", d) for d in reader(infos))
     elif kind.startswith("s3://"):
         yield from (("all", d) for d in _sources.s3_docs(kind, infos))
     elif _sources.is_dataset_dir(kind):
@@ -128,8 +135,11 @@ def build_corpus(kind: str, out_dir: Path, *, max_bytes: int | None = None, test
                  seed: int = 0, files: list[Path] | None = None) -> CorpusManifest:
     """Build (or reuse) a corpus folder with train.jsonl, test.jsonl and manifest.json.
 
-    ``kind`` is a built-in corpus ("text": English prose from Debian packages; "python": the interpreter's
-    stdlib; "code": C headers; "mix": half text, half code by bytes) or a user source: a folder or glob of text
+    ``kind`` is a built-in corpus or a user source. Built-in: "text": English prose from the small Debian packages
+    (~10 MB: the KJV Bible, fortunes, the Jargon File, the Devil's Dictionary; the demo's source); "english": "text"
+    plus GCIDE, the Linux kernel's prose documentation and Shakespeare (~60 MB); "python": the interpreter's
+    stdlib; "code": C headers; "mix": half "text", half "code" by bytes; "all": every built-in source, including
+    installed packages' Python sources (~450 MB: enough for D_F = 1e8 tokens). User: a folder or glob of text
     files, ``s3://bucket/prefix``, or a folder written by ``datasets``' ``save_to_disk``. ``files`` overrides
     ``kind`` with an explicit list. Each jsonl line is ``{"text", "source", "doc_id"}``.
     """

@@ -29,7 +29,8 @@ def test_text_manifest_records_sources_sizes_and_digests(text_corpus: CorpusMani
     on_disk = json.loads((folder / "manifest.json").read_text())
     assert on_disk["digest"] == text_corpus.digest
     names = {s["name"] for s in text_corpus.sources}
-    assert {"bible-kjv", "fortunes", "jargon-text", "dict-devil"} <= names
+    # exactly the small packages: the large English sources (kind "english") never slow the demo's "text" build
+    assert names == {"bible-kjv", "fortunes", "jargon-text", "dict-devil"}
     for source in text_corpus.sources:
         assert source["version"], source  # Debian package versions are known
         assert len(source["digest"]) == 64
