@@ -3,13 +3,16 @@
 #   bash benchmarks/gpu_sweep.sh            # from the repository root, with the project's venv
 # Steps: pretrain 3 sizes on English text (bf16, PRETRAIN_S seconds each, registered as
 # pretrained-text@gpu-sweep-<size>), the grid of scripts/configs/gpu-sweep.yaml (24 fine-tune/scratch runs,
-# RUN_S seconds each at most), and a refit that prints the law.
-# Knobs (environment): PY (python), PRETRAIN_S (default 60), RUN_S (default 15), REFIT_BOOTSTRAP (default 1000),
-# SWEEP_DEADLINE_S (stop the grid after this many seconds from the start; the refit still runs; default none).
+# RUN_S seconds each at most), the longer scratch runs of gpu-sweep-scratch.yaml (6 runs, SCRATCH_S seconds each),
+# and a refit that prints the law.
+# Knobs (environment): PY (python), PRETRAIN_S (default 45), RUN_S (default 10), SCRATCH_S (default 20),
+# REFIT_BOOTSTRAP (default 1000), SWEEP_DEADLINE_S (stop the sweeps this many seconds after the start; the runs
+# that landed stay and the refit still runs; default none).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-PRETRAIN_S=${PRETRAIN_S:-60}
-RUN_S=${RUN_S:-15}
+PRETRAIN_S=${PRETRAIN_S:-45}
+RUN_S=${RUN_S:-10}
+SCRATCH_S=${SCRATCH_S:-20}
 REFIT_BOOTSTRAP=${REFIT_BOOTSTRAP:-1000}
 export TRANSFER_LAWS_HOME=${TRANSFER_LAWS_HOME:-$PWD/gpu-sweep-home}
 CLI=("$PY" -m transfer_laws.scripts.cli)
@@ -20,15 +23,15 @@ for size in 4x128 6x256 6x512; do
     --alias "gpu-sweep-$size" --train.max-time-s "$PRETRAIN_S" --progress-bar false
 done
 echo "pretraining done in $(( $(date +%s) - start )) s"
-sweep=("${CLI[@]}" sweep --config scripts/configs/gpu-sweep.yaml --train.max-time-s "$RUN_S"
-       --refit-bootstrap "$REFIT_BOOTSTRAP")
-if [[ -n ${SWEEP_DEADLINE_S:-} ]]; then
-  left=$(( SWEEP_DEADLINE_S - ($(date +%s) - start) ))
-  # A killed trial is retried by a later sweep; the runs that landed stay and feed the refit below.
-  timeout --signal=INT "$(( left > 1 ? left : 1 ))" "${sweep[@]}" || echo "sweep stopped at the deadline (rc $?)"
-else
-  "${sweep[@]}"
-fi
+sweep() {  # sweep CONFIG SECONDS: one sweep, stopped at the deadline if one is set
+  local cmd=("${CLI[@]}" sweep --config "$1" --train.max-time-s "$2" --refit-bootstrap "$REFIT_BOOTSTRAP")
+  if [[ -z ${SWEEP_DEADLINE_S:-} ]]; then "${cmd[@]}"; return; fi
+  local left=$(( SWEEP_DEADLINE_S - ($(date +%s) - start) ))
+  # A killed trial is retried by a later run of the same sweep; the runs that landed stay and feed the refit.
+  timeout --signal=INT "$(( left > 1 ? left : 1 ))" "${cmd[@]}" || echo "sweep $1 stopped at the deadline (rc $?)"
+}
+sweep scripts/configs/gpu-sweep.yaml "$RUN_S"
+sweep scripts/configs/gpu-sweep-scratch.yaml "$SCRATCH_S"
 echo "sweep done in $(( $(date +%s) - start )) s"
 "${CLI[@]}" refit --law text-to-python --bootstrap "$REFIT_BOOTSTRAP" || echo "refit did not produce a law (see above)"
 echo "total $(( $(date +%s) - start )) s"
