@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.fit import RunResult, ScratchModel, fit_transfer_law
+from transfer_laws.registry.fit import RunResult, ScratchModel, _bootstrap, fit_transfer_law
 from transfer_laws.registry.fit import _types as t
 from transfer_laws.registry.fit._bootstrap import log_d_e_global, log_d_e_global_per_draw, scratch_presence
 from transfer_laws.registry.fit._law import design, fit_the_fits, weighted_lstsq
@@ -144,3 +144,16 @@ def test_batched_kaplan_refits_are_at_least_as_good_as_one_bfgs_per_draw() -> No
     # And the D_E it implies agrees with BFGS's to far below the loss noise's effect on ln D_E (~0.02).
     np.testing.assert_allclose(de_batched, de_bfgs, atol=1e-4)
     assert not np.allclose(batched, batched[0])  # the draws really differ
+
+
+@pytest.mark.parametrize("method", ["interpolate", "global"])
+def test_bootstrap_in_blocks_of_draws_equals_all_draws_at_once(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    runs = synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=13)
+    whole = fit_transfer_law(runs, d_e_method=method, bootstrap=40, seed=3)
+    # 164 scratch runs are the widest array: blocks of 3 draws, the last one holding a single draw.
+    monkeypatch.setattr(_bootstrap, "BLOCK_ENTRIES", 3 * 164)
+    assert len(_bootstrap.draw_blocks(40, 164)) == 14
+    blocked = fit_transfer_law(runs, d_e_method=method, bootstrap=40, seed=3)
+    for name in ("k", "alpha", "beta"):
+        np.testing.assert_allclose(blocked.draws[name], whole.draws[name], rtol=1e-12)
+        assert blocked.intervals[name] == pytest.approx(whole.intervals[name], rel=1e-12)

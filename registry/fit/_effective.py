@@ -29,6 +29,14 @@ def invert_present(log_d: np.ndarray, log_l: np.ndarray, present: np.ndarray, qu
     ``log_d`` (sorted ascending) and ``log_l`` describe the n scratch runs of one N; ``present`` is B x n (which runs
     a draw holds); ``query`` is m ln-losses. The curve of a draw is the running minimum of ln L over its present
     points, interpolated linearly in ln D. Returns B x m: -inf above the curve's range, +inf below it."""
+    # Queries in descending loss order make the flat search in ``_count_above`` walk memory forwards.
+    order = np.argsort(-query, kind="stable")
+    out = np.empty((present.shape[0], query.size))
+    out[:, order] = _invert_sorted(log_d, log_l, present, query[order])
+    return out
+
+
+def _invert_sorted(log_d: np.ndarray, log_l: np.ndarray, present: np.ndarray, query: np.ndarray) -> np.ndarray:
     masked = np.where(present, log_l[None, :], np.inf)
     run_min = np.minimum.accumulate(masked, axis=1)
     n = log_d.size

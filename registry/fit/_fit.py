@@ -8,7 +8,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._bootstrap import law_draws, log_d_e_global, log_d_e_interpolate, resample_counts, scratch_presence
+from ._bootstrap import (
+    law_draws_in_blocks,
+    log_d_e_global,
+    log_d_e_interpolate,
+    resample_counts,
+    scratch_presence,
+)
 from ._io import fingerprint_of, package_version
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
@@ -157,12 +163,17 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
     kaplan_draws = None
     if d_e_method == "interpolate":
         f_group = match_n(scratch.levels, u_n)
-        de_draws = log_d_e_interpolate(s_counts, scratch.group, scratch.log_d, scratch.log_l, f_group, u_log_l)
+
+        def log_d_e_of(block: slice) -> np.ndarray:
+            return log_d_e_interpolate(s_counts[block], scratch.group, scratch.log_d, scratch.log_l, f_group, u_log_l)
     else:
         assert scratch.kaplan is not None
         de_draws, kaplan_draws = log_d_e_global(s_counts, scratch.kaplan, scratch.log_n, scratch.log_d,
                                                 scratch.log_l, u_n, u_log_l)
-    raw = law_draws(de_draws, f_counts, u_log_d_f, u_log_n, robust) if bootstrap else np.empty((0, 3))
+
+        def log_d_e_of(block: slice) -> np.ndarray:
+            return de_draws[block]
+    raw = law_draws_in_blocks(log_d_e_of, f_counts, u_log_d_f, u_log_n, robust, max(s_counts.shape[1], u_n.size))
     draws = {"k": np.exp(raw[:, 0]), "alpha": raw[:, 1], "beta": raw[:, 2]}
 
     warnings = []
