@@ -15,6 +15,10 @@ How D_F maps to training windows (the convention every run records):
    eos tokens count 0, a document cut by the budget counts the characters of its decoded prefix.
 5. The test set is the test split's documents in file order (fixed per corpus, independent of seed and budget),
    capped at ``test_tokens`` tokens, windowed the same way, never shuffled.
+
+Several processes (DDP ranks, nodes sharing a file system, concurrent runs of a sweep) may set up the same corpus
+at once: a file lock per split in the cache folder lets the first one tokenise while the others wait and then read
+its cache, so a split is tokenised once, not once per rank.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
@@ -109,6 +114,8 @@ class TokenDataModule(L.LightningDataModule):
         self.corpus_name: str | None = None
         self.corpus_digest: str | None = None
         self.vocab_size: int | None = None
+        self.tokenised_here: dict[str, bool] = {}
+        """Per split: True when this process tokenised it, False when it read the cache another one wrote."""
         self._train: WindowDataset | None = None
         self._test: WindowDataset | None = None
 
@@ -173,17 +180,22 @@ class TokenDataModule(L.LightningDataModule):
         dtype = "uint16" if len(tokenizer) <= 1 << 16 else "uint32"
         features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value(dtype)),
                                       "n_chars": datasets.Value("int64")})
-        raw = datasets.load_dataset("json", data_files=str(Path(cfg.corpus_dir) / f"{split}.jsonl"), split="train",
-                                    cache_dir=str(cache))
         key = hashlib.sha256(f"{self.corpus_digest}:{self.tokenizer_digest}:{split}:v1".encode()).hexdigest()[:16]
 
         def encode(batch: dict[str, list[str]]) -> dict[str, list]:
             encoded = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
             return {"input_ids": [x + [eos] for x in encoded], "n_chars": [len(t) for t in batch["text"]]}
 
-        num_proc = 2 if raw.data.nbytes > 50_000_000 else None  # processes pay off on big corpora
-        tokenised = raw.map(encode, batched=True, batch_size=256, remove_columns=raw.column_names, features=features,
-                            new_fingerprint=key, num_proc=num_proc, desc=f"tokenising {split}")
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache / f"tokenise-{key}.lock")):  # one process tokenises; the others wait, then read
+            raw = datasets.load_dataset("json", data_files=str(Path(cfg.corpus_dir) / f"{split}.jsonl"),
+                                        split="train", cache_dir=str(cache))
+            # datasets names a map's cache "cache-<fingerprint>[_<shard>_of_<n>].arrow" next to the raw dataset's
+            folder = Path(raw.cache_files[0]["filename"]).parent
+            self.tokenised_here[split] = not any(folder.glob(f"cache-{key}*.arrow"))
+            num_proc = 2 if raw.data.nbytes > 50_000_000 else None  # processes pay off on big corpora
+            tokenised = raw.map(encode, batched=True, batch_size=256, remove_columns=raw.column_names,
+                                features=features, new_fingerprint=key, num_proc=num_proc, desc=f"tokenising {split}")
         column = tokenised.data.column("input_ids").combine_chunks()
         flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
         offsets = column.offsets.to_numpy() - column.offsets[0].as_py()  # a sliced array's offsets start above 0

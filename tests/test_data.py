@@ -117,3 +117,37 @@ def test_bad_configs(setup: tuple[Path, TokenizerInfo], tmp_path: Path) -> None:
         _dm(setup, d_f_tokens=1)
     with pytest.raises(FileNotFoundError, match="build_corpus"):
         TokenDataModule(DataConfig(corpus_dir=tmp_path, tokenizer_dir=setup[1].path)).setup("fit")
+
+
+_RANK = """
+import json, sys, time
+from pathlib import Path
+from transfer_laws.lightning_modules import DataConfig, TokenDataModule
+corpus, tok, cache, sync = sys.argv[1:5]
+Path(sync, f"ready-{sys.argv[5]}").touch()
+while not Path(sync, "go").exists():  # start setup together, as DDP ranks do
+    time.sleep(0.01)
+dm = TokenDataModule(DataConfig(corpus_dir=corpus, tokenizer_dir=tok, cache_dir=cache, d_f_tokens=2_000))
+dm.setup("fit")
+print(json.dumps({"tokenised": dm.tokenised_here, "train": dm.train_digest, "test": dm.test_digest}))
+"""
+
+
+def test_concurrent_ranks_tokenise_once(setup: tuple[Path, TokenizerInfo], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    corpus, info = setup
+    args = [str(corpus), str(info.path), str(tmp_path / "shared-cache"), str(tmp_path)]
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK, *args, str(rank)], stdout=subprocess.PIPE, text=True)
+             for rank in range(2)]
+    while not all((tmp_path / f"ready-{rank}").exists() for rank in range(2)):
+        assert all(p.poll() is None for p in procs), "a rank exited before setup"
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    results = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert results[0]["train"] == results[1]["train"] and results[0]["test"] == results[1]["test"]
+    for split in ("train", "test"):  # exactly one rank tokenised each split; the other read its cache
+        assert sorted(r["tokenised"][split] for r in results) == [False, True], results
