@@ -9,7 +9,12 @@ finished cells are never run again, so a stopped sweep resumes where it was. Eve
 ``mlflow.parentRunId`` of the sweep's parent run.
 
 ``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
-law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent.
+law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent; each run's ``transfer.adaptive_reason``
+tag says why it was chosen (see ``scripts/advise.py``).
+
+``--tune-lr`` first tunes the peak learning rate of every (size, role) with short pruned Optuna trials in the same
+storage, then trains the grid at the chosen values (see ``scripts/_lr_tune.py``). Every grid run records its
+learning rate (param ``lr``) and where it came from (tag ``transfer.lr_source``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.scripts._common import DataArgs, TrackingArgs
+from transfer_laws.scripts._lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, LrTuning, TuneTarget
 from transfer_laws.scripts.pretrain import _optim_type, _train_type
 
 CELL_KEYS = ("size", "d_f_tokens", "role")
@@ -82,8 +88,12 @@ class Args(TrackingArgs, DataArgs):
     """The law --adaptive refits (``<source>-to-<target>``)."""
     epochs: float = 3.0
     """Expected passes over D_F before early stopping, for the compute estimate of --adaptive (6 N D_F epochs)."""
+    tune_lr: bool = False
+    """Tune the peak learning rate per (size, role) with pruned Optuna trials before the grid (--tuning.*)."""
+    tuning: LrTuning = field(default_factory=LrTuning)
+    """How --tune-lr searches."""
     optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
-    """Optimiser settings of every trial."""
+    """Optimiser settings of every trial (--tune-lr replaces the learning rate per size and role)."""
     train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
     """Training loop settings of every trial."""
 
@@ -131,8 +141,11 @@ def default_storage() -> str:
 
 
 def open_study(name: str, storage: str | None, *, create: bool = True, heartbeat_s: int = 30, grace_s: int = 120,
-               max_retry: int = 2) -> Any:
-    """The study in an RDB storage with heartbeats and retry of crashed trials (created unless ``create`` is False)."""
+               max_retry: int = 2, sampler: Any = None, pruner: Any = None) -> Any:
+    """The study in an RDB storage with heartbeats and retry of crashed trials (created unless ``create`` is False).
+
+    ``sampler`` and ``pruner`` live in the process, not in the storage: every worker passes its own.
+    """
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
@@ -141,10 +154,11 @@ def open_study(name: str, storage: str | None, *, create: bool = True, heartbeat
                      failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
     if not create:
         try:
-            return optuna.load_study(study_name=name, storage=rdb)
+            return optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
         except KeyError:
             raise ValueError(f"no study {name!r} in the storage: start the sweep without --worker first") from None
-    return optuna.create_study(study_name=name, storage=rdb, direction="minimize", load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=rdb, direction="minimize", load_if_exists=True,
+                               sampler=sampler, pruner=pruner)
 
 
 def enqueue_cells(study: Any, cells: list[Cell]) -> int:
@@ -182,13 +196,22 @@ TrainCell = Callable[[Cell, int], tuple[str, float]]
 """Trains one cell as trial number ``n``; returns (MLflow run id, best test loss)."""
 
 
-def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = None,
-               progress: bool = True) -> int:
+def finished_trial(study: Any, cell: Cell) -> Any:
+    """The COMPLETE trial (a FrozenTrial) that ran ``cell``, or None."""
+    from optuna.trial import TrialState
+
+    return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _cell_of(t) == cell),
+                None)
+
+
+def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = None, progress: bool = True,
+               trial_attrs: Callable[[Cell], dict[str, Any]] | None = None) -> int:
     """Pop waiting trials and train them until none are left (or ``max_trials``); returns how many this ran.
 
     ``study.optimize`` runs each trial so that Optuna sends its heartbeats and fails stale trials first (which the
     storage's retry callback re-enqueues). A trial Optuna creates when the queue emptied under us is pruned
-    unrun. A training error fails its trial (recorded, not retried) and the worker moves on.
+    unrun. A training error fails its trial (recorded, not retried) and the worker moves on. ``trial_attrs(cell)``
+    gives user attributes to set on the trial before it trains.
     """
     import warnings
 
@@ -212,6 +235,8 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
                 trial.set_user_attr("empty", True)
                 raise optuna.TrialPruned("no waiting cell was left")
             ran += 1
+            for key, value in (trial_attrs(cell) if trial_attrs else {}).items():
+                trial.set_user_attr(key, value)
             try:
                 run_id, loss = train_cell(cell, trial.number)
             except Exception as exc:
@@ -255,8 +280,13 @@ def ensure_parent_run(study: Any, tracking_uri: str | None, experiment: str, *, 
     return run.info.run_id
 
 
-def recipe_trainer(args: Args, parent_run_id: str) -> TrainCell:
-    """Train a cell with the finetune or scratch recipe, tagged as a trial of this sweep under its parent run."""
+def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenLr] | None = None) -> TrainCell:
+    """Train a cell with the finetune or scratch recipe, tagged as a trial of this sweep under its parent run.
+
+    The learning rate is the tuned one of the cell's (size, role) when ``lrs`` has it, else ``--optim.lr``; the
+    run records it as param ``lr`` with its origin in ``transfer.lr_source``.
+    """
+    from dataclasses import replace
 
     def train(cell: Cell, number: int) -> tuple[str, float]:
         from mlflow import MlflowClient
@@ -268,20 +298,28 @@ def recipe_trainer(args: Args, parent_run_id: str) -> TrainCell:
                       corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
                       tokenizer_corpus=args.tokenizer_corpus, tokenizer_max_mb=args.tokenizer_max_mb,
                       batch_size=args.batch_size, test_tokens=args.test_tokens, seed=args.seed,
-                      d_f_tokens=cell.d_f_tokens, target=args.target, optim=args.optim, train=args.train)
+                      refit_bootstrap=args.refit_bootstrap,
+                      d_f_tokens=cell.d_f_tokens, target=args.target, train=args.train)
+        tuned = (lrs or {}).get(TuneTarget(cell.size, cell.role))
+        optim = args.optim if tuned is None else replace(args.optim, lr=tuned.lr)
+        source = "fixed: --optim.lr of the sweep" if tuned is None else tuned.source()
         checkpoint = args.from_template.format(size=cell.size)
         os.environ[ENV_SWEEP], os.environ[ENV_TRIAL] = args.study, str(number)
         try:
             if cell.role == "finetune":
-                trained = finetune.run(finetune.Args(parent=checkpoint, **common))
+                trained = finetune.run(finetune.Args(parent=checkpoint, optim=optim, **common))
             else:
                 # Scratch runs share the fine-tunes' tokenizer so both land on the same loss scale.
                 tokenizer_from = checkpoint if "finetune" in args.roles else None
-                trained = scratch.run(scratch.Args(preset=cell.size, tokenizer_from=tokenizer_from, **common))
+                trained = scratch.run(scratch.Args(preset=cell.size, tokenizer_from=tokenizer_from, optim=optim,
+                                                   **common))
         finally:
             os.environ.pop(ENV_SWEEP, None)
             os.environ.pop(ENV_TRIAL, None)
-        MlflowClient(use_tracking_uri(args.tracking_uri)).set_tag(trained.run_id, TAG_PARENT_RUN, parent_run_id)
+        client = MlflowClient(use_tracking_uri(args.tracking_uri))
+        client.set_tag(trained.run_id, TAG_PARENT_RUN, parent_run_id)
+        client.log_param(trained.run_id, PARAM_LR, f"{optim.lr:.6g}")
+        client.set_tag(trained.run_id, TAG_LR_SOURCE, source)
         return trained.run_id, float(trained.best_test_loss)
 
     return train
@@ -294,7 +332,17 @@ def run(args: Args) -> int:
     study = open_study(args.study, args.storage, create=not args.worker, heartbeat_s=args.heartbeat_s,
                        grace_s=args.grace_s, max_retry=args.max_retry)
     parent = ensure_parent_run(study, args.tracking_uri, args.experiment, create=not args.worker)
-    train = recipe_trainer(args, parent)
+    lrs = None
+    if args.tune_lr:
+        from functools import partial
+
+        from transfer_laws.scripts._lr_tune import tune_learning_rates
+
+        # Workers tune too (the studies are shared), and every process waits for the final choice.
+        lrs = tune_learning_rates(args, cells, parent, partial(open_study, storage=args.storage,
+                                                               heartbeat_s=args.heartbeat_s, grace_s=args.grace_s,
+                                                               max_retry=args.max_retry))
+    train = recipe_trainer(args, parent, lrs)
     if args.adaptive:
         from transfer_laws.scripts.advise import run_adaptive
 

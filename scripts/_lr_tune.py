@@ -1,0 +1,316 @@
+"""Learning-rate tuning per model size for ``transfer-laws sweep --tune-lr``.
+
+For every (size, role) of the sweep's grid an Optuna study named ``<sweep>.lr.<size>.<role>`` (in the sweep's own
+storage, so ``--worker`` processes on other machines share it) samples the peak learning rate log-uniformly with
+TPE. Each trial is a real short training run (``--tuning.max-steps`` steps on ``--tuning.d-f-tokens`` tokens)
+that reports its held-out loss (nats/token) to the trial at every evaluation; the pruner (median or successive
+halving) stops a learning rate that is clearly worse than earlier trials at the same step. The grid then trains
+every run of that size and role at the best finished trial's learning rate.
+
+Bookkeeping, so a law's runs say which learning rate they used and where it came from:
+
+- a tuning trial is an MLflow run under the sweep's parent run, tagged ``transfer.lr_tuning=<size>/<role>`` and
+  carrying params ``lr``, ``N`` (non-embedding parameters) and ``D_F_tokens``. It has no ``transfer.role`` tag, so
+  no law ever fits a truncated tuning run. A pruned trial's run ends KILLED with ``transfer.pruned_reason``
+  (a diverged learning rate is pruned too): the sweep goes on.
+- the parent run gets ``transfer.lr.<size>.<role>`` tags with the chosen value and ``transfer.lr_tuning`` with the
+  search settings; every grid run gets the param ``lr`` and the tag ``transfer.lr_source``.
+
+A resumed sweep counts finished (complete or pruned) tuning trials and runs only the missing ones; a trial whose
+worker died is retried through the storage's heartbeats, like a grid trial.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from lightning.pytorch.callbacks import Callback
+
+PARAM_LR = "lr"
+TAG_LR_TUNING = "transfer.lr_tuning"
+"""On a tuning run: ``<size>/<role>``; on the sweep parent run: the search settings."""
+TAG_LR_TRIAL = "transfer.lr_tuning.trial"
+TAG_LR_SOURCE = "transfer.lr_source"
+"""On a grid run: where its learning rate came from (tuned, with the study and trial, or the fixed setting)."""
+TAG_PRUNED = "transfer.pruned_reason"
+ATTR_PRUNED = "pruned_reason"
+
+
+@dataclass(kw_only=True)
+class LrTuning:
+    """Learning-rate tuning per (size, role) before the grid runs (``--tune-lr``)."""
+
+    trials: int = 6
+    """Finished (complete or pruned) tuning trials per (size, role); concurrent workers may add one each."""
+    low: float = 1e-4
+    """Lowest peak learning rate tried (log-uniform between low and high)."""
+    high: float = 3e-2
+    """Highest peak learning rate tried."""
+    first: list[float] = field(default_factory=list)
+    """Learning rates tried first (e.g. the recipe's default), before TPE samples."""
+    d_f_tokens: int | None = None
+    """Training tokens of a tuning run (None: the grid's largest D_F)."""
+    max_steps: int = 200
+    """Optimizer steps of a tuning run (it also stops early on held-out loss)."""
+    eval_every_steps: int = 20
+    """Held-out evaluations (reported to the pruner) every this many steps."""
+    pruner: Literal["median", "halving"] = "median"
+    """median: prune a trial whose held-out loss is worse than the median of earlier trials at the same step;
+    halving: successive halving (keeps the best quarter at each rung)."""
+    startup_trials: int = 2
+    """Trials that finish before the median pruner prunes anything."""
+    seed: int = 0
+    """Seed of the TPE sampler."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high:
+            raise ValueError(f"--tuning.low must be positive and below high, got {self.low} and {self.high}")
+        if self.trials < 1 or self.max_steps < 1 or self.eval_every_steps < 1:
+            raise ValueError("--tuning.trials, max-steps and eval-every-steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class TuneTarget:
+    """What one tuning study tunes: the learning rate of one model size in one role."""
+
+    size: str
+    """Preset name (lightning_modules.model.PRESETS)."""
+    role: str
+    """finetune or scratch (they prefer different learning rates)."""
+
+
+@dataclass(frozen=True)
+class ChosenLr:
+    """The learning rate a tuning study chose."""
+
+    lr: float
+    study: str
+    trial: int
+    loss: float
+    """Best held-out loss of that trial, nats/token."""
+    complete: int
+    pruned: int
+
+    def source(self) -> str:
+        """Where the value came from, for the ``transfer.lr_source`` tag."""
+        return (f"tuned: Optuna study {self.study}, trial {self.trial} (held-out loss {self.loss:.4f}), best of "
+                f"{self.complete} complete trials, {self.pruned} pruned")
+
+
+TrialTrainer = Callable[[TuneTarget, float, Any], float]
+"""Trains one tuning run at a learning rate, reporting to the Optuna trial; returns its best held-out loss or
+raises ``optuna.TrialPruned``."""
+
+
+def study_name(sweep: str, target: TuneTarget) -> str:
+    """``<sweep>.lr.<size>.<role>``."""
+    return f"{sweep}.lr.{target.size}.{target.role}"
+
+
+def targets_of(cells: Iterable[Any]) -> list[TuneTarget]:
+    """One target per distinct (size, role) of the cells, in grid order."""
+    return list(dict.fromkeys(TuneTarget(c.size, c.role) for c in cells))
+
+
+def make_pruner(tuning: LrTuning) -> Any:
+    import optuna
+
+    if tuning.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=tuning.eval_every_steps)
+    return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=0)
+
+
+def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, tuning: LrTuning,
+                train_trial: TrialTrainer, *, poll_s: float = 2.0) -> ChosenLr:
+    """Run this target's missing tuning trials, wait for other workers' running ones, and return the best.
+
+    ``open_study(name, sampler=..., pruner=...)`` opens (or creates) a study in the sweep's storage.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    name = study_name(sweep, target)
+    study = open_study(name, sampler=optuna.samplers.TPESampler(seed=tuning.seed), pruner=make_pruner(tuning))
+    for lr in tuning.first[:tuning.trials]:
+        study.enqueue_trial({"lr": float(lr)}, skip_if_exists=True)
+
+    numbers: list[int] = []
+
+    def objective(trial: Any) -> float:
+        numbers.append(trial.number)
+        return train_trial(target, trial.suggest_float("lr", tuning.low, tuning.high, log=True), trial)
+
+    while True:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial comes back WAITING (retry callback)
+        states = Counter(t.state for t in study.get_trials(deepcopy=False))
+        planned = states[TrialState.COMPLETE] + states[TrialState.PRUNED] + states[TrialState.RUNNING]
+        if states[TrialState.WAITING] or planned < tuning.trials:
+            study.optimize(objective, n_trials=1)  # a training error propagates: it would fail every trial
+            _log_trial(name, next(t for t in study.get_trials(deepcopy=False) if t.number == numbers[-1]))
+        elif states[TrialState.RUNNING]:
+            time.sleep(poll_s)  # another worker's trial: the grid needs the final choice
+        else:
+            break
+    return best_of(study)
+
+
+def best_of(study: Any) -> ChosenLr:
+    """The complete trial with the lowest held-out loss; a clear error when every trial was pruned."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    if not complete:
+        reasons = "; ".join(sorted({str(t.user_attrs.get(ATTR_PRUNED, "?")) for t in pruned}))
+        raise ValueError(f"learning-rate tuning {study.study_name}: no trial finished ({len(pruned)} pruned: "
+                         f"{reasons}); change --tuning.low/high or raise --tuning.max-steps")
+    best = min(complete, key=lambda t: t.value)
+    return ChosenLr(lr=float(best.params["lr"]), study=study.study_name, trial=best.number, loss=float(best.value),
+                    complete=len(complete), pruned=len(pruned))
+
+
+def _log_trial(name: str, trial: Any) -> None:
+    outcome = f"loss {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+    reason = trial.user_attrs.get(ATTR_PRUNED)
+    sys.stderr.write(f"{name}: trial {trial.number} lr={trial.params.get('lr', float('nan')):.3g} {outcome}"
+                     f"{f' ({reason})' if reason else ''}\n")
+
+
+def describe(tuning: LrTuning, tokens: int) -> str:
+    """The search settings, for the parent run's ``transfer.lr_tuning`` tag."""
+    return (f"{tuning.trials} trials per (size, role), lr log-uniform in [{tuning.low:g}, {tuning.high:g}], "
+            f"TPE (seed {tuning.seed}) + {tuning.pruner} pruner, {tuning.max_steps} steps on {tokens} tokens, "
+            f"evaluated every {tuning.eval_every_steps} steps")
+
+
+class ReportToTrial(Callback):
+    """Reports each held-out evaluation to an Optuna trial and stops training when the pruner says so.
+
+    Stopping (rather than raising) lets Lightning end the run normally; the caller then marks it pruned.
+    """
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+        self.reason: str | None = None
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        from transfer_laws.registry.schema import METRIC_TEST_LOSS
+
+        loss = trainer.callback_metrics.get(METRIC_TEST_LOSS)
+        if trainer.sanity_checking or loss is None:
+            return
+        step = int(trainer.global_step)
+        self.trial.report(float(loss), step=step)
+        if self.trial.should_prune():
+            self.reason = (f"pruned at step {step}: held-out loss {float(loss):.4f} is worse than the pruner "
+                           f"allows against earlier trials at this step")
+            trainer.should_stop = True
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    data: Any
+    """DataConfig of the tuning run."""
+    model: Any
+    """GPTConfig (vocabulary filled in from the tokenizer)."""
+    init_weights: Any
+    """Checkpoint folder a fine-tune starts from; None for scratch."""
+
+
+def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
+    """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
+    from transfer_laws.lightning_modules import DataConfig
+    from transfer_laws.registry.checkpoints import load_checkpoint_uri
+    from transfer_laws.scripts import workspace
+    from transfer_laws.scripts._common import ShapeArgs, megabytes
+    from transfer_laws.scripts.finetune import _checkpoint_config
+    from transfer_laws.scripts.pretrain import model_config
+
+    checkpoint = args.from_template.format(size=target.size)
+    init_weights = None
+    if target.role == "finetune":
+        init_weights = load_checkpoint_uri(checkpoint).folder
+        model, tokenizer = _checkpoint_config(init_weights), init_weights / "tokenizer"
+    else:
+        model = model_config(ShapeArgs(preset=target.size))
+        if "finetune" in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
+            tokenizer = load_checkpoint_uri(checkpoint).folder / "tokenizer"
+        else:
+            tokenizer = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
+                                                megabytes(args.tokenizer_max_mb))
+    data = DataConfig(corpus_dir=workspace.corpus_dir(args.target, megabytes(args.corpus_max_mb)),
+                      tokenizer_dir=tokenizer, context_length=model.context_length, batch_size=args.batch_size,
+                      d_f_tokens=tokens, test_tokens=args.test_tokens, seed=args.seed)
+    return _Prepared(data, model, init_weights)
+
+
+def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTrainer:
+    """Tuning runs with the sweep's recipe (same data, shape, start and optimiser but the learning rate)."""
+
+    def train(target: TuneTarget, lr: float, trial: Any) -> float:
+        import optuna
+        from lightning.pytorch.loggers import MLFlowLogger
+        from mlflow import MlflowClient
+
+        from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, TransferLM, build_trainer
+        from transfer_laws.registry.schema import PARAM_D_F_TOKENS, PARAM_N, TAG_SWEEP
+        from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
+        from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
+
+        prepared = _prepare(args, target, tokens)
+        uri = use_tracking_uri(args.tracking_uri)
+        ensure_experiment(args.experiment, uri)
+        datamodule = TokenDataModule(prepared.data)
+        datamodule.setup("fit")
+        module = TransferLM(replace(prepared.model, vocab_size=datamodule.vocab_size), replace(args.optim, lr=lr),
+                           init_weights=prepared.init_weights)
+        tags = {TAG_SWEEP: args.study, TAG_PARENT_RUN: parent_run_id, TAG_LR_TUNING: f"{target.size}/{target.role}",
+                TAG_LR_TRIAL: str(trial.number)}
+        logger = MLFlowLogger(experiment_name=args.experiment, tracking_uri=uri, tags=tags, log_model=False,
+                              run_name=f"lr-tune-{target.size}-{target.role}-{lr:.2e}")
+        logger.log_hyperparams({PARAM_LR: lr, PARAM_N: module.n_params, PARAM_D_F_TOKENS: datamodule.train_tokens,
+                                "preset": target.size, "tuning_role": target.role})
+        report = ReportToTrial(trial)
+        schedule = replace(args.train, max_steps=args.tuning.max_steps,
+                           eval_every_steps=args.tuning.eval_every_steps)
+        trainer = build_trainer(schedule, callbacks=[report], logger=logger, enable_progress_bar=False)
+        try:
+            trainer.fit(module, datamodule=datamodule)
+        except TrainingDiverged as exc:  # a learning rate too high to train: the tuner's answer, not an error
+            report.reason = f"diverged: {exc}"
+        trial.set_user_attr(ATTR_RUN_ID, logger.run_id)
+        if report.reason:
+            client = MlflowClient(uri)
+            client.set_tag(logger.run_id, TAG_PRUNED, report.reason)
+            client.set_terminated(logger.run_id, "KILLED")
+            trial.set_user_attr(ATTR_PRUNED, report.reason)
+            raise optuna.TrialPruned(report.reason)
+        return float(module.best_test_loss)
+
+    return train
+
+
+def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_study: Callable[..., Any],
+                        train_trial: TrialTrainer | None = None) -> dict[TuneTarget, ChosenLr]:
+    """Tune every (size, role) of ``cells`` and record the choices on the sweep's parent run."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.tracking import use_tracking_uri
+
+    tokens = args.tuning.d_f_tokens or max(c.d_f_tokens for c in cells)
+    trainer = train_trial or recipe_trial_trainer(args, parent_run_id, tokens)
+    chosen = {t: tune_target(open_study, args.study, t, args.tuning, trainer) for t in targets_of(cells)}
+    tags = {f"transfer.lr.{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
+    tags[TAG_LR_TUNING] = describe(args.tuning, tokens)
+    client = MlflowClient(use_tracking_uri(args.tracking_uri))
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value)
+    for t, c in chosen.items():
+        sys.stderr.write(f"sweep {args.study}: {t.size}/{t.role} trains at lr={c.lr:.3g} ({c.source()})\n")
+    return chosen

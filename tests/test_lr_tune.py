@@ -1,0 +1,80 @@
+"""`transfer-laws sweep --tune-lr` on real tiny training: a clearly bad learning rate is pruned (its run marked, the
+sweep going on), the grid trains at the tuned value and says so, and a resumed sweep redoes no tuning trial."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from transfer_laws.registry.schema import TAG_ROLE, TAG_SWEEP
+from transfer_laws.scripts._lr_tune import (
+    ATTR_PRUNED,
+    PARAM_LR,
+    TAG_LR_SOURCE,
+    TAG_LR_TUNING,
+    TAG_PRUNED,
+    LrTuning,
+    TuneTarget,
+    study_name,
+)
+from transfer_laws.scripts.sweep import ATTR_PARENT_RUN, ATTR_RUN_ID, TAG_PARENT_RUN, default_storage
+
+GOOD_LR, BAD_LR = 0.01, 1e-6
+
+
+def test_tuning_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="below high"):
+        LrTuning(low=1e-2, high=1e-3)
+    with pytest.raises(ValueError, match=">= 1"):
+        LrTuning(trials=0)
+
+
+def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlite_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from transfer_laws.scripts import cli
+
+    study = "tune"
+    argv = ["sweep", "--roles", "scratch", "--sizes", "1x32", "--d-f-tokens", "1000,2000", "--study", study,
+            "--tune-lr", "--tuning.trials", "2", "--tuning.first", f"{GOOD_LR},{BAD_LR}",
+            "--tuning.low", "1e-6", "--tuning.high", "0.03", "--tuning.max-steps", "12",
+            "--tuning.eval-every-steps", "4", "--tuning.startup-trials", "1", "--refit-bootstrap", "20",
+            "--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
+            "--train.max-steps", "12", "--progress-bar", "false"]
+    assert cli.main(argv) == 0
+
+    tuning = optuna.load_study(study_name=study_name(study, TuneTarget("1x32", "scratch")), storage=default_storage())
+    trials = {t.params["lr"]: t for t in tuning.get_trials()}
+    assert set(trials) == {GOOD_LR, BAD_LR}
+    assert trials[GOOD_LR].state == TrialState.COMPLETE
+    bad = trials[BAD_LR]
+    assert bad.state == TrialState.PRUNED and bad.user_attrs[ATTR_PRUNED].startswith("pruned at step 4")
+    assert bad.intermediate_values[4] > trials[GOOD_LR].intermediate_values[4]
+    assert set(bad.intermediate_values) == {4}  # the pruned run stopped at once, it did not train on
+
+    client = MlflowClient(sqlite_uri)
+    experiment = client.get_experiment_by_name("transfer-laws").experiment_id
+    parent = optuna.load_study(study_name=study, storage=default_storage()).user_attrs[ATTR_PARENT_RUN]
+    tuning_runs = client.search_runs([experiment], f"tags.`{TAG_LR_TUNING}` = '1x32/scratch'")
+    assert len(tuning_runs) == 2
+    pruned_run = client.get_run(bad.user_attrs[ATTR_RUN_ID])
+    assert pruned_run.info.status == "KILLED" and pruned_run.data.tags[TAG_PRUNED] == bad.user_attrs[ATTR_PRUNED]
+    assert client.get_run(trials[GOOD_LR].user_attrs[ATTR_RUN_ID]).info.status == "FINISHED"
+    for r in tuning_runs:  # no law ever reads a tuning run
+        assert TAG_ROLE not in r.data.tags and r.data.tags[TAG_PARENT_RUN] == parent
+        assert float(r.data.params[PARAM_LR]) in (GOOD_LR, BAD_LR)
+
+    grid = client.search_runs([experiment], f"tags.`{TAG_SWEEP}` = '{study}' and tags.`{TAG_ROLE}` = 'scratch'")
+    assert len(grid) == 2
+    for r in grid:
+        assert float(r.data.params[PARAM_LR]) == GOOD_LR
+        assert r.data.tags[TAG_LR_SOURCE].startswith("tuned:") and tuning.study_name in r.data.tags[TAG_LR_SOURCE]
+    parent_tags = client.get_run(parent).data.tags
+    assert float(parent_tags["transfer.lr.1x32.scratch"]) == GOOD_LR and "2 trials" in parent_tags[TAG_LR_TUNING]
+
+    # Resume: the tuning trials and the grid are finished, so nothing trains again.
+    before = {r.info.run_id for r in client.search_runs([experiment])}
+    assert cli.main(argv) == 0
+    assert {r.info.run_id for r in client.search_runs([experiment])} == before
+    assert len(tuning.get_trials()) == 2
