@@ -14,6 +14,11 @@ from typing import Any
 
 from transfer_laws.registry.advice import Advice, Candidate, alpha_halfwidth, rank_next_runs
 
+ATTR_REASON = "adaptive_reason"
+TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
+NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
+"""On a run of ``sweep --adaptive``: why the loop chose it (seed, no law yet, or the advice's rank and shrink)."""
+
 
 def preset_n(size: str) -> int:
     """N (non-embedding parameters, the schema's convention) of a PRESETS shape; independent of the vocabulary."""
@@ -48,34 +53,46 @@ def format_advice(ranked: Sequence[Advice], top: int = 10) -> str:
 
 def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates: list[Candidate],
                    train: Callable[[Any], Any], *, start: int, tolerance: float, max_runs: int,
-                   log: Callable[[str], None] = lambda _: None) -> list[Any]:
+                   log: Callable[[str], None] = lambda _: None,
+                   on_choice: Callable[[Any, str], None] = lambda _cell, _reason: None) -> list[Any]:
     """Train cells in advice order until alpha's 95% half-width <= ``tolerance`` (with no fit warning, e.g. too few
     points for a reliable bootstrap) or ``max_runs`` runs.
 
     ``fit(results)`` returns a law (or raises ValueError while too few points exist); ``train(cell)`` returns the
     run's result. The first ``start`` runs go to a space-filling seed (the corners of the grid) so that a law can be
-    fitted at all; after that each run is the best-ranked remaining candidate. Returns the results in run order.
+    fitted at all; after that each run is the best-ranked remaining candidate. No more than ``max_runs`` runs are
+    trained, seeds included. ``on_choice(cell, reason)`` hears why each cell was chosen, just before it is trained.
+    Returns the results in run order.
     """
     remaining = list(range(len(cells)))
     results: list[Any] = []
-    for i in _seed_order(candidates)[:start]:
+    seeds = _seed_order(candidates)[:min(start, max_runs)]
+    for k, i in enumerate(seeds, 1):
+        what = "a scratch curve point" if candidates[i].role == "scratch" else "a fine-tune nearest a grid corner"
+        on_choice(cells[i], f"seed {k} of {len(seeds)}: {what} (space-filling start, before the advice ranks)")
         results.append(train(cells[i]))
         remaining.remove(i)
     while remaining and len(results) < max_runs:
         try:
             law = fit(results)
         except ValueError as exc:  # too few usable points yet: take the next seed-ordered cell
-            log(f"adaptive: no law yet ({exc}); taking the next cell")
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            log(f"adaptive: no law yet ({first_line}); taking the next cell")
             pick = _seed_order([candidates[i] for i in remaining])[0]
             chosen = remaining[pick]
+            reason = f"no law yet after {len(results)} runs ({first_line}): next cell in seed order"
         else:
             width = alpha_halfwidth(law)
             log(f"adaptive: {len(results)} runs, alpha = {law.alpha:.3f} ± {width:.3f}")
             if width <= tolerance and not getattr(law, "warnings", None):  # a warned interval is not trusted
                 break
             ranked = rank_next_runs(law, [candidates[i] for i in remaining])
-            best = ranked[0].candidate
-            chosen = next(i for i in remaining if candidates[i] is best)
+            top = ranked[0]
+            chosen = next(i for i in remaining if candidates[i] is top.candidate)
+            reason = (f"advice: rank 1 of {len(ranked)} remaining, shrinks the alpha+beta half-widths by "
+                      f"{top.shrink:.1%} for {top.flops / 1e15:.3g} PFLOP (alpha = {law.alpha:.3f} +- {width:.3f} "
+                      f"after {len(results)} runs){f'; {top.note}' if top.note else ''}")
+        on_choice(cells[chosen], reason)
         results.append(train(cells[chosen]))
         remaining.remove(chosen)
     return results
@@ -98,11 +115,27 @@ def _seed_order(candidates: Sequence[Candidate]) -> list[int]:
 
 
 def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[Any, int], tuple[str, float]]) -> int:
-    """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run)."""
-    from transfer_laws.registry.fit import RunResult, fit_transfer_law
-    from transfer_laws.scripts.sweep import enqueue_cells, run_worker
+    """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run).
 
+    The law's finished runs already in the store (same tokenizer as this sweep's) count as prior points, so a law
+    that can already be fitted skips the seed phase. Cells finished by an earlier, stopped ``--adaptive`` run of
+    the same study are kept (never retrained) and count against ``--max-runs``; the loop resumes from them. Each
+    run's ``transfer.adaptive_reason`` tag (and its trial's user attribute) says why it was chosen.
+    """
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.fit import RunResult, fit_transfer_law
+    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.scripts.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
+
+    client = MlflowClient(use_tracking_uri(args.tracking_uri))
     sizes = {c.size: preset_n(c.size) for c in cells}
+    prior = prior_results(args, cells, client)
+    finished = {c: finished_trial(study, c) for c in cells}
+    earlier = [RunResult(str(t.user_attrs[ATTR_RUN_ID]), c.role, sizes[c.size], c.d_f_tokens, float(t.value))
+               for c, t in sorted(((c, t) for c, t in finished.items() if t is not None), key=lambda ct: ct[1].number)]
+    todo = [c for c, t in finished.items() if t is None]
+    reasons: dict[Any, str] = {}
 
     def train(cell: Any) -> Any:
         enqueue_cells(study, [cell])
@@ -110,18 +143,64 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[
 
         def record(c: Any, number: int) -> tuple[str, float]:
             outcome["run"] = train_cell(c, number)
+            client.set_tag(outcome["run"][0], TAG_ADAPTIVE_REASON, reasons.get(c, NOT_CHOSEN)[:5000])
             return outcome["run"]
 
-        run_worker(study, record, max_trials=1, progress=True)
+        run_worker(study, record, max_trials=1, progress=True,
+                   trial_attrs=lambda c: {ATTR_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
         run_id, loss = outcome.get("run", (f"failed-{cell}", float("nan")))
         return RunResult(run_id, cell.role, sizes[cell.size], cell.d_f_tokens, loss)
 
     def fit(results: list[Any]) -> Any:
-        return fit_transfer_law(results, bootstrap=200)
+        ours = earlier + results
+        ids = {r.run_id for r in ours}
+        return fit_transfer_law([p for p in prior if p.run_id not in ids] + ours, bootstrap=200)
 
-    results = adaptive_order(fit, cells, candidates_for(cells, args.epochs), train,
-                             start=sum(c.role == "scratch" for c in cells) + min(4, len(cells)),
-                             tolerance=args.alpha_tolerance, max_runs=args.max_runs,
-                             log=lambda m: sys.stderr.write(m + "\n"))
-    print(f"sweep {args.study} --adaptive: {len(results)} runs")
+    try:
+        fit([])
+        start = 0  # the store's runs (or this study's earlier ones) already give a law: the advice ranks from here
+    except ValueError:
+        start = sum(c.role == "scratch" for c in todo) + min(4, len(todo))
+    budget = max(0, args.max_runs - len(earlier))
+    results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
+                             tolerance=args.alpha_tolerance, max_runs=budget,
+                             log=lambda m: sys.stderr.write(m + "\n"),
+                             on_choice=lambda cell, reason: reasons.__setitem__(cell, reason))
+    total = len(earlier) + len(results)
+    why = "budget spent" if total >= args.max_runs else (
+        "grid exhausted" if total == len(cells) else "alpha within tolerance")
+    print(f"sweep {args.study} --adaptive: {len(results)} runs now, {len(earlier)} kept from before ({why}; "
+          f"{len(prior)} prior runs of {args.law} in the store)")
     return 0
+
+
+def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
+    """The law's finished runs in the store, when they share this sweep's tokenizer (else their losses are in
+    other units and none is used)."""
+    from transfer_laws.registry.reader import read_law_inputs, to_run_results
+    from transfer_laws.registry.schema import TAG_TOKENIZER
+
+    inputs = read_law_inputs(args.law, client)
+    if not inputs.points:
+        return []
+    theirs = client.get_run(inputs.points[0].run_id).data.tags.get(TAG_TOKENIZER)
+    ours = sweep_tokenizer_digest(args, cells)
+    if theirs != ours:
+        sys.stderr.write(f"adaptive: the {len(inputs.points)} runs of {args.law} in the store use another tokenizer;"
+                         " starting from none of them\n")
+        return []
+    return to_run_results(inputs.points)
+
+
+def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:
+    """The digest of the tokenizer this sweep's runs use: the checkpoints' when it fine-tunes, else the workspace's."""
+    from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
+    from transfer_laws.registry.checkpoints import load_checkpoint_uri
+    from transfer_laws.scripts import workspace
+    from transfer_laws.scripts._common import megabytes
+
+    finetunes = [c for c in cells if c.role == "finetune"]
+    if finetunes:
+        return str(load_checkpoint_uri(args.from_template.format(size=finetunes[0].size)).tokenizer_digest)
+    return tokenizer_digest(workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
+                                                    megabytes(args.tokenizer_max_mb)))

@@ -144,3 +144,65 @@ def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monk
         assert mlflow_run.data.tags[TAG_TRIAL] == str(t.number)
         assert mlflow_run.data.tags[TAG_PARENT_RUN] == parent
     assert client.get_run(parent).data.tags[TAG_SWEEP] == study_name
+
+
+@pytest.mark.slow
+def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budget(sqlite_uri: str) -> None:
+    """Real tiny checkpoints and fine-tunes; the store already holds a (synthetic, noisy) law at the presets' N with
+    the checkpoints' tokenizer, so the advice ranks from the first run and the test can check its choice."""
+    import numpy as np
+    from law_runs import finetune_loss, land_run, scratch_loss
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.advice import rank_next_runs
+    from transfer_laws.registry.fit import fit_transfer_law
+    from transfer_laws.registry.schema import CKPT_TAG_TOKENIZER_DIGEST, ROLE_FINETUNE, ROLE_SCRATCH
+    from transfer_laws.scripts import cli
+    from transfer_laws.scripts.advise import ATTR_REASON, TAG_ADAPTIVE_REASON, candidates_for, preset_n, prior_results
+    from transfer_laws.scripts.sweep import default_storage
+
+    data = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
+            "--progress-bar", "false"]
+    sizes = ["1x32", "2x32"]
+    for size in sizes:
+        assert cli.main(["pretrain", "--preset", size, "--tokens", "3000", "--train.max-steps", "2",
+                         "--register-as", "pretrained-text", "--alias", f"demo-{size}", *data]) == 0
+    client = MlflowClient(sqlite_uri)
+    digest = client.get_model_version_by_alias("pretrained-text", "demo-1x32").tags[CKPT_TAG_TOKENIZER_DIGEST]
+    prior_experiment = client.create_experiment("prior")
+    noise = np.random.default_rng(0)
+    for size in sizes:
+        n = preset_n(size)
+        for d in 10.0 ** np.arange(2.0, 8.01, 0.5):
+            land_run(client, prior_experiment, ROLE_SCRATCH, n, d, scratch_loss(n, d), digest=digest)
+        for d_f in (1e3, 3e3, 1e4):
+            loss = finetune_loss(n, d_f) * (1 + 1e-3 * noise.standard_normal())
+            land_run(client, prior_experiment, ROLE_FINETUNE, n, d_f, loss, digest=digest)
+
+    argv = ["sweep", "--adaptive", "--roles", "finetune", "--sizes", ",".join(sizes), "--d-f-tokens", "1000,2000",
+            "--study", "adapt", "--alpha-tolerance", "1e-9", "--refit-bootstrap", "20", "--train.max-steps", "12",
+            *data]
+    args = cli.parse_namespace(Args, cli.build_parser(argv).parse_args(argv))
+    cells = grid_cells(args.sizes, args.d_f_tokens, args.roles)
+    prior = prior_results(args, cells, client)
+    assert len(prior) == 2 * 13 + 2 * 3
+    expected = rank_next_runs(fit_transfer_law(prior, bootstrap=200), candidates_for(cells, args.epochs))[0]
+
+    assert cli.main([*argv, "--max-runs", "2"]) == 0
+    study = optuna.load_study(study_name="adapt", storage=default_storage())
+    done = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    assert len(done) == 2  # the budget, of a grid of four
+    first = done[0].system_attrs["fixed_params"]
+    assert (first["size"], first["d_f_tokens"]) == (expected.candidate.label, expected.candidate.d_f_tokens)
+    parent = study.user_attrs[ATTR_PARENT_RUN]
+    for t, remaining in zip(done, (4, 3), strict=True):
+        reason = t.user_attrs[ATTR_REASON]
+        assert reason.startswith(f"advice: rank 1 of {remaining} remaining"), reason
+        tags = client.get_run(t.user_attrs[ATTR_RUN_ID]).data.tags
+        assert tags[TAG_ADAPTIVE_REASON] == reason and tags[TAG_PARENT_RUN] == parent
+
+    # Run again with the same budget: the finished cells count against it, nothing is trained.
+    runs_before = len(client.search_runs([client.get_experiment_by_name("transfer-laws").experiment_id]))
+    assert cli.main([*argv, "--max-runs", "2"]) == 0
+    assert len(study.get_trials()) == 2
+    assert len(client.search_runs([client.get_experiment_by_name("transfer-laws").experiment_id])) == runs_before
