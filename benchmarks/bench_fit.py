@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# {platform.node()} {platform.processor() or platform.machine()} python {platform.python_version()} "
           f"numpy {np.__version__} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("runs  point_fit_s  fit_1000_draws_s  ratio_vs_point  naive_law_loop_s  batched_speedup")
+    print("runs  point_fit_s  fit_1000_draws_s  ratio_vs_point  naive_law_loop_s  (used points)  growth of fit_1000")
     previous = None
     for size in args.sizes:
         runs = make_runs(size)
