@@ -71,7 +71,8 @@ class Args(TrackingArgs, DataArgs):
     worker: bool = False
     """Join an existing study and pull trials until none are left (enqueue nothing)."""
     max_trials: int | None = None
-    """Stop this process after this many trials (None: until the study has no waiting trials)."""
+    """Stop this process after this many trials (None: until the study has no waiting trials; 0: create and enqueue
+    only, and leave --tune-lr's tuning to the workers)."""
     heartbeat_s: int = 30
     """Seconds between a running trial's heartbeats."""
     grace_s: int = 120
@@ -333,7 +334,7 @@ def run(args: Args) -> int:
                        grace_s=args.grace_s, max_retry=args.max_retry)
     parent = ensure_parent_run(study, args.tracking_uri, args.experiment, create=not args.worker)
     lrs = None
-    if args.tune_lr:
+    if args.tune_lr and args.max_trials != 0:
         from functools import partial
 
         from transfer_laws.scripts._lr_tune import tune_learning_rates

@@ -15,6 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
+from transfer_laws.scripts._lr_tune import PARAM_LR, TuneTarget, best_of
+from transfer_laws.scripts._lr_tune import study_name as study_name_of
 from transfer_laws.scripts.sweep import (
     ATTR_PARENT_RUN,
     ATTR_RUN_ID,
@@ -119,7 +121,10 @@ def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monk
     study_name = f"two-workers-{tmp_path.name}"
     common = ["--roles", "scratch", "--sizes", "1x32", "--d-f-tokens", "1000,1500,2000,2500", "--study", study_name,
               "--storage", server_stack.pg_uri, "--tracking-uri", server_stack.tracking_uri,
-              "--experiment", study_name, *TINY]
+              "--experiment", study_name, *TINY,
+              # Both workers join the learning-rate tuning (the starting call below leaves it to them).
+              "--tune-lr", "--tuning.trials", "2", "--tuning.first", "0.01", "--tuning.max-steps", "8",
+              "--tuning.eval-every-steps", "4"]
     # Build the corpus and tokenizer once, so the two workers do not race to write them.
     workspace.corpus_dir("python", 500_000)
     workspace.tokenizer_dir("text", 300, 500_000)
@@ -144,6 +149,14 @@ def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monk
         assert mlflow_run.data.tags[TAG_TRIAL] == str(t.number)
         assert mlflow_run.data.tags[TAG_PARENT_RUN] == parent
     assert client.get_run(parent).data.tags[TAG_SWEEP] == study_name
+
+    tuning = optuna.load_study(study_name=study_name_of(study_name, TuneTarget("1x32", "scratch")),
+                               storage=server_stack.pg_uri)
+    finished = tuning.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert 2 <= len(finished) <= 3 and not tuning.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    chosen = best_of(tuning).lr  # both workers waited for the last tuning trial, then trained at its best
+    assert {float(client.get_run(t.user_attrs[ATTR_RUN_ID]).data.params[PARAM_LR]) for t in complete} == {chosen}
+    assert float(client.get_run(parent).data.tags["transfer.lr.1x32.scratch"]) == chosen
 
 
 @pytest.mark.slow
