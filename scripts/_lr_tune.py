@@ -72,6 +72,9 @@ class LrTuning:
             raise ValueError(f"--tuning.low must be positive and below high, got {self.low} and {self.high}")
         if self.trials < 1 or self.max_steps < 1 or self.eval_every_steps < 1:
             raise ValueError("--tuning.trials, max-steps and eval-every-steps must be >= 1")
+        outside = [lr for lr in self.first if not self.low <= lr <= self.high]
+        if outside:
+            raise ValueError(f"--tuning.first {outside} lies outside [low, high] = [{self.low:g}, {self.high:g}]")
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,13 @@ def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, 
 
     ``open_study(name, sampler=..., pruner=...)`` opens (or creates) a study in the sweep's storage.
     """
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
+    # fail_stale_trials and RDB heartbeats are the documented way to retry crashed trials, still marked experimental.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     name = study_name(sweep, target)
     study = open_study(name, sampler=optuna.samplers.TPESampler(seed=tuning.seed), pruner=make_pruner(tuning))
     for lr in tuning.first[:tuning.trials]:

@@ -3,6 +3,10 @@ sweep going on), the grid trains at the tuned value and says so, and a resumed s
 
 from __future__ import annotations
 
+import math
+from functools import partial
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -17,8 +21,9 @@ from transfer_laws.scripts._lr_tune import (
     LrTuning,
     TuneTarget,
     study_name,
+    tune_target,
 )
-from transfer_laws.scripts.sweep import ATTR_PARENT_RUN, ATTR_RUN_ID, TAG_PARENT_RUN, default_storage
+from transfer_laws.scripts.sweep import ATTR_PARENT_RUN, ATTR_RUN_ID, TAG_PARENT_RUN, default_storage, open_study
 
 GOOD_LR, BAD_LR = 0.01, 1e-6
 
@@ -28,6 +33,41 @@ def test_tuning_settings_are_checked() -> None:
         LrTuning(low=1e-2, high=1e-3)
     with pytest.raises(ValueError, match=">= 1"):
         LrTuning(trials=0)
+    with pytest.raises(ValueError, match="outside"):
+        LrTuning(low=1e-4, high=1e-2, first=[0.1])
+
+
+class Lrs:
+    """A tuning trainer without training (the real one runs in the CLI test below): loss is the distance of log10(lr)
+    from -3, and learning rates below ``prune_below`` are pruned."""
+
+    def __init__(self, prune_below: float = 0.0) -> None:
+        self.tried: list[float] = []
+        self.prune_below = prune_below
+
+    def __call__(self, target: TuneTarget, lr: float, trial: optuna.Trial) -> float:
+        self.tried.append(lr)
+        if lr < self.prune_below:
+            trial.set_user_attr(ATTR_PRUNED, f"lr {lr:g} too low")
+            raise optuna.TrialPruned()
+        return abs(math.log10(lr) + 3)
+
+
+def test_tuning_resumes_by_counting_finished_trials_and_refuses_when_all_were_pruned(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    opener = partial(open_study, storage=storage)
+    target = TuneTarget("1x32", "scratch")
+    first = Lrs()
+    chosen = tune_target(opener, "s", target, LrTuning(trials=3, first=[1e-3]), first)
+    assert len(first.tried) == 3 and chosen.lr == 1e-3 and chosen.complete == 3
+    again = Lrs()
+    assert tune_target(opener, "s", target, LrTuning(trials=3, first=[1e-3]), again) == chosen
+    assert again.tried == []  # finished trials are not redone
+    more = Lrs()
+    tune_target(opener, "s", target, LrTuning(trials=4, first=[1e-3]), more)
+    assert len(more.tried) == 1
+    with pytest.raises(ValueError, match="no trial finished.*too low"):
+        tune_target(opener, "t", target, LrTuning(trials=2, low=1e-4, high=1e-3), Lrs(prune_below=1.0))
 
 
 def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlite_uri: str) -> None:
