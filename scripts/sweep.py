@@ -33,6 +33,7 @@ from transfer_laws.scripts.pretrain import _optim_type, _train_type
 CELL_KEYS = ("size", "d_f_tokens", "role")
 ATTR_PARENT_RUN = "parent_run_id"
 ATTR_RUN_ID = "run_id"
+ATTR_TUNE_LR = "tune_lr"
 ENV_SWEEP = "TRANSFER_LAWS_SWEEP_ID"
 ENV_TRIAL = "TRANSFER_LAWS_TRIAL"
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -326,12 +327,24 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
     return train
 
 
+def _check_tune_lr(study: Any, args: Args) -> None:
+    """Every process of a study trains at the same kind of learning rate: tuned (``--tune-lr``) or fixed."""
+    recorded = study.user_attrs.get(ATTR_TUNE_LR)
+    if recorded is None and not args.worker:
+        study.set_user_attr(ATTR_TUNE_LR, args.tune_lr)
+    elif recorded is not None and bool(recorded) != args.tune_lr:
+        flag = "with" if recorded else "without"
+        raise ValueError(f"study {study.study_name!r} was started {flag} --tune-lr: run every process of it {flag} "
+                         "--tune-lr, or its runs would mix tuned and fixed learning rates")
+
+
 def run(args: Args) -> int:
     if args.adaptive and args.worker:
         raise ValueError("--adaptive chooses runs one at a time in one process; it does not take --worker")
     cells = grid_cells(args.sizes, args.d_f_tokens, args.roles)
     study = open_study(args.study, args.storage, create=not args.worker, heartbeat_s=args.heartbeat_s,
                        grace_s=args.grace_s, max_retry=args.max_retry)
+    _check_tune_lr(study, args)
     parent = ensure_parent_run(study, args.tracking_uri, args.experiment, create=not args.worker)
     lrs = None
     if args.tune_lr and args.max_trials != 0:

@@ -109,6 +109,14 @@ def test_worker_refuses_a_study_that_was_never_started(tmp_path: Path) -> None:
                  storage=f"sqlite:///{tmp_path / 'o.db'}"))
 
 
+def test_every_process_of_a_study_agrees_on_tune_lr(sqlite_uri: str, tmp_path: Path) -> None:
+    common = dict(roles=["scratch"], sizes=["1x32"], d_f_tokens=[1000], study="agree",
+                  storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert run(Args(tune_lr=True, max_trials=0, **common)) == 0  # creates and enqueues; tuning is the workers'
+    with pytest.raises(ValueError, match="started with --tune-lr"):
+        run(Args(worker=True, **common))
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
