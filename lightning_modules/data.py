@@ -92,6 +92,31 @@ class WindowDataset(Dataset):
         return x, y
 
 
+class _SplitTokens:
+    """A tokenised split as per-chunk views of its memory-mapped Arrow table: document d's ids without a copy."""
+
+    def __init__(self, ids: list[np.ndarray], offsets: list[np.ndarray], n_chars: np.ndarray) -> None:
+        self.ids, self.offsets, self.n_chars = ids, offsets, n_chars
+        self.lengths = np.concatenate([np.diff(o) for o in offsets]) if offsets else np.zeros(0, dtype=np.int64)
+        self._first_doc = np.cumsum([0] + [len(o) - 1 for o in offsets])  # first document index of each chunk
+
+    def doc(self, d: int) -> np.ndarray:
+        """Document ``d``'s ids (its eos included)."""
+        chunk = int(np.searchsorted(self._first_doc, d, side="right")) - 1
+        i = d - int(self._first_doc[chunk])
+        return self.ids[chunk][self.offsets[chunk][i]: self.offsets[chunk][i + 1]]
+
+    def prefix(self, n_tokens: int | None) -> np.ndarray:
+        """The first ``n_tokens`` ids of the split in file order (all of them for None), as one array."""
+        parts, total = [], 0
+        for chunk in self.ids:
+            if n_tokens is not None and total >= n_tokens:
+                break
+            parts.append(chunk if n_tokens is None else chunk[: n_tokens - total])
+            total += len(parts[-1])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
+
+
 def _digest(tok_digest: str, tokens: np.ndarray) -> str:
     h = hashlib.sha256(tok_digest.encode())
     h.update(str(tokens.dtype).encode())
@@ -140,16 +165,17 @@ class TokenDataModule(L.LightningDataModule):
         self.vocab_size = len(tokenizer)
         eos = int(tokenizer.eos_token_id)
 
-        ids, offsets, n_chars = self._tokenised("train", tokenizer, eos)
+        split = self._tokenised("train", tokenizer, eos)
+        n_chars = split.n_chars
         order = np.random.default_rng(cfg.seed).permutation(len(n_chars))
-        lengths = np.diff(offsets)[order]
+        lengths = split.lengths[order]
         total = int(lengths.sum())
         budget = total if cfg.d_f_tokens is None else int(cfg.d_f_tokens)
         if budget > total:
             raise BudgetError(f"d_f_tokens={budget:,} is larger than the train split of {self.corpus_name!r} "
                               f"({total:,} tokens in {len(lengths):,} documents under this tokenizer)")
         n_docs = int(np.searchsorted(np.cumsum(lengths), budget, side="left")) + 1  # docs touched by the budget
-        picked = [ids[offsets[d]: offsets[d + 1]] for d in order[:n_docs]]
+        picked = [split.doc(int(d)) for d in order[:n_docs]]
         train = np.concatenate(picked)[:budget]
         cut_doc = order[n_docs - 1]
         cut_len = budget - int(lengths[: n_docs - 1].sum())  # tokens of the last document inside the budget
@@ -160,18 +186,19 @@ class TokenDataModule(L.LightningDataModule):
             chars += len(tokenizer.decode(picked[-1][:cut_len].tolist(), skip_special_tokens=True))
         self.train_tokens, self.train_chars = budget, chars
 
-        test_ids, _, _ = self._tokenised("test", tokenizer, eos)
-        test = test_ids if cfg.test_tokens is None else test_ids[: int(cfg.test_tokens)]
+        test_split = self._tokenised("test", tokenizer, eos)
+        test = test_split.prefix(None if cfg.test_tokens is None else int(cfg.test_tokens))
         if len(test) < 2:
-            raise BudgetError(f"the test split of {self.corpus_name!r} has {len(test_ids)} tokens; need at least 2")
+            raise BudgetError(f"the test split of {self.corpus_name!r} has {int(test_split.lengths.sum())} tokens; "
+                              "need at least 2")
         self.test_tokens = len(test)
         self.train_digest = _digest(self.tokenizer_digest, train)
         self.test_digest = _digest(self.tokenizer_digest, test)
         self._train = WindowDataset(train, cfg.context_length, eos)
         self._test = WindowDataset(test, cfg.context_length, eos)
 
-    def _tokenised(self, split: str, tokenizer: Any, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(flat ids, document offsets, characters per document) of a split, tokenised once and cached."""
+    def _tokenised(self, split: str, tokenizer: Any, eos: int) -> _SplitTokens:
+        """A split's token ids per document and characters per document, tokenised once and cached."""
         import datasets
         import pyarrow.compute as pc
 
@@ -196,11 +223,12 @@ class TokenDataModule(L.LightningDataModule):
             num_proc = 2 if raw.data.nbytes > 50_000_000 else None  # processes pay off on big corpora
             tokenised = raw.map(encode, batched=True, batch_size=256, remove_columns=raw.column_names,
                                 features=features, new_fingerprint=key, num_proc=num_proc, desc=f"tokenising {split}")
-        column = tokenised.data.column("input_ids").combine_chunks()
-        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-        offsets = column.offsets.to_numpy() - column.offsets[0].as_py()  # a sliced array's offsets start above 0
+        # Views of the memory-mapped Arrow chunks, not combine_chunks(): that would copy the whole split into RAM.
+        chunks = tokenised.data.column("input_ids").chunks
+        ids = [pc.list_flatten(c).to_numpy(zero_copy_only=False) for c in chunks]  # uint ids, no nulls: no copy
+        offsets = [c.offsets.to_numpy() - c.offsets[0].as_py() for c in chunks]  # a slice's offsets start above 0
         n_chars = tokenised.data.column("n_chars").to_numpy()
-        return flat, offsets, n_chars
+        return _SplitTokens(ids, offsets, n_chars)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (seeded) windows of exactly D_F tokens."""

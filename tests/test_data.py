@@ -151,3 +151,29 @@ def test_concurrent_ranks_tokenise_once(setup: tuple[Path, TokenizerInfo], tmp_p
     assert results[0]["train"] == results[1]["train"] and results[0]["test"] == results[1]["test"]
     for split in ("train", "test"):  # exactly one rank tokenised each split; the other read its cache
         assert sorted(r["tokenised"][split] for r in results) == [False, True], results
+
+
+def test_streams_span_many_arrow_chunks(setup: tuple[Path, TokenizerInfo], tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2_500):  # datasets writes 1,000 rows per record batch: each split spans several chunks
+        words = rng.choice([f"w{k}" for k in range(1_000)], size=int(rng.integers(3, 30)))
+        (src / f"{i:04d}.txt").write_text(" ".join(words) + f" {i}")
+    build_corpus(str(src), tmp_path / "c", test_fraction=0.5)
+    tok = load_tokenizer(setup[1].path)
+    dm = TokenDataModule(DataConfig(corpus_dir=tmp_path / "c", tokenizer_dir=setup[1].path, context_length=CONTEXT,
+                                    test_tokens=None))
+    dm.setup("fit")
+    assert len(dm._tokenised("train", tok, tok.eos_token_id).ids) > 1  # noqa: SLF001 - the case under test
+
+    def docs(split: str) -> list[list[int]]:
+        texts = [json.loads(line)["text"] for line in (tmp_path / "c" / f"{split}.jsonl").read_text().splitlines()]
+        return [ids + [tok.eos_token_id] for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
+    train = docs("train")
+    order = np.random.default_rng(0).permutation(len(train))
+    assert _stream(dm).tolist() == [t for d in order for t in train[d]]  # seeded order, across chunk borders
+    test = [t for doc in docs("test") for t in doc]
+    assert dm.test_tokens == len(test)
+    assert dm.val_dataloader().dataset.tokens.tolist() == test  # file order
