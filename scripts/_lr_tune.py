@@ -22,6 +22,7 @@ worker died is retried through the storage's heartbeats, like a grid trial.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import Counter
@@ -64,6 +65,8 @@ class LrTuning:
     halving: successive halving (keeps the best quarter at each rung)."""
     startup_trials: int = 2
     """Trials that finish before the median pruner prunes anything."""
+    prune_from: float = 0.25
+    """No trial is pruned before this fraction of max_steps (the first evaluations favour large learning rates)."""
     seed: int = 0
     """Seed of the TPE sampler."""
 
@@ -72,6 +75,8 @@ class LrTuning:
             raise ValueError(f"--tuning.low must be positive and below high, got {self.low} and {self.high}")
         if self.trials < 1 or self.max_steps < 1 or self.eval_every_steps < 1:
             raise ValueError("--tuning.trials, max-steps and eval-every-steps must be >= 1")
+        if not 0.0 <= self.prune_from < 1.0:
+            raise ValueError(f"--tuning.prune-from must be in [0, 1), got {self.prune_from}")
         outside = [lr for lr in self.first if not self.low <= lr <= self.high]
         if outside:
             raise ValueError(f"--tuning.first {outside} lies outside [low, high] = [{self.low:g}, {self.high:g}]")
@@ -123,9 +128,10 @@ def targets_of(cells: Iterable[Any]) -> list[TuneTarget]:
 def make_pruner(tuning: LrTuning) -> Any:
     import optuna
 
+    first_step = math.ceil(tuning.prune_from * tuning.max_steps)
     if tuning.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=tuning.eval_every_steps)
-    return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=0)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(tuning.eval_every_steps, first_step))
+    return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=first_step)
 
 
 def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, tuning: LrTuning,

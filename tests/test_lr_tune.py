@@ -20,6 +20,7 @@ from transfer_laws.scripts._lr_tune import (
     TAG_PRUNED,
     LrTuning,
     TuneTarget,
+    make_pruner,
     study_name,
     tune_target,
 )
@@ -35,6 +36,10 @@ def test_tuning_settings_are_checked() -> None:
         LrTuning(trials=0)
     with pytest.raises(ValueError, match="outside"):
         LrTuning(low=1e-4, high=1e-2, first=[0.1])
+    with pytest.raises(ValueError, match="prune-from"):
+        LrTuning(prune_from=1.0)
+    # No pruning before a quarter of the steps: Optuna's median pruner starts at step 50 of 200.
+    assert make_pruner(LrTuning(max_steps=200, prune_from=0.25))._n_warmup_steps == 50  # noqa: SLF001
 
 
 class Lrs:
