@@ -21,6 +21,8 @@ class TrackingArgs:
     """Show Lightning's progress bar during training."""
     refit_bootstrap: int = 1000
     """Bootstrap draws of the law refit that follows the run on the embedded store (no server to do it)."""
+    refit_plots: bool = True
+    """Render the law's PNG plots in that refit (its slowest step; a demo or sweep can keep them for its last run)."""
 
 
 @dataclass(kw_only=True)

@@ -55,6 +55,7 @@ def train_run(
     checkpoint_extra: dict[str, Any] | None = None,
     refit: bool = True,
     refit_bootstrap: int = 1000,
+    refit_plots: bool = True,
     evals_per_epoch: float | None = None,
     progress_bar: bool = True,
 ) -> TrainedRun:
@@ -124,7 +125,8 @@ def train_run(
         # No server runs hooks for the embedded store: the refit the app plugin would enqueue runs here.
         from transfer_laws.registry.refit import refit_after_run
 
-        result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap))
+        result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap,
+                                                          plots=refit_plots))
     return result
 
 

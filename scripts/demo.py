@@ -116,12 +116,14 @@ def run(args: Args) -> Any:
         per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
         for d_f in args.d_f_tokens:
             run_ = finetune.run(finetune.Args(parent=f"models:/{args.checkpoint_name}@{alias}", d_f_tokens=d_f,
-                                              **common, **fit_options))
+                                              **common, **fit_options, refit_plots=False))
             per_size["finetune"][d_f] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"finetune {size} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
         for d in args.scratch_tokens:
-            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common, **fit_options))
+            # Every landing refits; only the last renders the plots (matplotlib is most of a refit's time).
+            last = size == args.sizes[-1] and d == args.scratch_tokens[-1]
+            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common, **fit_options, refit_plots=last))
             per_size["scratch"][d] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"scratch  {size} D={d:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")

@@ -64,7 +64,8 @@ def run(args: Args) -> Any:
     trained = train_run(role=ROLE_FINETUNE, facts=facts, data_config=data, model_config=model_cfg,
                         optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        refit_bootstrap=args.refit_bootstrap, evals_per_epoch=args.evals_per_epoch,
+                        refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
+                        evals_per_epoch=args.evals_per_epoch,
                         init_weights=loaded.folder, parent=loaded)
     print(f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
           f"best test loss {trained.best_test_loss:.4f} nats/token (from {loaded.parent_uri})")
