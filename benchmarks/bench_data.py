@@ -27,6 +27,9 @@ from pathlib import Path
 
 # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak
 _HWM = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
+# now, not peak: anonymous memory vs file-backed pages (the memory-mapped Arrow cache, which the kernel can drop)
+_ANON_FILE = ("{k: int(open('/proc/self/status').read().split(k + ':')[1].split()[0]) / 1024 "
+              "for k in ('RssAnon', 'RssFile')}")
 _IMPORTS = ("import json, sys\nimport datasets, pyarrow.compute, tokenizers, transformers\n"
             "from transfer_laws.lightning_modules import DataConfig, TokenDataModule\n")
 _SETUP = (_IMPORTS + "dm = TokenDataModule(DataConfig(corpus_dir=sys.argv[1], tokenizer_dir=sys.argv[2], "
@@ -45,7 +48,7 @@ _PASS = (_IMPORTS + "import time\nfrom transfer_laws.lightning_modules import Bu
          "for x, y in dm.train_dataloader():\n    batches += 1\n    targets += int((y != -100).sum())\n"
          "print(json.dumps({'rss_mb': " + _HWM + ", 'setup_rss_mb': setup_mb, 'tokens': dm.train_tokens, "
          "'chars': dm.train_chars, 'batches': batches, 'targets': targets, 'setup_s': setup_s, "
-         "'pass_s': time.perf_counter() - start - setup_s, 'short': short}))\n")
+         "'pass_s': time.perf_counter() - start - setup_s, 'short': short, 'now': " + _ANON_FILE + "}))\n")
 
 
 def _peak(code: str, *args: str) -> dict:
@@ -78,7 +81,8 @@ def _memory_at(args: argparse.Namespace) -> None:
               f"one pass of {got['batches']:,} batches ({got['targets']:,} targets) {got['pass_s']:.0f} s; peak RSS "
               f"after setup {got['setup_rss_mb']:.0f} MB, after the pass {got['rss_mb']:.0f} MB = "
               f"+{got['rss_mb'] - base['rss_mb']:.0f} MB over imports "
-              f"({(got['rss_mb'] - base['rss_mb']) * 2**20 / got['tokens']:.2f} bytes/token)", flush=True)
+              f"({(got['rss_mb'] - base['rss_mb']) * 2**20 / got['tokens']:.2f} bytes/token); resident at the end: "
+              f"{got['now']['RssAnon']:.0f} MB anonymous, {got['now']['RssFile']:.0f} MB file-backed", flush=True)
 
 
 def _read_baseline(corpus: Path) -> float:
