@@ -2,16 +2,22 @@
 
 For every (size, role) of the sweep's grid an Optuna study named ``<sweep>.lr.<size>.<role>`` (in the sweep's own
 storage, so ``--worker`` processes on other machines share it) samples the peak learning rate log-uniformly with
-TPE. Each trial is a real short training run (``--tuning.max-steps`` steps on ``--tuning.d-f-tokens`` tokens)
-that reports its held-out loss (nats/token) to the trial at every evaluation; the pruner (median or successive
-halving) stops a learning rate that is clearly worse than earlier trials at the same step. The grid then trains
-every run of that size and role at the best finished trial's learning rate.
+TPE. Each trial is a real training run on ``--tuning.d-f-tokens`` tokens (default: the grid's largest D_F) with the
+grid's step limit, evaluation schedule and early stopping unless ``--tuning.max-steps`` / ``eval-every-steps`` say
+otherwise, so by default a trial optimises what a grid run reports (best held-out loss, nats/token). It reports
+that loss to the trial at every evaluation; from its ``--tuning.min-evals``-th evaluation on, the pruner (median or
+successive halving) stops a learning rate that is worse than earlier trials at the same step. The grid then
+trains every run of that size and role at the best complete trial's learning rate.
+
+Why not short runs by default: measured on 2 CPU cores (2x32 scratch, D = 20,000 Python tokens), trials capped at
+100 steps chose lr = 5.9e-3, and the grid run at that rate reached 5.200 nats/token against 5.079 at the default
+1e-3 (early stopping after 250 versus 430 steps): the first steps favour large learning rates.
 
 Bookkeeping, so a law's runs say which learning rate they used and where it came from:
 
 - a tuning trial is an MLflow run under the sweep's parent run, tagged ``transfer.lr_tuning=<size>/<role>`` and
   carrying params ``lr``, ``N`` (non-embedding parameters) and ``D_F_tokens``. It has no ``transfer.role`` tag, so
-  no law ever fits a truncated tuning run. A pruned trial's run ends KILLED with ``transfer.pruned_reason``
+  no law ever fits a tuning run (pruned or tuned on other data). A pruned trial's run ends KILLED with ``transfer.pruned_reason``
   (a diverged learning rate is pruned too): the sweep goes on.
 - the parent run gets ``transfer.lr.<size>.<role>`` tags with the chosen value and ``transfer.lr_tuning`` with the
   search settings; every grid run gets the param ``lr`` and the tag ``transfer.lr_source``.
@@ -22,7 +28,6 @@ worker died is retried through the storage's heartbeats, like a grid trial.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import Counter
@@ -56,27 +61,27 @@ class LrTuning:
     """Learning rates tried first (e.g. the recipe's default), before TPE samples."""
     d_f_tokens: int | None = None
     """Training tokens of a tuning run (None: the grid's largest D_F)."""
-    max_steps: int = 200
-    """Optimizer steps of a tuning run (it also stops early on held-out loss)."""
-    eval_every_steps: int = 20
-    """Held-out evaluations (reported to the pruner) every this many steps."""
+    max_steps: int | None = None
+    """Optimizer steps of a tuning run (None: the grid's --train.max-steps). Early stopping applies as in the grid, so
+    by default a tuning run optimises what a grid run reports; far shorter runs favour large learning rates."""
+    eval_every_steps: int | None = None
+    """Held-out evaluations, each reported to the pruner, every this many steps (None: as the grid's runs, two per
+    pass over the data, at least 10 steps apart)."""
     pruner: Literal["median", "halving"] = "median"
     """median: prune a trial whose held-out loss is worse than the median of earlier trials at the same step;
     halving: successive halving (keeps the best quarter at each rung)."""
     startup_trials: int = 2
     """Trials that finish before the median pruner prunes anything."""
-    prune_from: float = 0.25
-    """No trial is pruned before this fraction of max_steps (the first evaluations favour large learning rates)."""
+    min_evals: int = 3
+    """Evaluations a trial has before it can be pruned (the first ones favour large learning rates)."""
     seed: int = 0
     """Seed of the TPE sampler."""
 
     def __post_init__(self) -> None:
         if not 0 < self.low < self.high:
             raise ValueError(f"--tuning.low must be positive and below high, got {self.low} and {self.high}")
-        if self.trials < 1 or self.max_steps < 1 or self.eval_every_steps < 1:
-            raise ValueError("--tuning.trials, max-steps and eval-every-steps must be >= 1")
-        if not 0.0 <= self.prune_from < 1.0:
-            raise ValueError(f"--tuning.prune-from must be in [0, 1), got {self.prune_from}")
+        if min(self.trials, self.max_steps or 1, self.eval_every_steps or 1, self.min_evals) < 1:
+            raise ValueError("--tuning.trials, max-steps, eval-every-steps and min-evals must be >= 1")
         outside = [lr for lr in self.first if not self.low <= lr <= self.high]
         if outside:
             raise ValueError(f"--tuning.first {outside} lies outside [low, high] = [{self.low:g}, {self.high:g}]")
@@ -128,10 +133,10 @@ def targets_of(cells: Iterable[Any]) -> list[TuneTarget]:
 def make_pruner(tuning: LrTuning) -> Any:
     import optuna
 
-    first_step = math.ceil(tuning.prune_from * tuning.max_steps)
+    # Both judge a trial only when ReportToTrial asks, which it does from its min_evals-th evaluation on.
     if tuning.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(tuning.eval_every_steps, first_step))
-    return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=first_step)
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=0)
 
 
 def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, tuning: LrTuning,
@@ -197,9 +202,10 @@ def _log_trial(name: str, trial: Any) -> None:
 
 def describe(tuning: LrTuning, tokens: int) -> str:
     """The search settings, for the parent run's ``transfer.lr_tuning`` tag."""
+    every = f"every {tuning.eval_every_steps} steps" if tuning.eval_every_steps else "as the grid's runs"
     return (f"{tuning.trials} trials per (size, role), lr log-uniform in [{tuning.low:g}, {tuning.high:g}], "
-            f"TPE (seed {tuning.seed}) + {tuning.pruner} pruner, {tuning.max_steps} steps on {tokens} tokens, "
-            f"evaluated every {tuning.eval_every_steps} steps")
+            f"TPE (seed {tuning.seed}) + {tuning.pruner} pruner from evaluation {tuning.min_evals}, "
+            f"at most {tuning.max_steps} steps on {tokens} tokens, evaluated {every}")
 
 
 class ReportToTrial(Callback):
@@ -208,8 +214,10 @@ class ReportToTrial(Callback):
     Stopping (rather than raising) lets Lightning end the run normally; the caller then marks it pruned.
     """
 
-    def __init__(self, trial: Any) -> None:
+    def __init__(self, trial: Any, min_evals: int = 1) -> None:
         self.trial = trial
+        self.min_evals = min_evals
+        self.evals = 0
         self.reason: str | None = None
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -220,7 +228,8 @@ class ReportToTrial(Callback):
             return
         step = int(trainer.global_step)
         self.trial.report(float(loss), step=step)
-        if self.trial.should_prune():
+        self.evals += 1
+        if self.evals >= self.min_evals and self.trial.should_prune():
             self.reason = (f"pruned at step {step}: held-out loss {float(loss):.4f} is worse than the pruner "
                            f"allows against earlier trials at this step")
             trainer.should_stop = True
@@ -263,6 +272,16 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     return _Prepared(data, model, init_weights)
 
 
+def _grid_evals_per_epoch(target: TuneTarget) -> float:
+    """Evaluations per pass over the data of the grid's runs: the recipe's default (the sweep does not change it)."""
+    import dataclasses
+
+    from transfer_laws.scripts import finetune, scratch
+
+    recipe = finetune.Args if target.role == "finetune" else scratch.Args
+    return float(next(f.default for f in dataclasses.fields(recipe) if f.name == "evals_per_epoch"))
+
+
 def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTrainer:
     """Tuning runs with the sweep's recipe (same data, shape, start and optimiser but the learning rate)."""
 
@@ -274,6 +293,7 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, TransferLM, build_trainer
         from transfer_laws.registry.schema import PARAM_D_F_TOKENS, PARAM_N, TAG_SWEEP
         from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
+        from transfer_laws.scripts._train import eval_interval
         from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
 
         prepared = _prepare(args, target, tokens)
@@ -289,9 +309,11 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
                               run_name=f"lr-tune-{target.size}-{target.role}-{lr:.2e}")
         logger.log_hyperparams({PARAM_LR: lr, PARAM_N: module.n_params, PARAM_D_F_TOKENS: datamodule.train_tokens,
                                 "preset": target.size, "tuning_role": target.role})
-        report = ReportToTrial(trial)
-        schedule = replace(args.train, max_steps=args.tuning.max_steps,
-                           eval_every_steps=args.tuning.eval_every_steps)
+        report = ReportToTrial(trial, args.tuning.min_evals)
+        every = args.tuning.eval_every_steps or eval_interval(datamodule.train_tokens, prepared.data.context_length,
+                                                              prepared.data.batch_size, _grid_evals_per_epoch(target))
+        schedule = replace(args.train, max_steps=args.tuning.max_steps or args.train.max_steps,
+                           eval_every_steps=every)
         trainer = build_trainer(schedule, callbacks=[report], logger=logger, enable_progress_bar=False)
         try:
             trainer.fit(module, datamodule=datamodule)
@@ -317,10 +339,11 @@ def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_st
     from transfer_laws.registry.tracking import use_tracking_uri
 
     tokens = args.tuning.d_f_tokens or max(c.d_f_tokens for c in cells)
+    tuning = replace(args.tuning, max_steps=args.tuning.max_steps or args.train.max_steps)
     trainer = train_trial or recipe_trial_trainer(args, parent_run_id, tokens)
-    chosen = {t: tune_target(open_study, args.study, t, args.tuning, trainer) for t in targets_of(cells)}
+    chosen = {t: tune_target(open_study, args.study, t, tuning, trainer) for t in targets_of(cells)}
     tags = {f"transfer.lr.{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
-    tags[TAG_LR_TUNING] = describe(args.tuning, tokens)
+    tags[TAG_LR_TUNING] = describe(tuning, tokens)
     client = MlflowClient(use_tracking_uri(args.tracking_uri))
     for key, value in tags.items():
         client.set_tag(parent_run_id, key, value)

@@ -20,7 +20,6 @@ from transfer_laws.scripts._lr_tune import (
     TAG_PRUNED,
     LrTuning,
     TuneTarget,
-    make_pruner,
     study_name,
     tune_target,
 )
@@ -36,10 +35,8 @@ def test_tuning_settings_are_checked() -> None:
         LrTuning(trials=0)
     with pytest.raises(ValueError, match="outside"):
         LrTuning(low=1e-4, high=1e-2, first=[0.1])
-    with pytest.raises(ValueError, match="prune-from"):
-        LrTuning(prune_from=1.0)
-    # No pruning before a quarter of the steps: Optuna's median pruner starts at step 50 of 200.
-    assert make_pruner(LrTuning(max_steps=200, prune_from=0.25))._n_warmup_steps == 50  # noqa: SLF001
+    with pytest.raises(ValueError, match="min-evals"):
+        LrTuning(min_evals=0)
 
 
 class Lrs:
@@ -84,7 +81,8 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
     argv = ["sweep", "--roles", "scratch", "--sizes", "1x32", "--d-f-tokens", "1000,2000", "--study", study,
             "--tune-lr", "--tuning.trials", "2", "--tuning.first", f"{GOOD_LR},{BAD_LR}",
             "--tuning.low", "1e-6", "--tuning.high", "0.03", "--tuning.max-steps", "12",
-            "--tuning.eval-every-steps", "4", "--tuning.startup-trials", "1", "--refit-bootstrap", "20",
+            "--tuning.eval-every-steps", "4", "--tuning.startup-trials", "1", "--tuning.min-evals", "1",
+            "--refit-bootstrap", "20",
             "--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
             "--train.max-steps", "12", "--progress-bar", "false"]
     assert cli.main(argv) == 0

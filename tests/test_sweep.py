@@ -132,7 +132,7 @@ def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monk
               "--experiment", study_name, *TINY,
               # Both workers join the learning-rate tuning (the starting call below leaves it to them).
               "--tune-lr", "--tuning.trials", "2", "--tuning.first", "0.01", "--tuning.max-steps", "8",
-              "--tuning.eval-every-steps", "4"]
+              "--tuning.eval-every-steps", "4", "--tuning.min-evals", "1"]
     # Build the corpus and tokenizer once, so the two workers do not race to write them.
     workspace.corpus_dir("python", 500_000)
     workspace.tokenizer_dir("text", 300, 500_000)
