@@ -10,7 +10,8 @@ from pathlib import Path
 
 from transfer_laws.registry.tracking import home_dir
 
-BUILTIN_CORPORA = ("text", "python", "code", "mix")
+BUILTIN_CORPORA = ("text", "english", "python", "code", "mix", "all")
+"""The corpus builder's BUILTIN_KINDS, here so that naming a folder does not import Lightning (a test pins them)."""
 
 
 def _size_tag(max_bytes: int | None) -> str:

@@ -166,3 +166,12 @@ def test_mix_is_half_text_half_code(tmp_path: Path) -> None:
     assert 0.4 < code / (code + text) < 0.6
     assert manifest.capped_docs > 1_000  # the rest of /usr/include is listed, not read
     assert any(s["name"] == "c-headers" for s in manifest.sources)
+
+
+def test_workspace_knows_every_builtin_corpus() -> None:
+    """Built-in kinds get named workspace folders and law labels; anything else is a user source."""
+    from transfer_laws.lightning_modules.corpora import BUILTIN_KINDS
+    from transfer_laws.scripts import workspace
+
+    assert set(workspace.BUILTIN_CORPORA) == set(BUILTIN_KINDS)
+    assert workspace.corpus_label("english") == "english"
