@@ -9,16 +9,15 @@ that loss to the trial at every evaluation; from its ``--tuning.min-evals``-th e
 successive halving) stops a learning rate that is worse than earlier trials at the same step. The grid then
 trains every run of that size and role at the best complete trial's learning rate.
 
-Why not short runs by default: measured on 2 CPU cores (2x32 scratch, D = 20,000 Python tokens), trials capped at
-100 steps chose lr = 5.9e-3, and the grid run at that rate reached 5.200 nats/token against 5.079 at the default
-1e-3 (early stopping after 250 versus 430 steps): the first steps favour large learning rates.
+Why not short runs by default: the first steps favour large learning rates, and a full-length trial measures what a
+grid run reports (see docs/sweeps.md for what one measurement here could and could not show).
 
 Bookkeeping, so a law's runs say which learning rate they used and where it came from:
 
 - a tuning trial is an MLflow run under the sweep's parent run, tagged ``transfer.lr_tuning=<size>/<role>`` and
   carrying params ``lr``, ``N`` (non-embedding parameters) and ``D_F_tokens``. It has no ``transfer.role`` tag, so
-  no law ever fits a tuning run (pruned or tuned on other data). A pruned trial's run ends KILLED with ``transfer.pruned_reason``
-  (a diverged learning rate is pruned too): the sweep goes on.
+  no law ever fits a tuning run. A pruned trial's run ends KILLED with ``transfer.pruned_reason`` (a diverged
+  learning rate is pruned too): the sweep goes on.
 - the parent run gets ``transfer.lr.<size>.<role>`` tags with the chosen value and ``transfer.lr_tuning`` with the
   search settings; every grid run gets the param ``lr`` and the tag ``transfer.lr_source``.
 
@@ -287,6 +286,7 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
 
     def train(target: TuneTarget, lr: float, trial: Any) -> float:
         import optuna
+        import torch
         from lightning.pytorch.loggers import MLFlowLogger
         from mlflow import MlflowClient
 
@@ -301,6 +301,9 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         ensure_experiment(args.experiment, uri)
         datamodule = TokenDataModule(prepared.data)
         datamodule.setup("fit")
+        # Every trial starts from the same initial weights, so trials differ in the learning rate only (the model is
+        # built before build_trainer seeds, and a process's RNG state depends on what it trained before).
+        torch.manual_seed(args.train.seed)
         module = TransferLM(replace(prepared.model, vocab_size=datamodule.vocab_size), replace(args.optim, lr=lr),
                            init_weights=prepared.init_weights)
         tags = {TAG_SWEEP: args.study, TAG_PARENT_RUN: parent_run_id, TAG_LR_TUNING: f"{target.size}/{target.role}",
