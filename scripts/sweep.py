@@ -300,7 +300,7 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
                       corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
                       tokenizer_corpus=args.tokenizer_corpus, tokenizer_max_mb=args.tokenizer_max_mb,
                       batch_size=args.batch_size, test_tokens=args.test_tokens, seed=args.seed,
-                      refit_bootstrap=args.refit_bootstrap,
+                      refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                       d_f_tokens=cell.d_f_tokens, target=args.target, train=args.train)
         tuned = (lrs or {}).get(TuneTarget(cell.size, cell.role))
         optim = args.optim if tuned is None else replace(args.optim, lr=tuned.lr)

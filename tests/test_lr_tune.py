@@ -82,7 +82,7 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
             "--tune-lr", "--tuning.trials", "2", "--tuning.first", f"{GOOD_LR},{BAD_LR}",
             "--tuning.low", "1e-6", "--tuning.high", "0.03", "--tuning.max-steps", "12",
             "--tuning.eval-every-steps", "4", "--tuning.startup-trials", "1", "--tuning.min-evals", "1",
-            "--refit-bootstrap", "20",
+            "--refit-bootstrap", "20", "--refit-plots", "false",
             "--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
             "--train.max-steps", "12", "--progress-bar", "false"]
     assert cli.main(argv) == 0

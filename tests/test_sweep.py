@@ -201,7 +201,8 @@ def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budg
             land_run(client, prior_experiment, ROLE_FINETUNE, n, d_f, loss, digest=digest)
 
     argv = ["sweep", "--adaptive", "--roles", "finetune", "--sizes", ",".join(sizes), "--d-f-tokens", "1000,2000",
-            "--study", "adapt", "--alpha-tolerance", "1e-9", "--refit-bootstrap", "20", "--train.max-steps", "12",
+            "--study", "adapt", "--alpha-tolerance", "1e-9", "--refit-bootstrap", "20", "--refit-plots", "false",
+            "--train.max-steps", "12",
             *data]
     args = cli.parse_namespace(Args, cli.build_parser(argv).parse_args(argv))
     cells = grid_cells(args.sizes, args.d_f_tokens, args.roles)
