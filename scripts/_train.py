@@ -65,7 +65,6 @@ def train_run(
     from transfer_laws.lightning_modules import (
         TokenDataModule,
         TrainingDiverged,
-        TransferLM,
         build_trainer,
         save_checkpoint,
     )
@@ -86,7 +85,7 @@ def train_run(
         train = replace(train, eval_every_steps=eval_interval(datamodule.train_tokens, data_config.context_length,
                                                               data_config.batch_size, evals_per_epoch))
     model_config = replace(model_config, vocab_size=datamodule.vocab_size)
-    module = TransferLM(model_config, optim, init_weights=init_weights)
+    module = seeded_module(model_config, optim, init_weights, train.seed)
     name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
     trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts)], logger=logger,
@@ -128,6 +127,17 @@ def train_run(
         result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap,
                                                           plots=refit_plots))
     return result
+
+
+def seeded_module(model_config: Any, optim: Any, init_weights: Path | None, seed: int) -> Any:
+    """The TransferLM with its initial weights drawn from ``seed`` alone, whatever this process ran before
+    (a sweep trains many runs in one process; the Trainer seeds only later, after the weights exist)."""
+    import lightning as L
+
+    from transfer_laws.lightning_modules import TransferLM
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    return TransferLM(model_config, optim, init_weights=init_weights)
 
 
 def eval_interval(train_tokens: int, context_length: int, batch_size: int, evals_per_epoch: float,

@@ -242,3 +242,15 @@ def test_fused_adamw_under_bf16_mixed_clips(loaders: tuple[DataLoader, DataLoade
     assert trainer.global_step == 3
     assert isinstance(trainer.optimizers[0], torch.optim.AdamW) and trainer.optimizers[0].defaults["fused"]
     assert len(module.norms) == 3 and max(module.norms) <= 0.01 * 1.001
+
+
+def test_seeded_module_ignores_earlier_randomness() -> None:
+    """Runs trained one after another in one process (a sweep) start from the same weights for the same seed."""
+    from transfer_laws.scripts._train import seeded_module
+
+    first = seeded_module(CONFIG, OptimConfig(), None, seed=3).state_dict()
+    torch.rand(1000)  # what an earlier run in this process would have consumed
+    again = seeded_module(CONFIG, OptimConfig(), None, seed=3).state_dict()
+    other = seeded_module(CONFIG, OptimConfig(), None, seed=4).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
