@@ -100,3 +100,16 @@ def test_tiny_demo_grid_fits_with_warnings() -> None:
 def test_bad_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         fit_transfer_law(GOOD, **kwargs)  # type: ignore[arg-type]
+
+
+def test_still_falling_scratch_curves_do_not_set_the_low_data_cutoff() -> None:
+    """A curve still falling at its largest D only bounds D(N) from below: no run is called high-data from it."""
+    truth = (1.0, 0.5, 0.2)  # small D_T, so every D_E lies inside the short scratch curves
+    runs = synthetic_runs(truth, 0.0, seed=1, scratch_d=(1e3, 3e3, 1e4, 3e4, 1e5), d_f=(1e3, 3e3, 2e4))
+    law = fit_transfer_law(runs, bootstrap=20)
+    assert not [reason for _, reason in law.excluded if reason.startswith(t.R_HIGH_DATA)]
+    assert all(p.used for p in law.points)  # D_F = 2e4 is 20% of the largest D, yet kept
+    assert any("still falling" in w for w in law.warnings)
+    assert law.alpha == pytest.approx(truth[1], abs=0.01) and law.beta == pytest.approx(truth[2], abs=0.01)
+    # A flattened curve still sets the cutoff (BAD["high-data"] above), and says nothing here.
+    assert not any("still falling" in w for w in fit_transfer_law(GOOD, bootstrap=5).warnings)

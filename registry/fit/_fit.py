@@ -185,6 +185,11 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
                         "survive resampling): intervals are unreliable")
     if np.unique(np.round(u_log_n, 9)).size == 2:
         warnings.append("only two model sizes: beta rests on two N values, its interval is wide or optimistic")
+    rising = np.unique(u_n[np.isposinf(scratch.flat_log_d(u_n))])
+    if rising.size:
+        warnings.append("scratch curves still falling at their largest D (N = " + ", ".join(f"{x:.3g}" for x in rising)
+                        + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {low_data_fraction:g} x D(N)) "
+                        "is not checked at those N; larger scratch runs would check it")
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     eligible = [(str(i), str(r), float(a), float(b), float(c))
                 for i, r, a, b, c in zip(ids, roles, n, d, loss, strict=True)]

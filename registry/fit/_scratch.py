@@ -65,7 +65,13 @@ def curve_loss(log_d: np.ndarray, log_l: np.ndarray, query_log_d: np.ndarray) ->
 
 
 def curve_flat_log_d(log_d: np.ndarray, log_l: np.ndarray) -> float:
-    """log D(N): where the measured curve first comes within 1% of its lowest loss (the paper's 99% point)."""
+    """log D(N): where the measured curve first comes within 1% of its lowest loss (the paper's 99% point).
+
+    +inf when no measured point before the last is within 1% of the lowest loss: the curve is still falling at
+    its largest D, so D(N) lies beyond the measurements and its lowest loss says nothing about where it flattens.
+    """
+    if log_d.size >= 2 and log_l[-2] > log_l[-1] - np.log(FLAT_FACTOR):
+        return float("inf")
     target = log_l[-1] - np.log(FLAT_FACTOR)
     return float(max(invert_curve(log_d, log_l, np.array([target]))[0], log_d[0]))
 
