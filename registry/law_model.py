@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd  # the predict type hint: MLflow reads it at log time (no signature inferred from it)
 
 PREDICT_INPUTS = ("N", "D_F")
 PREDICT_OUTPUTS = {
@@ -49,10 +50,9 @@ class LawModel(mlflow.pyfunc.PythonModel):
 
         self.law = TransferLaw.load(context.artifacts["fit"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """A table with columns N, D_F -> D_T, D_E, multiplier, fraction, predicted_loss and their intervals."""
         import numpy as np
-        import pandas as pd
 
         frame = pd.DataFrame(model_input)
         missing = [c for c in PREDICT_INPUTS if c not in frame.columns]
