@@ -347,9 +347,23 @@ def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_st
     chosen = {t: tune_target(open_study, args.study, t, tuning, trainer) for t in targets_of(cells)}
     tags = {f"transfer.lr.{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
     tags[TAG_LR_TUNING] = describe(tuning, tokens)
-    client = MlflowClient(use_tracking_uri(args.tracking_uri))
-    for key, value in tags.items():
-        client.set_tag(parent_run_id, key, value)
+    set_shared_tags(MlflowClient(use_tracking_uri(args.tracking_uri)), parent_run_id, tags)
     for t, c in chosen.items():
         sys.stderr.write(f"sweep {args.study}: {t.size}/{t.role} trains at lr={c.lr:.3g} ({c.source()})\n")
     return chosen
+
+
+def set_shared_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
+    """Set tags that several workers write with the same values at about the same time.
+
+    MLflow's SQL store inserts a new tag after checking that none exists, so two workers racing on one key can get
+    a unique-key violation; the loser finds the tag written and moves on (or writes it again if it differs).
+    """
+    from mlflow.exceptions import MlflowException
+
+    for key, value in tags.items():
+        try:
+            client.set_tag(run_id, key, value)
+        except MlflowException:
+            if client.get_run(run_id).data.tags.get(key) != value:
+                client.set_tag(run_id, key, value)  # the row exists now: this is an update

@@ -121,3 +121,37 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
     assert cli.main(argv) == 0
     assert {r.info.run_id for r in client.search_runs([experiment])} == before
     assert len(tuning.get_trials()) == 2
+
+
+class _RacingClient:
+    """A real client whose first set_tag loses the insert race: another worker's write lands, then MLflow's
+    unique-key error arrives (a fault two processes cause only by chance, so it is staged here)."""
+
+    def __init__(self, client: object, other_value: str) -> None:
+        self.client, self.other_value, self.raced = client, other_value, False
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        if not self.raced:
+            self.raced = True
+            self.client.set_tag(run_id, key, self.other_value)
+            raise MlflowException('(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint '
+                                  '"tag_pk"')
+        self.client.set_tag(run_id, key, value)
+
+    def get_run(self, run_id: str) -> object:
+        return self.client.get_run(run_id)
+
+
+@pytest.mark.parametrize("other_value", ["0.01", "0.02"])
+def test_shared_tags_survive_a_lost_insert_race(sqlite_uri: str, other_value: str) -> None:
+    from mlflow import MlflowClient
+
+    from transfer_laws.scripts._lr_tune import set_shared_tags
+
+    client = MlflowClient(sqlite_uri)
+    run_id = client.create_run(client.create_experiment(f"race-{other_value}")).info.run_id
+    set_shared_tags(_RacingClient(client, other_value), run_id, {"transfer.lr.1x32.scratch": "0.01", "other": "x"})
+    tags = client.get_run(run_id).data.tags
+    assert tags["transfer.lr.1x32.scratch"] == "0.01" and tags["other"] == "x"
