@@ -286,14 +286,13 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
 
     def train(target: TuneTarget, lr: float, trial: Any) -> float:
         import optuna
-        import torch
         from lightning.pytorch.loggers import MLFlowLogger
         from mlflow import MlflowClient
 
-        from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, TransferLM, build_trainer
+        from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, build_trainer
         from transfer_laws.registry.schema import PARAM_D_F_TOKENS, PARAM_N, TAG_SWEEP
         from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
-        from transfer_laws.scripts._train import eval_interval
+        from transfer_laws.scripts._train import eval_interval, seeded_module
         from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
 
         prepared = _prepare(args, target, tokens)
@@ -301,11 +300,9 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         ensure_experiment(args.experiment, uri)
         datamodule = TokenDataModule(prepared.data)
         datamodule.setup("fit")
-        # Every trial starts from the same initial weights, so trials differ in the learning rate only (the model is
-        # built before build_trainer seeds, and a process's RNG state depends on what it trained before).
-        torch.manual_seed(args.train.seed)
-        module = TransferLM(replace(prepared.model, vocab_size=datamodule.vocab_size), replace(args.optim, lr=lr),
-                           init_weights=prepared.init_weights)
+        # Every trial starts from the same initial weights, so trials differ in the learning rate only.
+        module = seeded_module(replace(prepared.model, vocab_size=datamodule.vocab_size), replace(args.optim, lr=lr),
+                               prepared.init_weights, args.train.seed)
         tags = {TAG_SWEEP: args.study, TAG_PARENT_RUN: parent_run_id, TAG_LR_TUNING: f"{target.size}/{target.role}",
                 TAG_LR_TRIAL: str(trial.number)}
         logger = MLFlowLogger(experiment_name=args.experiment, tracking_uri=uri, tags=tags, log_model=False,
