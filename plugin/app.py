@@ -3,18 +3,22 @@
 Adds to MLflow's own Flask app: the refit hook (``plugin/hook.py``), the signed webhook endpoint
 (``plugin/webhooks.py``) and, when installed, the law page (``plugin/page.py``). With
 ``TRANSFER_LAWS_BASIC_AUTH=1`` it is composed with MLflow's basic-auth app (only one ``--app-name`` is allowed, so
-we call ``mlflow.server.auth.create_app`` ourselves); note that basic-auth then also guards the webhook route, so
-MLflow's deliveries need auth disabled for it or a reverse proxy. Under uvicorn (the default server) the Flask
+we call ``mlflow.server.auth.create_app`` ourselves). Refits inside the server then authenticate as the service
+account in ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``plugin/service_account.py``); without one the
+refit hook is not installed and a warning says why. Basic-auth also guards the webhook route, so MLflow's
+deliveries need auth disabled for it or a reverse proxy. Under uvicorn (the default server) the Flask
 app is returned wrapped by ``create_fastapi_app``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from typing import Any
 
 BASIC_AUTH_ENV = "TRANSFER_LAWS_BASIC_AUTH"
+log = logging.getLogger(__name__)
 
 
 def _add_law_page(flask_app: Any) -> None:
@@ -25,6 +29,16 @@ def _add_law_page(flask_app: Any) -> None:
     register_law_page(flask_app)
 
 
+def _has_service_account() -> bool:
+    from transfer_laws.plugin.service_account import MISSING_MESSAGE, service_account
+
+    if service_account() is not None:
+        return True
+    # Every hook refit would be refused with 401: say so once, at start, instead of once per landed run.
+    log.warning("transfer-laws: automatic refits are off: %s", MISSING_MESSAGE)
+    return False
+
+
 def create_app() -> Any:
     """Factory called by ``mlflow server --app-name transfer-laws``."""
     from mlflow.server import app as flask_app
@@ -32,10 +46,12 @@ def create_app() -> Any:
     from transfer_laws.plugin.hook import install_refit_hook
     from transfer_laws.plugin.webhooks import register_webhook_route
 
-    install_refit_hook(flask_app)
+    basic_auth = os.environ.get(BASIC_AUTH_ENV) == "1"
+    if not basic_auth or _has_service_account():
+        install_refit_hook(flask_app)
     register_webhook_route(flask_app)
     _add_law_page(flask_app)
-    if os.environ.get(BASIC_AUTH_ENV) == "1":
+    if basic_auth:
         from mlflow.server.auth import create_app as create_auth_app
 
         # Returns the FastAPI wrapper itself under uvicorn, the Flask app otherwise.

@@ -63,7 +63,7 @@ def _ui_links(root: str, view: LawView) -> dict[str, Any]:
     source = (f"{root}/#/experiments/{view.source_experiment_id}/runs/{view.source_run_id}"
               if view.source_run_id and view.source_experiment_id else None)
     return {"runs": runs, "parents": parents, "source": source,
-            "version": f"{root}/#/models/{view.model_name}/versions/{view.version}"}
+            "version": f"{root}/#/models/{view.model_name}" + (f"/versions/{view.version}" if view.version else "")}
 
 
 def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
@@ -75,19 +75,25 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
+class RefitUnavailable(RuntimeError):
+    """This server cannot refit: the reason says what to configure."""
+
+
 def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
     from flask import request
 
+    from transfer_laws.plugin.service_account import MISSING_MESSAGE, service_account
     from transfer_laws.registry.refit import refit_law
 
-    if tracking_uri is None and not basic_auth:
+    requested_by = request.authorization.username if basic_auth and request.authorization else None
+    if tracking_uri is None:
         # Through the server's own REST API, like the run-landed hook: the backend store URI cannot write artifacts
-        # to the proxied (mlflow-artifacts:) locations the server gives its experiments.
+        # to the proxied (mlflow-artifacts:) locations the server gives its experiments. Under basic-auth that call
+        # authenticates as the server's service account; the user's own right to refit was checked by page_auth.
+        if basic_auth and service_account() is None:
+            raise RefitUnavailable(MISSING_MESSAGE)
         tracking_uri = request.host_url.rstrip("/")
-    # Under basic-auth a call to ourselves would need the user's credentials: refit on the backend store (known gap:
-    # artifacts in proxied locations then fail with a clear 500 from the server log).
-    uri, _ = _store_uris(tracking_uri)
-    return refit_law(law, tracking_uri=uri)
+    return refit_law(law, tracking_uri=tracking_uri, requested_by=requested_by)
 
 
 def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
@@ -98,6 +104,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     call it after ``mlflow.server.auth.create_app(app)``.
     """
     from flask import Blueprint, abort, jsonify, make_response, render_template, request
+    from mlflow.exceptions import MlflowException
 
     use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
@@ -134,8 +141,10 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
             abort(make_response(jsonify({"error": str(err)}), 400))
         try:
             result = _refit(law, tracking_uri, use_auth)
-        except ImportError as err:
+        except (ImportError, RefitUnavailable) as err:
             abort(make_response(jsonify({"error": f"refit is not available on this server: {err}"}), 503))
+        except MlflowException as err:  # the server refused the refit's own calls (e.g. a wrong service password)
+            abort(make_response(jsonify({"error": f"refit of {law} was refused by the tracking server: {err}"}), 503))
         except (ValueError, LookupError) as err:  # e.g. too few runs to fit: the user's data, not the server
             abort(make_response(jsonify({"error": f"refit of {law} failed: {err}"}), 422))
         # RefitResult: registered (new version), unchanged (same inputs as the latest) or failed (reason).

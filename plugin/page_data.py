@@ -46,8 +46,9 @@ class LawView:
     """``<source>-to-<target>``."""
     model_name: str
     """Registered model holding the law's versions (``transfer-law-<law>``)."""
-    version: str
-    """The version shown: the one under alias ``latest``, else the highest."""
+    version: str | None
+    """The version shown: the one under alias ``latest``, else the highest; None before the first refit (a law
+    model an admin registered ahead, e.g. to grant edit rights, shows its runs and the refit button)."""
     aliases: list[str]
     """Aliases on that version."""
     version_count: int
@@ -172,10 +173,10 @@ def _excluded_from_tags(mv: Any) -> list[dict[str, str]]:
     return [{"run_id": k.removeprefix(prefix), "reason": v} for k, v in sorted(mv.tags.items()) if k.startswith(prefix)]
 
 
-def _shown_version(client: Any, name: str) -> tuple[Any, int]:
+def _shown_version(client: Any, name: str) -> tuple[Any | None, int]:
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
-        raise LookupError(f"registered model {name!r} has no versions")
+        return None, 0
     try:
         shown = client.get_model_version_by_alias(name, schema.LAW_ALIAS)
     except Exception:  # noqa: BLE001 - no alias yet: show the newest version
@@ -186,20 +187,20 @@ def _shown_version(client: Any, name: str) -> tuple[Any, int]:
 def law_view(client: Any, name: str) -> LawView:
     """The page's view of one registered law model."""
     mv, count = _shown_version(client, name)
-    law = mv.tags.get(schema.LAW_TAG_LAW) or name.removeprefix(schema.LAW_MODEL_PREFIX)
-    metrics, run_id, experiment_id = _source_metrics(client, mv)
+    law = (mv.tags.get(schema.LAW_TAG_LAW) if mv is not None else None) or name.removeprefix(schema.LAW_MODEL_PREFIX)
+    metrics, run_id, experiment_id = _source_metrics(client, mv) if mv is not None else ({}, None, None)
     return LawView(
         law=law,
         model_name=name,
-        version=str(mv.version),
-        aliases=sorted(mv.aliases or []),
+        version=str(mv.version) if mv is not None else None,
+        aliases=sorted(mv.aliases or []) if mv is not None else [],
         version_count=count,
         source_run_id=run_id,
         source_experiment_id=experiment_id,
         params={p: metrics.get(p) for p in PARAMS},
         intervals=_intervals(metrics),
         runs=law_runs(client, law),
-        excluded=_excluded_from_report(client, run_id) + _excluded_from_tags(mv),
+        excluded=(_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else [],
     )
 
 

@@ -29,7 +29,13 @@ from typing import Any
 
 from transfer_laws.registry.locks import law_lock
 from transfer_laws.registry.reader import LawInputs, known_laws, laws_for_run, read_law_inputs, to_run_results
-from transfer_laws.registry.schema import LAW_ALIAS, LAW_TAG_FINGERPRINT, LAW_TAG_LAW, law_model_name
+from transfer_laws.registry.schema import (
+    LAW_ALIAS,
+    LAW_TAG_FINGERPRINT,
+    LAW_TAG_LAW,
+    LAW_TAG_REQUESTED_BY,
+    law_model_name,
+)
 from transfer_laws.registry.tracking import ensure_experiment, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -140,7 +146,8 @@ def _ensure_registered_model(client: Any, name: str) -> None:
             raise
 
 
-def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any]) -> str:
+def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any],
+              requested_by: str | None = None) -> str:
     """Log the fit on a refit run, verify, then create the version; returns the version."""
     import mlflow
 
@@ -157,7 +164,10 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
         _activate(uri)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}") as run:
             run_id = run.info.run_id
-            mlflow.set_tags({LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint})
+            tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint}
+            if requested_by:
+                tags[LAW_TAG_REQUESTED_BY] = requested_by
+            mlflow.set_tags(tags)
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
             mlflow.log_artifacts(str(folder), "fit")
@@ -167,7 +177,7 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
             info = log_law_model(folder)
             _verify_logged(client, run_id, info.model_id)
     version = client.create_model_version(
-        name, info.model_uri, run_id=run_id, tags={LAW_TAG_FINGERPRINT: fit.fingerprint, LAW_TAG_LAW: law},
+        name, info.model_uri, run_id=run_id, tags=tags,
         model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
     )
     # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one
@@ -184,10 +194,12 @@ def refit_law(
     d_e_method: str = "interpolate",
     plots: bool = True,
     lock_timeout_s: float = 600.0,
+    requested_by: str | None = None,
 ) -> RefitResult:
     """Refit ``law`` now and register a new version if its eligible inputs changed (see the module docstring).
 
     ``plots=False`` skips the PNG plots (the slowest step, seconds of matplotlib) for latency-bound callers.
+    ``requested_by`` (the law page's signed-in user) is recorded as a tag on the refit run and the new version.
     """
     from transfer_laws.registry.fit import FitError, fit_transfer_law
 
@@ -207,7 +219,7 @@ def refit_law(
             return RefitResult(law, STATUS_UNCHANGED, str(latest.version), fit, None, n_runs)
         settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
         settings[PARAM_READ_AT] = read_at
-        version = _register(client, uri, law, fit, inputs, settings)
+        version = _register(client, uri, law, fit, inputs, settings, requested_by)
         return RefitResult(law, STATUS_REGISTERED, version, fit, None, n_runs)
 
 

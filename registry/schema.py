@@ -81,6 +81,8 @@ CKPT_KIND_PRETRAINED = "pretrained-checkpoint"
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"
 LAW_TAG_LAW = "transfer.law"
+LAW_TAG_REQUESTED_BY = "transfer.refit_requested_by"
+"""Who pressed "refit now" on the law page (also on the refit run); absent for automatic refits."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 

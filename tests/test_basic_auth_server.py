@@ -1,0 +1,143 @@
+"""Refits inside a real basic-auth server (``mlflow server --app-name transfer-laws``, uvicorn, SQLite, proxied
+artifacts) authenticate as the server's service account: "refit now" for a user with edit rights, and the
+run-landed hook. The artifacts land in the server's proxied store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from law_runs import LAW, finetune_loss, land_finetunes, land_run, land_scratch_runs
+from mlflow import MlflowClient
+
+from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER
+from transfer_laws.registry.refit import INPUTS_ARTIFACT
+from transfer_laws.registry.schema import LAW_TAG_REQUESTED_BY, ROLE_FINETUNE, law_model_name
+
+pytestmark = pytest.mark.slow  # starts its own server: ~1-2 minutes on 2 busy cores
+
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
+BOT, BOT_PASSWORD = "refit-bot", "refit-bot-password-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+                   f"admin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "_MLFLOW_SERVER"))}
+    env.update({"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
+                "TRANSFER_LAWS_BASIC_AUTH": "1", "TRANSFER_LAWS_HOME": str(tmp_path / "server-home"),
+                "MLFLOW_TRACKING_USERNAME": BOT, "MLFLOW_TRACKING_PASSWORD": BOT_PASSWORD})
+    log = tmp_path / "server.log"
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "transfer-laws",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", backend,
+           "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=5)
+                break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the basic-auth server did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(1)
+        yield {"uri": uri, "backend": backend, "artifacts": tmp_path / "artifacts", "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _press_refit(uri: str, user: str, password: str, law: str) -> tuple[int, dict[str, Any]]:
+    """What the page's button does: load the page (CSRF cookie), then POST the refit with the token echoed."""
+    import requests
+
+    with requests.Session() as web:
+        web.auth = (user, password)
+        assert web.get(f"{uri}/transfer-laws/", timeout=60).status_code == 200
+        token = web.cookies.get(CSRF_COOKIE)
+        reply = web.post(f"{uri}/transfer-laws/api/refit", json={"law": law}, headers={CSRF_HEADER: token},
+                         timeout=300)
+    return reply.status_code, (reply.json() if reply.headers.get("content-type", "").startswith("application/json")
+                               else {"body": reply.text[:500]})
+
+
+def _inputs(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, INPUTS_ARTIFACT, tmp)).read_text())
+
+
+def test_refit_now_and_the_hook_run_as_the_service_account(auth_server: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.server import get_app_client
+
+    uri = auth_server["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    users = get_app_client("basic-auth", tracking_uri=uri)
+    users.create_user(BOT, BOT_PASSWORD)
+    users.update_user_admin(BOT, True)
+    users.create_user("editor", "editor-password-1")
+    users.create_user("reader", "reader-password-1")
+    client = MlflowClient(uri, uri)
+    name = law_model_name(LAW)
+    client.create_registered_model(name)
+    users.grant_user_permission("editor", "registered_model", name, "EDIT")
+    experiment = client.create_experiment("runs")
+    assert client.get_experiment(experiment).artifact_location.startswith("mlflow-artifacts:")
+
+    # Runs written to the backend store directly: no REST call, so the hook refits nothing yet.
+    backend = MlflowClient(auth_server["backend"], auth_server["backend"])
+    land_scratch_runs(backend, experiment)
+    finetunes = land_finetunes(backend, experiment, 12)
+    assert not client.search_model_versions(f"name = '{name}'")
+
+    assert _press_refit(uri, "reader", "reader-password-1", LAW)[0] == 403
+    status, body = _press_refit(uri, "editor", "editor-password-1", LAW)
+    assert (status, body.get("status"), body.get("version")) == (200, "registered", "1"), body
+    first = client.get_model_version(name, "1")
+    assert first.tags[LAW_TAG_REQUESTED_BY] == "editor"
+    refit_run = client.get_run(first.run_id)
+    assert refit_run.data.tags[LAW_TAG_REQUESTED_BY] == "editor"
+    assert set(finetunes) <= set(_inputs(client, first.run_id)["input_run_ids"])
+    # The artifacts went through the server's proxy to its artifact destination, not to a local ./mlruns.
+    stored = [p for p in auth_server["artifacts"].rglob(INPUTS_ARTIFACT) if first.run_id in str(p)]
+    assert stored, f"no {INPUTS_ARTIFACT} of run {first.run_id} under the server's artifact destination"
+
+    # A fine-tune that ends over REST: the hook refits as the service account, with nobody recorded as asking.
+    landed = land_run(client, experiment, ROLE_FINETUNE, 1e6, 2e6, finetune_loss(1e6, 2e6))
+    deadline = time.monotonic() + 240
+    second = None
+    while second is None and time.monotonic() < deadline:
+        versions = [v for v in client.search_model_versions(f"name = '{name}'") if int(v.version) > 1]
+        second = next((v for v in versions if landed in _inputs(client, v.run_id)["input_run_ids"]), None)
+        time.sleep(1)
+    assert second is not None, auth_server["log"].read_text()[-3000:]
+    assert LAW_TAG_REQUESTED_BY not in second.tags
