@@ -166,6 +166,24 @@ def test_poisoned_weights_raise_and_keep_best(loaders: tuple[DataLoader, DataLoa
     assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
 
 
+@pytest.mark.parametrize(("every", "stopped_at"), [(5, 14), (50, 20)])
+def test_sparse_finite_checks_name_the_first_bad_step(loaders: tuple[DataLoader, DataLoader], every: int,
+                                                      stopped_at: int) -> None:
+    # As on a GPU: the loss is read on the host every `every` steps (after step 14 here), and always before an
+    # evaluation (at step 20), so the report names step 13 rather than the evaluation's non-finite test loss.
+    train, test = loaders
+    module = TransferLM(CONFIG, OptimConfig(lr=3e-3), finite_check_every=every)
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[_Poison()],
+                            enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match="^loss became nan at step 13$") as info:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    assert (info.value.step, trainer.global_step) == (13, stopped_at)
+    assert module.best_step == 10
+    assert all(torch.isfinite(p).all() for p in module.model.parameters())
+    with pytest.raises(ValueError, match="finite_check_every"):
+        TransferLM(CONFIG, finite_check_every=0)
+
+
 class _PoisonBeforeEval(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == 20:
