@@ -5,8 +5,8 @@ Adds to MLflow's own Flask app: the refit hook (``plugin/hook.py``), the signed 
 ``TRANSFER_LAWS_BASIC_AUTH=1`` it is composed with MLflow's basic-auth app (only one ``--app-name`` is allowed, so
 we call ``mlflow.server.auth.create_app`` ourselves). Refits inside the server then authenticate as the service
 account in ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``plugin/service_account.py``); without one the
-refit hook is not installed and a warning says why. Basic-auth also guards the webhook route, so MLflow's
-deliveries need auth disabled for it or a reverse proxy. Under uvicorn (the default server) the Flask
+refit hook is not installed and a warning says why. The signed webhook route is exempt from basic-auth, since
+MLflow's deliveries carry a signature, not credentials. Under uvicorn (the default server) the Flask
 app is returned wrapped by ``create_fastapi_app``.
 """
 
@@ -39,6 +39,22 @@ def _has_service_account() -> bool:
     return False
 
 
+def _exempt_webhook_route() -> None:
+    """Let MLflow's webhook deliveries past basic-auth: they carry an HMAC signature, not credentials, and the route
+    verifies that signature itself (a forged or replayed delivery gets 401/403 from ``plugin/webhooks.py``)."""
+    from mlflow.server import auth
+
+    from transfer_laws.plugin.webhooks import ROUTE
+
+    prefixes = getattr(auth, "_UNPROTECTED_PATH_PREFIXES", None)  # MLflow's own exemptions (/health, /static)
+    if not isinstance(prefixes, tuple):
+        log.warning("transfer-laws: this MLflow's basic-auth has no route exemptions; %s needs a reverse proxy "
+                    "that lets MLflow's webhook deliveries through", ROUTE)
+        return
+    if ROUTE not in prefixes:
+        auth._UNPROTECTED_PATH_PREFIXES = (*prefixes, ROUTE)  # noqa: SLF001 - read on every request
+
+
 def create_app() -> Any:
     """Factory called by ``mlflow server --app-name transfer-laws``."""
     from mlflow.server import app as flask_app
@@ -54,6 +70,7 @@ def create_app() -> Any:
     if basic_auth:
         from mlflow.server.auth import create_app as create_auth_app
 
+        _exempt_webhook_route()
         # Returns the FastAPI wrapper itself under uvicorn, the Flask app otherwise.
         return create_auth_app(flask_app)
     if os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn":

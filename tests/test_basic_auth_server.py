@@ -22,6 +22,7 @@ from law_runs import LAW, finetune_loss, land_finetunes, land_run, land_scratch_
 from mlflow import MlflowClient
 
 from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER
+from transfer_laws.plugin.webhooks import ROUTE, SECRET_ENV, create_webhook, signature
 from transfer_laws.registry.refit import INPUTS_ARTIFACT
 from transfer_laws.registry.schema import LAW_TAG_REQUESTED_BY, ROLE_FINETUNE, law_model_name
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow  # starts its own server: ~1-2 minutes on 2 busy c
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
 BOT, BOT_PASSWORD = "refit-bot", "refit-bot-password-1"
+WEBHOOK_SECRET = "webhook-secret-1"
 
 
 def _free_port() -> int:
@@ -37,8 +39,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def auth_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from cryptography.fernet import Fernet
+
+    tmp_path = tmp_path_factory.mktemp("basic-auth-server")
     ini = tmp_path / "basic_auth.ini"
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
                    f"admin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
@@ -48,7 +53,9 @@ def auth_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "_MLFLOW_SERVER"))}
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
                 "TRANSFER_LAWS_BASIC_AUTH": "1", "TRANSFER_LAWS_HOME": str(tmp_path / "server-home"),
-                "MLFLOW_TRACKING_USERNAME": BOT, "MLFLOW_TRACKING_PASSWORD": BOT_PASSWORD})
+                "MLFLOW_TRACKING_USERNAME": BOT, "MLFLOW_TRACKING_PASSWORD": BOT_PASSWORD,
+                SECRET_ENV: WEBHOOK_SECRET, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true"})
     log = tmp_path / "server.log"
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "transfer-laws",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", backend,
@@ -141,3 +148,32 @@ def test_refit_now_and_the_hook_run_as_the_service_account(auth_server: dict[str
         time.sleep(1)
     assert second is not None, auth_server["log"].read_text()[-3000:]
     assert LAW_TAG_REQUESTED_BY not in second.tags
+
+
+def test_webhook_deliveries_pass_basic_auth_and_forgeries_do_not(auth_server: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    url = auth_server["uri"] + ROUTE
+    body = json.dumps({"entity": "registered_model", "action": "created", "timestamp": "x",
+                       "data": {"name": "n"}}).encode()
+    delivery, stamp = "delivery-1", str(int(time.time()))
+    signed = {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
+              "X-MLflow-Signature": signature(WEBHOOK_SECRET, delivery, stamp, body)}
+    forged = dict(signed, **{"X-MLflow-Signature": signature("guess", delivery, stamp, body)})
+    # No credentials on either: the route's own signature check answers, not MLflow's basic-auth.
+    refused = requests.post(url, data=body, headers=forged, timeout=30)
+    assert refused.status_code == 401 and "signature" in refused.json()["error"]
+    accepted = requests.post(url, data=body, headers=signed, timeout=30)
+    assert (accepted.status_code, accepted.json()) == (200, {"status": "ignored"})
+    # The rest of the server still needs credentials.
+    assert requests.get(f"{auth_server['uri']}/api/2.0/mlflow/experiments/search?max_results=1",
+                        timeout=30).status_code == 401
+
+    # A delivery signed and sent by MLflow itself, to a webhook an admin registered.
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    client = MlflowClient(auth_server["uri"], auth_server["uri"])
+    webhook_id = create_webhook(auth_server["uri"], url, WEBHOOK_SECRET)
+    result = client.test_webhook(webhook_id)
+    assert result.success, (result.response_status, result.response_body, result.error_message)
