@@ -95,6 +95,13 @@ def test_server_env_names_match_ci_services(services: dict[str, Any]) -> None:
         assert re.search(rf"\b{key}=", script), f"mlflow's {key} is not set by .ci/services.sh"
 
 
+def test_server_gets_every_variable_its_plugin_reads(services: dict[str, Any]) -> None:
+    from transfer_laws.plugin.webhooks import SECRET_ENV
+
+    # Without it every delivery is refused with 503 ("webhooks are disabled"), so refits on new checkpoints stop.
+    assert services["mlflow"]["environment"].get(SECRET_ENV), f"the mlflow service does not set {SECRET_ENV}"
+
+
 def _mlflow_server_command(services: dict[str, Any]) -> list[str]:
     command = services["mlflow"]["command"]
     assert isinstance(command, list), "keep the server command an exec-form list"
