@@ -141,12 +141,115 @@ def test_ci_services_uses_the_same_server_flags(services: dict[str, Any]) -> Non
     assert compose_flags - {"--allowed-hosts"} <= ci_flags
 
 
-@pytest.mark.parametrize(("service", "subcommand"), [("watch", "watch"), ("sweep-worker", "sweep")])
-def test_transfer_laws_command_lines_parse(services: dict[str, Any], service: str, subcommand: str) -> None:
+def _argv(service: dict[str, Any], command: list[str] | None = None) -> list[str]:
+    """What the container runs: its entrypoint (when the service sets one) followed by its command (or ``command``)."""
+    parts = [*service.get("entrypoint", []), *(service["command"] if command is None else command)]
+    return [str(part) for part in parts]
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The file of this repository that a bind mount of ``service`` shows at ``container_path``."""
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./") and container_path.startswith(target.rstrip("/") + "/"):
+            return ROOT / source / container_path[len(target.rstrip("/")) + 1:]
+    raise AssertionError(f"{container_path} is not in a folder this service mounts from the repository")
+
+
+def _parse_cli(service: dict[str, Any], command: list[str] | None = None) -> tuple[list[str], Any]:
+    """The service's ``transfer-laws`` command line and the arguments the CLI's own parser makes of it, reading
+    a ``--config`` from the repository folder the service mounts."""
     from transfer_laws.scripts import cli
 
-    argv = [str(part) for part in services[service]["command"]]
-    assert argv[:2] == ["transfer-laws", subcommand]
+    argv = _argv(service, command)
+    assert argv[0] == "transfer-laws", argv
     namespace = cli.build_parser(argv[1:]).parse_args(argv[1:])
-    args = cli.parse_namespace(cli._args_class(subcommand), namespace, namespace.config)  # noqa: SLF001
-    assert args is not None
+    config = _host_path(service, str(namespace.config)) if namespace.config else None
+    assert config is None or config.is_file(), f"{namespace.config} is not shipped ({config})"
+    return argv, cli.parse_namespace(cli._args_class(argv[1]), namespace, config)  # noqa: SLF001
+
+
+@pytest.mark.parametrize(("service", "subcommand"), [("watch", "watch"), ("sweep-worker", "sweep")])
+def test_transfer_laws_command_lines_parse(services: dict[str, Any], service: str, subcommand: str) -> None:
+    argv, args = _parse_cli(services[service])
+    assert argv[1] == subcommand and args is not None
+
+
+def _backend_store_uri(services: dict[str, Any]) -> str:
+    cmd = _mlflow_server_command(services)
+    return cmd[cmd.index("--backend-store-uri") + 1]
+
+
+def test_sweep_worker_stores_its_study_in_optunas_own_postgres_database(services: dict[str, Any]) -> None:
+    from sqlalchemy.engine import make_url
+
+    _, args = _parse_cli(services["sweep-worker"])
+    # Without a storage the worker looked for a SQLite file in its own container and never found the team's study.
+    assert args.worker is True and args.storage, "the sweep worker names no Optuna storage"
+    storage, backend = make_url(args.storage), make_url(_backend_store_uri(services))
+    assert storage.drivername == "postgresql+psycopg2"
+    assert (storage.host, storage.port) == ("postgres", 5432)
+    assert (storage.username, storage.password) == (backend.username, _env_example()["POSTGRES_PASSWORD"])
+    # MLflow's database would not do: Optuna and MLflow both keep an alembic_version table.
+    assert storage.database and storage.database != backend.database
+    assert services["sweep-worker"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_optunas_database_is_created_by_the_postgres_init_hook(services: dict[str, Any]) -> None:
+    from sqlalchemy.engine import make_url
+
+    postgres = services["postgres"]
+    init_dir = _host_path(postgres, "/docker-entrypoint-initdb.d/x").parent
+    created = set()
+    for script in sorted(init_dir.iterdir()):
+        assert script.suffix in (".sql", ".sh"), f"the postgres image ignores {script.name}"
+        created |= {m.lower() for m in re.findall(r"(?i)\bCREATE\s+DATABASE\s+\"?(\w+)", script.read_text())}
+    _, args = _parse_cli(services["sweep-worker"])
+    assert make_url(args.storage).database in created
+    # The hook runs on a socket-only server: a socket health check would let the worker in before it finished.
+    assert "-h " in postgres["healthcheck"]["test"][-1]
+
+
+def test_sweep_worker_joins_the_study_its_starter_creates(services: dict[str, Any]) -> None:
+    from transfer_laws.scripts.sweep import grid_cells
+
+    worker = services["sweep-worker"]
+    assert worker["command"][0] == "--worker", "keep the study's definition in the entrypoint, shared by its starter"
+    _, joined = _parse_cli(worker)
+    # The documented start: the same entrypoint with `--max-trials 0` in place of `--worker true`.
+    _, started = _parse_cli(worker, ["--max-trials", "0"])
+    assert started.worker is False and started.max_trials == 0
+    for key in ("study", "storage", "sizes", "d_f_tokens", "roles", "from_template", "target", "tune_lr"):
+        assert getattr(joined, key) == getattr(started, key), key
+    assert grid_cells(joined.sizes, joined.d_f_tokens, joined.roles)  # a grid the sweep accepts
+    start = "docker compose --profile sweep run --rm sweep-worker --max-trials 0"
+    assert start in (ROOT / "docs" / "team-setup.md").read_text()
+
+
+@pytest.mark.parametrize("service", ["watch", "sweep-worker"])
+def test_client_services_take_refit_locks_in_the_servers_backend_database(
+    services: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transfer_laws.registry.locks import LOCK_DB_ENV, SERVER_BACKEND_ENV, lock_database
+
+    env = services[service]["environment"]
+    # Where the server's refit hook locks: mlflow server hands its workers the backend store URI.
+    monkeypatch.delenv(LOCK_DB_ENV, raising=False)
+    monkeypatch.setenv(SERVER_BACKEND_ENV, _backend_store_uri(services))
+    server_lock = lock_database("http://localhost:5000")
+    # Where this client locks (it runs outside the server process).
+    monkeypatch.delenv(SERVER_BACKEND_ENV)
+    if env.get(LOCK_DB_ENV):
+        monkeypatch.setenv(LOCK_DB_ENV, env[LOCK_DB_ENV])
+    client_lock = lock_database(env["MLFLOW_TRACKING_URI"])
+    assert server_lock, "the server's hook would take no advisory lock"
+    assert client_lock == server_lock, f"{service} would lock in {client_lock}, the server in {server_lock}"
+
+
+def test_sweep_worker_writes_its_workspace_where_the_image_user_can(services: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    workdir = re.findall(r"(?m)^WORKDIR\s+(\S+)", dockerfile)[-1]
+    user = re.findall(r"(?m)^USER\s+(\S+)", dockerfile)[-1]
+    home = services["sweep-worker"]["environment"].get("TRANSFER_LAWS_HOME", "")
+    # The default (transfer-laws-home under the working directory) is in the root-owned WORKDIR.
+    assert home.startswith(f"/home/{user}/") and not home.startswith(workdir), home
