@@ -21,20 +21,24 @@ class Args:
 
     quick: bool = False
     """The CI form (about 4 minutes on 2 cores): two tiny sizes, short pretraining, two D_F budgets."""
-    sizes: list[str] = field(default_factory=lambda: ["1x32", "2x32", "2x48"])
-    """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch."""
-    pretrain_steps: list[int] = field(default_factory=lambda: [500, 600, 700])
-    """Pretraining optimizer steps per size (larger models need more to be worth transferring from)."""
-    pretrain_seconds: list[float] = field(default_factory=lambda: [30.0, 40.0, 50.0])
-    """Wall-clock cap on each size's pretraining, so a slow machine still finishes (the steps are the plan)."""
-    d_f_tokens: list[int] = field(default_factory=lambda: [2_000, 6_000, 20_000])
+    sizes: list[str] = field(default_factory=lambda: ["1x32", "2x32", "2x64"])
+    """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch (N = 1.3e4, 2.5e4, 1.0e5: 7.8x)."""
+    pretrain_steps: list[int] = field(default_factory=lambda: [250, 500, 1950])
+    """Pretraining optimizer steps per size: about 20 English tokens per non-embedding parameter (a step is 8 x 128
+    = 1,024 tokens), the compute-optimal ratio of Hoffmann et al. 2022, so every size is pretrained as far for its
+    N. With fewer steps for the larger sizes (500/600/700 for 1x32/2x32/2x48, 500/700/900 for 1x32/2x48/2x64) the
+    demo's runs gave beta < 0 (benchmarks/RESULTS.md, Demo)."""
+    pretrain_seconds: list[float] = field(default_factory=lambda: [30.0, 60.0, 200.0])
+    """Wall-clock cap on each size's pretraining, so a slow machine still finishes (about twice the time the steps
+    take on 2 idle cores: the steps are the plan; a cap that bites pretrains that size less)."""
+    d_f_tokens: list[int] = field(default_factory=lambda: [1_000, 2_500, 6_000])
     """Fine-tuning budgets D_F in tokens (the law is fitted in the low-data regime: D_F at most ~10% of the data
-    at which the scratch curve of that size flattens)."""
+    at which the scratch curve of that size flattens; here at most 10% of the largest scratch D)."""
     scratch_tokens: list[int] = field(default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
     """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
     run_max_steps: int = 1000
     """Cap on each fine-tune's and scratch run's optimizer steps (early stopping usually ends them sooner; on the
-    largest D the cap keeps the demo near 10 minutes on 2 cores and can leave that run short of its best loss)."""
+    largest D the cap keeps the demo near 7 minutes on 2 cores and can leave that run short of its best loss)."""
     corpus_max_mb: float = 4.0
     """Cap on each built-in corpus (MB)."""
     vocab_size: int = 2048
