@@ -81,3 +81,16 @@ def test_robust_fit_shrugs_off_an_outlier() -> None:
 
 def test_scratch_curve_check_uses_kaplan_table_2() -> None:
     assert kaplan_loss(1e8, 1e9) == pytest.approx(2.957, abs=1e-3)
+
+
+def test_the_law_depends_on_the_runs_not_their_order_or_ids() -> None:
+    # MLflow returns runs in an order that depends on their random ids: the bootstrap must not.
+    import dataclasses
+    import random
+
+    runs = synthetic_runs(TEXT_TO_PYTHON, loss_noise=LOSS_NOISE, seed=3)
+    shuffled = [dataclasses.replace(r, run_id=f"other-{i}") for i, r in enumerate(runs)]
+    random.Random(7).shuffle(shuffled)
+    first, second = (fit_transfer_law(r, bootstrap=200, seed=0) for r in (runs, shuffled))
+    assert (first.k, first.alpha, first.beta) == (second.k, second.alpha, second.beta)
+    assert first.intervals == second.intervals

@@ -108,6 +108,20 @@ def _intervals(draws: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _content_order(run: RunResult) -> tuple:
+    """Sort key from what a run measured (its id only breaks ties between identical measurements)."""
+
+    def number(value: object) -> tuple[int, float]:
+        try:
+            x = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return (1, 0.0)
+        return (0, x) if np.isfinite(x) else (1, 0.0)
+
+    return (str(run.role), number(run.n_params), number(run.d_f_tokens), number(run.best_test_loss),
+            number(run.d_f_chars), str(run.run_id))
+
+
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
                      low_data_fraction: float = 0.1) -> TransferLaw:
@@ -131,7 +145,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
         raise ValueError(f"low_data_fraction must be in (0, 1], not {low_data_fraction!r}")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
-    runs = list(runs)
+    runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
     screened = screen(runs, unit)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
