@@ -136,3 +136,19 @@ def test_training_command_exits_zero_and_registers(sqlite_uri: str, tmp_path: Pa
     assert code == 0
     version = MlflowClient(sqlite_uri).get_model_version_by_alias("cli-tiny", "smoke")
     assert str(version.version) == "1"
+
+
+def test_sweeps_from_demo_checkpoints_use_the_sizes_the_demo_registers() -> None:
+    # A size the demo does not pretrain has no pretrained-text@demo-<size> alias: every fine-tune would fail.
+    import yaml
+
+    from transfer_laws.scripts.demo import Args as DemoArgs
+
+    files = [*CONFIGS, *sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))]
+    checked = 0
+    for path in files:
+        config = yaml.safe_load(path.read_text()) or {}
+        if "@demo-{size}" in str(config.get("from_template", "")):
+            assert set(config["sizes"]) <= set(DemoArgs().sizes), f"{path.name}: sizes the demo does not register"
+            checked += 1
+    assert checked >= 2  # scripts/configs/sweep-cpu.yaml and sweeps/team.yaml
