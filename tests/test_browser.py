@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,9 +150,26 @@ def fitted(server_stack: Any) -> dict[str, Any]:
     exp = client.create_experiment(f"browser-{law}")
     land_scratch_runs(client, exp, law=law)
     land_finetunes(client, exp, 9, law=law)
-    result = refit_law(law, tracking_uri=server_stack.tracking_uri, bootstrap=50)
+    # Take the law's lock where the server's hook takes it (its backend database), as docs/ci-refit.md tells CI
+    # to: with a process-local lock, a hook refit that read the runs earlier could register after this one.
+    previous = os.environ.get("TRANSFER_LAWS_LOCK_DB")
+    os.environ["TRANSFER_LAWS_LOCK_DB"] = os.environ.get("TL_MLFLOW_BACKEND_URI", previous or "")
+    try:
+        result = refit_law(law, tracking_uri=server_stack.tracking_uri, bootstrap=50)
+    finally:
+        if previous is None:
+            os.environ.pop("TRANSFER_LAWS_LOCK_DB", None)
+        else:
+            os.environ["TRANSFER_LAWS_LOCK_DB"] = previous
     assert result.version, f"the synthetic law did not fit: {result}"
-    return {"client": client, "law": law, "name": schema.law_model_name(law)}
+    name = schema.law_model_name(law)
+    seen, since = _versions(client, name), time.monotonic()  # let the hook's queued refits finish
+    while time.monotonic() - since < 15:
+        time.sleep(1)
+        now = _versions(client, name)
+        if now != seen:
+            seen, since = now, time.monotonic()
+    return {"client": client, "law": law, "name": name}
 
 
 def _versions(client: Any, name: str) -> list[int]:
