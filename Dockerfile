@@ -16,7 +16,8 @@ COPY scripts scripts
 # The constraint keeps that torch when installing the package.
 RUN echo "torch==2.13.0" > constraints.txt && pip install -c constraints.txt .
 
-RUN useradd --create-home --uid 1000 mlflow
+# The image user owns the working directory: the default workspace (./transfer-laws-home) is created there.
+RUN useradd --create-home --uid 1000 mlflow && chown mlflow /app
 USER mlflow
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=5s --retries=30 \
