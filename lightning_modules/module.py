@@ -161,7 +161,8 @@ class TransferLM(L.LightningModule):
         return 1 if self.device.type == "cpu" else max(1, int(self.trainer.log_every_n_steps))
 
     def _track_finite(self, loss: torch.Tensor) -> None:
-        """Record the first non-finite loss and its step on the loss's device: no host sync."""
+        """Record the first non-finite loss and its step on the loss's device (no host sync); when every step is
+        read anyway (one CPU process), read the loss at once instead."""
         if self._finite_every() == 1 and self.trainer.world_size == 1:  # read at once: cheaper than recording
             value = float(loss)
             if not math.isfinite(value):
