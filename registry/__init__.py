@@ -1,9 +1,31 @@
-"""Checkpoint registry, law fitting and the law model. Re-exports only; importing this does not import MLflow."""
+"""Checkpoint registry, law fitting and the law model. Re-exports only, loaded on first use.
 
-from .advice import Advice, Candidate, compute_flops, rank_next_runs
-from .fit import FitError, Prediction, RunResult, TransferLaw, fit_transfer_law, plot_law
+``import mlflow`` loads our run-context entry point, which reads names from ``registry.schema``; importing this
+package must therefore stay free of numpy, scipy and the fitter, so every name below resolves lazily.
+"""
 
-__all__ = [
-    "Advice", "Candidate", "compute_flops", "rank_next_runs",
-    "FitError", "Prediction", "RunResult", "TransferLaw", "fit_transfer_law", "plot_law",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "Advice": "transfer_laws.registry.advice",
+    "Candidate": "transfer_laws.registry.advice",
+    "compute_flops": "transfer_laws.registry.advice",
+    "rank_next_runs": "transfer_laws.registry.advice",
+    "FitError": "transfer_laws.registry.fit",
+    "Prediction": "transfer_laws.registry.fit",
+    "RunResult": "transfer_laws.registry.fit",
+    "TransferLaw": "transfer_laws.registry.fit",
+    "fit_transfer_law": "transfer_laws.registry.fit",
+    "plot_law": "transfer_laws.registry.fit",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
