@@ -15,6 +15,7 @@ from ._bootstrap import (
     resample_counts,
     scratch_presence,
 )
+from ._checks import low_data_check, residual_summary, span, verdict
 from ._io import fingerprint_of, package_version
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
@@ -205,13 +206,25 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
                         + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {low_data_fraction:g} x D(N)) "
                         "is not checked at those N; larger scratch runs would check it")
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
+    intervals = _intervals(draws)
+    headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
+                              float(good), int(used.sum()), bootstrap)
+    checks = {
+        "estimator": d_e_method, "candidates": [], "tie_rule": "",
+        "scratch_residuals": residual_summary(scratch.residuals()),
+        "law_residuals": residual_summary(u_log_d_t - x @ theta),
+        "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
+                                   sum(r.startswith(R_HIGH_DATA) for r in reasons)),
+        "verdict": headline, "needs": needs,
+    }
     eligible = [(str(i), str(r), float(a), float(b), float(c))
                 for i, r, a, b, c in zip(ids, roles, n, d, loss, strict=True)]
     return TransferLaw(
-        k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]), intervals=_intervals(draws),
+        k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]), intervals=intervals,
         draws=draws, points=points, excluded=excluded, warnings=warnings,
         input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, {
             "d_e_method": d_e_method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction}),
         settings={"d_e_method": d_e_method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction,
                   "bootstrap": bootstrap, "seed": seed},
-        scratch=scratch, cross_check=cross, kaplan_draws=kaplan_draws, version=package_version())
+        scratch=scratch, cross_check=cross, kaplan_draws=kaplan_draws, version=package_version(),
+        checks=checks)

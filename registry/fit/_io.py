@@ -45,7 +45,7 @@ def law_to_dict(law: TransferLaw) -> dict[str, Any]:
         "intervals": {k: list(v) for k, v in law.intervals.items()},
         "points": [vars(p) for p in law.points], "excluded": [list(e) for e in law.excluded],
         "warnings": list(law.warnings), "input_run_ids": list(law.input_run_ids), "fingerprint": law.fingerprint,
-        "settings": dict(law.settings), "cross_check": law.cross_check,
+        "settings": dict(law.settings), "cross_check": law.cross_check, "checks": dict(law.checks),
         "scratch": {"method": sc.method, "levels": sc.levels.tolist(),
                     "curves": [[d.tolist(), lo.tolist()] for d, lo in sc.curves],
                     "kaplan": sc.kaplan.to_dict() if sc.kaplan else None,
@@ -96,4 +96,4 @@ def load_law(folder: Path) -> TransferLaw:
         points=[Point(**p) for p in data["points"]], excluded=[(e[0], e[1]) for e in data["excluded"]],
         warnings=data["warnings"], input_run_ids=data["input_run_ids"], fingerprint=data["fingerprint"],
         settings=data["settings"], scratch=scratch, cross_check=data["cross_check"], kaplan_draws=kaplan_draws,
-        version=data["version"])
+        version=data["version"], checks=dict(data.get("checks") or {}))

@@ -132,6 +132,11 @@ class TransferLaw:
     """B x 4 Kaplan refits per draw (``global`` only): ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
     version: str = ""
     """Package version that made the fit."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """Model checks, JSON-ready: ``estimator`` (the scratch model that gave D_E), ``candidates`` (each candidate's
+    cross-validated error and alpha/beta), ``tie_rule``, ``scratch_residuals`` and ``law_residuals`` (rms, max_abs,
+    n), ``low_data`` (the low-data cutoff check), ``verdict`` (plain sentences, the headline first) and ``needs``
+    (runs that would fix a thin fit). Empty for fits made before the checks existed."""
 
     @classmethod
     def from_coefficients(cls, k: float, alpha: float, beta: float, unit: str = "tokens") -> TransferLaw:
