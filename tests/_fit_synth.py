@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from transfer_laws.registry.fit import RunResult
@@ -11,6 +13,10 @@ N_C, D_C, ALPHA_N, ALPHA_D = 6.4e13, 1.8e13, 0.076, 0.103
 # Table 1 of Hernandez et al. 2021 (k, alpha, beta).
 TEXT_TO_PYTHON = (1.9e4, 0.18, 0.38)
 MIX_TO_PYTHON = (2.1e5, 0.096, 0.38)
+
+# A from-scratch law with an irreducible loss, L = E + A/N^a + B/D^b: Hoffmann et al. (2022)'s E, A, a and b, with
+# B scaled down so losses at the smallest D stay near 10 nats/token.
+E_IRR, A_IRR, ALPHA_N_IRR, B_IRR, ALPHA_D_IRR = 1.69, 406.4, 0.34, 80.0, 0.28
 
 N_GRID = (1e6, 1e7, 1e8, 1e9)
 SCRATCH_D = tuple(np.geomspace(1e3, 1e13, 41))
@@ -22,18 +28,25 @@ def kaplan_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray:
     return ((N_C / np.asarray(n)) ** (ALPHA_N / ALPHA_D) + D_C / np.asarray(d)) ** ALPHA_D
 
 
+def irreducible_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray:
+    """L(N, D) = E + A/N^a + B/D^b."""
+    return E_IRR + A_IRR / np.asarray(n) ** ALPHA_N_IRR + B_IRR / np.asarray(d) ** ALPHA_D_IRR
+
+
 def synthetic_runs(truth: tuple[float, float, float], loss_noise: float = 0.0, seed: int = 0,
                    n_grid: tuple[float, ...] = N_GRID, scratch_d: tuple[float, ...] = SCRATCH_D,
-                   d_f: tuple[float, ...] = FINETUNE_D_F) -> list[RunResult]:
-    """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise))."""
+                   d_f: tuple[float, ...] = FINETUNE_D_F, loss_law: Callable[..., np.ndarray] = kaplan_loss,
+                   ) -> list[RunResult]:
+    """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise));
+    L is ``loss_law`` (the Kaplan form by default)."""
     k, alpha, beta = truth
     rng = np.random.default_rng(seed)
     runs = []
     for n in n_grid:
         for d in scratch_d:
-            loss = float(kaplan_loss(n, d) * np.exp(rng.normal(0.0, loss_noise)))
+            loss = float(loss_law(n, d) * np.exp(rng.normal(0.0, loss_noise)))
             runs.append(RunResult(f"s-{n:.3g}-{d:.4g}", "scratch", n, float(d), loss))
         for df in d_f:
-            loss = float(kaplan_loss(n, df + k * df**alpha * n**beta) * np.exp(rng.normal(0.0, loss_noise)))
+            loss = float(loss_law(n, df + k * df**alpha * n**beta) * np.exp(rng.normal(0.0, loss_noise)))
             runs.append(RunResult(f"f-{n:.3g}-{df:.4g}", "finetune", n, float(df), loss))
     return runs

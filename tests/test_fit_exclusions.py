@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -33,15 +34,21 @@ BAD = {
     "negative": (_ft("negative", 1e8, 1e4, -1.0), t.R_NONPOSITIVE_LOSS),
     "zero-d": (_ft("zero-d", 1e8, 0.0, 3.0), t.R_NONPOSITIVE_SIZE),
     "no-curve": (_ft("no-curve", 3e7, 1e4, _fine_loss(3e7, 1e4)), t.R_NO_CURVE),
-    "too-good": (_ft("too-good", 1e8, 1e4, 0.9 * float(kaplan_loss(1e8, 1e13))), t.R_BELOW_RANGE),
-    "too-bad": (_ft("too-bad", 1e8, 1e4, 1.1 * float(kaplan_loss(1e8, 1e3))), t.R_ABOVE_RANGE),
+    "too-good": (_ft("too-good", 1e8, 2e4, 0.9 * float(kaplan_loss(1e8, 1e13))), t.R_BELOW_RANGE),
+    "too-bad": (_ft("too-bad", 1e8, 3e4, 1.1 * float(kaplan_loss(1e8, 1e3))), t.R_ABOVE_RANGE),
     "high-data": (_ft("high-data", 1e6, 1e9, _fine_loss(1e6, 1e9)), t.R_HIGH_DATA),
-    "ossified": (_ft("ossified", 1e8, 1e5, float(kaplan_loss(1e8, 5e4))), t.R_OSSIFIED),
+    "ossified": (_ft("ossified", 1e8, 2e5, float(kaplan_loss(1e8, 1e5))), t.R_OSSIFIED),
+    # Issue 17's implausible runs: no language model has these sizes or losses.
+    "huge-n": (_ft("huge-n", 1e30, 1e4, 3.0), t.R_IMPLAUSIBLE_SIZE),
+    "huge-d": (_ft("huge-d", 1e8, 1e30, 3.0, role="scratch"), t.R_IMPLAUSIBLE_SIZE),
+    "tiny-loss": (_ft("tiny-loss", 1e8, 3e3, 1e-300, role="scratch"), t.R_IMPLAUSIBLE_LOSS),
+    "max-float-loss": (_ft("max-float-loss", 1e8, 3e3, sys.float_info.max), t.R_IMPLAUSIBLE_LOSS),  # +inf, as stored
 }
 
 
 def test_every_bad_run_is_excluded_with_its_reason() -> None:
-    law = fit_transfer_law([*GOOD, *(run for run, _ in BAD.values())], bootstrap=20)
+    # The interpolating scratch model is the one with range checks (a global form has no range to leave).
+    law = fit_transfer_law([*GOOD, *(run for run, _ in BAD.values())], d_e_method="interpolate", bootstrap=20)
     reasons = dict(law.excluded[i] for i in range(len(law.excluded)))
     assert len(law.excluded) == len(BAD)
     for key, (run, reason) in BAD.items():
@@ -54,8 +61,44 @@ def test_every_bad_run_is_excluded_with_its_reason() -> None:
     assert "dup" not in law.input_run_ids and "nan" not in law.input_run_ids
 
 
+def test_an_implausible_run_does_not_move_the_law() -> None:
+    """Issue 17: a scratch run with loss 1e-300 knocked valid fine-tunes out (all below its running minimum)."""
+    clean = fit_transfer_law(GOOD, bootstrap=0)
+    poisoned = fit_transfer_law([*GOOD, _ft("tiny", 1e8, 1e12, 1e-300, role="scratch")], bootstrap=0)
+    assert poisoned.excluded == [("tiny", poisoned.excluded[0][1])]
+    assert poisoned.excluded[0][1].startswith(t.R_IMPLAUSIBLE_LOSS)
+    assert (poisoned.alpha, poisoned.beta, poisoned.k) == (clean.alpha, clean.beta, clean.k)
+
+
+def test_conflicting_repeats_are_all_excluded_agreeing_ones_are_kept() -> None:
+    fine = next(r for r in GOOD if r.role == "finetune" and r.n_params == 1e8 and r.d_f_tokens == 1e4)
+    scratch = next(r for r in GOOD if r.role == "scratch" and r.n_params == 1e7)
+    runs = [*GOOD, _ft("twin", 1e8, 1e4, 1.5 * fine.best_test_loss),  # conflicts with ``fine``
+            _ft("replicate", 1e8, 1e5, _fine_loss(1e8, 1e5) * 1.001),  # agrees with its twin: kept
+            _ft("scratch-again", 1e7, scratch.d_f_tokens, scratch.best_test_loss * 1.002, role="scratch")]
+    law = fit_transfer_law(runs, bootstrap=0)
+    reasons = dict(law.excluded)
+    assert reasons["twin"].startswith(t.R_CONFLICT) and reasons[fine.run_id].startswith(t.R_CONFLICT)
+    assert fine.run_id in reasons["twin"] and "twin" in reasons[fine.run_id]
+    assert "replicate" not in reasons and any(p.run_id == "replicate" and p.used for p in law.points)
+    # The scratch repeat keeps one of the two (the curve holds one loss per D).
+    assert len([i for i in (scratch.run_id, "scratch-again") if i in reasons]) == 1
+    assert reasons.get("scratch-again", reasons.get(scratch.run_id, "")).startswith(t.R_REPEAT)
+
+
+def test_parents_are_checked_when_the_existing_runs_are_given() -> None:
+    parented = [RunResult(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss,
+                          parent_run_id="pre-1" if r.role == "finetune" else None) for r in GOOD]
+    orphan = _ft("orphan", 1e7, 2e4, _fine_loss(1e7, 2e4))
+    stranger = _ft("stranger", 1e7, 3e4, _fine_loss(1e7, 3e4), parent_run_id="deleted-run")
+    law = fit_transfer_law([*parented, orphan, stranger], bootstrap=0, parent_run_ids={"pre-1", "pre-2"})
+    assert dict(law.excluded) == {"orphan": t.R_NO_PARENT, "stranger": f"{t.R_UNKNOWN_PARENT}: deleted-run"}
+    # Without the list of existing runs there is nothing to check against: both are used.
+    assert not fit_transfer_law([*parented, orphan, stranger], bootstrap=0).excluded
+
+
 def test_global_estimator_excludes_losses_below_the_infinite_data_loss() -> None:
-    below = _ft("below-inf", 1e8, 1e4, 0.95 * float(kaplan_loss(1e8, math.inf)))
+    below = _ft("below-inf", 1e8, 2e4, 0.95 * float(kaplan_loss(1e8, math.inf)))
     law = fit_transfer_law([*GOOD, below], d_e_method="global", bootstrap=5)
     assert law.excluded == [("below-inf", t.R_NO_D_E)]
 
@@ -79,7 +122,7 @@ def test_single_n_makes_beta_unidentifiable() -> None:
     single = [r for r in GOOD if r.role == "scratch" or r.n_params == 1e8]
     with pytest.raises(FitError, match="share one N: beta is unidentifiable"):
         fit_transfer_law(single, bootstrap=10)
-    with pytest.raises(FitError, match="no usable scratch runs"):
+    with pytest.raises(FitError, match="no usable scratch runs.*Needs: scratch runs"):
         fit_transfer_law([r for r in GOOD if r.role == "finetune"], bootstrap=10)
 
 

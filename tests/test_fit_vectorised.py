@@ -32,11 +32,12 @@ def _mixed_runs() -> list[RunResult]:
     for i in range(3):
         runs += [
             _ft(f"no-curve-{i}", 3e7 * (1 + i), 1e4, _fine_loss(3e7, 1e4)),
-            _ft(f"too-good-{i}", 1e8, 1e4, (0.9 - 0.05 * i) * float(kaplan_loss(1e8, 1e13))),
-            _ft(f"too-bad-{i}", 1e7, 1e4, (1.1 + 0.05 * i) * float(kaplan_loss(1e7, 1e3))),
+            # Each at its own D_F: two runs at one (N, D_F) with different losses would conflict (excluded early).
+            _ft(f"too-good-{i}", 1e8, 2e4 * (1 + i), (0.9 - 0.05 * i) * float(kaplan_loss(1e8, 1e13))),
+            _ft(f"too-bad-{i}", 1e7, 2e4 * (1 + i), (1.1 + 0.05 * i) * float(kaplan_loss(1e7, 1e3))),
             _ft(f"high-data-{i}", 1e6, 1e9 * (1 + i), _fine_loss(1e6, 1e9 * (1 + i))),
-            _ft(f"ossified-{i}", 1e8, 1e5, float(kaplan_loss(1e8, (3 + i) * 1e4))),
-            _ft(f"below-inf-{i}", 1e9, 1e4, 0.95 * float(kaplan_loss(1e9, math.inf))),
+            _ft(f"ossified-{i}", 1e8, 2e5 * (1 + i), float(kaplan_loss(1e8, (3 + i) * 1e4))),
+            _ft(f"below-inf-{i}", 1e9, 2e4 * (1 + i), 0.95 * float(kaplan_loss(1e9, math.inf))),
             _ft(f"nan-{i}", 1e8, 1e4, math.nan),
         ]
     return runs

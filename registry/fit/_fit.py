@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from ._bootstrap import (
-    law_draws_in_blocks,
-    log_d_e_global,
-    log_d_e_interpolate,
-    resample_counts,
-    scratch_presence,
-)
-from ._checks import low_data_check, residual_summary, span, verdict
+from ._bootstrap import law_draws_in_blocks
+from ._checks import MIN_GOOD_DRAW_SHARE, low_data_check, residual_summary, span, verdict
 from ._io import fingerprint_of, package_version
+from ._irreducible import fit_irreducible
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
+from ._parametric import log_d_e_sampler, noise_scale
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
+from ._select import CANDIDATES, TIE_RULE, Candidates, choose
 from ._types import (
     FINETUNE,
     R_ABOVE_RANGE,
@@ -36,20 +35,24 @@ from ._types import (
 from ._validate import screen
 
 MIN_POINTS = 3
-# Fewer identified draws than this share makes the intervals meaningless; say so.
-MIN_GOOD_DRAW_SHARE = 0.8
 
 
-def _scratch_model(n: np.ndarray, d: np.ndarray, loss: np.ndarray, method: str) -> ScratchModel:
+def _scratch_model(n: np.ndarray, d: np.ndarray, loss: np.ndarray, method: str) -> tuple[ScratchModel, Candidates]:
+    """The scratch model for ``method`` (``auto``: every candidate fitted, cross-validated and one chosen)."""
     levels, group = group_by_n(n)
     curves = [monotone_curve(np.log(d[group == g]), np.log(loss[group == g])) for g in range(levels.size)]
-    kaplan = None
-    if method == "global":
+    log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
+    candidates = choose(log_n, log_d, log_l)
+    chosen = candidates.chosen if method == "auto" else method
+    if chosen == "kaplan" and candidates.kaplan is None:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore", RuntimeWarning)
-            kaplan = fit_kaplan(np.log(n), np.log(d), np.log(loss))
-    return ScratchModel(levels=levels, curves=curves, kaplan=kaplan, method=method,
-                        log_n=np.log(n), log_d=np.log(d), log_l=np.log(loss))
+            candidates.kaplan = fit_kaplan(log_n, log_d, log_l)
+    if chosen == "irreducible" and candidates.irreducible is None:
+        candidates.irreducible = fit_irreducible(log_n, log_d, log_l)
+    model = ScratchModel(levels=levels, curves=curves, kaplan=candidates.kaplan, method=chosen, log_n=log_n,
+                         log_d=log_d, log_l=log_l, irreducible=candidates.irreducible)
+    return model, candidates
 
 
 def _classify(scratch: ScratchModel, n: np.ndarray, log_d_f: np.ndarray, log_d_e: np.ndarray,
@@ -123,23 +126,96 @@ def _content_order(run: RunResult) -> tuple:
             number(run.d_f_chars), str(run.run_id))
 
 
-def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate", bootstrap: int = 1000,
+METHODS = ("auto", "interpolate", "kaplan", "irreducible")
+# Former name of the Kaplan-form estimator, still accepted.
+ALIASES = {"global": "kaplan"}
+PARAMETERS = {"kaplan": 4, "irreducible": 5}
+# A candidate whose CV error is within this factor of the best is a plausible alternative to the chosen one.
+COMPETITIVE = 1.5
+
+
+@dataclass
+class _PointFit:
+    """The law from one scratch model: per fine-tune run ln D_E and why it is not used, and the fit of the rest."""
+
+    log_d_e: np.ndarray
+    reasons: list[str]
+    used: np.ndarray
+    theta: np.ndarray | None
+    """ln k, alpha, beta (None when the used points cannot identify them)."""
+
+
+def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_log_l: np.ndarray,
+               low_data_fraction: float, robust: bool) -> _PointFit:
+    log_d_e = scratch.log_d_e(n_f, f_log_l)
+    reasons = _classify(scratch, n_f, log_d_f, log_d_e, low_data_fraction)
+    used = np.array([r == "" for r in reasons], dtype=bool)
+    theta = None
+    if used.sum() >= MIN_POINTS:
+        x = design(log_d_f[used], np.log(n_f[used]))
+        y = np.log(np.exp(log_d_e[used]) - np.exp(log_d_f[used]))
+        row = (huber_lstsq if robust else weighted_lstsq)(x, y[None, :], np.ones((1, x.shape[0])))[0]
+        theta = row if np.isfinite(row).all() else None
+    return _PointFit(log_d_e, reasons, used, theta)
+
+
+def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _PointFit, n_f: np.ndarray,
+                     log_d_f: np.ndarray, f_log_l: np.ndarray, low_data_fraction: float,
+                     robust: bool) -> list[dict[str, Any]]:
+    """Each candidate's CV error and the alpha, beta it would give (the chosen one's from the fit itself)."""
+    rows = []
+    for name in CANDIDATES:
+        theta = point.theta if name == scratch.method else None
+        if name != scratch.method and (name == "interpolate" or getattr(candidates, name) is not None):
+            other = replace(scratch, method=name)
+            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust).theta
+        rows.append({"method": name, "cv_error": candidates.cv_error.get(name),
+                     "alpha": None if theta is None else float(theta[1]),
+                     "beta": None if theta is None else float(theta[2]), "chosen": name == scratch.method})
+    return rows
+
+
+def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> float:
+    """Noise scale of the scratch losses (ln L): the chosen global form's residuals with their degrees of freedom;
+    for interpolated curves (no residuals of their own) the global candidates' smallest such scale, else the
+    interpolation's own CV error divided by sqrt(1.5) (a held-out interior node's error holds its own noise and
+    about half its neighbours')."""
+    if scratch.method in PARAMETERS:
+        return noise_scale(scratch.residuals(), PARAMETERS[scratch.method])
+    scales = [noise_scale(law.log_loss(np.exp(scratch.log_n), np.exp(scratch.log_d)) - scratch.log_l, PARAMETERS[name])
+              for name in PARAMETERS if (law := getattr(candidates, name)) is not None]
+    if scales:
+        return min(scales)
+    cv = candidates.cv_error.get("interpolate")
+    return cv / np.sqrt(1.5) if cv is not None else 0.0
+
+
+def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1) -> TransferLaw:
+                     low_data_fraction: float = 0.1, parent_run_ids: Collection[str] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
-    D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss (``d_e_method``
-    ``"interpolate"``: the measured curve at that N; ``"global"``: the fitted Kaplan form); D_T = D_E - D_F. Points
-    enter the fit only when D_F <= ``low_data_fraction`` x D(N) (D(N): data where the scratch loss comes within 1%
-    of its best) and D_T > 0. The fit is least squares on ln D_T (Huber IRLS when ``robust``). D(N) and the set of
-    eligible points come from the point estimate; a bootstrap draw resamples scratch runs within each N and the
-    eligible fine-tune runs, redoes D_E and the fit, and drops points whose D_T <= 0 in that draw.
+    D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
+    scratch model (``d_e_method``): ``"interpolate"``, a smooth monotone curve per N through the measured runs;
+    ``"kaplan"`` (formerly ``"global"``), L = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D fitted to all scratch runs;
+    ``"irreducible"``, L = E + A/N^a + B/D^b; ``"auto"`` (default), the one with the lowest cross-validated error on
+    the scratch runs (see ``_select``). Points enter the fit only when D_F <= ``low_data_fraction`` x D(N) (D(N):
+    data where the scratch loss comes within 1% of its best) and D_T > 0. The fit is least squares on ln D_T (Huber
+    IRLS when ``robust``). Intervals come from a parametric bootstrap that keeps the design (see ``_parametric``);
+    draws in which a point's D_T <= 0 drop that point. The scratch model chosen by ``auto`` is kept in every draw;
+    ``checks["candidates"]`` gives the others' alpha and beta, and a warning says when they fall outside the
+    intervals.
 
-    Bad runs never raise: each lands in ``law.excluded`` with its reason. ``FitError`` is raised only when the
-    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F).
+    Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
+    sizes and losses, conflicting repeats; with ``parent_run_ids``, fine-tunes whose ``parent_run_id`` is missing or
+    not among them). ``FitError`` is raised only when the
+    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
+    runs would fix that.
     """
-    if d_e_method not in ("interpolate", "global"):
-        raise ValueError(f"d_e_method must be 'interpolate' or 'global', not {d_e_method!r}")
+    method = ALIASES.get(d_e_method, d_e_method)
+    if method not in METHODS:
+        raise ValueError(f"d_e_method must be one of {', '.join(METHODS)} (or 'global', the former name of "
+                         f"'kaplan'), not {d_e_method!r}")
     if unit not in ("tokens", "chars"):
         raise ValueError(f"unit must be 'tokens' or 'chars', not {unit!r}")
     if not 0 < low_data_fraction <= 1:
@@ -147,7 +223,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit)
+    screened = screen(runs, unit, None if parent_run_ids is None else {str(p) for p in parent_run_ids})
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
@@ -155,41 +231,38 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
     s, f = roles == SCRATCH, roles == FINETUNE
     if not s.any():
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
-        raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}.")
-    scratch = _scratch_model(n[s], d[s], loss[s], d_e_method)
+        raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
+                       "Needs: scratch runs at each fine-tuned model size, over a range of D.")
+    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
-    log_d_e = scratch.log_d_e(n[f], f_log_l)
-    reasons = _classify(scratch, n[f], log_d_f, log_d_e, low_data_fraction)
+    point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
+    log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
     points = [Point(str(i), float(nn), float(df), float(lo), float(np.exp(e)) if np.isfinite(e) else float("nan"),
                     float(np.exp(e) - df) if np.isfinite(e) else float("nan"), r == "", r)
               for i, nn, df, lo, e, r in zip(ids[f], n[f], d[f], loss[f], log_d_e, reasons, strict=True)]
     excluded += [(p.run_id, p.reason) for p in points if not p.used]
-    used = np.array([p.used for p in points], dtype=bool)
-    u_log_n, u_log_d_f = np.log(n[f][used]), log_d_f[used]
+    u_n, u_log_d_f = n[f][used], log_d_f[used]
+    u_log_n = np.log(u_n)
     _identifiability(u_log_n, u_log_d_f, excluded)
+    assert point.theta is not None
+    theta = point.theta
     u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
     x = design(u_log_d_f, u_log_n)
-    theta = (huber_lstsq if robust else weighted_lstsq)(x, u_log_d_t[None, :], np.ones((1, x.shape[0])))[0]
 
+    # Fine-tune losses the law and scratch model predict; where an interpolated curve does not reach, the measured.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        fitted_f = scratch.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
+    fitted_f = np.where(np.isfinite(fitted_f), fitted_f, f_log_l[used])
+    sigma_f = noise_scale(f_log_l[used] - fitted_f, MIN_POINTS)
+    sigma_s = _scratch_noise(scratch, candidates)
     rng = np.random.default_rng(seed)
-    s_counts = scratch_presence(rng, bootstrap, scratch.group)
-    f_counts = resample_counts(rng, bootstrap, int(used.sum()))
-    u_n, u_log_l = n[f][used], f_log_l[used]
-    kaplan_draws = None
-    if d_e_method == "interpolate":
-        f_group = match_n(scratch.levels, u_n)
-
-        def log_d_e_of(block: slice) -> np.ndarray:
-            return log_d_e_interpolate(s_counts[block], scratch.group, scratch.log_d, scratch.log_l, f_group, u_log_l)
-    else:
-        assert scratch.kaplan is not None
-        de_draws, kaplan_draws = log_d_e_global(s_counts, scratch.kaplan, scratch.log_n, scratch.log_d,
-                                                scratch.log_l, u_n, u_log_l)
-
-        def log_d_e_of(block: slice) -> np.ndarray:
-            return de_draws[block]
-    raw = law_draws_in_blocks(log_d_e_of, f_counts, u_log_d_f, u_log_n, robust, max(s_counts.shape[1], u_n.size))
+    log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
+                                 scratch.log_l), sigma_s, u_log_n, match_n(scratch.levels, u_n), fitted_f, sigma_f)
+    raw = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
+                              max(scratch.log_n.size, u_n.size))
     draws = {"k": np.exp(raw[:, 0]), "alpha": raw[:, 1], "beta": raw[:, 2]}
+    intervals = _intervals(draws)
+    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust)
 
     warnings = []
     if used.sum() == MIN_POINTS:
@@ -205,26 +278,66 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "interpolate",
         warnings.append("scratch curves still falling at their largest D (N = " + ", ".join(f"{x:.3g}" for x in rising)
                         + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {low_data_fraction:g} x D(N)) "
                         "is not checked at those N; larger scratch runs would check it")
+    warnings += _model_choice_warnings(table, intervals, bootstrap)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
-    intervals = _intervals(draws)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
+    if rising.size:
+        needs.append("larger scratch runs at N = " + ", ".join(f"{x:.3g}" for x in rising)
+                     + " (their curves are still falling, so the low-data cutoff is unchecked there)")
     checks = {
-        "estimator": d_e_method, "candidates": [], "tie_rule": "",
+        "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
+        "scratch_noise": sigma_s, "finetune_noise": sigma_f,
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
                                    sum(r.startswith(R_HIGH_DATA) for r in reasons)),
-        "verdict": headline, "needs": needs,
+        "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f),
+        "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))
                 for i, r, a, b, c in zip(ids, roles, n, d, loss, strict=True)]
+    settings = {"d_e_method": method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction}
     return TransferLaw(
         k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]), intervals=intervals,
         draws=draws, points=points, excluded=excluded, warnings=warnings,
-        input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, {
-            "d_e_method": d_e_method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction}),
-        settings={"d_e_method": d_e_method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction,
-                  "bootstrap": bootstrap, "seed": seed},
-        scratch=scratch, cross_check=cross, kaplan_draws=kaplan_draws, version=package_version(),
-        checks=checks)
+        input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, settings),
+        settings={**settings, "bootstrap": bootstrap, "seed": seed},
+        scratch=scratch, cross_check=cross, kaplan_draws=None, version=package_version(), checks=checks)
+
+
+def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tuple[float, float]],
+                           bootstrap: int) -> list[str]:
+    """The intervals hold the chosen scratch model fixed; say when a competitive candidate (CV error within
+    ``COMPETITIVE`` x the best) disagrees with them."""
+    scored = [r["cv_error"] for r in table if r["cv_error"] is not None]
+    if not bootstrap or not scored:
+        return []
+    out = []
+    for row in table:
+        if row["chosen"] or row["cv_error"] is None or row["cv_error"] > COMPETITIVE * min(scored):
+            continue
+        outside = [name for name in ("alpha", "beta") if row[name] is not None and
+                   not intervals[name][0] <= row[name] <= intervals[name][1]]
+        if outside:
+            values = ", ".join(f"{name} = {row[name]:.3g}" for name in outside)
+            out.append(f"the {row['method']} scratch model (CV error {row['cv_error']:.3g}) gives {values}, outside "
+                       "the interval: the choice of scratch model matters here")
+    return out
+
+
+def _estimator_sentences(table: list[dict[str, Any]], chosen: str, sigma_s: float, sigma_f: float) -> list[str]:
+    scored = sorted((r for r in table if r["cv_error"] is not None), key=lambda r: r["cv_error"])
+    if not scored:
+        return [f"D_E from the {chosen} scratch model (no scratch run could be held out to compare models)."]
+    mine = next((r for r in table if r["chosen"]), None)
+    text = f"D_E from the {chosen} scratch model"
+    if mine is not None and mine["cv_error"] is not None:
+        text += f" (held-out error {mine['cv_error']:.2%} of loss"
+        others = [r for r in scored if not r["chosen"]]
+        if others:
+            r = others[0]
+            ab = "" if r["alpha"] is None else f"; it gives alpha {r['alpha']:.3g}, beta {r['beta']:.3g}"
+            text += f"; runner-up {r['method']} {r['cv_error']:.2%}{ab}"
+        text += ")"
+    return [text + f". Noise read from the residuals: {sigma_s:.2%} on scratch losses, {sigma_f:.2%} on fine-tunes."]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._irreducible import IrreducibleLaw
 from ._scratch import KaplanLaw
 from ._types import Point
 
@@ -49,6 +50,7 @@ def law_to_dict(law: TransferLaw) -> dict[str, Any]:
         "scratch": {"method": sc.method, "levels": sc.levels.tolist(),
                     "curves": [[d.tolist(), lo.tolist()] for d, lo in sc.curves],
                     "kaplan": sc.kaplan.to_dict() if sc.kaplan else None,
+                    "irreducible": sc.irreducible.to_dict() if sc.irreducible else None,
                     "log_n": sc.log_n.tolist(), "log_d": sc.log_d.tolist(), "log_l": sc.log_l.tolist()},
     }
 
@@ -89,7 +91,8 @@ def load_law(folder: Path) -> TransferLaw:
         curves=[(np.array(d, dtype=float), np.array(lo, dtype=float)) for d, lo in s["curves"]],
         kaplan=KaplanLaw(kp["log_n_c"], kp["log_d_c"], kp["a_n"], kp["alpha_d"]) if kp else None,
         method=s["method"], log_n=np.array(s["log_n"], dtype=float), log_d=np.array(s["log_d"], dtype=float),
-        log_l=np.array(s["log_l"], dtype=float))
+        log_l=np.array(s["log_l"], dtype=float),
+        irreducible=IrreducibleLaw.from_dict(s["irreducible"]) if s.get("irreducible") else None)
     return TransferLaw(
         k=data["k"], alpha=data["alpha"], beta=data["beta"],
         intervals={k: (v[0], v[1]) for k, v in data["intervals"].items()}, draws=draws,

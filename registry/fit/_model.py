@@ -10,35 +10,54 @@ from typing import Any
 import numpy as np
 
 from . import _predict
-from ._scratch import KaplanLaw, curve_flat_log_d, curve_loss, fit_kaplan, invert_curve, match_n
+from ._irreducible import IrreducibleLaw
+from ._scratch import KaplanLaw, curve_flat_log_d, fit_kaplan, match_n
+from ._smooth import smooth_invert, smooth_loss
 from ._types import Point, Prediction
 
 ArrayLike = float | np.ndarray
 
 
+GLOBAL_FORMS = ("kaplan", "irreducible")
+
+
 @dataclass
 class ScratchModel:
-    """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, the Kaplan law."""
+    """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, global forms."""
 
     levels: np.ndarray
     """Distinct N of the scratch runs, ascending."""
     curves: list[tuple[np.ndarray, np.ndarray]]
-    """Per level: ln D ascending and the running minimum of ln L."""
+    """Per level: ln D ascending and the running minimum of ln L (the nodes of the smooth curve)."""
     kaplan: KaplanLaw | None
-    """The Kaplan-form fit: made at once for ``global``; for ``interpolate`` on first use by ``kaplan_law``."""
+    """The Kaplan-form fit: made at once for ``kaplan`` and ``auto``; otherwise on first use by ``kaplan_law``."""
     method: str
-    """``"interpolate"`` or ``"global"``: which one gives D_E."""
+    """Which model gives D_E: ``"interpolate"`` (smooth monotone curve per N), ``"kaplan"`` or ``"irreducible"``."""
     log_n: np.ndarray
     """ln N of every scratch run."""
     log_d: np.ndarray
     """ln D of every scratch run."""
     log_l: np.ndarray
     """ln best loss of every scratch run."""
+    irreducible: IrreducibleLaw | None = None
+    """The fit of L = E + A/N^a + B/D^b, when made."""
     group: np.ndarray = field(init=False)
     """Level index of every scratch run."""
 
     def __post_init__(self) -> None:
+        if self.method == "global":  # the Kaplan form's former name
+            self.method = "kaplan"
         self.group = match_n(self.levels, np.exp(self.log_n))
+
+    def form(self) -> KaplanLaw | IrreducibleLaw | None:
+        """The global law behind D_E (None for ``interpolate``)."""
+        if self.method == "kaplan":
+            assert self.kaplan is not None
+            return self.kaplan
+        if self.method == "irreducible":
+            assert self.irreducible is not None
+            return self.irreducible
+        return None
 
     def kaplan_law(self) -> KaplanLaw | None:
         """The Kaplan fit, fitted now if not yet (needs >= 6 scratch runs at >= 2 N); None when too few runs."""
@@ -62,40 +81,41 @@ class ScratchModel:
 
     def log_d_e(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
         """ln D_E by the fit's method: NaN without a curve at N, +-inf outside an interpolated curve's range."""
-        if self.method == "global":
-            assert self.kaplan is not None
-            return self.kaplan.log_d_e(np.asarray(n, dtype=float), np.asarray(log_l, dtype=float))
-        return self._per_curve(n, log_l, invert_curve)
+        form = self.form()
+        if form is not None:
+            return form.log_d_e(np.asarray(n, dtype=float), np.asarray(log_l, dtype=float))
+        return self._per_curve(n, log_l, smooth_invert)
 
     def log_d_e_any(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
-        """ln D_E from the measured curve where there is one at N (and the method is interpolate), else Kaplan."""
-        out = self.log_d_e(n, log_l) if self.method == "interpolate" else np.full(np.shape(n), np.nan)
-        if self.kaplan_law() is not None:
+        """ln D_E by the method where it gives one; else (no curve at N) from the Kaplan form."""
+        out = self.log_d_e(n, log_l)
+        if self.method == "interpolate" and self.kaplan_law() is not None:
             out = np.where(np.isnan(out), self.kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
         return np.where(np.isfinite(out), out, np.nan)
 
     def flat_log_d(self, n: np.ndarray) -> np.ndarray:
         """ln D(N), the data at which the scratch loss comes within 1% of its best (the low-data yardstick)."""
-        if self.method == "global":
-            assert self.kaplan is not None
-            return self.kaplan.flat_log_d(np.asarray(n, dtype=float))
+        form = self.form()
+        if form is not None:
+            return form.flat_log_d(np.asarray(n, dtype=float))
         return self._per_curve(n, np.zeros(np.shape(n)), lambda ld, ll, _: curve_flat_log_d(ld, ll))
 
     def log_loss(self, n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
-        """Predicted ln best loss at (N, D): the measured curve at N (interpolate, no extrapolation), else Kaplan."""
-        out = self._per_curve(n, log_d, curve_loss) if self.method == "interpolate" else np.full(np.shape(n), np.nan)
+        """Predicted ln best loss at (N, D): the method's model; an interpolated curve does not extrapolate, and
+        where there is no curve at N the Kaplan form answers."""
+        form = self.form()
+        if form is not None:
+            return form.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
+        out = self._per_curve(n, log_d, smooth_loss)
         no_curve = match_n(self.levels, np.ravel(n)).reshape(np.shape(n)) < 0
-        if (self.method == "global" or no_curve.any()) and self.kaplan_law() is not None:
+        if no_curve.any() and self.kaplan_law() is not None:
             model = self.kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
-            out = np.where(np.isnan(out) & (no_curve | (self.method == "global")), model, out)
+            out = np.where(np.isnan(out) & no_curve, model, out)
         return out
 
     def residuals(self) -> np.ndarray:
         """ln L observed minus the scratch model, per scratch run (the method's own model)."""
-        if self.method == "global":
-            assert self.kaplan is not None
-            return self.log_l - self.kaplan.log_loss(np.exp(self.log_n), np.exp(self.log_d))
-        return self.log_l - self._per_curve(np.exp(self.log_n), self.log_d, curve_loss)
+        return self.log_l - self.log_loss(np.exp(self.log_n), self.log_d)
 
 
 @dataclass
@@ -129,7 +149,7 @@ class TransferLaw:
     cross_check: dict[str, float] | None = None
     """k, alpha, beta by the paper's fit-the-fits route (None when the grid does not allow it)."""
     kaplan_draws: np.ndarray | None = None
-    """B x 4 Kaplan refits per draw (``global`` only): ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
+    """B x 4 Kaplan refits per draw (``kaplan`` only): ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
     version: str = ""
     """Package version that made the fit."""
     checks: dict[str, Any] = field(default_factory=dict)

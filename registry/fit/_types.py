@@ -21,6 +21,12 @@ R_ABOVE_RANGE = "outside the scratch curve's range: loss above every scratch run
 R_HIGH_DATA = "high-data regime"
 R_OSSIFIED = "ossification: D_T <= 0"
 R_NO_D_E = "scratch model cannot reach this loss at this N"
+R_IMPLAUSIBLE_SIZE = "implausible N or D"
+R_IMPLAUSIBLE_LOSS = "implausible loss"
+R_CONFLICT = "conflicting duplicate point"
+R_REPEAT = "repeated scratch point"
+R_NO_PARENT = "fine-tune without a parent"
+R_UNKNOWN_PARENT = "parent not among the runs"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class RunResult:
     """Best held-out loss over training, nats/token."""
     d_f_chars: float | None = None
     """The same data counted in characters (the paper's unit), when known."""
+    parent_run_id: str | None = None
+    """A fine-tune's pretraining run (checked only when the fit is given the runs that exist)."""
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,46 @@
-"""Sorting input runs into usable ones and excluded ones (with reasons); nothing here raises on bad runs."""
+"""Sorting input runs into usable ones and excluded ones (with reasons); nothing here raises on bad runs.
+
+Field checks (role, numbers present, finite, positive), then plausibility: sizes and losses no language model run
+can have (a parameter count or dataset beyond ``MAX_N`` / ``MAX_D``, a loss outside ``LOSS_RANGE``, e.g. +inf stored
+as 1.8e308), fine-tunes whose parent is missing or unknown (when the caller says which runs exist), and points
+measured twice: two runs of one role at the same (N, D) whose losses differ by more than ``DUPLICATE_LOSS_RTOL`` are
+all excluded (nothing says which is right); scratch repeats that agree keep one run, since a curve holds one loss per
+D; fine-tune repeats that agree all stay (replicates average out in the least-squares fit).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ._types import (
+    FINETUNE,
+    R_CONFLICT,
     R_DUPLICATE,
+    R_IMPLAUSIBLE_LOSS,
+    R_IMPLAUSIBLE_SIZE,
     R_MISSING,
+    R_NO_PARENT,
     R_NONFINITE,
     R_NONPOSITIVE_LOSS,
     R_NONPOSITIVE_SIZE,
+    R_REPEAT,
     R_ROLE,
+    R_UNKNOWN_PARENT,
     ROLES,
+    SCRATCH,
     RunResult,
 )
+
+MAX_N = 1e15
+"""Non-embedding parameters: a thousand times today's largest models."""
+MAX_D = {"tokens": 1e16, "chars": 1e17}
+"""Training data: beyond every text corpus there is (about 1e14 tokens of public text)."""
+LOSS_RANGE = (1e-4, 1e3)
+"""Best held-out loss in nats/token (uniform over a million-symbol vocabulary is 13.8)."""
+DUPLICATE_LOSS_RTOL = 0.05
+"""Repeats of one (role, N, D) point whose losses differ by more than this (relative) conflict."""
 
 
 @dataclass
@@ -56,11 +82,54 @@ def _problem(run: object, unit: str) -> tuple[str, tuple[str, float, float, floa
         return f"{R_NONPOSITIVE_LOSS}: {loss}", None
     if not (math.isfinite(n) and math.isfinite(d) and n > 0 and d > 0):
         return f"{R_NONPOSITIVE_SIZE}: N={n}, D={d}", None
+    if n > MAX_N or d > MAX_D[unit]:
+        return f"{R_IMPLAUSIBLE_SIZE}: N={n:.3g}, D={d:.3g} (at most {MAX_N:.0e} parameters and {MAX_D[unit]:.0e} " \
+               f"{unit})", None
+    if not LOSS_RANGE[0] <= loss <= LOSS_RANGE[1]:
+        return f"{R_IMPLAUSIBLE_LOSS}: {loss:.3g} nats/token (outside [{LOSS_RANGE[0]:g}, {LOSS_RANGE[1]:g}])", None
     return "", (str(role), n, d, loss)
 
 
-def screen(runs: list[RunResult], unit: str) -> Screened:
-    """Field checks in input order: the first run of an id wins, later ones are duplicates."""
+def _parent_problem(run: object, parents: Collection[str] | None) -> str:
+    if parents is None or getattr(run, "role", None) != FINETUNE:
+        return ""
+    parent = getattr(run, "parent_run_id", None)
+    if not parent:
+        return R_NO_PARENT
+    return "" if str(parent) in parents else f"{R_UNKNOWN_PARENT}: {parent}"
+
+
+def _drop_repeats(out: Screened) -> Screened:
+    """Exclude conflicting repeats of a (role, N, D) point, and agreeing scratch repeats after the first."""
+    groups: dict[tuple[str, float, float], list[int]] = {}
+    for i, key in enumerate(zip(out.roles, out.n, out.d, strict=True)):
+        groups.setdefault(key, []).append(i)
+    drop: dict[int, str] = {}
+    for (role, n, d), members in groups.items():
+        if len(members) < 2:
+            continue
+        losses = [out.loss[i] for i in members]
+        if max(losses) > (1 + DUPLICATE_LOSS_RTOL) * min(losses):
+            for i in members:
+                others = ", ".join(f"{out.run_ids[j]} ({out.loss[j]:.4g})" for j in members if j != i)
+                drop[i] = (f"{R_CONFLICT}: {role} N={n:.4g}, D={d:.4g} measured {out.loss[i]:.4g} here and "
+                           f"{others} elsewhere (more than {DUPLICATE_LOSS_RTOL:.0%} apart; which is right is unknown)")
+        elif role == SCRATCH:
+            for i in members[1:]:
+                drop[i] = f"{R_REPEAT}: same N and D as {out.run_ids[members[0]]}, which the curve keeps"
+    if not drop:
+        return out
+    kept = Screened(excluded=out.excluded + [(out.run_ids[i], reason) for i, reason in sorted(drop.items())])
+    for i in range(len(out.run_ids)):
+        if i not in drop:
+            for name in ("run_ids", "roles", "n", "d", "loss"):
+                getattr(kept, name).append(getattr(out, name)[i])
+    return kept
+
+
+def screen(runs: list[RunResult], unit: str, parents: Collection[str] | None = None) -> Screened:
+    """Field and plausibility checks in input order: the first run of an id wins, later ones are duplicates.
+    ``parents``: the run ids a fine-tune's ``parent_run_id`` must be among (None: not checked)."""
     out = Screened()
     seen: set[str] = set()
     for i, run in enumerate(runs):
@@ -70,7 +139,8 @@ def screen(runs: list[RunResult], unit: str) -> Screened:
             continue
         seen.add(run_id)
         reason, row = _problem(run, unit)
-        if row is None:
+        reason = reason or _parent_problem(run, parents)
+        if reason or row is None:
             out.excluded.append((run_id, reason))
             continue
         out.run_ids.append(run_id)
@@ -78,4 +148,4 @@ def screen(runs: list[RunResult], unit: str) -> Screened:
         out.n.append(row[1])
         out.d.append(row[2])
         out.loss.append(row[3])
-    return out
+    return _drop_repeats(out)

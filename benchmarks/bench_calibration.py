@@ -1,0 +1,113 @@
+"""Calibration of the fitter's estimates and 95% intervals on synthetic runs from known laws.
+
+Cells: two from-scratch families (the Kaplan form; a form with an irreducible loss, L = E + A/N^a + B/D^b) x two
+grids (dense: 5 N x 25 scratch D, 4 D_F; sparse: 3 N x 6 scratch D, 3 D_F) x two loss-noise levels (0.1%, 0.5%),
+``--seeds`` seeds each, the transfer law being Table 1's text->python (k=1.9e4, alpha=0.18, beta=0.38). Per cell:
+alpha and beta RMSE over seeds, coverage of the 95% intervals, and the median interval width divided by the ideal
+width 2 x 1.96 x RMSE (what a calibrated interval of an unbiased estimate would have); also which scratch model
+``auto`` chose. Targets (issue 13): every cell alpha RMSE <= 0.03 and beta <= 0.06; pooled coverage 90-99%;
+median width <= 1.5x ideal.
+
+    python benchmarks/bench_calibration.py [--seeds 30] [--bootstrap 1000] [--method auto] [--cells dense]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from _fit_synth import TEXT_TO_PYTHON, irreducible_loss, kaplan_loss, synthetic_runs  # noqa: E402
+
+from transfer_laws.registry.fit import FitError, fit_transfer_law  # noqa: E402
+
+FAMILIES = {"kaplan": kaplan_loss, "irreducible": irreducible_loss}
+GRIDS = {
+    "dense": {"n_grid": tuple(np.geomspace(1e6, 1e9, 5)), "scratch_d": tuple(np.geomspace(1e3, 1e13, 25)),
+              "d_f": tuple(np.geomspace(1e3, 1e6, 4))},
+    "sparse": {"n_grid": tuple(np.geomspace(1e6, 1e9, 3)), "scratch_d": tuple(np.geomspace(1e4, 1e11, 6)),
+               "d_f": tuple(np.geomspace(1e3, 1e6, 3))},
+}
+NOISES = (0.001, 0.005)
+Z95 = 1.96
+
+
+def run_cell(family: str, grid: str, noise: float, seeds: int, bootstrap: int, method: str) -> dict[str, object]:
+    """Fit every seed of one cell; returns the cell's statistics."""
+    truth = {"alpha": TEXT_TO_PYTHON[1], "beta": TEXT_TO_PYTHON[2]}
+    est: dict[str, list[float]] = {"alpha": [], "beta": []}
+    cover: dict[str, int] = {"alpha": 0, "beta": 0}
+    width: dict[str, list[float]] = {"alpha": [], "beta": []}
+    chosen: Counter[str] = Counter()
+    failed = 0
+    for seed in range(seeds):
+        runs = synthetic_runs(TEXT_TO_PYTHON, noise, seed=seed, loss_law=FAMILIES[family], **GRIDS[grid])
+        try:
+            law = fit_transfer_law(runs, d_e_method=method, bootstrap=bootstrap, seed=seed)
+        except FitError:
+            failed += 1
+            continue
+        chosen[law.checks.get("estimator", method)] += 1
+        for name in ("alpha", "beta"):
+            low, high = law.intervals[name]
+            est[name].append(getattr(law, name))
+            cover[name] += int(low <= truth[name] <= high)
+            width[name].append(high - low)
+    out: dict[str, object] = {"family": family, "grid": grid, "noise": noise, "fits": seeds - failed,
+                              "chosen": dict(chosen)}
+    for name in ("alpha", "beta"):
+        e = np.array(est[name])
+        rmse = float(np.sqrt(np.mean((e - truth[name]) ** 2))) if e.size else float("nan")
+        out[f"{name}_rmse"] = rmse
+        out[f"{name}_bias"] = float(np.mean(e - truth[name])) if e.size else float("nan")
+        out[f"{name}_cover"] = cover[name]
+        out[f"{name}_width_ratio"] = float(np.median(width[name]) / (2 * Z95 * rmse)) if e.size else float("nan")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--method", default="auto")
+    parser.add_argument("--cells", default="", help="only cells whose name (family/grid/noise) contains this")
+    args = parser.parse_args()
+    print(f"# calibration: method {args.method}, {args.seeds} seeds per cell, {args.bootstrap} draws; "
+          f"{platform.machine()}, python {platform.python_version()}, numpy {np.__version__}, "
+          f"load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("| family | grid | noise | fits | alpha RMSE | beta RMSE | alpha bias | beta bias | alpha cover | "
+          "beta cover | alpha width/ideal | beta width/ideal | chosen |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    pooled = {"alpha": 0, "beta": 0, "n": 0}
+    started = time.time()
+    for family in FAMILIES:
+        for grid in GRIDS:
+            for noise in NOISES:
+                if args.cells not in f"{family}/{grid}/{noise:g}":
+                    continue
+                c = run_cell(family, grid, noise, args.seeds, args.bootstrap, args.method)
+                fits = int(c["fits"])  # type: ignore[call-overload]
+                pooled["alpha"] += int(c["alpha_cover"])  # type: ignore[call-overload]
+                pooled["beta"] += int(c["beta_cover"])  # type: ignore[call-overload]
+                pooled["n"] += fits
+                chosen = ", ".join(f"{k} {v}" for k, v in sorted(c["chosen"].items()))  # type: ignore[union-attr]
+                print(f"| {family} | {grid} | {noise:.1%} | {fits} | {c['alpha_rmse']:.4f} | {c['beta_rmse']:.4f} | "
+                      f"{c['alpha_bias']:+.4f} | {c['beta_bias']:+.4f} | {c['alpha_cover']}/{fits} | "
+                      f"{c['beta_cover']}/{fits} | {c['alpha_width_ratio']:.2f} | {c['beta_width_ratio']:.2f} | "
+                      f"{chosen} |", flush=True)
+    n = max(pooled["n"], 1)
+    print(f"pooled coverage: alpha {pooled['alpha']}/{pooled['n']} ({pooled['alpha'] / n:.1%}), "
+          f"beta {pooled['beta']}/{pooled['n']} ({pooled['beta'] / n:.1%}); {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
