@@ -6,8 +6,9 @@ Adds to MLflow's own Flask app: the refit hook (``plugin/hook.py``), the signed 
 we call ``mlflow.server.auth.create_app`` ourselves). Refits inside the server then authenticate as the service
 account in ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``plugin/service_account.py``); without one the
 refit hook is not installed and a warning says why. The signed webhook route is exempt from basic-auth, since
-MLflow's deliveries carry a signature, not credentials. Under uvicorn (the default server) the Flask
-app is returned wrapped by ``create_fastapi_app``.
+MLflow's deliveries carry a signature, not credentials, and its body is limited before anything reads it. Refits
+go to the server's configured address (``plugin/refit_target.py``), never to a request's Host. Under uvicorn (the
+default server) the Flask app is returned wrapped by ``create_fastapi_app``.
 """
 
 from __future__ import annotations
@@ -72,9 +73,19 @@ def create_app() -> Any:
 
         _exempt_webhook_route()
         # Returns the FastAPI wrapper itself under uvicorn, the Flask app otherwise.
-        return create_auth_app(flask_app)
+        return _limit_webhook_bodies(create_auth_app(flask_app))
     if os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
-        return create_fastapi_app(flask_app)
+        return _limit_webhook_bodies(create_fastapi_app(flask_app))
     return flask_app
+
+
+def _limit_webhook_bodies(app: Any) -> Any:
+    """Under uvicorn MLflow's WSGI wrapper reads a whole request body into memory before Flask runs, so the webhook
+    route's size limit is enforced in front of it too (``plugin/webhooks.py``, ``BodyLimit``)."""
+    from transfer_laws.plugin.webhooks import BodyLimit
+
+    if hasattr(app, "add_middleware"):  # the FastAPI app: its middleware stack is built on the first request
+        app.add_middleware(BodyLimit)
+    return app

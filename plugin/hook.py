@@ -9,7 +9,9 @@ MLflow has no run-finished event, so we watch the REST calls that change which r
 
 Both the ``/api/2.0/mlflow/`` and the UI's ``/ajax-api/2.0/mlflow/`` prefixes count. The hook parses the JSON body
 Flask already cached and appends to a queue: microseconds on the request thread. The refit itself talks to the
-server over HTTP (``request.host_url``), so artifacts go wherever the server puts them.
+server over HTTP, so artifacts go wherever the server puts them, at the address from the server's configuration
+(``plugin/refit_target.py``), never from the request. At start the hook also queues a sweep that refits every law
+its latest version does not cover, so a landing whose refit was still queued when the server died is not lost.
 """
 
 from __future__ import annotations
@@ -46,19 +48,41 @@ def _default_enqueue(run_id: str, server_uri: str) -> None:
     get_service(server_uri).enqueue_run(run_id)
 
 
-def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | None = None) -> None:
-    """Add the ``after_request`` hook to MLflow's Flask app; ``enqueue(run_id, server_uri)`` receives landings."""
+def _start_sweep(server_uri: str) -> None:
+    from transfer_laws.registry.refit import get_service, sweep_on_start
+
+    sweep_on_start(get_service(server_uri))
+
+
+def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | None = None,
+                       server_uri: str | None = None) -> bool:
+    """Add the ``after_request`` hook to MLflow's Flask app; ``enqueue(run_id, server_uri)`` receives landings.
+
+    ``server_uri`` (default: ``refit_target()``) is where refits go. Without one the hook is not installed and a
+    warning says what to set; returns whether it was installed. With the default ``enqueue`` the start sweep is
+    queued too.
+    """
     from flask import request
 
+    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+
+    uri = server_uri or refit_target()
+    if uri is None:
+        log.warning("transfer-laws: automatic refits are off: the server's own address is unknown; set %s",
+                    TARGET_ENV)
+        return False
     target = enqueue or _default_enqueue
 
     def _after(response: Any) -> Any:
         try:
             run_id = landed_run_id(request.path, request.method, response.status_code, request.get_json(silent=True))
             if run_id is not None:
-                target(run_id, request.host_url.rstrip("/"))
+                target(run_id, uri)
         except Exception:  # the hook must never break MLflow's own response
             log.exception("transfer-laws refit hook failed")
         return response
 
     flask_app.after_request(_after)
+    if enqueue is None:
+        _start_sweep(uri)
+    return True

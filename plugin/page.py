@@ -92,7 +92,11 @@ def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
         # authenticates as the server's service account; the user's own right to refit was checked by page_auth.
         if basic_auth and service_account() is None:
             raise RefitUnavailable(MISSING_MESSAGE)
-        tracking_uri = request.host_url.rstrip("/")
+        from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+
+        tracking_uri = refit_target()  # the server's configured address, never the request's Host header
+        if tracking_uri is None:
+            raise RefitUnavailable(f"the server's own address is unknown; set {TARGET_ENV}")
     return refit_law(law, tracking_uri=tracking_uri, requested_by=requested_by)
 
 

@@ -5,6 +5,8 @@ Pure reads through an ``MlflowClient``; no Flask here, so the JSON endpoint, the
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,7 @@ from transfer_laws.registry import schema
 
 PARAMS = ("k", "alpha", "beta")
 """The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
+log = logging.getLogger(__name__)
 _BOUND = re.compile(r"^(k|alpha|beta)[_.](lo|low|lower|hi|high|upper)$")
 
 
@@ -69,9 +72,10 @@ class LawView:
 
 def _float(value: Any) -> float | None:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None  # inf/nan would break the plot and the JSON (no Infinity)
 
 
 def _source_metrics(client: Any, mv: Any) -> tuple[dict[str, float], str | None, str | None]:
@@ -118,7 +122,8 @@ def _row(run: Any) -> RunRow:
 
 def law_runs(client: Any, law: str) -> list[RunRow]:
     """Fine-tunes of ``law`` and scratch runs on its target, over every experiment, finished ones only."""
-    _, target = schema.parse_law(law)
+    source, target = schema.parse_law(law)
+    schema.law_name(source, target)  # only well-formed names reach the filters below (no quote can break them)
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
@@ -207,4 +212,10 @@ def law_view(client: Any, name: str) -> LawView:
 def collect_laws(client: Any) -> list[LawView]:
     """Every registered model named ``transfer-law-*``, sorted by law."""
     models = client.search_registered_models(filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'")
-    return sorted((law_view(client, m.name) for m in models), key=lambda view: view.law)
+    views = []
+    for model in models:
+        try:
+            views.append(law_view(client, model.name))
+        except Exception:  # noqa: BLE001 - one crafted or broken model (e.g. a quote in its name) must not hide the rest
+            log.warning("law page: skipping registered model %r", model.name, exc_info=True)
+    return sorted(views, key=lambda view: view.law)

@@ -23,7 +23,9 @@ def _scale(lo: float, hi: float, out_lo: float, out_hi: float):  # noqa: ANN202 
 
 def fit_plot_svg(runs: list[RunRow], run_href: dict[str, str]) -> str:
     """SVG of the runs that have both D_F and a best loss; an empty-state SVG with a message otherwise."""
-    points = [r for r in runs if r.d_f and r.d_f > 0 and r.best_loss is not None]
+    # A run logged with inf or nan (MLflow stores them) would put the axes at infinity: it is not drawn.
+    points = [r for r in runs if r.d_f and r.d_f > 0 and math.isfinite(r.d_f) and r.best_loss is not None
+              and math.isfinite(r.best_loss)]
     head = f'<svg class="fit-plot" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img">'
     if not points:
         return head + f'<text x="{PAD}" y="{HEIGHT / 2}">no finished runs with D_F and a best loss yet</text></svg>'

@@ -3,9 +3,12 @@
 MLflow signs each delivery with ``X-MLflow-Signature: v1,<base64 HMAC-SHA256(secret,
 f"{delivery_id}.{timestamp}.{raw_body}")>`` plus ``X-MLflow-Delivery-Id`` and ``X-MLflow-Timestamp`` (unix
 seconds). We reject a bad signature (401), a timestamp more than 300 s away (401), a delivery id seen before
-(403, replay) and a body that is not an MLflow event (400). The secret is ``TRANSFER_LAWS_WEBHOOK_SECRET``; with
-no secret set every call is refused (503), never accepted unsigned. Replayed ids are remembered per process for
-the staleness window, which is all a replay can use (older timestamps are stale anyway).
+(403, replay), a body that is not an MLflow event (400) and a body over ``MAX_BODY_BYTES`` (413). Headers and the
+declared size are checked before any of the body is read, and an undeclared body is read only up to the limit
+(``BodyLimit`` does the same in front of MLflow's ASGI wrapper, which would otherwise buffer it all). The secret
+is ``TRANSFER_LAWS_WEBHOOK_SECRET``; with no secret set every call is refused (503), never accepted unsigned.
+Replayed ids are remembered per process for the staleness window, which is all a replay can use (older
+timestamps are stale anyway).
 
 Events acted on: ``model_version.created``, ``model_version_tag.set`` and ``model_version_alias.created`` of a
 version tagged ``transfer.kind=pretrained-checkpoint``: every law whose source is that checkpoint's corpus is
@@ -29,6 +32,8 @@ ROUTE = "/transfer-laws/api/webhook"
 MAX_AGE_S = 300
 EVENTS = ("model_version.created", "model_version_tag.set", "model_version_alias.created")
 WEBHOOK_NAME = "transfer-laws-refit"
+MAX_BODY_BYTES = 64 * 1024
+"""Largest delivery accepted (413 past it, before the body is read): MLflow's events are well under 1 KiB."""
 
 
 class WebhookRejected(Exception):
@@ -122,30 +127,115 @@ def _default_enqueue(name: str, version: str, server_uri: str) -> None:
     get_service(server_uri).enqueue_resolver(lambda: laws_of_checkpoint(_client(server_uri), name, version))
 
 
+def precheck(headers: Any) -> WebhookRejected | None:
+    """What to refuse before reading a byte of the body: no secret (503), unsigned (401), declared too large (413).
+
+    Called by the route and, under uvicorn, by ``BodyLimit`` in front of MLflow's ASGI wrapper (which buffers the
+    whole body before Flask sees it)."""
+    if not os.environ.get(SECRET_ENV):
+        return WebhookRejected(503, f"webhooks are disabled: {SECRET_ENV} is not set")
+    if not all(headers.get(h) for h in ("X-MLflow-Delivery-Id", "X-MLflow-Timestamp", "X-MLflow-Signature")):
+        return WebhookRejected(401, "missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
+    declared = headers.get("Content-Length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            return WebhookRejected(400, "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            return WebhookRejected(413, too_large())
+    return None
+
+
+def too_large() -> str:
+    return f"body over {MAX_BODY_BYTES} bytes (MLflow's events are a few hundred)"
+
+
+def _read_body(stream: Any) -> bytes:
+    """At most ``MAX_BODY_BYTES`` of a body whose length was not declared; 413 past that."""
+    body = stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookRejected(413, too_large())
+    return body
+
+
 def register_webhook_route(
-    flask_app: Any, enqueue: Callable[[str, str, str], None] | None = None, guard: ReplayGuard | None = None
+    flask_app: Any, enqueue: Callable[[str, str, str], None] | None = None, guard: ReplayGuard | None = None,
+    server_uri: str | None = None,
 ) -> None:
-    """Add the webhook endpoint; ``enqueue(model_name, version, server_uri)`` receives accepted checkpoint events."""
+    """Add the webhook endpoint; ``enqueue(model_name, version, server_uri)`` receives accepted checkpoint events.
+
+    ``server_uri`` (default: ``refit_target()``, the server's configured address) is where the refits go."""
     from flask import jsonify, request
+
+    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
 
     target = enqueue or _default_enqueue
     replay = guard or ReplayGuard()
+    uri = server_uri or refit_target()
 
     def receive() -> Any:
-        secret = os.environ.get(SECRET_ENV)
-        if not secret:
-            return jsonify(error=f"webhooks are disabled: {SECRET_ENV} is not set"), 503
         try:
-            event = verify_delivery(request.headers, request.get_data(cache=True), secret, replay)
+            early = precheck(request.headers)
+            if early is not None:
+                raise early
+            body = _read_body(request.stream) if request.content_length is None else request.get_data(cache=True)
+            event = verify_delivery(request.headers, body, os.environ[SECRET_ENV], replay)
         except WebhookRejected as exc:
             return jsonify(error=exc.reason), exc.status
         checkpoint = checkpoint_of(event)
         if checkpoint is None:
             return jsonify(status="ignored"), 200
-        target(checkpoint[0], checkpoint[1], request.host_url.rstrip("/"))
+        if uri is None:
+            return jsonify(error=f"refits are off: the server's own address is unknown; set {TARGET_ENV}"), 503
+        target(checkpoint[0], checkpoint[1], uri)
         return jsonify(status="queued", model=checkpoint[0], version=checkpoint[1]), 200
 
     flask_app.add_url_rule(ROUTE, "transfer_laws_webhook", receive, methods=["POST"])
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: the webhook route's ``precheck`` and body limit, applied before anything buffers the body."""
+
+    def __init__(self, app: Any, path: str = ROUTE) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        from werkzeug.datastructures import Headers  # case-insensitive, like Flask's request.headers
+
+        headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])])
+        early = precheck(headers)
+        if early is not None:
+            await _answer(send, early)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:  # raised while the wrapper buffered the body: nothing was sent yet
+            await _answer(send, WebhookRejected(413, too_large()))
+
+
+async def _answer(send: Callable[[Any], Any], rejected: WebhookRejected) -> None:
+    body = json.dumps({"error": rejected.reason}).encode()
+    await send({"type": "http.response.start", "status": rejected.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_webhook(tracking_uri: str, url: str, secret: str) -> str:

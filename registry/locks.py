@@ -1,24 +1,43 @@
-"""One refit at a time per law, across processes and server workers.
+"""One refit at a time per law, across processes and server workers, and the registry-side guard of each version.
 
-On a server store the lock is a PostgreSQL session advisory lock (released by the database when the holder's
-connection dies, so a killed refit never leaves a stale lock). The database is ``TRANSFER_LAWS_LOCK_DB`` when
-set, else the tracking URI itself when it is a PostgreSQL URI, else the backend store of the ``mlflow server``
-this code runs inside. Next to a SQLite store the lock is a file lock beside the database file. Anything else
-(a remote server with no lock database configured) gets a lock within this process only.
+``law_lock`` serialises whole refits. On a server store it is a database session lock (PostgreSQL advisory lock or
+MySQL ``GET_LOCK``), released by the database when the holder's connection dies, so a killed refit never leaves a
+stale lock. The database is ``TRANSFER_LAWS_LOCK_DB`` when set, else the tracking URI itself when it is a
+PostgreSQL/MySQL URI, else the backend store of the ``mlflow server`` this code runs inside. Next to a SQLite store
+the lock is a file lock beside the database file. Anything else (a CI job refitting through a remote server with no
+lock database configured) gets a lock within this process only.
+
+``registry_lock`` is what makes that last case safe anyway: a short mutex held in the model registry itself (a
+registered model named ``transfer-laws-lock.<law>``, whose creation is atomic in every MLflow store), taken only
+around "re-read the inputs, compare with ``@latest``, create the version". Every refitter takes it, whatever
+``law_lock`` it holds, so a version is never created from inputs older than what the registry shows at that moment.
+A holder killed inside that window leaves the model behind; it is broken once it is older than
+``REGISTRY_LOCK_TTL_S`` (by the server's creation time against the local clock: clocks more than that far apart
+could break a live lock, which the window of a few hundred milliseconds makes unlikely).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 LOCK_DB_ENV = "TRANSFER_LAWS_LOCK_DB"
 SERVER_BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"
 """Set by ``mlflow server`` to its ``--backend-store-uri`` in every worker."""
+
+REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
+"""Name prefix of the registry-side lock models (outside ``transfer-law-*``, so no page or reader sees them)."""
+REGISTRY_LOCK_TTL_S = 120.0
+"""Age after which a registry lock is taken to belong to a killed holder."""
+LOCK_KIND_DATABASE, LOCK_KIND_FILE, LOCK_KIND_PROCESS = "database", "file", "process"
+_DB_SCHEMES = ("postgresql", "mysql")
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
@@ -35,16 +54,23 @@ def lock_key(law: str) -> int:
 
 
 def lock_database(tracking_uri: str) -> str | None:
-    """The PostgreSQL URI to take advisory locks in, or None."""
+    """The PostgreSQL or MySQL URI to take the law lock in, or None."""
     explicit = os.environ.get(LOCK_DB_ENV)
     if explicit:
         return explicit
-    if tracking_uri.startswith("postgresql"):
+    if tracking_uri.startswith(_DB_SCHEMES):
         return tracking_uri
     backend = os.environ.get(SERVER_BACKEND_ENV, "")
-    if tracking_uri.startswith(("http://", "https://")) and backend.startswith("postgresql"):
+    if tracking_uri.startswith(("http://", "https://")) and backend.startswith(_DB_SCHEMES):
         return backend
     return None
+
+
+def lock_kind(tracking_uri: str) -> str:
+    """Which ``law_lock`` a refit against ``tracking_uri`` holds: ``database``, ``file`` or ``process``."""
+    if lock_database(tracking_uri) is not None:
+        return LOCK_KIND_DATABASE
+    return LOCK_KIND_FILE if tracking_uri.startswith("sqlite:") else LOCK_KIND_PROCESS
 
 
 def _libpq_uri(uri: str) -> str:
@@ -76,6 +102,26 @@ def _advisory_lock(db_uri: str, law: str, timeout_s: float) -> Iterator[None]:
 
 
 @contextmanager
+def _mysql_lock(db_uri: str, law: str, timeout_s: float) -> Iterator[None]:
+    """MySQL's named lock, released by the server when the holder's connection dies (like an advisory lock)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db_uri, poolclass=sqlalchemy.pool.NullPool)
+    name = f"transfer-laws-refit:{lock_key(law)}"  # GET_LOCK names are limited to 64 characters
+    try:
+        with engine.connect() as conn:
+            got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": int(timeout_s)}).scalar()
+            if got != 1:
+                raise LockTimeout(f"refit of {law} still locked after {timeout_s:.0f} s")
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def _file_lock(path: Path, law: str, timeout_s: float) -> Iterator[None]:
     import filelock
 
@@ -100,10 +146,11 @@ def _process_lock(law: str, timeout_s: float) -> Iterator[None]:
 
 @contextmanager
 def law_lock(law: str, tracking_uri: str, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the refit lock of ``law`` for the store behind ``tracking_uri``."""
+    """Hold the refit lock of ``law`` for the store behind ``tracking_uri`` (which kind: ``lock_kind``)."""
     db_uri = lock_database(tracking_uri)
     if db_uri is not None:
-        with _process_lock(law, timeout_s), _advisory_lock(db_uri, law, timeout_s):
+        database_lock = _mysql_lock if db_uri.startswith("mysql") else _advisory_lock
+        with _process_lock(law, timeout_s), database_lock(db_uri, law, timeout_s):
             yield
     elif tracking_uri.startswith("sqlite:"):
         db_file = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -112,3 +159,49 @@ def law_lock(law: str, tracking_uri: str, timeout_s: float = 600.0) -> Iterator[
     else:
         with _process_lock(law, timeout_s):
             yield
+
+
+def _break_if_stale(client: Any, name: str, ttl_s: float) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        held = client.get_registered_model(name)
+    except MlflowException:
+        return  # released meanwhile
+    if time.time() * 1000 - (held.creation_timestamp or 0) > ttl_s * 1000:
+        try:
+            client.delete_registered_model(name)
+        except MlflowException:
+            pass  # another waiter broke it first, or we may not: keep waiting until the timeout says so
+
+
+_LOCK_NOTE = "Held for a moment while a transfer-law version is created (transfer_laws.registry.locks)."
+
+
+@contextmanager
+def registry_lock(client: Any, law: str, timeout_s: float = 60.0, ttl_s: float = REGISTRY_LOCK_TTL_S) -> Iterator[None]:
+    """Hold the registry-side mutex of ``law`` (see the module docstring); ``LockTimeout`` after ``timeout_s``."""
+    from mlflow.exceptions import MlflowException
+
+    name = f"{REGISTRY_LOCK_PREFIX}{law}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    deadline, pause = time.monotonic() + timeout_s, 0.02
+    while True:
+        try:
+            client.create_registered_model(name, tags={"transfer.lock_owner": owner}, description=_LOCK_NOTE)
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        _break_if_stale(client, name, ttl_s)
+        if time.monotonic() > deadline:
+            raise LockTimeout(f"registry lock {name} still held after {timeout_s:.0f} s") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    try:
+        yield
+    finally:
+        try:
+            client.delete_registered_model(name)
+        except MlflowException:  # broken as stale by another refit: nothing left to release
+            pass

@@ -26,6 +26,7 @@ from transfer_laws.registry.schema import (
     TAG_SOURCE,
     TAG_TARGET,
     TAG_TOKENIZER,
+    law_name,
     parse_law,
 )
 
@@ -115,23 +116,27 @@ def _number(values: dict[str, Any], key: str, kind: type) -> Any:
     raw = values.get(key)
     if raw is None:
         raise KeyError(key)
-    number = kind(float(raw)) if kind is int else kind(raw)
-    if not math.isfinite(float(number)) or float(number) <= 0:
+    value = float(raw)  # ValueError for text; "inf", "nan" and "1e400" parse, so check before int()
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{key}={raw} is not a positive finite number")
-    return number
+    return int(value) if kind is int else kind(value)
+
+
+def _optional_count(values: dict[str, Any], key: str) -> int | None:
+    """A count the fit can do without (``D_F_chars``): absent is None, present must be a positive finite number."""
+    return None if values.get(key) in (None, "") else _number(values, key, int)
 
 
 def to_point(run: Any) -> RunPoint:
     """A run as a ``RunPoint``; raises ``KeyError``/``ValueError`` naming what is missing or wrong."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    chars = params.get(PARAM_D_F_CHARS)
     return RunPoint(
         run_id=run.info.run_id,
         role=tags.get(TAG_ROLE, ""),
         n_params=_number(params, PARAM_N, int),
         d_f_tokens=_number(params, PARAM_D_F_TOKENS, int),
         best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
-        d_f_chars=int(float(chars)) if chars not in (None, "") else None,
+        d_f_chars=_optional_count(params, PARAM_D_F_CHARS),
     )
 
 
@@ -207,8 +212,12 @@ def known_laws(client: Any, *, source: str | None = None, target: str | None = N
 
 
 def _matches(law: str, source: str | None, target: str | None) -> bool:
+    """Whether ``law`` is well formed (a crafted model or tag name such as ``q'uote-to-python`` is not, so it never
+    reaches a search filter) and of ``source``/``target`` when given."""
     try:
         law_source, law_target = parse_law(law)
+        if law_name(law_source, law_target) != law:
+            return False
     except ValueError:
         return False
     return (source is None or law_source == source) and (target is None or law_target == target)
@@ -220,7 +229,7 @@ def laws_for_run(run_id: str, client: Any) -> list[str]:
     tags = run.data.tags
     role = tags.get(TAG_ROLE)
     if role == ROLE_FINETUNE and tags.get(TAG_LAW):
-        return [tags[TAG_LAW]]
+        return [tags[TAG_LAW]] if _matches(tags[TAG_LAW], None, None) else []
     if role == ROLE_SCRATCH and tags.get(TAG_TARGET):
         return known_laws(client, target=tags[TAG_TARGET])
     return []

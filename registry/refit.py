@@ -10,10 +10,19 @@ leaves no version, and the next landing simply refits again.
 
 ``RefitService`` runs refits on a background thread; landings only set a per-law dirty flag, so a burst of
 landings coalesces into a few refits, the last of which reads every run.
+
+Coverage is decided by run ids, never by clocks: each version carries ``transfer.inputs_digest``, the sha256 of
+every run id its refit read (used or excluded by the reader). A law is covered when the digest of what the reader
+finds now equals the digest on ``@latest``. Versions are created compare-and-set: under the registry-side lock
+(``locks.registry_lock``) the refit re-reads the law's runs and creates its version only if they are still exactly
+the runs it fitted; otherwise it refits the newer set (a few times) and never registers the older one. So two
+refitters without a shared ``law_lock`` can neither register one input set twice nor put an older set above a
+newer one. Refit runs left RUNNING by a killed refit (and their PENDING logged models) are closed by the next one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -27,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.locks import law_lock
+from transfer_laws.registry.locks import LOCK_KIND_PROCESS, law_lock, lock_kind, registry_lock
 from transfer_laws.registry.reader import LawInputs, known_laws, laws_for_run, read_law_inputs, to_run_results
 from transfer_laws.registry.schema import (
     LAW_ALIAS,
@@ -45,6 +54,18 @@ PARAM_READ_AT = "inputs_read_at_ms"
 """Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 INPUTS_ARTIFACT = "inputs.json"
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
+STATUS_SUPERSEDED = "superseded"
+"""The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
+TAG_INPUTS_DIGEST = "transfer.inputs_digest"
+"""Version and refit-run tag: sha256 of the sorted ids of every run the refit read (see ``inputs_digest``)."""
+TAG_REFIT_LOCK = "transfer.refit_lock"
+"""Refit-run tag: the kind of ``law_lock`` the refit held (``locks.lock_kind``), for the debris check."""
+TAG_DEBRIS = "transfer.debris"
+"""Set on a refit run a later refit closed: why."""
+CAS_ATTEMPTS = 3
+"""Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
+STALE_REFIT_S = 900.0
+"""A RUNNING refit run older than this is dead whatever lock it held (a refit takes seconds to a few minutes)."""
 
 _fluent_lock = threading.Lock()
 
@@ -146,28 +167,33 @@ def _ensure_registered_model(client: Any, name: str) -> None:
             raise
 
 
-def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any],
-              requested_by: str | None = None) -> str:
-    """Log the fit on a refit run, verify, then create the version; returns the version."""
+def inputs_digest(inputs: LawInputs) -> str:
+    """sha256 of the sorted ids of every run the reader found, used or excluded: the set a version covers."""
+    ids = sorted({*inputs.run_ids, *inputs.excluded})
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _covers(version: Any | None, digest: str) -> bool:
+    return version is not None and version.tags.get(TAG_INPUTS_DIGEST) == digest
+
+
+def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any],
+                   tags: dict[str, str]) -> tuple[str, Any]:
+    """Log the fit on a refit run and verify it; returns (run id, logged-model info)."""
     import mlflow
 
     from transfer_laws.registry.fit import plot_law
     from transfer_laws.registry.law_model import log_law_model
 
     experiment_id = ensure_experiment(REFIT_EXPERIMENT, tracking_uri=uri)
-    name = law_model_name(law)
-    _ensure_registered_model(client, name)
     with tempfile.TemporaryDirectory() as tmp, _fluent_lock:
         folder = Path(tmp) / "fit"
         fit.save(folder)
         plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
         _activate(uri)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}") as run:
+        # Tags go in with the run itself: a refit killed at any later point is recognisable as such.
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run:
             run_id = run.info.run_id
-            tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint}
-            if requested_by:
-                tags[LAW_TAG_REQUESTED_BY] = requested_by
-            mlflow.set_tags(tags)
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
             mlflow.log_artifacts(str(folder), "fit")
@@ -176,13 +202,58 @@ def _register(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, sett
             mlflow.log_dict(_report(law, fit, inputs), INPUTS_ARTIFACT)
             info = log_law_model(folder)
             _verify_logged(client, run_id, info.model_id)
-    version = client.create_model_version(
-        name, info.model_uri, run_id=run_id, tags=tags,
-        model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
-    )
-    # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one
-    # because versions are only created here, under the law's lock.
-    return str(version.version)
+    return run_id, info
+
+
+def _close_debris(client: Any, law: str, held: str) -> list[str]:
+    """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED, and fail their PENDING models.
+
+    A RUNNING run is dead when it held the same cross-process lock we hold now (it cannot still be running), or
+    when it started more than ``STALE_REFIT_S`` ago. Returns the runs closed.
+    """
+    from mlflow.entities import LoggedModelStatus
+
+    experiment = client.get_experiment_by_name(REFIT_EXPERIMENT)
+    if experiment is None:
+        return []
+    flt = f"attributes.status = 'RUNNING' and tags.`{LAW_TAG_LAW}` = '{law}'"
+    now_ms = time.time() * 1000
+    closed: list[str] = []
+    for run in client.search_runs([experiment.experiment_id], filter_string=flt, max_results=1000):
+        same_lock = held != LOCK_KIND_PROCESS and run.data.tags.get(TAG_REFIT_LOCK) == held
+        if not same_lock and now_ms - (run.info.start_time or now_ms) < STALE_REFIT_S * 1000:
+            continue
+        reason = "refit did not finish (killed); closed by a later refit of the law"
+        client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    if closed:
+        pending = client.search_logged_models([experiment.experiment_id], filter_string="status = 'PENDING'",
+                                              max_results=1000)
+        for model in pending:
+            if model.source_run_id in closed:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        log.warning("closed %d refit run(s) of %s left RUNNING by killed refits: %s", len(closed), law, closed)
+    return closed
+
+
+def _register_if_current(client: Any, law: str, digest: str, run_id: str, info: Any,
+                         tags: dict[str, str]) -> tuple[str, Any] | None:
+    """Compare-and-set: under the registry lock, create the version only if the law's runs are still the ones
+    fitted. Returns (``registered``, version) or (``unchanged``, ``@latest``) or None when the runs changed."""
+    name = law_model_name(law)
+    with registry_lock(client, law):
+        if inputs_digest(read_law_inputs(law, client)) != digest:
+            return None
+        latest = latest_version(client, law)
+        if _covers(latest, digest):  # a racing refit registered these very runs first
+            return STATUS_UNCHANGED, latest
+        version = client.create_model_version(
+            name, info.model_uri, run_id=run_id, tags=tags,
+            model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
+        )
+    # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one.
+    return STATUS_REGISTERED, version
 
 
 def refit_law(
@@ -196,7 +267,7 @@ def refit_law(
     lock_timeout_s: float = 600.0,
     requested_by: str | None = None,
 ) -> RefitResult:
-    """Refit ``law`` now and register a new version if its eligible inputs changed (see the module docstring).
+    """Refit ``law`` now and register a new version if the runs it reads changed (see the module docstring).
 
     ``plots=False`` skips the PNG plots (the slowest step, seconds of matplotlib) for latency-bound callers.
     ``requested_by`` (the law page's signed-in user) is recorded as a tag on the refit run and the new version.
@@ -206,21 +277,46 @@ def refit_law(
     law_model_name(law)  # a malformed law is a ValueError before anything is read
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
+    held = lock_kind(uri)
+    settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
     with law_lock(law, uri, lock_timeout_s):
-        read_at = int(time.time() * 1000)
+        _close_debris(client, law, held)
         inputs = read_law_inputs(law, client)
-        n_runs = len(inputs.points)
-        try:
-            fit = fit_transfer_law(to_run_results(inputs.points), d_e_method=d_e_method, bootstrap=bootstrap, seed=seed)
-        except FitError as exc:
-            return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
-        latest = latest_version(client, law)
-        if latest is not None and latest.tags.get(LAW_TAG_FINGERPRINT) == fit.fingerprint:
-            return RefitResult(law, STATUS_UNCHANGED, str(latest.version), fit, None, n_runs)
-        settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
-        settings[PARAM_READ_AT] = read_at
-        version = _register(client, uri, law, fit, inputs, settings, requested_by)
-        return RefitResult(law, STATUS_REGISTERED, version, fit, None, n_runs)
+        for _ in range(CAS_ATTEMPTS):
+            read_at = int(time.time() * 1000)
+            digest = inputs_digest(inputs)
+            n_runs = len(inputs.points)
+            latest = latest_version(client, law)
+            if _covers(latest, digest):
+                return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
+            try:
+                fit = fit_transfer_law(to_run_results(inputs.points), d_e_method=d_e_method, bootstrap=bootstrap,
+                                       seed=seed)
+            except FitError as exc:
+                return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
+            newer = read_law_inputs(law, client)
+            if inputs_digest(newer) != digest:  # landed while we fitted: fit those instead of logging this one
+                inputs = newer
+                continue
+            tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
+                    TAG_REFIT_LOCK: held}
+            if requested_by:
+                tags[LAW_TAG_REQUESTED_BY] = requested_by
+            _ensure_registered_model(client, law_model_name(law))
+            run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
+            outcome = _register_if_current(client, law, digest, run_id, info,
+                                           {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
+            if outcome is not None:
+                status, version = outcome
+                if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
+                    from transfer_laws.registry.law_model import annotate_version
+
+                    annotate_version(client, law, str(version.version), fit, inputs)
+                return RefitResult(law, status, str(version.version), fit, None, n_runs)
+            client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
+            inputs = read_law_inputs(law, client)
+        return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
+                           len(inputs.points))
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:
@@ -333,36 +429,71 @@ class RefitService:
 
 _services: dict[str, RefitService] = {}
 _services_guard = threading.Lock()
+MAX_SERVICES = 4
+"""Refit services one process may start: one per law store it serves (a server has exactly one)."""
 
 
 def get_service(tracking_uri: str, **options: Any) -> RefitService:
-    """The process's refit service for ``tracking_uri`` (created on first use)."""
+    """The process's refit service for ``tracking_uri`` (created on first use, at most ``MAX_SERVICES``)."""
     with _services_guard:
         service = _services.get(tracking_uri)
         if service is None:
+            if len(_services) >= MAX_SERVICES:
+                raise RuntimeError(f"refusing a refit service for {tracking_uri}: this process already serves "
+                                   f"{len(_services)} stores ({', '.join(_services)})")
             service = _services[tracking_uri] = RefitService(tracking_uri, **options)
         return service
 
 
-def uncovered_laws(client: Any) -> list[str]:
-    """Laws with a finished run that ended after their ``@latest`` version read its inputs (or with no version)."""
-    from transfer_laws.registry.reader import active_experiment_ids, law_filters
+def coverage(client: Any, law: str) -> tuple[bool, str]:
+    """(whether ``@latest`` covers exactly the runs the reader finds now, their digest)."""
+    digest = inputs_digest(read_law_inputs(law, client))
+    return _covers(latest_version(client, law), digest), digest
 
-    ids = active_experiment_ids(client)
-    stale: list[str] = []
+
+def uncovered_laws(client: Any) -> dict[str, str]:
+    """Laws whose runs are not exactly the ones their ``@latest`` version read (or that have no version yet),
+    with the digest of their runs now. A law that cannot be read is logged and skipped, never fatal."""
+    stale: dict[str, str] = {}
     for law in known_laws(client):
-        latest = latest_version(client, law)
-        if latest is None:
-            stale.append(law)
+        try:
+            covered, digest = coverage(client, law)
+        except Exception:  # one unreadable law must not stop the others
+            log.exception("could not check whether %s is covered", law)
             continue
-        read_at = client.get_run(latest.run_id).data.params.get(PARAM_READ_AT, "0")
-        for flt in law_filters(law):
-            newer = f"{flt} and attributes.end_time >= {int(read_at)}"
-            page = client.search_runs(ids, filter_string=newer, max_results=1)
-            if page:
-                stale.append(law)
-                break
+        if not covered:
+            stale[law] = digest
     return stale
+
+
+def wait_for_server(uri: str, timeout_s: float = 300.0) -> bool:
+    """Poll ``uri``'s /health until it answers (the server's start sweep runs before it listens)."""
+    from transfer_laws.registry.tracking import TrackingError, check_reachable
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_reachable(uri, timeout_s=5.0)
+            return True
+        except TrackingError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
+
+def sweep_on_start(service: RefitService) -> None:
+    """Queue a refit of every law its ``@latest`` does not cover: what a crash or restart left pending."""
+
+    def resolve() -> list[str]:
+        if not wait_for_server(service.tracking_uri):
+            log.warning("start sweep skipped: %s did not answer", service.tracking_uri)
+            return []
+        laws = list(uncovered_laws(_client(service.tracking_uri)))
+        if laws:
+            log.info("refitting %d law(s) not covered by their latest version: %s", len(laws), laws)
+        return laws
+
+    service.enqueue_resolver(resolve)
 
 
 def watch(
@@ -371,22 +502,36 @@ def watch(
     max_iterations: int | None = None,
     **options: Any,
 ) -> list[RefitResult]:
-    """Poll for finished runs not covered by their law's latest version and refit (at least once per landing).
+    """Poll for laws whose runs are not the ones their latest version read, and refit (at least once per landing).
 
-    For deployments without the app plugin. Runs forever unless ``max_iterations`` bounds it; returns the results.
+    A law whose refit did not register (fit failed, or its only new runs are excluded) is not refitted again
+    until its runs change. For deployments without the app plugin. Runs forever unless ``max_iterations`` bounds
+    it; returns the results.
     """
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
     results: list[RefitResult] = []
+    tried: dict[str, str] = {}  # law -> digest of the runs its last refit saw without covering them
     iteration = 0
     while max_iterations is None or iteration < max_iterations:
         if iteration:
             time.sleep(interval_s)
-        for law in uncovered_laws(client):
+        try:
+            stale = uncovered_laws(client)
+        except Exception as exc:  # the store is down: keep watching
+            log.warning("watch: could not list laws: %s", exc)
+            stale = {}
+        for law, digest in stale.items():
+            if tried.get(law) == digest:
+                continue
             try:
-                results.append(refit_law(law, tracking_uri=uri, **options))
+                result = refit_law(law, tracking_uri=uri, **options)
             except Exception as exc:  # keep watching; the next poll retries
                 log.exception("refit of %s crashed", law)
-                results.append(RefitResult(law, STATUS_FAILED, None, None, f"{type(exc).__name__}: {exc}", 0))
+                result = RefitResult(law, STATUS_FAILED, None, None, f"{type(exc).__name__}: {exc}", 0)
+            else:
+                if result.status != STATUS_REGISTERED:
+                    tried[law] = digest
+            results.append(result)
         iteration += 1
     return results

@@ -9,6 +9,7 @@ import pytest
 from transfer_laws.plugin.hook import install_refit_hook, landed_run_id
 
 UPDATE = "/api/2.0/mlflow/runs/update"
+CONFIGURED = "http://127.0.0.1:5999"
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_hook_on_mlflows_flask_app_sees_a_run_ending_over_rest(
     for rule, view, methods in handlers.get_endpoints():
         app.add_url_rule(rule, view_func=view, methods=methods)
     landed: list[tuple[str, str]] = []
-    install_refit_hook(app, enqueue=lambda run_id, uri: landed.append((run_id, uri)))
+    assert install_refit_hook(app, enqueue=lambda run_id, uri: landed.append((run_id, uri)), server_uri=CONFIGURED)
     client = app.test_client()
 
     experiment = MlflowClient(sqlite_uri).create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
@@ -54,8 +55,10 @@ def test_hook_on_mlflows_flask_app_sees_a_run_ending_over_rest(
     run_id = created.json["run"]["info"]["run_id"]
     assert client.post(UPDATE, json={"run_id": run_id, "status": "RUNNING"}).status_code == 200
     assert landed == []
-    assert client.post(UPDATE, json={"run_id": run_id, "status": "FINISHED"}).status_code == 200
-    assert landed == [(run_id, "http://localhost")]
+    # A caller-chosen Host header does not move the refit: it goes to the configured address.
+    ended = client.post(UPDATE, json={"run_id": run_id, "status": "FINISHED"}, headers={"Host": "127.0.0.1:1"})
+    assert ended.status_code == 200
+    assert landed == [(run_id, CONFIGURED)]
     assert client.post(UPDATE, json={"run_id": "nope", "status": "FINISHED"}).status_code != 200
     assert len(landed) == 1
 
@@ -69,6 +72,43 @@ def test_hook_never_breaks_the_response() -> None:
     def explode(run_id: str, uri: str) -> None:
         raise RuntimeError("queue down")
 
-    install_refit_hook(app, enqueue=explode)
+    install_refit_hook(app, enqueue=explode, server_uri=CONFIGURED)
     response = app.test_client().post(UPDATE, json={"run_id": "r1", "status": "FINISHED"})
     assert response.status_code == 200 and response.json == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["uvicorn", "--host", "0.0.0.0", "--port", "5000", "app"], None, "http://127.0.0.1:5000"),
+        (["uvicorn", "--host=10.1.2.3", "--port=81", "app"], None, "http://10.1.2.3:81"),
+        (["gunicorn", "-b", "[::]:5000", "-w", "4", "app"], None, "http://[::1]:5000"),
+        (["waitress", "--host=::1", "--port=5000"], None, "http://[::1]:5000"),
+        (["uvicorn", "--port", "5000", "--ssl-keyfile", "k.pem"], None, "https://127.0.0.1:5000"),
+        (["pytest", "-x"], None, None),
+        (["uvicorn", "--port", "5000"], "https://mlflow.example/", "https://mlflow.example"),
+    ],
+)
+def test_refit_target_comes_from_configuration(argv: list[str], env: str | None, expected: str | None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+
+    if env is None:
+        monkeypatch.delenv(TARGET_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TARGET_ENV, env)
+    assert refit_target(argv) == expected
+
+
+def test_without_a_known_address_the_hook_is_off(monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from flask import Flask
+
+    from transfer_laws.plugin.refit_target import TARGET_ENV
+
+    monkeypatch.delenv(TARGET_ENV, raising=False)
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    landed: list[str] = []
+    app = Flask("hook-test")
+    assert not install_refit_hook(app, enqueue=lambda run_id, uri: landed.append(uri))
+    assert TARGET_ENV in caplog.text

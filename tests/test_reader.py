@@ -8,7 +8,17 @@ from mlflow import MlflowClient
 
 from transfer_laws.registry import reader
 from transfer_laws.registry.reader import known_laws, law_filters, laws_for_run, read_law_inputs
-from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCRATCH
+from transfer_laws.registry.schema import (
+    METRIC_BEST_TEST_LOSS,
+    PARAM_D_F_CHARS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
+    ROLE_FINETUNE,
+    ROLE_PRETRAIN,
+    ROLE_SCRATCH,
+    TAG_LAW,
+    TAG_ROLE,
+)
 
 
 @pytest.fixture
@@ -84,3 +94,33 @@ def test_bad_law_names_are_refused() -> None:
         law_filters("python")
     with pytest.raises(ValueError, match="quote"):
         law_filters("text-to-py'thon")
+
+
+@pytest.mark.parametrize(("key", "value"), [("N", "inf"), ("N", "1e400"), ("N", "-inf"), ("N", "nan"),
+                                            ("D_F_tokens", "inf"), ("D_F_chars", "inf"), ("D_F_chars", "-5")])
+def test_a_non_finite_number_excludes_its_run_and_nothing_else(client: MlflowClient, key: str, value: str) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    exp = client.create_experiment("a")
+    good = land_finetunes(client, exp, 3)
+    poisoned = client.create_run(exp).info.run_id
+    params = {PARAM_N: "1000000", PARAM_D_F_TOKENS: "5000000", PARAM_D_F_CHARS: "15000000", key: value}
+    client.log_batch(poisoned, metrics=[Metric(METRIC_BEST_TEST_LOSS, 3.0, 0, 0)],
+                     params=[Param(k, v) for k, v in params.items()],
+                     tags=[RunTag(TAG_ROLE, ROLE_FINETUNE), RunTag(TAG_LAW, LAW)])
+    client.set_terminated(poisoned, "FINISHED")
+
+    inputs = read_law_inputs(LAW, client)  # raised OverflowError for inf/1e400 before the fix
+
+    assert sorted(inputs.run_ids) == sorted(good)
+    assert key in inputs.excluded[poisoned] and "finite" in inputs.excluded[poisoned]
+
+
+def test_crafted_law_names_are_not_laws(client: MlflowClient) -> None:
+    exp = client.create_experiment("a")
+    land_finetunes(client, exp, 1)
+    for name in ("transfer-law-nodash", "transfer-law-q'uote-to-python", "transfer-law-Text-to-python"):
+        client.create_registered_model(name)
+    crafted = land_run(client, exp, ROLE_FINETUNE, 1e6, 1e6, 3.0, law="te'xt-to-python")
+    assert known_laws(client) == [LAW]
+    assert laws_for_run(crafted, client) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -10,6 +11,7 @@ import pytest
 from flask import Flask
 
 from transfer_laws.plugin.webhooks import (
+    MAX_BODY_BYTES,
     ROUTE,
     SECRET_ENV,
     ReplayGuard,
@@ -20,6 +22,7 @@ from transfer_laws.plugin.webhooks import (
 )
 
 SECRET = "s3cret"
+CONFIGURED = "http://127.0.0.1:5999"
 
 
 def _event(name: str = "gpt-text", version: str = "3", action: str = "created") -> bytes:
@@ -40,7 +43,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> tuple:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     app = Flask("webhook-test")
     queued: list[tuple[str, str, str]] = []
-    register_webhook_route(app, enqueue=lambda *args: queued.append(args))
+    register_webhook_route(app, enqueue=lambda *args: queued.append(args), server_uri=CONFIGURED)
     return app.test_client(), queued
 
 
@@ -57,10 +60,27 @@ def test_signature_matches_mlflows_v1_format() -> None:
 def test_good_delivery_enqueues_the_checkpoint(served: tuple) -> None:
     client, queued = served
     body = _event()
-    response = client.post(ROUTE, data=body, headers=_headers(body))
+    # The Host header is the caller's to choose: refits go to the server's configured address regardless.
+    response = client.post(ROUTE, data=body, headers=dict(_headers(body), Host="127.0.0.1:1"))
     assert response.status_code == 200, response.json
     assert response.json["status"] == "queued"
-    assert queued == [("gpt-text", "3", "http://localhost")]
+    assert queued == [("gpt-text", "3", CONFIGURED)]
+
+
+def test_oversized_bodies_get_413_before_they_are_read(served: tuple) -> None:
+    client, queued = served
+    body = json.dumps({"entity": "model_version", "action": "created",
+                       "data": {"name": "gpt-text", "version": "3", "pad": "x" * MAX_BODY_BYTES}}).encode()
+    declared = client.post(ROUTE, data=body, headers=_headers(body))
+    assert declared.status_code == 413 and "bytes" in declared.json["error"]
+    # No Content-Length (a chunked upload): read only up to the limit.
+    undeclared = client.post(ROUTE, input_stream=io.BytesIO(body), headers=_headers(body),
+                             environ_overrides={"wsgi.input_terminated": True})
+    assert undeclared.status_code == 413
+    # Unsigned: refused on its headers, whatever it claims to carry.
+    unsigned = client.post(ROUTE, data=b"{}", headers={"Content-Length": str(10**9)})
+    assert unsigned.status_code == 401
+    assert queued == []
 
 
 @pytest.mark.parametrize(
