@@ -12,6 +12,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -23,7 +24,26 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config file or value that does not match the code."""
+    """A config file or value that does not match the code: bad input, so the command line exits 2."""
+
+    exit_code = 2
+
+
+def at_least(minimum: float, default: Any = dataclasses.MISSING, *, strict: bool = False,
+             **field_kwargs: Any) -> Any:
+    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``).
+
+    Checked when the arguments are built, so a bad value is one line and exit 2 before any work starts.
+    """
+    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **field_kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
+
+
+def positive(default: Any = dataclasses.MISSING, **field_kwargs: Any) -> Any:
+    """A field that must be > 0 (a size, a budget, a loss)."""
+    return at_least(0, default, strict=True, **field_kwargs)
 
 
 @cache
@@ -60,13 +80,22 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _number(text: str, kind: type) -> int | float:
-    """Parse ``1e6`` as well as ``1000000``; an int field refuses a fraction."""
-    value = float(text)
+    """Parse ``1e6`` as well as ``1000000``; an int field refuses a fraction; nan and inf are never an answer."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     if kind is int:
         if not value.is_integer():
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
         return int(value)
     return value
+
+
+def _count_or_name(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | None]:
@@ -75,14 +104,17 @@ def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | N
     origin = get_origin(tp)
     if origin in (Union, types.UnionType) and set(get_args(tp)) - {type(None)} == {int, str}:
         # e.g. Lightning's devices: a count or a name such as "auto"
-        return (lambda s: int(s) if s.lstrip("-").isdigit() else s), "INT|TEXT", None
+        return _count_or_name, "INT|TEXT", None
     if origin is Literal:
         choices = [str(c) for c in get_args(tp)]
         return str, "{" + ",".join(choices) + "}", choices
     if origin in (list, tuple):
         (inner,) = get_args(tp)[:1]
         parse_one, _, _ = _converter(inner)
-        return (lambda s: [parse_one(x) for x in s.split(",") if x]), "A,B,...", None
+        def parse_list(s: str) -> list[Any]:
+            return [parse_one(x) for x in s.split(",") if x]
+
+        return parse_list, "A,B,...", None
     if tp is bool:
         def parse_bool(s: str) -> bool:
             lowered = s.lower()
@@ -94,7 +126,10 @@ def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | N
 
         return parse_bool, "BOOL", None
     if tp in (int, float):
-        return (lambda s: _number(s, tp)), tp.__name__.upper(), None
+        def parse_number(s: str) -> int | float:
+            return _number(s, tp)
+
+        return parse_number, tp.__name__.upper(), None
     if tp is Path:
         return Path, "PATH", None
     if tp is str or tp is Any:
@@ -186,10 +221,27 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where + '.' if where else ''}{k}") for k, v in values.items()}
+    prefix = f"{where}." if where else ""
+    missing = [f for f in dataclasses.fields(cls) if f.name not in kwargs and _default_of(f) is dataclasses.MISSING]
+    if missing:
+        flags = ", ".join(_flag(prefix, f) for f in missing)
+        raise ConfigError(f"missing required argument{'s' if len(missing) > 1 else ''} {flags}")
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs and "minimum" in f.metadata:
+            _check_minimum(_flag(prefix, f), kwargs[f.name], f.metadata["minimum"], f.metadata["strict"])
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a __post_init__ check (e.g. TrainConfig) is bad input too
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+
+
+def _check_minimum(flag: str, value: Any, minimum: float, strict: bool) -> None:
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if not math.isfinite(item) or (item <= minimum if strict else item < minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise ConfigError(f"{flag} must be a finite number {bound}, got {item:g}")
 
 
 def load_config(path: Path) -> dict[str, Any]:

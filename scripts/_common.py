@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+from transfer_laws.scripts._args import at_least, positive
 
 
 @dataclass(kw_only=True)
@@ -19,7 +20,7 @@ class TrackingArgs:
     """MLflow run name (default: derived from role, N and D_F)."""
     progress_bar: bool = True
     """Show Lightning's progress bar during training."""
-    refit_bootstrap: int = 1000
+    refit_bootstrap: int = at_least(0, 1000)
     """Bootstrap draws of the law refit that follows the run on the embedded store (no server to do it)."""
     refit_plots: bool = True
     """Render the law's PNG plots in that refit (its slowest step; a demo or sweep can keep them for its last run)."""
@@ -31,13 +32,13 @@ class ShapeArgs:
 
     preset: str | None = None
     """A named shape from lightning_modules.model.PRESETS (e.g. 2x64); overrides n_layer/n_head/n_embd."""
-    n_layer: int = 2
+    n_layer: int = positive(2)
     """Transformer blocks."""
-    n_head: int = 2
+    n_head: int = positive(2)
     """Attention heads per block."""
-    n_embd: int = 64
+    n_embd: int = positive(64)
     """Residual stream width."""
-    context_length: int = 128
+    context_length: int = positive(128)
     """Tokens per training window."""
 
 
@@ -45,21 +46,21 @@ class ShapeArgs:
 class DataArgs:
     """Corpora and tokenizer from the local workspace."""
 
-    corpus_max_mb: float | None = 4.0
+    corpus_max_mb: float | None = positive(4.0)
     """Cap on the size of built-in corpora in MB (None: everything the machine has)."""
-    vocab_size: int = 2048
+    vocab_size: int = positive(2048)
     """BPE vocabulary size of the workspace tokenizer."""
     tokenizer_corpus: str = "text"
     """Corpus the tokenizer is fitted on (the paper fitted its BPE to English text)."""
-    tokenizer_max_mb: float = 4.0
+    tokenizer_max_mb: float = positive(4.0)
     """MB of tokenizer_corpus used to fit the tokenizer."""
-    batch_size: int = 8
+    batch_size: int = positive(8)
     """Sequences per optimisation step."""
-    test_tokens: int = 32768
+    test_tokens: int = positive(32768)
     """Tokens of the fixed held-out test set used for test_loss."""
-    seed: int = 0
+    seed: int = at_least(0, 0)
     """Seed for subset order, initialisation and batching."""
-    evals_per_epoch: float | None = None
+    evals_per_epoch: float | None = positive(None)
     """Held-out evaluations per pass over the training data, at least 10 steps apart (overrides
     --train.eval-every-steps; None keeps it)."""
 

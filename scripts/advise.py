@@ -34,21 +34,42 @@ def candidates_for(cells: Sequence[Any], epochs: float = 3.0) -> list[Candidate]
 
 
 def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:
-    """Plain rows for printing (``predict --next``): one dict per candidate, best first."""
-    return [{"role": a.candidate.role, "label": a.candidate.label, "N": a.candidate.n_params,
+    """Plain rows (``predict --next --json``): one dict per candidate, best first, with why it is advised."""
+    return [{"rank": i, "role": a.candidate.role, "label": a.candidate.label, "N": a.candidate.n_params,
              "D_F_tokens": a.candidate.d_f_tokens, "PFLOP": a.flops / 1e15, "alpha_halfwidth": a.alpha_halfwidth,
-             "beta_halfwidth": a.beta_halfwidth, "shrink": a.shrink, "score": a.score, "note": a.note}
-            for a in ranked]
+             "beta_halfwidth": a.beta_halfwidth, "shrink": a.shrink, "score": a.score, "note": a.note,
+             "why": why_advised(a)}
+            for i, a in enumerate(ranked, 1)]
+
+
+def why_advised(advice: Advice) -> str:
+    """What the run adds to the fit and what that buys, or (the advice's note) why it does not help."""
+    if advice.note:
+        return advice.note
+    if advice.candidate.role == "scratch":
+        what = f"a scratch curve point that lets {advice.new_points} excluded fine-tune(s) into the fit"
+    else:
+        what = "one more fine-tune point"
+    return f"{what}: alpha and beta intervals {advice.shrink:.0%} narrower"
 
 
 def format_advice(ranked: Sequence[Advice], top: int = 10) -> str:
-    """A fixed-width table of the best ``top`` candidates."""
-    lines = [f"{'role':9} {'size':10} {'N':>9} {'D_F':>9} {'PFLOP':>9} {'±alpha':>7} {'±beta':>7} {'shrink':>7}  note"]
+    """A fixed-width table of the best ``top`` candidates: cost, effect and why, best value for compute first."""
+    header = f"{'#':>2} {'role':8} {'size':8} {'N':>6} {'D_F':>6} {'cost':>10} {'+-alpha':>7} {'+-beta':>7}  why"
+    lines = [header]
     for row in advice_rows(ranked[:top]):
-        lines.append(f"{row['role']:9} {row['label']:10} {row['N']:9.3g} {row['D_F_tokens']:9.3g} "
-                     f"{row['PFLOP']:9.3g} {row['alpha_halfwidth']:7.3f} {row['beta_halfwidth']:7.3f} "
-                     f"{row['shrink']:7.1%}  {row['note']}")
+        lines.append(f"{row['rank']:>2} {row['role']:8} {row['label'][:8]:8} {_short(row['N']):>6} "
+                     f"{_short(row['D_F_tokens']):>6} {_short(row['PFLOP'] * 1e15) + 'FLOP':>10} "
+                     f"{row['alpha_halfwidth']:7.3f} {row['beta_halfwidth']:7.3f}  {row['why']}")
     return "\n".join(lines)
+
+
+def _short(value: float) -> str:
+    """1.3e4 -> 13k, 2.5e6 -> 2.5M: counts people read at a glance."""
+    for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates: list[Candidate],

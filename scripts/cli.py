@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
+from transfer_laws.scripts._errors import UserError, redact
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-class UserError(Exception):
-    """An error whose message is the whole story (no traceback unless --verbose)."""
-
-
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser; only the subcommand named in ``argv`` gets its arguments (its module may import torch)."""
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -65,12 +62,37 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         sub.add_argument("--config", type=Path, default=None, help="YAML file with the arguments below")
         sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == chosen:
-            add_dataclass_arguments(sub, _args_class(name))
+            try:  # the argument types of a training command name torch-side classes
+                add_dataclass_arguments(sub, _args_class(name))
+            except ModuleNotFoundError as exc:
+                if not _needs_training_stack(exc):
+                    raise
+                raise _missing_extra(name, exc) from exc
     return parser
 
 
+TRAINING_STACK = ("torch", "lightning", "pytorch_lightning", "transformers", "datasets", "tokenizers", "safetensors",
+                  "optuna")
+"""Modules of the ``[train]`` extra: the core install (refit, predict, report, lineage, watch, serve, webhook)
+works without them."""
+
+
+def _needs_training_stack(exc: BaseException) -> bool:
+    return isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAINING_STACK
+
+
+def _missing_extra(name: str, exc: ModuleNotFoundError) -> UserError:
+    return UserError(f"'transfer-laws {name}' needs the training stack ({exc.name} is not installed): "
+                     "pip install 'mlflow-transfer-laws[train]'")
+
+
 def _module(name: str):  # noqa: ANN202 - a module
-    return importlib.import_module(f"transfer_laws.scripts.{COMMANDS[name].module}")
+    try:
+        return importlib.import_module(f"transfer_laws.scripts.{COMMANDS[name].module}")
+    except ModuleNotFoundError as exc:
+        if not _needs_training_stack(exc):
+            raise
+        raise _missing_extra(name, exc) from exc
 
 
 def _args_class(name: str) -> type:
@@ -93,7 +115,11 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except UserError as exc:  # a command whose extra is not installed
+        sys.stderr.write(f"transfer-laws: error: {exc}\n")
+        return 1
     _one_line_errors(parser)
     namespace = parser.parse_args(argv)
     verbose = bool(getattr(namespace, "verbose", False)) or os.environ.get("TRANSFER_LAWS_VERBOSE") == "1"
@@ -111,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns errors into one line
         if verbose:
             traceback.print_exc()
-        sys.stderr.write(f"transfer-laws {namespace.command}: error: {_describe(exc)}\n")
-        if not verbose:
+        sys.stderr.write(f"transfer-laws {namespace.command}: error: {redact(_describe(exc))}\n")
+        if not verbose and not isinstance(exc, (UserError, ConfigError)) and not _needs_training_stack(exc):
             sys.stderr.write("(run with --verbose for the traceback)\n")
         return getattr(exc, "exit_code", 1)
     finally:
@@ -124,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (UserError, ConfigError)):
         return str(exc)
+    if _needs_training_stack(exc):
+        return f"this command needs the training stack ({getattr(exc, 'name', '')} is not installed): " \
+               "pip install 'mlflow-transfer-laws[train]'"
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     name = type(exc).__name__

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+from transfer_laws.scripts._args import at_least, positive
 
 
 @dataclass(kw_only=True)
@@ -23,27 +24,27 @@ class Args:
     """The CI form (about 4 minutes on 2 cores): two tiny sizes, short pretraining, two D_F budgets."""
     sizes: list[str] = field(default_factory=lambda: ["1x32", "2x32", "2x64"])
     """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch (N = 1.3e4, 2.5e4, 1.0e5: 7.8x)."""
-    pretrain_steps: list[int] = field(default_factory=lambda: [250, 500, 1950])
+    pretrain_steps: list[int] = positive(default_factory=lambda: [250, 500, 1950])
     """Pretraining optimizer steps per size: about 20 English tokens per non-embedding parameter (a step is 8 x 128
     = 1,024 tokens), the compute-optimal ratio of Hoffmann et al. 2022, so every size is pretrained as far for its
     N. With fewer steps for the larger sizes (500/600/700 for 1x32/2x32/2x48, 500/700/900 for 1x32/2x48/2x64) the
     demo's runs gave beta < 0 (benchmarks/RESULTS.md, Demo)."""
-    pretrain_seconds: list[float] = field(default_factory=lambda: [30.0, 60.0, 200.0])
+    pretrain_seconds: list[float] = positive(default_factory=lambda: [30.0, 60.0, 200.0])
     """Wall-clock cap on each size's pretraining, so a slow machine still finishes (about twice the time the steps
     take on 2 idle cores: the steps are the plan; a cap that bites pretrains that size less)."""
-    d_f_tokens: list[int] = field(default_factory=lambda: [1_000, 2_500, 6_000])
+    d_f_tokens: list[int] = positive(default_factory=lambda: [1_000, 2_500, 6_000])
     """Fine-tuning budgets D_F in tokens (the law is fitted in the low-data regime: D_F at most ~10% of the data
     at which the scratch curve of that size flattens; here at most 10% of the largest scratch D)."""
-    scratch_tokens: list[int] = field(default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
+    scratch_tokens: list[int] = positive(default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
     """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
-    run_max_steps: int = 1000
+    run_max_steps: int = positive(1000)
     """Cap on each fine-tune's and scratch run's optimizer steps (early stopping usually ends them sooner; on the
     largest D the cap keeps the demo near 7 minutes on 2 cores and can leave that run short of its best loss)."""
-    corpus_max_mb: float = 4.0
+    corpus_max_mb: float = positive(4.0)
     """Cap on each built-in corpus (MB)."""
-    vocab_size: int = 2048
+    vocab_size: int = positive(2048)
     """BPE vocabulary of the English tokenizer."""
-    bootstrap: int = 1000
+    bootstrap: int = at_least(0, 1000)
     """Bootstrap draws of each refit."""
     tracking_uri: str | None = None
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""

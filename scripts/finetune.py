@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, TrackingArgs, megabytes
 from transfer_laws.scripts.pretrain import _optim_type, _train_type
 
@@ -27,11 +28,11 @@ class Args(TrackingArgs, DataArgs):
 
     parent: str = field(metadata={"flag": "from"})
     """The pretrained checkpoint to start from: models:/name@alias or models:/name/version."""
-    d_f_tokens: int
+    d_f_tokens: int = positive()
     """Fine-tuning budget D_F in tokens (exact; characters are recorded too)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
-    evals_per_epoch: float | None = 2.0
+    evals_per_epoch: float | None = positive(2.0)
     """Held-out evaluations per pass over the training data, at least 10 steps apart (None: use
     --train.eval-every-steps)."""
     optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]

@@ -1,8 +1,19 @@
-"""``transfer-laws lineage``: the runs that started from a checkpoint version, or where a run came from."""
+"""``transfer-laws lineage``: a checkpoint and every run that started from it, or where a run came from, as a tree.
+
+The target may be a checkpoint version (``models:/pretrained-text/3``), an alias (``models:/pretrained-text@champion``),
+a registered model name (``pretrained-text``: every version) or a run id (a fine-tune: its ancestry; a pretraining
+run: the versions it produced and their fine-tunes). Exit 0 with the tree, 2 when the target names nothing.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+from transfer_laws.scripts._errors import BadInput
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(kw_only=True)
@@ -10,28 +21,140 @@ class Args:
     """Arguments of ``transfer-laws lineage``."""
 
     target: str
-    """models:/name/version (list the runs fine-tuned from it) or a run id (walk back to its pretraining data)."""
+    """models:/name/version, models:/name@alias, a registered model name (every version) or a run id."""
     tracking_uri: str | None = None
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
 def run(args: Args) -> int:
-    from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
+    from mlflow import MlflowClient
+
     from transfer_laws.registry.tracking import use_tracking_uri
 
     uri = use_tracking_uri(args.tracking_uri)
-    if args.target.startswith("models:/"):
-        runs = lineage_of_version(args.target, tracking_uri=uri)
-        print(f"{len(runs)} run(s) started from {args.target}:")
-        for r in sorted(runs, key=lambda r: (r.d_f_tokens or 0)):
-            loss = "n/a" if r.best_test_loss is None else f"{r.best_test_loss:.4f}"
-            print(f"  {r.run_id}  D_F={r.d_f_tokens}  best_test_loss={loss}  {r.status}")
-        return 0
-    lineage = lineage_of_run(args.target, tracking_uri=uri)
-    print(f"run {lineage.run_id}")
-    print(f"  started from: {lineage.parent_uri or '(nothing: pretraining or scratch run)'}")
-    if lineage.pretrain_run_id:
-        print(f"  pretraining run: {lineage.pretrain_run_id}")
-        for data in lineage.pretrain_inputs:
-            print(f"    data: {data.name} ({data.context}) digest {data.digest}")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    target = args.target.strip()
+    if target.startswith("models:/"):
+        lines = version_tree(client, resolve_version(client, target), uri)
+    elif _RUN_ID.match(target):
+        lines = run_tree(client, target, uri)
+    else:
+        versions = _versions_of(client, target)
+        lines = [line for mv in versions for line in version_tree(client, mv, uri)]
+    print("\n".join(lines))
     return 0
+
+
+def resolve_version(client: Any, uri: str) -> Any:
+    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput when there is none)."""
+    from mlflow.exceptions import MlflowException
+
+    from transfer_laws.registry.checkpoints import parse_model_uri
+
+    try:
+        name, version, alias = parse_model_uri(uri)
+    except Exception as exc:  # noqa: BLE001 - a CheckpointError or ValueError: either way the URI is malformed
+        raise BadInput(str(exc)) from None
+    try:
+        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise BadInput(f"{uri} names no registered model version in this store") from None
+
+
+def _versions_of(client: Any, name: str) -> list[Any]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{_quote(name)}'", max_results=1000)
+    except MlflowException:
+        versions = []
+    if not versions:
+        raise BadInput(f"{name!r} is neither a registered model with versions, a models:/ URI nor a run id")
+    return _full(client, versions)
+
+
+def _full(client: Any, versions: list[Any]) -> list[Any]:
+    """Versions in order, fetched one by one (a search result carries no aliases)."""
+    ordered = sorted(versions, key=lambda v: (v.name, int(v.version)))
+    return [client.get_model_version(v.name, v.version) for v in ordered]
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def version_tree(client: Any, mv: Any, uri: str) -> list[str]:
+    """A version's line (N, tokens seen, pretraining loss) and one line per run that started from it."""
+    from transfer_laws.registry.lineage import lineage_of_version
+
+    aliases = " ".join(f"@{a}" for a in getattr(mv, "aliases", []) or [])
+    tags = mv.tags or {}
+    pretrain = _run_or_none(client, mv.run_id)
+    loss = pretrain.data.metrics.get("best_test_loss") if pretrain else None
+    head = (f"models:/{mv.name}/{mv.version} {aliases}".rstrip()
+            + f"  N={_num(tags.get('N'))}  pretrained on {_num(tags.get('tokens_seen'))} tokens of "
+              f"{tags.get('corpus', '?')}  best loss {_loss(loss)}  (run {mv.run_id or '?'})")
+    runs = sorted(lineage_of_version(f"models:/{mv.name}/{mv.version}", tracking_uri=uri),
+                  key=lambda r: (r.d_f_tokens or 0, r.run_id))
+    lines = [head]
+    if not runs:
+        lines.append("└── (no run has started from it yet)")
+    for i, r in enumerate(runs):
+        branch = "└──" if i == len(runs) - 1 else "├──"
+        lines.append(f"{branch} fine-tune D_F={_num(r.d_f_tokens)}  best loss {_loss(r.best_test_loss)}  "
+                     f"{r.status.lower()}  run {r.run_id}")
+    return lines
+
+
+def run_tree(client: Any, run_id: str, uri: str) -> list[str]:
+    """A fine-tune's ancestry (checkpoint version, pretraining run and its data), or a pretraining run's versions
+    and their fine-tunes."""
+    from transfer_laws.registry.lineage import lineage_of_run
+
+    run_ = _run_or_none(client, run_id)
+    if run_ is None:
+        raise BadInput(f"no run {run_id} in this store")
+    produced = client.search_model_versions(f"run_id = '{run_id}'", max_results=100)
+    if produced:
+        return [line for mv in _full(client, produced) for line in version_tree(client, mv, uri)]
+    lineage = lineage_of_run(run_id, tracking_uri=uri)
+    data = run_.data
+    lines = [f"run {run_id} ({data.tags.get('transfer.role', '?')})  N={_num(data.params.get('N'))}  "
+             f"D_F={_num(data.params.get('D_F_tokens'))}  best loss {_loss(data.metrics.get('best_test_loss'))}  "
+             f"{run_.info.status.lower()}"]
+    if not lineage.parent_uri:
+        lines.append("└── started from random weights (a pretraining or scratch run)")
+        return lines
+    lines.append(f"└── started from {lineage.parent_uri}")
+    if lineage.pretrain_run_id:
+        pre = _run_or_none(client, lineage.pretrain_run_id)
+        pre_loss = pre.data.metrics.get("best_test_loss") if pre else None
+        lines.append(f"    └── pretraining run {lineage.pretrain_run_id}  best loss {_loss(pre_loss)}")
+        for j, item in enumerate(lineage.pretrain_inputs):
+            branch = "└──" if j == len(lineage.pretrain_inputs) - 1 else "├──"
+            lines.append(f"        {branch} data {item.name} ({item.context or '?'}) digest {item.digest}")
+    return lines
+
+
+def _run_or_none(client: Any, run_id: str | None) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def _num(value: Any) -> str:
+    """'12345' -> 12,345; '1.2e5' -> 120,000; missing -> ?."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "?"
+    return f"{number:,.0f}" if number.is_integer() else f"{number:.4g}"
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -4,16 +4,28 @@
 fraction of effective data from transfer and the predicted best loss. ``--target-loss L`` with ``--n``: the D_F needed
 to reach L at that N; with ``--d-f``: the N needed at that D_F. ``--next``: which runs to do next.
 D_F is in the law's unit (tokens of the law's tokenizer unless the law was fitted in characters).
+
+Every answer repeats the fit's verdict and warnings and flags each query outside the N and D_F the law was fitted
+on, by how many decades. Exit codes: 0 answered, 2 invalid arguments (nothing was looked up), 3 the law cannot
+reach the target loss.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.registry.schema import LAW_ALIAS
+from transfer_laws.scripts._args import positive
+from transfer_laws.scripts._errors import BadInput, UserError
+from transfer_laws.scripts._jsonout import json_document
+
+EXIT_UNREACHABLE = 3
+"""The law cannot reach the target loss (at that N, or at any N for that D_F)."""
+TARGET_DRAWS = 200
+"""Bootstrap draws solved for a --target-loss interval (each is a root search)."""
 
 
 @dataclass(kw_only=True)
@@ -22,11 +34,11 @@ class Args:
 
     law: str = "text-to-python"
     """The law, <source>-to-<target>."""
-    n: float | None = None
+    n: float | None = positive(None)
     """Non-embedding parameters N of the model asked about."""
-    d_f: float | None = None
+    d_f: float | None = positive(None)
     """Fine-tuning data D_F, in the law's unit."""
-    target_loss: float | None = None
+    target_loss: float | None = positive(None)
     """A target best loss (nats/token): with --n, the D_F needed; with --d-f, the N needed."""
     next_runs: bool = field(default=False, metadata={"flag": "next"})
     """Rank candidate runs by how much each would tighten alpha and beta per unit of compute."""
@@ -38,57 +50,155 @@ class Args:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
-def _fmt(value: float, interval: tuple[float, float] | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    text = f"{value:.4g}"
-    if interval is not None and all(map(math.isfinite, interval)):
-        text += f"  [{interval[0]:.4g}, {interval[1]:.4g}]"
-    return text
+def check_question(args: Args) -> None:
+    """The arguments ask one answerable question (raised before the law is even looked up)."""
+    if args.target_loss is not None:
+        if (args.n is None) == (args.d_f is None):
+            raise BadInput("--target-loss needs exactly one of --n (to get the D_F needed) or --d-f (to get the N "
+                           "needed)")
+    elif (args.n is None) != (args.d_f is None):
+        given, missing = ("--n", "--d-f") if args.n is not None else ("--d-f", "--n")
+        raise BadInput(f"{given} needs {missing} too (or --target-loss)")
+    elif args.n is None and not args.next_runs:
+        raise BadInput("give --n and --d-f, or --target-loss with one of them, or --next")
 
 
 def run(args: Args) -> int:
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts._law import load_law_version
+    from transfer_laws.scripts.advise import advice_rows, format_advice
 
+    check_question(args)
     use_tracking_uri(args.tracking_uri)
     law, mv, _ = load_law_version(args.law, args.version)
     answer: dict[str, Any] = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
-                              "beta": law.beta}
+                              "beta": law.beta, "intervals": {k: list(v) for k, v in law.intervals.items()},
+                              "unit": law.settings.get("unit", "tokens"), "fitted_range": fitted_range(law)}
+    checks = getattr(law, "checks", {}) or {}
+    answer["verdict"] = list(checks.get("verdict", []))
+    answer["warnings"] = list(law.warnings)
+    answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
     if args.next_runs:
-        answer["next"] = _next_runs(law)
+        ranked = _next_runs(law)
+        answer["next"] = advice_rows(ranked)
+        next_table = format_advice(ranked, top=len(ranked)) if ranked else ""
     if args.target_loss is not None:
-        if args.n is not None:
-            answer["d_f_for_target_loss"] = float(law.d_f_for_target_loss(args.n, args.target_loss))
-        elif args.d_f is not None:
-            answer["n_for_target_loss"] = float(law.n_for_target_loss(args.d_f, args.target_loss))
-        else:
-            raise ValueError("--target-loss needs --n (to get the D_F needed) or --d-f (to get the N needed)")
+        quantity, solve = (("d_f", law.d_f_for_target_loss) if args.n is not None else ("n", law.n_for_target_loss))
+        given = args.n if args.n is not None else args.d_f
+        value, low, high = _target_with_interval(law, solve, given, args.target_loss, quantity)
+        answer[f"{quantity}_for_target_loss"] = {"value": value, "low": low, "high": high}
+        if quantity == "d_f":
+            answer["outside_fitted_range"] += outside_range(answer["fitted_range"], d_f=value)
+        elif quantity == "n":
+            answer["outside_fitted_range"] += outside_range(answer["fitted_range"], n=value)
     elif args.n is not None and args.d_f is not None:
         answer["prediction"] = _as_plain(law.predict(args.n, args.d_f))
-    elif not args.next_runs:
-        raise ValueError("give --n and --d-f, or --target-loss with one of them, or --next")
     if args.json:
-        print(json.dumps(answer, indent=2, default=float))
-        return 0
-    print(f"law {args.law} v{mv.version}: D_T = {law.k:.4g} * D_F^{law.alpha:.3f} * N^{law.beta:.3f}")
+        print(json_document(answer))
+    else:
+        print_answer(answer, args, law)
+        if args.next_runs:
+            print("next runs, best value for compute first (cost: 6 N D_F x 3 epochs; +-: predicted 95% half-widths "
+                  "after the run):")
+            print("  " + next_table.replace("\n", "\n  ") if next_table else "  (no candidates)")
+    return 0
+
+
+def fitted_range(law: Any) -> dict[str, list[float]]:
+    """The N and D_F spanned by the fine-tunes the law was fitted on (all screened ones if none was used)."""
+    points = [p for p in law.points if p.used] or list(law.points)
+    if not points:
+        return {}
+    ns, d_fs = [float(p.n) for p in points], [float(p.d_f) for p in points]
+    return {"N": [min(ns), max(ns)], "D_F": [min(d_fs), max(d_fs)]}
+
+
+def outside_range(span: dict[str, list[float]], **query: float | None) -> list[dict[str, Any]]:
+    """One entry per queried quantity outside the fitted span: which, the value, the span and by how many decades."""
+    flagged = []
+    for name, value in query.items():
+        key = {"n": "N", "d_f": "D_F"}[name]
+        if value is None or key not in span or not math.isfinite(value) or value <= 0:
+            continue
+        low, high = span[key]
+        decades = math.log10(low / value) if value < low else math.log10(value / high) if value > high else 0.0
+        if decades > 0.01:  # 2% beyond the last run is rounding, not extrapolation
+            flagged.append({"quantity": key, "value": value, "fitted": [low, high], "decades": decades,
+                            "side": "below" if value < low else "above"})
+    return flagged
+
+
+def _target_with_interval(law: Any, solve: Any, given: float, loss: float,
+                          quantity: str) -> tuple[float, float, float]:
+    """The answer at the fitted law and its 95% interval over bootstrap draws of k, alpha and beta."""
+    import numpy as np
+
+    value = float(solve(given, loss))
+    if not math.isfinite(value):
+        if quantity == "d_f":
+            why = (f"no D_F reaches a best loss of {loss:g} at N={given:.3g}: the law's scratch model at that N "
+                   "does not go that low (or the target is above where fine-tuning starts)")
+        else:
+            why = (f"no N up to 1e16 reaches a best loss of {loss:g} with D_F={given:.3g}, or the law has no "
+                   "global scratch model to answer with")
+        raise UserError(why, EXIT_UNREACHABLE)
+    draws = {name: np.asarray(law.draws.get(name, [])) for name in ("k", "alpha", "beta")}
+    count = min(len(d) for d in draws.values())
+    picks = np.unique(np.linspace(0, count - 1, min(TARGET_DRAWS, count)).astype(int)) if count else []
+    answers = []
+    for i in picks:
+        k, alpha, beta = (float(draws[name][i]) for name in ("k", "alpha", "beta"))
+        if all(map(math.isfinite, (k, alpha, beta))):
+            one = dataclasses.replace(law, k=k, alpha=alpha, beta=beta)
+            answers.append(float((one.d_f_for_target_loss if quantity == "d_f" else one.n_for_target_loss)(
+                given, loss)))
+    finite = [a for a in answers if math.isfinite(a)]
+    if len(finite) < max(2, len(answers) // 2):  # most draws cannot answer: no honest interval
+        return value, math.nan, math.nan
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return value, float(low), float(high)
+
+
+def _fmt(value: float | None, interval: tuple[float, float] | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:.4g}"
+    if interval is not None:
+        text += (f"  [{interval[0]:.4g}, {interval[1]:.4g}]" if all(map(math.isfinite, interval))
+                 else "  [interval n/a]")
+    return text
+
+
+def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
+    """The table a person reads: the law, the answer with intervals, then every caveat."""
+    iv = answer["intervals"]
+    print(f"law {args.law} v{answer['version']}: D_T = k * D_F^alpha * N^beta  (D_F in {answer['unit']})")
+    print(f"  k = {_fmt(law.k, iv.get('k'))}   alpha = {_fmt(law.alpha, iv.get('alpha'))}   "
+          f"beta = {_fmt(law.beta, iv.get('beta'))}")
+    span = answer["fitted_range"]
+    if span:
+        print(f"  fitted on N {span['N'][0]:.3g}..{span['N'][1]:.3g}, D_F {span['D_F'][0]:.3g}..{span['D_F'][1]:.3g}")
     if "prediction" in answer:
         print(f"at N={args.n:.3g}, D_F={args.d_f:.3g} (95% intervals):")
         for key, value in answer["prediction"].items():
-            if isinstance(value, dict):
-                print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}")
-    for key in ("d_f_for_target_loss", "n_for_target_loss"):
+            print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}")
+    for key, label in (("d_f_for_target_loss", f"D_F needed at N={args.n or 0:.3g}"),
+                       ("n_for_target_loss", f"N needed at D_F={args.d_f or 0:.3g}")):
         if key in answer:
-            print(f"  {key}: {_fmt(answer[key])}")
-    for advice in answer.get("next", []):
-        print("  next: " + ", ".join(f"{k}={v}" for k, v in advice.items()))
-    return 0
+            a = answer[key]
+            print(f"to reach best loss {args.target_loss:g} nats/token (95% interval):")
+            print(f"  {label}: {_fmt(a['value'], (a['low'], a['high']))}")
+    for flag in answer["outside_fitted_range"]:
+        print(f"WARNING: {flag['quantity']}={flag['value']:.3g} is {flag['decades']:.1f} decades {flag['side']} the "
+              f"fitted range {flag['fitted'][0]:.3g}..{flag['fitted'][1]:.3g}: an extrapolation, not a measurement")
+    for line in answer["verdict"]:
+        print(f"verdict: {line}")
+    for warning in answer["warnings"]:
+        print(f"fit warning: {warning}")
 
 
 def _as_plain(prediction: Any) -> dict[str, Any]:
     """A prediction (dataclass or mapping) as {quantity: {value, low, high}}."""
-    import dataclasses
-
     raw = dataclasses.asdict(prediction) if dataclasses.is_dataclass(prediction) else dict(prediction)
     plain: dict[str, Any] = {}
     for key, value in raw.items():
@@ -101,17 +211,18 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
     return plain
 
 
-def _next_runs(law: Any) -> list[dict[str, Any]]:
-    """Candidates around the law's own grid: each measured N and one size up, each measured D_F and 3x beyond."""
+def _next_runs(law: Any) -> list[Any]:
+    """Candidates around the law's own grid, ranked: each measured N and one size up (2x), each measured D_F and
+    3x beyond."""
     from transfer_laws.registry.advice import Candidate, rank_next_runs
-    from transfer_laws.scripts.advise import advice_rows
 
     ns = sorted({float(p.n) for p in law.points})
     d_fs = sorted({float(p.d_f) for p in law.points})
     if not ns or not d_fs:
         return []
-    ns.append(ns[-1] * 2)
+    labels = dict.fromkeys(ns, "measured")
+    labels[ns[-1] * 2] = "2x N"
     d_fs.append(d_fs[-1] * 3)
-    candidates = [Candidate(n_params=n, d_f_tokens=d, role=role, epochs=3.0, label=f"N={n:.3g}")
-                  for n in ns for d in d_fs for role in ("finetune", "scratch")]
-    return advice_rows(rank_next_runs(law, candidates)[:8])
+    candidates = [Candidate(n_params=n, d_f_tokens=d, role=role, epochs=3.0, label=label)
+                  for n, label in labels.items() for d in d_fs for role in ("finetune", "scratch")]
+    return rank_next_runs(law, candidates)[:8]

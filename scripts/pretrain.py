@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
 
 
@@ -38,7 +39,7 @@ class Args(TrackingArgs, ShapeArgs, DataArgs):
 
     corpus: str = "text"
     """Source corpus: text, code, mix (50/50 text + code), a folder of files, s3://bucket/prefix or a datasets path."""
-    tokens: int | None = None
+    tokens: int | None = positive(None)
     """Pretraining token budget (None: the whole corpus, for as long as --train.max-time-s allows)."""
     register_as: str | None = None
     """Registered model name for the checkpoint (default: pretrained-<corpus>); empty string: do not register."""

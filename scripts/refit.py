@@ -1,8 +1,28 @@
-"""``transfer-laws refit``: refit a law now (for CI). Exit 0 ok, 2 bad input, 3 fit failed, 4 drift gate tripped."""
+"""``transfer-laws refit``: refit a law now (for CI), print it, and turn the outcome into an exit code.
+
+Exit codes (docs/ci-refit.md): 0 ok, 1 unexpected error, 2 bad input, 3 fit failed, 4 drift gate tripped,
+5 evidence gate tripped (an interval includes 0, or the fit warns). With ``--json`` stdout is exactly one JSON
+document whatever happens (schema ``SCHEMA_VERSION``, documented in docs/ci-refit.md); MLflow's own chatter
+("View run ...") goes to stderr, and no tracking URI or password is printed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, _client, latest_version, refit_law
+from transfer_laws.registry.tracking import TrackingError, check_reachable, resolve_tracking_uri
+from transfer_laws.scripts._args import at_least
+from transfer_laws.scripts._errors import redact
+from transfer_laws.scripts._jsonout import json_document
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_FIT_FAILED, EXIT_DRIFT, EXIT_EVIDENCE = 0, 1, 2, 3, 4, 5
+SCHEMA_VERSION = 2
+"""Version of the ``--json`` document; bumped when a field changes meaning or goes away (new fields do not)."""
 
 
 @dataclass(kw_only=True)
@@ -12,20 +32,193 @@ class Args:
     law: str = "text-to-python"
     """The law to refit, <source>-to-<target>."""
     json: bool = False
-    """Print the result as JSON."""
-    fail_if_alpha_moves: float | None = None
+    """Print the result as one JSON document on stdout (schema: docs/ci-refit.md); everything else goes to
+    stderr."""
+    fail_if_alpha_moves: float | None = at_least(0, None)
     """Exit 4 when alpha moved by more than this from the previous version (a CI drift gate)."""
-    fail_if_beta_moves: float | None = None
+    fail_if_beta_moves: float | None = at_least(0, None)
     """Exit 4 when beta moved by more than this from the previous version."""
-    bootstrap: int = 1000
+    fail_if_alpha_interval_includes_0: bool = False
+    """Exit 5 when alpha's 95% interval includes 0 (the data do not show that D_T grows with D_F)."""
+    fail_if_beta_interval_includes_0: bool = False
+    """Exit 5 when beta's 95% interval includes 0 (the data do not show that D_T grows with N)."""
+    fail_on_warnings: bool = False
+    """Exit 5 when the fit carries any warning."""
+    bootstrap: int = at_least(0, 1000)
     """Bootstrap draws for the intervals."""
     tracking_uri: str | None = None
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
-def run(args: Args) -> int:
-    from transfer_laws.registry.refit_cli import refit_cli
+@dataclass(frozen=True)
+class Gates:
+    """What makes a refit fail CI although the fit succeeded."""
 
+    alpha_moves: float | None = None
+    """Exit 4 when alpha moved more than this from the previous ``@latest``."""
+    beta_moves: float | None = None
+    """Exit 4 when beta moved more than this."""
+    interval_includes_0: tuple[str, ...] = field(default_factory=tuple)
+    """Exit 5 when the 95% interval of any of these parameters (alpha, beta) includes 0."""
+    warnings: bool = False
+    """Exit 5 when the fit carries any warning."""
+
+    def check(self) -> None:
+        for name, gate in (("alpha", self.alpha_moves), ("beta", self.beta_moves)):
+            if gate is not None and not (math.isfinite(gate) and gate >= 0):
+                raise ValueError(f"--fail-if-{name}-moves must be a finite number >= 0, got {gate}")
+        unknown = set(self.interval_includes_0) - {"alpha", "beta", "k"}
+        if unknown:
+            raise ValueError(f"no parameter {sorted(unknown)} to gate on; use alpha or beta")
+
+
+def _version_fit(uri: str, law: str, version: str) -> Any:
+    """The fitted law of an existing version (what an unchanged refit reports and gates on)."""
+    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.scripts._law import load_law_version
+
+    use_tracking_uri(uri)
+    fit, _, _ = load_law_version(law, version)
+    return fit
+
+
+def _previous_exponents(uri: str, law: str) -> dict[str, float]:
+    latest = latest_version(_client(uri), law)
+    if latest is None or not latest.run_id:
+        return {}
+    metrics = _client(uri).get_run(latest.run_id).data.metrics
+    return {k: metrics[k] for k in ("alpha", "beta") if k in metrics}
+
+
+def _moves(result: RefitResult, previous: dict[str, float], gates: Gates) -> dict[str, float]:
+    """How far each gated exponent moved past its gate (empty when every gate holds)."""
+    tripped: dict[str, float] = {}
+    for name, gate in (("alpha", gates.alpha_moves), ("beta", gates.beta_moves)):
+        if gate is None or name not in previous or result.fit is None:
+            continue
+        moved = abs(float(getattr(result.fit, name)) - previous[name])
+        if moved > gate:
+            tripped[name] = moved
+    return tripped
+
+
+def _evidence(result: RefitResult, gates: Gates) -> list[str]:
+    """Why each tripped evidence gate tripped, one sentence each (empty when every gate holds)."""
+    fit = result.fit
+    if fit is None:
+        return []
+    tripped = []
+    for name in gates.interval_includes_0:
+        low, high = fit.intervals.get(name, (math.nan, math.nan))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            tripped.append(f"{name} has no finite 95% interval ({low}, {high})")
+        elif low <= 0 <= high:
+            tripped.append(f"{name}'s 95% interval [{low:.4g}, {high:.4g}] includes 0")
+    if gates.warnings and fit.warnings:
+        tripped.append(f"the fit warns: {fit.warnings[0]}" + (f" (+{len(fit.warnings) - 1} more)"
+                                                               if len(fit.warnings) > 1 else ""))
+    return tripped
+
+
+def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, float],
+             evidence: list[str], exit_code: int) -> dict[str, Any]:
+    """The ``--json`` document (schema in docs/ci-refit.md)."""
+    fit = result.fit
+    checks = (getattr(fit, "checks", {}) or {}) if fit is not None else {}
+    return {
+        "schema": SCHEMA_VERSION,
+        "law": result.law,
+        "status": result.status,
+        "exit_code": exit_code,
+        "version": result.version,
+        "n_runs": result.n_runs,
+        "reason": result.reason,
+        "k": None if fit is None else float(fit.k),
+        "alpha": None if fit is None else float(fit.alpha),
+        "beta": None if fit is None else float(fit.beta),
+        "intervals": {} if fit is None else {k: [float(v[0]), float(v[1])] for k, v in fit.intervals.items()},
+        "unit": None if fit is None else fit.settings.get("unit", "tokens"),
+        "points_used": None if fit is None else sum(bool(p.used) for p in fit.points),
+        "points": None if fit is None else len(fit.points),
+        "verdict": list(checks.get("verdict", [])),
+        "checks": checks,
+        "warnings": [] if fit is None else list(fit.warnings),
+        "excluded": [] if fit is None else [{"run_id": r, "reason": why} for r, why in fit.excluded],
+        "fingerprint": None if fit is None else fit.fingerprint,
+        "previous": previous,
+        "drift": drift,
+        "evidence": evidence,
+    }
+
+
+def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "law": law, "status": status, "exit_code": exit_code, "version": None,
+            "reason": reason}
+
+
+def refit_cli(
+    law: str,
+    tracking_uri: str | None = None,
+    json_out: bool = False,
+    fail_if_alpha_moves: float | None = None,
+    fail_if_beta_moves: float | None = None,
+    bootstrap: int = 1000,
+    *,
+    fail_if_interval_includes_0: tuple[str, ...] = (),
+    fail_on_warnings: bool = False,
+) -> int:
+    """Refit ``law`` and return the exit code (module docstring); prints the outcome to stdout.
+
+    A drift gate compares the new alpha/beta with the version that was ``@latest`` before this refit.
+    """
+    gates = Gates(fail_if_alpha_moves, fail_if_beta_moves, tuple(fail_if_interval_includes_0), fail_on_warnings)
+
+    def emit_error(status: str, reason: str, code: int) -> int:
+        reason = redact(reason)
+        print(f"error: {reason}", file=sys.stderr)
+        if json_out:
+            print(json_document(_error_document(law, status, reason, code)))
+        return code
+
+    try:
+        gates.check()
+        if bootstrap < 0:
+            raise ValueError("bootstrap must be >= 0")
+        uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(uri)
+        # MLflow writes "View run ..." to stdout when a refit run ends: stdout is ours (one JSON document).
+        with contextlib.redirect_stdout(sys.stderr):
+            previous = _previous_exponents(uri, law)
+            result = refit_law(law, tracking_uri=uri, bootstrap=bootstrap)
+            if result.fit is None and result.version is not None:  # unchanged: the gates judge the law as it stands
+                result = replace(result, fit=_version_fit(uri, law, result.version))
+    except (ValueError, TrackingError) as exc:
+        return emit_error("bad_input", str(exc), EXIT_BAD_INPUT)
+    except Exception as exc:  # noqa: BLE001 - CI must get a document and a documented code, not a traceback
+        return emit_error("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    drift = _moves(result, previous, gates)
+    evidence = _evidence(result, gates)
+    code = (EXIT_FIT_FAILED if result.status == STATUS_FAILED else EXIT_DRIFT if drift
+            else EXIT_EVIDENCE if evidence else EXIT_OK)
+    if json_out:
+        print(json_document(describe(result, previous, drift, evidence, code)))
+    elif result.status == STATUS_FAILED:
+        print(redact(f"refit of {law} failed: {result.reason}"), file=sys.stderr)
+    else:
+        summary = result.fit.summary() if hasattr(result.fit, "summary") else ""
+        print(f"{law}: {result.status} (version {result.version}, {result.n_runs} runs)\n{summary}".rstrip())
+    for name, moved in drift.items():
+        gate = gates.alpha_moves if name == "alpha" else gates.beta_moves
+        print(f"drift: {name} moved by {moved:.4g} (gate {gate})", file=sys.stderr)
+    for why in evidence:
+        print(f"evidence gate: {why}", file=sys.stderr)
+    return code
+
+
+def run(args: Args) -> int:
+    gated = tuple(name for name, on in (("alpha", args.fail_if_alpha_interval_includes_0),
+                                        ("beta", args.fail_if_beta_interval_includes_0)) if on)
     return refit_cli(args.law, tracking_uri=args.tracking_uri, json_out=args.json,
                      fail_if_alpha_moves=args.fail_if_alpha_moves, fail_if_beta_moves=args.fail_if_beta_moves,
-                     bootstrap=args.bootstrap)
+                     bootstrap=args.bootstrap, fail_if_interval_includes_0=gated,
+                     fail_on_warnings=args.fail_on_warnings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
 from transfer_laws.scripts.pretrain import _optim_type, _train_type, model_config
 
@@ -25,13 +26,13 @@ def _train() -> Any:
 class Args(TrackingArgs, ShapeArgs, DataArgs):
     """Arguments of ``transfer-laws scratch``."""
 
-    d_f_tokens: int
+    d_f_tokens: int = positive()
     """Training-set size D in tokens of the target (exact)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
     tokenizer_from: str | None = None
     """Take the tokenizer from a registered checkpoint (models:/name@alias) instead of the workspace's."""
-    evals_per_epoch: float | None = 2.0
+    evals_per_epoch: float | None = positive(2.0)
     """Held-out evaluations per pass over the training data, at least 10 steps apart (None: use
     --train.eval-every-steps)."""
     optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]

@@ -10,6 +10,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from transfer_laws.scripts._args import at_least, positive
+
 
 @dataclass(kw_only=True)
 class Args:
@@ -21,9 +23,9 @@ class Args:
     """Where proxied artifacts go (default: the embedded artifact folder); s3://bucket/ for teams."""
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for a team server; then set --allowed-hosts)."""
-    port: int = 5000
+    port: int = at_least(1, 5000)
     """Port to listen on."""
-    workers: int = 1
+    workers: int = positive(1)
     """Server workers (more than one adds ~40 ms per keep-alive request with uvicorn today; see docs/team-setup.md)."""
     allowed_hosts: str | None = None
     """Comma-separated Host header values the server accepts (MLflow's --allowed-hosts)."""

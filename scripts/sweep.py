@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, TrackingArgs
 from transfer_laws.scripts._lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, LrTuning, TuneTarget
 from transfer_laws.scripts.pretrain import _optim_type, _train_type
@@ -57,7 +58,7 @@ class Args(TrackingArgs, DataArgs):
 
     sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
     """Model shapes (names from lightning_modules.model.PRESETS), one N each."""
-    d_f_tokens: list[int] = field(default_factory=lambda: [20000, 80000])
+    d_f_tokens: list[int] = positive(default_factory=lambda: [20000, 80000])
     """D_F budgets in tokens (a scratch run's dataset size D)."""
     roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
     """Which kinds of run each (size, D_F) gets: finetune, scratch or both."""
@@ -82,13 +83,13 @@ class Args(TrackingArgs, DataArgs):
     """How often a crashed trial is retried."""
     adaptive: bool = False
     """Choose the next cell by next-run advice instead of running the whole grid."""
-    alpha_tolerance: float = 0.02
+    alpha_tolerance: float = positive(0.02)
     """--adaptive stops once alpha's 95% interval is within +- this."""
-    max_runs: int = 20
+    max_runs: int = positive(20)
     """--adaptive stops after this many runs."""
     law: str = "text-to-python"
     """The law --adaptive refits (``<source>-to-<target>``)."""
-    epochs: float = 3.0
+    epochs: float = positive(3.0)
     """Expected passes over D_F before early stopping, for the compute estimate of --adaptive (6 N D_F epochs)."""
     tune_lr: bool = False
     """Tune the peak learning rate per (size, role) with pruned Optuna trials before the grid (--tuning.*)."""

@@ -1,0 +1,245 @@
+"""The command line on a store with a fitted law and a checkpoint with fine-tunes (synthetic runs, no training):
+predict warns outside the fitted range and repeats the fit's caveats, refit --json is one document CI can gate on,
+lineage prints a tree from an alias, a name or a run id, and every invalid value is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from transfer_laws.scripts import cli
+
+LAW = "text-to-python"
+CHECKPOINT = "pretrained-text"
+
+
+@dataclass(frozen=True)
+class Store:
+    uri: str
+    pretrain_run: str
+    finetunes: list[str]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """Scratch curves and fine-tunes of a known law, one fitted version, and a checkpoint version with fine-tunes."""
+    from law_runs import land_finetunes, land_scratch_runs
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    from transfer_laws.registry.refit import refit_law
+    from transfer_laws.registry.schema import METRIC_BEST_TEST_LOSS, TAG_PARENT, TAG_ROLE
+    from transfer_laws.registry.tracking import ensure_experiment
+
+    home = tmp_path_factory.mktemp("cli-law-home")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFER_LAWS_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        client = MlflowClient(uri, registry_uri=uri)
+        experiment = ensure_experiment("transfer-laws", uri)
+        land_scratch_runs(client, experiment)
+        land_finetunes(client, experiment, 12)
+        assert refit_law(LAW, tracking_uri=uri, bootstrap=100, plots=False).status == "registered"
+
+        pretrain = client.create_run(experiment).info.run_id
+        client.log_batch(pretrain, metrics=[Metric(METRIC_BEST_TEST_LOSS, 3.25, 0, 0)],
+                         tags=[RunTag(TAG_ROLE, "pretrain")])
+        client.set_terminated(pretrain)
+        client.create_registered_model(CHECKPOINT)
+        mv = client.create_model_version(CHECKPOINT, source=f"runs:/{pretrain}/checkpoint", run_id=pretrain,
+                                         tags={"N": "25344", "tokens_seen": "512000", "corpus": "text"})
+        client.set_registered_model_alias(CHECKPOINT, "champion", mv.version)
+        finetunes = []
+        for d_f, loss in ((1000, 4.5), (2500, 4.25)):
+            run_id = client.create_run(experiment).info.run_id
+            client.log_batch(run_id, metrics=[Metric(METRIC_BEST_TEST_LOSS, loss, 0, 0)],
+                             params=[Param("N", "25344"), Param("D_F_tokens", str(d_f))],
+                             tags=[RunTag(TAG_ROLE, "finetune"), RunTag(TAG_PARENT, f"models:/{CHECKPOINT}/1")])
+            client.set_terminated(run_id)
+            finetunes.append(run_id)
+        yield Store(uri=uri, pretrain_run=pretrain, finetunes=finetunes)
+
+
+def _cli(store: Store, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main([*argv, "--tracking-uri", store.uri])
+    except SystemExit as exc:  # argparse's own errors (a value its type function refused) exit from parse_args
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- predict ----------------------------------------------------------------------------------------------------
+
+def test_predict_flags_queries_outside_the_fitted_range_and_repeats_the_verdict(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(store, capsys, "predict", "--law", LAW, "--n", "1e10", "--d-f", "1e6")
+    assert code == 0
+    # The synthetic grid spans N 1e5..1e7: 1e10 is 3 decades above it.
+    assert re.search(r"WARNING: N=1e\+10 is 3\.0 decades above the fitted range", out), out
+    assert "D_F=1e+06 is" not in out  # inside the fitted D_F range: no warning
+    assert "verdict:" in out
+    assert re.search(r"d_t: \S+\s+\[\S+, \S+\]", out)  # every quantity with its interval
+
+
+def test_predict_json_is_strict_and_carries_the_caveats(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(store, capsys, "predict", "--n", "1e6", "--d-f", "3e7", "--json")
+    assert code == 0
+    answer = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert [f["quantity"] for f in answer["outside_fitted_range"]] == ["D_F"]
+    assert answer["outside_fitted_range"][0]["decades"] == pytest.approx(1.0, abs=0.01)
+    assert isinstance(answer["warnings"], list) and isinstance(answer["verdict"], list)
+    assert set(answer["intervals"]) >= {"k", "alpha", "beta"}
+
+
+def test_target_loss_has_an_interval_and_an_unreachable_target_is_an_error(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from law_runs import finetune_loss
+
+    reachable = finetune_loss(1e6, 1e6)  # what a fine-tune at N=1e6, D_F=1e6 reached
+    code, out, _ = _cli(store, capsys, "predict", "--n", "1e6", "--target-loss", f"{reachable}", "--json")
+    assert code == 0
+    needed = json.loads(out)["d_f_for_target_loss"]
+    assert needed["low"] <= needed["value"] <= needed["high"]
+    assert needed["value"] == pytest.approx(1e6, rel=0.5)
+
+    code, out, err = _cli(store, capsys, "predict", "--n", "1e6", "--target-loss", "0.01")
+    assert code == 3 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "0.01" in err
+
+
+def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(store, capsys, "predict", "--next")
+    assert code == 0
+    table = out[out.index("next runs"):].splitlines()[1:]
+    assert table[0].split()[:3] == ["#", "role", "size"] and "cost" in table[0] and "why" in table[0]
+    assert len(table) >= 3
+    assert not re.search(r"\d{7,}", "\n".join(table)), "raw long floats in the table"
+    assert all("narrower" in row or "no " in row for row in table[1:])
+
+
+# -- invalid input: one line, exit 2, before any work -------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    (["predict", "--n", "abc", "--d-f", "1"], "'abc' is not a number"),
+    (["predict", "--n", "-1", "--d-f", "1"], "--n must be"),
+    (["predict", "--n", "0", "--d-f", "1"], "--n must be"),
+    (["predict", "--n", "nan", "--d-f", "1"], "not a finite number"),
+    (["predict", "--n", "inf", "--d-f", "1"], "not a finite number"),
+    (["predict", "--n", "1e6", "--d-f", "-5"], "--d-f must be"),
+    (["predict", "--n", "1e6", "--target-loss", "-1"], "--target-loss must be"),
+    (["predict", "--n", "1e6"], "--n needs --d-f"),
+    (["predict", "--law", "text-to-pyhton", "--n", "1", "--d-f", "1"], "did you mean 'text-to-python'"),
+    (["predict", "--law", "python", "--n", "1", "--d-f", "1"], "<source>-to-<target>"),
+    (["lineage"], "missing required argument --target"),
+    (["lineage", "--target", "models:/nope/1"], "models:/nope/1"),
+    (["lineage", "--target", "no-such-model"], "no-such-model"),
+    (["refit", "--fail-if-beta-moves", "-0.1"], "--fail-if-beta-moves must be"),
+])
+def test_invalid_values_are_one_line_and_exit_2(
+    store: Store, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    code, out, err = _cli(store, capsys, *argv)
+    assert code == 2, err
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err
+    assert "<lambda>" not in err and "Traceback" not in err and "__init__" not in err
+    assert "refit --law text-to-pyhton" not in err  # never advice to refit a typo
+
+
+def test_scratch_rejects_a_negative_budget_before_any_work(
+    sqlite_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transfer_laws.scripts import workspace
+
+    def no_work(*_: object, **__: object) -> None:
+        pytest.fail("corpus or tokenizer built for an invalid run")
+
+    monkeypatch.setattr(workspace, "corpus_dir", no_work)
+    monkeypatch.setattr(workspace, "tokenizer_dir", no_work)
+    assert cli.main(["scratch", "--d-f-tokens", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "transfer-laws scratch: error: --d-f-tokens must be a finite number > 0, got -5"
+
+
+# -- refit --json -------------------------------------------------------------------------------------------------
+
+def test_refit_json_is_one_document_with_the_evidence_and_gates_on_it(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(store, capsys, "refit", "--json", "--bootstrap", "50")
+    assert code == 0
+    doc = json.loads(out)  # the whole of stdout is one document
+    assert doc["schema"] >= 2 and doc["exit_code"] == 0 and doc["status"] in ("registered", "unchanged")
+    for key in ("intervals", "verdict", "warnings", "excluded", "checks", "points_used", "evidence", "drift"):
+        assert key in doc, key
+    low, high = doc["intervals"]["beta"]
+    assert low <= doc["beta"] <= high
+
+    # A gate that cannot hold on these data: an interval that includes 0 is asked of alpha's width via the warning
+    # gate when the fit warns, else via beta's interval (the synthetic beta 0.38 is well away from 0: exit 0).
+    code, out, err = _cli(store, capsys, "refit", "--json", "--bootstrap", "50", "--fail-if-beta-interval-includes-0")
+    doc = json.loads(out)
+    assert code == doc["exit_code"] == (5 if doc["intervals"]["beta"][0] <= 0 else 0)
+    code, out, err = _cli(store, capsys, "refit", "--json", "--bootstrap", "50", "--fail-on-warnings")
+    doc = json.loads(out)
+    assert code == doc["exit_code"] == (5 if doc["warnings"] else 0)
+    assert bool(doc["evidence"]) == bool(doc["warnings"])
+
+
+def test_refit_never_prints_a_password(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["refit", "--json", "--tracking-uri", "http://ci:hunter2@127.0.0.1:9/"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "hunter2" not in captured.out + captured.err
+    assert json.loads(captured.out)["status"] == "bad_input"
+
+
+def test_refit_json_stdout_is_clean_in_a_real_process(store: Store) -> None:
+    """In a subprocess nothing else (MLflow's "View run", progress bars, warnings) reaches stdout or stderr's
+    normal output."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    proc = subprocess.run([sys.executable, "-m", "transfer_laws.scripts.cli", "refit", "--json", "--bootstrap", "30"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode in (0, 5), proc.stderr
+    json.loads(proc.stdout)
+    for noise in ("Failed to infer model signature", "Downloading artifacts", "litlogger", "View run"):
+        assert noise not in proc.stdout + proc.stderr
+
+
+# -- lineage --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["models:/pretrained-text@champion", "models:/pretrained-text/1",
+                                    "pretrained-text", "pretrain-run"])
+def test_lineage_prints_a_tree_from_an_alias_a_name_or_a_run(
+    store: Store, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    target = store.pretrain_run if target == "pretrain-run" else target
+    code, out, err = _cli(store, capsys, "lineage", "--target", target)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("models:/pretrained-text/1 @champion") and "N=25,344" in lines[0]
+    assert "best loss 3.2500" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["├──", "└──"]
+    assert "D_F=1,000" in lines[1] and "best loss 4.5000" in lines[1] and store.finetunes[0] in lines[1]
+    assert "D_F=2,500" in lines[2]
+
+
+def test_lineage_of_a_fine_tune_walks_back(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(store, capsys, "lineage", "--target", store.finetunes[1])
+    assert code == 0
+    assert "D_F=2,500" in out.splitlines()[0]
+    assert "started from models:/pretrained-text/1" in out
+    assert f"pretraining run {store.pretrain_run}  best loss 3.2500" in out
