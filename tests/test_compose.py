@@ -77,7 +77,21 @@ def test_start_order_waits_for_health(services: dict[str, Any]) -> None:
     }
     for name in ("watch", "sweep-worker"):
         assert services[name]["depends_on"]["mlflow"] == {"condition": "service_healthy"}
-        assert services[name]["image"] == services["mlflow"]["image"]
+    # The server and watch run the torch-free core image; sweep workers train, so theirs adds the [train] extra.
+    assert services["watch"]["image"] == services["mlflow"]["image"]
+    assert "build" not in services["watch"] and "args" not in services["mlflow"]["build"]
+    worker = services["sweep-worker"]
+    assert worker["image"] != services["mlflow"]["image"]
+    assert worker["build"]["dockerfile"] == "Dockerfile" and worker["build"]["args"]["EXTRAS"] == "[train]"
+
+
+def test_dockerfile_installs_the_core_unless_asked_for_training() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r'(?m)^ARG EXTRAS=""$', dockerfile)
+    assert re.search(r'(?m)^RUN pip install -c constraints\.txt "\.\$\{EXTRAS\}"$', dockerfile)
+    # torch is installed only on the branch that asks for the training stack.
+    torch_lines = [line for line in dockerfile.splitlines() if "torch==" in line]
+    assert torch_lines and all("*train*" in dockerfile.split(line)[0].rsplit("RUN", 1)[-1] for line in torch_lines)
 
 
 def test_env_names_match_env_example() -> None:
