@@ -5,12 +5,14 @@ Baseline, measured in the same run on the same runs: the point fit alone (``boot
 point estimate) for the law step, to show what batching buys. ``global``: the whole fit with 1,000 draws, and the
 per-draw cost of its Kaplan refits, batched (what the fit uses) against the former one-scipy-BFGS-per-draw path
 (kept as ``log_d_e_global_per_draw``; timed on the first ``--global-draws`` of the same resamplings).
-Usage: ``python benchmarks/bench_fit.py [--sizes 50 500 1000 5000 50000] [--global-draws 20]``.
+The main table uses ``--method`` (default ``auto``: every scratch-model candidate fitted and cross-validated).
+Usage: ``python benchmarks/bench_fit.py [--sizes 50 500 1000 5000 50000] [--global-draws 20] [--method auto]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -80,15 +82,18 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--global-draws", type=int, default=20)
     parser.add_argument("--global-sizes", type=int, nargs="+", default=[50, 500, 1000])
+    parser.add_argument("--method", default="auto", help="d_e_method of the main table (default: the fitter's)")
     args = parser.parse_args()
     print(f"# {platform.node()} {platform.processor() or platform.machine()} python {platform.python_version()} "
           f"numpy {np.__version__} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"d_e_method {args.method}")
     print("runs  point_fit_s  fit_1000_draws_s  ratio_vs_point  naive_law_loop_s  (used points)  growth of fit_1000")
     previous = None
     for size in args.sizes:
         runs = make_runs(size)
-        point = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=0))
-        full = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=args.draws), repeat=2 if size < 10000 else 1)
+        fit = functools.partial(fit_transfer_law, runs, d_e_method=args.method)
+        point = best_of(lambda fit=fit: fit(bootstrap=0), repeat=3 if size < 10000 else 1)
+        full = best_of(lambda fit=fit: fit(bootstrap=args.draws), repeat=2 if size < 10000 else 1)
         naive = naive_law_bootstrap(runs, args.draws)
         law = fit_transfer_law(runs, bootstrap=0)
         used = sum(p.used for p in law.points)

@@ -36,17 +36,22 @@ def irreducible_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray
 def synthetic_runs(truth: tuple[float, float, float], loss_noise: float = 0.0, seed: int = 0,
                    n_grid: tuple[float, ...] = N_GRID, scratch_d: tuple[float, ...] = SCRATCH_D,
                    d_f: tuple[float, ...] = FINETUNE_D_F, loss_law: Callable[..., np.ndarray] = kaplan_loss,
-                   ) -> list[RunResult]:
-    """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise));
-    L is ``loss_law`` (the Kaplan form by default)."""
+                   heavy_tails: bool = False) -> list[RunResult]:
+    """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise))
+    (with ``heavy_tails``, Student-t noise with 3 degrees of freedom scaled to the same standard deviation); L is
+    ``loss_law`` (the Kaplan form by default)."""
     k, alpha, beta = truth
     rng = np.random.default_rng(seed)
+
+    def noise() -> float:
+        return float(rng.standard_t(3) / np.sqrt(3.0) if heavy_tails else rng.normal()) * loss_noise
+
     runs = []
     for n in n_grid:
         for d in scratch_d:
-            loss = float(loss_law(n, d) * np.exp(rng.normal(0.0, loss_noise)))
+            loss = float(loss_law(n, d) * np.exp(noise()))
             runs.append(RunResult(f"s-{n:.3g}-{d:.4g}", "scratch", n, float(d), loss))
         for df in d_f:
-            loss = float(loss_law(n, df + k * df**alpha * n**beta) * np.exp(rng.normal(0.0, loss_noise)))
+            loss = float(loss_law(n, df + k * df**alpha * n**beta) * np.exp(noise()))
             runs.append(RunResult(f"f-{n:.3g}-{df:.4g}", "finetune", n, float(df), loss))
     return runs

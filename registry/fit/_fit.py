@@ -90,17 +90,22 @@ def _summarise_exclusions(excluded: list[tuple[str, str]]) -> str:
 def _identifiability(log_n: np.ndarray, log_d_f: np.ndarray, excluded: list[tuple[str, str]]) -> None:
     n_levels = np.unique(np.round(log_n, 9)).size
     d_levels = np.unique(np.round(log_d_f, 9)).size
-    problem = ""
+    problem = needs = ""
     if log_n.size < MIN_POINTS:
         problem = f"{log_n.size} usable fine-tune points, need at least {MIN_POINTS} to fit k, alpha, beta"
+        needs = ("fine-tunes at model sizes that have scratch curves, at two or more N and two or more D_F, with "
+                 "D_F in the low-data regime")
     elif n_levels < 2:
         problem = f"all {log_n.size} usable fine-tune points share one N: beta is unidentifiable, need >= 2 sizes"
+        needs = "fine-tune and scratch runs at a second model size (N span of 10x or more)"
     elif d_levels < 2:
         problem = f"all {log_n.size} usable fine-tune points share one D_F: alpha is unidentifiable, need >= 2"
+        needs = "fine-tunes at a second D_F (D_F span of 10x or more)"
     elif np.linalg.matrix_rank(design(log_d_f, log_n)) < 3:
         problem = f"the {log_n.size} usable points lie on a line in (ln D_F, ln N): k, alpha, beta not separable"
+        needs = "fine-tunes that vary D_F at a fixed N (and N at a fixed D_F)"
     if problem:
-        raise FitError(f"{problem}. Excluded: {_summarise_exclusions(excluded)}.")
+        raise FitError(f"{problem}. Excluded: {_summarise_exclusions(excluded)}. Needs: {needs}.")
 
 
 def _intervals(draws: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:

@@ -107,8 +107,11 @@ def summary(law: TransferLaw) -> str:
     iv = law.intervals
     used = sum(p.used for p in law.points)
     unit = law.settings.get("unit", "tokens")
+    method = law.settings.get("d_e_method")
+    estimator = (law.checks or {}).get("estimator") or method
+    how = f"{estimator}, chosen by cross-validation" if method == "auto" else estimator
     lines = [
-        f"D_T = k * D_F^alpha * N^beta  (D_F in {unit}, N non-embedding, D_E by {law.settings.get('d_e_method')})",
+        f"D_T = k * D_F^alpha * N^beta  (D_F in {unit}, N non-embedding, D_E by {how})",
         f"  k     = {law.k:.4g}  [{iv['k'][0]:.4g}, {iv['k'][1]:.4g}]",
         f"  alpha = {law.alpha:.4f}  [{iv['alpha'][0]:.4f}, {iv['alpha'][1]:.4f}]",
         f"  beta  = {law.beta:.4f}  [{iv['beta'][0]:.4f}, {iv['beta'][1]:.4f}]",
