@@ -1,4 +1,5 @@
-"""``transfer-laws report``: the plots and a self-contained HTML page of a law version, in a folder."""
+"""``transfer-laws report``: a law version's plots (PNG, for print) and a self-contained HTML page that explains the
+law, shows its checks and warnings and lists its runs, in a folder."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def run(args: Args) -> int:
     out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
-    written = plot_law(law, out)
+    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
     print(f"\nwrote {len(written)} files to {out}:")

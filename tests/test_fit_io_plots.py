@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import struct
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
 from transfer_laws.registry import TransferLaw, fit_transfer_law, plot_law
-from transfer_laws.registry.fit import _plots
+from transfer_laws.registry.fit import _plots, _svg_chart, _svg_plots
 
 RUNS = synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=7, d_f=(1e3, 1e4, 1e5, 1e6))
 
@@ -86,8 +87,8 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-def test_plots_are_pngs_of_the_expected_size_and_html_inlines_them(law: TransferLaw, tmp_path: Path) -> None:
-    paths = plot_law(law, tmp_path / "plots")
+def test_png_plots_have_the_expected_size_and_the_report_explains_and_lists(law: TransferLaw, tmp_path: Path) -> None:
+    paths = plot_law(law, tmp_path / "plots", title="Transfer law text-to-python", kind="png")
     pngs = [p for p in paths if p.suffix == ".png"]
     assert [p.name for p in pngs] == list(_plots.PLOTS)
     expected = (int(_plots.FIGSIZE[0] * _plots.DPI), int(_plots.FIGSIZE[1] * _plots.DPI))
@@ -97,4 +98,59 @@ def test_plots_are_pngs_of_the_expected_size_and_html_inlines_them(law: Transfer
     page = (tmp_path / "plots" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
     assert base64.b64encode(pngs[0].read_bytes()).decode() in page
-    assert "alpha" in page and "src=\"http" not in page
+    assert "src=\"http" not in page and "<pre>" not in page
+    assert "effective data transferred" in page and f"{law.alpha:.3g}" in page
+    assert page.count("<tr class='used'>") == sum(p.used for p in law.points)
+    for caption in _plots.CAPTIONS.values():
+        assert html.escape(caption, quote=True) in page
+
+
+def test_one_colour_per_model_size_in_every_plot(law: TransferLaw) -> None:
+    colours = _plots.law_colours(law)
+    sizes = {_plots.n_key(p.n) for p in law.points} | {_plots.n_key(n) for n in law.scratch.levels}
+    assert set(colours) == sizes and len(set(colours.values())) == len(sizes)
+    assert not {"#F0E442", "#FDE725"} & set(colours.values()), "no yellow on white"
+    assert colours[float(np.exp(np.log(law.points[0].n)))] == colours[law.points[0].n]  # ln-round-tripped N
+    assert len(set(_plots.n_colours(np.geomspace(1e5, 1e9, 12)).values())) == 12
+
+
+def test_svg_plots_draw_the_law_bands_gap_and_every_size(law: TransferLaw, tmp_path: Path) -> None:
+    paths = plot_law(law, tmp_path / "svg")
+    svgs = {p.name: p.read_text() for p in paths if p.suffix == ".svg"}
+    assert list(svgs) == list(_svg_plots.SVG_PLOTS)
+    loss = svgs["loss_vs_data.svg"]
+    gap = _plots.gap_point(law)
+    assert gap is not None and 'class="gap"' in loss and "D_T = " in loss
+    assert loss.count('class="scratch-curve"') == law.scratch.levels.size
+    colours = _plots.law_colours(law)
+    for n in {p.n for p in law.points if p.used}:
+        assert colours[n] in svgs["d_t_vs_d_f.svg"]
+    assert svgs["d_t_vs_d_f.svg"].count('class="band"') == len({p.n for p in law.points if p.used})
+    assert "tokens)" in svgs["d_t_vs_d_f.svg"] and "nats/token" in loss
+    index = (tmp_path / "svg" / "index.html").read_text()
+    assert index.count("<svg") == len(svgs) and "data:image/png" not in index
+
+
+def test_plot_bands_match_the_laws_prediction_intervals(law: TransferLaw) -> None:
+    grid = np.geomspace(1e3, 1e6, 20)
+    d_t, draws = _plots.d_t_draws(law, 1e7, grid)
+    low, high = _plots.band(draws)
+    pred = law.predict(np.full_like(grid, 1e7), grid)
+    np.testing.assert_allclose(d_t, pred.d_t)
+    np.testing.assert_allclose(low, pred.d_t_low)
+    np.testing.assert_allclose(high, pred.d_t_high)
+
+
+def test_drawing_subsamples_evenly_but_keeps_small_sets() -> None:
+    assert _plots.drawn(list(range(10)), 20) == list(range(10))
+    picked = _plots.drawn(list(range(1000)), 5)
+    assert picked == [0, 250, 500, 749, 999] or (picked[0], picked[-1], len(picked)) == (0, 999, 5)
+
+
+def test_log_ticks_are_real_decades_or_readable_steps() -> None:
+    major, minor = _svg_chart.Axis(3e4, 2e7, "D").ticks()
+    assert [label for _, label in major] == ["10\u2075", "10\u2076", "10\u2077"]
+    assert 2e5 in [round(v) for v in minor]
+    narrow, _ = _svg_chart.Axis(3.3, 5.6, "loss").ticks()
+    assert len(narrow) >= 4 and all(3.3 <= v <= 5.6 for v, _ in narrow)
+    assert _svg_chart.number_label(25_472) == "25,500" and _svg_chart.number_label(1e9) == "10\u2079"
