@@ -1,10 +1,14 @@
-"""TransferFactsCallback: writes a run's facts (N, D_F, tags, data and model inputs, best loss) to MLflow.
+"""TransferFactsCallback: writes a run's facts (N, D_F, settings, tags, data and model inputs, best loss) to MLflow.
 
 It works with Lightning's ``MLFlowLogger`` (the run id comes from ``trainer.loggers``) and with a fluent run
 (``mlflow.start_run`` / ``mlflow.pytorch.autolog``: ``mlflow.active_run()``). Each group of facts is one
 ``log_batch`` (or one ``log_inputs``) call, never a request per step. A write that fails is retried a few times;
 what still cannot be written is kept and, at the end, saved as JSON next to the checkpoint
 (``replay_facts`` writes it later), so an unreachable server loses nothing.
+
+A fine-tune also refreshes its parent checkpoint version's lineage (tags and description listing the runs that
+started from it, ``registry.lineage.update_checkpoint_lineage``), so the registry page shows where the checkpoint
+went as soon as the fine-tune starts.
 """
 
 from __future__ import annotations
@@ -19,20 +23,30 @@ from typing import Any
 import lightning as L
 
 from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.plugin.run_config import config_params, config_yaml
 from transfer_laws.registry.schema import (
+    CONFIG_ARTIFACT,
+    CONTEXT_FINETUNING,
+    CONTEXT_PRETRAINING,
+    CONTEXT_TEST,
+    CONTEXT_TRAINING,
+    LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
     PARAM_CONTEXT,
-    PARAM_D_F_CHARS,
-    PARAM_D_F_TOKENS,
     PARAM_N,
     PARAM_N_EMBD,
     PARAM_N_HEAD,
     PARAM_N_LAYER,
     PARAM_N_TOTAL,
     PARAM_VOCAB,
+    ROLE_FINETUNE,
     ROLE_PRETRAIN,
+    ROLE_SCRATCH,
     TAG_FAILURE,
+    TAG_LAW,
     TAG_TOKENIZER,
+    data_params,
+    law_name,
 )
 
 FACTS_FILE = "unwritten-run-facts.json"
@@ -44,16 +58,20 @@ BEST_STEP_METRIC = "best_step"
 class TransferFactsCallback(L.Callback):
     """Writes the run's facts at fit start and its best test loss (or failure reason) at the end.
 
-    ``N`` is non-embedding parameters (``TransferLM.n_params``, see ``non_embedding_params``); ``D_F_tokens`` and
-    ``D_F_chars`` are the DataModule's exact training-set token and character counts.
+    ``N`` is non-embedding parameters (``TransferLM.n_params``, see ``non_embedding_params``); the DataModule's exact
+    training-set token and character counts go under the role's names (``schema.data_params``: ``D_F_tokens`` on
+    fine-tunes only). ``config`` is the run's resolved settings (``run_config.resolved_config``): each scalar
+    becomes a param ``<group>.<field>`` and the whole is the ``config.yaml`` artifact.
     """
 
-    def __init__(self, facts: RunFacts, *, run_id: str | None = None, tracking_uri: str | None = None,
-                 fallback_dir: Path | None = None, attempts: int = 3, retry_wait_s: float = 0.5) -> None:
+    def __init__(self, facts: RunFacts, *, config: dict[str, Any] | None = None, run_id: str | None = None,
+                 tracking_uri: str | None = None, fallback_dir: Path | None = None, attempts: int = 3,
+                 retry_wait_s: float = 0.5) -> None:
         """``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
         (default: ``<TRANSFER_LAWS_HOME>/checkpoints/<run_id>``, the folder the launcher saves the checkpoint to)."""
         super().__init__()
         self.facts = facts
+        self.config = config
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.fallback_dir = fallback_dir
@@ -71,14 +89,26 @@ class TransferFactsCallback(L.Callback):
                           stacklevel=2)
             return
         datamodule = getattr(trainer, "datamodule", None)
-        self._write({"kind": "params", "values": _params(pl_module, datamodule)})
+        params = _params(pl_module, datamodule, self.facts.role)
+        if self.config:
+            params.update({k: v for k, v in config_params(self.config).items() if k not in params})
+        for chunk in _chunks(params, 100):  # MLflow takes at most 100 params per request
+            self._write({"kind": "params", "values": chunk})
+        if self.config:
+            self._write({"kind": "text", "path": CONFIG_ARTIFACT, "text": config_yaml(self.config)})
         tags = self.facts.tags()
         digest = getattr(datamodule, "tokenizer_digest", None)
         if digest:
             tags[TAG_TOKENIZER] = str(digest)
+        if self.facts.role == ROLE_SCRATCH and self.facts.target and TAG_LAW not in tags:
+            laws = self._target_laws(self.facts.target)
+            if laws:
+                tags[TAG_LAW] = ",".join(laws)
         self._write({"kind": "tags", "values": tags})
         self._write({"kind": "inputs", "datasets": _dataset_inputs(self.facts, datamodule),
                      "model_id": self.facts.parent_model_id})
+        if self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:
+            self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run_id is None:
@@ -87,6 +117,8 @@ class TransferFactsCallback(L.Callback):
         if math.isfinite(best):
             metrics = {METRIC_BEST_TEST_LOSS: best, BEST_STEP_METRIC: float(getattr(pl_module, "best_step", -1))}
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
+        if self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # the checkpoint's run list shows the loss
+            self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
         self._save_unwritten()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -128,11 +160,19 @@ class TransferFactsCallback(L.Callback):
         self.unwritten.append(group)
         return False
 
+    def _target_laws(self, target: str) -> list[str]:
+        """The laws a scratch run on ``target`` serves, as far as the registry knows them now (best effort)."""
+        try:
+            return target_laws(self._mlflow_client(), target)
+        except Exception as exc:  # noqa: BLE001 - a registry hiccup must not cost the run its facts
+            warnings.warn(f"could not list the laws of target {target!r}: {exc}", stacklevel=2)
+            return []
+
     def _mlflow_client(self) -> Any:
         if self._client is None:
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client
 
     def _save_unwritten(self) -> None:
@@ -173,6 +213,12 @@ def write_group(client: Any, run_id: str, group: dict[str, Any]) -> None:
         models = [LoggedModelInput(group["model_id"])] if group.get("model_id") else None
         if datasets or models:
             client.log_inputs(run_id, datasets=datasets or None, models=models)
+    elif kind == "text":
+        client.log_text(run_id, group["text"], group["path"])
+    elif kind == "lineage":
+        from transfer_laws.registry.lineage import update_checkpoint_lineage
+
+        update_checkpoint_lineage(client, group["parent_uri"])
     else:
         raise ValueError(f"unknown facts group kind {kind!r}")
 
@@ -182,13 +228,42 @@ def replay_facts(path: Path, tracking_uri: str | None = None) -> int:
     from mlflow import MlflowClient
 
     payload = json.loads(Path(path).read_text())
-    client = MlflowClient(tracking_uri=tracking_uri or payload.get("tracking_uri"))
+    uri = tracking_uri or payload.get("tracking_uri")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for group in payload["groups"]:
         write_group(client, payload["run_id"], group)
     return len(payload["groups"])
 
 
-def _params(pl_module: L.LightningModule, datamodule: Any) -> dict[str, int]:
+def target_laws(client: Any, target: str) -> list[str]:
+    """Laws ``<source>-to-<target>`` the registry knows: a law model of the target, or a ``pretrained-<source>``
+    checkpoint model (the name ``pretrain`` registers under), sorted."""
+    laws: set[str] = set()
+    for prefix in (LAW_MODEL_PREFIX, "pretrained-"):
+        token = None
+        while True:
+            page = client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000,
+                                                   page_token=token)
+            for model in page:
+                rest = model.name.removeprefix(prefix)
+                try:
+                    law = rest if prefix == LAW_MODEL_PREFIX else law_name(rest, target)
+                except ValueError:
+                    continue
+                if law.endswith(f"-to-{target}"):
+                    laws.add(law)
+            token = page.token
+            if not token:
+                break
+    return sorted(laws)
+
+
+def _chunks(values: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    items = list(values.items())
+    return [dict(items[i:i + size]) for i in range(0, len(items), size)] or [{}]
+
+
+def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[str, int]:
     params: dict[str, int] = {}
     for name, attr in ((PARAM_N, "n_params"), (PARAM_N_TOTAL, "n_params_total")):
         if hasattr(pl_module, attr):
@@ -198,7 +273,8 @@ def _params(pl_module: L.LightningModule, datamodule: Any) -> dict[str, int]:
         for name, attr in ((PARAM_N_LAYER, "n_layer"), (PARAM_N_HEAD, "n_head"), (PARAM_N_EMBD, "n_embd"),
                            (PARAM_CONTEXT, "context_length"), (PARAM_VOCAB, "vocab_size")):
             params[name] = int(getattr(config, attr))
-    for name, attr in ((PARAM_D_F_TOKENS, "train_tokens"), (PARAM_D_F_CHARS, "train_chars")):
+    tokens_param, chars_param = data_params(role)
+    for name, attr in ((tokens_param, "train_tokens"), (chars_param, "train_chars")):
         if getattr(datamodule, attr, None) is not None:
             params[name] = int(getattr(datamodule, attr))
     return params
@@ -209,10 +285,11 @@ def _dataset_inputs(facts: RunFacts, datamodule: Any) -> list[dict[str, Any]]:
     if datamodule is None:
         return []
     corpus = str(getattr(datamodule, "corpus_name", None) or facts.target or facts.source or "corpus")
-    train_context = "pretraining" if facts.role == ROLE_PRETRAIN else "fine-tuning"
+    train_context = {ROLE_PRETRAIN: CONTEXT_PRETRAINING, ROLE_FINETUNE: CONTEXT_FINETUNING}.get(facts.role,
+                                                                                              CONTEXT_TRAINING)
     inputs = []
     for split, context, digest_attr, tokens_attr in (("train", train_context, "train_digest", "train_tokens"),
-                                                     ("test", "test", "test_digest", "test_tokens")):
+                                                     ("test", CONTEXT_TEST, "test_digest", "test_tokens")):
         digest = getattr(datamodule, digest_attr, None)
         if not digest:
             continue

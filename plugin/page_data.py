@@ -114,7 +114,7 @@ def _row(run: Any) -> RunRow:
         name=run.info.run_name or run.info.run_id[:8],
         role=tags.get(schema.TAG_ROLE, ""),
         n=_float(params.get(schema.PARAM_N)),
-        d_f=_float(params.get(schema.PARAM_D_F_TOKENS)),
+        d_f=_float(schema.data_tokens(params, tags.get(schema.TAG_ROLE, ""))),  # scratch runs log D_tokens
         best_loss=_float(metrics.get(schema.METRIC_BEST_TEST_LOSS)),
         parent=tags.get(schema.TAG_PARENT),
     )

@@ -28,6 +28,7 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_TOKENS_SEEN,
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
+    MLFLOW_MODEL_VERSIONS,
 )
 
 MANIFEST = "manifest.json"
@@ -161,9 +162,27 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     _ensure_registered_model(client, name)
     mv = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id, tags=version_tags,
                                      model_id=logged.model_id)
-    client.set_registered_model_alias(name, alias, mv.version)
     version = int(mv.version)
-    return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=f"models:/{name}/{version}")
+    uri = f"models:/{name}/{version}"
+    link_logged_model(client, logged.model_id, name, version)
+    from transfer_laws.registry.lineage import update_checkpoint_lineage
+
+    update_checkpoint_lineage(client, uri)  # the description: what it is, where its lineage lives
+    client.set_registered_model_alias(name, alias, mv.version)
+    return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=uri)
+
+
+def link_logged_model(client: Any, model_id: str, name: str, version: int) -> None:
+    """Record on the LoggedModel that registry version ``name/version`` holds it (tag ``mlflow.modelVersions``).
+
+    An MLflow server does this itself when a version is created; a client writing the store directly (the embedded
+    SQLite default) does not, and the model's page then says "Not registered" for a registered checkpoint."""
+    entry = {"name": name, "version": str(version)}
+    current = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    linked = json.loads(current) if current else []
+    if any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in linked):
+        return
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*linked, entry])})
 
 
 def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | None = None) -> LoadedCheckpoint:
@@ -272,4 +291,7 @@ def _ensure_registered_model(client: Any, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name)
+        client.create_registered_model(name, description=(
+            "Pretrained checkpoints (safetensors + config + tokenizer, checked against a SHA-256 manifest) that "
+            "fine-tunes start from: `transfer-laws finetune --from models:/" + name + "@champion`. Each version's "
+            "description lists the runs that started from it; its source run is the pretraining run."))

@@ -78,9 +78,25 @@ def pip_requirements() -> list[str]:
     return [f"mlflow-transfer-laws=={version('mlflow-transfer-laws')}", f"mlflow=={version('mlflow')}"]
 
 
+def signature() -> Any:
+    """The declared signature: inputs N, D_F (double); outputs N, D_F and every prediction with its bounds."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    outputs = [*PREDICT_INPUTS, *(name + suffix for name in PREDICT_OUTPUTS for suffix in ("", "_low", "_high"))]
+    return ModelSignature(inputs=Schema([ColSpec("double", c) for c in PREDICT_INPUTS]),
+                          outputs=Schema([ColSpec("double", c) for c in outputs]))
+
+
 def log_law_model(fit_folder: Path, name: str = "law") -> Any:
-    """Log the law model in the active run; returns MLflow's ``ModelInfo`` (``.model_uri`` is ``models:/m-...``)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Log the law model in the active run; returns MLflow's ``ModelInfo`` (``.model_uri`` is ``models:/m-...``).
+
+    The signature is declared, so MLflow neither infers one (and warns that it failed) nor shows "Schema (0)"."""
+    import warnings
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # An input example would make MLflow load and run the model at log time; the signature says it all.
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         code = Path(tmp) / "law_model_code.py"
         code.write_text(_CODE)
         return mlflow.pyfunc.log_model(
@@ -88,4 +104,20 @@ def log_law_model(fit_folder: Path, name: str = "law") -> Any:
             python_model=str(code),
             artifacts={"fit": str(fit_folder)},
             pip_requirements=pip_requirements(),
+            signature=signature(),
         )
+
+
+def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any = None) -> None:
+    """Give a new law version its description and k/alpha/beta tags, and the law model its description
+    (``registry.law_card``), so MLflow's registry pages show the law, its uncertainty and its warnings."""
+    from transfer_laws.registry.law_card import law_model_description, version_description, version_tags
+    from transfer_laws.registry.schema import law_model_name
+
+    name = law_model_name(law)
+    client.update_model_version(name, version, description=version_description(law, fit, inputs))
+    for key, value in version_tags(fit).items():
+        client.set_model_version_tag(name, version, key, value)
+    model_description = law_model_description(law)
+    if (client.get_registered_model(name).description or "") != model_description:
+        client.update_registered_model(name, description=model_description)

@@ -2,6 +2,11 @@
 
 Fine-tune runs carry ``transfer.parent = models:/name/version`` (written by the facts callback); a checkpoint
 version records the pretraining run that produced it; that run's dataset inputs name the data it saw.
+
+The way down is also visible in the registry itself: when a fine-tune starts, the callback calls
+``update_checkpoint_lineage``, which rewrites the checkpoint version's tags (``transfer.finetunes``,
+``transfer.last_finetune``, ``transfer.lineage``) and its description (the latest runs, linked, and the run filter
+that finds them all) from a search, so concurrent fine-tunes cannot leave it stale for long.
 """
 
 from __future__ import annotations
@@ -9,7 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer_laws.registry.schema import METRIC_BEST_TEST_LOSS, PARAM_D_F_TOKENS, TAG_PARENT, TAG_PRETRAIN_RUN
+from transfer_laws.registry.schema import (
+    CKPT_TAG_CORPUS,
+    CKPT_TAG_FINETUNES,
+    CKPT_TAG_LAST_FINETUNE,
+    CKPT_TAG_LINEAGE,
+    CKPT_TAG_N,
+    CKPT_TAG_TOKENS_SEEN,
+    METRIC_BEST_TEST_LOSS,
+    PARAM_N,
+    ROLE_FINETUNE,
+    TAG_PARENT,
+    TAG_PRETRAIN_RUN,
+    TAG_ROLE,
+    data_tokens,
+)
+
+DESCRIPTION_RUNS = 25
+"""Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +46,14 @@ class LineageRun:
     """Best held-out loss in nats/token, None if the run recorded none (failed or running)."""
     status: str
     """MLflow run status (FINISHED, FAILED, RUNNING...)."""
+    run_name: str | None = None
+    """The run's name in MLflow."""
+    n_params: int | None = None
+    """Non-embedding parameters N (param ``N``)."""
+    experiment_id: str | None = None
+    """The run's experiment (for UI links)."""
+    start_time: int | None = None
+    """When the run started, ms since the epoch."""
 
 
 @dataclass(frozen=True)
@@ -52,24 +82,92 @@ class RunLineage:
     """The data the pretraining run logged as inputs."""
 
 
-def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int = 500) -> list[LineageRun]:
-    """Every run, in every experiment, whose ``transfer.parent`` is ``uri`` (``models:/name/version``)."""
-    from mlflow import MlflowClient
+def lineage_filter(uri: str) -> str:
+    """The ``search_runs`` filter of every run started from the exact version ``models:/name/<n>``."""
+    return f"tags.`{TAG_PARENT}` = '{uri}'"
+
+
+def resolve_version_uri(client: Any, uri: str) -> str:
+    """``models:/name@alias`` or ``models:/name/<n>`` -> ``models:/name/<n>``; ValueError naming what is missing."""
+    from mlflow.exceptions import MlflowException
 
     from transfer_laws.registry.checkpoints import parse_model_uri
 
-    name, version, _ = parse_model_uri(uri)
-    if version is None:
-        raise ValueError(f"lineage needs an exact version (models:/name/version), not an alias: {uri!r}")
-    client = MlflowClient(tracking_uri=tracking_uri)
+    name, version, alias = parse_model_uri(uri)
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise ValueError(f"{uri} is not in the registry: {exc.message}") from None
+    return f"models:/{name}/{int(mv.version)}"
+
+
+def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int = 500) -> list[LineageRun]:
+    """Every run, in every experiment, started from checkpoint ``uri`` (a version or an alias), oldest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return runs_from_version(client, resolve_version_uri(client, uri), page_size)
+
+
+def runs_from_version(client: Any, exact_uri: str, page_size: int = 500) -> list[LineageRun]:
+    """Every run whose ``transfer.parent`` is ``exact_uri`` (``models:/name/<n>``), oldest first."""
     experiment_ids = [e.experiment_id for e in _all_pages(lambda token: client.search_experiments(
         max_results=page_size, page_token=token))]
     if not experiment_ids:
         return []
     runs = _all_pages(lambda token: client.search_runs(
-        experiment_ids, filter_string=f"tags.`{TAG_PARENT}` = 'models:/{name}/{int(version)}'",
+        experiment_ids, filter_string=lineage_filter(exact_uri), order_by=["attributes.start_time ASC"],
         max_results=page_size, page_token=token))
     return [_lineage_run(run) for run in runs]
+
+
+def update_checkpoint_lineage(client: Any, exact_uri: str) -> list[LineageRun]:
+    """Rewrite checkpoint version ``exact_uri``'s lineage tags and description from the runs that started from it.
+
+    Idempotent and rebuilt from a search each time, so two fine-tunes starting at once end with both listed.
+    Returns the runs found.
+    """
+    from transfer_laws.registry.checkpoints import parse_model_uri
+
+    name, version, _ = parse_model_uri(exact_uri)
+    if version is None:
+        raise ValueError(f"checkpoint lineage needs an exact version (models:/name/<n>), not {exact_uri!r}")
+    runs = runs_from_version(client, exact_uri)
+    mv = client.get_model_version(name, version)
+    tags = {CKPT_TAG_FINETUNES: str(len(runs)), CKPT_TAG_LINEAGE: lineage_filter(exact_uri)}
+    if runs:
+        tags[CKPT_TAG_LAST_FINETUNE] = runs[-1].run_id
+    for key, value in tags.items():
+        if (mv.tags or {}).get(key) != value:
+            client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=checkpoint_description(exact_uri, mv.tags or {}, runs))
+    return runs
+
+
+def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[LineageRun]) -> str:
+    """Markdown for a checkpoint version: what it is, the runs that started from it, where to find them all."""
+    facts = [f"N = {int(float(tags[CKPT_TAG_N])):,} non-embedding parameters" if tags.get(CKPT_TAG_N) else "",
+             f"pretrained on {tags[CKPT_TAG_CORPUS]}" if tags.get(CKPT_TAG_CORPUS) else "",
+             f"{int(float(tags[CKPT_TAG_TOKENS_SEEN])):,} tokens seen" if tags.get(CKPT_TAG_TOKENS_SEEN) else ""]
+    lines = [f"Pretrained checkpoint `{exact_uri}`" + (": " + ", ".join(f for f in facts if f) if any(facts) else "")
+             + ".", "",
+             f"**Lineage.** {len(runs)} run(s) started from this version. Every run that starts from it carries the "
+             f"tag `{TAG_PARENT}` = `{exact_uri}`: search runs with `{lineage_filter(exact_uri)}`, or run "
+             f"`transfer-laws lineage {exact_uri}`. The source run above is the pretraining run that made it."]
+    if runs:
+        lines += ["", "| run | N | D_F tokens | best test loss |", "|---|---|---|---|"]
+        for run in list(reversed(runs))[:DESCRIPTION_RUNS]:
+            label = run.run_name or run.run_id[:8]
+            link = f"[{label}](#/experiments/{run.experiment_id}/runs/{run.run_id})" if run.experiment_id else label
+            loss = f"{run.best_test_loss:.4f}" if run.best_test_loss is not None else "(training)"
+            lines.append(f"| {link} | {_count(run.n_params)} | {_count(run.d_f_tokens)} | {loss} |")
+        if len(runs) > DESCRIPTION_RUNS:
+            lines.append(f"\n... and {len(runs) - DESCRIPTION_RUNS} older run(s): use the search above.")
+    return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
@@ -101,9 +199,13 @@ def _all_pages(fetch: Any) -> list[Any]:
 
 
 def _lineage_run(run: Any) -> LineageRun:
-    d_f = run.data.params.get(PARAM_D_F_TOKENS)
-    return LineageRun(run_id=run.info.run_id, d_f_tokens=int(d_f) if d_f is not None else None,
-                      best_test_loss=run.data.metrics.get(METRIC_BEST_TEST_LOSS), status=run.info.status)
+    params = run.data.params
+    d_f = data_tokens(params, run.data.tags.get(TAG_ROLE, ROLE_FINETUNE))
+    n = params.get(PARAM_N)
+    return LineageRun(run_id=run.info.run_id, d_f_tokens=int(float(d_f)) if d_f is not None else None,
+                      best_test_loss=run.data.metrics.get(METRIC_BEST_TEST_LOSS), status=run.info.status,
+                      run_name=run.info.run_name, n_params=int(float(n)) if n is not None else None,
+                      experiment_id=run.info.experiment_id, start_time=run.info.start_time)
 
 
 def _data_inputs(run: Any) -> list[DataInput]:

@@ -16,8 +16,6 @@ from typing import Any
 from transfer_laws.registry.schema import (
     LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
-    PARAM_D_F_CHARS,
-    PARAM_D_F_TOKENS,
     PARAM_N,
     ROLE_FINETUNE,
     ROLE_SCRATCH,
@@ -28,6 +26,7 @@ from transfer_laws.registry.schema import (
     TAG_TOKENIZER,
     law_name,
     parse_law,
+    stored_data_params,
 )
 
 PAGE_SIZE = 10_000
@@ -130,13 +129,14 @@ def _optional_count(values: dict[str, Any], key: str) -> int | None:
 def to_point(run: Any) -> RunPoint:
     """A run as a ``RunPoint``; raises ``KeyError``/``ValueError`` naming what is missing or wrong."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    tokens_key, chars_key = stored_data_params(params, tags.get(TAG_ROLE, ""))  # scratch: D_tokens; old runs: D_F_*
     return RunPoint(
         run_id=run.info.run_id,
         role=tags.get(TAG_ROLE, ""),
         n_params=_number(params, PARAM_N, int),
-        d_f_tokens=_number(params, PARAM_D_F_TOKENS, int),
+        d_f_tokens=_number(params, tokens_key, int),
         best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
-        d_f_chars=_optional_count(params, PARAM_D_F_CHARS),
+        d_f_chars=_optional_count(params, chars_key),
     )
 
 

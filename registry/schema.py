@@ -8,9 +8,11 @@ Conventions (stated once, used everywhere):
 - ``N`` is the number of *non-embedding* parameters: every parameter except the token-embedding and
   position-embedding tables (an untied unembedding would count; ours is tied to the token embedding, so it does
   not). ``N_total`` counts everything. See ``transfer_laws.lightning_modules.model.non_embedding_params``.
-- ``D_F_tokens`` is the exact number of training tokens of the target distribution a run saw as its dataset
-  (a scratch run's training-set size, a fine-tune's fine-tuning budget), in tokens of the run's tokenizer;
-  ``D_F_chars`` is the number of characters of the text those tokens decode to (the paper's unit).
+- ``D_F_tokens`` is the exact number of fine-tuning tokens of the target distribution a fine-tune saw, in tokens
+  of the run's tokenizer; ``D_F_chars`` is the number of characters of the text those tokens decode to (the
+  paper's unit). Only fine-tunes carry them: a scratch run's training-set size is ``D_tokens``/``D_chars`` (the
+  paper's D), a pretraining run's ``D_pretrain_tokens``/``D_pretrain_chars``. Runs logged before this split carry
+  ``D_F_tokens`` whatever their role; ``data_tokens``/``data_chars`` read both.
 - Loss is mean cross-entropy in nats/token on the target's fixed held-out test set; ``best_test_loss`` is the
   best value over training (early stopping), as in Hernandez et al. (2021).
 """
@@ -18,23 +20,37 @@ Conventions (stated once, used everywhere):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 # Params (numbers that identify the run's point in the (N, D) plane).
 PARAM_N = "N"
 PARAM_N_TOTAL = "N_total"
 PARAM_D_F_TOKENS = "D_F_tokens"
 PARAM_D_F_CHARS = "D_F_chars"
+PARAM_D_TOKENS = "D_tokens"
+"""A scratch run's training-set size in tokens of the target (the paper's D)."""
+PARAM_D_CHARS = "D_chars"
+PARAM_D_PRETRAIN_TOKENS = "D_pretrain_tokens"
+"""A pretraining run's training-set size in tokens of the source corpus."""
+PARAM_D_PRETRAIN_CHARS = "D_pretrain_chars"
 PARAM_N_LAYER = "n_layer"
 PARAM_N_HEAD = "n_head"
 PARAM_N_EMBD = "n_embd"
 PARAM_CONTEXT = "context_length"
 PARAM_VOCAB = "vocab_size"
 
+# The run's settings: every resolved hyperparameter is a param ``<group>.<field>`` (e.g. ``optim.lr``,
+# ``train.max_steps``, ``data.batch_size``), and the whole resolved configuration is the YAML artifact below.
+CONFIG_ARTIFACT = "config.yaml"
+CONFIG_GROUPS = ("model", "optim", "train", "data")
+
 # Tags (searchable strings).
 TAG_ROLE = "transfer.role"
 """One of ROLES."""
 TAG_LAW = "transfer.law"
-"""The law a fine-tune measures, ``<source>-to-<target>`` (e.g. ``text-to-python``); absent on scratch runs."""
+"""The law a fine-tune measures, ``<source>-to-<target>`` (e.g. ``text-to-python``). A scratch run serves every law
+of its target: it carries the laws known when it started (a registered law model or checkpoint of that source),
+comma-separated, so ``tags.`transfer.law` LIKE '%text-to-python%'`` finds a law's fine-tunes and scratch runs."""
 TAG_SOURCE = "transfer.source"
 """The pretraining corpus name (pretrain and finetune runs)."""
 TAG_TARGET = "transfer.target"
@@ -53,6 +69,13 @@ TAG_CI_JOB = "transfer.ci_job"
 TAG_PLUGIN_ERROR = "transfer.plugin_error"
 TAG_FAILURE = "transfer.failure_reason"
 
+# Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
+CONTEXT_PRETRAINING = "pretraining"
+CONTEXT_FINETUNING = "fine-tuning"
+CONTEXT_TRAINING = "training"
+"""A scratch run's training data: trained from scratch, not fine-tuned."""
+CONTEXT_TEST = "test"
+
 # Metrics.
 METRIC_TEST_LOSS = "test_loss"
 METRIC_BEST_TEST_LOSS = "best_test_loss"
@@ -68,6 +91,8 @@ LAW_MODEL_PREFIX = "transfer-law-"
 LAW_ALIAS = "latest"
 DEFAULT_CHECKPOINT_ALIAS = "champion"
 DEFAULT_EXPERIMENT = "transfer-laws"
+REFIT_EXPERIMENT = "transfer-laws-refits"
+"""Where each refit logs its run (fit folder, plots, inputs.json, the law model) before a version is created."""
 
 # Version tags of a registered pretrained checkpoint.
 CKPT_TAG_N = "N"
@@ -77,12 +102,40 @@ CKPT_TAG_CORPUS_DIGEST = "corpus_digest"
 CKPT_TAG_TOKENIZER_DIGEST = "tokenizer_digest"
 CKPT_TAG_KIND = "transfer.kind"
 CKPT_KIND_PRETRAINED = "pretrained-checkpoint"
+CKPT_TAG_FINETUNES = "transfer.finetunes"
+"""How many runs started from this checkpoint version (kept current by the plugin as fine-tunes start)."""
+CKPT_TAG_LAST_FINETUNE = "transfer.last_finetune"
+"""Run id of the latest run that started from this checkpoint version."""
+CKPT_TAG_LINEAGE = "transfer.lineage"
+"""Where the version's lineage lives: the run filter that finds every run started from it."""
 
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"
 LAW_TAG_LAW = "transfer.law"
 LAW_TAG_REQUESTED_BY = "transfer.refit_requested_by"
 """Who pressed "refit now" on the law page (also on the refit run); absent for automatic refits."""
+LAW_TAG_SUMMARY = "transfer.summary"
+"""One line: the law with its numbers (what the version list should show instead of a hash)."""
+LAW_TAG_VERDICT = "transfer.verdict"
+"""The fit checks' headline verdict."""
+LAW_TAG_WARNINGS = "transfer.warnings"
+"""How many warnings the fit carries (their text is in the version's description)."""
+LAW_TAG_RUNS = "transfer.runs_used"
+"""Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
+LAW_COEFFICIENTS = ("k", "alpha", "beta")
+"""Each has version tags ``<name>``, ``<name>_low`` and ``<name>_high`` (3 significant digits)."""
+
+# Experiments and registered models: MLflow's own tags.
+MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""MLflow 3's UI opens an experiment in the view this tag names (without it, GenAI for new experiments)."""
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+"""The "Model training" view (MLflow 3.17's ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT``)."""
+MLFLOW_NOTE = "mlflow.note.content"
+"""An experiment's or run's description (Markdown) in MLflow's UI."""
+MLFLOW_MODEL_VERSIONS = "mlflow.modelVersions"
+"""LoggedModel tag listing the registry versions made from it; the UI's "Registered" column reads it."""
+LAW_PAGE_PATH = "/transfer-laws/"
+"""The law page the server app plugin serves (``mlflow server --app-name transfer-laws``)."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 
@@ -107,3 +160,31 @@ def law_model_name(law: str) -> str:
     """The registered model that holds the versions of a law's fit."""
     parse_law(law)
     return f"{LAW_MODEL_PREFIX}{law}"
+
+
+def data_params(role: str) -> tuple[str, str]:
+    """(tokens, chars) param names of the training data a run of ``role`` records."""
+    if role == ROLE_FINETUNE:
+        return PARAM_D_F_TOKENS, PARAM_D_F_CHARS
+    if role == ROLE_SCRATCH:
+        return PARAM_D_TOKENS, PARAM_D_CHARS
+    return PARAM_D_PRETRAIN_TOKENS, PARAM_D_PRETRAIN_CHARS
+
+
+def stored_data_params(params: Mapping[str, str], role: str) -> tuple[str, str]:
+    """(tokens, chars) param names a logged run holds its training data under: its role's names, or
+    ``D_F_tokens``/``D_F_chars`` for runs logged before the split (any role)."""
+    names = data_params(role)
+    if names[0] not in params and PARAM_D_F_TOKENS in params:
+        return PARAM_D_F_TOKENS, PARAM_D_F_CHARS
+    return names
+
+
+def data_tokens(params: Mapping[str, str], role: str) -> str | None:
+    """The raw training-token count a run logged (``stored_data_params``), None if it logged none."""
+    return params.get(stored_data_params(params, role)[0])
+
+
+def data_chars(params: Mapping[str, str], role: str) -> str | None:
+    """The raw training-character count a run logged, None if it logged none."""
+    return params.get(stored_data_params(params, role)[1])

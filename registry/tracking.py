@@ -11,8 +11,16 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+from transfer_laws.registry.schema import (
+    DEFAULT_EXPERIMENT,
+    EXPERIMENT_KIND_TRAINING,
+    LAW_PAGE_PATH,
+    MLFLOW_EXPERIMENT_KIND,
+    MLFLOW_NOTE,
+    REFIT_EXPERIMENT,
+)
 
 HOME_ENV = "TRANSFER_LAWS_HOME"
 
@@ -82,7 +90,10 @@ def use_tracking_uri(explicit: str | None = None) -> str:
 
 
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None) -> str:
-    """The id of experiment ``name``, created if missing; on the embedded store its artifacts go under the home."""
+    """The id of experiment ``name``, created if missing; on the embedded store its artifacts go under the home.
+
+    Our experiments open in MLflow's "Model training" view (tag ``mlflow.experimentKind``) with a description that
+    says what they hold; both are set once, when missing, so a user's own description is never overwritten."""
     from mlflow import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -91,9 +102,37 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
+        _describe(client, experiment.experiment_id, name, experiment.tags or {})
         return experiment.experiment_id
     artifact_location = None
     if is_embedded(uri):
         store_dir = Path(uri.removeprefix("sqlite:///")).parent
         artifact_location = (store_dir / "artifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location,
+                                             tags=experiment_tags(name))
+    return experiment_id
+
+
+def experiment_tags(name: str) -> dict[str, str]:
+    """The "Model training" kind and a Markdown description of one of our experiments."""
+    if name == REFIT_EXPERIMENT:
+        about = ("Refit runs of the scaling laws for transfer: one run per law version, holding the fit folder "
+                 "(k, alpha, beta and their bootstrap draws), the plots, `inputs.json` (every run read, used or "
+                 "excluded, and why) and the law as a pyfunc model. The versions themselves are in the model "
+                 "registry as `transfer-law-<source>-to-<target>`.")
+    else:
+        about = ("Training runs for the scaling laws for transfer (Hernandez et al. 2021): `pretrain`, `scratch` and "
+                 "`finetune` runs. Each run records N (non-embedding parameters), its training data "
+                 "(`D_F_tokens` on fine-tunes, `D_tokens` on scratch runs, `D_pretrain_tokens` on pretraining), "
+                 "every setting (`optim.*`, `train.*`, `data.*`, `model.*` and `config.yaml`), the role "
+                 "(`transfer.role`), the law (`transfer.law`) and `best_test_loss`. To see one law's runs, search "
+                 "`tags.transfer.law LIKE '%text-to-python%'` and add the columns N, D_F_tokens, D_tokens, "
+                 "transfer.role and best_test_loss.")
+    note = f"{about}\n\nThe fitted laws, their plots and a refit button: [the law page]({LAW_PAGE_PATH})."
+    return {MLFLOW_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING, MLFLOW_NOTE: note}
+
+
+def _describe(client: Any, experiment_id: str, name: str, tags: dict[str, str]) -> None:
+    for key, value in experiment_tags(name).items():
+        if not tags.get(key):
+            client.set_experiment_tag(experiment_id, key, value)

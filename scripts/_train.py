@@ -34,8 +34,11 @@ class TrainedRun:
 
 
 def default_run_name(role: str, n_params: int, d_f_tokens: int | None) -> str:
-    budget = "" if d_f_tokens is None else f"-D{d_f_tokens:.0e}".replace("+0", "").replace("+", "")
-    return f"{role}-N{n_params:.1e}{budget}".replace("+0", "").replace("+", "")
+    """``finetune-N24832-D2500``: exact numbers (``k``/``M`` only for exact multiples), so names never collide."""
+    from transfer_laws.plugin.run_config import exact_count
+
+    budget = "" if d_f_tokens is None else f"-D{exact_count(d_f_tokens)}"
+    return f"{role}-N{exact_count(n_params)}{budget}"
 
 
 def train_run(
@@ -88,7 +91,13 @@ def train_run(
     module = seeded_module(model_config, optim, init_weights, train.seed)
     name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
-    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts)], logger=logger,
+    from transfer_laws.plugin.run_config import resolved_config
+
+    config = resolved_config(role=role, model=model_config, optim=optim, train=train, data=data_config,
+                             run={"experiment": experiment, "parent": getattr(parent, "parent_uri", None),
+                                  "evals_per_epoch": evals_per_epoch, "refit": refit,
+                                  "refit_bootstrap": refit_bootstrap, "refit_plots": refit_plots})
+    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts, config=config)], logger=logger,
                             enable_progress_bar=progress_bar)
     try:
         trainer.fit(module, datamodule=datamodule)

@@ -12,15 +12,22 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from _plugin_data import CONFIG, ByteTextData
 
 from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TrainingDiverged, TransferLM, build_trainer
 from transfer_laws.plugin import RunFacts, TransferFactsCallback, checkpoint_extra, replay_facts, resume_logger
+from transfer_laws.plugin.run_config import config_params, exact_count, resolved_config
 from transfer_laws.registry.schema import (
+    CONFIG_ARTIFACT,
     METRIC_BEST_TEST_LOSS,
     PARAM_CONTEXT,
+    PARAM_D_CHARS,
     PARAM_D_F_CHARS,
     PARAM_D_F_TOKENS,
+    PARAM_D_PRETRAIN_CHARS,
+    PARAM_D_PRETRAIN_TOKENS,
+    PARAM_D_TOKENS,
     PARAM_N,
     PARAM_N_EMBD,
     PARAM_N_HEAD,
@@ -74,13 +81,28 @@ def test_mlflow_logger_run_gets_facts(sqlite_uri: str) -> None:
     from mlflow import MlflowClient
 
     logger = MLFlowLogger(experiment_name="facts", tracking_uri=sqlite_uri)
-    module, data = _fit(RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), logger=logger)
-    run = MlflowClient(sqlite_uri).get_run(logger.run_id)
+    facts = RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None)
+    optim = OptimConfig(lr=3e-3, warmup_steps=7)
+    config = resolved_config(model=CONFIG, optim=optim, train=SHORT, data={"batch_size": 4, "cache_dir": "/x/y"})
+    module, data = _fit(facts, logger=logger, facts_callback=TransferFactsCallback(facts, config=config))
+    client = MlflowClient(sqlite_uri)
+    configured = client.get_run(logger.run_id).data.params
+    # every resolved setting is a param, and the whole config comes back from the YAML artifact
+    assert (configured["optim.lr"], configured["optim.warmup_steps"], configured["optim.betas"]) == (
+        "0.003", "7", "0.9,0.95")
+    assert (configured["train.max_steps"], configured["train.precision"], configured["train.seed"]) == (
+        str(SHORT.max_steps), SHORT.precision, str(SHORT.seed))
+    assert configured["data.batch_size"] == "4" and "data.cache_dir" not in configured  # paths: YAML only
+    yaml_text = Path(client.download_artifacts(logger.run_id, CONFIG_ARTIFACT)).read_text()
+    assert yaml.safe_load(yaml_text) == config
+
+    run = client.get_run(logger.run_id)
     params = run.data.params
     assert int(params[PARAM_N]) == module.n_params
     assert int(params[PARAM_N_TOTAL]) == module.n_params_total > module.n_params
-    assert int(params[PARAM_D_F_TOKENS]) == data.train_tokens
-    assert int(params[PARAM_D_F_CHARS]) == data.train_chars
+    assert int(params[PARAM_D_PRETRAIN_TOKENS]) == data.train_tokens  # pretraining data is not D_F
+    assert int(params[PARAM_D_PRETRAIN_CHARS]) == data.train_chars
+    assert PARAM_D_F_TOKENS not in params and PARAM_D_F_CHARS not in params
     assert [int(params[p]) for p in (PARAM_N_LAYER, PARAM_N_HEAD, PARAM_N_EMBD, PARAM_CONTEXT, PARAM_VOCAB)] == [
         CONFIG.n_layer, CONFIG.n_head, CONFIG.n_embd, CONFIG.context_length, CONFIG.vocab_size]
     tags = run.data.tags
@@ -99,15 +121,43 @@ def test_mlflow_logger_run_gets_facts(sqlite_uri: str) -> None:
 
 def test_fluent_active_run_gets_facts(sqlite_uri: str) -> None:
     import mlflow
+    from mlflow import MlflowClient
 
+    client = MlflowClient(sqlite_uri)
+    for model in ("pretrained-stdlib", "transfer-law-code-to-textwrap", "transfer-law-code-to-python", "unrelated"):
+        client.create_registered_model(model)
     with mlflow.start_run() as active:
-        module, data = _fit(RunFacts(role=ROLE_SCRATCH, source=None, target="stdlib"))
+        module, data = _fit(RunFacts(role=ROLE_SCRATCH, source=None, target="textwrap"))
     run = mlflow.get_run(active.info.run_id)
-    assert run.data.tags[TAG_TARGET] == "stdlib"
-    assert int(run.data.params[PARAM_D_F_TOKENS]) == data.train_tokens
+    assert run.data.tags[TAG_TARGET] == "textwrap"
+    # the laws this scratch run serves, so one LIKE filter finds a law's fine-tunes and scratch runs
+    assert run.data.tags[TAG_LAW] == "code-to-textwrap,stdlib-to-textwrap"
+    found = client.search_runs([active.info.experiment_id], "tags.`transfer.law` LIKE '%stdlib-to-textwrap%'")
+    assert [r.info.run_id for r in found] == [active.info.run_id]
+    assert int(run.data.params[PARAM_D_TOKENS]) == data.train_tokens  # scratch data is D, not D_F
+    assert int(run.data.params[PARAM_D_CHARS]) == data.train_chars
+    assert PARAM_D_F_TOKENS not in run.data.params
     assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
-    assert contexts == {"fine-tuning", "test"}  # a scratch run's training data is its D_F
+    assert contexts == {"training", "test"}  # trained from scratch: not "fine-tuning"
+
+
+def test_config_params_and_exact_names() -> None:
+    from dataclasses import replace
+
+    config = resolved_config(optim=OptimConfig(lr=1e-4), train=replace(SHORT, max_time_s=None), role="scratch",
+                             data={"tokenizer_dir": "tok", "seed": 3, "corpus": "/home/u/corpus"})
+    params = config_params(config)
+    assert params["optim.lr"] == "0.0001" and params["train.max_time_s"] == "None" and params["role"] == "scratch"
+    assert params["data.seed"] == "3"
+    assert not {"data.tokenizer_dir", "data.corpus"} & set(params)  # one machine's folders stay out of params
+    assert [exact_count(v) for v in (2000, 2500, 20_000, 24_832, 3_000_000, 0)] == [
+        "2k", "2500", "20k", "24832", "3M", "0"]
+    from transfer_laws.scripts._train import default_run_name
+
+    assert default_run_name("finetune", 24_832, 2500) == "finetune-N24832-D2500"
+    assert default_run_name("finetune", 24_832, 2000) != default_run_name("finetune", 24_832, 2500)
+    assert default_run_name("pretrain", 100_000, None) == "pretrain-N100k"
 
 
 class _Poison(L.Callback):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,9 +23,12 @@ from transfer_laws.registry.checkpoints import (
 from transfer_laws.registry.schema import (
     CKPT_TAG_CORPUS,
     CKPT_TAG_CORPUS_DIGEST,
+    CKPT_TAG_FINETUNES,
+    CKPT_TAG_LINEAGE,
     CKPT_TAG_N,
     CKPT_TAG_TOKENIZER_DIGEST,
     CKPT_TAG_TOKENS_SEEN,
+    MLFLOW_MODEL_VERSIONS,
 )
 from transfer_laws.registry.tracking import ensure_experiment
 
@@ -42,6 +47,20 @@ def _run(uri: str) -> str:
     from mlflow import MlflowClient
 
     return MlflowClient(uri).create_run(ensure_experiment("ckpt", uri)).info.run_id
+
+
+def _assert_registered_and_described(client: Any, registered: Any) -> None:
+    """The LoggedModel names its registry version (its page must not say "Not registered"), exactly once, and the
+    version says where its lineage lives."""
+    model = client.get_logged_model(registered.model_id)
+    assert json.loads(model.tags[MLFLOW_MODEL_VERSIONS]) == [{"name": registered.name,
+                                                             "version": str(registered.version)}]
+    mv = client.get_model_version(registered.name, str(registered.version))
+    assert mv.tags[CKPT_TAG_FINETUNES] == "0"
+    assert mv.tags[CKPT_TAG_LINEAGE] == f"tags.`transfer.parent` = '{registered.uri}'"
+    assert mv.description.startswith(f"Pretrained checkpoint `{registered.uri}`: N = ")
+    assert "0 run(s) started from this version" in mv.description
+    assert "finetune --from" in client.get_registered_model(registered.name).description
 
 
 def test_register_then_load_by_alias_gives_the_same_weights(sqlite_uri: str, tmp_path: Path) -> None:
@@ -63,6 +82,7 @@ def test_register_then_load_by_alias_gives_the_same_weights(sqlite_uri: str, tmp
     assert int(mv.tags[CKPT_TAG_N]) == non_embedding_params(CONFIG)
     assert (mv.tags[CKPT_TAG_TOKENS_SEEN], mv.tags[CKPT_TAG_CORPUS]) == ("12345", "stdlib")
     assert (mv.tags[CKPT_TAG_CORPUS_DIGEST], mv.tags[CKPT_TAG_TOKENIZER_DIGEST]) == ("c0ffee", "tok-1")
+    _assert_registered_and_described(MlflowClient(sqlite_uri), registered)
 
     second = register_checkpoint(folder, name="pretrained-stdlib", run_id=run_id)
     assert second.version == 2
@@ -152,5 +172,8 @@ def test_register_and_load_on_the_server_stack(server_stack: object, tmp_path: P
     assert any(registered.model_id in k and k.endswith("model.safetensors") for k in keys)
     loaded = load_checkpoint_uri("models:/pretrained-s3@champion", dst=tmp_path / "dl", tracking_uri=uri)
     assert loaded.model_id == registered.model_id
+    from mlflow import MlflowClient
+
+    _assert_registered_and_described(MlflowClient(uri, registry_uri=uri), registered)  # the server links it once
     saved, got = load_file(tmp_path / "ckpt" / "model.safetensors"), load_file(loaded.folder / "model.safetensors")
     assert all(torch.equal(saved[k], got[k]) for k in saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TransferLM
 from transfer_laws.plugin import RunFacts, TransferFactsCallback
 from transfer_laws.registry.checkpoints import load_checkpoint_uri, register_checkpoint
 from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
-from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, TAG_LAW, TAG_PARENT, TAG_PRETRAIN_RUN
+from transfer_laws.registry.schema import (
+    CKPT_TAG_FINETUNES,
+    CKPT_TAG_LAST_FINETUNE,
+    ROLE_FINETUNE,
+    ROLE_PRETRAIN,
+    TAG_LAW,
+    TAG_PARENT,
+    TAG_PRETRAIN_RUN,
+)
 
 SHORT = TrainConfig(max_steps=10, eval_every_steps=5, patience=10, log_every_steps=10)
 
@@ -57,7 +66,19 @@ def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path)
     assert {r.run_id: r.d_f_tokens for r in lineage} == {k: v[0] for k, v in finetunes.items()}
     assert all(r.best_test_loss == pytest.approx(finetunes[r.run_id][1], rel=1e-6) for r in lineage)
     assert all(r.status == "FINISHED" for r in lineage)
-    assert lineage_of_version("models:/pretrained-stdlib/2") == []
+    assert lineage_of_version("models:/pretrained-stdlib@champion") == lineage  # an alias resolves to the version
+    assert [r.n_params for r in lineage] == [pretrained.n_params] * 2 and all(r.run_name for r in lineage)
+    assert [r.run_id for r in lineage] == list(finetunes)  # oldest first
+
+    # the way down, in the registry itself: the checkpoint version's tags and description, kept current
+    mv = client.get_model_version("pretrained-stdlib", "1")
+    assert (mv.tags[CKPT_TAG_FINETUNES], mv.tags[CKPT_TAG_LAST_FINETUNE]) == ("2", list(finetunes)[-1])
+    assert "2 run(s) started from this version" in mv.description
+    for run_id, (_, loss) in finetunes.items():
+        name = client.get_run(run_id).info.run_name
+        assert f"[{name}](#/experiments/" in mv.description and f"{loss:.4f}" in mv.description
+    model = client.get_logged_model(parent.model_id)  # what the fine-tune's "Logged models: Input" opens
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "pretrained-stdlib", "version": "1"}]
 
     back = lineage_of_run(some_finetune)
     assert (back.parent_uri, back.pretrain_run_id) == ("models:/pretrained-stdlib/1", pretrain_id)
@@ -67,6 +88,12 @@ def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path)
     assert lineage_of_run(pretrain_id).parent_uri is None
 
 
-def test_lineage_needs_an_exact_version(sqlite_uri: str) -> None:
-    with pytest.raises(ValueError, match="exact version"):
-        lineage_of_version("models:/pretrained-stdlib@champion")
+def test_lineage_of_a_missing_version_or_alias_is_a_clear_error(sqlite_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(sqlite_uri).create_registered_model("pretrained-stdlib")
+    for uri in ("models:/pretrained-stdlib@champion", "models:/pretrained-stdlib/2", "models:/nothing/1"):
+        with pytest.raises(ValueError, match="is not in the registry"):
+            lineage_of_version(uri)
+    with pytest.raises(ValueError, match="not a checkpoint URI"):
+        lineage_of_version("pretrained-stdlib")

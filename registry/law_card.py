@@ -1,0 +1,200 @@
+"""The law as people read it in MLflow's own pages: a law version's Markdown description and its tags.
+
+A version's description says what the law is and how far to trust it without leaving MLflow: the equation, k, alpha
+and beta with their 95% intervals beside the paper's Table-1 values, the estimator and the checks' verdict, the runs
+used and excluded, every warning, and a link to the law page. Its first line is the law in one sentence, which is
+what MLflow's version list shows. Tags carry k/alpha/beta and their bounds to 3 significant digits (searchable,
+readable in the list), the headline verdict and counts. Pure formatting: no MLflow calls here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transfer_laws.registry.schema import (
+    LAW_COEFFICIENTS,
+    LAW_PAGE_PATH,
+    LAW_TAG_RUNS,
+    LAW_TAG_SUMMARY,
+    LAW_TAG_VERDICT,
+    LAW_TAG_WARNINGS,
+    ROLE_SCRATCH,
+)
+
+DESCRIPTION_LIMIT = 5000
+"""MLflow's SQL stores keep at most 5,000 characters of a model version's description."""
+LISTED_EXCLUSIONS = 12
+"""Excluded runs named in the description; the rest are counted (all are in the refit run's ``inputs.json``)."""
+TAG_VALUE_LIMIT = 250
+"""Tag values shown in the version list are kept short."""
+
+PAPER_TABLE_1 = {
+    "text-to-python": {"k": 1.9e4, "alpha": 0.18, "beta": 0.38, "pretrained on": "text"},
+    "mix-to-python": {"k": 2.1e5, "alpha": 0.096, "beta": 0.38, "pretrained on": "50% text + 50% code"},
+}
+"""Hernandez et al. (2021), Table 1: fine-tuning on Python; D_F in characters, N non-embedding parameters."""
+_GREEK = {"k": "k", "alpha": "α", "beta": "β"}
+
+
+def sig3(value: float) -> str:
+    """3 significant digits, plain where that is short (0.183, 1.23e+04, -0.38)."""
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    return f"{float(value):.3g}"
+
+
+def law_page_link(law: str) -> str:
+    """Relative link to the law's section of the law page (served by ``mlflow server --app-name transfer-laws``)."""
+    return f"{LAW_PAGE_PATH}#law-{law}"
+
+
+def version_tags(fit: Any) -> dict[str, str]:
+    """Tags of a law version: ``k``/``alpha``/``beta`` and ``<name>_low``/``<name>_high``, summary, verdict, counts."""
+    intervals = dict(getattr(fit, "intervals", {}) or {})
+    tags: dict[str, str] = {}
+    for name in LAW_COEFFICIENTS:
+        tags[name] = sig3(getattr(fit, name))
+        low, high = intervals.get(name, (math.nan, math.nan))
+        tags[f"{name}_low"], tags[f"{name}_high"] = sig3(low), sig3(high)
+    tags[LAW_TAG_SUMMARY] = summary_line(fit)[:TAG_VALUE_LIMIT]
+    verdict = _checks(fit).get("verdict") or []
+    if verdict:
+        tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
+    tags[LAW_TAG_WARNINGS] = str(len(getattr(fit, "warnings", []) or []))
+    tags[LAW_TAG_RUNS] = str(_used_finetunes(fit) + _scratch_count(fit))
+    return tags
+
+
+def summary_line(fit: Any) -> str:
+    """``k = 1.23e+03 [..], α = 0.183 [..], β = 0.52 [..]``: the law's numbers in one line."""
+    intervals = dict(getattr(fit, "intervals", {}) or {})
+    parts = []
+    for name in LAW_COEFFICIENTS:
+        low, high = intervals.get(name, (math.nan, math.nan))
+        parts.append(f"{_GREEK[name]} = {sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]")
+    return ", ".join(parts)
+
+
+def version_description(law: str, fit: Any, inputs: Any = None) -> str:
+    """Markdown for a law version (see the module docstring), at most ``DESCRIPTION_LIMIT`` characters."""
+    settings = dict(getattr(fit, "settings", {}) or {})
+    unit = settings.get("unit", "tokens")
+    warnings = [str(w) for w in getattr(fit, "warnings", []) or []]
+    head = (f"**D_T = k · D_F^α · N^β** for `{law}`: {summary_line(fit)} (95% intervals)"
+            + (f"; {len(warnings)} warning(s)" if warnings else "") + ".")
+    lines = [head, "",
+             f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
+             "non-embedding parameter count. "
+             f"A 10× larger N is worth {_exchange_rate(fit)}× more fine-tuning data (10^(β/α)).", ""]
+    lines += _coefficient_table(law, fit, unit)
+    lines += _checks_section(fit, settings)
+    if warnings:
+        lines += ["", "**Warnings**", *[f"- {w}" for w in warnings]]
+    lines += _runs_section(fit, inputs)
+    footer = (f"\n\n[Open the law page]({law_page_link(law)}) for the plots, the runs and a refit button (on a "
+              "server started with `--app-name transfer-laws`). The source run of this version holds the fit "
+              "folder, the plots and `inputs.json` (every run read, used and excluded).")
+    return _cap("\n".join(lines), DESCRIPTION_LIMIT - len(footer)) + footer
+
+
+def law_model_description(law: str) -> str:
+    """Markdown for the registered model that holds a law's versions."""
+    return (f"Scaling law for transfer `{law}` (Hernandez et al. 2021): **D_T = k · D_F^α · N^β**, refitted from "
+            "every finished fine-tune of this law and the scratch runs of its target as runs land. Each version is "
+            "one fit: its description gives k, α, β with 95% intervals, the checks and warnings; its tags give the "
+            "numbers; alias `@latest` is the newest. Load a version with `mlflow.pyfunc.load_model` and predict "
+            "from a table with columns N and D_F. "
+            f"[Open the law page]({law_page_link(law)}).")
+
+
+def _coefficient_table(law: str, fit: Any, unit: str) -> list[str]:
+    intervals = dict(getattr(fit, "intervals", {}) or {})
+    paper = PAPER_TABLE_1.get(law)
+    header = "| | fitted | 95% interval |" + (" paper, Table 1 |" if paper else "")
+    rows = [header, "|---|---|---|" + ("---|" if paper else "")]
+    for name in LAW_COEFFICIENTS:
+        low, high = intervals.get(name, (math.nan, math.nan))
+        row = f"| {_GREEK[name]} | {sig3(getattr(fit, name))} | [{sig3(low)}, {sig3(high)}] |"
+        if paper:
+            row += f" {paper[name]:.3g} |"
+        rows.append(row)
+    if paper:
+        note = (f"The paper's values are for Python after pretraining on {paper['pretrained on']}, with D_F in "
+                "characters and models of 10^5 to 10^8 parameters")
+        note += "; k depends on the unit, α and β do not." if unit != "chars" else "."
+        rows += ["", note]
+    return rows
+
+
+def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
+    checks = _checks(fit)
+    estimator = checks.get("estimator") or settings.get("d_e_method", "?")
+    lines = ["", f"**Checks.** D_E estimator: `{estimator}`."]
+    verdict = [str(v) for v in checks.get("verdict") or []]
+    if verdict:
+        lines[-1] += f" Verdict: **{verdict[0]}**"
+        lines += [f"- {v}" for v in verdict[1:]]
+    candidates = checks.get("candidates") or []
+    if candidates:
+        lines += ["", "| D_E method | held-out error | α | β | chosen |", "|---|---|---|---|---|"]
+        for c in candidates:
+            lines.append(f"| {c.get('method')} | {sig3(c.get('cv_error'))} | {sig3(c.get('alpha'))} | "
+                         f"{sig3(c.get('beta'))} | {'yes' if c.get('chosen') else ''} |")
+    needs = [str(n) for n in checks.get("needs") or []]
+    if needs:
+        lines += ["", "**To tighten the fit**", *[f"- {n}" for n in needs]]
+    cross = getattr(fit, "cross_check", None)
+    if cross:
+        lines += ["", f"Paper's fit-the-fits route: k = {sig3(cross.get('k'))}, α = {sig3(cross.get('alpha'))}, "
+                      f"β = {sig3(cross.get('beta'))}."]
+    return lines
+
+
+def _runs_section(fit: Any, inputs: Any) -> list[str]:
+    points = list(getattr(fit, "points", []) or [])
+    used = _used_finetunes(fit)
+    lines = ["", f"**Runs.** {used} of {len(points)} fine-tunes used, with {_scratch_count(fit)} scratch runs "
+                 "behind D_E."]
+    excluded = [(str(r), str(why)) for r, why in getattr(fit, "excluded", []) or []]
+    excluded += [(str(r), str(why)) for r, why in dict(getattr(inputs, "excluded", {}) or {}).items()]
+    if excluded:
+        lines += ["", f"Excluded ({len(excluded)}):"]
+        lines += [f"- [{run_id[:8]}](#/runs/{run_id}): {_short(why)}" for run_id, why in excluded[:LISTED_EXCLUSIONS]]
+        if len(excluded) > LISTED_EXCLUSIONS:
+            lines.append(f"- ... and {len(excluded) - LISTED_EXCLUSIONS} more (see `inputs.json`)")
+    return lines
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _checks(fit: Any) -> dict[str, Any]:
+    return getattr(fit, "checks", {}) or {}
+
+
+def _used_finetunes(fit: Any) -> int:
+    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "used", False))
+
+
+def _scratch_count(fit: Any) -> int:
+    scratch = getattr(fit, "scratch", None)
+    log_n = getattr(scratch, "log_n", None)
+    if log_n is not None:
+        return int(len(log_n))
+    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "role", "") == ROLE_SCRATCH)
+
+
+def _exchange_rate(fit: Any) -> str:
+    try:
+        return sig3(fit.exchange_rate())
+    except (AttributeError, ZeroDivisionError, OverflowError):
+        return "n/a"
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    tail = "\n\n(cut to fit MLflow's description limit; the full report is the source run's `inputs.json`)"
+    return text[:limit - len(tail)].rsplit("\n", 1)[0] + tail
