@@ -198,7 +198,8 @@ class TransferLM(L.LightningModule):
         if elapsed <= 0:
             return
         per_device = self._window_tokens / self.trainer.world_size / elapsed
-        self.log(METRIC_TOKENS_PER_S, per_device * self.trainer.world_size, on_step=True, on_epoch=False)
+        self.log(METRIC_TOKENS_PER_S, per_device * self.trainer.world_size, on_step=True, on_epoch=False,
+                 prog_bar=True)
         util = mfu(per_device, self.model_config, self._peak)
         if util is not None:
             self.log(METRIC_MFU, util, on_step=True, on_epoch=False)
@@ -269,7 +270,8 @@ class TransferLM(L.LightningModule):
             raise ValueError("the held-out test set is empty")
         loss = sums[0] / sums[1]
         # Logged to callbacks (early stopping) here, to the loggers by _log_test_loss at the optimizer step count.
-        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False, logger=False)
+        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False, logger=False,
+                 prog_bar=True)
         self._log_test_loss(float(loss))
         self._record_eval(float(loss))
 

@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from transfer_laws.lightning_modules.progress import progress_callbacks, quiet_lightning_tips
 from transfer_laws.registry.schema import METRIC_TEST_LOSS
 
 
@@ -100,11 +101,17 @@ def build_trainer(
     logger: Any = None,
     enable_progress_bar: bool = True,
 ) -> L.Trainer:
-    """A Trainer for TransferLM; ``logger`` is passed through (None: no logger, no files)."""
+    """A Trainer for TransferLM; ``logger`` is passed through (None: no logger, no files).
+
+    ``enable_progress_bar``: Lightning's bar when stderr is a terminal, else a progress line every few seconds.
+    """
     L.seed_everything(train.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left outside autocast
-    own: list[Callback] = [_FinishFit(), EarlyStopping(monitor=METRIC_TEST_LOSS, mode="min", patience=train.patience)]
+    quiet_lightning_tips()
+    bar, progress = progress_callbacks(enable_progress_bar)
+    own: list[Callback] = [_FinishFit(), EarlyStopping(monitor=METRIC_TEST_LOSS, mode="min", patience=train.patience),
+                           *progress]
     if train.compile:
         own.append(_Compile())
     if train.checkpoint_dir is not None:
@@ -129,6 +136,6 @@ def build_trainer(
         callbacks=[*own, *callbacks],
         enable_checkpointing=train.checkpoint_dir is not None,
         enable_model_summary=False,
-        enable_progress_bar=enable_progress_bar,
+        enable_progress_bar=bar,
         default_root_dir=train.checkpoint_dir,
     )

@@ -24,6 +24,8 @@ class TrackingArgs:
     """Bootstrap draws of the law refit that follows the run on the embedded store (no server to do it)."""
     refit_plots: bool = True
     """Render the law's PNG plots in that refit (its slowest step; a demo or sweep can keep them for its last run)."""
+    print_outcome: bool = True
+    """Print the finished run and what its refit did (the demo turns this off: it prints one line per run)."""
 
 
 @dataclass(kw_only=True)

@@ -8,7 +8,6 @@ eligible runs change), then prints the law with intervals, what the data shows, 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,17 +77,34 @@ def _apply_quick(args: Args) -> Args:
 
 
 class _Progress:
-    """One line per finished run: done / total and an ETA from the mean time per unit of work."""
+    """One line per finished run: done / total and an ETA weighted by compute (N x tokens) of the runs left."""
 
-    def __init__(self, weights: list[float]) -> None:
-        self.weights, self.done, self.start = weights, 0, time.monotonic()
+    def __init__(self, compute: list[float]) -> None:
+        from transfer_laws.scripts._eta import ComputeEta
+
+        self.eta = ComputeEta(compute)
 
     def line(self, text: str) -> None:
-        self.done += 1
-        spent = time.monotonic() - self.start
-        work_done = sum(self.weights[: self.done])
-        remaining = spent / work_done * sum(self.weights[self.done :]) if work_done else 0.0
-        print(f"[{self.done}/{len(self.weights)} | {spent:5.0f}s | ETA {remaining:4.0f}s] {text}", flush=True)
+        self.eta.finish_one()
+        left = self.eta.remaining_s()
+        eta = "   -" if left != left else f"{left:4.0f}"  # NaN before any run finished
+        print(f"[{self.eta.done}/{len(self.eta.compute)} | {self.eta.elapsed():5.0f}s | ETA {eta}s] {text}",
+              flush=True)
+
+
+def plan_compute(args: Args) -> list[float]:
+    """Planned N x tokens of every run the demo makes, in the order it makes them."""
+    from transfer_laws.scripts._eta import planned_tokens
+    from transfer_laws.scripts.advise import preset_n
+
+    per_step = 8 * 128  # the recipes' default batch x context
+    compute = []
+    for size, steps in zip(args.sizes, args.pretrain_steps, strict=True):
+        n = preset_n(size)
+        compute.append(n * steps * per_step)
+        compute += [n * planned_tokens(d, per_step, args.run_max_steps) for d in (*args.d_f_tokens,
+                                                                                   *args.scratch_tokens)]
+    return compute
 
 
 def run(args: Args) -> Any:
@@ -105,16 +121,13 @@ def run(args: Args) -> Any:
     law = law_name("text", "python")
     print(f"transfer-laws demo: law {law}, store {uri}", flush=True)
     common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
-              "vocab_size": args.vocab_size, "progress_bar": args.progress_bar}
+              "vocab_size": args.vocab_size, "progress_bar": args.progress_bar, "print_outcome": False}
     fit_options = {"refit_bootstrap": args.bootstrap}
 
     def capped(recipe: Any) -> dict[str, Any]:
         return {"train": replace(recipe._train(), max_steps=args.run_max_steps)}
 
-    weights = []
-    for steps in args.pretrain_steps:
-        weights += [steps / 20] + [3.0 + d / 2e4 for d in (*args.d_f_tokens, *args.scratch_tokens)]
-    progress = _Progress(weights)
+    progress = _Progress(plan_compute(args))
 
     results: dict[str, dict[str, Any]] = {}
     last_refit = None

@@ -68,8 +68,12 @@ def run(args: Args) -> Any:
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch,
                         init_weights=loaded.folder, parent=loaded)
-    print(f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
-          f"best test loss {trained.best_test_loss:.4f} nats/token (from {loaded.parent_uri})")
+    if args.print_outcome:
+        from transfer_laws.scripts._outcome import print_run
+
+        print_run(trained, args.tracking_uri,
+                  f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
+                  f"best test loss {trained.best_test_loss:.4f} nats/token (from {loaded.parent_uri})")
     return trained
 
 

@@ -81,13 +81,15 @@ def run(args: Args) -> Any:
                         optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         save_checkpoint_to=checkpoints_root(), checkpoint_extra={"source": source})
-    print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
-          f"{trained.best_test_loss:.4f} nats/token")
+    if args.print_outcome:
+        print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
+              f"{trained.best_test_loss:.4f} nats/token")
     name = f"pretrained-{source}" if args.register_as is None else args.register_as
     if not name:
         return trained
     from transfer_laws.registry.checkpoints import register_checkpoint
 
     registered = register_checkpoint(trained.checkpoint_dir, name=name, alias=args.alias, run_id=trained.run_id)
-    print(f"registered {registered.uri} (models:/{name}@{args.alias})")
+    if args.print_outcome:
+        print(f"registered {registered.uri} (models:/{name}@{args.alias})")
     return registered

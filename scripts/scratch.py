@@ -67,6 +67,10 @@ def run(args: Args) -> Any:
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch)
-    print(f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
-          f"best test loss {trained.best_test_loss:.4f} nats/token")
+    if args.print_outcome:
+        from transfer_laws.scripts._outcome import print_run
+
+        print_run(trained, args.tracking_uri,
+                  f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
+                  f"best test loss {trained.best_test_loss:.4f} nats/token")
     return trained

@@ -185,6 +185,12 @@ def _cell_of(trial: Any) -> Cell | None:
 
 def sweep_progress(study: Any) -> tuple[int, int]:
     """(cells finished, cells in the study): every enqueued cell counts once, retries included."""
+    cells = _cell_states(study)
+    return sum(cells.values()), len(cells)
+
+
+def _cell_states(study: Any) -> dict[Cell, bool]:
+    """Every enqueued cell and whether a trial of it completed."""
     from optuna.trial import TrialState
 
     cells: dict[Cell, bool] = {}
@@ -192,7 +198,17 @@ def sweep_progress(study: Any) -> tuple[int, int]:
         cell = _cell_of(t)
         if cell is not None:
             cells[cell] = cells.get(cell, False) or t.state == TrialState.COMPLETE
-    return sum(cells.values()), len(cells)
+    return cells
+
+
+def cell_compute(cell: Cell) -> float:
+    """A cell's weight in the ETA: N x D_F (training compute up to the constant 6 x epochs)."""
+    from transfer_laws.scripts.advise import preset_n
+
+    try:
+        return float(preset_n(cell.size)) * cell.d_f_tokens
+    except (KeyError, ValueError):  # a size PRESETS does not know fails its trial; weigh it like a small run
+        return float(cell.d_f_tokens)
 
 
 TrainCell = Callable[[Cell, int], tuple[str, float]]
@@ -224,6 +240,7 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
     # fail_stale_trials and RDB heartbeats are the documented way to retry crashed trials, still marked experimental.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     ran = 0
+    mine: list[float] = []  # compute of the cells this worker trained, for the ETA
     start = time.monotonic()
     while max_trials is None or ran < max_trials:
         optuna.storages.fail_stale_trials(study)
@@ -246,21 +263,27 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
                 sys.stderr.write(f"sweep: trial {trial.number} {cell} failed: {type(exc).__name__}: {exc}\n")
                 raise
             trial.set_user_attr(ATTR_RUN_ID, run_id)
+            mine.append(cell_compute(cell))
             return loss
 
         study.optimize(objective, n_trials=1, catch=(Exception,))
         if progress and ran > done_before:
-            _print_progress(study, ran, time.monotonic() - start)
+            _print_progress(study, ran, mine, time.monotonic() - start)
     return ran
 
 
-def _print_progress(study: Any, ran: int, elapsed: float) -> None:
-    done, total = sweep_progress(study)
-    eta = elapsed / ran * (total - done) if ran else float("nan")
+def _print_progress(study: Any, ran: int, mine: list[float], elapsed: float) -> None:
+    """The study's progress and an ETA at this worker's seconds per unit of compute (N x D_F, not per run)."""
+    from transfer_laws.scripts._eta import eta_seconds
+
+    cells = _cell_states(study)
+    done, total = sum(cells.values()), len(cells)
+    eta = eta_seconds(elapsed, mine, [cell_compute(c) for c, finished in cells.items() if not finished])
     width = 30
     filled = int(width * done / total) if total else width
+    eta_text = "-" if eta != eta else f"{eta / 60:.1f} min"  # NaN until this worker finished a run
     sys.stderr.write(f"sweep {study.study_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs, "
-                     f"ETA {eta / 60:.1f} min (this worker: {ran} in {elapsed / 60:.1f} min)\n")
+                     f"ETA {eta_text} by compute (this worker: {ran} in {elapsed / 60:.1f} min)\n")
 
 
 def ensure_parent_run(study: Any, tracking_uri: str | None, experiment: str, *, create: bool) -> str:
