@@ -16,7 +16,8 @@ from dataclasses import asdict
 from typing import Any
 
 from transfer_laws.plugin.page_data import LawView, collect_laws
-from transfer_laws.plugin.page_svg import fit_plot_svg
+from transfer_laws.plugin.page_fit import FitView, finite, fit_view
+from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 
 URL_PREFIX = "/transfer-laws"
@@ -75,6 +76,25 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
+def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
+    """Everything the template draws for one law."""
+    links = _ui_links(root, view)
+    history_links = {r.version: f"{root}/#/models/{view.model_name}/versions/{r.version}" for r in fv.history}
+    return {"view": view, "fit": fv, "links": links, "lineage": _lineage(view), "history_links": history_links,
+            "loss_plot": loss_svg(view.runs, fv.fit, links["runs"]),
+            "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
+            "history_plots": [history_svg(fv.history, name) for name in ("alpha", "beta")] if len(fv.history) else [],
+            "exchange": (10 ** (fv.fit.beta / fv.fit.alpha) if fv.fit is not None and fv.fit.alpha else None),
+            "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
+
+
+def law_json(client: Any, view: LawView) -> dict[str, Any]:
+    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, and the version history."""
+    fv = fit_view(client, view)
+    return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
+                   "history": [asdict(row) for row in fv.history]})
+
+
 class RefitUnavailable(RuntimeError):
     """This server cannot refit: the reason says what to configure."""
 
@@ -116,22 +136,19 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
 
     @page.get("/")
     def index() -> Any:
-        views = collect_laws(_client(tracking_uri))
+        client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        laws = []
-        for view in views:
-            links = _ui_links(root, view)
-            laws.append({"view": view, "links": links, "lineage": _lineage(view),
-                         "plot": fit_plot_svg(view.runs, links["runs"])})
+        laws = [_section(root, view, fit_view(client, view)) for view in collect_laws(client)]
         response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
-                                                 csrf_token=token, prefix=root + URL_PREFIX))
+                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 
     @page.get("/api/laws")
     def api_laws() -> Any:
-        return jsonify({"laws": [asdict(view) for view in collect_laws(_client(tracking_uri))]})
+        client = _client(tracking_uri)
+        return jsonify({"laws": [law_json(client, view) for view in collect_laws(client)]})
 
     @page.post("/api/refit")
     def refit() -> Any:

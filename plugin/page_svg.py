@@ -1,64 +1,119 @@
-"""The fit plot as inline SVG: best test loss against D_F (log axis), one colour per model size N.
-
-Drawn on the server so the page needs no plotting library; each point carries its run id (``data-run-id`` and a
-``<title>``) so the page's small script can show it on hover and open the run on click.
+"""The law page's charts as inline SVG, drawn on the server with the refit's own chart code (same colours, marks
+and captions as the logged plots): the paper's Figure 1 over the law's runs, D_T against D_F with bands, and
+alpha and beta across versions. Every run's mark carries ``data-run-id``, ``data-href`` and ``data-label`` for the
+page's script (hover shows the run, click opens it in MLflow).
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+from typing import Any
 
 from transfer_laws.plugin.page_data import RunRow
+from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
 
-WIDTH, HEIGHT, PAD = 560, 320, 48
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+GREY = "#5f7281"
+PAPER = {"alpha": 0.18, "beta": 0.38}
+"""Hernandez et al. 2021, Table 1, text -> python: the dashed reference line of the history charts."""
 
 
-def _scale(lo: float, hi: float, out_lo: float, out_hi: float):  # noqa: ANN202 - a small closure
-    span = (hi - lo) or 1.0
-    return lambda v: out_lo + (v - lo) / span * (out_hi - out_lo)
+def _finite(*values: float | None) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
 
 
-def fit_plot_svg(runs: list[RunRow], run_href: dict[str, str]) -> str:
-    """SVG of the runs that have both D_F and a best loss; an empty-state SVG with a message otherwise."""
-    # A run logged with inf or nan (MLflow stores them) would put the axes at infinity: it is not drawn.
-    points = [r for r in runs if r.d_f and r.d_f > 0 and math.isfinite(r.d_f) and r.best_loss is not None
-              and math.isfinite(r.best_loss)]
-    head = f'<svg class="fit-plot" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img">'
-    if not points:
-        return head + f'<text x="{PAD}" y="{HEIGHT / 2}">no finished runs with D_F and a best loss yet</text></svg>'
-    xs = [math.log10(r.d_f) for r in points]
-    ys = [r.best_loss for r in points]
-    x = _scale(min(xs) - 0.1, max(xs) + 0.1, PAD, WIDTH - 16)
-    y = _scale(min(ys) - 0.05, max(ys) + 0.05, HEIGHT - PAD, 16)
-    sizes = sorted({r.n for r in points if r.n is not None})
-    colour = {n: COLOURS[i % len(COLOURS)] for i, n in enumerate(sizes)}
-    parts = [head, '<rect class="frame" x="0" y="0" width="100%" height="100%" fill="#fff"/>',
-             f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 16}" y2="{HEIGHT - PAD}" stroke="#333"/>',
-             f'<line x1="{PAD}" y1="16" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#333"/>']
-    for decade in range(math.ceil(min(xs) - 0.1), math.floor(max(xs) + 0.1) + 1):
-        parts.append(f'<text x="{x(decade):.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle" font-size="11">'
-                     f"1e{decade}</text>")
-    parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 8}" text-anchor="middle" font-size="12">D_F (tokens)</text>')
-    parts.append(f'<text x="12" y="{HEIGHT / 2}" font-size="12" transform="rotate(-90 12 {HEIGHT / 2})" '
-                 'text-anchor="middle">best test loss (nats/token)</text>')
-    for label in (min(ys), max(ys)):
-        parts.append(f'<text x="{PAD - 4}" y="{y(label):.1f}" text-anchor="end" font-size="11">{label:.3g}</text>')
-    for run, px, py in zip(points, xs, ys, strict=True):
-        fill = colour.get(run.n, "#555")
-        hollow = run.role == schema.ROLE_SCRATCH
-        label = f"{run.role} {run.name} ({run.run_id}) N={run.n:.3g} D_F={run.d_f:.3g} loss={run.best_loss:.4g}" \
-            if run.n is not None else f"{run.role} {run.name} ({run.run_id})"
-        parts.append(
-            f'<circle class="pt" cx="{x(px):.1f}" cy="{y(py):.1f}" r="6" stroke="{fill}" stroke-width="2" '
-            f'fill="{"#fff" if hollow else fill}" data-run-id="{escape(run.run_id)}" '
-            f'data-href="{escape(run_href.get(run.run_id, ""))}" data-label="{escape(label)}">'
-            f"<title>{escape(label)}</title></circle>"
-        )
-    for i, n in enumerate(sizes):
-        parts.append(f'<circle cx="{WIDTH - 120}" cy="{24 + 16 * i}" r="5" fill="{colour[n]}"/>'
-                     f'<text x="{WIDTH - 110}" y="{28 + 16 * i}" font-size="11">N={n:.3g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _label(run: RunRow, extra: str = "") -> str:
+    parts = [f"{run.role} {run.name}"]
+    if _finite(run.n):
+        parts.append(f"N={run.n:.3g}")
+    if _finite(run.d_f):
+        parts.append(f"D_F={run.d_f:.3g}")
+    if _finite(run.best_loss):
+        parts.append(f"loss={run.best_loss:.4f}")
+    return " \u00b7 ".join(parts) + (f" \u00b7 {extra}" if extra else "") + f" ({run.run_id})"
+
+
+def _attrs(run: RunRow, run_href: dict[str, str], extra: str = "") -> tuple[dict[str, str], str]:
+    label = _label(run, extra)
+    return {"data-run-id": run.run_id, "data-href": run_href.get(run.run_id, ""), "data-label": label}, label
+
+
+def _marks(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> list[Any]:
+    """Marks for the Figure-1 chart. With a fit, positions come from it (its unit, its D_F), so they sit on its
+    curves; runs the version does not include are crosses; without one, the runs as MLflow has them."""
+    from transfer_laws.registry.fit._plots import n_key
+    from transfer_laws.registry.fit._svg_plots import Mark
+
+    by_id = {r.run_id: r for r in runs}
+    if fit is None:
+        return [Mark(r.run_id, r.n, r.d_f, r.best_loss, "hollow" if r.role == schema.ROLE_SCRATCH else "filled",
+                     *_attrs(r, run_href)) for r in runs if _finite(r.n, r.d_f, r.best_loss)]
+    marks, placed = [], set()
+    for p in fit.points:
+        run = by_id.get(p.run_id)
+        why = f"D_T={p.d_t:.3g}" if p.used else f"left out: {p.reason}"
+        attrs, tip = _attrs(run, run_href, why) if run else ({"data-run-id": p.run_id}, f"{p.run_id} \u00b7 {why}")
+        marks.append(Mark(p.run_id, p.n, p.d_f, p.loss, "filled" if p.used else "cross", attrs, tip))
+        placed.add(p.run_id)
+    # Scratch runs: the fit keeps their numbers, not their ids; a run is matched by its size and its exact loss.
+    scratch = {(n_key(r.n), f"{r.best_loss:.9g}"): r for r in runs
+               if r.role == schema.ROLE_SCRATCH and _finite(r.n, r.best_loss)}
+    sc = fit.scratch
+    for ln_n, ln_d, ln_l in zip(sc.log_n.tolist(), sc.log_d.tolist(), sc.log_l.tolist(), strict=True):
+        n, loss = math.exp(ln_n), math.exp(ln_l)
+        run = scratch.get((n_key(n), f"{loss:.9g}"))
+        attrs, tip = _attrs(run, run_href) if run else ({}, f"scratch N={n:.3g} D={math.exp(ln_d):.3g} loss={loss:.4f}")
+        marks.append(Mark(run.run_id if run else "", n, math.exp(ln_d), loss, "hollow", attrs, tip))
+        if run:
+            placed.add(run.run_id)
+    if fit.settings.get("unit", "tokens") == "tokens":  # MLflow's D_F is in tokens: comparable with the fit's
+        for r in runs:
+            if r.run_id not in placed and r.role == schema.ROLE_FINETUNE and _finite(r.n, r.d_f, r.best_loss):
+                marks.append(Mark(r.run_id, r.n, r.d_f, r.best_loss, "cross",
+                                  *_attrs(r, run_href, "not in this version")))
+    return marks
+
+
+def loss_svg(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> str:
+    """Figure 1 of the paper on the law's runs: fitted scratch curves, fine-tunes, scratch runs, the D_T gap."""
+    from transfer_laws.registry.fit._plots import unit_of
+    from transfer_laws.registry.fit._svg_plots import loss_chart
+
+    unit = unit_of(fit) if fit is not None else "tokens"
+    return loss_chart(fit, _marks(runs, fit, run_href), unit, css_class="chart fit-plot")
+
+
+def d_t_svg(fit: Any, runs: list[RunRow], run_href: dict[str, str]) -> str:
+    """D_T against D_F per N with the fitted lines and outlined 95% bands; points link to their runs."""
+    from transfer_laws.registry.fit._svg_plots import d_t_chart
+
+    by_id = {r.run_id: r for r in runs}
+
+    def attrs(run_id: str) -> tuple[dict[str, str], str]:
+        run = by_id.get(run_id)
+        return _attrs(run, run_href) if run else ({"data-run-id": run_id}, run_id)
+
+    return d_t_chart(fit, attrs, css_class="chart d-t-plot")
+
+
+def history_svg(rows: list[VersionRow], name: str) -> str:
+    """``name`` (alpha or beta) per version with its 95% interval, and the paper's value as a dashed line."""
+    from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
+
+    pts = [(int(r.version), r.params.get(name), r.intervals.get(name)) for r in rows if _finite(r.params.get(name))]
+    if not pts:
+        return ""
+    values = [v for _, v, _ in pts] + [b for _, _, iv in pts if iv for b in iv if _finite(b)] + [0.0, PAPER[name]]
+    versions = [v for v, _, _ in pts]
+    chart = Chart(Axis(min(versions) - 0.5, max(versions) + 0.5, "law version", log=False, integer=True),
+                  Axis(*span(values, log=False), name, log=False), f"{name} across versions",
+                  width=400, height=240, css_class=f"chart history history-{name}", margin=(30, 16, 46, 58))
+    chart.line([chart.x.lo, chart.x.hi], [0.0, 0.0], "#11171c", width=0.8)
+    chart.line([chart.x.lo, chart.x.hi], [PAPER[name]] * 2, GREY, width=1.2, dash="5 4")
+    for version, value, interval in pts:
+        if interval and _finite(*interval):
+            chart.line([version, version], interval, "#11171c", width=1.4, css="whisker")
+        tip = f"v{version}: {name} = {value:.3g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+        chart.marker(version, value, "#11171c", "filled", {"data-version": str(version)}, tip, css="version-pt")
+    return chart.render(f"{name} of every version with its 95% interval (bar); dashed: the paper's {PAPER[name]} "
+                        "(text to python).")

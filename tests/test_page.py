@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def test_page_shows_law_plot_lineage_and_links(web: Any, store: dict[str, Any]) 
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert f'id="law-{LAW}"' in html and "1.9e+04" in html and "[0.12, 0.24]" in html
-    assert len(re.findall(r'<circle class="pt"', html)) == 4
+    assert len(re.findall(r'<circle class="pt (?:filled|hollow)"', html)) == 4
+    assert "No curves or bands for this version" in html, "a version without a fit folder says why it has no curves"
     for rid in store["finetunes"]:
         assert f'data-run-id="{rid}"' in html
         assert f'href="/#/experiments/{store["exp"]}/runs/{rid}"' in html
@@ -102,6 +104,72 @@ def test_page_shows_law_plot_lineage_and_links(web: Any, store: dict[str, Any]) 
     assert f'href="/#/models/{schema.law_model_name(LAW)}/versions/2"' in html
     assert "diverged (loss NaN)" in html
     assert CSRF_COOKIE in response.headers["Set-Cookie"]
+
+
+@pytest.fixture(scope="module")
+def fitted_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A law refitted twice by refit_law from synthetic runs of a known law, and the page over that store (one per
+    module: two refits are the slow part)."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("fitted-home")
+        uri = f"sqlite:///{home / 'mlflow.db'}"
+        mp.setenv("TRANSFER_LAWS_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        yield _fitted_page(uri)
+
+
+def _fitted_page(sqlite_uri: str) -> dict[str, Any]:
+    from law_runs import LAW as FIT_LAW
+    from law_runs import land_finetunes, land_scratch_runs
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.refit import refit_law
+
+    client = MlflowClient(sqlite_uri, sqlite_uri)
+    exp = client.create_experiment("runs")
+    land_scratch_runs(client, exp)
+    land_finetunes(client, exp, 9)
+    first = refit_law(FIT_LAW, tracking_uri=sqlite_uri, bootstrap=40, plots=False)
+    land_finetunes(client, exp, 15)
+    second = refit_law(FIT_LAW, tracking_uri=sqlite_uri, bootstrap=40, plots=False)
+    assert (first.version, second.version) == ("1", "2"), (first, second)
+    app = Flask("test")
+    register_law_page(app, tracking_uri=sqlite_uri)
+    return {"web": app.test_client(), "law": FIT_LAW, "fit": second.fit, "client": client}
+
+
+def test_page_draws_the_fitted_law_figure_1_gap_bands_and_history(fitted_page: dict[str, Any]) -> None:
+    from transfer_laws.registry.fit._plots import gap_point, law_colours
+
+    fit, law = fitted_page["fit"], fitted_page["law"]
+    html = fitted_page["web"].get("/transfer-laws/").get_data(as_text=True)
+    section = html[html.index(f'id="law-{law}"'):]
+    assert section.count('class="scratch-curve"') == fit.scratch.levels.size, "one fitted scratch curve per size"
+    assert section.count('class="band"') == len({p.n for p in fit.points if p.used}), "one band per size"
+    assert 'class="gap"' in section and gap_point(fit) is not None
+    for colour in law_colours(fit).values():
+        assert colour in section
+    assert "fine-tune, in the fit" in section and "from scratch" in section, "the legend explains filled/hollow"
+    assert "10\u2075" in section and "10\u2076" in section, "decade ticks on the log axes"
+    used = [p.run_id for p in fit.points if p.used]
+    assert all(f'data-run-id="{rid}"' in section for rid in used)
+    # History: both versions, newest first, with the alpha each refit logged.
+    rows = re.findall(r'<tr data-version="(\d+)">', section)
+    assert rows == ["2", "1"]
+    assert f"{fit.alpha:.3f}" in section and "alpha across versions" in section
+    assert fit.checks["verdict"][0].split(":")[0] in section and "Verdict" in section
+
+
+def test_json_carries_warnings_checks_and_history(fitted_page: dict[str, Any]) -> None:
+    response = fitted_page["web"].get("/transfer-laws/api/laws")
+    json.loads(response.get_data(as_text=True))  # strict JSON: no NaN or Infinity anywhere
+    (law,) = response.get_json()["laws"]
+    fit = fitted_page["fit"]
+    assert law["warnings"] == fit.warnings and law["fit_error"] is None
+    assert law["checks"]["verdict"] == fit.checks["verdict"] and "estimator" in law["checks"]
+    assert [h["version"] for h in law["history"]] == ["1", "2"]
+    assert law["history"][-1]["params"]["alpha"] == pytest.approx(fit.alpha)
+    assert law["history"][-1]["n_runs"] == len(fit.input_run_ids)
 
 
 def test_static_assets_are_served(web: Any) -> None:

@@ -41,6 +41,8 @@ class Axis:
     hi: float
     label: str
     log: bool = True
+    integer: bool = False
+    """Linear axis of whole numbers (e.g. versions): ticks only at integers."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or (self.log and self.lo <= 0):
@@ -80,6 +82,8 @@ class Axis:
         raw = (self.hi - self.lo) / 5
         step = 10 ** math.floor(math.log10(raw))
         step *= next(m for m in (1, 2, 2.5, 5, 10) if m * step >= raw)
+        if self.integer:
+            step = max(1.0, float(math.ceil(step)))
         start = math.ceil(self.lo / step - 1e-9) * step
         count = int(math.floor((self.hi - start) / step + 1e-9)) + 1
         return [(start + i * step, f"{start + i * step:.6g}") for i in range(count)]

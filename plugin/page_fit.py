@@ -1,0 +1,122 @@
+"""What the law page shows beyond MLflow's records: the version's fit (curves, bands, checks, warnings) and the
+law's history (k, alpha, beta with intervals across versions).
+
+The fit is the ``fit/`` folder logged on the version's refit run (``law.json`` + ``draws.npz``). A run's artifacts
+never change, so a loaded fit is cached by run id: the page loads each version's fit once per server process.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics
+
+FIT_FOLDER = "fit"
+FIT_FILES = ("law.json", "draws.npz")
+HISTORY_LIMIT = 30
+"""Versions shown in the history (the newest ones): each costs a read of its refit run."""
+_CACHE_SIZE = 16
+_cache: OrderedDict[str, Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One law version in the history."""
+
+    version: str
+    created_ms: int
+    params: dict[str, float | None]
+    intervals: dict[str, list[float]]
+    n_runs: int | None
+    run_id: str | None
+
+
+@dataclass
+class FitView:
+    """The fit behind the shown version, and the law's history; ``error`` says why there is no fit."""
+
+    fit: Any | None
+    warnings: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    history: list[VersionRow] = field(default_factory=list)
+    error: str | None = None
+
+
+def _download(client: Any, run_id: str, relative: str, dst: str) -> str:
+    """A run's artifact, locally. Inside the server the store URI is the database, which cannot resolve proxied
+    ``mlflow-artifacts:`` URIs, so those go through the server's own artifact repository."""
+    artifact_uri = client.get_run(run_id).info.artifact_uri or ""
+    if not artifact_uri.startswith("mlflow-artifacts:"):
+        return client.download_artifacts(run_id, relative, dst)
+    from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
+
+    root = artifact_uri.split(":", 1)[1].lstrip("/")
+    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{root}/{relative}", dst)
+
+
+def load_fit(client: Any, run_id: str) -> Any:
+    """The ``TransferLaw`` logged on refit run ``run_id`` (cached); raises when the run has no readable fit."""
+    from transfer_laws.registry.fit import TransferLaw
+
+    with _cache_lock:
+        if run_id in _cache:
+            _cache.move_to_end(run_id)
+            return _cache[run_id]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / FIT_FOLDER
+        folder.mkdir()
+        for name in FIT_FILES:
+            Path(_download(client, run_id, f"{FIT_FOLDER}/{name}", str(folder))).replace(folder / name)
+        fit = TransferLaw.load(folder)
+    with _cache_lock:
+        _cache[run_id] = fit
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return fit
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, so it is valid JSON (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def history(client: Any, model_name: str) -> list[VersionRow]:
+    """The newest HISTORY_LIMIT versions of the law, oldest first, with the parameters their refit runs logged."""
+    versions = sorted(client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version))
+    rows = []
+    for mv in versions[-HISTORY_LIMIT:]:
+        try:
+            metrics, run_id, _ = _source_metrics(client, mv)
+            n_runs = client.get_run(run_id).data.params.get("n_runs") if run_id else None
+        except Exception:  # noqa: BLE001 - a version whose run is gone still has a row, without numbers
+            metrics, run_id, n_runs = {}, None, None
+        rows.append(VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),
+                               params={p: metrics.get(p) for p in PARAMS}, intervals=_intervals(metrics),
+                               n_runs=int(n_runs) if n_runs and str(n_runs).isdigit() else None, run_id=run_id))
+    return rows
+
+
+def fit_view(client: Any, view: LawView) -> FitView:
+    """The fit of the shown version (None, with the reason, when it cannot be read) and the law's history."""
+    rows = history(client, view.model_name) if view.version is not None else []
+    if view.source_run_id is None:
+        return FitView(fit=None, history=rows, error="no version yet" if view.version is None else "no refit run")
+    try:
+        fit = load_fit(client, view.source_run_id)
+    except Exception as err:  # noqa: BLE001 - an old or foreign version: the page still shows its numbers and runs
+        return FitView(fit=None, history=rows, error=f"its fit could not be read ({type(err).__name__}: {err})")
+    checks = finite(dict(getattr(fit, "checks", {}) or {}))
+    return FitView(fit=fit, warnings=[str(w) for w in fit.warnings], checks=checks, history=rows)
