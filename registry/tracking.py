@@ -59,7 +59,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - user-given server
+            with urllib.request.urlopen(_health_request(url), timeout=timeout_s) as response:  # noqa: S310
                 if response.status != 200:
                     raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
         except (urllib.error.URLError, OSError) as exc:
@@ -76,6 +76,22 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
             f"tracking URI {uri!r} is a file store, which MLflow >= 3.13 refuses; "
             "use sqlite:///path/mlflow.db or a server"
         )
+
+
+def _health_request(url: str) -> urllib.request.Request:
+    """A GET of ``url``; credentials in it (``http://user:pw@host``, which MLflow's client accepts) become a Basic
+    header, since urllib cannot open a URL that carries them."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+    plain = urlunsplit(parts._replace(netloc=netloc))
+    return urllib.request.Request(plain, headers={"Authorization": f"Basic {token}"})
 
 
 def use_tracking_uri(explicit: str | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 EXIT_FAILED = 1
 """The command could not do its job (an error not caused by the arguments)."""
@@ -32,3 +33,21 @@ _USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<se
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``."""
     return _USERINFO.sub(lambda m: f"{m['head']}***@", text)
+
+
+class RedactingStream:
+    """A text stream that scrubs passwords from URLs on the way to ``target`` (for library output we cannot
+    reword, e.g. MLflow's "View run <url>" line, which repeats the tracking URI)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def write(self, text: str) -> int:
+        self.target.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return False

@@ -38,6 +38,8 @@ def print_run(trained: Any, tracking_uri: str | None, headline: str) -> None:
     lines = refit_lines(trained.refit)
     if lines:
         print("\n".join(lines), flush=True)
-    elif not embedded:
+    elif embedded:
+        print("refit: no law to refit yet (a law is made by fine-tune runs on this run's target)", flush=True)
+    else:
         print("refit: the tracking server's transfer-laws hook refits the law as the run lands "
               "(`transfer-laws refit --law <law>` to wait for it)", flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, _client, latest_version, refit_law
 from transfer_laws.registry.tracking import TrackingError, check_reachable, resolve_tracking_uri
 from transfer_laws.scripts._args import at_least
-from transfer_laws.scripts._errors import redact
+from transfer_laws.scripts._errors import RedactingStream, redact
 from transfer_laws.scripts._jsonout import json_document
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_FIT_FAILED, EXIT_DRIFT, EXIT_EVIDENCE = 0, 1, 2, 3, 4, 5
@@ -187,7 +187,7 @@ def refit_cli(
         uri = resolve_tracking_uri(tracking_uri)
         check_reachable(uri)
         # MLflow writes "View run ..." to stdout when a refit run ends: stdout is ours (one JSON document).
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(RedactingStream(sys.stderr)):
             previous = _previous_exponents(uri, law)
             result = refit_law(law, tracking_uri=uri, bootstrap=bootstrap)
             if result.fit is None and result.version is not None:  # unchanged: the gates judge the law as it stands

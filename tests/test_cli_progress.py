@@ -98,6 +98,8 @@ def test_a_standalone_run_says_what_its_refit_did(capsys: pytest.CaptureFixture[
                       "beta = 0.523 [-0.380, 1.030]")
     assert out[2] == "  fit warning: beta's interval includes 0"
     assert out[4] == "refit text-to-python: no new version: same inputs as version 4"
+    print_run(SimpleNamespace(refit=[]), "sqlite:///x.db", "scratch run r3")
+    assert capsys.readouterr().out.splitlines()[1].startswith("refit: no law to refit yet")
 
 
 def _free_port() -> int:
