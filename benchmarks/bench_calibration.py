@@ -58,7 +58,7 @@ def run_cell(family: str, grid: str, noise: float, seeds: int, bootstrap: int, m
         except FitError:
             failed += 1
             continue
-        chosen[law.checks.get("estimator", method)] += 1
+        chosen[(getattr(law, "checks", None) or {}).get("estimator", method)] += 1
         for name in ("alpha", "beta"):
             low, high = law.intervals[name]
             est[name].append(getattr(law, name))

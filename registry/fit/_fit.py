@@ -18,7 +18,7 @@ from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
-from ._select import CANDIDATES, TIE_RULE, Candidates, choose
+from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
     FINETUNE,
     R_ABOVE_RANGE,
@@ -180,19 +180,22 @@ def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _Poin
     return rows
 
 
-def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> float:
-    """Noise scale of the scratch losses (ln L): the chosen global form's residuals with their degrees of freedom;
-    for interpolated curves (no residuals of their own) the global candidates' smallest such scale, else the
-    interpolation's own CV error divided by sqrt(1.5) (a held-out interior node's error holds its own noise and
+def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> tuple[float, int]:
+    """Noise scale of the scratch losses (ln L) and its residual degrees of freedom: the chosen global form's
+    residuals; for interpolated curves (no residuals of their own) the global candidates' smallest such scale, else
+    the interpolation's own CV error divided by sqrt(1.5) (a held-out interior node's error holds its own noise and
     about half its neighbours')."""
+    n = scratch.log_n.size
     if scratch.method in PARAMETERS:
-        return noise_scale(scratch.residuals(), PARAMETERS[scratch.method])
-    scales = [noise_scale(law.log_loss(np.exp(scratch.log_n), np.exp(scratch.log_d)) - scratch.log_l, PARAMETERS[name])
+        return noise_scale(scratch.residuals(), PARAMETERS[scratch.method]), n - PARAMETERS[scratch.method]
+    scales = [(noise_scale(law.log_loss(np.exp(scratch.log_n), np.exp(scratch.log_d)) - scratch.log_l,
+                           PARAMETERS[name]), n - PARAMETERS[name])
               for name in PARAMETERS if (law := getattr(candidates, name)) is not None]
     if scales:
         return min(scales)
     cv = candidates.cv_error.get("interpolate")
-    return cv / np.sqrt(1.5) if cv is not None else 0.0
+    held = int(np.sum(_folds(scratch.log_n, scratch.log_d) >= 0))
+    return (cv / np.sqrt(1.5), held) if cv is not None else (0.0, 0)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
@@ -258,11 +261,18 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         fitted_f = scratch.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
     fitted_f = np.where(np.isfinite(fitted_f), fitted_f, f_log_l[used])
-    sigma_f = noise_scale(f_log_l[used] - fitted_f, MIN_POINTS)
-    sigma_s = _scratch_noise(scratch, candidates)
+    sigma_f, dof_f = noise_scale(f_log_l[used] - fitted_f, MIN_POINTS), int(used.sum()) - MIN_POINTS
+    sigma_s, dof_s = _scratch_noise(scratch, candidates)
+    # A few fine-tunes read their noise poorly (9 points: 6 degrees of freedom), and a low reading makes intervals
+    # too narrow. Fine-tunes and scratch runs are trained alike, so their pooled scale is the floor.
+    if dof_f + dof_s > 0:
+        pooled = float(np.sqrt((dof_f * sigma_f**2 + dof_s * sigma_s**2) / (dof_f + dof_s)))
+        if pooled > sigma_f:
+            sigma_f, dof_f = pooled, dof_f + dof_s
     rng = np.random.default_rng(seed)
     log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
-                                 scratch.log_l), sigma_s, u_log_n, match_n(scratch.levels, u_n), fitted_f, sigma_f)
+                                 scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
+                                 (sigma_f, dof_f))
     raw = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
                               max(scratch.log_n.size, u_n.size))
     draws = {"k": np.exp(raw[:, 0]), "alpha": raw[:, 1], "beta": raw[:, 2]}

@@ -2,8 +2,9 @@
 
 A draw redraws the scratch losses (the chosen scratch model's fitted losses plus Gaussian noise of the scale its
 residuals show) and the fine-tune losses (the losses the law and scratch model predict for them plus noise of the
-scale the fine-tune residuals show), refits the scratch model, redoes D_E and refits the law. Both noise sources
-reach k, alpha and beta, and every prediction is computed from the same draws.
+scale the fine-tune residuals show; each scale is itself redrawn per draw from its chi-square spread, so few
+residual degrees of freedom widen the intervals as a Student-t would), refits the scratch model, redoes D_E and
+refits the law. Both noise sources reach k, alpha and beta, and every prediction is computed from the same draws.
 
 The global forms are refitted to first order: a Gauss-Newton step from the fitted parameters on Gaussian noise is
 a Gaussian step with covariance sigma^2 (J'J)^-1 (J: d ln L / d parameters at the scratch runs), drawn directly, so
@@ -64,38 +65,55 @@ def global_log_d_e(form: KaplanLaw | IrreducibleLaw, params: np.ndarray, log_n: 
 
 
 def interpolate_log_d_e(rngs: list[np.random.Generator], draws: int, group: np.ndarray, log_d: np.ndarray,
-                        log_l: np.ndarray, sigma: float, f_group: np.ndarray, f_log_l: np.ndarray) -> np.ndarray:
-    """B x m ln D_E from per-N smooth curves through redrawn scratch losses (``f_log_l`` B x m, groups -1: NaN).
+                        log_l: np.ndarray, sigma: np.ndarray, f_group: np.ndarray, f_log_l: np.ndarray) -> np.ndarray:
+    """B x m ln D_E from per-N smooth curves through redrawn scratch losses (``sigma``: per draw; ``f_log_l`` B x m,
+    groups -1: NaN).
 
     ``rngs`` holds one generator per curve, so a draw's noise does not depend on how the draws are blocked."""
     out = np.full(f_log_l.shape, np.nan)
     for g in np.unique(group):
         s_idx = np.flatnonzero(group == g)
         s_idx = s_idx[np.argsort(log_d[s_idx], kind="stable")]
-        noisy = log_l[s_idx][None, :] + sigma * rngs[g].standard_normal((draws, s_idx.size))
+        noisy = log_l[s_idx][None, :] + sigma[:, None] * rngs[g].standard_normal((draws, s_idx.size))
         f_idx = np.flatnonzero(f_group == g)
         if f_idx.size:
             out[:, f_idx] = smooth_invert_draws(log_d[s_idx], noisy, f_log_l[:, f_idx])
     return out
 
 
+def noise_scales(rng: np.random.Generator, draws: int, dof: int) -> np.ndarray:
+    """Per draw, a factor on an estimated noise scale: sqrt(dof / chi2(dof)), the scale's own uncertainty when it
+    was read off ``dof`` residual degrees of freedom (this turns the normal quantiles into Student-t ones); all 1
+    without spare degrees of freedom."""
+    if dof <= 0:
+        return np.ones(draws)
+    return np.sqrt(dof / rng.chisquare(dof, draws))
+
+
 def log_d_e_sampler(rng: np.random.Generator, draws: int, form: KaplanLaw | IrreducibleLaw | None,
-                    scratch_columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], sigma_s: float,
-                    f_log_n: np.ndarray, f_group: np.ndarray, f_fitted: np.ndarray,
-                    sigma_f: float) -> Callable[[slice], np.ndarray]:
+                    scratch_columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                    sigma_s: tuple[float, int], f_log_n: np.ndarray, f_group: np.ndarray, f_fitted: np.ndarray,
+                    sigma_f: tuple[float, int]) -> Callable[[slice], np.ndarray]:
     """A function of a block of draws giving its B x m ln D_E; the scratch redraws are made at once (small), the
-    fine-tune noise per block (it is draws x fine-tune runs)."""
+    fine-tune noise per block (it is draws x fine-tune runs). ``sigma_s`` and ``sigma_f``: each noise scale and the
+    residual degrees of freedom it was estimated from."""
     group, log_n, log_d, log_l = scratch_columns
-    params = global_form_draws(rng, draws, form, log_n, log_d, sigma_s) if form is not None else None
+    scale_s = sigma_s[0] * noise_scales(rng, draws, sigma_s[1])
+    scale_f = sigma_f[0] * noise_scales(rng, draws, sigma_f[1])
+    params = None
+    if form is not None:
+        # Unit-noise steps from the fitted parameters, each scaled by its draw's noise scale.
+        centre = _free_and_jacobian(form, log_n, log_d)[0]
+        params = centre[None, :] + (global_form_draws(rng, draws, form, log_n, log_d, 1.0) - centre) * scale_s[:, None]
     # Separate streams, each read in draw order, so blocking the draws does not change them.
     block_rng = np.random.default_rng(rng.integers(0, 2**63))
     curve_rngs = [np.random.default_rng(s) for s in rng.integers(0, 2**63, int(group.max(initial=-1)) + 1)]
 
     def of(block: slice) -> np.ndarray:
         size = len(range(*block.indices(draws)))
-        noisy_f = f_fitted[None, :] + sigma_f * block_rng.standard_normal((size, f_fitted.size))
+        noisy_f = f_fitted[None, :] + scale_f[block, None] * block_rng.standard_normal((size, f_fitted.size))
         if params is not None and form is not None:
             return global_log_d_e(form, params[block], f_log_n, noisy_f)
-        return interpolate_log_d_e(curve_rngs, size, group, log_d, log_l, sigma_s, f_group, noisy_f)
+        return interpolate_log_d_e(curve_rngs, size, group, log_d, log_l, scale_s[block], f_group, noisy_f)
 
     return of
