@@ -11,6 +11,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from transfer_laws.registry.schema import (
+    CKPT_TAG_CORPUS,
+    CKPT_TAG_N,
+    CKPT_TAG_TOKENS_SEEN,
+    METRIC_BEST_TEST_LOSS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
+    ROLE_FINETUNE,
+    TAG_ROLE,
+    stored_data_params,
+)
 from transfer_laws.scripts._errors import BadInput
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -90,10 +101,10 @@ def version_tree(client: Any, mv: Any, uri: str) -> list[str]:
     aliases = " ".join(f"@{a}" for a in getattr(mv, "aliases", []) or [])
     tags = mv.tags or {}
     pretrain = _run_or_none(client, mv.run_id)
-    loss = pretrain.data.metrics.get("best_test_loss") if pretrain else None
+    loss = pretrain.data.metrics.get(METRIC_BEST_TEST_LOSS) if pretrain else None
     head = (f"models:/{mv.name}/{mv.version} {aliases}".rstrip()
-            + f"  N={_num(tags.get('N'))}  pretrained on {_num(tags.get('tokens_seen'))} tokens of "
-              f"{tags.get('corpus', '?')}  best loss {_loss(loss)}  (run {mv.run_id or '?'})")
+            + f"  N={_num(tags.get(CKPT_TAG_N))}  pretrained on {_num(tags.get(CKPT_TAG_TOKENS_SEEN))} tokens of "
+              f"{tags.get(CKPT_TAG_CORPUS, '?')}  best loss {_loss(loss)}  (run {mv.run_id or '?'})")
     runs = sorted(lineage_of_version(f"models:/{mv.name}/{mv.version}", tracking_uri=uri),
                   key=lambda r: (r.d_f_tokens or 0, r.run_id))
     lines = [head]
@@ -119,16 +130,18 @@ def run_tree(client: Any, run_id: str, uri: str) -> list[str]:
         return [line for mv in _full(client, produced) for line in version_tree(client, mv, uri)]
     lineage = lineage_of_run(run_id, tracking_uri=uri)
     data = run_.data
-    lines = [f"run {run_id} ({data.tags.get('transfer.role', '?')})  N={_num(data.params.get('N'))}  "
-             f"D_F={_num(data.params.get('D_F_tokens'))}  best loss {_loss(data.metrics.get('best_test_loss'))}  "
-             f"{run_.info.status.lower()}"]
+    role = data.tags.get(TAG_ROLE, "?")
+    tokens_param = stored_data_params(data.params, role)[0]
+    label = "D_F" if role == ROLE_FINETUNE or tokens_param == PARAM_D_F_TOKENS else "D"
+    lines = [f"run {run_id} ({role})  N={_num(data.params.get(PARAM_N))}  {label}={_num(data.params.get(tokens_param))}"
+             f"  best loss {_loss(data.metrics.get(METRIC_BEST_TEST_LOSS))}  {run_.info.status.lower()}"]
     if not lineage.parent_uri:
         lines.append("└── started from random weights (a pretraining or scratch run)")
         return lines
     lines.append(f"└── started from {lineage.parent_uri}")
     if lineage.pretrain_run_id:
         pre = _run_or_none(client, lineage.pretrain_run_id)
-        pre_loss = pre.data.metrics.get("best_test_loss") if pre else None
+        pre_loss = pre.data.metrics.get(METRIC_BEST_TEST_LOSS) if pre else None
         lines.append(f"    └── pretraining run {lineage.pretrain_run_id}  best loss {_loss(pre_loss)}")
         for j, item in enumerate(lineage.pretrain_inputs):
             branch = "└──" if j == len(lineage.pretrain_inputs) - 1 else "├──"
