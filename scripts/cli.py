@@ -29,6 +29,8 @@ class Command:
     """Module under transfer_laws.scripts holding ``Args`` and ``run(args) -> int | None``."""
     help: str
     """One line for the command list."""
+    exits: str = "0 done, 1 failed, 2 invalid arguments (nothing was started)"
+    """The exit codes, shown under the command's --help."""
 
 
 COMMANDS: dict[str, Command] = {
@@ -38,12 +40,17 @@ COMMANDS: dict[str, Command] = {
     "scratch": Command("scratch", "Train from scratch on D tokens of the target (the D_E reference curve)."),
     "register": Command("register", "Register the checkpoint of a finished pretraining run."),
     "sweep": Command("sweep", "A grid (or adaptive choice) of fine-tune and scratch runs, Optuna-backed."),
-    "refit": Command("refit", "Refit a law now (for CI): prints it, exit code says whether it fitted."),
+    "refit": Command("refit", "Refit a law now (for CI): prints it, exit code says whether it fitted.",
+                     "0 ok, 1 unexpected error, 2 bad input, 3 fit failed, 4 drift gate tripped, 5 evidence gate "
+                     "tripped (docs/ci-refit.md)"),
     "watch": Command("watch", "Poll for finished runs not covered by the latest law version, and refit."),
-    "predict": Command("predict", "D_T, D_E, multiplier and loss predicted by a law, with intervals."),
+    "predict": Command("predict", "D_T, D_E, multiplier and loss predicted by a law, with intervals.",
+                       "0 answered, 1 failed, 2 invalid arguments or unknown law, 3 the target loss is out of the "
+                       "law's reach"),
     "report": Command("report", "Plots and an HTML page for a law version."),
     "lineage": Command("lineage", "Runs that started from a checkpoint version, or a run's ancestry."),
-    "serve": Command("serve", "An MLflow server with the transfer-laws app (hook and /transfer-laws/ page)."),
+    "serve": Command("serve", "An MLflow server with the transfer-laws app (hook and /transfer-laws/ page).",
+                     "0 stopped cleanly, 1 could not listen (busy port) or the server failed, 2 invalid arguments"),
     "webhook": Command("webhook", "Create a registry webhook on a server that triggers refits."),
 }
 
@@ -58,7 +65,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show tracebacks and library logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(name, help=command.help, description=command.help,
+                                    epilog=f"exit codes: {command.exits}")
         sub.add_argument("--config", type=Path, default=None, help="YAML file with the arguments below")
         sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == chosen:
