@@ -195,7 +195,8 @@ def refit_cli(
     except (ValueError, TrackingError) as exc:
         return emit_error("bad_input", str(exc), EXIT_BAD_INPUT)
     except Exception as exc:  # noqa: BLE001 - CI must get a document and a documented code, not a traceback
-        return emit_error("error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line: SQLAlchemy appends the SQL and a link
+        return emit_error("error", f"{type(exc).__name__}: {first}".rstrip(": "), EXIT_ERROR)
     drift = _moves(result, previous, gates)
     evidence = _evidence(result, gates)
     code = (EXIT_FIT_FAILED if result.status == STATUS_FAILED else EXIT_DRIFT if drift

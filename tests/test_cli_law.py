@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -202,6 +203,17 @@ def test_refit_never_prints_a_password(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2
     assert "hunter2" not in captured.out + captured.err
     assert json.loads(captured.out)["status"] == "bad_input"
+
+
+def test_refit_on_a_broken_store_is_exit_1_with_a_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "mlflow.db"
+    broken.write_bytes(b"not a database, " * 400)  # what a truncated copy or a wrong path leaves behind
+    code = cli.main(["refit", "--json", "--tracking-uri", f"sqlite:///{broken}"])
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert code == doc["exit_code"] == 1 and doc["status"] == "error"
+    assert "not a database" in doc["reason"] and "\n" not in doc["reason"]
+    assert len(captured.err.strip().splitlines()) == 1
 
 
 def test_refit_json_stdout_is_clean_in_a_real_process(store: Store) -> None:
