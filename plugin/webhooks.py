@@ -192,10 +192,6 @@ def register_webhook_route(
     flask_app.add_url_rule(ROUTE, "transfer_laws_webhook", receive, methods=["POST"])
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: the webhook route's ``precheck`` and body limit, applied before anything buffers the body."""
 
@@ -214,20 +210,28 @@ class BodyLimit:
         if early is not None:
             await _answer(send, early)
             return
-        received = 0
+        received, over = 0, False
 
         async def limited() -> Any:
-            nonlocal received
+            # Past the limit the app sees the body end (it has at most one chunk more than the limit) ...
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
             if received > MAX_BODY_BYTES:
-                raise _TooLarge
+                over = True
+                return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:  # raised while the wrapper buffered the body: nothing was sent yet
-            await _answer(send, WebhookRejected(413, too_large()))
+        async def answer(message: dict[str, Any]) -> None:
+            # ... and whatever it answers is replaced by the 413.
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await _answer(send, WebhookRejected(413, too_large()))
+
+        await self.app(scope, limited, answer)
 
 
 async def _answer(send: Callable[[Any], Any], rejected: WebhookRejected) -> None:

@@ -86,6 +86,8 @@ class RefitResult:
     """Why the refit failed, when it did."""
     n_runs: int
     """Usable runs the reader found."""
+    run_id: str | None = None
+    """The refit run the new version was registered from (only when ``registered``)."""
 
 
 def _client(uri: str) -> Any:
@@ -245,12 +247,12 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
         client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
-    if closed:
-        pending = client.search_logged_models([experiment.experiment_id], filter_string="status = 'PENDING'",
-                                              max_results=1000)
-        for model in pending:
-            if model.source_run_id in closed:
+    for run_id in closed:  # (a filter on status matches nothing in MLflow 3: filter by run, check status here)
+        own = f"source_run_id = '{run_id}'"
+        for model in client.search_logged_models([experiment.experiment_id], filter_string=own):
+            if model.status == LoggedModelStatus.PENDING:
                 client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+    if closed:
         log.warning("closed %d refit run(s) of %s left RUNNING by killed refits: %s", len(closed), law, closed)
     return closed
 
@@ -330,11 +332,21 @@ def refit_law(
                     from transfer_laws.registry.law_model import annotate_version
 
                     annotate_version(client, law, str(version.version), fit, inputs)
-                return RefitResult(law, status, str(version.version), fit, None, n_runs)
+                return RefitResult(law, status, str(version.version), fit, None, n_runs,
+                                   run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
             inputs = read_law_inputs(law, client)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
                            len(inputs.points))
+
+
+def attach_plots(client: Any, result: RefitResult) -> None:
+    """Render the fit's PNG plots and log them under ``plots/`` of the refit run a version was registered from."""
+    from transfer_laws.registry.fit import plot_law
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for plot in plot_law(result.fit, Path(tmp)):
+            client.log_artifact(result.run_id, str(plot), "plots")
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:
@@ -348,14 +360,20 @@ class RefitService:
 
     Triggers (a run id, a checkpoint version, a law) are resolved to laws on the worker thread, so ``enqueue_*``
     costs a lock and a list append on the caller's thread.
+
+    The PNG plots (seconds of matplotlib, most of a refit's time) do not delay the version: each refit registers
+    without them, and the plots of a law's newest version are added to its refit run once no refit is waiting
+    (``plots=False`` in the options turns them off altogether).
     """
 
     def __init__(self, tracking_uri: str, *, history: int = 100, **options: Any) -> None:
         self.tracking_uri = tracking_uri
-        self.options = options
+        self.plots = bool(options.pop("plots", True))
+        self.options = {**options, "plots": False}
         self.results: deque[RefitResult] = deque(maxlen=history)
         self._triggers: list[Callable[[], list[str]]] = []
         self._dirty: dict[str, None] = {}
+        self._plots: dict[str, RefitResult] = {}  # law -> its newest registered refit still without plots
         self._busy = False
         self._closed = False
         self._cond = threading.Condition()
@@ -382,10 +400,10 @@ class RefitService:
             self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
-        """Block until nothing is queued or running; False on timeout."""
+        """Block until nothing is queued or running (plots included); False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._triggers or self._dirty or self._busy:
+            while self._triggers or self._dirty or self._busy or self._plots:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -401,7 +419,7 @@ class RefitService:
 
     def _next_law(self) -> str | None:
         with self._cond:
-            while not (self._triggers or self._dirty or self._closed):
+            while not (self._triggers or self._dirty or self._closed or self._plots):
                 self._cond.wait()
             triggers, self._triggers = self._triggers, []
             self._busy = True
@@ -427,11 +445,29 @@ class RefitService:
             law = self._next_law()
             if law is not None:
                 self._refit(law)
+            else:
+                self._plot_one()
             with self._cond:
-                if self._closed and not (self._triggers or self._dirty):
+                if self._closed and not (self._triggers or self._dirty or self._plots):
                     self._busy = False
                     self._cond.notify_all()
                     return
+
+    def _plot_one(self) -> None:
+        """Add the plots of one law's newest version to its refit run (only when no refit is waiting)."""
+        with self._cond:
+            if not self._plots or self._triggers or self._dirty:
+                return
+            law = next(iter(self._plots))
+            result = self._plots.pop(law)
+            self._busy = True
+        try:
+            attach_plots(_client(self.tracking_uri), result)
+        except Exception:  # a plot is a picture: a failure costs the picture, never the version
+            log.exception("plots of %s version %s failed", law, result.version)
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
 
     def _refit(self, law: str) -> None:
         try:
@@ -441,6 +477,9 @@ class RefitService:
             result = RefitResult(law, STATUS_FAILED, None, None, f"{type(exc).__name__}: {exc}", 0)
         self.results.append(result)
         with self._cond:
+            if self.plots and result.status == STATUS_REGISTERED and result.run_id:
+                self._plots.pop(law, None)
+                self._plots[law] = result  # supersedes an older version's pending plots
             self._busy = False
             self._cond.notify_all()
 
