@@ -1,7 +1,8 @@
 """The law page in headless Chromium (Debian's, driven by Playwright; no browser download) against the real
 server stack: runs and law versions created over HTTP, the page loads them, the plot draws, links and refit work.
 
-Screenshots land in test-artifacts/. Run with the stack up: `bash .ci/run` or `. .ci/services.sh; services_start`.
+Screenshots land in test-artifacts/ (ignored by git), or in the folder named by TL_TEST_ARTIFACTS. Run with the stack
+up: `bash .ci/run` or `. .ci/services.sh; services_start`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from transfer_laws.registry import schema
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("TL_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "test-artifacts")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -176,23 +177,63 @@ def _versions(client: Any, name: str) -> list[int]:
     return sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
 
 
-def test_refit_button_produces_new_version(browser: Any, page_root: str, fitted: dict[str, Any]) -> None:
+def test_fitted_law_reads_as_the_papers_figures(browser: Any, page_root: str, fitted: dict[str, Any]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    law = fitted["law"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{page_root}/transfer-laws/#law-{law}")
+    section = page.locator(f"section#law-{law}")
+    section.wait_for(timeout=30_000)
+    loss = section.locator("svg.fit-plot")
+    assert loss.locator("path.scratch-curve").count() == 3, "one fitted scratch curve per size"
+    assert loss.locator("g.gap").count() == 1 and "D_T = " in (loss.locator("g.gap").text_content() or "")
+    legend = loss.locator("g.legend").text_content() or ""
+    assert "fine-tune, in the fit" in legend and "from scratch" in legend and "N = 10\u2075" in legend
+    ticks = [t.strip() for t in loss.locator("text.tick.x").all_text_contents()]
+    assert len(ticks) >= 3 and all(t.startswith("10") for t in ticks), ticks
+    d_t = section.locator("svg.d-t-plot")
+    assert d_t.locator("path.band").count() == 3 and d_t.locator("path.law-line").count() == 3
+    assert section.locator(".verdict").is_visible() and "Verdict" in section.locator(".verdict").inner_text()
+    assert section.locator("table.history tr[data-version]").count() >= 1
+    assert section.locator("svg.history-alpha").is_visible() and section.locator("svg.history-beta").is_visible()
+    # The way back to MLflow, in MLflow's look: its side bar, font and ink.
+    assert page.locator("nav.side a.back").get_attribute("href").endswith("/")
+    font = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert "Segoe UI" in font or "Roboto" in font
+    png = loss.screenshot(path=str(ARTIFACTS / f"figure1-{law}.png"))
+    assert _non_white_fraction(png) > 0.02
+    d_t.screenshot(path=str(ARTIFACTS / f"d-t-{law}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"page-{law}.png"), full_page=True)
+    page.close()
+
+
+def test_refit_button_outcome_stays_on_screen(browser: Any, page_root: str, fitted: dict[str, Any]) -> None:
     law, client, name = fitted["law"], fitted["client"], fitted["name"]
     # Inputs unchanged would give "unchanged"; deleting the newest version makes the button's refit register anew.
     before = _versions(client, name)
     client.delete_model_version(name, str(before[-1]))
-    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{page_root}/transfer-laws/")
     section = page.locator(f"section#law-{law}")
     assert section.locator("circle.pt").count() > 9, "the fitted law's runs are plotted"
-    # On success the page's script reloads it: wait for that navigation, not a reload of our own.
-    with page.expect_navigation(), page.expect_response(lambda r: r.url.endswith("/transfer-laws/api/refit")) as info:
+    section.screenshot(path=str(ARTIFACTS / f"refit-before-{law}.png"))
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    with page.expect_response(lambda r: r.url.endswith("/transfer-laws/api/refit"), timeout=300_000) as info:
         section.locator("button.refit").click()
-    response = info.value
-    assert response.status == 200  # the page reloads on success, so the body is gone; the versions tell the rest
-    page.wait_for_load_state()
+    assert info.value.status == 200
+    status = page.locator(f"section#law-{law} .refit-status")
+    status.filter(has_text="Registered version").wait_for(timeout=60_000)
     after = _versions(client, name)
     assert after[-1] > before[-1], (before, after)
+    assert f"Registered version {after[-1]}" in status.inner_text()
     assert page.locator(f"section#law-{law} .version-link").inner_text().endswith(f"v{after[-1]}")
-    page.locator(f"section#law-{law}").screenshot(path=str(ARTIFACTS / f"refit-{law}.png"))
+    page.wait_for_timeout(2_000)  # the message stays: no reload wipes it
+    assert status.is_visible() and not navigations, navigations
+    page.locator(f"section#law-{law}").screenshot(path=str(ARTIFACTS / f"refit-after-{law}.png"))
+    # A second click finds nothing new and says so, in place.
+    section = page.locator(f"section#law-{law}")
+    section.locator("button.refit").click()
+    page.locator(f"section#law-{law} .refit-status").filter(has_text="No new version").wait_for(timeout=300_000)
+    assert _versions(client, name) == after
     page.close()
