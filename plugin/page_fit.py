@@ -7,6 +7,7 @@ never change, so a loaded fit is cached by run id: the page loads each version's
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import threading
@@ -24,6 +25,7 @@ HISTORY_LIMIT = 30
 _CACHE_SIZE = 16
 _cache: OrderedDict[str, Any] = OrderedDict()
 _cache_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def fit_view(client: Any, view: LawView) -> FitView:
         return FitView(fit=None, history=rows, error="no version yet" if view.version is None else "no refit run")
     try:
         fit = load_fit(client, view.source_run_id)
-    except Exception as err:  # noqa: BLE001 - an old or foreign version: the page still shows its numbers and runs
-        return FitView(fit=None, history=rows, error=f"its fit could not be read ({type(err).__name__}: {err})")
+    except Exception:  # noqa: BLE001 - an old or foreign version: the page still shows its numbers and runs
+        log.warning("law page: no readable fit on run %s", view.source_run_id, exc_info=True)
+        return FitView(fit=None, history=rows, error=f"its refit run has no readable {FIT_FOLDER}/ folder "
+                                                     f"({' + '.join(FIT_FILES)})")
     checks = finite(dict(getattr(fit, "checks", {}) or {}))
     return FitView(fit=fit, warnings=[str(w) for w in fit.warnings], checks=checks, history=rows)

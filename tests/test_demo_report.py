@@ -1,7 +1,8 @@
-"""The demo says plainly what its runs show, either way."""
+"""The demo says plainly what its runs show, either way; `transfer-laws report` writes a page a reviewer can read."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -48,3 +49,27 @@ def test_no_fit_is_reported_with_its_reason(capsys: pytest.CaptureFixture[str]) 
     refit = SimpleNamespace(fit=None, status="failed", law="text-to-python", version=None, reason="2 usable points")
     demo._print_law("text-to-python", "http://server:5000", refit)
     assert "could not be fitted from these runs: 2 usable points" in capsys.readouterr().out
+
+
+def test_report_writes_print_plots_and_a_page_that_explains_the_law(sqlite_uri: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from law_runs import LAW, land_finetunes, land_scratch_runs
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.fit import _plots
+    from transfer_laws.registry.refit import refit_law
+    from transfer_laws.scripts import report
+
+    client = MlflowClient(sqlite_uri, sqlite_uri)
+    exp = client.create_experiment("runs")
+    land_scratch_runs(client, exp)
+    finetunes = land_finetunes(client, exp, 12)
+    assert refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=40).version == "1"
+    out = tmp_path / "report"
+    assert report.run(report.Args(law=LAW, out=out)) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(_plots.PLOTS)
+    page = (out / "index.html").read_text()
+    assert "<pre>" not in page and "effective data transferred" in page and "version 1" in page
+    assert all(rid in page for rid in finetunes), "every fine-tune is listed"
+    assert page.count("data:image/png;base64,") == len(_plots.PLOTS)
+    assert f"wrote {len(_plots.PLOTS) + 1} files" in capsys.readouterr().out

@@ -108,7 +108,8 @@ def loss_chart(law: TransferLaw | None, marks: list[Mark], unit: str = "tokens",
         chart.arrow(gap.d_f, gap.d_e, gap.loss, f"D_T = {number_label(gap.d_t)} {unit}")
     for n, c in colour.items():
         chart.legend("line", c, n_label(n))
-    for kind, label in KIND_LEGEND:
+    kinds = KIND_LEGEND if law is not None else (("filled", "fine-tune"), ("hollow", "from scratch"))
+    for kind, label in kinds:
         chart.legend(kind, "#5f7281", label)
     if gap is not None:
         chart.legend("arrow", "#11171c", "D_T: gap to scratch curve")
