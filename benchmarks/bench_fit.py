@@ -2,11 +2,10 @@
 
 Baseline, measured in the same run on the same runs: the point fit alone (``bootstrap=0``); the ratio says what the
 1,000 draws cost on top. Also a naive bootstrap (one Python-level least-squares call per draw, on D_E fixed at the
-point estimate) for the law step, to show what batching buys. ``global``: the whole fit with 1,000 draws, and the
-per-draw cost of its Kaplan refits, batched (what the fit uses) against the former one-scipy-BFGS-per-draw path
-(kept as ``log_d_e_global_per_draw``; timed on the first ``--global-draws`` of the same resamplings).
-The main table uses ``--method`` (default ``auto``: every scratch-model candidate fitted and cross-validated).
-Usage: ``python benchmarks/bench_fit.py [--sizes 50 500 1000 5000 50000] [--global-draws 20] [--method auto]``.
+point estimate) for the law step, to show what batching buys. The main table uses ``--method`` (default ``auto``:
+every scratch-model candidate fitted and cross-validated); a second table times each D_E method at
+``--method-sizes``.
+Usage: ``python benchmarks/bench_fit.py [--sizes 50 500 1000 5000 50000] [--method auto] [--method-sizes 50 1000]``.
 """
 
 from __future__ import annotations
@@ -28,11 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss  # noqa: E402
 
 from transfer_laws.registry.fit import RunResult, fit_transfer_law  # noqa: E402
-from transfer_laws.registry.fit._bootstrap import (  # noqa: E402
-    log_d_e_global,
-    log_d_e_global_per_draw,
-    scratch_presence,
-)
 
 N_LEVELS = (1e6, 3e6, 1e7, 3e7, 1e8)
 
@@ -80,8 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 500, 1000, 5000, 50000])
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--global-draws", type=int, default=20)
-    parser.add_argument("--global-sizes", type=int, nargs="+", default=[50, 500, 1000])
+    parser.add_argument("--method-sizes", type=int, nargs="+", default=[50, 1000])
     parser.add_argument("--method", default="auto", help="d_e_method of the main table (default: the fitter's)")
     args = parser.parse_args()
     print(f"# {platform.node()} {platform.processor() or platform.machine()} python {platform.python_version()} "
@@ -101,37 +94,15 @@ def main() -> None:
         print(f"{len(runs):>6} {point:11.4f} {full:17.4f} {full / point:15.1f} {naive:17.4f} "
               f"(used {used}){growth}")
         previous = (size, full)
-    print(f"global estimator: whole fit with {args.draws} draws; Kaplan refit cost per draw, batched "
-          f"({args.draws} draws) vs one BFGS per draw (the former path, first {args.global_draws} of the same draws)")
-    print("runs  point_fit_s  fit_1000_draws_s  ratio_vs_interp_point  refit_batched_ms  refit_bfgs_ms  "
-          "bfgs/batched  max|d ln D_E|")
-    for size in args.global_sizes:
+    print(f"per d_e_method: point fit and fit with {args.draws} draws")
+    print("runs  method        point_fit_s  fit_1000_draws_s  ratio_vs_point")
+    for size in args.method_sizes:
         runs = make_runs(size)
-        point = best_of(lambda runs=runs: fit_transfer_law(runs, d_e_method="global", bootstrap=0), repeat=1)
-        full = best_of(lambda runs=runs: fit_transfer_law(runs, d_e_method="global", bootstrap=args.draws), repeat=1)
-        interp_point = best_of(lambda runs=runs: fit_transfer_law(runs, bootstrap=0))
-        batched, per_draw, gap = refit_costs(runs, args.draws, args.global_draws)
-        print(f"{len(runs):>6} {point:11.4f} {full:17.3f} {full / interp_point:22.0f} {1e3 * batched:17.2f} "
-              f"{1e3 * per_draw:14.1f} {per_draw / batched:13.0f} {gap:13.1e}")
-
-
-def refit_costs(runs: list[RunResult], draws: int, baseline_draws: int) -> tuple[float, float, float]:
-    """Seconds per draw of the batched Kaplan refits (``draws`` of them, as in a fit) and of one BFGS per draw (the
-    first ``baseline_draws`` of the same resamplings), and the largest ln D_E difference of the used fine-tune runs
-    between the two on those."""
-    law = fit_transfer_law(runs, d_e_method="global", bootstrap=0)
-    sc = law.scratch
-    used = [p for p in law.points if p.used]
-    f_n, f_log_l = np.array([p.n for p in used]), np.log([p.loss for p in used])
-    counts = scratch_presence(np.random.default_rng(0), draws, sc.group)
-    rest = (sc.kaplan, sc.log_n, sc.log_d, sc.log_l, f_n, f_log_l)
-    start = time.perf_counter()
-    new, _ = log_d_e_global(counts, *rest)
-    batched = (time.perf_counter() - start) / draws
-    start = time.perf_counter()
-    old, _ = log_d_e_global_per_draw(counts[:baseline_draws], *rest)
-    per_draw = (time.perf_counter() - start) / baseline_draws
-    return batched, per_draw, float(np.nanmax(np.abs(new[:baseline_draws] - old)))
+        for method in ("interpolate", "kaplan", "irreducible", "auto"):
+            fit = functools.partial(fit_transfer_law, runs, d_e_method=method)
+            point = best_of(lambda fit=fit: fit(bootstrap=0), repeat=2)
+            full = best_of(lambda fit=fit: fit(bootstrap=args.draws), repeat=2)
+            print(f"{len(runs):>6} {method:<12} {point:12.4f} {full:17.4f} {full / point:15.1f}")
 
 
 if __name__ == "__main__":

@@ -97,20 +97,3 @@ def test_fit_in_chars_matches_fit_in_tokens() -> None:
     assert chars.beta == pytest.approx(tokens.beta, abs=1e-9)
     assert chars.k_in("tokens", c) == pytest.approx(tokens.k, rel=1e-8)
     assert chars.fingerprint != tokens.fingerprint
-
-
-def test_batched_curve_inversion_matches_one_draw_at_a_time() -> None:
-    from transfer_laws.registry.fit._effective import invert_present
-    from transfer_laws.registry.fit._scratch import invert_curve, monotone_curve
-
-    rng = np.random.default_rng(0)
-    log_d = np.sort(rng.uniform(0, 10, 20))
-    log_l = -0.1 * log_d + rng.normal(0, 0.05, 20)  # noisy, so the running minimum matters
-    query = rng.uniform(-1.2, 0.2, 50)  # some above and below the curve's range
-    present = rng.random((40, 20)) < 0.6
-    present[:, 0] |= ~present.any(axis=1)
-    batched = invert_present(log_d, log_l, present, query)
-    for b in range(present.shape[0]):
-        d, lo = monotone_curve(log_d[present[b]], log_l[present[b]])
-        np.testing.assert_allclose(batched[b], invert_curve(d, lo, query), rtol=1e-12)
-    assert np.isinf(batched).any() and np.isfinite(batched).any()

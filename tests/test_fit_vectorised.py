@@ -11,9 +11,7 @@ from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
 from transfer_laws.registry.fit import RunResult, ScratchModel, _bootstrap, fit_transfer_law
 from transfer_laws.registry.fit import _types as t
-from transfer_laws.registry.fit._bootstrap import log_d_e_global, log_d_e_global_per_draw, scratch_presence
 from transfer_laws.registry.fit._law import design, fit_the_fits, weighted_lstsq
-from transfer_laws.registry.fit._scratch import huber
 
 K, ALPHA, BETA = TEXT_TO_PYTHON
 
@@ -125,26 +123,31 @@ def test_batched_least_squares_matches_one_solve_per_draw() -> None:
         np.testing.assert_allclose(batched[b], expected, rtol=1e-9, atol=1e-9)
 
 
-def test_batched_kaplan_refits_are_at_least_as_good_as_one_bfgs_per_draw() -> None:
-    law = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=9), d_e_method="global", bootstrap=0)
-    sc = law.scratch
-    used = [p for p in law.points if p.used]
-    f_n, f_log_l = np.array([p.n for p in used]), np.log([p.loss for p in used])
-    counts = scratch_presence(np.random.default_rng(1), 12, sc.group)
-    args = (counts, sc.kaplan, sc.log_n, sc.log_d, sc.log_l, f_n, f_log_l)
-    de_batched, batched = log_d_e_global(*args)
-    de_bfgs, bfgs = log_d_e_global_per_draw(*args)
+@pytest.mark.parametrize("form", ["kaplan", "irreducible"])
+def test_global_form_jacobians_match_finite_differences(form: str) -> None:
+    """The parametric bootstrap steps the global forms by sigma^2 (J'J)^-1: J must be the true derivative."""
+    from transfer_laws.registry.fit._irreducible import jacobian_z, log_loss_z
+    from transfer_laws.registry.fit._scratch import _kaplan_log_loss, kaplan_jacobian
 
-    def huber_loss(theta: np.ndarray, w: np.ndarray) -> float:
-        pred = theta[3] * np.logaddexp(theta[2] * (theta[0] - sc.log_n), theta[1] - sc.log_d)
-        return float(np.sum(w * huber(pred - sc.log_l)))
+    rng = np.random.default_rng(0)
+    log_n, log_d = rng.uniform(12, 22, 30), rng.uniform(7, 30, 30)
+    if form == "kaplan":
+        z = np.array([np.log(6.4e13), np.log(1.8e13), np.log(0.74), np.log(0.103)])
 
-    for b in range(counts.shape[0]):
-        # Same optimum: the batched refit's loss is never worse than BFGS's beyond rounding.
-        assert huber_loss(batched[b], counts[b]) <= huber_loss(bfgs[b], counts[b]) * (1 + 1e-7) + 1e-12
-    # And the D_E it implies agrees with BFGS's to far below the loss noise's effect on ln D_E (~0.02).
-    np.testing.assert_allclose(de_batched, de_bfgs, atol=1e-4)
-    assert not np.allclose(batched, batched[0])  # the draws really differ
+        def model(z: np.ndarray) -> np.ndarray:
+            return _kaplan_log_loss(np.r_[z[:2], np.exp(z[2:])], log_n, log_d)
+
+        jac = kaplan_jacobian(z, log_n, log_d)
+    else:
+        z = np.log([1.69, 406.4, 0.34, 80.0, 0.28])
+
+        def model(z: np.ndarray) -> np.ndarray:
+            return log_loss_z(z, log_n, log_d)
+
+        jac = jacobian_z(z, log_n, log_d)
+    h = 1e-6
+    numeric = np.stack([(model(z + h * e) - model(z - h * e)) / (2 * h) for e in np.eye(z.size)], axis=1)
+    np.testing.assert_allclose(jac, numeric, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("method", ["interpolate", "global"])

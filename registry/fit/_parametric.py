@@ -19,8 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._irreducible import IrreducibleLaw, jacobian_z, log_d_e_z
-from ._kaplan_batch import _model as kaplan_residuals_and_jacobian
-from ._scratch import KaplanLaw, kaplan_log_d_e
+from ._scratch import KaplanLaw, kaplan_jacobian, kaplan_log_d_e
 from ._smooth import smooth_invert_draws
 
 # Relative ridge on J'J so a form that the runs barely pin down (e.g. a flat direction) still gets a finite spread.
@@ -39,7 +38,7 @@ def _free_and_jacobian(form: KaplanLaw | IrreducibleLaw, log_n: np.ndarray,
                        log_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(form, KaplanLaw):
         z = np.array([form.log_n_c, form.log_d_c, np.log(form.a_n), np.log(form.alpha_d)])
-        return z, kaplan_residuals_and_jacobian(z[None, :], log_n, log_d, np.zeros_like(log_n))[1][0]
+        return z, kaplan_jacobian(z, log_n, log_d)
     return form.z, jacobian_z(form.z, log_n, log_d)
 
 

@@ -131,6 +131,16 @@ def _kaplan_log_loss(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) ->
     return alpha_d * np.logaddexp(a_n * (log_n_c - log_n), log_d_c - log_d)
 
 
+def kaplan_jacobian(z: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    """d ln L / d z at every (N, D), n x 4, in free coordinates z = (ln N_c, ln D_c, ln(alpha_N/alpha_D),
+    ln alpha_D) (the exponents as logs, as ``fit_kaplan`` optimises them)."""
+    a_n, alpha_d = np.exp(z[2]), np.exp(z[3])
+    u = a_n * (z[0] - log_n)
+    s = np.logaddexp(u, z[1] - log_d)
+    p = np.exp(u - s)  # share of the N term in the bracket
+    return np.stack([alpha_d * p * a_n, alpha_d * (1.0 - p), alpha_d * p * u, alpha_d * s], axis=-1)
+
+
 def huber(r: np.ndarray) -> np.ndarray:
     """Huber loss of residuals ``r`` with threshold ``HUBER_DELTA``: quadratic inside, linear outside."""
     a = np.abs(r)
