@@ -23,7 +23,7 @@ from typing import Any
 import lightning as L
 
 from transfer_laws.plugin.facts import RunFacts
-from transfer_laws.plugin.run_config import config_params, config_yaml
+from transfer_laws.plugin.run_config import chunks, config_params, config_yaml
 from transfer_laws.registry.schema import (
     CONFIG_ARTIFACT,
     CONTEXT_FINETUNING,
@@ -92,7 +92,7 @@ class TransferFactsCallback(L.Callback):
         params = _params(pl_module, datamodule, self.facts.role)
         if self.config:
             params.update({k: v for k, v in config_params(self.config).items() if k not in params})
-        for chunk in _chunks(params, 100):  # MLflow takes at most 100 params per request
+        for chunk in chunks(params):
             self._write({"kind": "params", "values": chunk})
         if self.config:
             self._write({"kind": "text", "path": CONFIG_ARTIFACT, "text": config_yaml(self.config)})
@@ -256,11 +256,6 @@ def target_laws(client: Any, target: str) -> list[str]:
             if not token:
                 break
     return sorted(laws)
-
-
-def _chunks(values: dict[str, Any], size: int) -> list[dict[str, Any]]:
-    items = list(values.items())
-    return [dict(items[i:i + size]) for i in range(0, len(items), size)] or [{}]
 
 
 def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[str, int]:

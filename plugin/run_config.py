@@ -38,7 +38,8 @@ def resolved_config(**groups: Any) -> dict[str, Any]:
 
 
 def config_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """Params ``<group>.<field>`` for every scalar setting; paths stay out (they name one machine's folders)."""
+    """Params ``<group>.<field>`` for every scalar setting of every group; paths stay out (they name one machine's
+    folders)."""
     params: dict[str, str] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -52,7 +53,9 @@ def config_params(config: Mapping[str, Any]) -> dict[str, str]:
         if len(text) <= PARAM_VALUE_LIMIT:
             params[prefix] = text
 
-    visit("", config)
+    for group, values in config.items():
+        if isinstance(values, Mapping):  # top-level scalars (the role) are tags already
+            visit(str(group), values)
     return params
 
 
@@ -61,6 +64,23 @@ def config_yaml(config: Mapping[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
+
+
+def chunks(values: dict[str, Any], size: int = 100) -> list[dict[str, Any]]:
+    """``values`` in dicts of at most ``size`` items (MLflow takes at most 100 params per request)."""
+    items = list(values.items())
+    return [dict(items[i:i + size]) for i in range(0, len(items), size)] or [{}]
+
+
+def log_config(client: Any, run_id: str, config: Mapping[str, Any]) -> None:
+    """Write a run's settings straight away: the params (``config_params``) and the ``config.yaml`` artifact."""
+    from mlflow.entities import Param
+
+    from transfer_laws.registry.schema import CONFIG_ARTIFACT
+
+    for chunk in chunks(config_params(config)):
+        client.log_batch(run_id, params=[Param(k, v) for k, v in chunk.items()])
+    client.log_text(run_id, config_yaml(config), CONFIG_ARTIFACT)
 
 
 def _is_path_setting(name: str, value: Any) -> bool:

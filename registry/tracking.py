@@ -13,14 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.schema import (
-    DEFAULT_EXPERIMENT,
-    EXPERIMENT_KIND_TRAINING,
-    LAW_PAGE_PATH,
-    MLFLOW_EXPERIMENT_KIND,
-    MLFLOW_NOTE,
-    REFIT_EXPERIMENT,
-)
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
 
 HOME_ENV = "TRANSFER_LAWS_HOME"
 
@@ -124,31 +117,14 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
     if is_embedded(uri):
         store_dir = Path(uri.removeprefix("sqlite:///")).parent
         artifact_location = (store_dir / "artifacts" / name).as_uri()
-    experiment_id = client.create_experiment(name, artifact_location=artifact_location,
-                                             tags=experiment_tags(name))
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    _describe(client, experiment_id, name, {})
     return experiment_id
 
 
-def experiment_tags(name: str) -> dict[str, str]:
-    """The "Model training" kind and a Markdown description of one of our experiments."""
-    if name == REFIT_EXPERIMENT:
-        about = ("Refit runs of the scaling laws for transfer: one run per law version, holding the fit folder "
-                 "(k, alpha, beta and their bootstrap draws), the plots, `inputs.json` (every run read, used or "
-                 "excluded, and why) and the law as a pyfunc model. The versions themselves are in the model "
-                 "registry as `transfer-law-<source>-to-<target>`.")
-    else:
-        about = ("Training runs for the scaling laws for transfer (Hernandez et al. 2021): `pretrain`, `scratch` and "
-                 "`finetune` runs. Each run records N (non-embedding parameters), its training data "
-                 "(`D_F_tokens` on fine-tunes, `D_tokens` on scratch runs, `D_pretrain_tokens` on pretraining), "
-                 "every setting (`optim.*`, `train.*`, `data.*`, `model.*` and `config.yaml`), the role "
-                 "(`transfer.role`), the law (`transfer.law`) and `best_test_loss`. To see one law's runs, search "
-                 "`tags.transfer.law LIKE '%text-to-python%'` and add the columns N, D_F_tokens, D_tokens, "
-                 "transfer.role and best_test_loss.")
-    note = f"{about}\n\nThe fitted laws, their plots and a refit button: [the law page]({LAW_PAGE_PATH})."
-    return {MLFLOW_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING, MLFLOW_NOTE: note}
-
-
 def _describe(client: Any, experiment_id: str, name: str, tags: dict[str, str]) -> None:
-    for key, value in experiment_tags(name).items():
+    from transfer_laws.registry.experiment_view import experiment_tags
+
+    for key, value in experiment_tags(name, experiment_id).items():
         if not tags.get(key):
             client.set_experiment_tag(experiment_id, key, value)

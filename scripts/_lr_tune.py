@@ -290,7 +290,8 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         from mlflow import MlflowClient
 
         from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, build_trainer
-        from transfer_laws.registry.schema import PARAM_D_F_TOKENS, PARAM_N, TAG_SWEEP
+        from transfer_laws.plugin.run_config import log_config, resolved_config
+        from transfer_laws.registry.schema import PARAM_N, TAG_SWEEP, data_params
         from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
         from transfer_laws.scripts._train import eval_interval, seeded_module
         from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
@@ -307,13 +308,17 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
                 TAG_LR_TRIAL: str(trial.number)}
         logger = MLFlowLogger(experiment_name=args.experiment, tracking_uri=uri, tags=tags, log_model=False,
                               run_name=f"lr-tune-{target.size}-{target.role}-{lr:.2e}")
-        logger.log_hyperparams({PARAM_LR: lr, PARAM_N: module.n_params, PARAM_D_F_TOKENS: datamodule.train_tokens,
+        logger.log_hyperparams({PARAM_LR: lr, PARAM_N: module.n_params,
+                                data_params(target.role)[0]: datamodule.train_tokens,
                                 "preset": target.size, "tuning_role": target.role})
         report = ReportToTrial(trial, args.tuning.min_evals)
         every = args.tuning.eval_every_steps or eval_interval(datamodule.train_tokens, prepared.data.context_length,
                                                               prepared.data.batch_size, _grid_evals_per_epoch(target))
         schedule = replace(args.train, max_steps=args.tuning.max_steps or args.train.max_steps,
                            eval_every_steps=every)
+        log_config(MlflowClient(uri), logger.run_id, resolved_config(  # the trial's settings, as on every run
+            role=target.role, model=module.model.config, optim=replace(args.optim, lr=lr), train=schedule,
+            data=prepared.data))
         trainer = build_trainer(schedule, callbacks=[report], logger=logger, enable_progress_bar=False)
         try:
             trainer.fit(module, datamodule=datamodule)

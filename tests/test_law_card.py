@@ -3,6 +3,7 @@ the declared signature; the reader still reads runs logged before scratch data g
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -13,6 +14,7 @@ from law_runs import DIGEST, LAW, finetune_grid, finetune_loss, land_run, scratc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from transfer_laws.registry.experiment_view import RUNS_VIEW_ID, SAVED_VIEW_PREFIX, runs_view_link
 from transfer_laws.registry.fit import fit_transfer_law
 from transfer_laws.registry.law_card import (
     DESCRIPTION_LIMIT,
@@ -151,6 +153,12 @@ def test_refit_version_has_description_tags_and_signature(sqlite_uri: str, caplo
         tags = client.get_experiment_by_name(experiment_name).tags
         assert tags[MLFLOW_EXPERIMENT_KIND] == EXPERIMENT_KIND_TRAINING
         assert LAW_PAGE_PATH in tags[MLFLOW_NOTE]
+    view = json.loads(client.get_experiment(experiment).tags[SAVED_VIEW_PREFIX + RUNS_VIEW_ID])
+    columns = json.loads(view["state"])["selectedColumns"]  # what the runs table shows when the view is opened
+    assert {"params.`N`", "params.`D_F_tokens`", "params.`D_tokens`", "tags.`transfer.role`",
+            "metrics.`best_test_loss`"} <= set(columns)
+    assert runs_view_link(experiment) in client.get_experiment(experiment).tags[MLFLOW_NOTE]
+    assert not any(k.startswith(SAVED_VIEW_PREFIX) for k in client.get_experiment_by_name(REFIT_EXPERIMENT).tags)
     client.set_experiment_tag(experiment, MLFLOW_NOTE, "mine")
     ensure_experiment("runs", sqlite_uri)
     assert client.get_experiment(experiment).tags[MLFLOW_NOTE] == "mine"  # a user's description is kept

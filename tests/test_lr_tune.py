@@ -107,11 +107,14 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
     for r in tuning_runs:  # no law ever reads a tuning run
         assert TAG_ROLE not in r.data.tags and r.data.tags[TAG_PARENT_RUN] == parent
         assert float(r.data.params[PARAM_LR]) in (GOOD_LR, BAD_LR)
+        assert float(r.data.params["optim.lr"]) == float(r.data.params[PARAM_LR])  # every setting, as on all runs
+        assert "D_tokens" in r.data.params and "D_F_tokens" not in r.data.params  # scratch data is not D_F
+        assert "config.yaml" in {a.path for a in client.list_artifacts(r.info.run_id)}
 
     grid = client.search_runs([experiment], f"tags.`{TAG_SWEEP}` = '{study}' and tags.`{TAG_ROLE}` = 'scratch'")
     assert len(grid) == 2
     for r in grid:
-        assert float(r.data.params[PARAM_LR]) == GOOD_LR
+        assert float(r.data.params[PARAM_LR]) == GOOD_LR == float(r.data.params["optim.lr"])
         assert r.data.tags[TAG_LR_SOURCE].startswith("tuned:") and tuning.study_name in r.data.tags[TAG_LR_SOURCE]
     parent_tags = client.get_run(parent).data.tags
     assert float(parent_tags["transfer.lr.1x32.scratch"]) == GOOD_LR and "2 trials" in parent_tags[TAG_LR_TUNING]
