@@ -8,6 +8,7 @@ eligible runs change), then prints the law with intervals, what the data shows, 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +93,21 @@ class _Progress:
               flush=True)
 
 
+def _prepare_workspace(common: dict[str, Any], size: str) -> None:
+    """Build the corpora and the tokenizer the runs share, once, before the ETA's clock starts (on a fresh home
+    this is a minute no run's compute explains)."""
+    from transfer_laws.scripts import pretrain, scratch, workspace
+    from transfer_laws.scripts._common import megabytes
+
+    started = time.monotonic()
+    source = pretrain.Args(preset=size, **common)
+    target = scratch.Args(preset=size, d_f_tokens=1, **common)
+    workspace.corpus_dir(source.corpus, megabytes(source.corpus_max_mb))
+    workspace.tokenizer_dir(source.tokenizer_corpus, source.vocab_size, megabytes(source.tokenizer_max_mb))
+    workspace.corpus_dir(target.target, megabytes(target.corpus_max_mb))
+    print(f"corpora and tokenizer ready ({time.monotonic() - started:.0f}s)", flush=True)
+
+
 def plan_compute(args: Args) -> list[float]:
     """Planned N x tokens of every run the demo makes, in the order it makes them."""
     from transfer_laws.scripts._eta import planned_tokens
@@ -127,7 +143,8 @@ def run(args: Args) -> Any:
     def capped(recipe: Any) -> dict[str, Any]:
         return {"train": replace(recipe._train(), max_steps=args.run_max_steps)}
 
-    progress = _Progress(plan_compute(args))
+    _prepare_workspace(common, args.sizes[0])
+    progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
 
     results: dict[str, dict[str, Any]] = {}
     last_refit = None

@@ -240,7 +240,8 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
     # fail_stale_trials and RDB heartbeats are the documented way to retry crashed trials, still marked experimental.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     ran = 0
-    mine: list[float] = []  # compute of the cells this worker trained, for the ETA
+    mine: list[float] = []  # compute of the cells this worker trained, and the seconds each took: the ETA's data
+    took: list[float] = []
     start = time.monotonic()
     while max_trials is None or ran < max_trials:
         optuna.storages.fail_stale_trials(study)
@@ -257,6 +258,7 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
             ran += 1
             for key, value in (trial_attrs(cell) if trial_attrs else {}).items():
                 trial.set_user_attr(key, value)
+            began = time.monotonic()
             try:
                 run_id, loss = train_cell(cell, trial.number)
             except Exception as exc:
@@ -264,21 +266,22 @@ def run_worker(study: Any, train_cell: TrainCell, *, max_trials: int | None = No
                 raise
             trial.set_user_attr(ATTR_RUN_ID, run_id)
             mine.append(cell_compute(cell))
+            took.append(time.monotonic() - began)
             return loss
 
         study.optimize(objective, n_trials=1, catch=(Exception,))
         if progress and ran > done_before:
-            _print_progress(study, ran, mine, time.monotonic() - start)
+            _print_progress(study, ran, took, mine, time.monotonic() - start)
     return ran
 
 
-def _print_progress(study: Any, ran: int, mine: list[float], elapsed: float) -> None:
+def _print_progress(study: Any, ran: int, took: list[float], mine: list[float], elapsed: float) -> None:
     """The study's progress and an ETA at this worker's seconds per unit of compute (N x D_F, not per run)."""
     from transfer_laws.scripts._eta import eta_seconds
 
     cells = _cell_states(study)
     done, total = sum(cells.values()), len(cells)
-    eta = eta_seconds(elapsed, mine, [cell_compute(c) for c, finished in cells.items() if not finished])
+    eta = eta_seconds(took, mine, [cell_compute(c) for c, finished in cells.items() if not finished])
     width = 30
     filled = int(width * done / total) if total else width
     eta_text = "-" if eta != eta else f"{eta / 60:.1f} min"  # NaN until this worker finished a run

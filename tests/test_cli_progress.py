@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import math
 import re
 import socket
 import subprocess
@@ -58,13 +59,19 @@ def test_training_without_a_tty_prints_progress_lines(tmp_path: Path, monkeypatc
 
 
 def test_eta_weighs_runs_by_compute() -> None:
-    from transfer_laws.scripts._eta import eta_seconds, planned_tokens
+    from transfer_laws.scripts._eta import eta_seconds, planned_tokens, run_cost_model
 
-    # One big run took 103 s (3 s overhead + 100 s of compute); two runs of 1% of its compute are left.
-    assert eta_seconds(103.0, [1e9], [1e7, 1e7], overhead_s=3.0) == pytest.approx(2 * 3.0 + 2 * 1.0)
-    # Per run it would have said 2 x 103 s: the jump the demo showed.
-    assert eta_seconds(10.0, [], [1.0]) != eta_seconds(10.0, [], [1.0])  # NaN: nothing to learn from yet
-    assert eta_seconds(10.0, [1.0], []) == 0.0
+    # Runs cost 5 s each plus 1 s per 1e8 of compute: the fit recovers both from three finished runs.
+    done = [1e10, 1e8, 3e8]
+    durations = [5 + c / 1e8 for c in done]
+    overhead, per_compute = run_cost_model(durations, done)
+    assert overhead == pytest.approx(5.0) and per_compute == pytest.approx(1e-8)
+    assert eta_seconds(durations, done, [1e8, 1e8]) == pytest.approx(2 * 6.0)
+    # Per run (the old ETA) it would have said about 2 x 40 s, the mean of a big and two small runs.
+    # One finished run cannot separate the two: the prior overhead (here 3 s) is taken out of its time.
+    assert eta_seconds([103.0], [1e9], [1e7, 1e7], prior_overhead_s=3.0) == pytest.approx(2 * 3.0 + 2 * 1.0)
+    assert math.isnan(eta_seconds([], [], [1.0]))  # nothing to learn from yet
+    assert eta_seconds([10.0], [1.0], []) == 0.0
     assert planned_tokens(1_000, 1024, 1000) == 40 * 1024  # a tiny budget still trains min_steps steps
     assert planned_tokens(1e7, 1024, 1000) == 1000 * 1024  # a big one stops at max_steps
 
