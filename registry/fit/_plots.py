@@ -75,7 +75,7 @@ def n_colours(levels: Sequence[float]) -> NColours:
 
 def law_colours(law: TransferLaw) -> NColours:
     """The law's N -> colour map over every size it knows (scratch levels and fine-tunes), same in every plot."""
-    return n_colours([*law.scratch.levels.tolist(), *(p.n for p in law.points)])
+    return n_colours(np.unique(np.r_[law.scratch.levels, [p.n for p in law.points]]).tolist())
 
 
 def unit_of(law: TransferLaw) -> str:

@@ -175,7 +175,8 @@ def residual_chart(law: TransferLaw, css_class: str = "chart") -> str:
     if not used:
         return _empty("no fine-tune in the fit", css_class)
     colour, unit = law_colours(law), unit_of(law)
-    resid = [math.log(p.d_t) - math.log(law.effective_data_transferred(p.n, p.d_f)) for p in used]
+    n, d_f = np.array([p.n for p in used]), np.array([p.d_f for p in used])
+    resid = (np.log([p.d_t for p in used]) - np.log(law.effective_data_transferred(n, d_f))).tolist()
     top = max(0.05, *(abs(r) for r in resid)) * 1.15
     chart = Chart(Axis(*span(p.d_f for p in used), f"D_F, fine-tuning data ({unit})"),
                   Axis(-top, top, "ln D_T measured \u2212 ln D_T fitted", log=False),
