@@ -32,6 +32,7 @@ from transfer_laws.registry.schema import (
     CONTEXT_TRAINING,
     LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
+    MLFLOW_NOTE,
     PARAM_CONTEXT,
     PARAM_N,
     PARAM_N_EMBD,
@@ -104,6 +105,7 @@ class TransferFactsCallback(L.Callback):
             laws = self._target_laws(self.facts.target)
             if laws:
                 tags[TAG_LAW] = ",".join(laws)
+        tags.setdefault(MLFLOW_NOTE, run_description(self.facts, params, tags.get(TAG_LAW)))
         self._write({"kind": "tags", "values": tags})
         self._write({"kind": "inputs", "datasets": _dataset_inputs(self.facts, datamodule),
                      "model_id": self.facts.parent_model_id})
@@ -233,6 +235,23 @@ def replay_facts(path: Path, tracking_uri: str | None = None) -> int:
     for group in payload["groups"]:
         write_group(client, payload["run_id"], group)
     return len(payload["groups"])
+
+
+def run_description(facts: RunFacts, params: dict[str, Any], laws: str | None) -> str:
+    """The run's description on its MLflow page: what it trained, on what, and what it is for."""
+    tokens = params.get(data_params(facts.role)[0])
+    n = params.get(PARAM_N)
+    size = f"N = {int(n):,} non-embedding parameters" if n is not None else "N unknown"
+    data = f"{int(tokens):,} tokens" if tokens is not None else "its data"
+    if facts.role == ROLE_FINETUNE:
+        return (f"Fine-tune of `{facts.parent_uri}` on {data} of `{facts.target}` (D_F), {size}: one point of the "
+                f"law `{facts.law}`. Every setting is under Parameters and in `config.yaml`.")
+    if facts.role == ROLE_SCRATCH:
+        serves = f" for the laws `{laws}`" if laws else f" for every law with target `{facts.target}`"
+        return (f"Trained from scratch on {data} of `{facts.target}` (D), {size}: a point on the scratch curve that "
+                f"gives D_E{serves}. Every setting is under Parameters and in `config.yaml`.")
+    return (f"Pretraining on {data} of `{facts.source}`, {size}; its best checkpoint is registered for fine-tunes "
+            "to start from. Every setting is under Parameters and in `config.yaml`.")
 
 
 def target_laws(client: Any, target: str) -> list[str]:

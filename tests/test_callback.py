@@ -140,6 +140,8 @@ def test_fluent_active_run_gets_facts(sqlite_uri: str) -> None:
     assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
     assert contexts == {"training", "test"}  # trained from scratch: not "fine-tuning"
+    assert run.data.tags["mlflow.note.content"].startswith(f"Trained from scratch on {data.train_tokens:,} tokens of "
+                                                          "`textwrap` (D)")
 
 
 def test_config_params_and_exact_names() -> None:
