@@ -177,3 +177,56 @@ def test_webhook_deliveries_pass_basic_auth_and_forgeries_do_not(auth_server: di
     webhook_id = create_webhook(auth_server["uri"], url, WEBHOOK_SECRET)
     result = client.test_webhook(webhook_id)
     assert result.success, (result.response_status, result.response_body, result.error_message)
+
+
+def test_a_users_host_header_never_receives_the_service_accounts_password(auth_server: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain user ends her own run with ``Host: 127.0.0.1:<her listener>`` (inside MLflow's allowed hosts): the
+    refit still reaches the server and authenticates there; her listener receives nothing at all."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    uri = auth_server["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    users = get_app_client("basic-auth", tracking_uri=uri)
+    for user, password, admin in ((BOT, BOT_PASSWORD, True), ("alice", "alice-password-1", False)):
+        try:
+            users.create_user(user, password)
+        except MlflowException:
+            pass  # created by an earlier test on this server
+        users.update_user_admin(user, admin)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "alice-password-1")
+    alice = MlflowClient(uri, uri)
+    law = "text-to-hostile"
+    experiment = alice.create_experiment("alice-runs")
+    backend = MlflowClient(auth_server["backend"], auth_server["backend"])
+    land_scratch_runs(backend, experiment, law=law)
+    land_finetunes(backend, experiment, 12, law=law)
+    run_id = land_run(alice, experiment, ROLE_FINETUNE, 1e6, 2e6, finetune_loss(1e6, 2e6), law=law, finish=False)
+
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(4)
+        trap.settimeout(0.5)
+        ended = requests.post(f"{uri}/api/2.0/mlflow/runs/update", json={"run_id": run_id, "status": "FINISHED"},
+                              headers={"Host": f"127.0.0.1:{trap.getsockname()[1]}"},
+                              auth=("alice", "alice-password-1"), timeout=30)
+        assert ended.status_code == 200, ended.text
+        received: list[bytes] = []
+        covered = None
+        deadline = time.monotonic() + 240
+        while covered is None and time.monotonic() < deadline:
+            try:
+                conn, _ = trap.accept()
+                with conn:
+                    conn.settimeout(2)
+                    received.append(conn.recv(65536))
+            except OSError:
+                pass
+            versions = alice.search_model_versions(f"name = '{law_model_name(law)}'")
+            covered = next((v for v in versions if run_id in _inputs(alice, v.run_id)["input_run_ids"]), None)
+    assert covered is not None, auth_server["log"].read_text()[-3000:]
+    assert received == [], f"the listener got {received[0][:200]!r}"
