@@ -24,6 +24,7 @@ HISTORY_LIMIT = 30
 """Versions shown in the history (the newest ones): each costs a read of its refit run."""
 _CACHE_SIZE = 16
 _cache: OrderedDict[str, Any] = OrderedDict()
+_rows: OrderedDict[str, VersionRow] = OrderedDict()
 _cache_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -98,17 +99,30 @@ def finite(value: Any) -> Any:
 def history(client: Any, model_name: str) -> list[VersionRow]:
     """The newest HISTORY_LIMIT versions of the law, oldest first, with the parameters their refit runs logged."""
     versions = sorted(client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version))
-    rows = []
-    for mv in versions[-HISTORY_LIMIT:]:
-        try:
-            metrics, run_id, _ = _source_metrics(client, mv)
-            n_runs = client.get_run(run_id).data.params.get("n_runs") if run_id else None
-        except Exception:  # noqa: BLE001 - a version whose run is gone still has a row, without numbers
-            metrics, run_id, n_runs = {}, None, None
-        rows.append(VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),
-                               params={p: metrics.get(p) for p in PARAMS}, intervals=_intervals(metrics),
-                               n_runs=int(n_runs) if n_runs and str(n_runs).isdigit() else None, run_id=run_id))
-    return rows
+    return [_version_row(client, model_name, mv) for mv in versions[-HISTORY_LIMIT:]]
+
+
+def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
+    """A version's row, cached by its run (a run id is unique across stores; its metrics do not change once the
+    version exists); a version without a run is read every time."""
+    key = f"{model_name}\0{mv.version}\0{mv.run_id}" if mv.run_id else None
+    with _cache_lock:
+        if key in _rows:
+            return _rows[key]
+    try:
+        metrics, run_id, _ = _source_metrics(client, mv)
+        n_runs = client.get_run(run_id).data.params.get("n_runs") if run_id else None
+    except Exception:  # noqa: BLE001 - a version whose run is gone still has a row, without numbers
+        metrics, run_id, n_runs = {}, None, None
+    row = VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),
+                     params={p: metrics.get(p) for p in PARAMS}, intervals=_intervals(metrics),
+                     n_runs=int(n_runs) if n_runs and str(n_runs).isdigit() else None, run_id=run_id)
+    with _cache_lock:
+        if key is not None and run_id:
+            _rows[key] = row
+        while len(_rows) > _CACHE_SIZE * HISTORY_LIMIT:
+            _rows.popitem(last=False)
+    return row
 
 
 def fit_view(client: Any, view: LawView) -> FitView:
