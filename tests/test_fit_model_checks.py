@@ -23,6 +23,7 @@ def test_checks_travel_in_law_json_and_old_folders_load_with_none(tmp_path: Path
     assert keys <= set(law.checks)
     assert law.checks["law_residuals"]["n"] == sum(p.used for p in law.points)
     assert law.checks["verdict"] and all(isinstance(s, str) for s in law.checks["verdict"])
+    json.dumps(law.checks, allow_nan=False)  # strict JSON: readers in other languages can parse it
     folder = law.save(tmp_path / "fit")
     assert TransferLaw.load(folder).checks == json.loads(json.dumps(law.checks))
     data = json.loads((folder / "law.json").read_text())

@@ -19,12 +19,12 @@ SAFETY = 2.0
 MAX_SPAN_FACTOR = 1000.0
 
 
-def residual_summary(residuals: np.ndarray) -> dict[str, float | int]:
-    """rms, max_abs and n of the finite residuals (NaN rms and max_abs when there are none)."""
+def residual_summary(residuals: np.ndarray) -> dict[str, float | int | None]:
+    """rms, max_abs and n of the finite residuals (rms and max_abs None when there are none: law.json stays JSON)."""
     r = np.asarray(residuals, dtype=float)
     r = r[np.isfinite(r)]
     if r.size == 0:
-        return {"rms": float("nan"), "max_abs": float("nan"), "n": 0}
+        return {"rms": None, "max_abs": None, "n": 0}
     return {"rms": float(np.sqrt(np.mean(r * r))), "max_abs": float(np.max(np.abs(r))), "n": int(r.size)}
 
 
