@@ -87,10 +87,7 @@ def run(args: Args) -> int:
         given = args.n if args.n is not None else args.d_f
         value, low, high = _target_with_interval(law, solve, given, args.target_loss, quantity)
         answer[f"{quantity}_for_target_loss"] = {"value": value, "low": low, "high": high}
-        if quantity == "d_f":
-            answer["outside_fitted_range"] += outside_range(answer["fitted_range"], d_f=value)
-        elif quantity == "n":
-            answer["outside_fitted_range"] += outside_range(answer["fitted_range"], n=value)
+        answer["outside_fitted_range"] += outside_range(answer["fitted_range"], **{quantity: value})
     elif args.n is not None and args.d_f is not None:
         answer["prediction"] = _as_plain(law.predict(args.n, args.d_f))
     if args.json:
