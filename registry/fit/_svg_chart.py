@@ -180,8 +180,8 @@ class Chart:
         self._marks.append(
             f'<g class="gap"><path d="M{a + 6:.1f},{b:.1f} L{c - 1:.1f},{b:.1f}" stroke="{INK}" stroke-width="1.6" '
             f'marker-start="url(#{self._clip}-head)" marker-end="url(#{self._clip}-head)"/>'
-            f'<text x="{(a + c) / 2:.1f}" y="{b - 8:.1f}" text-anchor="middle" font-size="12" fill="{INK}">'
-            f"{escape(label)}</text></g>")
+            f'<text x="{(a + c) / 2:.1f}" y="{b - 8:.1f}" text-anchor="middle" font-size="12" fill="{INK}" '
+            f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{escape(label)}</text></g>')
 
     def legend(self, kind: str, colour: str, label: str) -> None:
         """A legend entry: ``line``, ``filled``, ``hollow``, ``cross``, ``band`` or ``arrow``."""
@@ -193,14 +193,17 @@ class Chart:
         out = []
         xmajor, xminor = self.x.ticks()
         ymajor, yminor = self.y.ticks()
+        # Minor grid lines only while they stay sparse (a few decades); past that, tick marks alone.
         for v in xminor:
             a = self.px(v, self.y.lo)[0]
-            out.append(f'<line class="minor" x1="{a:.1f}" y1="{y1}" x2="{a:.1f}" y2="{y0}" stroke="{MINOR_GRID}"/>'
-                       f'<line x1="{a:.1f}" y1="{y0}" x2="{a:.1f}" y2="{y0 + 3}" stroke="{INK}"/>')
+            grid = f'<line class="minor" x1="{a:.1f}" y1="{y1}" x2="{a:.1f}" y2="{y0}" stroke="{MINOR_GRID}"/>'
+            out.append((grid if len(xminor) <= 40 else "")
+                       + f'<line x1="{a:.1f}" y1="{y0}" x2="{a:.1f}" y2="{y0 + 3}" stroke="{INK}"/>')
         for v in yminor:
             b = self.px(self.x.lo, v)[1]
-            out.append(f'<line class="minor" x1="{x0}" y1="{b:.1f}" x2="{x1}" y2="{b:.1f}" stroke="{MINOR_GRID}"/>'
-                       f'<line x1="{x0 - 3}" y1="{b:.1f}" x2="{x0}" y2="{b:.1f}" stroke="{INK}"/>')
+            grid = f'<line class="minor" x1="{x0}" y1="{b:.1f}" x2="{x1}" y2="{b:.1f}" stroke="{MINOR_GRID}"/>'
+            out.append((grid if len(yminor) <= 40 else "")
+                       + f'<line x1="{x0 - 3}" y1="{b:.1f}" x2="{x0}" y2="{b:.1f}" stroke="{INK}"/>')
         for v, text in xmajor:
             a = self.px(v, self.y.lo)[0]
             out.append(f'<line x1="{a:.1f}" y1="{y1}" x2="{a:.1f}" y2="{y0}" stroke="{GRID}"/>'
