@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from law_runs import DIGEST, finetune_grid, finetune_loss, land_finetunes, land_run, land_scratch_runs
+from law_runs import DIGEST, LAW, finetune_grid, finetune_loss, land_finetunes, land_run, land_scratch_runs
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
@@ -30,8 +30,6 @@ from transfer_laws.plugin.webhooks import MAX_BODY_BYTES, ROUTE, signature
 from transfer_laws.registry.locks import REGISTRY_LOCK_PREFIX
 from transfer_laws.registry.refit import INPUTS_ARTIFACT, REFIT_EXPERIMENT, TAG_DEBRIS, TAG_INPUTS_DIGEST
 from transfer_laws.registry.schema import LAW_TAG_LAW, ROLE_FINETUNE, TAG_LAW, TAG_ROLE, TAG_TOKENIZER, law_model_name
-
-pytestmark = pytest.mark.server
 
 _CALL = "refit_law(sys.argv[1], tracking_uri=sys.argv[2], bootstrap=int(sys.argv[3]), plots=False).status"
 REFIT = f"import sys;from transfer_laws.registry.refit import refit_law;print({_CALL})"
@@ -144,6 +142,7 @@ def listener() -> Iterator[_Listener]:
     trap.close()
 
 
+@pytest.mark.server
 def test_a_hostile_host_header_sends_the_refit_nowhere_but_the_server(seeded: dict[str, Any],
                                                                        listener: _Listener) -> None:
     import requests
@@ -164,6 +163,7 @@ def test_a_hostile_host_header_sends_the_refit_nowhere_but_the_server(seeded: di
     assert listener.received == [], listener.received[:1]
 
 
+@pytest.mark.server
 def test_a_poisoned_run_and_crafted_model_names_block_nothing(seeded: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
@@ -207,6 +207,7 @@ def _raw(uri: str, head: str, body: bytes = b"", read_timeout_s: float = 20) -> 
     return int(reply.split(b" ", 2)[1])
 
 
+@pytest.mark.server
 def test_oversized_and_forged_deliveries_are_refused_before_the_body_is_read(server_stack) -> None:  # noqa: ANN001
     uri, secret = server_stack.tracking_uri, os.environ["TL_WEBHOOK_SECRET"]
     stamp, delivery = str(int(time.time())), str(uuid.uuid4())
@@ -229,6 +230,7 @@ def test_oversized_and_forged_deliveries_are_refused_before_the_body_is_read(ser
     assert _raw(uri, head + f"Content-Length: {len(small)}\r\n\r\n", small) == 403  # the same id again
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("shared_lock", [False, True], ids=["no-lock", "db-lock"])
 def test_racing_refits_never_register_twice_or_go_backwards(seeded: dict[str, Any], shared_lock: bool) -> None:
@@ -252,6 +254,7 @@ def test_racing_refits_never_register_twice_or_go_backwards(seeded: dict[str, An
     assert set(landed) <= sets[-1]
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_refit_killed_half_way_is_cleaned_up_by_the_next(seeded: dict[str, Any]) -> None:
     client, law, uri = seeded["client"], seeded["law"], seeded["uri"]
@@ -311,6 +314,7 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_landing_pending_when_the_server_dies_is_refitted_after_restart(server_stack, tmp_path: Path) -> None:  # noqa: ANN001
     import psycopg2
@@ -340,3 +344,29 @@ def test_a_landing_pending_when_the_server_dies_is_refitted_after_restart(server
         _wait_covered(client, law, [landed], timeout_s=180)
     finally:
         _kill(server)
+
+
+def test_watch_decides_coverage_by_run_ids_not_clocks(sqlite_uri: str) -> None:
+    """A run ended by a client whose clock is behind is still refitted; a run the reader excludes, or a law that
+    cannot be fitted, is refitted once, not on every poll."""
+    from transfer_laws.registry.refit import watch
+
+    client = MlflowClient(sqlite_uri, sqlite_uri)
+    experiment = client.create_experiment("runs")
+    land_scratch_runs(client, experiment)
+    land_finetunes(client, experiment, 12)
+    fast = {"interval_s": 0, "bootstrap": 20, "plots": False}
+    assert [r.status for r in watch(sqlite_uri, max_iterations=2, **fast)] == ["registered"]
+
+    behind = land_run(client, experiment, ROLE_FINETUNE, 1e6, 5e6, finetune_loss(1e6, 5e6), finish=False)
+    client.set_terminated(behind, "FINISHED", end_time=int(time.time() * 1000) - 13_000)  # a clock 13 s behind
+    assert [r.status for r in watch(sqlite_uri, max_iterations=2, **fast)] == ["registered"]
+
+    excluded = land_run(client, experiment, ROLE_FINETUNE, 1e6, 6e6, None)  # no loss: the reader excludes it
+    assert [r.status for r in watch(sqlite_uri, max_iterations=3, **fast)] == ["registered"]
+    latest = client.get_model_version_by_alias(law_model_name(LAW), "latest")
+    assert {behind, excluded} <= _read_set(client, latest)
+
+    lonely = "code-to-lonely"  # one fine-tune, no scratch runs: its fit fails on every try
+    land_run(client, experiment, ROLE_FINETUNE, 1e6, 1e6, 3.0, law=lonely)
+    assert [(r.law, r.status) for r in watch(sqlite_uri, max_iterations=3, **fast)] == [(lonely, "failed")]
