@@ -2,9 +2,10 @@
 
 A version's description says what the law is and how far to trust it without leaving MLflow: the equation, k, alpha
 and beta with their 95% intervals beside the paper's Table-1 values, the estimator and the checks' verdict, the runs
-used and excluded, every warning, and a link to the law page. Its first line is the law in one sentence, which is
-what MLflow's version list shows. Tags carry k/alpha/beta and their bounds to 3 significant digits (searchable,
-readable in the list), the headline verdict and counts. Pure formatting: no MLflow calls here.
+used and excluded, every warning, and a link to the law page. Its first line gives alpha, beta and k with their
+intervals as plain text, which is what MLflow's version list shows. Tags carry k, alpha and beta with their 95%
+bounds to 3 significant digits (``alpha = 0.183 [0.146, 0.229]``, readable in the list), the headline verdict and
+counts. Pure formatting: no MLflow calls here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from transfer_laws.registry.schema import (
     LAW_COEFFICIENTS,
     LAW_PAGE_PATH,
     LAW_TAG_RUNS,
-    LAW_TAG_SUMMARY,
     LAW_TAG_VERDICT,
     LAW_TAG_WARNINGS,
     ROLE_SCRATCH,
@@ -50,14 +50,9 @@ def law_page_link(law: str) -> str:
 
 
 def version_tags(fit: Any) -> dict[str, str]:
-    """Tags of a law version: ``k``/``alpha``/``beta`` and ``<name>_low``/``<name>_high``, summary, verdict, counts."""
-    intervals = dict(getattr(fit, "intervals", {}) or {})
-    tags: dict[str, str] = {}
-    for name in LAW_COEFFICIENTS:
-        tags[name] = sig3(getattr(fit, name))
-        low, high = intervals.get(name, (math.nan, math.nan))
-        tags[f"{name}_low"], tags[f"{name}_high"] = sig3(low), sig3(high)
-    tags[LAW_TAG_SUMMARY] = summary_line(fit)[:TAG_VALUE_LIMIT]
+    """Tags of a law version: ``k``, ``alpha``, ``beta`` each as ``value [low, high]`` (95%, 3 significant digits),
+    the checks' headline verdict, the warning count and the runs used."""
+    tags = {name: _with_interval(fit, name) for name in LAW_COEFFICIENTS}
     verdict = _checks(fit).get("verdict") or []
     if verdict:
         tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
@@ -67,13 +62,13 @@ def version_tags(fit: Any) -> dict[str, str]:
 
 
 def summary_line(fit: Any) -> str:
-    """``k = 1.23e+03 [..], α = 0.183 [..], β = 0.52 [..]``: the law's numbers in one line."""
-    intervals = dict(getattr(fit, "intervals", {}) or {})
-    parts = []
-    for name in LAW_COEFFICIENTS:
-        low, high = intervals.get(name, (math.nan, math.nan))
-        parts.append(f"{_GREEK[name]} = {sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]")
-    return ", ".join(parts)
+    """``α = 0.183 [..], β = 0.52 [..], k = 1.23e+03 [..]``: the law's numbers in one line, exponents first."""
+    return ", ".join(f"{_GREEK[name]} = {_with_interval(fit, name)}" for name in ("alpha", "beta", "k"))
+
+
+def _with_interval(fit: Any, name: str) -> str:
+    low, high = dict(getattr(fit, "intervals", {}) or {}).get(name, (math.nan, math.nan))
+    return f"{sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]"
 
 
 def version_description(law: str, fit: Any, inputs: Any = None) -> str:
@@ -81,8 +76,9 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
     settings = dict(getattr(fit, "settings", {}) or {})
     unit = settings.get("unit", "tokens")
     warnings = [str(w) for w in getattr(fit, "warnings", []) or []]
-    head = (f"**D_T = k · D_F^α · N^β** for `{law}`: {summary_line(fit)} (95% intervals)"
-            + (f"; {len(warnings)} warning(s)" if warnings else "") + ".")
+    # The first line is what MLflow's version list shows, as plain text and cut short: numbers first, no markup.
+    head = (f"{summary_line(fit)} (95% intervals)" + (f", {len(warnings)} warning(s)" if warnings else "")
+            + f". Law {law}: D_T = k · D_F^α · N^β.")
     lines = [head, "",
              f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
              "non-embedding parameter count. "

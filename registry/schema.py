@@ -114,8 +114,6 @@ LAW_TAG_FINGERPRINT = "transfer.fingerprint"
 LAW_TAG_LAW = "transfer.law"
 LAW_TAG_REQUESTED_BY = "transfer.refit_requested_by"
 """Who pressed "refit now" on the law page (also on the refit run); absent for automatic refits."""
-LAW_TAG_SUMMARY = "transfer.summary"
-"""One line: the law with its numbers (what the version list should show instead of a hash)."""
 LAW_TAG_VERDICT = "transfer.verdict"
 """The fit checks' headline verdict."""
 LAW_TAG_WARNINGS = "transfer.warnings"
@@ -123,7 +121,7 @@ LAW_TAG_WARNINGS = "transfer.warnings"
 LAW_TAG_RUNS = "transfer.runs_used"
 """Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
-"""Each has version tags ``<name>``, ``<name>_low`` and ``<name>_high`` (3 significant digits)."""
+"""Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
 
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import warnings
 
 import pytest
@@ -27,7 +28,6 @@ from transfer_laws.registry.law_card import (
 from transfer_laws.registry.schema import (
     EXPERIMENT_KIND_TRAINING,
     LAW_PAGE_PATH,
-    LAW_TAG_SUMMARY,
     LAW_TAG_WARNINGS,
     METRIC_BEST_TEST_LOSS,
     MLFLOW_EXPERIMENT_KIND,
@@ -58,19 +58,18 @@ def fit() -> object:
 def test_tags_carry_the_numbers_to_three_digits(fit: object) -> None:
     tags = version_tags(fit)
     for name in ("k", "alpha", "beta"):
-        assert tags[name] == f"{getattr(fit, name):.3g}"
-        low, high = fit.intervals[name]
-        assert (float(tags[f"{name}_low"]), float(tags[f"{name}_high"])) == pytest.approx((low, high), rel=5e-3)
-        assert len(tags[name].replace("-", "").replace(".", "").split("e")[0].lstrip("0")) <= 3
+        value, low, high = (float(x) for x in re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", tags[name]).groups())
+        assert (value, low, high) == pytest.approx((getattr(fit, name), *fit.intervals[name]), rel=5e-3)
+        assert tags[name].split(" ")[0] == f"{getattr(fit, name):.3g}"
     assert tags[LAW_TAG_WARNINGS] == str(len(fit.warnings))
     assert tags["transfer.verdict"] == "beta > 0 at 95%"
-    assert tags[LAW_TAG_SUMMARY].startswith(f"k = {sig3(fit.k)} [")
 
 
 def test_description_reads_the_law_its_uncertainty_and_warnings(fit: object) -> None:
     text = version_description(LAW, fit)
-    first = text.splitlines()[0]  # what MLflow's version list shows
-    assert "D_T = k · D_F^α · N^β" in first and f"α = {sig3(fit.alpha)}" in first and "warning" in first
+    first = text.splitlines()[0]  # what MLflow's version list shows: plain text, the exponents first
+    assert first.startswith(f"α = {sig3(fit.alpha)} [") and "D_T = k · D_F^α · N^β" in first
+    assert f"{len(fit.warnings)} warning(s)" in first and "*" not in first
     paper = PAPER_TABLE_1[LAW]
     row = next(line for line in text.splitlines() if line.startswith("| β |"))
     lo, hi = fit.intervals["beta"]
@@ -134,12 +133,12 @@ def test_refit_version_has_description_tags_and_signature(sqlite_uri: str, caplo
 
     name = law_model_name(LAW)
     mv = client.get_model_version(name, result.version)
-    assert mv.description.startswith(f"**D_T = k · D_F^α · N^β** for `{LAW}`: k = {sig3(result.fit.k)} [")
+    assert mv.description.startswith(f"α = {sig3(result.fit.alpha)} [")
     used = sum(p.used for p in result.fit.points)
     runs_line = f"**Runs.** {used} of {len(result.fit.points)} fine-tunes used, with {len(scratch)} scratch"
     assert runs_line in mv.description
-    assert mv.tags["alpha"] == sig3(result.fit.alpha)
-    assert mv.tags["beta_high"] == sig3(result.fit.intervals["beta"][1])
+    assert mv.tags["alpha"].startswith(f"{sig3(result.fit.alpha)} [")
+    assert mv.tags["beta"].endswith(f", {sig3(result.fit.intervals['beta'][1])}]")
     assert client.get_registered_model(name).description == law_model_description(LAW)
 
     from mlflow.models import get_model_info
