@@ -7,6 +7,7 @@ from typing import Any
 
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, TrackingArgs, megabytes
+from transfer_laws.scripts._errors import BadInput
 from transfer_laws.scripts.pretrain import _optim_type, _train_type
 
 
@@ -44,12 +45,16 @@ class Args(TrackingArgs, DataArgs):
 def run(args: Args) -> Any:
     from transfer_laws.lightning_modules import DataConfig, load_checkpoint
     from transfer_laws.plugin import RunFacts
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri
+    from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
     from transfer_laws.registry.schema import ROLE_FINETUNE
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import train_run
 
+    try:
+        parse_model_uri(args.parent)
+    except ValueError as exc:  # CheckpointError is a ValueError: a malformed --from is bad input, before any work
+        raise BadInput(f"--from: {exc}") from None
     use_tracking_uri(args.tracking_uri)
     loaded = load_checkpoint_uri(args.parent)
     _, extra = load_checkpoint(loaded.folder)  # validates the files before any run starts

@@ -144,6 +144,8 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     (["lineage", "--target", "models:/nope/1"], "models:/nope/1"),
     (["lineage", "--target", "no-such-model"], "no-such-model"),
     (["refit", "--fail-if-beta-moves", "-0.1"], "--fail-if-beta-moves must be"),
+    (["finetune", "--from", "nope", "--d-f-tokens", "100"], "--from: 'nope' is not a checkpoint URI"),
+    (["finetune", "--from", "models:/pretrained-text@champion", "--d-f-tokens", "0"], "--d-f-tokens must be"),
 ])
 def test_invalid_values_are_one_line_and_exit_2(
     store: Store, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str

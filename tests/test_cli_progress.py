@@ -124,6 +124,8 @@ def test_serve_on_a_busy_port_fails_at_once(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert code != 0
     assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == "transfer-laws serve: error: --port must be 1..65535, got 70000"
 
 
 @pytest.mark.slow
