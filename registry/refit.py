@@ -258,13 +258,14 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
 
 
 def _register_if_current(client: Any, law: str, digest: str, run_id: str, info: Any,
-                         tags: dict[str, str]) -> tuple[str, Any] | None:
+                         tags: dict[str, str]) -> tuple[str, Any] | LawInputs:
     """Compare-and-set: under the registry lock, create the version only if the law's runs are still the ones
-    fitted. Returns (``registered``, version) or (``unchanged``, ``@latest``) or None when the runs changed."""
+    fitted. Returns (``registered``, version) or (``unchanged``, ``@latest``), or the runs now when they changed."""
     name = law_model_name(law)
     with registry_lock(client, law):
-        if inputs_digest(read_law_inputs(law, client)) != digest:
-            return None
+        current = read_law_inputs(law, client)
+        if inputs_digest(current) != digest:
+            return current
         latest = latest_version(client, law)
         if _covers(latest, digest):  # a racing refit registered these very runs first
             return STATUS_UNCHANGED, latest
@@ -314,10 +315,6 @@ def refit_law(
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
-            newer = read_law_inputs(law, client)
-            if inputs_digest(newer) != digest:  # landed while we fitted: fit those instead of logging this one
-                inputs = newer
-                continue
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
                     TAG_REFIT_LOCK: held}
             if requested_by:
@@ -326,7 +323,7 @@ def refit_law(
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
             outcome = _register_if_current(client, law, digest, run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
-            if outcome is not None:
+            if isinstance(outcome, tuple):
                 status, version = outcome
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
                     from transfer_laws.registry.law_model import annotate_version
@@ -335,7 +332,7 @@ def refit_law(
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
-            inputs = read_law_inputs(law, client)
+            inputs = outcome  # read under the lock just now: fit those
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
                            len(inputs.points))
 
