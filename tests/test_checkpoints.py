@@ -53,8 +53,9 @@ def _assert_registered_and_described(client: Any, registered: Any) -> None:
     """The LoggedModel names its registry version (its page must not say "Not registered"), exactly once, and the
     version says where its lineage lives."""
     model = client.get_logged_model(registered.model_id)
-    assert json.loads(model.tags[MLFLOW_MODEL_VERSIONS]) == [{"name": registered.name,
-                                                             "version": str(registered.version)}]
+    linked = [(e["name"], str(e["version"])) for e in json.loads(model.tags[MLFLOW_MODEL_VERSIONS])]
+    assert linked == [(registered.name, str(registered.version))]  # a server writes the version as a number
+    assert f"lineage {registered.uri}" in model.tags["mlflow.note.content"]  # the model page's description
     mv = client.get_model_version(registered.name, str(registered.version))
     assert mv.tags[CKPT_TAG_FINETUNES] == "0"
     assert mv.tags[CKPT_TAG_LINEAGE] == f"tags.`transfer.parent` = '{registered.uri}'"
