@@ -107,6 +107,10 @@ def checkpoint_of(event: dict[str, Any]) -> tuple[str, str] | None:
     name, version = data.get("name"), data.get("version")
     if not isinstance(name, str) or version is None:
         return None
+    from transfer_laws.registry.schema import CKPT_LINEAGE_TAGS
+
+    if data.get("key") in CKPT_LINEAGE_TAGS:  # the plugin's own lineage bookkeeping, set as fine-tunes start
+        return None
     return name, str(version)
 
 

@@ -108,6 +108,8 @@ CKPT_TAG_LAST_FINETUNE = "transfer.last_finetune"
 """Run id of the latest run that started from this checkpoint version."""
 CKPT_TAG_LINEAGE = "transfer.lineage"
 """Where the version's lineage lives: the run filter that finds every run started from it."""
+CKPT_LINEAGE_TAGS = (CKPT_TAG_FINETUNES, CKPT_TAG_LAST_FINETUNE, CKPT_TAG_LINEAGE)
+"""Tags the plugin keeps current on a checkpoint version; setting them is no reason to refit."""
 
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"

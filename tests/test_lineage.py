@@ -97,3 +97,17 @@ def test_lineage_of_a_missing_version_or_alias_is_a_clear_error(sqlite_uri: str)
             lineage_of_version(uri)
     with pytest.raises(ValueError, match="not a checkpoint URI"):
         lineage_of_version("pretrained-stdlib")
+
+
+def test_lineage_bookkeeping_triggers_no_refit() -> None:
+    """Each fine-tune start rewrites its checkpoint version's lineage tags; MLflow sends a webhook for each, which
+    must not enqueue a refit (a real tag change, e.g. the corpus, still does)."""
+    from transfer_laws.plugin.webhooks import checkpoint_of
+    from transfer_laws.registry.schema import CKPT_LINEAGE_TAGS
+
+    def tag_set(key: str) -> dict:
+        return {"entity": "model_version_tag", "action": "set",
+                "data": {"name": "pretrained-text", "version": "1", "key": key, "value": "x"}}
+
+    assert [checkpoint_of(tag_set(key)) for key in CKPT_LINEAGE_TAGS] == [None] * 3
+    assert checkpoint_of(tag_set("corpus")) == ("pretrained-text", "1")
