@@ -20,6 +20,9 @@ from pathlib import Path
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
 from transfer_laws.scripts._errors import UserError, redact
 
+EXIT_TERMINATED = 143
+"""128 + SIGTERM, as a shell reports a process the signal ended."""
+
 
 @dataclass(frozen=True)
 class Command:
@@ -142,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("transfer-laws: interrupted\n")
         return 130
+    except SystemExit as exc:
+        # Lightning ends a fit that got SIGTERM with SIGTERMException, a SystemExit without a code: exit 0 would
+        # tell a scheduler the run finished. The run itself is already marked FAILED by the logger.
+        if type(exc).__name__ == "SIGTERMException":
+            sys.stderr.write(f"transfer-laws {namespace.command}: terminated (SIGTERM); the run is marked FAILED\n")
+            return EXIT_TERMINATED
+        raise
     except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns errors into one line
         if verbose:
             traceback.print_exc()

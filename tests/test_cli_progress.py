@@ -149,3 +149,38 @@ def test_serve_says_ready_only_when_it_answers(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
     assert server.returncode == 0  # a SIGTERM'd server is a clean stop
+
+
+@pytest.mark.slow
+def test_a_terminated_training_run_exits_143_and_is_marked_failed(tmp_path: Path) -> None:
+    """Lightning turns SIGTERM into a SystemExit without a code (exit 0): the CLI must not report success."""
+    import json
+    import os
+    import signal
+
+    from mlflow import MlflowClient
+
+    corpus = tmp_path / "code"
+    corpus.mkdir()
+    for module in (json, textwrap, socket):
+        (corpus / Path(module.__file__).name).write_text(Path(module.__file__).read_text())
+    home = tmp_path / "home"
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    env = {**os.environ, "TRANSFER_LAWS_HOME": str(home), "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen([sys.executable, "-m", "transfer_laws.scripts.cli", "pretrain", "--corpus", str(corpus),
+                             "--tokenizer-corpus", str(corpus), "--vocab-size", "300", "--tokens", "20000",
+                             "--test-tokens", "256", "--batch-size", "2", "--context-length", "32",
+                             "--train.max-steps", "100000", "--train.max-time-s", "600", "--register-as", ""],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stderr.readline()  # the first progress line: training is under way
+        assert first.startswith("[train] step"), first
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    runs = MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()])
+    assert [r.info.status for r in runs] == ["FAILED"]
