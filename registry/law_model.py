@@ -7,6 +7,7 @@ the fine-tuning tokens, as in ``transfer_laws.registry.schema``.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,12 @@ def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any 
     from transfer_laws.registry.schema import law_model_name
 
     name = law_model_name(law)
-    client.update_model_version(name, version, description=version_description(law, fit, inputs))
-    for key, value in version_tags(fit).items():
-        client.set_model_version_tag(name, version, key, value)
-    model_description = law_model_description(law)
-    if (client.get_registered_model(name).description or "") != model_description:
-        client.update_registered_model(name, description=model_description)
+    try:
+        client.update_model_version(name, version, description=version_description(law, fit, inputs))
+        for key, value in version_tags(fit).items():
+            client.set_model_version_tag(name, version, key, value)
+        model_description = law_model_description(law)
+        if (client.get_registered_model(name).description or "") != model_description:
+            client.update_registered_model(name, description=model_description)
+    except Exception:  # the version is registered and complete; its card is a view of it, never a reason to fail
+        logging.getLogger(__name__).warning("could not describe %s version %s", name, version, exc_info=True)
