@@ -137,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not namespace.command:
         parser.print_help()
         return 2
-    if not verbose:
-        _quiet_libraries()
+    quieted = set() if verbose else _quiet_libraries()
     try:
         args = parse_namespace(_args_class(namespace.command), namespace, namespace.config)
         result = _module(namespace.command).run(args)
@@ -161,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(exc, "exit_code", 1)
     finally:
         logging.disable(logging.NOTSET)  # main() also runs in-process (tests, the sweep): leave logging as found
+        for key in quieted:  # and the environment: a server or test started later logs as it would have
+            os.environ.pop(key, None)
+        QUIETED.difference_update(quieted)
     # run() returns an exit code, or the object it made (a trained run, a checkpoint) for in-process callers.
     return result if isinstance(result, int) else 0
 
@@ -177,14 +179,29 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {first}" if first else name
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONWARNINGS": "ignore",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow sets its own loggers' level when it is imported (after this runs), from this variable: without it
+    # its warnings ("Failed to infer model signature") reach the user whatever level we set here.
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+}
+"""Environment that keeps library chatter out of normal output (set only where the user has not)."""
+QUIETED: set[str] = set()
+"""The QUIET_ENV variables this process set itself (``serve`` leaves them out of the server's environment)."""
+
+
+def _quiet_libraries() -> set[str]:
+    """Quiet the libraries for this call; returns the environment variables it set (main() removes them)."""
+    quieted = {key for key in QUIET_ENV if key not in os.environ}
+    for key in quieted:
+        os.environ[key] = QUIET_ENV[key]
+    QUIETED.update(quieted)
     # Lightning resets its loggers' levels when imported, so silence INFO records globally instead.
     logging.disable(logging.INFO)
     import warnings
@@ -193,6 +210,7 @@ def _quiet_libraries() -> None:
     for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "pytorch_lightning", "datasets",
                  "urllib3", "botocore"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    return quieted
 
 
 if __name__ == "__main__":

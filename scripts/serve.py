@@ -7,6 +7,7 @@ printed once the server answers ``/health``, and the command exits with the serv
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -68,7 +69,7 @@ def run(args: Args) -> int:
     print(f"starting MLflow with transfer-laws on {url} ...", flush=True)
     # The server's own output (MLflow's notices, uvicorn's access log) goes to stderr: stdout is ours, so a
     # supervisor can wait for the "ready" line.
-    server = subprocess.Popen(command, stdout=sys.stderr)
+    server = subprocess.Popen(command, stdout=sys.stderr, env=server_env())
     # Ctrl-C and a service manager's SIGTERM go to the server, which shuts down cleanly; we wait for it.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: server.send_signal(signum))
@@ -82,6 +83,14 @@ def run(args: Args) -> int:
     if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise UserError(f"the server exited with code {code} (its own message is above)", code if code > 0 else 1)
     return 0
+
+
+def server_env() -> dict[str, str]:
+    """This process's environment without the variables the CLI set to quiet its own libraries: the server's
+    log is the operator's to read."""
+    from transfer_laws.scripts.cli import QUIETED
+
+    return {key: value for key, value in os.environ.items() if key not in QUIETED}
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -152,3 +152,31 @@ def test_sweeps_from_demo_checkpoints_use_the_sizes_the_demo_registers() -> None
             assert set(config["sizes"]) <= set(DemoArgs().sizes), f"{path.name}: sizes the demo does not register"
             checked += 1
     assert checked >= 2  # scripts/configs/sweep-cpu.yaml and sweeps/team.yaml
+
+
+def test_library_warnings_stay_out_of_normal_output_and_the_environment_is_restored() -> None:
+    """MLflow configures its loggers when first imported, after the CLI quieted them: its warnings (e.g. "Failed to
+    infer model signature", ten per demo) must stay quiet anyway, and ``--verbose`` shows them."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import logging, os, sys\n"
+              "from transfer_laws.scripts import cli\n"
+              "quieted = set() if sys.argv[1] == 'verbose' else cli._quiet_libraries()\n"
+              "import mlflow.pyfunc\n"
+              "logging.getLogger('mlflow.pyfunc').warning('Failed to infer model signature (test)')\n")
+    for mode, shown in (("quiet", False), ("verbose", True)):
+        proc = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"},
+                              check=True)
+        assert ("Failed to infer model signature" in proc.stderr) is shown, proc.stderr
+
+
+def test_main_leaves_the_environment_as_it_found_it(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    before = dict(os.environ)
+    assert cli.main(["predict", "--n", "-1", "--d-f", "1"]) == 2
+    capsys.readouterr()
+    assert dict(os.environ) == before
