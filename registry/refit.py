@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import threading
@@ -36,7 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.locks import LOCK_KIND_PROCESS, law_lock, lock_kind, registry_lock
+from transfer_laws.registry.locks import (
+    LOCK_KIND_PROCESS,
+    SERVER_BACKEND_ENV,
+    law_lock,
+    lock_kind,
+    registry_lock,
+)
 from transfer_laws.registry.reader import LawInputs, known_laws, laws_for_run, read_law_inputs, to_run_results
 from transfer_laws.registry.schema import (
     LAW_ALIAS,
@@ -54,6 +61,7 @@ PARAM_READ_AT = "inputs_read_at_ms"
 """Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 INPUTS_ARTIFACT = "inputs.json"
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
+_SERVER_REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"  # set by `mlflow server` for its workers
 STATUS_SUPERSEDED = "superseded"
 """The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
 TAG_INPUTS_DIGEST = "transfer.inputs_digest"
@@ -257,13 +265,13 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
     return closed
 
 
-def _register_if_current(client: Any, law: str, digest: str, run_id: str, info: Any,
+def _register_if_current(client: Any, reader: Any, law: str, digest: str, run_id: str, info: Any,
                          tags: dict[str, str]) -> tuple[str, Any] | LawInputs:
     """Compare-and-set: under the registry lock, create the version only if the law's runs are still the ones
     fitted. Returns (``registered``, version) or (``unchanged``, ``@latest``), or the runs now when they changed."""
     name = law_model_name(law)
     with registry_lock(client, law):
-        current = read_law_inputs(law, client)
+        current = read_law_inputs(law, reader)
         if inputs_digest(current) != digest:
             return current
         latest = latest_version(client, law)
@@ -287,11 +295,14 @@ def refit_law(
     plots: bool = True,
     lock_timeout_s: float = 600.0,
     requested_by: str | None = None,
+    read_uri: str | None = None,
 ) -> RefitResult:
     """Refit ``law`` now and register a new version if the runs it reads changed (see the module docstring).
 
     ``plots=False`` skips the PNG plots (the slowest step, seconds of matplotlib) for latency-bound callers.
     ``requested_by`` (the law page's signed-in user) is recorded as a tag on the refit run and the new version.
+    ``read_uri`` reads the runs from that store instead (the server's own refits read its backend store directly:
+    the same rows, without serialising hundreds of runs to JSON and back inside one process).
     """
     from transfer_laws.registry.fit import FitError, fit_transfer_law
 
@@ -302,7 +313,8 @@ def refit_law(
     settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
     with law_lock(law, uri, lock_timeout_s):
         _close_debris(client, law, held)
-        inputs = read_law_inputs(law, client)
+        reader = _client(read_uri) if read_uri else client
+        inputs = read_law_inputs(law, reader)
         for _ in range(CAS_ATTEMPTS):
             read_at = int(time.time() * 1000)
             digest = inputs_digest(inputs)
@@ -321,7 +333,7 @@ def refit_law(
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
-            outcome = _register_if_current(client, law, digest, run_id, info,
+            outcome = _register_if_current(client, reader, law, digest, run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
             if isinstance(outcome, tuple):
                 status, version = outcome
@@ -366,7 +378,13 @@ class RefitService:
     def __init__(self, tracking_uri: str, *, history: int = 100, **options: Any) -> None:
         self.tracking_uri = tracking_uri
         self.plots = bool(options.pop("plots", True))
-        self.options = {**options, "plots": False}
+        # Inside ``mlflow server`` runs are read from its backend store directly (when its registry lives there
+        # too); everything else goes over REST.
+        backend = os.environ.get(SERVER_BACKEND_ENV)
+        if os.environ.get(_SERVER_REGISTRY_ENV, backend) != backend:
+            backend = None
+        self.read_uri = options.pop("read_uri", None) or backend or tracking_uri
+        self.options = {**options, "plots": False, "read_uri": self.read_uri}
         self.results: deque[RefitResult] = deque(maxlen=history)
         self._triggers: list[Callable[[], list[str]]] = []
         self._dirty: dict[str, None] = {}
@@ -383,7 +401,7 @@ class RefitService:
 
     def enqueue_run(self, run_id: str) -> None:
         """A run landed: refit the laws it feeds."""
-        self._push(lambda: laws_for_run(run_id, _client(self.tracking_uri)))
+        self._push(lambda: laws_for_run(run_id, _client(self.read_uri)))
 
     def enqueue_resolver(self, resolve: Callable[[], list[str]]) -> None:
         """Refit the laws ``resolve()`` returns (called on the worker thread)."""
@@ -542,7 +560,7 @@ def sweep_on_start(service: RefitService) -> None:
         if not wait_for_server(service.tracking_uri):
             log.warning("start sweep skipped: %s did not answer", service.tracking_uri)
             return []
-        laws = list(uncovered_laws(_client(service.tracking_uri)))
+        laws = list(uncovered_laws(_client(service.read_uri)))
         if laws:
             log.info("refitting %d law(s) not covered by their latest version: %s", len(laws), laws)
         return laws
