@@ -165,12 +165,23 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
                                      model_id=logged.model_id)
     version = int(mv.version)
     uri = f"models:/{name}/{version}"
-    link_logged_model(client, logged.model_id, name, version)
+    client.set_registered_model_alias(name, alias, mv.version)
+    _describe(client, logged.model_id, name, version)
+    return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=uri)
+
+
+def _describe(client: Any, model_id: str, name: str, version: int) -> None:
+    """Link the LoggedModel to its version and write the version's lineage description; the checkpoint is
+    registered either way (a failure here is a warning, not a lost registration)."""
+    import warnings
+
     from transfer_laws.registry.lineage import update_checkpoint_lineage
 
-    update_checkpoint_lineage(client, uri)  # the description: what it is, where its lineage lives
-    client.set_registered_model_alias(name, alias, mv.version)
-    return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=uri)
+    try:
+        link_logged_model(client, model_id, name, version)
+        update_checkpoint_lineage(client, f"models:/{name}/{version}")
+    except Exception as exc:  # noqa: BLE001 - descriptions are a view of the registration, never a reason to undo it
+        warnings.warn(f"registered models:/{name}/{version} but could not describe it: {exc}", stacklevel=3)
 
 
 def link_logged_model(client: Any, model_id: str, name: str, version: int) -> None:
