@@ -88,10 +88,11 @@ def d_t_svg(fit: Any, runs: list[RunRow], run_href: dict[str, str]) -> str:
     from transfer_laws.registry.fit._svg_plots import d_t_chart
 
     by_id = {r.run_id: r for r in runs}
+    d_t = {p.run_id: p.d_t for p in fit.points}
 
     def attrs(run_id: str) -> tuple[dict[str, str], str]:
-        run = by_id.get(run_id)
-        return _attrs(run, run_href) if run else ({"data-run-id": run_id}, run_id)
+        run, extra = by_id.get(run_id), f"D_T={d_t.get(run_id, math.nan):.3g}"
+        return _attrs(run, run_href, extra) if run else ({"data-run-id": run_id}, f"{run_id} \u00b7 {extra}")
 
     return d_t_chart(fit, attrs, css_class="chart d-t-plot")
 
