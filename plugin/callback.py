@@ -90,7 +90,7 @@ class TransferFactsCallback(L.Callback):
                           stacklevel=2)
             return
         datamodule = getattr(trainer, "datamodule", None)
-        params = _params(pl_module, datamodule, self.facts.role)
+        params = {**_params(pl_module, datamodule, self.facts.role), **_trainer_params(trainer)}
         if self.config:
             params.update({k: v for k, v in config_params(self.config).items() if k not in params})
         for chunk in chunks(params):
@@ -101,7 +101,7 @@ class TransferFactsCallback(L.Callback):
         digest = getattr(datamodule, "tokenizer_digest", None)
         if digest:
             tags[TAG_TOKENIZER] = str(digest)
-        if self.facts.role == ROLE_SCRATCH and self.facts.target and TAG_LAW not in tags:
+        if self.facts.for_laws and self.facts.role == ROLE_SCRATCH and self.facts.target and TAG_LAW not in tags:
             laws = self._target_laws(self.facts.target)
             if laws:
                 tags[TAG_LAW] = ",".join(laws)
@@ -109,7 +109,7 @@ class TransferFactsCallback(L.Callback):
         self._write({"kind": "tags", "values": tags})
         self._write({"kind": "inputs", "datasets": _dataset_inputs(self.facts, datamodule),
                      "model_id": self.facts.parent_model_id})
-        if self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:
+        if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -119,7 +119,7 @@ class TransferFactsCallback(L.Callback):
         if math.isfinite(best):
             metrics = {METRIC_BEST_TEST_LOSS: best, BEST_STEP_METRIC: float(getattr(pl_module, "best_step", -1))}
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
-        if self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # the checkpoint's run list shows the loss
+        if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # its run list: loss
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
         self._save_unwritten()
 
@@ -292,6 +292,18 @@ def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[st
         if getattr(datamodule, attr, None) is not None:
             params[name] = int(getattr(datamodule, attr))
     return params
+
+
+def _trainer_params(trainer: Any) -> dict[str, str]:
+    """What ``auto`` settings resolved to on this machine (``train.precision: auto`` says nothing afterwards)."""
+    resolved = {
+        "trainer.precision": getattr(trainer, "precision", None),
+        "trainer.accelerator": type(getattr(trainer, "accelerator", None)).__name__,
+        "trainer.strategy": type(getattr(trainer, "strategy", None)).__name__,
+        "trainer.num_devices": getattr(trainer, "num_devices", None),
+        "trainer.num_nodes": getattr(trainer, "num_nodes", None),
+    }
+    return {k: str(v) for k, v in resolved.items() if v is not None and v != "NoneType"}
 
 
 def _dataset_inputs(facts: RunFacts, datamodule: Any) -> list[dict[str, Any]]:
