@@ -127,6 +127,7 @@ def test_svg_plots_draw_the_law_bands_gap_and_every_size(law: TransferLaw, tmp_p
         assert colours[n] in svgs["d_t_vs_d_f.svg"]
     assert svgs["d_t_vs_d_f.svg"].count('class="band"') == len({p.n for p in law.points if p.used})
     assert "tokens)" in svgs["d_t_vs_d_f.svg"] and "nats/token" in loss
+    assert all('class="caption"' in svg for svg in svgs.values()), "a logged chart reads alone: caption included"
     index = (tmp_path / "svg" / "index.html").read_text()
     assert index.count("<svg") == len(svgs) and "data:image/png" not in index
 

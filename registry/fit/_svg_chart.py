@@ -7,6 +7,7 @@ the law page draws the same charts inline. Markers can carry attributes (a run i
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -113,6 +114,8 @@ class Chart:
     height: int = 420
     css_class: str = "chart"
     margin: tuple[int, int, int, int] = (34, 210, 52, 72)  # top, right (the legend), bottom, left
+    standalone: bool = False
+    """Write the caption under the chart too (a file viewed alone, e.g. in MLflow's artifact view)."""
     _marks: list[str] = field(default_factory=list)
     _legend: list[tuple[str, str, str]] = field(default_factory=list)
     _clip: str = ""
@@ -259,10 +262,14 @@ class Chart:
                 f'<marker id="{self._clip}-head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
                 f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/></marker>'
                 "</defs>")
+        lines = textwrap.wrap(caption, width=int((self.width - left - 16) / 7)) if self.standalone and caption else []
+        height = self.height + (18 * len(lines) + 8 if lines else 0)
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="{self.css_class}" viewBox="0 0 {self.width} '
-                f'{self.height}" width="{self.width}" height="{self.height}" role="img" font-family=\'{FONT}\' '
+                f'{height}" width="{self.width}" height="{height}" role="img" font-family=\'{FONT}\' '
                 f'font-size="12" fill="{INK}">')
         desc = f"<desc>{escape(caption)}</desc>" if caption else ""
-        body = [f'<rect class="frame" width="{self.width}" height="{self.height}" fill="#ffffff"/>', *self._axes(),
-                *self._marks, *self._legend_svg()]
+        notes = [f'<text class="caption" x="{left}" y="{self.height + 8 + 18 * i}" font-size="12" fill="#5f7281">'
+                 f"{escape(line)}</text>" for i, line in enumerate(lines)]
+        body = [f'<rect class="frame" width="{self.width}" height="{height}" fill="#ffffff"/>', *self._axes(),
+                *self._marks, *self._legend_svg(), *notes]
         return head + desc + defs + "".join(body) + "</svg>"

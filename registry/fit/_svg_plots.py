@@ -83,7 +83,8 @@ def _note(hidden: int, total: int) -> str:
 KIND_LEGEND = (("filled", "fine-tune, in the fit"), ("cross", "fine-tune, left out"), ("hollow", "from scratch"))
 
 
-def loss_chart(law: TransferLaw | None, marks: list[Mark], unit: str = "tokens", css_class: str = "chart") -> str:
+def loss_chart(law: TransferLaw | None, marks: list[Mark], unit: str = "tokens", css_class: str = "chart",
+               standalone: bool = False) -> str:
     """Figure 1 of the paper: best loss against data, fitted scratch curves per N, the D_T gap of one fine-tune."""
     good = [m for m in marks if m.d > 0 and m.loss > 0 and math.isfinite(m.d) and math.isfinite(m.loss)]
     if not good:
@@ -93,7 +94,8 @@ def loss_chart(law: TransferLaw | None, marks: list[Mark], unit: str = "tokens",
     xs = [m.d for m in good] + ([gap.d_e] if gap else [])
     chart = Chart(Axis(*span(xs), f"training data: D_F of a fine-tune, D from scratch ({unit})"),
                   Axis(*span(m.loss for m in good), "best test loss (nats/token)"),
-                  "Loss vs data: fine-tuned and from scratch (the paper's Figure 1)", css_class=css_class)
+                  "Loss vs data: fine-tuned and from scratch (the paper's Figure 1)", css_class=css_class,
+                  standalone=standalone)
     if law is not None:
         sc = law.scratch
         for g, n in enumerate(sc.levels.tolist()):  # each fitted curve over the data its scratch runs cover
@@ -119,7 +121,7 @@ def loss_chart(law: TransferLaw | None, marks: list[Mark], unit: str = "tokens",
     return chart.render(caption)
 
 
-def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "chart") -> str:
+def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "chart", standalone: bool = False) -> str:
     """D_T against D_F per N: the fitted law's lines, outlined 95% bands and the measured D_T of each fine-tune."""
     used = [p for p in law.points if p.used and p.d_t > 0]
     if not used:
@@ -131,7 +133,8 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
     ys = [p.d_t for p in used] + [v for d_t, _ in lines.values() for v in (d_t.min(), d_t.max())]
     chart = Chart(Axis(grid[0], grid[-1], f"D_F, fine-tuning data ({unit})"),
                   Axis(*span(ys, pad=0.15), f"D_T, effective data transferred ({unit})"),
-                  f"D_T = {law.k:.3g} \u00b7 D_F^{law.alpha:.3f} \u00b7 N^{law.beta:.3f}", css_class=css_class)
+                  f"D_T = {law.k:.3g} \u00b7 D_F^{law.alpha:.3f} \u00b7 N^{law.beta:.3f}", css_class=css_class,
+                  standalone=standalone)
     for n, (d_t, _) in lines.items():
         chart.band(grid.tolist(), bands[n][0].tolist(), bands[n][1].tolist(), colour[n])
         chart.line(grid.tolist(), d_t.tolist(), colour[n], css="law-line")
@@ -149,7 +152,7 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
     return chart.render(caption)
 
 
-def fraction_chart(law: TransferLaw, css_class: str = "chart") -> str:
+def fraction_chart(law: TransferLaw, css_class: str = "chart", standalone: bool = False) -> str:
     """D_T / (D_F + D_T) against D_F per N, with outlined bands."""
     used = [p for p in law.points if p.used and p.d_t > 0]
     if not used:
@@ -158,7 +161,7 @@ def fraction_chart(law: TransferLaw, css_class: str = "chart") -> str:
     grid = np.geomspace(min(p.d_f for p in used) / 2, max(p.d_f for p in used) * 2, 60)
     chart = Chart(Axis(grid[0], grid[-1], f"D_F, fine-tuning data ({unit})"),
                   Axis(0.0, 1.0, "fraction of effective data from transfer", log=False),
-                  "D_T / (D_F + D_T): how much pretraining is worth", css_class=css_class)
+                  "D_T / (D_F + D_T): how much pretraining is worth", css_class=css_class, standalone=standalone)
     for n in sorted({p.n for p in used}):
         d_t, draws = d_t_draws(law, n, grid)
         low, high = band(draws / (grid[None] + draws))
@@ -169,7 +172,7 @@ def fraction_chart(law: TransferLaw, css_class: str = "chart") -> str:
                         "takes over, and sits higher for larger N when beta > 0.")
 
 
-def residual_chart(law: TransferLaw, css_class: str = "chart") -> str:
+def residual_chart(law: TransferLaw, css_class: str = "chart", standalone: bool = False) -> str:
     """ln D_T measured minus fitted, against D_F, colour = N."""
     used = [p for p in law.points if p.used and p.d_t > 0]
     if not used:
@@ -180,7 +183,7 @@ def residual_chart(law: TransferLaw, css_class: str = "chart") -> str:
     top = max(0.05, *(abs(r) for r in resid)) * 1.15
     chart = Chart(Axis(*span(p.d_f for p in used), f"D_F, fine-tuning data ({unit})"),
                   Axis(-top, top, "ln D_T measured \u2212 ln D_T fitted", log=False),
-                  "Law residuals: look for a trend, not for size", css_class=css_class)
+                  "Law residuals: look for a trend, not for size", css_class=css_class, standalone=standalone)
     chart.line([chart.x.lo, chart.x.hi], [0.0, 0.0], "#11171c", width=1.0)
     groups: dict[float, list[int]] = {}
     for i, p in enumerate(used):
@@ -199,6 +202,9 @@ def _empty(message: str, css_class: str) -> str:
 
 
 SVG_PLOTS: dict[str, Callable[[TransferLaw], str]] = {
-    "loss_vs_data.svg": lambda law: loss_chart(law, law_marks(law), unit_of(law)),
-    "d_t_vs_d_f.svg": d_t_chart, "fraction_vs_d_f.svg": fraction_chart, "residuals.svg": residual_chart}
+    "loss_vs_data.svg": lambda law: loss_chart(law, law_marks(law), unit_of(law), standalone=True),
+    "d_t_vs_d_f.svg": lambda law: d_t_chart(law, standalone=True),
+    "fraction_vs_d_f.svg": lambda law: fraction_chart(law, standalone=True),
+    "residuals.svg": lambda law: residual_chart(law, standalone=True)}
+"""The charts a refit logs: each file carries its caption, since MLflow's artifact view shows it alone."""
 SVG_CAPTIONS = {name: CAPTIONS[name.replace(".svg", ".png")] for name in SVG_PLOTS}
