@@ -5,6 +5,7 @@ lineage prints a tree from an alias, a name or a run id, and every invalid value
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from transfer_laws.scripts import cli
 
 LAW = "text-to-python"
+FLAT_LAW = "code-to-python"
 CHECKPOINT = "pretrained-text"
 
 
@@ -29,7 +31,7 @@ class Store:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """Scratch curves and fine-tunes of a known law, one fitted version, and a checkpoint version with fine-tunes."""
-    from law_runs import land_finetunes, land_scratch_runs
+    from law_runs import ALPHA, K, finetune_grid, land_finetunes, land_run, land_scratch_runs, scratch_loss
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -47,6 +49,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         land_scratch_runs(client, experiment)
         land_finetunes(client, experiment, 12)
         assert refit_law(LAW, tracking_uri=uri, bootstrap=100, plots=False).status == "registered"
+        # A second law on the same scratch curves whose fine-tunes gain nothing from size (beta = 0, with 0.2%
+        # deterministic noise): its beta interval includes 0, so the evidence gate must trip.
+        for i, (n, d_f) in enumerate(finetune_grid(12)):
+            loss = scratch_loss(n, d_f + K * d_f**ALPHA) * (1 + 0.002 * math.sin(7 * i))
+            land_run(client, experiment, "finetune", n, d_f, loss, law=FLAT_LAW)
 
         pretrain = client.create_run(experiment).info.run_id
         client.log_batch(pretrain, metrics=[Metric(METRIC_BEST_TEST_LOSS, 3.25, 0, 0)],
@@ -188,15 +195,24 @@ def test_refit_json_is_one_document_with_the_evidence_and_gates_on_it(
     low, high = doc["intervals"]["beta"]
     assert low <= doc["beta"] <= high
 
-    # A gate that cannot hold on these data: an interval that includes 0 is asked of alpha's width via the warning
-    # gate when the fit warns, else via beta's interval (the synthetic beta 0.38 is well away from 0: exit 0).
-    code, out, err = _cli(store, capsys, "refit", "--json", "--bootstrap", "50", "--fail-if-beta-interval-includes-0")
-    doc = json.loads(out)
-    assert code == doc["exit_code"] == (5 if doc["intervals"]["beta"][0] <= 0 else 0)
+    # The warnings gate trips exactly when the fit warns (the beta gate has its own test below).
     code, out, err = _cli(store, capsys, "refit", "--json", "--bootstrap", "50", "--fail-on-warnings")
     doc = json.loads(out)
     assert code == doc["exit_code"] == (5 if doc["warnings"] else 0)
     assert bool(doc["evidence"]) == bool(doc["warnings"])
+
+
+def test_the_evidence_gate_trips_when_beta_is_not_shown(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(store, capsys, "refit", "--law", FLAT_LAW, "--json", "--bootstrap", "100",
+                          "--fail-if-beta-interval-includes-0")
+    doc = json.loads(out)
+    low, high = doc["intervals"]["beta"]
+    assert low <= 0 <= high, doc["intervals"]
+    assert code == doc["exit_code"] == 5
+    assert doc["evidence"] == [f"beta's 95% interval [{low:.4g}, {high:.4g}] includes 0"]
+    assert "evidence gate: beta's 95% interval" in err
+    code, out, _ = _cli(store, capsys, "refit", "--law", FLAT_LAW, "--json", "--bootstrap", "100")
+    assert code == json.loads(out)["exit_code"] == 0  # the same law without the gate: unchanged, fine
 
 
 def test_refit_never_prints_a_password(capsys: pytest.CaptureFixture[str]) -> None:
