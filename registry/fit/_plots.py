@@ -168,9 +168,12 @@ def plot_loss_vs_data(law: TransferLaw, path: Path) -> Path:
     if gap is not None:
         ax.annotate("", xy=(gap.d_e, gap.loss), xytext=(gap.d_f, gap.loss), zorder=5,
                     arrowprops={"arrowstyle": "<|-|>", "color": "#222222", "lw": 1.4, "shrinkA": 4, "shrinkB": 0})
-        ax.annotate(f"D_T = D_E \u2212 D_F = {gap.d_t:.3g} {unit}", xy=(np.sqrt(gap.d_f * gap.d_e), gap.loss),
-                    xytext=(0, 7), textcoords="offset points", ha="center", fontsize=9, color="#222222", zorder=5)
-    ax.scatter([], [], s=26, color="#555555", label="fine-tune, used")
+        from ._svg_chart import number_label
+
+        ax.annotate(f"D_T = D_E \u2212 D_F = {number_label(gap.d_t)} {unit}", xy=(np.sqrt(gap.d_f * gap.d_e), gap.loss),
+                    xytext=(0, 7), textcoords="offset points", ha="center", fontsize=9, color="#222222", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    ax.scatter([], [], s=26, color="#555555", label="fine-tune, in the fit")
     ax.scatter([], [], s=30, marker="x", color="#555555", label="fine-tune, left out")
     ax.scatter([], [], s=22, facecolors="white", edgecolors="#555555", label="from scratch")
     ax.set(xscale="log", yscale="log", xlabel=f"training data D_F or D ({unit})",
