@@ -1,6 +1,8 @@
-"""``transfer-laws watch``: poll for finished runs not covered by their law's latest version, and refit.
+"""``transfer-laws watch``: poll for laws whose runs are not the ones their latest version read, and refit.
 
-For deployments without the server plugin: at-least-once, every landing is eventually covered.
+For deployments without the server plugin: at-least-once, every landing is eventually covered. Coverage is decided
+by run ids, not by clocks, and a law whose refit registered nothing (its fit failed) is retried only when its runs
+change, so a poll never refits the same runs twice.
 """
 
 from __future__ import annotations
