@@ -299,7 +299,7 @@ def refit_law(
 ) -> RefitResult:
     """Refit ``law`` now and register a new version if the runs it reads changed (see the module docstring).
 
-    ``plots=False`` skips the PNG plots (the slowest step, seconds of matplotlib) for latency-bound callers.
+    ``plots=False`` skips the plots (SVG charts and their HTML page under ``plots/``; a few tenths of a second).
     ``requested_by`` (the law page's signed-in user) is recorded as a tag on the refit run and the new version.
     ``read_uri`` reads the runs from that store instead (the server's own refits read its backend store directly:
     the same rows, without serialising hundreds of runs to JSON and back inside one process).
@@ -350,7 +350,7 @@ def refit_law(
 
 
 def attach_plots(client: Any, result: RefitResult) -> None:
-    """Render the fit's PNG plots and log them under ``plots/`` of the refit run a version was registered from."""
+    """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
     from transfer_laws.registry.fit import plot_law
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,7 +370,7 @@ class RefitService:
     Triggers (a run id, a checkpoint version, a law) are resolved to laws on the worker thread, so ``enqueue_*``
     costs a lock and a list append on the caller's thread.
 
-    The PNG plots (seconds of matplotlib, most of a refit's time) do not delay the version: each refit registers
+    The plots (SVG charts, a few tenths of a second) do not delay the version: each refit registers
     without them, and the plots of a law's newest version are added to its refit run once no refit is waiting
     (``plots=False`` in the options turns them off altogether).
     """
