@@ -7,7 +7,8 @@ caller start one refit service per made-up host. The target is, in order:
 1. ``TRANSFER_LAWS_SERVER_URI`` (e.g. ``http://127.0.0.1:5000``): set it when the server sits behind TLS, a static
    prefix or a socket the command line does not show;
 2. the ``--host``/``--port`` (uvicorn, waitress) or ``-b/--bind`` (gunicorn) that ``mlflow server`` passed to the
-   web server running this process, with a wildcard host (``0.0.0.0``, ``::``) replaced by loopback.
+   web server running this process, with a wildcard host (``0.0.0.0``, ``::``) replaced by loopback, and the
+   server's ``--static-prefix`` (under which MLflow serves its API too) appended.
 
 With neither, ``refit_target()`` is None and the server's own refits are off (the app says so at start).
 """
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 TARGET_ENV = "TRANSFER_LAWS_SERVER_URI"
+_STATIC_PREFIX_ENV = "_MLFLOW_STATIC_PREFIX"  # set by `mlflow server --static-prefix` for its workers
 _WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104 - hosts to replace, not to bind
 
 
@@ -61,4 +63,5 @@ def refit_target(argv: Sequence[str] | None = None) -> str | None:
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"  # a bare IPv6 address
     scheme = "https" if _option(sys.argv if argv is None else argv, "--ssl-keyfile", "--keyfile") else "http"
-    return f"{scheme}://{host}:{port}"
+    prefix = os.environ.get(_STATIC_PREFIX_ENV, "").strip("/")
+    return f"{scheme}://{host}:{port}" + (f"/{prefix}" if prefix else "")

@@ -93,11 +93,20 @@ def test_refit_target_comes_from_configuration(argv: list[str], env: str | None,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
 
+    monkeypatch.delenv("_MLFLOW_STATIC_PREFIX", raising=False)
     if env is None:
         monkeypatch.delenv(TARGET_ENV, raising=False)
     else:
         monkeypatch.setenv(TARGET_ENV, env)
     assert refit_target(argv) == expected
+
+
+def test_refit_target_keeps_the_servers_static_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+
+    monkeypatch.delenv(TARGET_ENV, raising=False)
+    monkeypatch.setenv("_MLFLOW_STATIC_PREFIX", "/mlflow")
+    assert refit_target(["uvicorn", "--host", "0.0.0.0", "--port", "5000"]) == "http://127.0.0.1:5000/mlflow"
 
 
 def test_without_a_known_address_the_hook_is_off(monkeypatch: pytest.MonkeyPatch,
