@@ -1,66 +1,40 @@
-"""The training half: corpora and tokenizer, exact D_F budgets, GPT models at any N, the training module."""
+"""The training half: corpora and tokenizer, exact D_F budgets, GPT models at any N, the training module.
 
-from transfer_laws.lightning_modules.mfu import flops_per_token, mfu, peak_flops
-from transfer_laws.lightning_modules.model import (
-    GPT,
-    PRESETS,
-    CheckpointError,
-    GPTConfig,
-    load_checkpoint,
-    non_embedding_params,
-    preset,
-    save_checkpoint,
-    total_params,
-)
-from transfer_laws.lightning_modules.module import OptimConfig, TrainingDiverged, TransferLM, lr_factor
-from transfer_laws.lightning_modules.train import TrainConfig, build_trainer, resolve_precision
+Names are re-exported lazily (PEP 562), so importing a torch-free submodule such as ``lightning_modules.config``
+(what the command line builds its flags from) does not import torch through this package.
+"""
 
-__all__ = [
-    "GPT",
-    "PRESETS",
-    "CheckpointError",
-    "GPTConfig",
-    "OptimConfig",
-    "TrainConfig",
-    "TrainingDiverged",
-    "TransferLM",
-    "build_trainer",
-    "flops_per_token",
-    "load_checkpoint",
-    "lr_factor",
-    "mfu",
-    "non_embedding_params",
-    "peak_flops",
-    "preset",
-    "resolve_precision",
-    "save_checkpoint",
-    "total_params",
-]
+from __future__ import annotations
 
-# Data pipeline (corpora, tokenizer, exact D_F budgets): appended re-exports.
-from transfer_laws.lightning_modules._sources import CorpusError  # noqa: E402
-from transfer_laws.lightning_modules.corpora import CorpusManifest, SplitStats, build_corpus  # noqa: E402
-from transfer_laws.lightning_modules.data import BudgetError, DataConfig, TokenDataModule, WindowDataset  # noqa: E402
-from transfer_laws.lightning_modules.tokenizer import (  # noqa: E402
-    TokenizerInfo,
-    load_tokenizer,
-    tokenizer_digest,
-    tokens_per_char,
-    train_tokenizer,
-)
+import importlib
+from typing import Any
 
-__all__ += [
-    "BudgetError",
-    "CorpusError",
-    "CorpusManifest",
-    "DataConfig",
-    "SplitStats",
-    "TokenDataModule",
-    "TokenizerInfo",
-    "WindowDataset",
-    "build_corpus",
-    "load_tokenizer",
-    "tokenizer_digest",
-    "tokens_per_char",
-    "train_tokenizer",
-]
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(("flops_per_token", "mfu", "peak_flops"), "mfu"),
+    **dict.fromkeys(("GPT", "PRESETS", "CheckpointError", "GPTConfig", "load_checkpoint", "non_embedding_params",
+                     "preset", "save_checkpoint", "total_params"), "model"),
+    **dict.fromkeys(("OptimConfig", "TrainConfig"), "config"),
+    **dict.fromkeys(("TrainingDiverged", "TransferLM", "lr_factor"), "module"),
+    **dict.fromkeys(("build_trainer", "resolve_precision"), "train"),
+    # Data pipeline (corpora, tokenizer, exact D_F budgets).
+    "CorpusError": "_sources",
+    **dict.fromkeys(("CorpusManifest", "SplitStats", "build_corpus"), "corpora"),
+    **dict.fromkeys(("BudgetError", "DataConfig", "TokenDataModule", "WindowDataset"), "data"),
+    **dict.fromkeys(("TokenizerInfo", "load_tokenizer", "tokenizer_digest", "tokens_per_char", "train_tokenizer"),
+                    "tokenizer"),
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from transfer_laws.lightning_modules.config import OptimConfig
 from transfer_laws.lightning_modules.mfu import mfu, peak_flops
 from transfer_laws.lightning_modules.model import (
     GPT,
@@ -40,6 +40,8 @@ from transfer_laws.lightning_modules.model import (
     total_params,
 )
 from transfer_laws.registry.schema import METRIC_TEST_LOSS, METRIC_TRAIN_LOSS
+
+__all__ = ["OptimConfig", "TrainingDiverged", "TransferLM", "lr_factor"]  # OptimConfig: its old import path
 
 METRIC_TOKENS_PER_S = "tokens_per_s"
 METRIC_MFU = "mfu"
@@ -52,33 +54,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warmup and cosine decay."""
-
-    lr: float = 1e-3
-    """Peak learning rate, reached at the end of warmup."""
-    weight_decay: float = 0.01
-    """Decoupled weight decay on matrices (biases and LayerNorm weights are not decayed)."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW's moment decay rates."""
-    warmup_steps: int = 10
-    """Optimizer steps of linear warmup from lr/warmup_steps to lr."""
-    min_lr_ratio: float = 0.1
-    """The cosine ends at lr * min_lr_ratio at the last scheduled step."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 disables clipping)."""
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"OptimConfig.lr must be a positive number, got {self.lr!r}")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("OptimConfig.warmup_steps, grad_clip and weight_decay must be >= 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"OptimConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
 
 
 def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
@@ -103,9 +78,10 @@ class TransferLM(L.LightningModule):
     """
 
     def __init__(self, model_config: GPTConfig, optim: OptimConfig | None = None,
-                 init_weights: Path | None = None, finite_check_every: int | None = None) -> None:
-        """``finite_check_every``: optimizer steps between host reads of the non-finite-loss record (see the module
-        docstring); None: 1 on CPU, the Trainer's ``log_every_n_steps`` on accelerators."""
+                 init_weights: Path | GPT | None = None, finite_check_every: int | None = None) -> None:
+        """``init_weights``: a checkpoint folder, or a GPT already loaded from one (a fine-tune loads its
+        checkpoint once); ``finite_check_every``: optimizer steps between host reads of the non-finite-loss record
+        (see the module docstring); None: 1 on CPU, the Trainer's ``log_every_n_steps`` on accelerators."""
         super().__init__()
         if finite_check_every is not None and finite_check_every < 1:
             raise ValueError(f"finite_check_every must be >= 1 or None, got {finite_check_every!r}")
@@ -346,12 +322,13 @@ class TransferLM(L.LightningModule):
             self.model.load_state_dict(state)
 
 
-def _load_matching(folder: Path, expected: GPTConfig) -> GPT:
-    model, _ = load_checkpoint(folder)
+def _load_matching(source: Path | GPT, expected: GPTConfig) -> GPT:
+    model = source if isinstance(source, GPT) else load_checkpoint(source)[0]
     got, want = model.config.to_dict(), expected.to_dict()
     got.pop("dropout"), want.pop("dropout")
     if got != want:
-        raise CheckpointError(f"checkpoint {folder} has shape {got}, but the run asks for {want}")
+        where = "the loaded checkpoint" if isinstance(source, GPT) else f"checkpoint {source}"
+        raise CheckpointError(f"{where} has shape {got}, but the run asks for {want}")
     fresh = GPT(expected)  # dropout is a training choice, not part of the weights
     fresh.load_state_dict(model.state_dict())
     return fresh

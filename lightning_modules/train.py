@@ -11,7 +11,6 @@ MLflow traffic: Lightning hands the logger all metrics of a step together, every
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,52 +19,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from transfer_laws.lightning_modules.config import TrainConfig
 from transfer_laws.lightning_modules.progress import progress_callbacks, quiet_lightning_tips
 from transfer_laws.registry.schema import METRIC_TEST_LOSS
 
-
-@dataclass
-class TrainConfig:
-    """How long and on what a run trains, and when it evaluates and stops."""
-
-    max_steps: int = 1000
-    """Upper bound on optimizer steps."""
-    max_epochs: int = 50
-    """Upper bound on passes over the training set (small D_F is seen many times, as in the paper)."""
-    eval_every_steps: int = 10
-    """Evaluate the held-out test loss every this many optimizer steps."""
-    patience: int = 3
-    """Stop after this many evaluations without a new best test loss; the best weights are restored."""
-    max_time_s: float | None = None
-    """Wall-clock limit on training in seconds (None: no limit)."""
-    precision: str = "auto"
-    """Lightning precision; auto = bf16-mixed on CUDA (16-mixed on cards without bf16), 32-true on CPU."""
-    devices: int | str = "auto"
-    """Devices per node, as Lightning takes them (auto: all GPUs, or the CPU)."""
-    num_nodes: int = 1
-    """Machines in a multi-node DDP job (launched by torchrun or SLURM)."""
-    strategy: str = "auto"
-    """Lightning strategy; auto is DDP on more than one device."""
-    accumulate_grad_batches: int = 1
-    """Micro-batches per optimizer step."""
-    compile: bool = False
-    """torch.compile the GPT before training (helps on GPUs; on CPU it does not pay for its compile time)."""
-    log_every_steps: int = 10
-    """Send training metrics to the logger every this many steps (one batched request each time)."""
-    seed: int = 0
-    """Seed of Python, NumPy and torch (data order, dropout) set when the Trainer is built."""
-    checkpoint_dir: str | None = None
-    """Write Lightning checkpoints of the best test loss here (for resuming long GPU runs); None: none written."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "max_epochs", "eval_every_steps", "log_every_steps", "accumulate_grad_batches",
-                     "num_nodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.patience < 0:
-            raise ValueError(f"TrainConfig.patience must be >= 0, got {self.patience!r}")
-        if self.max_time_s is not None and self.max_time_s <= 0:
-            raise ValueError(f"TrainConfig.max_time_s must be positive, got {self.max_time_s!r}")
+__all__ = ["TrainConfig", "build_trainer", "resolve_precision"]  # TrainConfig: its old import path
 
 
 def resolve_precision(precision: str) -> str:

@@ -35,6 +35,8 @@ class RunFacts:
     """Run id of the pretraining run behind the parent checkpoint."""
     extra_tags: dict[str, str] = field(default_factory=dict)
     """Further tags written with the schema tags (caller's names, e.g. a note)."""
+    for_laws: bool = True
+    """False for a run no law may read (a learning-rate tuning trial): no role or law tag, no checkpoint lineage."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -63,6 +65,8 @@ class RunFacts:
             TAG_PARENT: self.parent_uri,
             TAG_PRETRAIN_RUN: self.pretrain_run_id,
         }
+        if not self.for_laws:
+            values[TAG_ROLE] = values[TAG_LAW] = None
         tags = {key: str(value) for key, value in values.items() if value is not None}
         tags.update({str(k): str(v) for k, v in self.extra_tags.items()})
         return tags

@@ -9,23 +9,35 @@ from transfer_laws.scripts._args import at_least, positive
 
 
 @dataclass(kw_only=True)
-class TrackingArgs:
-    """Where the run lands."""
+class StoreArgs:
+    """Where runs land (the store part of tracking) and what the command shows while they train."""
 
     tracking_uri: str | None = None
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
     experiment: str = DEFAULT_EXPERIMENT
     """MLflow experiment name for the run."""
-    run_name: str | None = None
-    """MLflow run name (default: derived from role, N and D_F)."""
     progress_bar: bool = True
     """Show Lightning's progress bar during training."""
+    print_outcome: bool = True
+    """Print the finished run and what its refit did (the demo turns this off: it prints one line per run)."""
+
+
+@dataclass(kw_only=True)
+class TrackingArgs(StoreArgs):
+    """Where one run lands and what it is called (the run part of tracking)."""
+
+    run_name: str | None = None
+    """MLflow run name (default: derived from role, N and D_F)."""
+
+
+@dataclass(kw_only=True)
+class RefitArgs:
+    """The law refit that follows a fine-tune or scratch run on the embedded store (no server to do it)."""
+
     refit_bootstrap: int = at_least(0, 1000)
     """Bootstrap draws of the law refit that follows the run on the embedded store (no server to do it)."""
     refit_plots: bool = True
     """Render the law's PNG plots in that refit (its slowest step; a demo or sweep can keep them for its last run)."""
-    print_outcome: bool = True
-    """Print the finished run and what its refit did (the demo turns this off: it prints one line per run)."""
 
 
 @dataclass(kw_only=True)
@@ -46,16 +58,10 @@ class ShapeArgs:
 
 @dataclass(kw_only=True)
 class DataArgs:
-    """Corpora and tokenizer from the local workspace."""
+    """Corpora from the local workspace and how the run reads them."""
 
     corpus_max_mb: float | None = positive(4.0)
     """Cap on the size of built-in corpora in MB (None: everything the machine has)."""
-    vocab_size: int = positive(2048)
-    """BPE vocabulary size of the workspace tokenizer."""
-    tokenizer_corpus: str = "text"
-    """Corpus the tokenizer is fitted on (the paper fitted its BPE to English text)."""
-    tokenizer_max_mb: float = positive(4.0)
-    """MB of tokenizer_corpus used to fit the tokenizer."""
     batch_size: int = positive(8)
     """Sequences per optimisation step."""
     test_tokens: int = positive(32768)
@@ -65,6 +71,18 @@ class DataArgs:
     evals_per_epoch: float | None = positive(None)
     """Held-out evaluations per pass over the training data, at least 10 steps apart (overrides
     --train.eval-every-steps; None keeps it)."""
+
+
+@dataclass(kw_only=True)
+class TokenizerArgs:
+    """The workspace tokenizer (a fine-tune takes its checkpoint's instead)."""
+
+    vocab_size: int = positive(2048)
+    """BPE vocabulary size of the workspace tokenizer."""
+    tokenizer_corpus: str = "text"
+    """Corpus the tokenizer is fitted on (the paper fitted its BPE to English text)."""
+    tokenizer_max_mb: float = positive(4.0)
+    """MB of tokenizer_corpus used to fit the tokenizer."""
 
 
 def megabytes(value: float | None) -> int | None:

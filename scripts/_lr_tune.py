@@ -14,10 +14,11 @@ grid run reports (see docs/sweeps.md for what one measurement here could and cou
 
 Bookkeeping, so a law's runs say which learning rate they used and where it came from:
 
-- a tuning trial is an MLflow run under the sweep's parent run, tagged ``transfer.lr_tuning=<size>/<role>`` and
-  carrying params ``lr``, ``N`` (non-embedding parameters) and ``D_F_tokens``. It has no ``transfer.role`` tag, so
-  no law ever fits a tuning run. A pruned trial's run ends KILLED with ``transfer.pruned_reason`` (a diverged
-  learning rate is pruned too): the sweep goes on.
+- a tuning trial is an MLflow run trained by ``_train.train_run`` like every run, under the sweep's parent run,
+  tagged ``transfer.lr_tuning=<size>/<role>`` and carrying params ``lr``, ``N`` (non-embedding parameters), its
+  data size under the role's name and every setting. Its facts say no law reads it (``RunFacts.for_laws``): it has
+  no ``transfer.role`` tag, so no law ever fits a tuning run, and no refit follows it. A pruned trial's run ends
+  KILLED with ``transfer.pruned_reason`` (a diverged learning rate is pruned too): the sweep goes on.
 - the parent run gets ``transfer.lr.<size>.<role>`` tags with the chosen value and ``transfer.lr_tuning`` with the
   search settings; every grid run gets the param ``lr`` and the tag ``transfer.lr_source``.
 
@@ -33,8 +34,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-
-from lightning.pytorch.callbacks import Callback
 
 PARAM_LR = "lr"
 TAG_LR_TUNING = "transfer.lr_tuning"
@@ -207,33 +206,6 @@ def describe(tuning: LrTuning, tokens: int) -> str:
             f"at most {tuning.max_steps} steps on {tokens} tokens, evaluated {every}")
 
 
-class ReportToTrial(Callback):
-    """Reports each held-out evaluation to an Optuna trial and stops training when the pruner says so.
-
-    Stopping (rather than raising) lets Lightning end the run normally; the caller then marks it pruned.
-    """
-
-    def __init__(self, trial: Any, min_evals: int = 1) -> None:
-        self.trial = trial
-        self.min_evals = min_evals
-        self.evals = 0
-        self.reason: str | None = None
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        from transfer_laws.registry.schema import METRIC_TEST_LOSS
-
-        loss = trainer.callback_metrics.get(METRIC_TEST_LOSS)
-        if trainer.sanity_checking or loss is None:
-            return
-        step = int(trainer.global_step)
-        self.trial.report(float(loss), step=step)
-        self.evals += 1
-        if self.evals >= self.min_evals and self.trial.should_prune():
-            self.reason = (f"pruned at step {step}: held-out loss {float(loss):.4f} is worse than the pruner "
-                           f"allows against earlier trials at this step")
-            trainer.should_stop = True
-
-
 @dataclass(frozen=True)
 class _Prepared:
     data: Any
@@ -241,97 +213,96 @@ class _Prepared:
     model: Any
     """GPTConfig (vocabulary filled in from the tokenizer)."""
     init_weights: Any
-    """Checkpoint folder a fine-tune starts from; None for scratch."""
+    """The loaded GPT a fine-tune starts from; None for scratch."""
+    checkpoint: Any
+    """The LoadedCheckpoint a fine-tune starts from; None for scratch."""
 
 
 def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
-    from transfer_laws.lightning_modules import DataConfig
+    from transfer_laws.lightning_modules import DataConfig, load_checkpoint
     from transfer_laws.registry.checkpoints import load_checkpoint_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._common import ShapeArgs, megabytes
-    from transfer_laws.scripts.finetune import _checkpoint_config
     from transfer_laws.scripts.pretrain import model_config
 
-    checkpoint = args.from_template.format(size=target.size)
-    init_weights = None
+    uri = args.from_template.format(size=target.size)
+    init_weights = checkpoint = None
     if target.role == "finetune":
-        init_weights = load_checkpoint_uri(checkpoint).folder
-        model, tokenizer = _checkpoint_config(init_weights), init_weights / "tokenizer"
+        checkpoint = load_checkpoint_uri(uri)
+        init_weights, _ = load_checkpoint(checkpoint.folder)  # read once: the weights carry their config
+        model, tokenizer = init_weights.config, checkpoint.folder / "tokenizer"
     else:
         model = model_config(ShapeArgs(preset=target.size))
         if "finetune" in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
-            tokenizer = load_checkpoint_uri(checkpoint).folder / "tokenizer"
+            tokenizer = load_checkpoint_uri(uri).folder / "tokenizer"
         else:
             tokenizer = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
                                                 megabytes(args.tokenizer_max_mb))
     data = DataConfig(corpus_dir=workspace.corpus_dir(args.target, megabytes(args.corpus_max_mb)),
                       tokenizer_dir=tokenizer, context_length=model.context_length, batch_size=args.batch_size,
                       d_f_tokens=tokens, test_tokens=args.test_tokens, seed=args.seed)
-    return _Prepared(data, model, init_weights)
+    return _Prepared(data, model, init_weights, checkpoint)
 
 
-def _grid_evals_per_epoch(target: TuneTarget) -> float:
-    """Evaluations per pass over the data of the grid's runs: the recipe's default (the sweep does not change it)."""
-    import dataclasses
+def _facts(args: Any, target: TuneTarget, prepared: _Prepared, tags: dict[str, str]) -> Any:
+    """A tuning run's facts: its role's data names, but no law reads it (no role tag, no lineage)."""
+    from transfer_laws.plugin import RunFacts
+    from transfer_laws.scripts import workspace
 
-    from transfer_laws.scripts import finetune, scratch
-
-    recipe = finetune.Args if target.role == "finetune" else scratch.Args
-    return float(next(f.default for f in dataclasses.fields(recipe) if f.name == "evals_per_epoch"))
+    checkpoint = prepared.checkpoint
+    source = None if checkpoint is None else checkpoint.name.removeprefix("pretrained-")
+    return RunFacts(role=target.role, source=source, target=workspace.corpus_label(args.target),
+                    parent_uri=None if checkpoint is None else checkpoint.parent_uri,
+                    pretrain_run_id=None if checkpoint is None else checkpoint.pretrain_run_id,
+                    extra_tags=tags, for_laws=False)
 
 
 def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTrainer:
-    """Tuning runs with the sweep's recipe (same data, shape, start and optimiser but the learning rate)."""
+    """Tuning runs with the sweep's recipe (same data, shape, start and optimiser but the learning rate), each
+    trained by ``train_run`` like every run, with the trial's reporter as an extra callback and no refit."""
 
     def train(target: TuneTarget, lr: float, trial: Any) -> float:
         import optuna
-        from lightning.pytorch.loggers import MLFlowLogger
         from mlflow import MlflowClient
 
-        from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, build_trainer
-        from transfer_laws.plugin.run_config import log_config, resolved_config
-        from transfer_laws.registry.schema import PARAM_N, TAG_SWEEP, data_params
-        from transfer_laws.registry.tracking import ensure_experiment, use_tracking_uri
-        from transfer_laws.scripts._train import eval_interval, seeded_module
+        from transfer_laws.registry.schema import MLFLOW_NOTE, TAG_SWEEP
+        from transfer_laws.registry.tracking import use_tracking_uri
+        from transfer_laws.scripts._lr_trial import ReportToTrial
+        from transfer_laws.scripts._train import RunExtras, TrainingFailed, train_run
         from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
 
         prepared = _prepare(args, target, tokens)
         uri = use_tracking_uri(args.tracking_uri)
-        ensure_experiment(args.experiment, uri)
-        datamodule = TokenDataModule(prepared.data)
-        datamodule.setup("fit")
-        # Every trial starts from the same initial weights, so trials differ in the learning rate only.
-        module = seeded_module(replace(prepared.model, vocab_size=datamodule.vocab_size), replace(args.optim, lr=lr),
-                               prepared.init_weights, args.train.seed)
-        tags = {TAG_SWEEP: args.study, TAG_PARENT_RUN: parent_run_id, TAG_LR_TUNING: f"{target.size}/{target.role}",
-                TAG_LR_TRIAL: str(trial.number)}
-        logger = MLFlowLogger(experiment_name=args.experiment, tracking_uri=uri, tags=tags, log_model=False,
-                              run_name=f"lr-tune-{target.size}-{target.role}-{lr:.2e}")
-        logger.log_hyperparams({PARAM_LR: lr, PARAM_N: module.n_params,
-                                data_params(target.role)[0]: datamodule.train_tokens,
-                                "preset": target.size, "tuning_role": target.role})
         report = ReportToTrial(trial, args.tuning.min_evals)
-        every = args.tuning.eval_every_steps or eval_interval(datamodule.train_tokens, prepared.data.context_length,
-                                                              prepared.data.batch_size, _grid_evals_per_epoch(target))
+        tags = {TAG_SWEEP: args.study, TAG_PARENT_RUN: parent_run_id, TAG_LR_TUNING: f"{target.size}/{target.role}",
+                TAG_LR_TRIAL: str(trial.number),
+                MLFLOW_NOTE: f"Learning-rate tuning trial {trial.number} of {target.size}/{target.role} in sweep "
+                             f"`{args.study}` (lr {lr:.3g}); no law reads this run."}
+        extras = RunExtras(tags=tags, params={PARAM_LR: lr, "preset": target.size, "tuning_role": target.role},
+                           callbacks=(report,))
+        # The grid's schedule, unless --tuning says otherwise; every trial starts from the same initial weights.
         schedule = replace(args.train, max_steps=args.tuning.max_steps or args.train.max_steps,
-                           eval_every_steps=every)
-        log_config(MlflowClient(uri), logger.run_id, resolved_config(  # the trial's settings, as on every run
-            role=target.role, model=module.model.config, optim=replace(args.optim, lr=lr), train=schedule,
-            data=prepared.data))
-        trainer = build_trainer(schedule, callbacks=[report], logger=logger, enable_progress_bar=False)
+                           eval_every_steps=args.tuning.eval_every_steps or args.train.eval_every_steps)
         try:
-            trainer.fit(module, datamodule=datamodule)
-        except TrainingDiverged as exc:  # a learning rate too high to train: the tuner's answer, not an error
-            report.reason = f"diverged: {exc}"
-        trial.set_user_attr(ATTR_RUN_ID, logger.run_id)
+            trained = train_run(role=target.role, facts=_facts(args, target, prepared, tags), data_config=prepared.data,
+                                model_config=prepared.model, optim=replace(args.optim, lr=lr), train=schedule,
+                                tracking_uri=uri, experiment=args.experiment,
+                                run_name=f"lr-tune-{target.size}-{target.role}-{lr:.2e}",
+                                init_weights=prepared.init_weights, parent=prepared.checkpoint, refit=False,
+                                evals_per_epoch=None if args.tuning.eval_every_steps else args.evals_per_epoch,
+                                progress_bar=False, extras=extras)
+            run_id = trained.run_id
+        except TrainingFailed as exc:  # a learning rate too high to train: the tuner's answer, not an error
+            report.reason, run_id = f"diverged: {exc.__cause__ or exc}", exc.run_id
+        trial.set_user_attr(ATTR_RUN_ID, run_id)
         if report.reason:
             client = MlflowClient(uri)
-            client.set_tag(logger.run_id, TAG_PRUNED, report.reason)
-            client.set_terminated(logger.run_id, "KILLED")
+            client.set_tag(run_id, TAG_PRUNED, report.reason)
+            client.set_terminated(run_id, "KILLED")
             trial.set_user_attr(ATTR_PRUNED, report.reason)
             raise optuna.TrialPruned(report.reason)
-        return float(module.best_test_loss)
+        return float(trained.best_test_loss)
 
     return train
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,22 @@ from transfer_laws.registry.tracking import ensure_experiment, home_dir, is_embe
 
 class TrainingFailed(RuntimeError):
     """The run ended without a usable result; its MLflow run is marked FAILED with the reason."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class RunExtras:
+    """What a caller adds to one run (a sweep's trial, a learning-rate tuning trial), written at run start."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags that travel in the run's facts (sweep, trial, parent run, where the learning rate came from)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Params beside the facts' N, D and settings (e.g. ``lr`` of a sweep's run)."""
+    callbacks: Sequence[Any] = ()
+    """Lightning callbacks after the run's own (e.g. reporting each evaluation to an Optuna trial)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ def train_run(
     tracking_uri: str | None,
     experiment: str,
     run_name: str | None,
-    init_weights: Path | None = None,
+    init_weights: Path | Any = None,
     parent: Any = None,
     save_checkpoint_to: Path | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
@@ -61,8 +78,13 @@ def train_run(
     refit_plots: bool = True,
     evals_per_epoch: float | None = None,
     progress_bar: bool = True,
+    extras: RunExtras | None = None,
 ) -> TrainedRun:
-    """Train one model and land the run in MLflow with its facts; refit affected laws on the embedded store."""
+    """Train one model and land the run in MLflow with its facts; refit affected laws on the embedded store.
+
+    ``tracking_uri`` is used as given when it is an activated URI (the recipes activate it once, first, so an
+    unreachable server is the first error); ``refit`` False lands the run without refitting (a tuning trial).
+    """
     from lightning.pytorch.loggers import MLFlowLogger
 
     from transfer_laws.lightning_modules import (
@@ -75,7 +97,8 @@ def train_run(
 
     if role not in (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE):
         raise ValueError(f"unknown role {role!r}")
-    uri = use_tracking_uri(tracking_uri)
+    extras = extras or RunExtras()
+    uri = tracking_uri if tracking_uri and tracking_uri == current_tracking_uri() else use_tracking_uri(tracking_uri)
     ensure_experiment(experiment, uri)
 
     datamodule = TokenDataModule(data_config)
@@ -91,19 +114,23 @@ def train_run(
     module = seeded_module(model_config, optim, init_weights, train.seed)
     name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
+    if extras.params:
+        logger.log_hyperparams(extras.params)
+    if extras.tags:
+        facts = replace(facts, extra_tags={**facts.extra_tags, **extras.tags})
     from transfer_laws.plugin.run_config import resolved_config
 
     config = resolved_config(role=role, model=model_config, optim=optim, train=train, data=data_config,
                              run={"experiment": experiment, "parent": getattr(parent, "parent_uri", None),
                                   "evals_per_epoch": evals_per_epoch, "refit": refit,
                                   "refit_bootstrap": refit_bootstrap, "refit_plots": refit_plots})
-    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts, config=config)], logger=logger,
-                            enable_progress_bar=progress_bar)
+    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts, config=config), *extras.callbacks],
+                            logger=logger, enable_progress_bar=progress_bar)
     try:
         trainer.fit(module, datamodule=datamodule)
     except TrainingDiverged as exc:
         _mark_failed(logger, str(exc))
-        raise TrainingFailed(f"run {logger.run_id} failed: {exc}") from exc
+        raise TrainingFailed(f"run {logger.run_id} failed: {exc}", logger.run_id) from exc
 
     checkpoint_dir = None
     if save_checkpoint_to is not None:
@@ -138,7 +165,7 @@ def train_run(
     return result
 
 
-def seeded_module(model_config: Any, optim: Any, init_weights: Path | None, seed: int) -> Any:
+def seeded_module(model_config: Any, optim: Any, init_weights: Path | Any, seed: int) -> Any:
     """The TransferLM with its initial weights drawn from ``seed`` alone, whatever this process ran before
     (a sweep trains many runs in one process; the Trainer seeds only later, after the weights exist)."""
     import lightning as L
@@ -174,3 +201,10 @@ def _mark_failed(logger: Any, reason: str) -> None:
 def checkpoints_root() -> Path:
     """Where pretraining writes its best checkpoints before they are registered."""
     return home_dir() / "checkpoints"
+
+
+def current_tracking_uri() -> str | None:
+    """The tracking URI this process uses now (MLflow's default until one is set): a recipe activates it once."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()

@@ -139,9 +139,10 @@ def run(args: Args) -> Any:
     common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
               "vocab_size": args.vocab_size, "progress_bar": args.progress_bar, "print_outcome": False}
     fit_options = {"refit_bootstrap": args.bootstrap}
+    without_tokenizer = {k: v for k, v in common.items() if k != "vocab_size"}  # a fine-tune uses its checkpoint's
 
     def capped(recipe: Any) -> dict[str, Any]:
-        return {"train": replace(recipe._train(), max_steps=args.run_max_steps)}
+        return {"train": replace(recipe.TRAIN, max_steps=args.run_max_steps)}
 
     _prepare_workspace(common, args.sizes[0])
     progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
@@ -150,15 +151,15 @@ def run(args: Args) -> Any:
     last_refit = None
     for size, steps, seconds in zip(args.sizes, args.pretrain_steps, args.pretrain_seconds, strict=True):
         alias = f"demo-{size}"
-        train = pretrain._train()
-        train.max_steps, train.max_time_s = steps, seconds
+        train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
         registered = pretrain.run(pretrain.Args(preset=size, register_as=args.checkpoint_name, alias=alias,
                                                 train=train, **common))
         progress.line(f"pretrained {size}, registered {registered.uri} as @{alias}")
         per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
         for d_f in args.d_f_tokens:
             run_ = finetune.run(finetune.Args(parent=f"models:/{args.checkpoint_name}@{alias}", d_f_tokens=d_f,
-                                              **common, **fit_options, **capped(finetune), refit_plots=False))
+                                              **without_tokenizer, **fit_options, **capped(finetune),
+                                              refit_plots=False))
             per_size["finetune"][d_f] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"finetune {size} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
 from transfer_laws.scripts._args import positive
-from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
+from transfer_laws.scripts._common import DataArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
 
-
-def _optim() -> Any:
-    from transfer_laws.lightning_modules import OptimConfig
-
-    return OptimConfig(lr=2e-3)
-
-
-def _train() -> Any:
-    from transfer_laws.lightning_modules import TrainConfig
-
-    return TrainConfig(max_steps=2000, max_time_s=60.0, eval_every_steps=50, patience=5)
-
-
-def _optim_type() -> type:
-    from transfer_laws.lightning_modules import OptimConfig
-
-    return OptimConfig
-
-
-def _train_type() -> type:
-    from transfer_laws.lightning_modules import TrainConfig
-
-    return TrainConfig
+OPTIM = OptimConfig(lr=2e-3)
+"""Pretraining's optimiser defaults."""
+TRAIN = TrainConfig(max_steps=2000, max_time_s=60.0, eval_every_steps=50, patience=5)
+"""Pretraining's loop defaults."""
 
 
 @dataclass(kw_only=True)
-class Args(TrackingArgs, ShapeArgs, DataArgs):
+class Args(TrackingArgs, ShapeArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws pretrain``."""
 
     corpus: str = "text"
@@ -45,9 +27,9 @@ class Args(TrackingArgs, ShapeArgs, DataArgs):
     """Registered model name for the checkpoint (default: pretrained-<corpus>); empty string: do not register."""
     alias: str = "champion"
     """Alias the new checkpoint version takes."""
-    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    optim: OptimConfig = default_from(OPTIM)
     """Optimiser settings."""
-    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    train: TrainConfig = default_from(TRAIN)
     """Training loop settings."""
 
 
@@ -61,7 +43,8 @@ def model_config(args: ShapeArgs) -> Any:
                      n_embd=args.n_embd)
 
 
-def run(args: Args) -> Any:
+def run(args: Args, extras: Any = None) -> Any:
+    """Train, print and register; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller."""
     from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.schema import ROLE_PRETRAIN
@@ -69,7 +52,7 @@ def run(args: Args) -> Any:
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import checkpoints_root, train_run
 
-    use_tracking_uri(args.tracking_uri)  # an unreachable server is the first error, before any work
+    uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
     corpus_dir = workspace.corpus_dir(args.corpus, megabytes(args.corpus_max_mb))
     tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size, megabytes(args.tokenizer_max_mb))
     source = workspace.corpus_label(args.corpus)
@@ -78,9 +61,10 @@ def run(args: Args) -> Any:
                       seed=args.seed)
     facts = RunFacts(role=ROLE_PRETRAIN, source=source, target=None)
     trained = train_run(role=ROLE_PRETRAIN, facts=facts, data_config=data, model_config=model_config(args),
-                        optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
+                        optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        save_checkpoint_to=checkpoints_root(), checkpoint_extra={"source": source})
+                        evals_per_epoch=args.evals_per_epoch, save_checkpoint_to=checkpoints_root(),
+                        checkpoint_extra={"source": source})
     if args.print_outcome:
         print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
               f"{trained.best_test_loss:.4f} nats/token")

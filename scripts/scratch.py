@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
 from transfer_laws.scripts._args import positive
-from transfer_laws.scripts._common import DataArgs, ShapeArgs, TrackingArgs, megabytes
-from transfer_laws.scripts.pretrain import _optim_type, _train_type, model_config
+from transfer_laws.scripts._common import DataArgs, RefitArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
+from transfer_laws.scripts.pretrain import model_config
 
-
-def _optim() -> Any:
-    from transfer_laws.lightning_modules import OptimConfig
-
-    return OptimConfig(lr=1e-3)
-
-
-def _train() -> Any:
-    from transfer_laws.lightning_modules import TrainConfig
-
-    return TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience=3)
+OPTIM = OptimConfig(lr=1e-3)
+"""Scratch runs' optimiser defaults."""
+TRAIN = TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience=3)
+"""Scratch runs' loop defaults (early stopping on held-out loss)."""
 
 
 @dataclass(kw_only=True)
-class Args(TrackingArgs, ShapeArgs, DataArgs):
+class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws scratch``."""
 
     d_f_tokens: int = positive()
@@ -35,13 +29,14 @@ class Args(TrackingArgs, ShapeArgs, DataArgs):
     evals_per_epoch: float | None = positive(2.0)
     """Held-out evaluations per pass over the training data, at least 10 steps apart (None: use
     --train.eval-every-steps)."""
-    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    optim: OptimConfig = default_from(OPTIM)
     """Optimiser settings."""
-    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    train: TrainConfig = default_from(TRAIN)
     """Training loop settings (early stopping on held-out loss)."""
 
 
-def run(args: Args) -> Any:
+def run(args: Args, extras: Any = None) -> Any:
+    """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
     from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.schema import ROLE_SCRATCH
@@ -49,7 +44,7 @@ def run(args: Args) -> Any:
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import train_run
 
-    use_tracking_uri(args.tracking_uri)  # an unreachable server is the first error, before any work
+    uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
     if args.tokenizer_from:
         from transfer_laws.registry.checkpoints import load_checkpoint_uri
 
@@ -63,7 +58,7 @@ def run(args: Args) -> Any:
                       seed=args.seed)
     facts = RunFacts(role=ROLE_SCRATCH, source=None, target=workspace.corpus_label(args.target))
     trained = train_run(role=ROLE_SCRATCH, facts=facts, data_config=data, model_config=model_config(args),
-                        optim=args.optim, train=args.train, tracking_uri=args.tracking_uri,
+                        optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch)

@@ -5,8 +5,8 @@ nothing), so any number of ``--worker`` processes on any number of machines shar
 trials from the same storage (SQLite locally, PostgreSQL across machines). A trial that stops sending heartbeats
 (its worker crashed or was killed) is failed by the next worker and re-enqueued by ``RetryFailedTrialCallback``;
 finished cells are never run again, so a stopped sweep resumes where it was. Every trial's MLflow run carries
-``transfer.sweep``/``transfer.trial`` (through the run-context provider's environment variables) and
-``mlflow.parentRunId`` of the sweep's parent run.
+``transfer.sweep``/``transfer.trial``, ``mlflow.parentRunId`` of the sweep's parent run, its learning rate and
+where it came from, all in the run's facts, written when the run starts (``_train.RunExtras``).
 
 ``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
 law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent; each run's ``transfer.adaptive_reason``
@@ -19,41 +19,32 @@ learning rate (param ``lr``) and where it came from (tag ``transfer.lr_source``)
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
-from transfer_laws.scripts._common import DataArgs, TrackingArgs
+from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
 from transfer_laws.scripts._lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, LrTuning, TuneTarget
-from transfer_laws.scripts.pretrain import _optim_type, _train_type
 
 CELL_KEYS = ("size", "d_f_tokens", "role")
 ATTR_PARENT_RUN = "parent_run_id"
 ATTR_RUN_ID = "run_id"
 ATTR_TUNE_LR = "tune_lr"
-ENV_SWEEP = "TRANSFER_LAWS_SWEEP_ID"
-ENV_TRIAL = "TRANSFER_LAWS_TRIAL"
 TAG_PARENT_RUN = "mlflow.parentRunId"
 
 
-def _optim() -> Any:
-    from transfer_laws.lightning_modules import OptimConfig
-
-    return OptimConfig(lr=1e-3)
-
-
-def _train() -> Any:
-    from transfer_laws.lightning_modules import TrainConfig
-
-    return TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience=3)
+OPTIM = OptimConfig(lr=1e-3)
+"""The sweep's optimiser defaults (fine-tunes and scratch runs alike; --tune-lr replaces the learning rate)."""
 
 
 @dataclass(kw_only=True)
-class Args(TrackingArgs, DataArgs):
+class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws sweep``."""
 
     sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
@@ -66,6 +57,9 @@ class Args(TrackingArgs, DataArgs):
     """Registered checkpoint per size that fine-tunes start from (and whose tokenizer scratch runs share)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
+    evals_per_epoch: float | None = positive(2.0)
+    """Held-out evaluations per pass over each run's training data, at least 10 steps apart (None: use
+    --train.eval-every-steps); early stopping counts these evaluations."""
     study: str = "transfer-sweep"
     """Optuna study name (also the transfer.sweep tag of its runs)."""
     storage: str | None = None
@@ -95,9 +89,9 @@ class Args(TrackingArgs, DataArgs):
     """Tune the peak learning rate per (size, role) with pruned Optuna trials before the grid (--tuning.*)."""
     tuning: LrTuning = field(default_factory=LrTuning)
     """How --tune-lr searches."""
-    optim: _optim_type() = field(default_factory=_optim)  # type: ignore[valid-type]
+    optim: OptimConfig = default_from(OPTIM)
     """Optimiser settings of every trial (--tune-lr replaces the learning rate per size and role)."""
-    train: _train_type() = field(default_factory=_train)  # type: ignore[valid-type]
+    train: TrainConfig = default_from(scratch.TRAIN)
     """Training loop settings of every trial."""
 
 
@@ -318,40 +312,35 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
     from dataclasses import replace
 
     def train(cell: Cell, number: int) -> tuple[str, float]:
-        from mlflow import MlflowClient
+        from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
+        from transfer_laws.scripts import finetune
+        from transfer_laws.scripts._train import RunExtras
 
-        from transfer_laws.registry.tracking import use_tracking_uri
-        from transfer_laws.scripts import finetune, scratch
-
-        common = dict(tracking_uri=args.tracking_uri, experiment=args.experiment, progress_bar=args.progress_bar,
-                      corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
-                      tokenizer_corpus=args.tokenizer_corpus, tokenizer_max_mb=args.tokenizer_max_mb,
-                      batch_size=args.batch_size, test_tokens=args.test_tokens, seed=args.seed,
-                      refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
-                      d_f_tokens=cell.d_f_tokens, target=args.target, train=args.train)
         tuned = (lrs or {}).get(TuneTarget(cell.size, cell.role))
         optim = args.optim if tuned is None else replace(args.optim, lr=tuned.lr)
         source = "fixed: --optim.lr of the sweep" if tuned is None else tuned.source()
+        extras = RunExtras(tags={TAG_SWEEP: args.study, TAG_TRIAL: str(number), TAG_PARENT_RUN: parent_run_id,
+                                 TAG_LR_SOURCE: source},
+                           params={PARAM_LR: f"{optim.lr:.6g}"})
         checkpoint = args.from_template.format(size=cell.size)
-        os.environ[ENV_SWEEP], os.environ[ENV_TRIAL] = args.study, str(number)
-        try:
-            if cell.role == "finetune":
-                trained = finetune.run(finetune.Args(parent=checkpoint, optim=optim, **common))
-            else:
-                # Scratch runs share the fine-tunes' tokenizer so both land on the same loss scale.
-                tokenizer_from = checkpoint if "finetune" in args.roles else None
-                trained = scratch.run(scratch.Args(preset=cell.size, tokenizer_from=tokenizer_from, optim=optim,
-                                                   **common))
-        finally:
-            os.environ.pop(ENV_SWEEP, None)
-            os.environ.pop(ENV_TRIAL, None)
-        client = MlflowClient(use_tracking_uri(args.tracking_uri))
-        client.set_tag(trained.run_id, TAG_PARENT_RUN, parent_run_id)
-        client.log_param(trained.run_id, PARAM_LR, f"{optim.lr:.6g}")
-        client.set_tag(trained.run_id, TAG_LR_SOURCE, source)
+        if cell.role == "finetune":
+            trained = finetune.run(recipe_args(args, finetune.Args, parent=checkpoint, d_f_tokens=cell.d_f_tokens,
+                                               optim=optim), extras)
+        else:
+            # Scratch runs share the fine-tunes' tokenizer so both land on the same loss scale.
+            tokenizer_from = checkpoint if "finetune" in args.roles else None
+            trained = scratch.run(recipe_args(args, scratch.Args, preset=cell.size, tokenizer_from=tokenizer_from,
+                                              d_f_tokens=cell.d_f_tokens, optim=optim), extras)
         return trained.run_id, float(trained.best_test_loss)
 
     return train
+
+
+def recipe_args(args: Args, recipe: type, **cell: Any) -> Any:
+    """A recipe's arguments for one run: every setting the sweep shares with the recipe (by field name, so a new
+    shared setting reaches the runs without a copy here), then the cell's own."""
+    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe) if hasattr(args, f.name)}
+    return recipe(**{**shared, **cell})
 
 
 def _check_tune_lr(study: Any, args: Args) -> None:

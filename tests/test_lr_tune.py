@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from transfer_laws.registry.schema import TAG_ROLE, TAG_SWEEP
+from transfer_laws.registry.schema import PARAM_N, TAG_LAW, TAG_ROLE, TAG_SWEEP, TAG_TRIAL
 from transfer_laws.scripts._lr_tune import (
     ATTR_PRUNED,
     PARAM_LR,
@@ -105,7 +105,8 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
     assert pruned_run.info.status == "KILLED" and pruned_run.data.tags[TAG_PRUNED] == bad.user_attrs[ATTR_PRUNED]
     assert client.get_run(trials[GOOD_LR].user_attrs[ATTR_RUN_ID]).info.status == "FINISHED"
     for r in tuning_runs:  # no law ever reads a tuning run
-        assert TAG_ROLE not in r.data.tags and r.data.tags[TAG_PARENT_RUN] == parent
+        assert TAG_ROLE not in r.data.tags and TAG_LAW not in r.data.tags and r.data.tags[TAG_PARENT_RUN] == parent
+        assert int(r.data.params[PARAM_N]) > 0  # written by the run's facts, as on every run (train_run)
         assert float(r.data.params[PARAM_LR]) in (GOOD_LR, BAD_LR)
         assert float(r.data.params["optim.lr"]) == float(r.data.params[PARAM_LR])  # every setting, as on all runs
         assert "D_tokens" in r.data.params and "D_F_tokens" not in r.data.params  # scratch data is not D_F
@@ -113,7 +114,10 @@ def test_bad_lr_is_pruned_the_grid_uses_the_best_and_resume_redoes_nothing(sqlit
 
     grid = client.search_runs([experiment], f"tags.`{TAG_SWEEP}` = '{study}' and tags.`{TAG_ROLE}` = 'scratch'")
     assert len(grid) == 2
-    for r in grid:
+    main_study = optuna.load_study(study_name=study, storage=default_storage())
+    trial_of_run = {t.user_attrs[ATTR_RUN_ID]: t.number for t in main_study.get_trials()}
+    for r in grid:  # the sweep's tags travel in the run's facts
+        assert r.data.tags[TAG_PARENT_RUN] == parent and r.data.tags[TAG_TRIAL] == str(trial_of_run[r.info.run_id])
         assert float(r.data.params[PARAM_LR]) == GOOD_LR == float(r.data.params["optim.lr"])
         assert r.data.tags[TAG_LR_SOURCE].startswith("tuned:") and tuning.study_name in r.data.tags[TAG_LR_SOURCE]
     parent_tags = client.get_run(parent).data.tags
