@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from transfer_laws.registry.schema import LAW_ALIAS, LAW_MODEL_PREFIX, law_model_name
-from transfer_laws.scripts._errors import BadInput
+from transfer_laws.scripts._errors import BadInput, UserError
 
 
-class LawNotFound(LookupError):
-    """No registered version of the law matches."""
+class LawNotFound(UserError):
+    """The law has no usable version (none registered yet, or a version without its fit folder)."""
 
 
 def law_version_uri(law: str, version: str = LAW_ALIAS) -> str:
@@ -23,8 +23,8 @@ def law_version_uri(law: str, version: str = LAW_ALIAS) -> str:
 def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None) -> tuple[Any, Any, Path]:
     """The fitted ``TransferLaw``, its ``ModelVersion`` and the local fit folder, from the active registry.
 
-    A law name the store does not know is bad input (``BadInput``, with the closest known names); a known law
-    without that version is ``LawNotFound`` with what to do about it.
+    A law name the store does not know, or a version the law does not have, is bad input (``BadInput``, naming the
+    closest laws or the versions there are); a law with no version yet is ``LawNotFound``, saying how to make one.
     """
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
@@ -44,8 +44,12 @@ def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None
         known = known_laws(client)
         if law not in known:
             raise BadInput(unknown_law_message(law, known)) from None
-        raise LawNotFound(f"law {law} has no version {version!r} (versions are made by `transfer-laws refit --law "
-                          f"{law}` once fine-tune and scratch runs have landed)") from None
+        existing = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        if existing:
+            raise BadInput(f"law {law} has no version {version!r}; its versions are "
+                           f"{', '.join(map(str, existing))} (@latest is {existing[-1]})") from None
+        raise LawNotFound(f"law {law} has no version yet (versions are made by `transfer-laws refit --law {law}` "
+                          "once fine-tune and scratch runs have landed)") from None
     local = Path(download_artifacts(artifact_uri=law_version_uri(law, str(mv.version)),
                                     dst_path=str(dst or tempfile.mkdtemp(prefix="transfer-law-"))))
     folder = fit_folder_in(local)

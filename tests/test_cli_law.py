@@ -147,6 +147,7 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     (["predict", "--n", "1e6"], "--n needs --d-f"),
     (["predict", "--law", "text-to-pyhton", "--n", "1", "--d-f", "1"], "did you mean 'text-to-python'"),
     (["predict", "--law", "python", "--n", "1", "--d-f", "1"], "<source>-to-<target>"),
+    (["predict", "--n", "1e6", "--d-f", "1e5", "--version", "99"], "has no version '99'; its versions are 1"),
     (["lineage"], "missing required argument --target"),
     (["lineage", "--target", "models:/nope/1"], "models:/nope/1"),
     (["lineage", "--target", "no-such-model"], "no-such-model"),
