@@ -152,7 +152,7 @@ def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[Line
     lines = [f"Pretrained checkpoint `{exact_uri}`" + (": " + ", ".join(f for f in facts if f) if any(facts) else "")
              + ".", "",
              f"**Lineage.** {len(runs)} run(s) started from this version. Every run that starts from it carries the "
-             f"tag `{TAG_PARENT}` = `{exact_uri}`: search runs with `{lineage_filter(exact_uri)}`, or run "
+             f"tag `{TAG_PARENT}` = `{exact_uri}`: search runs with `` {lineage_filter(exact_uri)} ``, or run "
              f"`transfer-laws lineage {exact_uri}`. The source run above is the pretraining run that made it."]
     if runs:
         lines += ["", "| run | N | D_F tokens | best test loss |", "|---|---|---|---|"]
