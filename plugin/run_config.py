@@ -72,17 +72,6 @@ def chunks(values: dict[str, Any], size: int = 100) -> list[dict[str, Any]]:
     return [dict(items[i:i + size]) for i in range(0, len(items), size)] or [{}]
 
 
-def log_config(client: Any, run_id: str, config: Mapping[str, Any]) -> None:
-    """Write a run's settings straight away: the params (``config_params``) and the ``config.yaml`` artifact."""
-    from mlflow.entities import Param
-
-    from transfer_laws.registry.schema import CONFIG_ARTIFACT
-
-    for chunk in chunks(config_params(config)):
-        client.log_batch(run_id, params=[Param(k, v) for k, v in chunk.items()])
-    client.log_text(run_id, config_yaml(config), CONFIG_ARTIFACT)
-
-
 def _is_path_setting(name: str, value: Any) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return isinstance(value, str) and (leaf.endswith(("_dir", "_path")) or value.startswith("/"))
