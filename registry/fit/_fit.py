@@ -284,8 +284,8 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         warnings.append("exactly 3 usable points for 3 parameters: the fit is exact, its intervals are not reliable")
     good = np.isfinite(raw).all(axis=1).mean() if bootstrap else 1.0
     if good < MIN_GOOD_DRAW_SHARE:
-        warnings.append(f"only {good:.0%} of bootstrap draws could identify k, alpha, beta (too few N or D_F values "
-                        "survive resampling): intervals are unreliable")
+        warnings.append(f"only {good:.0%} of bootstrap draws could identify k, alpha, beta (in the others too few "
+                        "points kept D_T > 0 or a loss the redrawn scratch model reaches): intervals are unreliable")
     if np.unique(np.round(u_log_n, 9)).size == 2:
         warnings.append("only two model sizes: beta rests on two N values, its interval is wide or optimistic")
     rising = np.unique(u_n[np.isposinf(scratch.flat_log_d(u_n))])

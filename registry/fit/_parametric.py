@@ -56,11 +56,14 @@ def global_form_draws(rng: np.random.Generator, draws: int, form: KaplanLaw | Ir
 
 def global_log_d_e(form: KaplanLaw | IrreducibleLaw, params: np.ndarray, log_n: np.ndarray,
                    log_l: np.ndarray) -> np.ndarray:
-    """B x m ln D_E for B free-parameter rows and B x m fine-tune losses."""
-    if isinstance(form, KaplanLaw):
-        theta = np.c_[params[:, :2], np.exp(params[:, 2:])]
-        return kaplan_log_d_e(theta, log_n, log_l)
-    return log_d_e_z(params, log_n, log_l)
+    """B x m ln D_E for B free-parameter rows and B x m fine-tune losses (NaN where a draw's law cannot reach)."""
+    # With noisy scratch runs a draw's exponents can be extreme; its D_E is then inf or NaN and the draw drops the
+    # point, which the law step handles.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if isinstance(form, KaplanLaw):
+            theta = np.c_[params[:, :2], np.exp(params[:, 2:])]
+            return kaplan_log_d_e(theta, log_n, log_l)
+        return log_d_e_z(params, log_n, log_l)
 
 
 def interpolate_log_d_e(rngs: list[np.random.Generator], draws: int, group: np.ndarray, log_d: np.ndarray,
