@@ -13,11 +13,13 @@ landings coalesces into a few refits, the last of which reads every run.
 
 Coverage is decided by run ids, never by clocks: each version carries ``transfer.inputs_digest``, the sha256 of
 every run id its refit read (used or excluded by the reader). A law is covered when the digest of what the reader
-finds now equals the digest on ``@latest``. Versions are created compare-and-set: under the registry-side lock
-(``locks.registry_lock``) the refit re-reads the law's runs and creates its version only if they are still exactly
-the runs it fitted; otherwise it refits the newer set (a few times) and never registers the older one. So two
-refitters without a shared ``law_lock`` can neither register one input set twice nor put an older set above a
-newer one. Refit runs left RUNNING by a killed refit (and their PENDING logged models) are closed by the next one.
+finds now equals the digest on ``@latest``. Versions are created compare-and-set under the registry-side lock
+(``locks.registry_lock``): a refit creates its version when no version was registered since it read its runs (its
+runs are then the newest snapshot), or else when a re-read shows the runs are still exactly the ones it fitted;
+otherwise it refits the newer runs (a few times) and never registers the older ones. So two refitters without a
+shared ``law_lock`` can neither register one input set twice nor put an older set above a newer one, and a law
+whose runs land faster than a refit takes still gets versions. Refit runs left RUNNING by a killed refit (and
+their PENDING logged models) are closed by the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
@@ -265,18 +267,32 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
     return closed
 
 
-def _register_if_current(client: Any, reader: Any, law: str, digest: str, run_id: str, info: Any,
-                         tags: dict[str, str]) -> tuple[str, Any] | LawInputs:
-    """Compare-and-set: under the registry lock, create the version only if the law's runs are still the ones
-    fitted. Returns (``registered``, version) or (``unchanged``, ``@latest``), or the runs now when they changed."""
+class _Stale(NamedTuple):
+    """A refit lost the compare-and-set: the ``@latest`` and the runs read under the registry lock, to fit next."""
+
+    latest: Any | None
+    inputs: LawInputs
+
+
+def _version_number(version: Any | None) -> str | None:
+    return None if version is None else str(version.version)
+
+
+def _register_if_current(client: Any, reader: Any, law: str, digest: str, seen: str | None, run_id: str,
+                         info: Any, tags: dict[str, str]) -> tuple[str, Any] | _Stale:
+    """Compare-and-set under the registry lock. The version is created when no version was registered since the
+    refit read its runs (``seen`` is the ``@latest`` it saw before reading: every later version read later, so
+    ours would go backwards), or else when the runs are still exactly the ones it fitted. Returns
+    (``registered``, version) or (``unchanged``, ``@latest``), or ``_Stale`` with what to fit next."""
     name = law_model_name(law)
     with registry_lock(client, law):
-        current = read_law_inputs(law, reader)
-        if inputs_digest(current) != digest:
-            return current
         latest = latest_version(client, law)
         if _covers(latest, digest):  # a racing refit registered these very runs first
             return STATUS_UNCHANGED, latest
+        if _version_number(latest) != seen:
+            current = read_law_inputs(law, reader)
+            if inputs_digest(current) != digest:
+                return _Stale(latest, current)
         version = client.create_model_version(
             name, info.model_uri, run_id=run_id, tags=tags,
             model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
@@ -314,12 +330,12 @@ def refit_law(
     with law_lock(law, uri, lock_timeout_s):
         _close_debris(client, law, held)
         reader = _client(read_uri) if read_uri else client
+        latest = latest_version(client, law)  # before the read: any version registered after this read later
+        read_at = int(time.time() * 1000)
         inputs = read_law_inputs(law, reader)
         for _ in range(CAS_ATTEMPTS):
-            read_at = int(time.time() * 1000)
             digest = inputs_digest(inputs)
             n_runs = len(inputs.points)
-            latest = latest_version(client, law)
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
             try:
@@ -333,9 +349,9 @@ def refit_law(
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
-            outcome = _register_if_current(client, reader, law, digest, run_id, info,
+            outcome = _register_if_current(client, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
-            if isinstance(outcome, tuple):
+            if not isinstance(outcome, _Stale):
                 status, version = outcome
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
                     from transfer_laws.registry.law_model import annotate_version
@@ -344,7 +360,8 @@ def refit_law(
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
-            inputs = outcome  # read under the lock just now: fit those
+            latest, inputs = outcome  # read under the lock just now: fit those
+            read_at = int(time.time() * 1000)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
                            len(inputs.points))
 

@@ -255,6 +255,32 @@ def test_racing_refits_never_register_twice_or_go_backwards(seeded: dict[str, An
 
 
 @pytest.mark.server
+def test_a_law_whose_runs_land_faster_than_a_refit_still_gets_versions(seeded: dict[str, Any]) -> None:
+    from transfer_laws.registry.refit import refit_law
+
+    client, law, uri, direct = seeded["client"], seeded["law"], seeded["uri"], seeded["direct"]
+    stop = threading.Event()
+
+    def keep_landing() -> None:  # straight into the store, every 0.1 s, until the refit is done
+        for n, d_f in finetune_grid(400)[12:]:
+            if stop.is_set():
+                return
+            land_run(direct, seeded["experiment"], ROLE_FINETUNE, n, d_f * 1.7, finetune_loss(n, d_f * 1.7), law=law)
+            time.sleep(0.1)
+
+    lander = threading.Thread(target=keep_landing, daemon=True)
+    lander.start()
+    try:
+        first = refit_law(law, tracking_uri=uri, bootstrap=20, plots=False)
+        second = refit_law(law, tracking_uri=uri, bootstrap=20, plots=False)
+    finally:
+        stop.set()
+        lander.join(30)
+    assert (first.status, second.status) == ("registered", "registered"), (first.reason, second.reason)
+    _assert_versions_sound(client, law)
+
+
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_refit_killed_half_way_is_cleaned_up_by_the_next(seeded: dict[str, Any]) -> None:
     client, law, uri = seeded["client"], seeded["law"], seeded["uri"]
