@@ -77,6 +77,11 @@ class LoadedCheckpoint:
     """Digest of the tokenizer the checkpoint was trained with."""
     parent_uri: str
     """``models:/name/<version number>``: the exact version (an alias moves; this does not)."""
+    model: Any = None
+    """The GPT read from the folder when it was verified (its ``config`` is the checkpoint's shape): a fine-tune
+    starts from it instead of reading the files again."""
+    extra: dict[str, Any] | None = None
+    """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -230,12 +235,12 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
     except MlflowException as exc:
         raise _checkpoint_error(f"checkpoint {uri}: could not download its files: {exc.message}") from exc
     verify_manifest(local)
-    load_checkpoint(local)  # the weights really load
+    model, extra = load_checkpoint(local)  # the weights really load; the run starts from these
     tags = dict(mv.tags or {})
     return LoadedCheckpoint(folder=local, name=name, version=int(mv.version), model_id=model_id,
                             pretrain_run_id=mv.run_id or logged.source_run_id,
                             tokenizer_digest=tags.get(CKPT_TAG_TOKENIZER_DIGEST),
-                            parent_uri=f"models:/{name}/{int(mv.version)}")
+                            parent_uri=f"models:/{name}/{int(mv.version)}", model=model, extra=extra)
 
 
 class TokenizerMismatch(ValueError):

@@ -220,7 +220,7 @@ class _Prepared:
 
 def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
-    from transfer_laws.lightning_modules import DataConfig, load_checkpoint
+    from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.registry.checkpoints import load_checkpoint_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._common import ShapeArgs, megabytes
@@ -230,7 +230,7 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     init_weights = checkpoint = None
     if target.role == "finetune":
         checkpoint = load_checkpoint_uri(uri)
-        init_weights, _ = load_checkpoint(checkpoint.folder)  # read once: the weights carry their config
+        init_weights = checkpoint.model  # read once, when verified: the weights carry their config
         model, tokenizer = init_weights.config, checkpoint.folder / "tokenizer"
     else:
         model = model_config(ShapeArgs(preset=target.size))

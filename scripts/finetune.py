@@ -37,7 +37,7 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
 
 def run(args: Args, extras: Any = None) -> Any:
     """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
-    from transfer_laws.lightning_modules import DataConfig, load_checkpoint
+    from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
     from transfer_laws.registry.schema import ROLE_FINETUNE
@@ -51,7 +51,7 @@ def run(args: Args, extras: Any = None) -> Any:
         raise BadInput(f"--from: {exc}") from None
     uri = use_tracking_uri(args.tracking_uri)  # the one activation
     loaded = load_checkpoint_uri(args.parent)
-    weights, extra = load_checkpoint(loaded.folder)  # read once: the weights carry their config to the run
+    weights, extra = loaded.model, loaded.extra or {}  # read once, when verified: the weights carry their config
     model_cfg = weights.config
     corpus_dir = workspace.corpus_dir(args.target, megabytes(args.corpus_max_mb))
     data = DataConfig(corpus_dir=corpus_dir, tokenizer_dir=loaded.folder / "tokenizer",

@@ -114,7 +114,6 @@ class _Stop(Exception):
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """Replace the store, the workspace, checkpoints and training by recorders."""
-    import transfer_laws.lightning_modules as lm
     from transfer_laws.registry import checkpoints, tracking
     from transfer_laws.scripts import _train, workspace
 
@@ -137,14 +136,13 @@ def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         return uri or "sqlite:///unused.db"
 
     loaded = SimpleNamespace(folder=tmp_path / "ckpt", name="pretrained-text", parent_uri="models:/pretrained-text/1",
-                             model_id="m-1", pretrain_run_id="r-1", tokenizer_digest="d")
-    weights = SimpleNamespace(config=SimpleNamespace(context_length=96))
+                             model_id="m-1", pretrain_run_id="r-1", tokenizer_digest="d",
+                             model=SimpleNamespace(config=SimpleNamespace(context_length=96)), extra={"source": "text"})
     monkeypatch.setattr(_train, "train_run", train_run)
     monkeypatch.setattr(workspace, "corpus_dir", corpus_dir)
     monkeypatch.setattr(workspace, "tokenizer_dir", tokenizer_dir)
     monkeypatch.setattr(tracking, "use_tracking_uri", use_tracking_uri)
     monkeypatch.setattr(checkpoints, "load_checkpoint_uri", lambda uri, *a, **k: loaded)
-    monkeypatch.setattr(lm, "load_checkpoint", lambda folder: (weights, {"source": "text"}), raising=False)
     return calls
 
 
