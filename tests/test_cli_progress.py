@@ -170,7 +170,9 @@ def test_a_terminated_training_run_exits_143_and_is_marked_failed(tmp_path: Path
     proc = subprocess.Popen([sys.executable, "-m", "transfer_laws.scripts.cli", "pretrain", "--corpus", str(corpus),
                              "--tokenizer-corpus", str(corpus), "--vocab-size", "300", "--tokens", "20000",
                              "--test-tokens", "256", "--batch-size", "2", "--context-length", "32",
-                             "--train.max-steps", "100000", "--train.max-time-s", "600", "--register-as", ""],
+                             "--train.max-steps", "100000", "--train.max-time-s", "600", "--register-as", "",
+                             # no early stop before the signal arrives: it must interrupt training
+                             "--train.eval-every-steps", "100000", "--train.patience", "1000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first = proc.stderr.readline()  # the first progress line: training is under way
@@ -180,7 +182,7 @@ def test_a_terminated_training_run_exits_143_and_is_marked_failed(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, err
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
     assert "terminated (SIGTERM)" in err
     runs = MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()])
     assert [r.info.status for r in runs] == ["FAILED"]
