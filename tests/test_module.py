@@ -20,6 +20,7 @@ from transfer_laws.lightning_modules import (
     TrainingDiverged,
     TransferLM,
     build_trainer,
+    load_checkpoint,
     lr_factor,
     resolve_precision,
     save_checkpoint,
@@ -212,6 +213,10 @@ def test_init_weights_from_checkpoint(tmp_path: Path, loaders: tuple[DataLoader,
     wider = GPTConfig(vocab_size=256, context_length=CONTEXT, n_layer=1, n_head=2, n_embd=64)
     with pytest.raises(CheckpointError, match="shape"):
         TransferLM(wider, init_weights=folder)
+    loaded, _ = load_checkpoint(folder)  # a fine-tune reads the files once and starts from the loaded GPT
+    assert TransferLM(loaded.config, init_weights=loaded).evaluate(test) == source.evaluate(test)
+    with pytest.raises(CheckpointError, match="shape"):
+        TransferLM(wider, init_weights=loaded)
     assert json.loads((folder / "config.json").read_text())["extra"] == {"run_id": "r1"}
 
 
