@@ -163,8 +163,8 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[
         outcome: dict[str, Any] = {}
 
         def record(c: Any, number: int) -> tuple[str, float]:
-            outcome["run"] = train_cell(c, number)
-            client.set_tag(outcome["run"][0], TAG_ADAPTIVE_REASON, reasons.get(c, NOT_CHOSEN)[:5000])
+            # The reason travels in the run's facts, so the run carries it from its start.
+            outcome["run"] = train_cell(c, number, {TAG_ADAPTIVE_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
             return outcome["run"]
 
         run_worker(study, record, max_trials=1, progress=True,

@@ -205,8 +205,9 @@ def cell_compute(cell: Cell) -> float:
         return float(cell.d_f_tokens)
 
 
-TrainCell = Callable[[Cell, int], tuple[str, float]]
-"""Trains one cell as trial number ``n``; returns (MLflow run id, best test loss)."""
+TrainCell = Callable[..., tuple[str, float]]
+"""``train(cell, n, tags=None)`` trains one cell as trial number ``n`` (``tags``: more tags its run carries from the
+start, e.g. why --adaptive chose it); returns (MLflow run id, best test loss)."""
 
 
 def finished_trial(study: Any, cell: Cell) -> Any:
@@ -311,7 +312,7 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
     """
     from dataclasses import replace
 
-    def train(cell: Cell, number: int) -> tuple[str, float]:
+    def train(cell: Cell, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
         from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
         from transfer_laws.scripts import finetune
         from transfer_laws.scripts._train import RunExtras
@@ -320,7 +321,7 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
         optim = args.optim if tuned is None else replace(args.optim, lr=tuned.lr)
         source = "fixed: --optim.lr of the sweep" if tuned is None else tuned.source()
         extras = RunExtras(tags={TAG_SWEEP: args.study, TAG_TRIAL: str(number), TAG_PARENT_RUN: parent_run_id,
-                                 TAG_LR_SOURCE: source},
+                                 TAG_LR_SOURCE: source, **(tags or {})},
                            params={PARAM_LR: f"{optim.lr:.6g}"})
         checkpoint = args.from_template.format(size=cell.size)
         if cell.role == "finetune":
