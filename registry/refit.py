@@ -72,6 +72,10 @@ TAG_REFIT_LOCK = "transfer.refit_lock"
 """Refit-run tag: the kind of ``law_lock`` the refit held (``locks.lock_kind``), for the debris check."""
 TAG_DEBRIS = "transfer.debris"
 """Set on a refit run a later refit closed: why."""
+SETTLE_S = 0.25
+"""A refit service starts a refit once no landing came for this long ..."""
+MAX_SETTLE_S = 2.0
+"""... or once it has waited this long, so a steady stream of landings still gets refits."""
 CAS_ATTEMPTS = 3
 """Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
 STALE_REFIT_S = 900.0
@@ -406,6 +410,7 @@ class RefitService:
         self._triggers: list[Callable[[], list[str]]] = []
         self._dirty: dict[str, None] = {}
         self._plots: dict[str, RefitResult] = {}  # law -> its newest registered refit still without plots
+        self._pushes = 0
         self._busy = False
         self._closed = False
         self._cond = threading.Condition()
@@ -429,6 +434,7 @@ class RefitService:
             if self._closed:
                 raise RuntimeError("refit service is closed")
             self._triggers.append(resolve)
+            self._pushes += 1
             self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
@@ -449,10 +455,21 @@ class RefitService:
             self._cond.notify_all()
         self._thread.join(timeout_s)
 
+    def _settle(self) -> None:
+        """While landings keep arriving (a burst), wait for a pause of ``SETTLE_S`` before reading, at most
+        ``MAX_SETTLE_S``: the refit then reads the whole burst instead of its first runs. Holds ``_cond``."""
+        start = time.monotonic()
+        while self._triggers and not self._closed and time.monotonic() - start < MAX_SETTLE_S:
+            seen = self._pushes
+            self._cond.wait(SETTLE_S)
+            if self._pushes == seen:
+                return
+
     def _next_law(self) -> str | None:
         with self._cond:
             while not (self._triggers or self._dirty or self._closed or self._plots):
                 self._cond.wait()
+            self._settle()
             triggers, self._triggers = self._triggers, []
             self._busy = True
         for resolve in triggers:
