@@ -53,6 +53,8 @@ from transfer_laws.registry.schema import (
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
     law_model_name,
+    law_name,
+    parse_law,
 )
 from transfer_laws.registry.tracking import ensure_experiment, resolve_tracking_uri
 
@@ -326,7 +328,7 @@ def refit_law(
     """
     from transfer_laws.registry.fit import FitError, fit_transfer_law
 
-    law_model_name(law)  # a malformed law is a ValueError before anything is read
+    law_name(*parse_law(law))  # a malformed law (or one with a quote, say) is a ValueError before anything is read
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
     held = lock_kind(uri)

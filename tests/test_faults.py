@@ -393,6 +393,11 @@ def test_watch_decides_coverage_by_run_ids_not_clocks(sqlite_uri: str) -> None:
     latest = client.get_model_version_by_alias(law_model_name(LAW), "latest")
     assert {behind, excluded} <= _read_set(client, latest)
 
+    from transfer_laws.registry.refit import refit_law
+
+    with pytest.raises(ValueError, match="corpus name"):  # a crafted name is refused before any search filter
+        refit_law("q'uote-to-python", tracking_uri=sqlite_uri)
+
     lonely = "code-to-lonely"  # one fine-tune, no scratch runs: its fit fails on every try
     land_run(client, experiment, ROLE_FINETUNE, 1e6, 1e6, 3.0, law=lonely)
     assert [(r.law, r.status) for r in watch(sqlite_uri, max_iterations=3, **fast)] == [(lonely, "failed")]
