@@ -78,10 +78,11 @@ def verdict(alpha: float, beta: float, intervals: dict[str, tuple[float, float]]
 
 
 def low_data_check(flat_log_d: np.ndarray, n_used: np.ndarray, log_d_f_used: np.ndarray, fraction: float,
-                   high_data_excluded: int) -> dict[str, Any]:
-    """How the used points sit against the low-data cutoff D_F <= fraction x D(N)."""
+                   high_data_excluded: int, unmeasured: np.ndarray) -> dict[str, Any]:
+    """How the used points sit against the low-data cutoff D_F <= fraction x D(N); ``unmeasured``: per used point,
+    whether its D(N) lies beyond the scratch runs (then its N is listed as unchecked)."""
     flat = np.asarray(flat_log_d, dtype=float)
-    checked = np.isfinite(flat)
+    checked = np.isfinite(flat) & ~unmeasured
     ratio = np.exp(log_d_f_used[checked] - flat[checked]) if checked.any() else np.empty(0)
     return {
         "fraction": float(fraction),

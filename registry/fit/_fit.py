@@ -288,11 +288,12 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "points kept D_T > 0 or a loss the redrawn scratch model reaches): intervals are unreliable")
     if np.unique(np.round(u_log_n, 9)).size == 2:
         warnings.append("only two model sizes: beta rests on two N values, its interval is wide or optimistic")
-    rising = np.unique(u_n[np.isposinf(scratch.flat_log_d(u_n))])
+    rising = np.unique(u_n[_cutoff_unmeasured(scratch, u_n)])
     if rising.size:
         warnings.append("scratch curves still falling at their largest D (N = " + ", ".join(f"{x:.3g}" for x in rising)
                         + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {low_data_fraction:g} x D(N)) "
-                        "is not checked at those N; larger scratch runs would check it")
+                        "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
+                        "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
@@ -306,7 +307,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
-                                   sum(r.startswith(R_HIGH_DATA) for r in reasons)),
+                                   sum(r.startswith(R_HIGH_DATA) for r in reasons), _cutoff_unmeasured(scratch, u_n)),
         "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f),
         "needs": needs,
     }
@@ -319,6 +320,15 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, settings),
         settings={**settings, "bootstrap": bootstrap, "seed": seed},
         scratch=scratch, cross_check=cross, kaplan_draws=None, version=package_version(), checks=checks)
+
+
+def _cutoff_unmeasured(scratch: ScratchModel, n: np.ndarray) -> np.ndarray:
+    """Per N, whether D(N) lies beyond the largest scratch run there (or there is none): the curve is still falling
+    where it was measured, so the low-data cutoff rests on a global form's extrapolation, or is not checked."""
+    flat = scratch.flat_log_d(n)
+    idx = match_n(scratch.levels, n)
+    largest = np.array([scratch.curves[i][0][-1] if i >= 0 else -np.inf for i in idx])
+    return np.isposinf(flat) | (np.isfinite(flat) & (flat > largest))
 
 
 def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tuple[float, float]],
