@@ -81,8 +81,7 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
             + f". Law {law}: D_T = k · D_F^α · N^β.")
     lines = [head, "",
              f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
-             "non-embedding parameter count. "
-             f"A 10× larger N is worth {_exchange_rate(fit)}× more fine-tuning data (10^(β/α)).", ""]
+             "non-embedding parameter count. " + _exchange_sentence(fit), ""]
     lines += _coefficient_table(law, fit, unit)
     lines += _checks_section(fit, settings)
     if warnings:
@@ -182,11 +181,15 @@ def _scratch_count(fit: Any) -> int:
     return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "role", "") == ROLE_SCRATCH)
 
 
-def _exchange_rate(fit: Any) -> str:
+def _exchange_sentence(fit: Any) -> str:
+    """The paper's exchange rate 10^(beta/alpha), only where it means something (alpha > 0)."""
+    if not float(getattr(fit, "alpha", math.nan)) > 0:
+        return "The exchange rate 10^(β/α) between N and data is not meaningful here (α ≤ 0)."
     try:
-        return sig3(fit.exchange_rate())
+        rate = sig3(fit.exchange_rate())
     except (AttributeError, ZeroDivisionError, OverflowError):
-        return "n/a"
+        return ""
+    return f"A 10× larger N is worth {rate}× the fine-tuning data (10^(β/α))."
 
 
 def _cap(text: str, limit: int) -> str:

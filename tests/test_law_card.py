@@ -81,6 +81,10 @@ def test_description_reads_the_law_its_uncertainty_and_warnings(fit: object) -> 
     assert f"]({LAW_PAGE_PATH}#law-{LAW})" in text
     assert f"({LAW_PAGE_PATH}#law-{LAW})" in law_model_description(LAW)
     assert version_description("code-to-python", fit).count("Table 1") == 0  # no paper row for an unknown law
+    assert f"A 10× larger N is worth {sig3(10 ** (fit.beta / fit.alpha))}× the fine-tuning data" in text
+    from dataclasses import replace
+
+    assert "not meaningful here (α ≤ 0)" in version_description(LAW, replace(fit, alpha=-1.04))
 
 
 def test_description_fits_mlflows_limit_and_names_exclusions(fit: object) -> None:
