@@ -20,6 +20,7 @@ from transfer_laws.registry.schema import (
     ROLE_FINETUNE,
     ROLE_SCRATCH,
     TAG_LAW,
+    TAG_PARENT,
     TAG_ROLE,
     TAG_SOURCE,
     TAG_TARGET,
@@ -49,6 +50,8 @@ class RunPoint:
     """Best held-out loss over training, nats/token (metric ``best_test_loss``)."""
     d_f_chars: int | None = None
     """Characters behind ``d_f_tokens`` (param ``D_F_chars``), when logged."""
+    parent: str | None = None
+    """A fine-tune's registered checkpoint, ``models:/name/version`` (tag ``transfer.parent``)."""
 
 
 @dataclass
@@ -137,7 +140,33 @@ def to_point(run: Any) -> RunPoint:
         d_f_tokens=_number(params, tokens_key, int),
         best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
         d_f_chars=_optional_count(params, chars_key),
+        parent=tags.get(TAG_PARENT) or None,
     )
+
+
+def _parent_problems(points: list[RunPoint], client: Any) -> dict[str, str]:
+    """Fine-tunes whose transfer has no known source: no ``transfer.parent`` tag, or a checkpoint version that the
+    registry does not hold (deleted, or a forged tag). Each distinct parent is looked up once."""
+    from mlflow.exceptions import MlflowException
+
+    exists: dict[str, bool] = {}
+    problems: dict[str, str] = {}
+    for point in points:
+        if point.role != ROLE_FINETUNE:
+            continue
+        if not point.parent:
+            problems[point.run_id] = f"fine-tune without a parent checkpoint (tag {TAG_PARENT})"
+            continue
+        if point.parent not in exists:
+            name, sep, version = point.parent.removeprefix("models:/").rpartition("/")
+            try:
+                exists[point.parent] = bool(point.parent.startswith("models:/") and sep and name
+                                            and client.get_model_version(name, version))
+            except MlflowException:
+                exists[point.parent] = False
+        if not exists[point.parent]:
+            problems[point.run_id] = f"parent checkpoint {point.parent} is not in the registry"
+    return problems
 
 
 def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = None) -> LawInputs:
@@ -165,7 +194,9 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
             inputs.excluded[run.info.run_id] = f"missing {exc.args[0]}"
         except ValueError as exc:
             inputs.excluded[run.info.run_id] = f"bad value: {exc}"
-    inputs.points.sort(key=lambda p: p.run_id)
+    orphans = _parent_problems(inputs.points, client)
+    inputs.excluded.update(orphans)
+    inputs.points = sorted((p for p in inputs.points if p.run_id not in orphans), key=lambda p: p.run_id)
     return inputs
 
 

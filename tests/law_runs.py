@@ -18,8 +18,11 @@ from transfer_laws.registry.schema import (
     PARAM_D_F_TOKENS,
     PARAM_N,
     ROLE_FINETUNE,
+    ROLE_PRETRAIN,
     ROLE_SCRATCH,
     TAG_LAW,
+    TAG_PARENT,
+    TAG_PRETRAIN_RUN,
     TAG_ROLE,
     TAG_SOURCE,
     TAG_TARGET,
@@ -45,6 +48,27 @@ def finetune_loss(n: float, d_f: float) -> float:
     return scratch_loss(n, d_f + K * d_f**ALPHA * n**BETA)
 
 
+PARENT_CHECKPOINT = "synthetic-parent"
+"""The registered checkpoint synthetic fine-tunes name as their parent (not a name tests register themselves)."""
+_parents: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def checkpoint_parent(client: MlflowClient, experiment_id: str) -> tuple[str, str]:
+    """``(models:/name/version, pretrain run id)`` of a registered checkpoint in this store, made once per store:
+    the reader only fits fine-tunes whose parent checkpoint the registry holds."""
+    key = (str(client.tracking_uri), experiment_id)
+    if key not in _parents:
+        pretrain = client.create_run(experiment_id, tags={TAG_ROLE: ROLE_PRETRAIN}).info.run_id
+        client.set_terminated(pretrain, "FINISHED")
+        try:
+            client.create_registered_model(PARENT_CHECKPOINT)
+        except Exception:  # noqa: BLE001 - another experiment of this store registered it already
+            pass
+        version = client.create_model_version(PARENT_CHECKPOINT, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
+        _parents[key] = (f"models:/{PARENT_CHECKPOINT}/{version.version}", pretrain)
+    return _parents[key]
+
+
 def land_run(
     client: MlflowClient,
     experiment_id: str,
@@ -62,7 +86,9 @@ def land_run(
     run = client.create_run(experiment_id)
     tags = [RunTag(TAG_ROLE, role), RunTag(TAG_TARGET, target), RunTag(TAG_TOKENIZER, digest)]
     if role == ROLE_FINETUNE:
-        tags += [RunTag(TAG_LAW, law), RunTag(TAG_SOURCE, source)]
+        parent, pretrain_run = checkpoint_parent(client, experiment_id)
+        tags += [RunTag(TAG_LAW, law), RunTag(TAG_SOURCE, source), RunTag(TAG_PARENT, parent),
+                 RunTag(TAG_PRETRAIN_RUN, pretrain_run)]
     params = [Param(PARAM_N, str(int(n))), Param(PARAM_D_F_TOKENS, str(int(d)))]
     params.append(Param(PARAM_D_F_CHARS, str(int(3 * d))))
     metrics = [] if loss is None else [Metric(METRIC_BEST_TEST_LOSS, loss, 0, 0)]

@@ -17,6 +17,7 @@ from transfer_laws.registry.schema import (
     ROLE_PRETRAIN,
     ROLE_SCRATCH,
     TAG_LAW,
+    TAG_PARENT,
     TAG_ROLE,
 )
 
@@ -124,3 +125,18 @@ def test_crafted_law_names_are_not_laws(client: MlflowClient) -> None:
     crafted = land_run(client, exp, ROLE_FINETUNE, 1e6, 1e6, 3.0, law="te'xt-to-python")
     assert known_laws(client) == [LAW]
     assert laws_for_run(crafted, client) == []
+
+
+def test_fine_tunes_without_a_registered_parent_are_excluded_with_reasons(client: MlflowClient) -> None:
+    exp = client.create_experiment("a")
+    good = land_finetunes(client, exp, 3)
+    orphan = land_run(client, exp, ROLE_FINETUNE, 1e6, 4e6, 3.0)
+    forged = land_run(client, exp, ROLE_FINETUNE, 1e6, 5e6, 3.0)
+    client.delete_tag(orphan, TAG_PARENT)
+    client.set_tag(forged, TAG_PARENT, "models:/synthetic-parent/99")
+
+    inputs = read_law_inputs(LAW, client)
+
+    assert sorted(inputs.run_ids) == sorted(good)
+    assert "without a parent checkpoint" in inputs.excluded[orphan]
+    assert inputs.excluded[forged] == "parent checkpoint models:/synthetic-parent/99 is not in the registry"
