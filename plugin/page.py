@@ -19,6 +19,7 @@ from transfer_laws.plugin.page_data import LawView, collect_laws
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
+from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
 URL_PREFIX = "/transfer-laws"
 CSRF_COOKIE = "tl_csrf"
@@ -141,7 +142,8 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         laws = [_section(root, view, fit_view(client, view)) for view in collect_laws(client)]
         response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
-                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root))
+                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root,
+                                                 paper=TEXT_TO_PYTHON))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 

@@ -12,9 +12,10 @@ from typing import Any
 from transfer_laws.plugin.page_data import RunRow
 from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
+from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
 GREY = "#5f7281"
-PAPER = {"alpha": 0.18, "beta": 0.38}
+PAPER = TEXT_TO_PYTHON
 """Hernandez et al. 2021, Table 1, text -> python: the dashed reference line of the history charts."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from transfer_laws.registry.paper import PAPER_TABLE_1
 from transfer_laws.registry.schema import (
     LAW_COEFFICIENTS,
     LAW_PAGE_PATH,
@@ -29,11 +30,6 @@ LISTED_EXCLUSIONS = 12
 TAG_VALUE_LIMIT = 250
 """Tag values shown in the version list are kept short."""
 
-PAPER_TABLE_1 = {
-    "text-to-python": {"k": 1.9e4, "alpha": 0.18, "beta": 0.38, "pretrained on": "text"},
-    "mix-to-python": {"k": 2.1e5, "alpha": 0.096, "beta": 0.38, "pretrained on": "50% text + 50% code"},
-}
-"""Hernandez et al. (2021), Table 1: fine-tuning on Python; D_F in characters, N non-embedding parameters."""
 _GREEK = {"k": "k", "alpha": "α", "beta": "β"}
 
 

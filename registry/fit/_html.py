@@ -10,10 +10,12 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from transfer_laws.registry.paper import TEXT_TO_PYTHON
+
 if TYPE_CHECKING:
     from ._model import TransferLaw
 
-PAPER = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}
+PAPER = TEXT_TO_PYTHON
 """Hernandez et al. 2021, Table 1, text -> python (D_F in characters)."""
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #11171c;
@@ -55,8 +57,8 @@ def explanation(law: TransferLaw, unit: str) -> str:
         text += (f" Doubling the fine-tuning data multiplies D<sub>T</sub> by 2<sup>&alpha;</sup> = "
                  f"{2 ** law.alpha:.3g}; a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; "
                  f"more fine-tuning data (10<sup>&beta;/&alpha;</sup>).")
-    text += (" The paper found &alpha; = 0.18 and &beta; = 0.38 for text &rarr; python (D<sub>F</sub> in "
-             "characters): &beta; &gt; 0 means larger models gain more from pretraining.")
+    text += (f" The paper found &alpha; = {PAPER['alpha']} and &beta; = {PAPER['beta']} for text &rarr; python "
+             "(D<sub>F</sub> in characters): &beta; &gt; 0 means larger models gain more from pretraining.")
     return f"<p>{text}</p>"
 
 
