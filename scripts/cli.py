@@ -110,18 +110,23 @@ def _args_class(name: str) -> type:
     return _module(name).Args
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    """argparse prints usage + error; we print the error and where to look, in one line each."""
+def _one_line_errors(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
+    """argparse prints usage + error; we print the error and where to look, in one line each.
 
-    def error(message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"transfer-laws: error: {message} (see: transfer-laws {parser.prog.split()[-1]} --help)\n")
+    Unrecognized arguments are reported by the top-level parser, so its hint names the command from ``argv``."""
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    command = parser.prog.removeprefix("transfer-laws").strip() or chosen
+    where = f"transfer-laws {command} --help" if command else "transfer-laws --help"
+
+    def error(message: str) -> None:
+        sys.stderr.write(f"transfer-laws: error: {message} (see: {where})\n")
         sys.exit(2)
 
-    parser.error = error  # type: ignore[method-assign]
+    parser.error = error
     for action in parser._actions:  # noqa: SLF001 - argparse keeps subparsers here
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
             for sub in action.choices.values():
-                _one_line_errors(sub)
+                _one_line_errors(sub, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:  # a command whose extra is not installed
         sys.stderr.write(f"transfer-laws: error: {exc}\n")
         return 1
-    _one_line_errors(parser)
+    _one_line_errors(parser, argv)
     namespace = parser.parse_args(argv)
     verbose = bool(getattr(namespace, "verbose", False)) or os.environ.get("TRANSFER_LAWS_VERBOSE") == "1"
     if not namespace.command:

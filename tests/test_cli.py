@@ -89,6 +89,7 @@ def test_unknown_flag_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> N
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unrecognized arguments: --no-such-flag" in err
+    assert "(see: transfer-laws demo --help)" in err  # the command's help, though the top-level parser reports it
     assert "Traceback" not in err
 
 
