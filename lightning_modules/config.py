@@ -71,8 +71,6 @@ class TrainConfig:
     """Send training metrics to the logger every this many steps (one batched request each time)."""
     seed: int = 0
     """Seed of Python, NumPy and torch (data order, dropout) set when the Trainer is built."""
-    checkpoint_dir: str | None = None
-    """Write Lightning checkpoints of the best test loss here (for resuming long GPU runs); None: none written."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_epochs", "eval_every_steps", "log_every_steps", "accumulate_grad_batches",

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from transfer_laws.lightning_modules.config import TrainConfig
 from transfer_laws.lightning_modules.progress import progress_callbacks, quiet_lightning_tips
@@ -72,9 +71,6 @@ def build_trainer(
                            *progress]
     if train.compile:
         own.append(_Compile())
-    if train.checkpoint_dir is not None:
-        own.append(ModelCheckpoint(dirpath=Path(train.checkpoint_dir), monitor=METRIC_TEST_LOSS, mode="min",
-                                   save_last=True))
     return L.Trainer(
         max_steps=train.max_steps,
         max_epochs=train.max_epochs,
@@ -92,8 +88,8 @@ def build_trainer(
         log_every_n_steps=train.log_every_steps,
         logger=logger if logger is not None else False,
         callbacks=[*own, *callbacks],
-        enable_checkpointing=train.checkpoint_dir is not None,
+        # The best weights are kept in memory by the module and saved by the recipe; Lightning writes no files.
+        enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=bar,
-        default_root_dir=train.checkpoint_dir,
     )

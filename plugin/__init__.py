@@ -1,4 +1,4 @@
-"""The MLflow plugin: run facts written by a Lightning callback, the run context provider, resume helpers.
+"""The MLflow plugin: run facts written by a Lightning callback, the run context provider.
 
 Import-light on purpose: ``import mlflow`` loads our run context provider from this package, so nothing here
 imports MLflow or Lightning at import time; the callback and helpers load on first use.
@@ -16,9 +16,6 @@ _LAZY = {
     "replay_facts": "transfer_laws.plugin.callback",
     "FACTS_FILE": "transfer_laws.plugin.callback",
     "TransferRunContextProvider": "transfer_laws.plugin.run_context",
-    "checkpoint_extra": "transfer_laws.plugin.resume",
-    "checkpoint_run_id": "transfer_laws.plugin.resume",
-    "resume_logger": "transfer_laws.plugin.resume",
 }
 
 __all__ = ["RunFacts", *_LAZY]

@@ -1,4 +1,4 @@
-"""TransferFactsCallback on real short fits: MLFlowLogger and fluent runs, failure, unreachable server, resume."""
+"""TransferFactsCallback on real short fits: MLFlowLogger and fluent runs, failure, unreachable server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from _plugin_data import CONFIG, ByteTextData
 
 from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TrainingDiverged, TransferLM, build_trainer
-from transfer_laws.plugin import RunFacts, TransferFactsCallback, checkpoint_extra, replay_facts, resume_logger
+from transfer_laws.plugin import RunFacts, TransferFactsCallback, replay_facts
 from transfer_laws.plugin.run_config import config_params, exact_count, resolved_config
 from transfer_laws.registry.schema import (
     CONFIG_ARTIFACT,
@@ -216,35 +216,3 @@ def test_unreachable_server_keeps_facts_on_disk(sqlite_uri: str, tmp_path: Path,
     assert run.data.tags[TAG_ROLE] == ROLE_PRETRAIN
     assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
     assert len(run.inputs.dataset_inputs) == 2
-
-
-def test_resume_continues_the_same_run(sqlite_uri: str, tmp_path: Path) -> None:
-    from lightning.pytorch.loggers import MLFlowLogger
-    from mlflow import MlflowClient
-
-    from transfer_laws.lightning_modules import save_checkpoint
-
-    facts = RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None)
-    logger = MLFlowLogger(experiment_name="resume", tracking_uri=sqlite_uri)
-    first, _ = _fit(facts, logger=logger)
-    folder = save_checkpoint(first.model, tmp_path / "ckpt", extra=checkpoint_extra(logger.run_id))
-
-    resumed_logger = resume_logger(folder, tracking_uri=sqlite_uri)
-    assert resumed_logger.run_id == logger.run_id
-    second, _ = _fit(facts, logger=resumed_logger,
-                     module=TransferLM(CONFIG, OptimConfig(lr=3e-3), init_weights=folder))
-    client = MlflowClient(sqlite_uri)
-    experiment = client.get_experiment_by_name("resume")
-    assert len(client.search_runs([experiment.experiment_id])) == 1
-    history = client.get_metric_history(logger.run_id, "test_loss")
-    assert len(history) == 4  # two evaluations per fit, both fits in the one run
-    assert second.best_test_loss < first.best_test_loss  # it continued from the saved weights
-    assert client.get_run(logger.run_id).data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(second.best_test_loss)
-
-
-def test_resume_needs_a_run_id(tmp_path: Path) -> None:
-    from transfer_laws.lightning_modules import GPT, CheckpointError, save_checkpoint
-
-    folder = save_checkpoint(GPT(CONFIG), tmp_path / "ckpt")
-    with pytest.raises(CheckpointError, match="carries no MLflow run id"):
-        resume_logger(folder)
