@@ -74,7 +74,7 @@ class Arm:
     def train(self, cell: Cell) -> RunResult:
         return RunResult(f"f-{cell.n:g}-{cell.d_f:g}", "finetune", cell.n, cell.d_f, self.losses[(cell.n, cell.d_f)])
 
-    def fit(self, results: list[RunResult]):  # noqa: ANN201 - a TransferLaw
+    def fit(self, results: list[RunResult]):  # a TransferLaw
         try:
             law = fit_transfer_law(self.scratch + results, d_e_method=self.method, bootstrap=self.bootstrap,
                                    seed=self.seed)

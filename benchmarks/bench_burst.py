@@ -27,10 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from law_runs import finetune_grid, finetune_loss, land_finetunes, land_run, land_scratch_runs  # noqa: E402
+from law_runs import finetune_grid, finetune_loss, land_finetunes, land_run, land_scratch_runs
 
-from transfer_laws.registry.refit import TAG_INPUTS_DIGEST  # noqa: E402
-from transfer_laws.registry.schema import ROLE_FINETUNE, law_model_name  # noqa: E402
+from transfer_laws.registry.refit import TAG_INPUTS_DIGEST
+from transfer_laws.registry.schema import ROLE_FINETUNE, law_model_name
 
 
 def _digest(run_ids: list[str]) -> str:

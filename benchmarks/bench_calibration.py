@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from _fit_synth import TEXT_TO_PYTHON, irreducible_loss, kaplan_loss, synthetic_runs  # noqa: E402
+import numpy as np
+from _fit_synth import TEXT_TO_PYTHON, irreducible_loss, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.fit import FitError, fit_transfer_law  # noqa: E402
+from transfer_laws.registry.fit import FitError, fit_transfer_law
 
 FAMILIES = {"kaplan": kaplan_loss, "irreducible": irreducible_loss}
 GRIDS = {
@@ -100,11 +100,11 @@ def main() -> None:
             # Seeds differ between cells, so no two cells share a noise pattern (scaled or not).
             c = run_cell(family, grid, noise, args.seeds, args.bootstrap, args.method, 1000 * index,
                          args.heavy_tails)
-            fits = int(c["fits"])  # type: ignore[call-overload]
-            pooled["alpha"] += int(c["alpha_cover"])  # type: ignore[call-overload]
-            pooled["beta"] += int(c["beta_cover"])  # type: ignore[call-overload]
+            fits = int(c["fits"])
+            pooled["alpha"] += int(c["alpha_cover"])
+            pooled["beta"] += int(c["beta_cover"])
             pooled["n"] += fits
-            chosen = ", ".join(f"{k} {v}" for k, v in sorted(c["chosen"].items()))  # type: ignore[union-attr]
+            chosen = ", ".join(f"{k} {v}" for k, v in sorted(c["chosen"].items()))
             print(f"| {family} | {grid} | {noise:.1%} | {fits} | {c['alpha_rmse']:.4f} | {c['beta_rmse']:.4f} | "
                   f"{c['alpha_bias']:+.4f} | {c['beta_bias']:+.4f} | {c['alpha_cover']}/{fits} | "
                   f"{c['beta_cover']}/{fits} | {c['alpha_width_ratio']:.2f} | {c['beta_width_ratio']:.2f} | "

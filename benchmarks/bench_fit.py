@@ -21,12 +21,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _fit_synth import TEXT_TO_PYTHON, kaplan_loss  # noqa: E402
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss
 
-from transfer_laws.registry.fit import RunResult, fit_transfer_law  # noqa: E402
+from transfer_laws.registry.fit import RunResult, fit_transfer_law
 
 N_LEVELS = (1e6, 3e6, 1e7, 3e7, 1e8)
 
@@ -47,7 +47,7 @@ def make_runs(total: int, seed: int = 0) -> list[RunResult]:
     return runs
 
 
-def best_of(fn, repeat: int = 3) -> float:  # noqa: ANN001
+def best_of(fn, repeat: int = 3) -> float:
     """Least CPU seconds of this process over ``repeat`` calls: on a shared machine, wall time mostly measures the
     other processes (one thread here, so CPU time is what the call would take on an idle core)."""
     times = []

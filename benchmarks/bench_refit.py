@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from law_runs import LAW, land_finetunes, land_run, land_scratch_runs  # noqa: E402
+from law_runs import LAW, land_finetunes, land_run, land_scratch_runs
 
-from transfer_laws.registry.refit import refit_after_run  # noqa: E402
-from transfer_laws.registry.schema import ROLE_FINETUNE  # noqa: E402
+from transfer_laws.registry.refit import refit_after_run
+from transfer_laws.registry.schema import ROLE_FINETUNE
 
 
 def _p95(values: list[float]) -> float:

@@ -260,7 +260,7 @@ def dataset_docs(path: str, infos: list[SourceInfo], text_column: str = "text") 
         loaded = datasets.concatenate_datasets([loaded[k] for k in sorted(loaded)])
     if text_column not in loaded.column_names:
         raise CorpusError(f"dataset {path} has no {text_column!r} column (columns: {loaded.column_names})")
-    fingerprint = {"fingerprint": loaded._fingerprint}  # noqa: SLF001 - datasets' content identity
+    fingerprint = {"fingerprint": loaded._fingerprint}  # datasets' content identity
     infos.append(SourceInfo("datasets", datasets.__version__, path, len(loaded), 0, fingerprint))
     for i, text in enumerate(loaded[text_column]):
         yield RawDoc(f"datasets/{i:08d}", "datasets", (text or "").encode("utf-8"))

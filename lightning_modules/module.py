@@ -126,7 +126,7 @@ class TransferLM(L.LightningModule):
             self._read_finite()
         # Log only on the steps Lightning sends to the logger: self.log costs ~0.1-0.5 ms, which a 1e5-parameter
         # model on a CPU notices, and on_step values logged between flushes are dropped anyway.
-        if last_micro_batch and self.trainer._logger_connector.should_update_logs:  # noqa: SLF001 - its flush rule
+        if last_micro_batch and self.trainer._logger_connector.should_update_logs:  # its flush rule
             self.log(METRIC_TRAIN_LOSS, loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
             self._log_throughput()
         return loss

@@ -53,7 +53,7 @@ def _exempt_webhook_route() -> None:
                     "that lets MLflow's webhook deliveries through", ROUTE)
         return
     if ROUTE not in prefixes:
-        auth._UNPROTECTED_PATH_PREFIXES = (*prefixes, ROUTE)  # noqa: SLF001 - read on every request
+        auth._UNPROTECTED_PATH_PREFIXES = (*prefixes, ROUTE)  # read on every request
 
 
 def create_app() -> Any:

@@ -138,7 +138,7 @@ class TransferFactsCallback(L.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, MLFlowLogger):
                     self.run_id = logger.run_id
-                    self.tracking_uri = self.tracking_uri or logger._tracking_uri  # noqa: SLF001 - its store
+                    self.tracking_uri = self.tracking_uri or logger._tracking_uri  # its store
                     break
         if self.run_id is None:
             import mlflow
@@ -154,7 +154,7 @@ class TransferFactsCallback(L.Callback):
             try:
                 write_group(self._mlflow_client(), self.run_id, group)
                 return True
-            except Exception as exc:  # noqa: BLE001 - any failure to reach the store is retried, then kept
+            except Exception as exc:  # any failure to reach the store is retried, then kept
                 error = exc
                 if attempt + 1 < self.attempts:
                     time.sleep(self.retry_wait_s * (attempt + 1))
@@ -166,7 +166,7 @@ class TransferFactsCallback(L.Callback):
         """The laws a scratch run on ``target`` serves, as far as the registry knows them now (best effort)."""
         try:
             return target_laws(self._mlflow_client(), target)
-        except Exception as exc:  # noqa: BLE001 - a registry hiccup must not cost the run its facts
+        except Exception as exc:  # a registry hiccup must not cost the run its facts
             warnings.warn(f"could not list the laws of target {target!r}: {exc}", stacklevel=2)
             return []
 

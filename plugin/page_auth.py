@@ -26,8 +26,8 @@ def _can_refit() -> bool:
     except ValueError:
         return True  # the page answers 400 for a malformed law and changes nothing
     try:
-        return bool(auth._get_registered_model_permission(name).can_update)  # noqa: SLF001 - MLflow's own rule
-    except Exception:  # noqa: BLE001 - no such model yet: only admins (checked before validators) may create it
+        return bool(auth._get_registered_model_permission(name).can_update)  # MLflow's own rule
+    except Exception:  # no such model yet: only admins (checked before validators) may create it
         return False
 
 

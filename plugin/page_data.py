@@ -166,7 +166,7 @@ def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str
         try:
             with open(_download_report(client, run_id, dst)) as f:
                 report = json.load(f)
-        except Exception:  # noqa: BLE001 - a version without a report (or unreachable store) shows no exclusions
+        except Exception:  # a version without a report (or unreachable store) shows no exclusions
             return []
     pairs = list((report.get("excluded_by_reader") or {}).items()) + list(report.get("excluded_by_fit") or [])
     return [{"run_id": str(rid), "reason": str(reason)} for rid, reason in pairs]
@@ -184,7 +184,7 @@ def _shown_version(client: Any, name: str) -> tuple[Any | None, int]:
         return None, 0
     try:
         shown = client.get_model_version_by_alias(name, schema.LAW_ALIAS)
-    except Exception:  # noqa: BLE001 - no alias yet: show the newest version
+    except Exception:  # no alias yet: show the newest version
         shown = max(versions, key=lambda v: int(v.version))
     return shown, len(versions)
 
@@ -216,6 +216,6 @@ def collect_laws(client: Any) -> list[LawView]:
     for model in models:
         try:
             views.append(law_view(client, model.name))
-        except Exception:  # noqa: BLE001 - one crafted or broken model (e.g. a quote in its name) must not hide the rest
+        except Exception:  # one crafted or broken model (e.g. a quote in its name) must not hide the rest
             log.warning("law page: skipping registered model %r", model.name, exc_info=True)
     return sorted(views, key=lambda view: view.law)

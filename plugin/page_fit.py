@@ -112,7 +112,7 @@ def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
     try:
         metrics, run_id, _ = _source_metrics(client, mv)
         n_runs = client.get_run(run_id).data.params.get("n_runs") if run_id else None
-    except Exception:  # noqa: BLE001 - a version whose run is gone still has a row, without numbers
+    except Exception:  # a version whose run is gone still has a row, without numbers
         metrics, run_id, n_runs = {}, None, None
     row = VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),
                      params={p: metrics.get(p) for p in PARAMS}, intervals=_intervals(metrics),
@@ -132,7 +132,7 @@ def fit_view(client: Any, view: LawView) -> FitView:
         return FitView(fit=None, history=rows, error="no version yet" if view.version is None else "no refit run")
     try:
         fit = load_fit(client, view.source_run_id)
-    except Exception:  # noqa: BLE001 - an old or foreign version: the page still shows its numbers and runs
+    except Exception:  # an old or foreign version: the page still shows its numbers and runs
         log.warning("law page: no readable fit on run %s", view.source_run_id, exc_info=True)
         return FitView(fit=None, history=rows, error=f"its refit run has no readable {FIT_FOLDER}/ folder "
                                                      f"({' + '.join(FIT_FILES)})")

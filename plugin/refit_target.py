@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 TARGET_ENV = "TRANSFER_LAWS_SERVER_URI"
 _STATIC_PREFIX_ENV = "_MLFLOW_STATIC_PREFIX"  # set by `mlflow server --static-prefix` for its workers
-_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104 - hosts to replace, not to bind
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # hosts to replace, not to bind
 
 
 def _option(argv: Sequence[str], *names: str) -> str | None:

@@ -41,7 +41,7 @@ class TransferRunContextProvider:
     def tags(self) -> dict[str, str]:
         try:
             return collect_tags()
-        except Exception as exc:  # noqa: BLE001 - a tagging problem must never fail the user's run
+        except Exception as exc:  # a tagging problem must never fail the user's run
             message = f"{type(exc).__name__}: {exc}"[:500]
             warnings.warn(f"transfer-laws run context provider failed: {message}", stacklevel=2)
             return {TAG_PLUGIN_ERROR: message}

@@ -185,7 +185,7 @@ def _describe(client: Any, model_id: str, name: str, version: int) -> None:
     try:
         link_logged_model(client, model_id, name, version)
         update_checkpoint_lineage(client, f"models:/{name}/{version}")
-    except Exception as exc:  # noqa: BLE001 - descriptions are a view of the registration, never a reason to undo it
+    except Exception as exc:  # descriptions are a view of the registration, never a reason to undo it
         warnings.warn(f"registered models:/{name}/{version} but could not describe it: {exc}", stacklevel=3)
 
 

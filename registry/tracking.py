@@ -52,7 +52,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(_health_request(url), timeout=timeout_s) as response:  # noqa: S310
+            with urllib.request.urlopen(_health_request(url), timeout=timeout_s) as response:
                 if response.status != 200:
                     raise TrackingError(f"tracking server {uri} answered {response.status} on /health")
         except (urllib.error.URLError, OSError) as exc:

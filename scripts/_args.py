@@ -57,7 +57,7 @@ def field_docs(cls: type) -> dict[str, str]:
             source = textwrap.dedent(inspect.getsource(klass))
         except (OSError, TypeError):
             continue
-        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        body = ast.parse(source).body[0].body
         for node, following in zip(body, body[1:], strict=False):
             if (
                 isinstance(node, ast.AnnAssign)
@@ -172,8 +172,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return dataclasses.MISSING
 
 

@@ -192,7 +192,7 @@ def _mark_failed(logger: Any, reason: str) -> None:
     """Record why a run failed; the logger has already ended it as FAILED, or we do it here."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=logger._tracking_uri)  # noqa: SLF001 - the logger's own store
+    client = MlflowClient(tracking_uri=logger._tracking_uri)  # the logger's own store
     client.set_tag(logger.run_id, TAG_FAILURE, reason[:5000])
     if client.get_run(logger.run_id).info.status == "RUNNING":
         client.set_terminated(logger.run_id, "FAILED")

@@ -97,7 +97,7 @@ def _missing_extra(name: str, exc: ModuleNotFoundError) -> UserError:
                      "pip install 'mlflow-transfer-laws[train]'")
 
 
-def _module(name: str):  # noqa: ANN202 - a module
+def _module(name: str):  # a module
     try:
         return importlib.import_module(f"transfer_laws.scripts.{COMMANDS[name].module}")
     except ModuleNotFoundError as exc:
@@ -123,8 +123,8 @@ def _one_line_errors(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) 
         sys.exit(2)
 
     parser.error = error
-    for action in parser._actions:  # noqa: SLF001 - argparse keeps subparsers here
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:  # argparse keeps subparsers here
+        if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _one_line_errors(sub, argv)
 
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"transfer-laws {namespace.command}: terminated (SIGTERM); the run is marked FAILED\n")
             return EXIT_TERMINATED
         raise
-    except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns errors into one line
+    except Exception as exc:  # the CLI's one place that turns errors into one line
         if verbose:
             traceback.print_exc()
         sys.stderr.write(f"transfer-laws {namespace.command}: error: {redact(_describe(exc))}\n")

@@ -64,7 +64,7 @@ def resolve_version(client: Any, uri: str) -> Any:
 
     try:
         name, version, alias = parse_model_uri(uri)
-    except Exception as exc:  # noqa: BLE001 - a CheckpointError or ValueError: either way the URI is malformed
+    except Exception as exc:  # a CheckpointError or ValueError: either way the URI is malformed
         raise BadInput(str(exc)) from None
     try:
         return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)

@@ -194,7 +194,7 @@ def refit_cli(
                 result = replace(result, fit=_version_fit(uri, law, result.version))
     except (ValueError, TrackingError) as exc:
         return emit_error("bad_input", str(exc), EXIT_BAD_INPUT)
-    except Exception as exc:  # noqa: BLE001 - CI must get a document and a documented code, not a traceback
+    except Exception as exc:  # CI must get a document and a documented code, not a traceback
         first = (str(exc).strip().splitlines() or [""])[0]  # one line: SQLAlchemy appends the SQL and a link
         return emit_error("error", f"{type(exc).__name__}: {first}".rstrip(": "), EXIT_ERROR)
     drift = _moves(result, previous, gates)

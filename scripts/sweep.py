@@ -170,7 +170,7 @@ def _cell_of(trial: Any) -> Cell | None:
     """The cell a trial runs; None for a trial that was not enqueued (``trial``: a live Trial or a FrozenTrial)."""
     attrs = getattr(trial, "system_attrs", None)
     if attrs is None:  # a live Trial keeps its attributes in the storage
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001 - Optuna has no public getter
+        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # Optuna has no public getter
     fixed = attrs.get("fixed_params")
     if not fixed or set(fixed) != set(CELL_KEYS):
         return None

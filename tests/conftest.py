@@ -28,7 +28,7 @@ class ServerStack:
     """The bucket the MLflow server stores artifacts in."""
     server_log: str | None
 
-    def s3_client(self):  # noqa: ANN201 - boto3 client
+    def s3_client(self):  # boto3 client
         import boto3
 
         return boto3.client("s3", endpoint_url=self.s3_endpoint)

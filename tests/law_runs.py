@@ -62,7 +62,7 @@ def checkpoint_parent(client: MlflowClient, experiment_id: str) -> tuple[str, st
         client.set_terminated(pretrain, "FINISHED")
         try:
             client.create_registered_model(PARENT_CHECKPOINT)
-        except Exception:  # noqa: BLE001 - another experiment of this store registered it already
+        except Exception:  # another experiment of this store registered it already
             pass
         version = client.create_model_version(PARENT_CHECKPOINT, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
         _parents[key] = (f"models:/{PARENT_CHECKPOINT}/{version.version}", pretrain)

@@ -99,7 +99,7 @@ def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
         return RunResult(f"f{cell.n:g}-{cell.d_f:g}", "finetune", cell.n, cell.d_f,
                          kaplan(cell.n, cell.d_f + K * cell.d_f**ALPHA * cell.n**BETA))
 
-    def fit(results: list[RunResult]):  # noqa: ANN202 - a TransferLaw
+    def fit(results: list[RunResult]):  # a TransferLaw
         try:
             return fit_transfer_law(scratch + results, bootstrap=50)
         except FitError as exc:

@@ -14,7 +14,7 @@ from transfer_laws.scripts import cli
 
 
 def test_refit_json_on_a_server_is_one_document_and_hides_the_password(
-    server_stack, capsys: pytest.CaptureFixture[str]  # noqa: ANN001 - the conftest's ServerStack
+    server_stack, capsys: pytest.CaptureFixture[str]  # the conftest's ServerStack
 ) -> None:
     from law_runs import land_finetunes, land_scratch_runs
     from mlflow import MlflowClient

@@ -180,7 +180,7 @@ def _parse_cli(service: dict[str, Any], command: list[str] | None = None) -> tup
     namespace = cli.build_parser(argv[1:]).parse_args(argv[1:])
     config = _host_path(service, str(namespace.config)) if namespace.config else None
     assert config is None or config.is_file(), f"{namespace.config} is not shipped ({config})"
-    return argv, cli.parse_namespace(cli._args_class(argv[1]), namespace, config)  # noqa: SLF001
+    return argv, cli.parse_namespace(cli._args_class(argv[1]), namespace, config)
 
 
 @pytest.mark.parametrize(("service", "subcommand"), [("watch", "watch"), ("sweep-worker", "sweep")])

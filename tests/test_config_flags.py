@@ -72,14 +72,14 @@ def _distinct_text(action: argparse.Action, index: int, default: Any) -> str:
 
 def _flags(command: str) -> dict[str, argparse.Action]:
     parser = cli.build_parser([command])
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]  # noqa: SLF001
-    return {a.option_strings[0]: a for a in sub._actions  # noqa: SLF001
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.option_strings[0]: a for a in sub._actions
             if a.option_strings and a.dest not in ("help", "config", "verbose")}
 
 
 def _parse(command: str, argv: list[str]) -> Any:
     full = [command, *argv]
-    return cli.parse_namespace(cli._args_class(command), cli.build_parser(full).parse_args(full))  # noqa: SLF001
+    return cli.parse_namespace(cli._args_class(command), cli.build_parser(full).parse_args(full))
 
 
 def _field(args: Any, dest: str) -> Any:

@@ -165,7 +165,7 @@ def test_streams_span_many_arrow_chunks(setup: tuple[Path, TokenizerInfo], tmp_p
     dm = TokenDataModule(DataConfig(corpus_dir=tmp_path / "c", tokenizer_dir=setup[1].path, context_length=CONTEXT,
                                     test_tokens=None))
     dm.setup("fit")
-    assert len(dm._tokenised("train", tok, tok.eos_token_id).ids) > 1  # noqa: SLF001 - the case under test
+    assert len(dm._tokenised("train", tok, tok.eos_token_id).ids) > 1  # the case under test
 
     def docs(split: str) -> list[list[int]]:
         texts = [json.loads(line)["text"] for line in (tmp_path / "c" / f"{split}.jsonl").read_text().splitlines()]

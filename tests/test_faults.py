@@ -87,7 +87,7 @@ def _assert_versions_sound(client: MlflowClient, law: str) -> list[set[str]]:
 
 
 @pytest.fixture
-def seeded(server_stack) -> dict[str, Any]:  # noqa: ANN001
+def seeded(server_stack) -> dict[str, Any]:
     """A law of its own with its scratch curves and 12 fine-tunes, written straight into the backend store (no
     REST call, so the hook refits nothing yet)."""
     uri = server_stack.tracking_uri
@@ -173,7 +173,7 @@ def test_a_poisoned_run_and_crafted_model_names_block_nothing(seeded: dict[str, 
     for name in ("transfer-law-nodash", "transfer-law-q'uote-to-python"):
         try:
             client.create_registered_model(name)
-        except Exception:  # noqa: BLE001 - created by an earlier test of this session
+        except Exception:  # created by an earlier test of this session
             pass
     poisoned = client.create_run(seeded["experiment"]).info.run_id
     client.log_batch(poisoned, params=[Param("N", "inf"), Param("D_F_tokens", "1e400")])
@@ -188,11 +188,11 @@ def test_a_poisoned_run_and_crafted_model_names_block_nothing(seeded: dict[str, 
         report = json.loads(Path(client.download_artifacts(version.run_id, INPUTS_ARTIFACT, tmp)).read_text())
     assert "finite" in report["excluded_by_reader"][poisoned] and good in report["input_run_ids"]
     for path in ("/transfer-laws/", "/transfer-laws/api/laws"):
-        with urllib.request.urlopen(uri + path, timeout=60) as page:  # noqa: S310 - test server
+        with urllib.request.urlopen(uri + path, timeout=60) as page:  # test server
             assert page.status == 200
             body = page.read().decode()
         assert law in body
-    laws = json.loads(urllib.request.urlopen(uri + "/transfer-laws/api/laws", timeout=60).read())["laws"]  # noqa: S310
+    laws = json.loads(urllib.request.urlopen(uri + "/transfer-laws/api/laws", timeout=60).read())["laws"]
     assert {v["law"] for v in laws} >= {law}
     results = watch(uri, interval_s=0, max_iterations=1, bootstrap=20, plots=False)
     assert all(r.law != "q'uote-to-python" for r in results)
@@ -208,7 +208,7 @@ def _raw(uri: str, head: str, body: bytes = b"", read_timeout_s: float = 20) -> 
 
 
 @pytest.mark.server
-def test_oversized_and_forged_deliveries_are_refused_before_the_body_is_read(server_stack) -> None:  # noqa: ANN001
+def test_oversized_and_forged_deliveries_are_refused_before_the_body_is_read(server_stack) -> None:
     uri, secret = server_stack.tracking_uri, os.environ["TL_WEBHOOK_SECRET"]
     stamp, delivery = str(int(time.time())), str(uuid.uuid4())
     small = b'{"entity": "model_version", "action": "created", "data": {}}'
@@ -327,7 +327,7 @@ def _start_server(backend: str, port: int, log: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 180
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)  # noqa: S310 - test server
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)  # test server
             return proc
         except (urllib.error.URLError, OSError):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -342,7 +342,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_a_landing_pending_when_the_server_dies_is_refitted_after_restart(server_stack, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_landing_pending_when_the_server_dies_is_refitted_after_restart(server_stack, tmp_path: Path) -> None:
     import psycopg2
 
     database = f"crash_{uuid.uuid4().hex[:8]}"

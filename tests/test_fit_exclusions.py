@@ -17,7 +17,7 @@ K, ALPHA, BETA = TEXT_TO_PYTHON
 
 
 def _ft(run_id: str, n: float, d_f: float, loss: float, **kw: object) -> RunResult:
-    return RunResult(run_id, kw.pop("role", "finetune"), n, d_f, loss, **kw)  # type: ignore[arg-type]
+    return RunResult(run_id, kw.pop("role", "finetune"), n, d_f, loss, **kw)
 
 
 def _fine_loss(n: float, d_f: float) -> float:
@@ -27,8 +27,8 @@ def _fine_loss(n: float, d_f: float) -> float:
 BAD = {
     "dup": (GOOD[0], t.R_DUPLICATE),  # same run_id as the first scratch run
     "role": (_ft("role", 1e8, 1e4, 3.0, role="teacher"), t.R_ROLE),
-    "missing-n": (_ft("missing-n", None, 1e4, 3.0), t.R_MISSING),  # type: ignore[arg-type]
-    "text-n": (_ft("text-n", "big", 1e4, 3.0), t.R_MISSING),  # type: ignore[arg-type]
+    "missing-n": (_ft("missing-n", None, 1e4, 3.0), t.R_MISSING),
+    "text-n": (_ft("text-n", "big", 1e4, 3.0), t.R_MISSING),
     "nan": (_ft("nan", 1e8, 1e4, math.nan), t.R_NONFINITE),
     "inf": (_ft("inf", 1e8, 1e4, math.inf), t.R_NONFINITE),
     "negative": (_ft("negative", 1e8, 1e4, -1.0), t.R_NONPOSITIVE_LOSS),
@@ -142,7 +142,7 @@ def test_tiny_demo_grid_fits_with_warnings() -> None:
                                     {"bootstrap": -1}])
 def test_bad_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        fit_transfer_law(GOOD, **kwargs)  # type: ignore[arg-type]
+        fit_transfer_law(GOOD, **kwargs)
 
 
 def test_still_falling_scratch_curves_do_not_set_the_low_data_cutoff() -> None:

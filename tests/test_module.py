@@ -107,7 +107,7 @@ def test_tokens_seen_and_final_evaluation(loaders: tuple[DataLoader, DataLoader]
     trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
     assert module.tokens_seen == 7 * 8 * CONTEXT
     assert len(history.test_losses) == 1  # the in-loop one at step 5
-    assert module._last_eval_step == 7  # noqa: SLF001 - the final evaluation ran
+    assert module._last_eval_step == 7  # the final evaluation ran
     assert module.evaluate(test) == pytest.approx(module.best_test_loss, rel=1e-6)
     # A user callback (the MLflow facts callback) reading the result at on_train_end sees the final values.
     assert reader.seen == (module.best_test_loss, module.best_step)

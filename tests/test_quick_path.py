@@ -38,7 +38,7 @@ def quick_demo(server_stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"experiment": experiment, "checkpoint": f"pretrained-text-{home.name}", "home": Path(home)}
 
 
-def _client(server_stack):  # noqa: ANN202
+def _client(server_stack):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=server_stack.tracking_uri, registry_uri=server_stack.tracking_uri)

@@ -54,7 +54,7 @@ def _idle(client: MlflowClient, law: str, quiet_s: float = 20) -> list:
         time.sleep(1)
 
 
-def test_a_run_ending_over_rest_yields_a_version_with_its_artifacts_in_s3(server_stack) -> None:  # noqa: ANN001
+def test_a_run_ending_over_rest_yields_a_version_with_its_artifacts_in_s3(server_stack) -> None:
     uri = server_stack.tracking_uri
     client = MlflowClient(uri, uri)
     law = _law()
@@ -73,7 +73,7 @@ def test_a_run_ending_over_rest_yields_a_version_with_its_artifacts_in_s3(server
     assert any(mv.run_id in k and "/fit/" in k for k in keys)
 
 
-def test_burst_of_50_coalesces_and_racing_processes_add_no_duplicate(server_stack) -> None:  # noqa: ANN001
+def test_burst_of_50_coalesces_and_racing_processes_add_no_duplicate(server_stack) -> None:
     uri = server_stack.tracking_uri
     client = MlflowClient(uri, uri)
     law = _law()
@@ -99,13 +99,13 @@ def test_burst_of_50_coalesces_and_racing_processes_add_no_duplicate(server_stac
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - test server
+        with urllib.request.urlopen(request, timeout=10) as response:  # test server
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
 
 
-def test_webhook_endpoint_on_the_server(server_stack) -> None:  # noqa: ANN001
+def test_webhook_endpoint_on_the_server(server_stack) -> None:
     secret = os.environ.get("TL_WEBHOOK_SECRET")
     if not secret:
         pytest.skip("TL_WEBHOOK_SECRET not exported by .ci/services.sh")

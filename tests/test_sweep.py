@@ -85,7 +85,7 @@ def test_a_crashed_trial_is_retried_and_a_failed_one_is_not(tmp_path: Path) -> N
     enqueue_cells(study, cells)
     # A worker takes a cell, beats once and dies (no tell, no further heartbeats).
     crashed = study.ask()
-    study._storage.record_heartbeat(crashed._trial_id)  # noqa: SLF001 - what Optuna's heartbeat thread does
+    study._storage.record_heartbeat(crashed._trial_id)  # what Optuna's heartbeat thread does
     time.sleep(4.0)  # past the 2 s grace period with margin (heartbeat times are coarse)
 
     def trainer(cell: Cell, number: int) -> tuple[str, float]:
@@ -95,7 +95,7 @@ def test_a_crashed_trial_is_retried_and_a_failed_one_is_not(tmp_path: Path) -> N
 
     assert run_worker(open_study("r", storage, heartbeat_s=1, grace_s=2), trainer, progress=False) == 3
     trials = study.get_trials()
-    assert study._storage.get_trial(crashed._trial_id).state == TrialState.FAIL  # noqa: SLF001
+    assert study._storage.get_trial(crashed._trial_id).state == TrialState.FAIL
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == crashed.number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     by_state = Counter(t.state for t in trials)

@@ -93,7 +93,7 @@ def test_oversized_bodies_get_413_before_they_are_read(served: tuple) -> None:
         (lambda b, h: h.update(_headers(b, ts=int(time.time()) + 400)), 401, "stale"),
     ],
 )
-def test_forged_or_stale_deliveries_are_rejected(served: tuple, mutate, status: int, reason: str) -> None:  # noqa: ANN001
+def test_forged_or_stale_deliveries_are_rejected(served: tuple, mutate, status: int, reason: str) -> None:
     client, queued = served
     body = _event()
     headers = _headers(body)

@@ -114,5 +114,5 @@ def choose(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) -> Candidate
     else:
         # Nothing could be held out (at most two runs per N): the Kaplan form when it could be fitted.
         chosen = "kaplan" if "kaplan" in fits else "interpolate"
-    return Candidates(kaplan=fits.get("kaplan"), irreducible=fits.get("irreducible"),  # type: ignore[arg-type]
+    return Candidates(kaplan=fits.get("kaplan"), irreducible=fits.get("irreducible"),
                       cv_error=cv, chosen=chosen)
