@@ -43,13 +43,13 @@ def landed_run_id(path: str, method: str, status_code: int, body: Any) -> str | 
 
 
 def _default_enqueue(run_id: str, server_uri: str) -> None:
-    from transfer_laws.registry.refit import get_service
+    from transfer_laws.registry.refit_service import get_service
 
     get_service(server_uri).enqueue_run(run_id)
 
 
 def _start_sweep(server_uri: str) -> None:
-    from transfer_laws.registry.refit import get_service, sweep_on_start
+    from transfer_laws.registry.refit_service import get_service, sweep_on_start
 
     sweep_on_start(get_service(server_uri))
 

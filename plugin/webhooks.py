@@ -126,7 +126,8 @@ def laws_of_checkpoint(client: Any, name: str, version: str) -> list[str]:
 
 
 def _default_enqueue(name: str, version: str, server_uri: str) -> None:
-    from transfer_laws.registry.refit import _client, get_service
+    from transfer_laws.registry.refit import _client
+    from transfer_laws.registry.refit_service import get_service
 
     get_service(server_uri).enqueue_resolver(lambda: laws_of_checkpoint(_client(server_uri), name, version))
 

@@ -25,8 +25,8 @@ class Args:
 
 
 def run(args: Args) -> int:
-    from transfer_laws.registry.refit import watch
     from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.registry.watch import watch
 
     uri = use_tracking_uri(args.tracking_uri)
     print(f"watching {uri} every {args.interval_s:g}s", flush=True)

@@ -167,7 +167,7 @@ def test_a_hostile_host_header_sends_the_refit_nowhere_but_the_server(seeded: di
 def test_a_poisoned_run_and_crafted_model_names_block_nothing(seeded: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    from transfer_laws.registry.refit import watch
+    from transfer_laws.registry.watch import watch
 
     client, law, uri = seeded["client"], seeded["law"], seeded["uri"]
     for name in ("transfer-law-nodash", "transfer-law-q'uote-to-python"):
@@ -375,7 +375,7 @@ def test_a_landing_pending_when_the_server_dies_is_refitted_after_restart(server
 def test_watch_decides_coverage_by_run_ids_not_clocks(sqlite_uri: str) -> None:
     """A run ended by a client whose clock is behind is still refitted; a run the reader excludes, or a law that
     cannot be fitted, is refitted once, not on every poll."""
-    from transfer_laws.registry.refit import watch
+    from transfer_laws.registry.watch import watch
 
     client = MlflowClient(sqlite_uri, sqlite_uri)
     experiment = client.create_experiment("runs")
