@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _HOMES: dict[str, str] = {
-    **dict.fromkeys(("flops_per_token", "mfu", "peak_flops"), "mfu"),
+    **dict.fromkeys(("flops_per_token", "mfu", "peak_flops"), "flops"),
     **dict.fromkeys(("GPT", "PRESETS", "CheckpointError", "GPTConfig", "load_checkpoint", "non_embedding_params",
                      "preset", "save_checkpoint", "total_params"), "model"),
     **dict.fromkeys(("OptimConfig", "TrainConfig"), "config"),

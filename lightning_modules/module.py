@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from transfer_laws.lightning_modules.config import OptimConfig
-from transfer_laws.lightning_modules.mfu import mfu, peak_flops
+from transfer_laws.lightning_modules.flops import mfu, peak_flops
 from transfer_laws.lightning_modules.model import (
     GPT,
     CheckpointError,

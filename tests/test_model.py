@@ -23,7 +23,7 @@ from transfer_laws.lightning_modules import (
     save_checkpoint,
     total_params,
 )
-from transfer_laws.lightning_modules.mfu import peak_flops_for_name
+from transfer_laws.lightning_modules.flops import peak_flops_for_name
 
 
 @pytest.mark.parametrize(("layers", "heads", "width"), [(1, 1, 32), (2, 2, 64), (3, 3, 96), (4, 4, 128)])
