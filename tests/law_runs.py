@@ -50,23 +50,24 @@ def finetune_loss(n: float, d_f: float) -> float:
 
 PARENT_CHECKPOINT = "synthetic-parent"
 """The registered checkpoint synthetic fine-tunes name as their parent (not a name tests register themselves)."""
-_parents: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def checkpoint_parent(client: MlflowClient, experiment_id: str) -> tuple[str, str]:
-    """``(models:/name/version, pretrain run id)`` of a registered checkpoint in this store, made once per store:
-    the reader only fits fine-tunes whose parent checkpoint the registry holds."""
-    key = (str(client.tracking_uri), experiment_id)
-    if key not in _parents:
-        pretrain = client.create_run(experiment_id, tags={TAG_ROLE: ROLE_PRETRAIN}).info.run_id
-        client.set_terminated(pretrain, "FINISHED")
-        try:
-            client.create_registered_model(PARENT_CHECKPOINT)
-        except Exception:  # another experiment of this store registered it already
-            pass
-        version = client.create_model_version(PARENT_CHECKPOINT, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
-        _parents[key] = (f"models:/{PARENT_CHECKPOINT}/{version.version}", pretrain)
-    return _parents[key]
+    """``(models:/name/version, pretrain run id)`` of the store's registered synthetic checkpoint, registered on first
+    use: the reader only fits fine-tunes whose parent checkpoint the registry holds. Looked up every time (a store
+    may be shared, and a user without write rights must still land fine-tunes under the existing parent)."""
+    found = client.search_model_versions(f"name = '{PARENT_CHECKPOINT}'")
+    if found:
+        version = min(found, key=lambda v: int(v.version))
+        return f"models:/{PARENT_CHECKPOINT}/{version.version}", version.run_id or ""
+    pretrain = client.create_run(experiment_id, tags={TAG_ROLE: ROLE_PRETRAIN}).info.run_id
+    client.set_terminated(pretrain, "FINISHED")
+    try:
+        client.create_registered_model(PARENT_CHECKPOINT)
+    except Exception:  # registered meanwhile by another client of this store
+        pass
+    version = client.create_model_version(PARENT_CHECKPOINT, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
+    return f"models:/{PARENT_CHECKPOINT}/{version.version}", pretrain
 
 
 def land_run(

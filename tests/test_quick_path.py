@@ -55,7 +55,9 @@ def test_runs_carry_tags_and_params(server_stack, quick_demo: dict) -> None:
     for r in runs:
         assert r.info.status == "FINISHED"
         assert int(r.data.params[schema.PARAM_N]) > 0
-        assert int(r.data.params[schema.PARAM_D_F_TOKENS]) > 0
+        tokens, chars = schema.data_params(r.data.tags[schema.TAG_ROLE])  # D_F only on fine-tunes
+        assert int(r.data.params[tokens]) > 0 and int(r.data.params[chars]) > 0
+        assert (schema.PARAM_D_F_TOKENS in r.data.params) == (r.data.tags[schema.TAG_ROLE] == schema.ROLE_FINETUNE)
         assert r.data.metrics[schema.METRIC_BEST_TEST_LOSS] > 0
         if r.data.tags[schema.TAG_ROLE] == schema.ROLE_FINETUNE:
             parent = r.data.tags[schema.TAG_PARENT]
