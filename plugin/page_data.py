@@ -122,25 +122,18 @@ def _row(run: Any) -> RunRow:
 
 def law_runs(client: Any, law: str) -> list[RunRow]:
     """Fine-tunes of ``law`` and scratch runs on its target, over every experiment, finished ones only."""
+    from transfer_laws.registry.reader import active_experiment_ids, law_filters, search_all_runs
+
     source, target = schema.parse_law(law)
     schema.law_name(source, target)  # only well-formed names reach the filters below (no quote can break them)
-    experiments = [e.experiment_id for e in client.search_experiments()]
+    experiments = active_experiment_ids(client)
     if not experiments:
         return []
-    filters = (
-        f"tags.`{schema.TAG_LAW}` = '{law}' and tags.`{schema.TAG_ROLE}` = '{schema.ROLE_FINETUNE}'",
-        f"tags.`{schema.TAG_TARGET}` = '{target}' and tags.`{schema.TAG_ROLE}` = '{schema.ROLE_SCRATCH}'",
-    )
-    rows = []
-    for flt in filters:
-        runs = client.search_runs(experiments, filter_string=f"{flt} and attributes.status = 'FINISHED'",
-                                  max_results=5000)
-        rows.extend(_row(run) for run in runs)
-    return rows
+    # The refit's own query: every page of every active experiment, so the page shows what the fit reads.
+    return [_row(run) for flt in law_filters(law) for run in search_all_runs(client, experiments, flt)]
 
 
-INPUTS_REPORT = "inputs.json"
-"""The refit run's report artifact: ``excluded_by_reader`` ({run_id: reason}) and ``excluded_by_fit`` (pairs)."""
+
 
 
 def _download_report(client: Any, run_id: str, dst: str) -> str:
@@ -148,11 +141,11 @@ def _download_report(client: Any, run_id: str, dst: str) -> str:
     proxied ``mlflow-artifacts:`` URIs, so those are read through the server's own artifact repository."""
     artifact_uri = client.get_run(run_id).info.artifact_uri or ""
     if not artifact_uri.startswith("mlflow-artifacts:"):
-        return client.download_artifacts(run_id, INPUTS_REPORT, dst)
+        return client.download_artifacts(run_id, schema.INPUTS_ARTIFACT, dst)
     from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
 
     relative = artifact_uri.split(":", 1)[1].lstrip("/")
-    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{relative}/{INPUTS_REPORT}", dst)
+    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{relative}/{schema.INPUTS_ARTIFACT}", dst)
 
 
 def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str]]:

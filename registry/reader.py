@@ -64,8 +64,6 @@ class LawInputs:
     """Usable runs, sorted by run id (so the same runs always give the same order)."""
     excluded: dict[str, str] = field(default_factory=dict)
     """Run id -> why the reader left it out."""
-    latest_end_time: int = 0
-    """Largest ``end_time`` (ms) among the runs read; the watch loop compares it with the latest version."""
 
     @property
     def run_ids(self) -> list[str]:
@@ -183,7 +181,6 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
     digests = Counter(r.data.tags.get(TAG_TOKENIZER) for r in runs if r.data.tags.get(TAG_TOKENIZER))
     majority = digests.most_common(1)[0][0] if digests else None
     for run in runs:
-        inputs.latest_end_time = max(inputs.latest_end_time, run.info.end_time or 0)
         digest = run.data.tags.get(TAG_TOKENIZER)
         if majority is not None and digest and digest != majority:
             inputs.excluded[run.info.run_id] = f"tokenizer digest {digest} differs from the law's {majority}"

@@ -45,6 +45,7 @@ from transfer_laws.registry.locks import (
 )
 from transfer_laws.registry.reader import LawInputs, laws_for_run, read_law_inputs, to_run_results
 from transfer_laws.registry.schema import (
+    INPUTS_ARTIFACT,
     LAW_ALIAS,
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 REFIT_EXPERIMENT = "transfer-laws-refits"
 PARAM_READ_AT = "inputs_read_at_ms"
 """Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
-INPUTS_ARTIFACT = "inputs.json"
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
 _SERVER_REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"  # set by `mlflow server` for its workers
 STATUS_SUPERSEDED = "superseded"

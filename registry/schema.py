@@ -111,6 +111,10 @@ CKPT_TAG_LINEAGE = "transfer.lineage"
 CKPT_LINEAGE_TAGS = (CKPT_TAG_FINETUNES, CKPT_TAG_LAST_FINETUNE, CKPT_TAG_LINEAGE)
 """Tags the plugin keeps current on a checkpoint version; setting them is no reason to refit."""
 
+# Artifacts of a law's refit run.
+INPUTS_ARTIFACT = "inputs.json"
+"""The refit report: input run ids, ``excluded_by_reader`` ({run_id: reason}), ``excluded_by_fit``, warnings, checks."""
+
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"
 LAW_TAG_LAW = "transfer.law"
