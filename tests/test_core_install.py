@@ -55,7 +55,7 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("core-store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)  # not a registry URI an earlier test left set in this process
     experiment = client.create_experiment(DEFAULT_EXPERIMENT, artifact_location=str(folder / "artifacts"))
     land_scratch_runs(client, experiment)
     land_finetunes(client, experiment, 12)
@@ -85,7 +85,7 @@ def test_core_refits_and_predicts(core_venv: Path, store: str, tmp_path: Path) -
     assert refit.returncode == 0, refit.stderr[-3000:]
     report = json.loads(refit.stdout)
     assert report["status"] == "registered" and report["version"] == "1"
-    assert MlflowClient(store).get_model_version(law_model_name(LAW), "1").status == "READY"
+    assert MlflowClient(store, registry_uri=store).get_model_version(law_model_name(LAW), "1").status == "READY"
     predict = _cli(core_venv, "predict", "--law", LAW, "--n", "1e6", "--d-f", "1e5", "--tracking-uri", store,
                    cwd=tmp_path)
     assert predict.returncode == 0, predict.stderr[-3000:]
