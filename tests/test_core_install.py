@@ -63,7 +63,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "VIRTUAL_ENV"))}
+    # mlflow.set_registry_uri() in earlier in-process tests exports MLFLOW_REGISTRY_URI: never pass it on.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_URI", "VIRTUAL_ENV"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     return env
 
