@@ -147,11 +147,11 @@ def test_fluent_active_run_gets_facts(sqlite_uri: str) -> None:
                                                           "`textwrap` (D)")
 
 
-def test_config_params_and_exact_names() -> None:
+def test_config_params_and_exact_names(tmp_path: Path) -> None:
     from dataclasses import replace
 
     config = resolved_config(optim=OptimConfig(lr=1e-4), train=replace(SHORT, max_time_s=None), role="scratch",
-                             data={"tokenizer_dir": "tok", "seed": 3, "corpus": "/home/u/corpus"})
+                             data={"tokenizer_dir": "tok", "seed": 3, "corpus": str(tmp_path / "corpus")})
     params = config_params(config)
     assert params["optim.lr"] == "0.0001" and params["train.max_time_s"] == "None" and "role" not in params
     assert params["data.seed"] == "3"
