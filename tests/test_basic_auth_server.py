@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import free_port, mlflow_server
 from law_runs import LAW, finetune_loss, land_finetunes, land_run, land_scratch_runs
 from mlflow import MlflowClient
 
@@ -33,12 +31,6 @@ BOT, BOT_PASSWORD = "refit-bot", "refit-bot-password-1"
 WEBHOOK_SECRET = "webhook-secret-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from cryptography.fernet import Fernet
@@ -49,7 +41,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                    f"admin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "_MLFLOW_SERVER"))}
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
                 "TRANSFER_LAWS_BASIC_AUTH": "1", "TRANSFER_LAWS_HOME": str(tmp_path / "server-home"),
@@ -60,26 +52,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "transfer-laws",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", backend,
            "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts")]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=5)
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the basic-auth server did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
+    with mlflow_server(cmd, port, env=env, cwd=tmp_path, log=log, what="the basic-auth server") as uri:
         yield {"uri": uri, "backend": backend, "artifacts": tmp_path / "artifacts", "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _press_refit(uri: str, user: str, password: str, law: str) -> tuple[int, dict[str, Any]]:

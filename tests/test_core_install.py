@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _servers import free_port, mlflow_server
 from law_runs import LAW, land_finetunes, land_scratch_runs
 from mlflow import MlflowClient
 
@@ -28,12 +27,6 @@ from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, law_model_name
 pytestmark = pytest.mark.slow  # builds a venv (~1 minute from pip's cache) and starts a server
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -107,30 +100,11 @@ def test_training_commands_name_the_extra(core_venv: Path, tmp_path: Path) -> No
 
 @pytest.fixture
 def core_server(core_venv: Path, store: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path / "server.log"
+    port = free_port()
     cmd = [str(core_venv / "bin" / "mlflow"), "server", "--app-name", "transfer-laws", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--backend-store-uri", store]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=_env(), stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=5)
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the core server did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
+    with mlflow_server(cmd, port, env=_env(), cwd=tmp_path, log=tmp_path / "server.log", what="the core server") as uri:
         yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_core_serves_the_law_page(core_server: str) -> None:
