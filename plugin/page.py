@@ -71,7 +71,7 @@ def _ui_links(root: str, view: LawView) -> dict[str, Any]:
 def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     """Fine-tunes grouped under the pretrained checkpoint version they started from; scratch runs last."""
     groups: dict[str, list[Any]] = {}
-    for run in sorted(view.runs, key=lambda r: (r.n or 0, r.d_f or 0)):
+    for run in sorted(view.runs, key=lambda r: (r.n_params, r.d_f_tokens)):
         key = run.parent or ("scratch (no checkpoint)" if run.role == schema.ROLE_SCRATCH else "unknown parent")
         groups.setdefault(key, []).append(run)
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))

@@ -12,33 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.registry import schema
+from transfer_laws.registry.records import RunResult
 
 PARAMS = ("k", "alpha", "beta")
 """The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
 log = logging.getLogger(__name__)
 _BOUND = re.compile(r"^(k|alpha|beta)[_.](lo|low|lower|hi|high|upper)$")
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One run the law is fitted from (a fine-tune) or compared against (a scratch run on the same target)."""
-
-    run_id: str
-    """MLflow run id."""
-    experiment_id: str
-    """The run's experiment (for its UI link)."""
-    name: str
-    """Run name."""
-    role: str
-    """``finetune`` or ``scratch`` (schema.ROLES)."""
-    n: float | None
-    """Non-embedding parameters N (schema.PARAM_N)."""
-    d_f: float | None
-    """Target-distribution tokens seen, D_F (schema.PARAM_D_F_TOKENS)."""
-    best_loss: float | None
-    """Best held-out test loss in nats/token (schema.METRIC_BEST_TEST_LOSS)."""
-    parent: str | None
-    """``models:/name/version`` of the pretrained checkpoint a fine-tune started from."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +43,10 @@ class LawView:
     """k, alpha, beta."""
     intervals: dict[str, list[float]]
     """Per parameter, ``[low, high]`` where the fit logged bounds."""
-    runs: list[RunRow] = field(default_factory=list)
-    """Fine-tunes tagged with this law and scratch runs on its target."""
+    runs: list[RunResult] = field(default_factory=list)
+    """Fine-tunes tagged with this law and scratch runs on its target that the refit reads."""
     excluded: list[dict[str, str]] = field(default_factory=list)
-    """Runs the fit left out, ``{"run_id", "reason"}``."""
+    """Runs left out, ``{"run_id", "reason"}``: by the reader now, and by the shown version's fit."""
 
 
 def _float(value: Any) -> float | None:
@@ -106,34 +85,15 @@ def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
     return {p: [b["lo"], b["hi"]] for p, b in bounds.items() if {"lo", "hi"} <= set(b)}
 
 
-def _row(run: Any) -> RunRow:
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    return RunRow(
-        run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id,
-        name=run.info.run_name or run.info.run_id[:8],
-        role=tags.get(schema.TAG_ROLE, ""),
-        n=_float(params.get(schema.PARAM_N)),
-        d_f=_float(schema.data_tokens(params, tags.get(schema.TAG_ROLE, ""))),  # scratch runs log D_tokens
-        best_loss=_float(metrics.get(schema.METRIC_BEST_TEST_LOSS)),
-        parent=tags.get(schema.TAG_PARENT),
-    )
-
-
-def law_runs(client: Any, law: str) -> list[RunRow]:
-    """Fine-tunes of ``law`` and scratch runs on its target, over every experiment, finished ones only."""
-    from transfer_laws.registry.reader import active_experiment_ids, law_filters, search_all_runs
+def law_runs(client: Any, law: str) -> tuple[list[RunResult], dict[str, str]]:
+    """The law's runs as the refit reads them (``read_law_inputs``: the same query, records and exclusions), so
+    the page lists exactly what the next fit will use; runs the reader leaves out come back with their reasons."""
+    from transfer_laws.registry.reader import read_law_inputs
 
     source, target = schema.parse_law(law)
-    schema.law_name(source, target)  # only well-formed names reach the filters below (no quote can break them)
-    experiments = active_experiment_ids(client)
-    if not experiments:
-        return []
-    # The refit's own query: every page of every active experiment, so the page shows what the fit reads.
-    return [_row(run) for flt in law_filters(law) for run in search_all_runs(client, experiments, flt)]
-
-
-
+    schema.law_name(source, target)  # only well-formed names reach the reader's filters (no quote can break them)
+    inputs = read_law_inputs(law, client)
+    return inputs.points, inputs.excluded
 
 
 def _download_report(client: Any, run_id: str, dst: str) -> str:
@@ -187,6 +147,10 @@ def law_view(client: Any, name: str) -> LawView:
     mv, count = _shown_version(client, name)
     law = (mv.tags.get(schema.LAW_TAG_LAW) if mv is not None else None) or name.removeprefix(schema.LAW_MODEL_PREFIX)
     metrics, run_id, experiment_id = _source_metrics(client, mv) if mv is not None else ({}, None, None)
+    runs, left_out_now = law_runs(client, law)
+    excluded = (_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else []
+    listed = {e["run_id"] for e in excluded}
+    excluded += [{"run_id": rid, "reason": why} for rid, why in sorted(left_out_now.items()) if rid not in listed]
     return LawView(
         law=law,
         model_name=name,
@@ -197,8 +161,8 @@ def law_view(client: Any, name: str) -> LawView:
         source_experiment_id=experiment_id,
         params={p: metrics.get(p) for p in PARAMS},
         intervals=_intervals(metrics),
-        runs=law_runs(client, law),
-        excluded=(_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else [],
+        runs=runs,
+        excluded=excluded,
     )
 
 

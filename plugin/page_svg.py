@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from transfer_laws.plugin.page_data import RunRow
 from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
+from transfer_laws.registry.records import RunResult
 
 GREY = "#5f7281"
 PAPER = TEXT_TO_PYTHON
@@ -23,23 +23,18 @@ def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
 
-def _label(run: RunRow, extra: str = "") -> str:
-    parts = [f"{run.role} {run.name}"]
-    if _finite(run.n):
-        parts.append(f"N={run.n:.3g}")
-    if _finite(run.d_f):
-        parts.append(f"D_F={run.d_f:.3g}")
-    if _finite(run.best_loss):
-        parts.append(f"loss={run.best_loss:.4f}")
+def _label(run: RunResult, extra: str = "") -> str:
+    parts = [f"{run.role} {run.name}", f"N={run.n_params:.3g}", f"D_F={run.d_f_tokens:.3g}",
+             f"loss={run.best_test_loss:.4f}"]
     return " \u00b7 ".join(parts) + (f" \u00b7 {extra}" if extra else "") + f" ({run.run_id})"
 
 
-def _attrs(run: RunRow, run_href: dict[str, str], extra: str = "") -> tuple[dict[str, str], str]:
+def _attrs(run: RunResult, run_href: dict[str, str], extra: str = "") -> tuple[dict[str, str], str]:
     label = _label(run, extra)
     return {"data-run-id": run.run_id, "data-href": run_href.get(run.run_id, ""), "data-label": label}, label
 
 
-def _marks(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> list[Any]:
+def _marks(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -> list[Any]:
     """Marks for the Figure-1 chart. With a fit, positions come from it (its unit, its D_F), so they sit on its
     curves; runs the version does not include are crosses; without one, the runs as MLflow has them."""
     from transfer_laws.registry.fit._plots import n_key
@@ -47,8 +42,8 @@ def _marks(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> lis
 
     by_id = {r.run_id: r for r in runs}
     if fit is None:
-        return [Mark(r.run_id, r.n, r.d_f, r.best_loss, "hollow" if r.role == schema.ROLE_SCRATCH else "filled",
-                     *_attrs(r, run_href)) for r in runs if _finite(r.n, r.d_f, r.best_loss)]
+        return [Mark(r.run_id, r.n_params, r.d_f_tokens, r.best_test_loss,
+                     "hollow" if r.role == schema.ROLE_SCRATCH else "filled", *_attrs(r, run_href)) for r in runs]
     marks, placed = [], set()
     for p in fit.points:
         run = by_id.get(p.run_id)
@@ -57,8 +52,7 @@ def _marks(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> lis
         marks.append(Mark(p.run_id, p.n, p.d_f, p.loss, "filled" if p.used else "cross", attrs, tip))
         placed.add(p.run_id)
     # Scratch runs: the fit keeps their numbers, not their ids; a run is matched by its size and its exact loss.
-    scratch = {(n_key(r.n), f"{r.best_loss:.9g}"): r for r in runs
-               if r.role == schema.ROLE_SCRATCH and _finite(r.n, r.best_loss)}
+    scratch = {(n_key(r.n_params), f"{r.best_test_loss:.9g}"): r for r in runs if r.role == schema.ROLE_SCRATCH}
     sc = fit.scratch
     for ln_n, ln_d, ln_l in zip(sc.log_n.tolist(), sc.log_d.tolist(), sc.log_l.tolist(), strict=True):
         n, loss = math.exp(ln_n), math.exp(ln_l)
@@ -69,13 +63,13 @@ def _marks(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> lis
             placed.add(run.run_id)
     if fit.settings.get("unit", "tokens") == "tokens":  # MLflow's D_F is in tokens: comparable with the fit's
         for r in runs:
-            if r.run_id not in placed and r.role == schema.ROLE_FINETUNE and _finite(r.n, r.d_f, r.best_loss):
-                marks.append(Mark(r.run_id, r.n, r.d_f, r.best_loss, "cross",
+            if r.run_id not in placed and r.role == schema.ROLE_FINETUNE:
+                marks.append(Mark(r.run_id, r.n_params, r.d_f_tokens, r.best_test_loss, "cross",
                                   *_attrs(r, run_href, "not in this version")))
     return marks
 
 
-def loss_svg(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> str:
+def loss_svg(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -> str:
     """Figure 1 of the paper on the law's runs: fitted scratch curves, fine-tunes, scratch runs, the D_T gap."""
     from transfer_laws.registry.fit._plots import unit_of
     from transfer_laws.registry.fit._svg_plots import loss_chart
@@ -84,7 +78,7 @@ def loss_svg(runs: list[RunRow], fit: Any | None, run_href: dict[str, str]) -> s
     return loss_chart(fit, _marks(runs, fit, run_href), unit, css_class="chart fit-plot")
 
 
-def d_t_svg(fit: Any, runs: list[RunRow], run_href: dict[str, str]) -> str:
+def d_t_svg(fit: Any, runs: list[RunResult], run_href: dict[str, str]) -> str:
     """D_T against D_F per N with the fitted lines and outlined 95% bands; points link to their runs."""
     from transfer_laws.registry.fit._svg_plots import d_t_chart
 

@@ -16,7 +16,7 @@ _LAZY = {
     "rank_next_runs": "transfer_laws.registry.advice",
     "FitError": "transfer_laws.registry.fit",
     "Prediction": "transfer_laws.registry.fit",
-    "RunResult": "transfer_laws.registry.fit",
+    "RunResult": "transfer_laws.registry.records",
     "TransferLaw": "transfer_laws.registry.fit",
     "fit_transfer_law": "transfer_laws.registry.fit",
     "plot_law": "transfer_laws.registry.fit",

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-FINETUNE = "finetune"
-SCRATCH = "scratch"
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
 DEFAULT_SIGMA = 0.3
 """Residual scale in ln D_T assumed when the fit has no spare degrees of freedom."""
 Z95 = 1.96
@@ -47,7 +47,7 @@ class Candidate:
     """N, non-embedding parameters."""
     d_f_tokens: float
     """D_F in tokens (for a scratch run: its dataset size D)."""
-    role: str = FINETUNE
+    role: str = ROLE_FINETUNE
     """``"finetune"`` or ``"scratch"``."""
     epochs: float = 1.0
     """Expected passes over the data before early stopping (compute = 6 * N * D_F * epochs)."""
@@ -106,7 +106,7 @@ def _same(a: float, b: float) -> bool:
 def _scratch_runs(law: Any) -> list[tuple[float, float]]:
     """(N, D) of the law's scratch runs, from ``law.runs`` (RunResult-like: role, n_params, d_f_tokens)."""
     return [(float(r.n_params), float(r.d_f_tokens)) for r in getattr(law, "runs", None) or []
-            if getattr(r, "role", None) == SCRATCH]
+            if getattr(r, "role", None) == ROLE_SCRATCH]
 
 
 def _rescued(points: Sequence[Any], scratch: list[tuple[float, float]], cand: Candidate) -> list[Any]:
@@ -137,8 +137,8 @@ def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: f
     if alpha_weight < 0 or beta_weight < 0 or alpha_weight + beta_weight == 0:
         raise ValueError("alpha_weight and beta_weight must be >= 0 and not both 0")
     for c in candidates:
-        if c.role not in (FINETUNE, SCRATCH):
-            raise ValueError(f"candidate role must be {FINETUNE!r} or {SCRATCH!r}, not {c.role!r}")
+        if c.role not in (ROLE_FINETUNE, ROLE_SCRATCH):
+            raise ValueError(f"candidate role must be {ROLE_FINETUNE!r} or {ROLE_SCRATCH!r}, not {c.role!r}")
         if not (c.n_params > 0 and c.d_f_tokens > 0 and c.epochs > 0):
             raise ValueError(f"candidate {c} needs positive N, D_F and epochs")
     points = list(getattr(law, "points", []) or [])
@@ -153,7 +153,7 @@ def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: f
     advice = []
     for cand in candidates:
         note = ""
-        if cand.role == FINETUNE:
+        if cand.role == ROLE_FINETUNE:
             if scratch and not any(_same(cand.n_params, n) for n in scratch_n):
                 rows, note = [], "no scratch runs at this N: its D_E cannot be computed (train scratch runs first)"
             else:

@@ -1,4 +1,5 @@
-"""MLflow runs -> fitter inputs: every finished run of a law, read with paginated ``search_runs``.
+"""MLflow runs -> run records (``registry.records.RunResult``): every finished run of a law, read with paginated
+``search_runs``. The refit fits these records and the law page lists them, so both show the same runs.
 
 A law ``<source>-to-<target>`` is measured by its fine-tunes (tag ``transfer.law``) against the scratch runs of
 its target (tag ``transfer.target``). ``N`` is the non-embedding parameter count the training callback logged
@@ -13,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
     LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
@@ -34,34 +36,14 @@ PAGE_SIZE = 10_000
 """Runs per ``search_runs`` page (the SQL store allows up to 50,000; servers page the same way)."""
 
 
-@dataclass(frozen=True)
-class RunPoint:
-    """One usable run: the fields of the fitter's ``RunResult``, read from MLflow."""
-
-    run_id: str
-    """MLflow run id."""
-    role: str
-    """``finetune`` or ``scratch``."""
-    n_params: int
-    """Non-embedding parameter count N (param ``N``)."""
-    d_f_tokens: int
-    """Target-distribution training tokens (param ``D_F_tokens``)."""
-    best_test_loss: float
-    """Best held-out loss over training, nats/token (metric ``best_test_loss``)."""
-    d_f_chars: int | None = None
-    """Characters behind ``d_f_tokens`` (param ``D_F_chars``), when logged."""
-    parent: str | None = None
-    """A fine-tune's registered checkpoint, ``models:/name/version`` (tag ``transfer.parent``)."""
-
-
 @dataclass
 class LawInputs:
     """What the reader found for one law."""
 
     law: str
     """The law, ``<source>-to-<target>``."""
-    points: list[RunPoint] = field(default_factory=list)
-    """Usable runs, sorted by run id (so the same runs always give the same order)."""
+    points: list[RunResult] = field(default_factory=list)
+    """Usable runs, the fitter's input, sorted by run id (so the same runs always give the same order)."""
     excluded: dict[str, str] = field(default_factory=dict)
     """Run id -> why the reader left it out."""
 
@@ -127,11 +109,12 @@ def _optional_count(values: dict[str, Any], key: str) -> int | None:
     return None if values.get(key) in (None, "") else _number(values, key, int)
 
 
-def to_point(run: Any) -> RunPoint:
-    """A run as a ``RunPoint``; raises ``KeyError``/``ValueError`` naming what is missing or wrong."""
+def to_point(run: Any) -> RunResult:
+    """An MLflow run as the project's run record; raises ``KeyError``/``ValueError`` naming what is missing or
+    wrong."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     tokens_key, chars_key = stored_data_params(params, tags.get(TAG_ROLE, ""))  # scratch: D_tokens; old runs: D_F_*
-    return RunPoint(
+    return RunResult(
         run_id=run.info.run_id,
         role=tags.get(TAG_ROLE, ""),
         n_params=_number(params, PARAM_N, int),
@@ -139,10 +122,12 @@ def to_point(run: Any) -> RunPoint:
         best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
         d_f_chars=_optional_count(params, chars_key),
         parent=tags.get(TAG_PARENT) or None,
+        experiment_id=run.info.experiment_id,
+        name=run.info.run_name or run.info.run_id[:8],
     )
 
 
-def _parent_problems(points: list[RunPoint], client: Any) -> dict[str, str]:
+def _parent_problems(points: list[RunResult], client: Any) -> dict[str, str]:
     """Fine-tunes whose transfer has no known source: no ``transfer.parent`` tag, or a checkpoint version that the
     registry does not hold (deleted, or a forged tag). Each distinct parent is looked up once."""
     from mlflow.exceptions import MlflowException
@@ -195,23 +180,6 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
     inputs.excluded.update(orphans)
     inputs.points = sorted((p for p in inputs.points if p.run_id not in orphans), key=lambda p: p.run_id)
     return inputs
-
-
-def to_run_results(points: list[RunPoint]) -> list[Any]:
-    """The points as the fitter's ``RunResult`` objects."""
-    from transfer_laws.registry.fit import RunResult
-
-    return [
-        RunResult(
-            run_id=p.run_id,
-            role=p.role,
-            n_params=p.n_params,
-            d_f_tokens=p.d_f_tokens,
-            best_test_loss=p.best_test_loss,
-            d_f_chars=p.d_f_chars,
-        )
-        for p in points
-    ]
 
 
 def known_laws(client: Any, *, source: str | None = None, target: str | None = None) -> list[str]:

@@ -43,7 +43,7 @@ from transfer_laws.registry.locks import (
     lock_kind,
     registry_lock,
 )
-from transfer_laws.registry.reader import LawInputs, laws_for_run, read_law_inputs, to_run_results
+from transfer_laws.registry.reader import LawInputs, laws_for_run, read_law_inputs
 from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
     LAW_ALIAS,
@@ -338,7 +338,7 @@ def refit_law(
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
             try:
-                fit = fit_transfer_law(to_run_results(inputs.points), d_e_method=d_e_method, bootstrap=bootstrap,
+                fit = fit_transfer_law(inputs.points, d_e_method=d_e_method, bootstrap=bootstrap,
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)

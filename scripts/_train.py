@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCRATCH, TAG_FAILURE
 from transfer_laws.registry.tracking import ensure_experiment, home_dir, is_embedded, use_tracking_uri
 
@@ -38,16 +39,14 @@ class RunExtras:
 
 
 @dataclass(frozen=True)
-class TrainedRun:
-    """What a finished run produced."""
+class TrainedRun(RunResult):
+    """A finished run: the project's run record (what the reader would read back from MLflow) and what the
+    training left behind."""
 
-    run_id: str
-    role: str
-    n_params: int
-    d_f_tokens: int
-    best_test_loss: float
-    checkpoint_dir: Path | None
+    checkpoint_dir: Path | None = None
+    """The saved best weights (with the tokenizer) when the recipe asked for them (pretraining)."""
     refit: Any = None
+    """What the in-process refit on the embedded store did (``registry.refit.RefitResult``), None elsewhere."""
 
 
 def default_run_name(role: str, n_params: int, d_f_tokens: int | None) -> str:
@@ -154,6 +153,10 @@ def train_run(
         n_params=int(module.n_params),
         d_f_tokens=int(datamodule.train_tokens),
         best_test_loss=float(module.best_test_loss),
+        d_f_chars=datamodule.train_chars,
+        parent=getattr(parent, "parent_uri", None),
+        experiment_id=logger.experiment_id,
+        name=name,
         checkpoint_dir=checkpoint_dir,
     )
     if refit and role != ROLE_PRETRAIN and is_embedded(uri):

@@ -198,7 +198,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[
 def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
     """The law's finished runs in the store, when they share this sweep's tokenizer (else their losses are in
     other units and none is used)."""
-    from transfer_laws.registry.reader import read_law_inputs, to_run_results
+    from transfer_laws.registry.reader import read_law_inputs
     from transfer_laws.registry.schema import TAG_TOKENIZER
 
     inputs = read_law_inputs(args.law, client)
@@ -210,7 +210,7 @@ def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
         sys.stderr.write(f"adaptive: the {len(inputs.points)} runs of {args.law} in the store use another tokenizer;"
                          " starting from none of them\n")
         return []
-    return to_run_results(inputs.points)
+    return inputs.points
 
 
 def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:

@@ -120,7 +120,8 @@ def test_missing_corpus_is_one_clear_line(
 
 
 def test_training_command_exits_zero_and_registers(sqlite_uri: str, tmp_path: Path) -> None:
-    """A real pretrain through main(): its run() returns the checkpoint it registered, the process exits 0."""
+    """A real pretrain through main() exits 0 and registers its checkpoint; a fine-tune from it returns its run
+    record."""
     import json
     import textwrap
 
@@ -135,8 +136,25 @@ def test_training_command_exits_zero_and_registers(sqlite_uri: str, tmp_path: Pa
                      "--train.max-steps", "4", "--register-as", "cli-tiny", "--alias", "smoke",
                      "--progress-bar", "false"])
     assert code == 0
-    version = MlflowClient(sqlite_uri).get_model_version_by_alias("cli-tiny", "smoke")
+    client = MlflowClient(sqlite_uri)
+    version = client.get_model_version_by_alias("cli-tiny", "smoke")
     assert str(version.version) == "1"
+
+    # A fine-tune from it returns the project's one run record, the same one the refit's reader reads back.
+    from dataclasses import fields
+
+    from transfer_laws.lightning_modules.config import TrainConfig
+    from transfer_laws.registry.reader import to_point
+    from transfer_laws.registry.records import RunResult
+    from transfer_laws.scripts import finetune
+
+    trained = finetune.run(finetune.Args(parent="models:/cli-tiny@smoke", target=str(corpus), d_f_tokens=500,
+                                         test_tokens=256, batch_size=2, train=TrainConfig(max_steps=3),
+                                         progress_bar=False, print_outcome=False, refit_bootstrap=0,
+                                         refit_plots=False))
+    record = RunResult(**{f.name: getattr(trained, f.name) for f in fields(RunResult)})
+    assert record.parent == "models:/cli-tiny/1" and record.d_f_tokens == 500 and record.d_f_chars
+    assert to_point(client.get_run(trained.run_id)) == record
 
 
 def test_sweeps_from_demo_checkpoints_use_the_sizes_the_demo_registers() -> None:

@@ -86,14 +86,14 @@ def test_conflicting_repeats_are_all_excluded_agreeing_ones_are_kept() -> None:
     assert reasons.get("scratch-again", reasons.get(scratch.run_id, "")).startswith(t.R_REPEAT)
 
 
-def test_parents_are_checked_when_the_existing_runs_are_given() -> None:
+def test_parents_are_checked_when_the_known_parents_are_given() -> None:
     parented = [RunResult(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss,
-                          parent_run_id="pre-1" if r.role == "finetune" else None) for r in GOOD]
+                          parent="pre-1" if r.role == "finetune" else None) for r in GOOD]
     orphan = _ft("orphan", 1e7, 2e4, _fine_loss(1e7, 2e4))
-    stranger = _ft("stranger", 1e7, 3e4, _fine_loss(1e7, 3e4), parent_run_id="deleted-run")
-    law = fit_transfer_law([*parented, orphan, stranger], bootstrap=0, parent_run_ids={"pre-1", "pre-2"})
+    stranger = _ft("stranger", 1e7, 3e4, _fine_loss(1e7, 3e4), parent="deleted-run")
+    law = fit_transfer_law([*parented, orphan, stranger], bootstrap=0, parents={"pre-1", "pre-2"})
     assert dict(law.excluded) == {"orphan": t.R_NO_PARENT, "stranger": f"{t.R_UNKNOWN_PARENT}: deleted-run"}
-    # Without the list of existing runs there is nothing to check against: both are used.
+    # Without the list of known parents there is nothing to check against: both are used.
     assert not fit_transfer_law([*parented, orphan, stranger], bootstrap=0).excluded
 
 

@@ -33,13 +33,27 @@ def _run(client: Any, exp: str, role: str, n: float, d_f: float, loss: float, **
     return rid
 
 
+def _register_parent(client: Any, experiment_id: str) -> None:
+    """Versions 1-3 of the checkpoint ``PARENT`` names (the reader reads only fine-tunes of registered parents)."""
+    name = PARENT.removeprefix("models:/").rpartition("/")[0]
+    if client.search_model_versions(f"name = '{name}'"):
+        return
+    client.create_registered_model(name)
+    pretrain = client.create_run(experiment_id, tags={schema.TAG_ROLE: schema.ROLE_PRETRAIN}).info.run_id
+    for _ in range(3):
+        client.create_model_version(name, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
+
+
 def seed_law(client: Any, law: str, experiment: str) -> dict[str, Any]:
     """Three fine-tunes of ``law``, a scratch run on its target, another law's run, and two law versions."""
     _, target = schema.parse_law(law)
     exp = client.create_experiment(experiment)
+    _register_parent(client, exp)
     ft = {schema.TAG_LAW: law, schema.TAG_PARENT: PARENT, schema.TAG_SOURCE: "text", schema.TAG_TARGET: target}
     finetunes = [_run(client, exp, schema.ROLE_FINETUNE, 1e5, d, 3.0 - 0.2 * i, **ft)
                  for i, d in enumerate((1e4, 1e5, 1e6))]
+    # Landed after the shown version, from a checkpoint the registry does not hold: the next fit leaves it out.
+    orphan = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 3e5, 2.9, **{**ft, schema.TAG_PARENT: "models:/gpt-text/9"})
     scratch = _run(client, exp, schema.ROLE_SCRATCH, 1e5, 1e5, 3.5, **{schema.TAG_TARGET: target})
     other = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 1e5, 1.0, **{schema.TAG_LAW: f"text-to-{target}x"})
     fit = client.create_run(exp, run_name="fit", tags={schema.TAG_LAW: law})
@@ -59,7 +73,7 @@ def seed_law(client: Any, law: str, experiment: str) -> dict[str, Any]:
     # MLflow reserves the alias "latest" (schema.LAW_ALIAS): the page then shows the highest version.
     client.set_registered_model_alias(name, "reviewed", mv.version)
     return {"client": client, "exp": exp, "finetunes": finetunes, "scratch": scratch, "other": other,
-            "fit": fit.info.run_id}
+            "orphan": orphan, "fit": fit.info.run_id}
 
 
 @pytest.fixture
@@ -86,7 +100,13 @@ def test_collect_laws_reads_version_fit_and_runs(store: dict[str, Any]) -> None:
     assert ids == {*store["finetunes"], store["scratch"]}, "other laws' runs must not leak in"
     assert view.excluded == [{"run_id": "r-missing", "reason": "missing best_test_loss"},
                              {"run_id": "r-far", "reason": "no scratch curve: out of range"},
-                             {"run_id": store["other"], "reason": "diverged (loss NaN)"}]
+                             {"run_id": store["other"], "reason": "diverged (loss NaN)"},
+                             {"run_id": store["orphan"],
+                              "reason": "parent checkpoint models:/gpt-text/9 is not in the registry"}]
+    # The page's runs are the refit reader's own records (one record, one query): same ids, same numbers.
+    from transfer_laws.registry.reader import read_law_inputs
+
+    assert list(view.runs) == read_law_inputs(LAW, store["client"]).points
     assert view.source_run_id == store["fit"]
 
 
@@ -202,11 +222,16 @@ def test_a_law_model_without_versions_shows_its_runs_and_the_refit_button(sqlite
     client = MlflowClient(sqlite_uri, sqlite_uri)
     law = "text-to-rust"
     exp = client.create_experiment("runs")
-    run = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 1e4, 3.0, **{schema.TAG_LAW: law, schema.TAG_TARGET: "rust"})
+    _register_parent(client, exp)
+    tags = {schema.TAG_LAW: law, schema.TAG_TARGET: "rust", schema.TAG_PARENT: PARENT}
+    run = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 1e4, 3.0, **tags)
+    orphan = _run(client, exp, schema.ROLE_FINETUNE, 1e5, 2e4, 2.9, **{**tags, schema.TAG_PARENT: ""})
     client.create_registered_model(schema.law_model_name(law))
     (view,) = collect_laws(client)
     assert (view.law, view.version, view.version_count, view.params["alpha"]) == (law, None, 0, None)
     assert [r.run_id for r in view.runs] == [run]
+    assert view.excluded == [{"run_id": orphan, "reason": f"fine-tune without a parent checkpoint (tag "
+                                                          f"{schema.TAG_PARENT})"}]
     app = Flask("test")
     register_law_page(app, tracking_uri=sqlite_uri)
     page = app.test_client().get("/transfer-laws/")

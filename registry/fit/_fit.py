@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
 from ._bootstrap import law_draws_in_blocks
 from ._checks import MIN_GOOD_DRAW_SHARE, low_data_check, residual_summary, span, verdict
 from ._io import fingerprint_of, package_version
@@ -20,17 +23,14 @@ from ._parametric import log_d_e_sampler, noise_scale
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
-    FINETUNE,
     R_ABOVE_RANGE,
     R_BELOW_RANGE,
     R_HIGH_DATA,
     R_NO_CURVE,
     R_NO_D_E,
     R_OSSIFIED,
-    SCRATCH,
     FitError,
     Point,
-    RunResult,
 )
 from ._validate import screen
 
@@ -200,7 +200,7 @@ def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> tuple[float
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parent_run_ids: Collection[str] | None = None) -> TransferLaw:
+                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -215,10 +215,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parent_run_ids``, fine-tunes whose ``parent_run_id`` is missing or
-    not among them). ``FitError`` is raised only when the
-    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
-    runs would fix that.
+    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
+    them). ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
+    single N, a single D_F); its message says which runs would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -231,12 +230,12 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parent_run_ids is None else {str(p) for p in parent_run_ids})
+    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
     ids = np.array(screened.run_ids, dtype=object)
-    s, f = roles == SCRATCH, roles == FINETUNE
+    s, f = roles == ROLE_SCRATCH, roles == ROLE_FINETUNE
     if not s.any():
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
         raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "

@@ -1,12 +1,14 @@
-"""Inputs, per-run outcomes and errors of the transfer-law fitter."""
+"""Per-run outcomes and errors of the transfer-law fitter; its input is the project's one run record,
+``registry.records.RunResult``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCRATCH = "scratch"
-FINETUNE = "finetune"
-ROLES = (SCRATCH, FINETUNE)
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+ROLES = (ROLE_SCRATCH, ROLE_FINETUNE)
+"""The roles the fitter uses: scratch runs give D_E, fine-tunes give D_T (pretraining runs are excluded)."""
 
 # Exclusion reasons (prefixes; some carry details after a colon).
 R_DUPLICATE = "duplicate run_id"
@@ -26,27 +28,7 @@ R_IMPLAUSIBLE_LOSS = "implausible loss"
 R_CONFLICT = "conflicting duplicate point"
 R_REPEAT = "repeated scratch point"
 R_NO_PARENT = "fine-tune without a parent"
-R_UNKNOWN_PARENT = "parent not among the runs"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One training run as the fitter sees it."""
-
-    run_id: str
-    """MLflow run id (unique)."""
-    role: str
-    """``"scratch"`` (trained from random init) or ``"finetune"`` (from a pretrained checkpoint)."""
-    n_params: float
-    """N: non-embedding parameters (token and position embeddings excluded)."""
-    d_f_tokens: float
-    """Training-set size in tokens: D_F of a fine-tune run, the dataset size D of a scratch run."""
-    best_test_loss: float
-    """Best held-out loss over training, nats/token."""
-    d_f_chars: float | None = None
-    """The same data counted in characters (the paper's unit), when known."""
-    parent_run_id: str | None = None
-    """A fine-tune's pretraining run (checked only when the fit is given the runs that exist)."""
+R_UNKNOWN_PARENT = "parent not among the known parents"
 
 
 @dataclass(frozen=True)

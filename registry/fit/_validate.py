@@ -14,8 +14,10 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
 from ._types import (
-    FINETUNE,
     R_CONFLICT,
     R_DUPLICATE,
     R_IMPLAUSIBLE_LOSS,
@@ -29,8 +31,6 @@ from ._types import (
     R_ROLE,
     R_UNKNOWN_PARENT,
     ROLES,
-    SCRATCH,
-    RunResult,
 )
 
 MAX_N = 1e15
@@ -91,9 +91,9 @@ def _problem(run: object, unit: str) -> tuple[str, tuple[str, float, float, floa
 
 
 def _parent_problem(run: object, parents: Collection[str] | None) -> str:
-    if parents is None or getattr(run, "role", None) != FINETUNE:
+    if parents is None or getattr(run, "role", None) != ROLE_FINETUNE:
         return ""
-    parent = getattr(run, "parent_run_id", None)
+    parent = getattr(run, "parent", None)
     if not parent:
         return R_NO_PARENT
     return "" if str(parent) in parents else f"{R_UNKNOWN_PARENT}: {parent}"
@@ -114,7 +114,7 @@ def _drop_repeats(out: Screened) -> Screened:
                 others = ", ".join(f"{out.run_ids[j]} ({out.loss[j]:.4g})" for j in members if j != i)
                 drop[i] = (f"{R_CONFLICT}: {role} N={n:.4g}, D={d:.4g} measured {out.loss[i]:.4g} here and "
                            f"{others} elsewhere (more than {DUPLICATE_LOSS_RTOL:.0%} apart; which is right is unknown)")
-        elif role == SCRATCH:
+        elif role == ROLE_SCRATCH:
             for i in members[1:]:
                 drop[i] = f"{R_REPEAT}: same N and D as {out.run_ids[members[0]]}, which the curve keeps"
     if not drop:
@@ -129,7 +129,7 @@ def _drop_repeats(out: Screened) -> Screened:
 
 def screen(runs: list[RunResult], unit: str, parents: Collection[str] | None = None) -> Screened:
     """Field and plausibility checks in input order: the first run of an id wins, later ones are duplicates.
-    ``parents``: the run ids a fine-tune's ``parent_run_id`` must be among (None: not checked)."""
+    ``parents``: what a fine-tune's ``parent`` must be among (None: not checked)."""
     out = Screened()
     seen: set[str] = set()
     for i, run in enumerate(runs):
