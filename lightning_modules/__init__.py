@@ -11,15 +11,16 @@ from typing import Any
 
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("flops_per_token", "mfu", "peak_flops"), "flops"),
-    **dict.fromkeys(("GPT", "PRESETS", "CheckpointError", "GPTConfig", "load_checkpoint", "non_embedding_params",
-                     "preset", "save_checkpoint", "total_params"), "model"),
-    **dict.fromkeys(("OptimConfig", "TrainConfig"), "config"),
+    **dict.fromkeys(("GPT", "load_checkpoint", "non_embedding_params", "save_checkpoint", "total_params"), "model"),
+    # Settings and their errors: torch-free, so these names cost no torch import.
+    **dict.fromkeys(("BudgetError", "CheckpointError", "DataConfig", "GPTConfig", "OptimConfig", "PRESETS", "preset",
+                     "TrainConfig"), "config"),
     **dict.fromkeys(("TrainingDiverged", "TransferLM", "lr_factor"), "module"),
     **dict.fromkeys(("build_trainer", "resolve_precision"), "train"),
     # Data pipeline (corpora, tokenizer, exact D_F budgets).
     "CorpusError": "_sources",
     **dict.fromkeys(("CorpusManifest", "SplitStats", "build_corpus"), "corpora"),
-    **dict.fromkeys(("BudgetError", "DataConfig", "TokenDataModule", "WindowDataset"), "data"),
+    **dict.fromkeys(("TokenDataModule", "WindowDataset"), "data"),
     **dict.fromkeys(("TokenizerInfo", "load_tokenizer", "tokenizer_digest", "tokens_per_char", "train_tokenizer"),
                     "tokenizer"),
 }

@@ -1,18 +1,137 @@
-"""The training settings every recipe is configured with: torch-free dataclasses (litgpt's ``args.py`` pattern).
+"""Every setting a run is configured with: torch-free dataclasses (litgpt's ``args.py`` pattern).
 
-``OptimConfig`` (the optimiser and its schedule) and ``TrainConfig`` (how long, where and how a run trains) are one
-definition each; the command line builds its flags from them (``scripts/_args.py``) and each recipe keeps its
-defaults as instances of them. Nothing here imports torch or Lightning, so ``transfer-laws <command> --help`` and a
-parser built for a training command cost no torch import; ``module.py`` and ``train.py`` use these classes.
+``GPTConfig`` (a model's shape, with the named ``PRESETS`` and the non-embedding parameter count N of a shape),
+``DataConfig`` (where the data comes from and the exact D_F budget), ``OptimConfig`` (the optimiser and its schedule)
+and ``TrainConfig`` (how long, where and how a run trains) are one definition each, with the errors raised on them
+(``CheckpointError``, ``BudgetError``). The command line builds its flags from them (``scripts/_args.py``) and each
+recipe keeps its defaults as instances of them. Nothing here imports torch or Lightning, so ``transfer-laws
+<command> --help``, a parser built for a training command, a preset's N and the checkpoint registry's errors cost no
+torch import; ``model.py``, ``data.py``, ``module.py`` and ``train.py`` use these classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete, corrupt or does not match the expected model."""
+
+
+class BudgetError(ValueError):
+    """A requested D_F (or test) budget the corpus cannot supply; the message names both sizes."""
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a GPT decoder."""
+
+    vocab_size: int
+    """Number of token ids (the tokenizer's vocabulary size)."""
+    context_length: int = 128
+    """Longest sequence the model reads (rows of the learned position-embedding table)."""
+    n_layer: int = 2
+    """Number of transformer blocks."""
+    n_head: int = 2
+    """Attention heads per block; must divide ``n_embd``."""
+    n_embd: int = 64
+    """Width d of the residual stream."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention and residual branches (0 for the small-data sweeps, as in the paper)."""
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def non_embedding_params(self) -> int:
+        """N, the number of non-embedding parameters: THE convention of this project (Kaplan et al. 2020).
+
+        Every parameter except the token-embedding table (V x d) and the position-embedding table (T x d). The
+        unembedding is tied to the token embedding, so it is that same table and is not counted again; an untied
+        unembedding would count. Biases and LayerNorms count. For our GPT (``model.py``) that is
+        ``12*L*d^2 + 13*L*d + 2*d``: per block a 3d x d attention projection in, a d x d one out and two d x 4d MLP
+        matrices with their biases and two LayerNorms, plus the final LayerNorm. Counted from the shape, so a
+        1e9-parameter preset costs no model and no torch; ``model.non_embedding_params`` counts a built model by
+        walking its parameters and must agree (tests/test_model.py).
+        """
+        layers, d = self.n_layer, self.n_embd
+        return 12 * layers * d * d + 13 * layers * d + 2 * d
+
+    def total_params(self) -> int:
+        """Every parameter: N plus the token and position embeddings, the tied unembedding once."""
+        return self.non_embedding_params() + (self.vocab_size + self.context_length) * self.n_embd
+
+
+PRESETS: dict[str, dict[str, int]] = {
+    "1x32": {"n_layer": 1, "n_head": 1, "n_embd": 32},
+    "2x32": {"n_layer": 2, "n_head": 2, "n_embd": 32},
+    "2x48": {"n_layer": 2, "n_head": 2, "n_embd": 48},
+    "2x64": {"n_layer": 2, "n_head": 2, "n_embd": 64},
+    "3x96": {"n_layer": 3, "n_head": 3, "n_embd": 96},
+    "4x128": {"n_layer": 4, "n_head": 4, "n_embd": 128},
+    "6x128": {"n_layer": 6, "n_head": 4, "n_embd": 128},
+    "6x256": {"n_layer": 6, "n_head": 8, "n_embd": 256},
+    "8x320": {"n_layer": 8, "n_head": 5, "n_embd": 320},
+    "6x512": {"n_layer": 6, "n_head": 8, "n_embd": 512},
+    "8x512": {"n_layer": 8, "n_head": 8, "n_embd": 512},
+    "gpt2-small": {"n_layer": 12, "n_head": 12, "n_embd": 768},
+    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024},
+    "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280},
+    "1b": {"n_layer": 20, "n_head": 16, "n_embd": 2048},
+}
+"""Named shapes, ``LxD`` = layers x width, from ~1.3e4 (1x32) to ~1.0e9 (1b) non-embedding parameters."""
+
+
+def preset(name: str, vocab_size: int, context_length: int = 128, dropout: float = 0.0) -> GPTConfig:
+    """The GPTConfig of a named shape from PRESETS."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return GPTConfig(vocab_size=vocab_size, context_length=context_length, dropout=dropout, **PRESETS[name])
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is cut into batches (``data.py`` states how D_F maps to windows)."""
+
+    corpus_dir: Path
+    """A folder written by build_corpus (train.jsonl, test.jsonl, manifest.json)."""
+    tokenizer_dir: Path
+    """A folder written by train_tokenizer (the pretrained checkpoint's tokenizer when fine-tuning)."""
+    context_length: int = 128
+    """Tokens per training window (the model's context)."""
+    batch_size: int = 8
+    """Windows per batch, for training and evaluation."""
+    d_f_tokens: int | None = None
+    """Exact training budget D_F in tokens; None = the whole train split."""
+    test_tokens: int | None = 65_536
+    """Cap on the held-out test set in tokens (None = the whole test split); the same for every budget."""
+    seed: int = 0
+    """Seeds the document order of the training stream (and so which tokens form D_F) and the batch shuffling."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    cache_dir: Path | None = None
+    """`datasets` cache for tokenised splits; None = ``corpus_dir/cache``."""
 
 @dataclass
 class OptimConfig:

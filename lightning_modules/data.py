@@ -19,6 +19,9 @@ How D_F maps to training windows (the convention every run records):
 Several processes (DDP ranks, nodes sharing a file system, concurrent runs of a sweep) may set up the same corpus
 at once: a file lock per split in the cache folder lets the first one tokenise while the others wait and then read
 its cache, so a split is tokenised once, not once per rank.
+
+``DataConfig`` (the settings above) and ``BudgetError`` live in the torch-free ``config.py`` and are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,37 +38,10 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
+from transfer_laws.lightning_modules.config import BudgetError, DataConfig
 from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
 
 IGNORE_INDEX = -100
-
-
-class BudgetError(ValueError):
-    """A requested D_F (or test) budget the corpus cannot supply; the message names both sizes."""
-
-
-@dataclass
-class DataConfig:
-    """Where the data comes from and how it is cut into batches."""
-
-    corpus_dir: Path
-    """A folder written by build_corpus (train.jsonl, test.jsonl, manifest.json)."""
-    tokenizer_dir: Path
-    """A folder written by train_tokenizer (the pretrained checkpoint's tokenizer when fine-tuning)."""
-    context_length: int = 128
-    """Tokens per training window (the model's context)."""
-    batch_size: int = 8
-    """Windows per batch, for training and evaluation."""
-    d_f_tokens: int | None = None
-    """Exact training budget D_F in tokens; None = the whole train split."""
-    test_tokens: int | None = 65_536
-    """Cap on the held-out test set in tokens (None = the whole test split); the same for every budget."""
-    seed: int = 0
-    """Seeds the document order of the training stream (and so which tokens form D_F) and the batch shuffling."""
-    num_workers: int = 0
-    """DataLoader worker processes."""
-    cache_dir: Path | None = None
-    """`datasets` cache for tokenised splits; None = ``corpus_dir/cache``."""
 
 
 class WindowDataset(Dataset):

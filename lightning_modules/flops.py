@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from transfer_laws.lightning_modules.model import GPTConfig, non_embedding_params
+from transfer_laws.lightning_modules.config import GPTConfig
 
 # Dense bf16 peaks, FLOP/s per GPU; the first matching substring of the CUDA device name wins (most specific first).
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
@@ -36,7 +36,7 @@ def flops_per_token(config: GPTConfig) -> float:
     drops only the position embedding). ``12*L*H*Q*T`` is attention's score and value matmuls at full context T
     (H*Q = d). For GPT-2 small (L=12, d=768, T=1024, V=50257) this is ~855 MFLOP/token.
     """
-    n_flop_params = non_embedding_params(config) + config.vocab_size * config.n_embd
+    n_flop_params = config.non_embedding_params() + config.vocab_size * config.n_embd
     return 6.0 * n_flop_params + 12.0 * config.n_layer * config.n_embd * config.context_length
 
 

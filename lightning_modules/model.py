@@ -1,8 +1,10 @@
-"""A GPT decoder at any size, the N convention, and safetensors checkpoints.
+"""A GPT decoder at any size, its parameter count, and safetensors checkpoints.
 
 The model follows nanoGPT's shape: learned position embeddings, pre-LayerNorm blocks with causal
 ``F.scaled_dot_product_attention``, a tanh-GELU MLP of width 4d, a final LayerNorm and an unembedding tied to the
-token embedding. The loss is the mean cross-entropy in nats/token.
+token embedding. The loss is the mean cross-entropy in nats/token. Its shape (``GPTConfig``, ``PRESETS``,
+``preset``), the N convention of a shape and ``CheckpointError`` live in the torch-free ``config.py`` and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,78 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transfer_laws.lightning_modules.config import PRESETS as PRESETS  # re-exported: model.PRESETS stays valid
+from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig
+from transfer_laws.lightning_modules.config import preset as preset
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, incomplete, corrupt or does not match the expected model."""
-
-
-@dataclass
-class GPTConfig:
-    """The shape of a GPT decoder."""
-
-    vocab_size: int
-    """Number of token ids (the tokenizer's vocabulary size)."""
-    context_length: int = 128
-    """Longest sequence the model reads (rows of the learned position-embedding table)."""
-    n_layer: int = 2
-    """Number of transformer blocks."""
-    n_head: int = 2
-    """Attention heads per block; must divide ``n_embd``."""
-    n_embd: int = 64
-    """Width d of the residual stream."""
-    dropout: float = 0.0
-    """Dropout on embeddings, attention and residual branches (0 for the small-data sweeps, as in the paper)."""
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-
-PRESETS: dict[str, dict[str, int]] = {
-    "1x32": {"n_layer": 1, "n_head": 1, "n_embd": 32},
-    "2x32": {"n_layer": 2, "n_head": 2, "n_embd": 32},
-    "2x48": {"n_layer": 2, "n_head": 2, "n_embd": 48},
-    "2x64": {"n_layer": 2, "n_head": 2, "n_embd": 64},
-    "3x96": {"n_layer": 3, "n_head": 3, "n_embd": 96},
-    "4x128": {"n_layer": 4, "n_head": 4, "n_embd": 128},
-    "6x128": {"n_layer": 6, "n_head": 4, "n_embd": 128},
-    "6x256": {"n_layer": 6, "n_head": 8, "n_embd": 256},
-    "8x320": {"n_layer": 8, "n_head": 5, "n_embd": 320},
-    "6x512": {"n_layer": 6, "n_head": 8, "n_embd": 512},
-    "8x512": {"n_layer": 8, "n_head": 8, "n_embd": 512},
-    "gpt2-small": {"n_layer": 12, "n_head": 12, "n_embd": 768},
-    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024},
-    "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280},
-    "1b": {"n_layer": 20, "n_head": 16, "n_embd": 2048},
-}
-"""Named shapes, ``LxD`` = layers x width, from ~1.3e4 (1x32) to ~1.0e9 (1b) non-embedding parameters."""
-
-
-def preset(name: str, vocab_size: int, context_length: int = 128, dropout: float = 0.0) -> GPTConfig:
-    """The GPTConfig of a named shape from PRESETS."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return GPTConfig(vocab_size=vocab_size, context_length=context_length, dropout=dropout, **PRESETS[name])
 
 
 class _Attention(nn.Module):
@@ -179,22 +114,11 @@ class GPT(nn.Module):
         return logits, loss
 
 
-def _formula_non_embedding(config: GPTConfig) -> int:
-    layers, d = config.n_layer, config.n_embd
-    return 12 * layers * d * d + 13 * layers * d + 2 * d
-
-
 def non_embedding_params(model_or_config: GPT | GPTConfig) -> int:
-    """N, the number of non-embedding parameters: THE convention of this project (Kaplan et al. 2020).
-
-    Every parameter except the token-embedding table (V x d) and the position-embedding table (T x d). The
-    unembedding is tied to the token embedding, so it is that same table and is not counted again; an untied
-    unembedding would count. Biases and LayerNorms count. For our GPT this is ``12*L*d^2 + 13*L*d + 2*d``; a config
-    is counted by that formula (no model is built, so 1e9-parameter presets cost nothing), a model by walking
-    its parameters.
-    """
+    """N as ``GPTConfig.non_embedding_params`` defines it: a config by that formula, a model by walking its
+    parameters and leaving out the token- and position-embedding tables (the tied head is the token table)."""
     if isinstance(model_or_config, GPTConfig):
-        return _formula_non_embedding(model_or_config)
+        return model_or_config.non_embedding_params()
     embeddings = {id(model_or_config.wte.weight), id(model_or_config.wpe.weight)}
     return sum(p.numel() for p in model_or_config.parameters() if id(p) not in embeddings)
 
@@ -202,8 +126,7 @@ def non_embedding_params(model_or_config: GPT | GPTConfig) -> int:
 def total_params(model_or_config: GPT | GPTConfig) -> int:
     """Every parameter, embeddings included, the tied unembedding once."""
     if isinstance(model_or_config, GPTConfig):
-        c = model_or_config
-        return _formula_non_embedding(c) + (c.vocab_size + c.context_length) * c.n_embd
+        return model_or_config.total_params()
     return sum(p.numel() for p in model_or_config.parameters())
 
 

@@ -29,16 +29,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from transfer_laws.lightning_modules.config import OptimConfig
+from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig, OptimConfig
 from transfer_laws.lightning_modules.flops import mfu, peak_flops
-from transfer_laws.lightning_modules.model import (
-    GPT,
-    CheckpointError,
-    GPTConfig,
-    load_checkpoint,
-    non_embedding_params,
-    total_params,
-)
+from transfer_laws.lightning_modules.model import GPT, load_checkpoint, non_embedding_params, total_params
 from transfer_laws.registry.schema import METRIC_TEST_LOSS, METRIC_TRAIN_LOSS
 
 __all__ = ["OptimConfig", "TrainingDiverged", "TransferLM", "lr_factor"]  # OptimConfig: its old import path

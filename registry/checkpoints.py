@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transfer_laws.lightning_modules.config import CheckpointError  # torch-free: raising it costs no torch import
 from transfer_laws.registry.schema import (
     CKPT_KIND_PRETRAINED,
     CKPT_TAG_CORPUS,
@@ -37,12 +38,6 @@ FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 CHECKPOINT_ARTIFACT_PATH = "checkpoint"
 """Where a run may log its checkpoint folder as run artifacts (``register_run`` looks there first)."""
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-
-
-def _checkpoint_error(message: str) -> Exception:
-    from transfer_laws.lightning_modules import CheckpointError
-
-    return CheckpointError(message)
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/name/3`` -> (name, "3", None); ``models:/name@alias`` -> (name, None, alias)."""
     match = _URI.match(uri or "")
     if not match:
-        raise _checkpoint_error(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
+        raise CheckpointError(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
     return match["name"], match["version"], match["alias"]
 
 
@@ -108,18 +103,18 @@ def verify_manifest(folder: Path) -> None:
     """CheckpointError naming the first missing, truncated or altered file."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise _checkpoint_error(f"checkpoint {folder} has no {MANIFEST}")
+        raise CheckpointError(f"checkpoint {folder} has no {MANIFEST}")
     expected = json.loads(path.read_text())
     actual = file_manifest(folder)
     for name, entry in expected.items():
         got = actual.get(name)
         if got is None:
-            raise _checkpoint_error(f"checkpoint {folder}: file {name} is missing")
+            raise CheckpointError(f"checkpoint {folder}: file {name} is missing")
         if got["bytes"] != entry["bytes"]:
-            raise _checkpoint_error(f"checkpoint {folder}: file {name} is truncated or padded "
+            raise CheckpointError(f"checkpoint {folder}: file {name} is truncated or padded "
                                     f"({got['bytes']} bytes, expected {entry['bytes']})")
         if got["sha256"] != entry["sha256"]:
-            raise _checkpoint_error(f"checkpoint {folder}: file {name} is corrupted (SHA-256 mismatch)")
+            raise CheckpointError(f"checkpoint {folder}: file {name} is corrupted (SHA-256 mismatch)")
 
 
 def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: str = DEFAULT_CHECKPOINT_ALIAS,
@@ -138,7 +133,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     folder = Path(folder)
     pickles = [p.name for p in folder.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
     if pickles:
-        raise _checkpoint_error(f"checkpoint {folder} holds pickle-format files {pickles}; only safetensors/JSON")
+        raise CheckpointError(f"checkpoint {folder} holds pickle-format files {pickles}; only safetensors/JSON")
     model, extra = load_checkpoint(folder)  # CheckpointError on a missing, corrupt or truncated file
     version_tags = {
         CKPT_TAG_KIND: CKPT_KIND_PRETRAINED,
@@ -222,7 +217,7 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
     try:
         mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        raise _checkpoint_error(f"checkpoint {uri} does not exist in the registry: {exc.message}") from exc
+        raise CheckpointError(f"checkpoint {uri} does not exist in the registry: {exc.message}") from exc
     model_id = model_id_of(mv)
     logged = client.get_logged_model(model_id)
     folder = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-v{mv.version}-"))
@@ -233,7 +228,7 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
         local = Path(download_artifacts(artifact_uri=logged.artifact_location, dst_path=str(folder),
                                         tracking_uri=tracking_uri))
     except MlflowException as exc:
-        raise _checkpoint_error(f"checkpoint {uri}: could not download its files: {exc.message}") from exc
+        raise CheckpointError(f"checkpoint {uri}: could not download its files: {exc.message}") from exc
     verify_manifest(local)
     model, extra = load_checkpoint(local)  # the weights really load; the run starts from these
     tags = dict(mv.tags or {})
@@ -270,7 +265,7 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        raise _checkpoint_error(f"run {run_id} does not exist: {exc.message}") from exc
+        raise CheckpointError(f"run {run_id} does not exist: {exc.message}") from exc
     name = name or f"pretrained-{run.data.tags.get(TAG_SOURCE, 'text')}"
     logged = [f.path for f in client.list_artifacts(run_id)]
     if CHECKPOINT_ARTIFACT_PATH in logged:
@@ -281,7 +276,7 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
     if checkpoints_root is not None and (Path(checkpoints_root) / run_id).is_dir():
         return register_checkpoint(Path(checkpoints_root) / run_id, name=name, alias=alias, run_id=run_id,
                                    tracking_uri=tracking_uri)
-    raise _checkpoint_error(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT_PATH}' artifacts and no local "
+    raise CheckpointError(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT_PATH}' artifacts and no local "
                             f"checkpoint folder was found under {checkpoints_root}")
 
 
@@ -292,7 +287,7 @@ def model_id_of(mv: Any) -> str:
     source = str(mv.source or "")
     if source.startswith("models:/m-"):
         return source.removeprefix("models:/").split("/")[0]
-    raise _checkpoint_error(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
+    raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
 
 
 def _stage(folder: Path, staged: Path) -> None:

@@ -7,7 +7,7 @@ Conventions (stated once, used everywhere):
 
 - ``N`` is the number of *non-embedding* parameters: every parameter except the token-embedding and
   position-embedding tables (an untied unembedding would count; ours is tied to the token embedding, so it does
-  not). ``N_total`` counts everything. See ``transfer_laws.lightning_modules.model.non_embedding_params``.
+  not). ``N_total`` counts everything. See ``transfer_laws.lightning_modules.config.GPTConfig.non_embedding_params``.
 - ``D_F_tokens`` is the exact number of fine-tuning tokens of the target distribution a fine-tune saw, in tokens
   of the run's tokenizer; ``D_F_chars`` is the number of characters of the text those tokens decode to (the
   paper's unit). Only fine-tunes carry them: a scratch run's training-set size is ``D_tokens``/``D_chars`` (the

@@ -45,7 +45,7 @@ class ShapeArgs:
     """The model's shape (ignored by finetune, which takes the checkpoint's)."""
 
     preset: str | None = None
-    """A named shape from lightning_modules.model.PRESETS (e.g. 2x64); overrides n_layer/n_head/n_embd."""
+    """A named shape from lightning_modules.config.PRESETS (e.g. 2x64); overrides n_layer/n_head/n_embd."""
     n_layer: int = positive(2)
     """Transformer blocks."""
     n_head: int = positive(2)

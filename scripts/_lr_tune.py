@@ -90,7 +90,7 @@ class TuneTarget:
     """What one tuning study tunes: the learning rate of one model size in one role."""
 
     size: str
-    """Preset name (lightning_modules.model.PRESETS)."""
+    """Preset name (lightning_modules.config.PRESETS)."""
     role: str
     """finetune or scratch (they prefer different learning rates)."""
 
@@ -220,7 +220,7 @@ class _Prepared:
 
 def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
-    from transfer_laws.lightning_modules import DataConfig
+    from transfer_laws.lightning_modules.config import DataConfig
     from transfer_laws.registry.checkpoints import load_checkpoint_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._common import ShapeArgs, megabytes

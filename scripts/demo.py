@@ -23,7 +23,8 @@ class Args:
     quick: bool = False
     """The CI form (about 4 minutes on 2 cores): two tiny sizes, short pretraining, two D_F budgets."""
     sizes: list[str] = field(default_factory=lambda: ["1x32", "2x32", "2x64"])
-    """Model shapes (PRESETS names) to pretrain, fine-tune and train from scratch (N = 1.3e4, 2.5e4, 1.0e5: 7.8x)."""
+    """Model shapes (names from lightning_modules.config.PRESETS) to pretrain, fine-tune and train from scratch
+    (N = 1.3e4, 2.5e4, 1.0e5: 7.8x)."""
     pretrain_steps: list[int] = positive(default_factory=lambda: [250, 500, 1950])
     """Pretraining optimizer steps per size: about 20 English tokens per non-embedding parameter (a step is 8 x 128
     = 1,024 tokens), the compute-optimal ratio of Hoffmann et al. 2022, so every size is pretrained as far for its

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, TrackingArgs, megabytes
 from transfer_laws.scripts._errors import BadInput
@@ -37,7 +37,6 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
 
 def run(args: Args, extras: Any = None) -> Any:
     """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
-    from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
     from transfer_laws.registry.schema import ROLE_FINETUNE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.lightning_modules.config import DataConfig, GPTConfig, OptimConfig, TrainConfig, default_from, preset
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
 
@@ -35,8 +35,6 @@ class Args(TrackingArgs, ShapeArgs, TokenizerArgs, DataArgs):
 
 def model_config(args: ShapeArgs) -> Any:
     """The GPTConfig for a shape (vocabulary filled in from the tokenizer later)."""
-    from transfer_laws.lightning_modules import GPTConfig, preset
-
     if args.preset:
         return preset(args.preset, vocab_size=1, context_length=args.context_length)
     return GPTConfig(vocab_size=1, context_length=args.context_length, n_layer=args.n_layer, n_head=args.n_head,
@@ -45,7 +43,6 @@ def model_config(args: ShapeArgs) -> Any:
 
 def run(args: Args, extras: Any = None) -> Any:
     """Train, print and register; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller."""
-    from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.schema import ROLE_PRETRAIN
     from transfer_laws.registry.tracking import use_tracking_uri

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
 from transfer_laws.scripts.pretrain import model_config
@@ -37,7 +37,6 @@ class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
 
 def run(args: Args, extras: Any = None) -> Any:
     """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
-    from transfer_laws.lightning_modules import DataConfig
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.schema import ROLE_SCRATCH
     from transfer_laws.registry.tracking import use_tracking_uri

@@ -48,7 +48,7 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws sweep``."""
 
     sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
-    """Model shapes (names from lightning_modules.model.PRESETS), one N each."""
+    """Model shapes (names from lightning_modules.config.PRESETS), one N each."""
     d_f_tokens: list[int] = positive(default_factory=lambda: [20000, 80000])
     """D_F budgets in tokens (a scratch run's dataset size D)."""
     roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
@@ -100,7 +100,7 @@ class Cell:
     """One grid cell = one run."""
 
     size: str
-    """Preset name (lightning_modules.model.PRESETS)."""
+    """Preset name (lightning_modules.config.PRESETS)."""
     d_f_tokens: int
     """D_F in tokens."""
     role: str
@@ -113,7 +113,7 @@ class Cell:
 
 def grid_cells(sizes: list[str], d_f_tokens: list[int], roles: list[str]) -> list[Cell]:
     """Every (size, D_F, role) cell, sizes outermost; bad names or budgets raise ValueError naming them."""
-    from transfer_laws.lightning_modules.model import PRESETS
+    from transfer_laws.lightning_modules.config import PRESETS
 
     unknown = [s for s in sizes if s not in PRESETS]
     if unknown:

@@ -34,6 +34,31 @@ def test_training_parsers_import_no_torch() -> None:
     assert not loaded & {"torch", "lightning", "pytorch_lightning", "optuna", "transformers"}, loaded
 
 
+def test_model_and_data_settings_import_no_torch() -> None:
+    """A shape, its N, a data config and the checkpoint registry's errors come from the torch-free config layer."""
+    code = """
+import json, sys
+from transfer_laws.lightning_modules.config import DataConfig, GPTConfig, preset
+from transfer_laws.lightning_modules import PRESETS, BudgetError, CheckpointError
+from transfer_laws.registry.checkpoints import parse_model_uri
+
+shape = GPTConfig.from_dict(preset("2x64", vocab_size=300).to_dict())
+data = DataConfig(corpus_dir="c", tokenizer_dir="t", d_f_tokens=10)
+try:
+    parse_model_uri("runs:/x")
+except CheckpointError as exc:
+    error = type(exc).__name__
+print(json.dumps({"n": shape.non_embedding_params(), "total": shape.total_params(), "presets": len(PRESETS),
+                  "d_f": data.d_f_tokens, "budget": issubclass(BudgetError, ValueError), "error": error,
+                  "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert not set(out["modules"]) & {"torch", "lightning", "pytorch_lightning", "safetensors"}, out["modules"]
+    assert out["n"] == 12 * 2 * 64**2 + 13 * 2 * 64 + 2 * 64 == 100_096
+    assert out["total"] == 100_096 + (300 + 128) * 64
+    assert (out["presets"], out["d_f"], out["budget"], out["error"]) == (15, 10, True, "CheckpointError")
+
+
 @pytest.mark.parametrize(("command", "flag"), [
     ("pretrain", "--refit-bootstrap"), ("pretrain", "--refit-plots"),
     ("finetune", "--vocab-size"), ("finetune", "--tokenizer-corpus"), ("finetune", "--tokenizer-max-mb"),
