@@ -39,6 +39,9 @@ class LawView:
     """The run the version was registered from (holds k, alpha, beta as metrics)."""
     source_experiment_id: str | None
     """That run's experiment."""
+    model_source: str | None
+    """The version's law model (``models:/m-...``; ``runs:/<id>/<path>`` for one registered from run artifacts): the
+    fit folder lies inside it."""
     params: dict[str, float | None]
     """k, alpha, beta."""
     intervals: dict[str, list[float]]
@@ -96,16 +99,18 @@ def law_runs(client: Any, law: str) -> tuple[list[RunResult], dict[str, str]]:
     return inputs.points, inputs.excluded
 
 
-def _download_report(client: Any, run_id: str, dst: str) -> str:
-    """The report's local path. Inside the server the store URI is the database, which cannot resolve the
-    proxied ``mlflow-artifacts:`` URIs, so those are read through the server's own artifact repository."""
-    artifact_uri = client.get_run(run_id).info.artifact_uri or ""
-    if not artifact_uri.startswith("mlflow-artifacts:"):
-        return client.download_artifacts(run_id, schema.INPUTS_ARTIFACT, dst)
-    from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
+def download_artifact(root_uri: str, relative: str, dst: str) -> str:
+    """The local path of ``relative`` under an artifact root (a run's ``artifact_uri``, a logged model's
+    ``artifact_location``). Inside the server the store URI is the database, which cannot resolve the proxied
+    ``mlflow-artifacts:`` URIs, so those are read through the server's own artifact repository."""
+    if root_uri.startswith("mlflow-artifacts:"):
+        from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
 
-    relative = artifact_uri.split(":", 1)[1].lstrip("/")
-    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{relative}/{schema.INPUTS_ARTIFACT}", dst)
+        root = root_uri.split(":", 1)[1].lstrip("/")
+        return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{root}/{relative}", dst)
+    from mlflow.artifacts import download_artifacts
+
+    return download_artifacts(artifact_uri=f"{root_uri.rstrip('/')}/{relative}", dst_path=dst)
 
 
 def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str]]:
@@ -117,7 +122,9 @@ def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str
         return []
     with tempfile.TemporaryDirectory() as dst:
         try:
-            with open(_download_report(client, run_id, dst)) as f:
+            report_path = download_artifact(client.get_run(run_id).info.artifact_uri or "", schema.INPUTS_ARTIFACT,
+                                            dst)
+            with open(report_path) as f:
                 report = json.load(f)
         except Exception:  # a version without a report (or unreachable store) shows no exclusions
             return []
@@ -159,6 +166,7 @@ def law_view(client: Any, name: str) -> LawView:
         version_count=count,
         source_run_id=run_id,
         source_experiment_id=experiment_id,
+        model_source=(mv.source or None) if mv is not None else None,
         params={p: metrics.get(p) for p in PARAMS},
         intervals=_intervals(metrics),
         runs=runs,

@@ -1,8 +1,9 @@
 """What the law page shows beyond MLflow's records: the version's fit (curves, bands, checks, warnings) and the
 law's history (k, alpha, beta with intervals across versions).
 
-The fit is the ``fit/`` folder logged on the version's refit run (``law.json`` + ``draws.npz``). A run's artifacts
-never change, so a loaded fit is cached by run id: the page loads each version's fit once per server process.
+The fit is the folder inside the version's law model (``law.json`` + ``draws.npz``, schema ``LAW_FIT_IN_MODEL``). A
+logged model's artifacts never change, so a loaded fit is cached by model: the page loads each version's fit once
+per server process.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics
+from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics, download_artifact
+from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL
 
-FIT_FOLDER = "fit"
-FIT_FILES = ("law.json", "draws.npz")
 HISTORY_LIMIT = 30
 """Versions shown in the history (the newest ones): each costs a read of its refit run."""
 _CACHE_SIZE = 16
@@ -52,37 +52,44 @@ class FitView:
     error: str | None = None
 
 
-def _download(client: Any, run_id: str, relative: str, dst: str) -> str:
-    """A run's artifact, locally. Inside the server the store URI is the database, which cannot resolve proxied
-    ``mlflow-artifacts:`` URIs, so those go through the server's own artifact repository."""
-    artifact_uri = client.get_run(run_id).info.artifact_uri or ""
-    if not artifact_uri.startswith("mlflow-artifacts:"):
-        return client.download_artifacts(run_id, relative, dst)
-    from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
+def _fit_location(client: Any, model_source: str) -> tuple[str, str]:
+    """(artifact root, path under it) of the fit folder inside a version's law model."""
+    if model_source.startswith("models:/m-"):
+        model = client.get_logged_model(model_source.removeprefix("models:/").split("/")[0])
+        return model.artifact_location, LAW_FIT_IN_MODEL
+    if model_source.startswith("runs:/"):
+        run_id, _, path = model_source.removeprefix("runs:/").partition("/")
+        return client.get_run(run_id).info.artifact_uri or "", f"{path.strip('/')}/{LAW_FIT_IN_MODEL}".lstrip("/")
+    raise ValueError(f"law model source {model_source!r} is neither models:/m-... nor runs:/...")
 
-    root = artifact_uri.split(":", 1)[1].lstrip("/")
-    return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{root}/{relative}", dst)
 
-
-def load_fit(client: Any, run_id: str) -> Any:
-    """The ``TransferLaw`` logged on refit run ``run_id`` (cached); raises when the run has no readable fit."""
+def load_fit(client: Any, model_source: str) -> Any:
+    """The ``TransferLaw`` inside the law model at ``model_source`` (a version's source; cached: a logged model's
+    artifacts never change); raises when it holds no readable fit."""
     from transfer_laws.registry.fit import TransferLaw
 
     with _cache_lock:
-        if run_id in _cache:
-            _cache.move_to_end(run_id)
-            return _cache[run_id]
+        if model_source in _cache:
+            _cache.move_to_end(model_source)
+            return _cache[model_source]
+    root, relative = _fit_location(client, model_source)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / FIT_FOLDER
+        folder = Path(tmp) / LAW_FIT_ARTIFACT
         folder.mkdir()
-        for name in FIT_FILES:
-            Path(_download(client, run_id, f"{FIT_FOLDER}/{name}", str(folder))).replace(folder / name)
+        for name in _fit_files():
+            Path(download_artifact(root, f"{relative}/{name}", tmp)).replace(folder / name)
         fit = TransferLaw.load(folder)
     with _cache_lock:
-        _cache[run_id] = fit
+        _cache[model_source] = fit
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return fit
+
+
+def _fit_files() -> tuple[str, str]:
+    from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
+
+    return JSON_NAME, NPZ_NAME
 
 
 def finite(value: Any) -> Any:
@@ -128,13 +135,13 @@ def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
 def fit_view(client: Any, view: LawView) -> FitView:
     """The fit of the shown version (None, with the reason, when it cannot be read) and the law's history."""
     rows = history(client, view.model_name) if view.version is not None else []
-    if view.source_run_id is None:
-        return FitView(fit=None, history=rows, error="no version yet" if view.version is None else "no refit run")
+    if view.model_source is None:
+        return FitView(fit=None, history=rows, error="no version yet" if view.version is None else "no law model")
     try:
-        fit = load_fit(client, view.source_run_id)
+        fit = load_fit(client, view.model_source)
     except Exception:  # an old or foreign version: the page still shows its numbers and runs
-        log.warning("law page: no readable fit on run %s", view.source_run_id, exc_info=True)
-        return FitView(fit=None, history=rows, error=f"its refit run has no readable {FIT_FOLDER}/ folder "
-                                                     f"({' + '.join(FIT_FILES)})")
+        log.warning("law page: no readable fit in %s", view.model_source, exc_info=True)
+        return FitView(fit=None, history=rows, error=f"its law model has no readable fit folder "
+                                                     f"({' + '.join(_fit_files())})")
     checks = finite(dict(getattr(fit, "checks", {}) or {}))
     return FitView(fit=fit, warnings=[str(w) for w in fit.warnings], checks=checks, history=rows)

@@ -15,6 +15,8 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd  # the predict type hint: MLflow reads it at log time (no signature inferred from it)
 
+from transfer_laws.registry.schema import LAW_FIT_ARTIFACT
+
 PREDICT_INPUTS = ("N", "D_F")
 PREDICT_OUTPUTS = {
     "D_T": "d_t",
@@ -49,7 +51,7 @@ class LawModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from transfer_laws.registry.fit import TransferLaw
 
-        self.law = TransferLaw.load(context.artifacts["fit"])
+        self.law = TransferLaw.load(context.artifacts[LAW_FIT_ARTIFACT])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """A table with columns N, D_F -> D_T, D_E, multiplier, fraction, predicted_loss and their intervals."""
@@ -103,7 +105,7 @@ def log_law_model(fit_folder: Path, name: str = "law") -> Any:
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(code),
-            artifacts={"fit": str(fit_folder)},
+            artifacts={LAW_FIT_ARTIFACT: str(fit_folder)},
             pip_requirements=pip_requirements(),
             signature=signature(),
         )

@@ -3,10 +3,10 @@
 ``refit_law`` does one refit under the law's lock (``transfer_laws.registry.locks``): it reads every finished run
 of the law, fits ``D_T = k * D_F^alpha * N^beta`` with the fitter, and compares the fit's fingerprint of its
 eligible inputs with the ``transfer.fingerprint`` tag of the version behind alias ``latest``. Same inputs: status
-``unchanged``. New inputs: everything (fit folder, plots, input run ids, metrics, the pyfunc law model) is logged on
-a run in experiment ``transfer-laws-refits`` first, checked, and only then is a model version created;
-``@latest`` (MLflow's reserved alias for the highest version) then points to it. A refit that dies half way
-leaves no version, and the next landing simply refits again.
+``unchanged``. New inputs: everything (plots, input run ids, metrics, the pyfunc law model holding the fit folder,
+logged once) is logged on a run in experiment ``transfer-laws-refits`` first, checked, and only then is a model
+version created; ``@latest`` (MLflow's reserved alias for the highest version) then points to it. A refit that
+dies half way leaves no version, and the next landing simply refits again.
 
 Every trigger calls ``refit_law``: the end of a training run on the embedded store (``refit_after_run``), the
 server's background service (``registry/refit_service.py``), the law page's "refit now", and the ``refit``,
@@ -47,9 +47,11 @@ from transfer_laws.registry.reader import LawInputs, laws_for_run, read_law_inpu
 from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
     LAW_ALIAS,
+    LAW_FIT_IN_MODEL,
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
+    REFIT_EXPERIMENT,
     law_model_name,
     law_name,
     parse_law,
@@ -58,7 +60,6 @@ from transfer_laws.registry.tracking import ensure_experiment, resolve_tracking_
 
 log = logging.getLogger(__name__)
 
-REFIT_EXPERIMENT = "transfer-laws-refits"
 PARAM_READ_AT = "inputs_read_at_ms"
 """Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
@@ -177,13 +178,16 @@ def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
     """Everything the version points to is there (a version is only created after this passes)."""
     from mlflow.entities import LoggedModelStatus
 
-    names = {a.path for a in client.list_artifacts(run_id)}
-    missing = {"fit", INPUTS_ARTIFACT} - names
-    if missing:
-        raise RuntimeError(f"refit run {run_id} lacks artifacts {sorted(missing)}")
+    if INPUTS_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
+        raise RuntimeError(f"refit run {run_id} lacks its report {INPUTS_ARTIFACT}")
     model = client.get_logged_model(model_id)
     if model.status != LoggedModelStatus.READY:
         raise RuntimeError(f"law model {model_id} is {model.status}, not READY")
+    from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
+
+    held = {Path(a.path).name for a in client.list_logged_model_artifacts(model_id, LAW_FIT_IN_MODEL)}
+    if not {JSON_NAME, NPZ_NAME} <= held:
+        raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
 
 
 def _ensure_registered_model(client: Any, name: str) -> None:
@@ -225,7 +229,6 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
             run_id = run.info.run_id
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
-            mlflow.log_artifacts(str(folder), "fit")
             for plot in plots:
                 mlflow.log_artifact(str(plot), "plots")
             mlflow.log_dict(_report(law, fit, inputs), INPUTS_ARTIFACT)

@@ -111,9 +111,13 @@ CKPT_TAG_LINEAGE = "transfer.lineage"
 CKPT_LINEAGE_TAGS = (CKPT_TAG_FINETUNES, CKPT_TAG_LAST_FINETUNE, CKPT_TAG_LINEAGE)
 """Tags the plugin keeps current on a checkpoint version; setting them is no reason to refit."""
 
-# Artifacts of a law's refit run.
+# Artifacts of a law's refit run and its law model.
 INPUTS_ARTIFACT = "inputs.json"
 """The refit report: input run ids, ``excluded_by_reader`` ({run_id: reason}), ``excluded_by_fit``, warnings, checks."""
+LAW_FIT_ARTIFACT = "fit"
+"""The law model's artifact holding the fit folder (``law.json`` + ``draws.npz``), logged once per version."""
+LAW_FIT_IN_MODEL = f"artifacts/{LAW_FIT_ARTIFACT}"
+"""Where that folder lies under the law model's artifact root (pyfunc keeps its artifacts under ``artifacts/``)."""
 
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"

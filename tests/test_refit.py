@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from transfer_laws.registry.refit import INPUTS_ARTIFACT, REFIT_EXPERIMENT, refit_after_run, refit_law
 from transfer_laws.registry.refit_cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
 from transfer_laws.registry.refit_service import RefitService
-from transfer_laws.registry.schema import LAW_TAG_FINGERPRINT, ROLE_SCRATCH, law_model_name
+from transfer_laws.registry.schema import LAW_FIT_IN_MODEL, LAW_TAG_FINGERPRINT, ROLE_SCRATCH, law_model_name
 from transfer_laws.registry.watch import watch
 
 FAST = {"bootstrap": 20, "plots": False}
@@ -70,7 +70,7 @@ def test_refit_registers_once_per_input_set_and_the_model_predicts(
     run = client.get_run(mv.run_id)
     assert run.data.metrics["alpha"] == pytest.approx(first.fit.alpha)
     assert {"k", "beta"} <= set(run.data.metrics) and any(m.endswith("_low") for m in run.data.metrics)
-    assert {a.path for a in client.list_artifacts(mv.run_id)} >= {"fit", "plots", INPUTS_ARTIFACT}
+    assert {a.path for a in client.list_artifacts(mv.run_id)} >= {"plots", INPUTS_ARTIFACT}
     assert set(finetunes) <= set(_inputs(client, "1")["input_run_ids"])
 
     again = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
@@ -164,7 +164,7 @@ def test_a_refit_killed_midway_leaves_no_version(client: MlflowClient, experimen
 
     result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
     assert (result.status, result.version) == ("registered", "1")
-    assert {"fit", INPUTS_ARTIFACT} <= {a.path for a in client.list_artifacts(_versions(client)[0].run_id)}
+    assert INPUTS_ARTIFACT in {a.path for a in client.list_artifacts(_versions(client)[0].run_id)}
 
 
 def test_refit_cli_exit_codes(
@@ -194,10 +194,19 @@ def test_watch_refits_only_uncovered_laws(client: MlflowClient, experiment: str,
     assert [r.status for r in watch(sqlite_uri, interval_s=0, max_iterations=1, **FAST)] == ["registered"]
 
 
-def test_fit_folder_artifact_loads_back(client: MlflowClient, experiment: str, sqlite_uri: str, tmp_path: Path) -> None:
+def test_fit_folder_is_logged_once_in_the_law_model_and_loads_back(client: MlflowClient, experiment: str,
+                                                                   sqlite_uri: str, tmp_path: Path) -> None:
     from transfer_laws.registry.fit import TransferLaw
 
     land_finetunes(client, experiment, 12)
     result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
-    folder = mlflow.artifacts.download_artifacts(f"runs:/{_versions(client)[0].run_id}/fit", dst_path=str(tmp_path))
+    (mv,) = _versions(client)
+    model = client.get_logged_model(mv.source.removeprefix("models:/"))
+    folder = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/{LAW_FIT_IN_MODEL}",
+                                                 dst_path=str(tmp_path))
     assert TransferLaw.load(folder).alpha == pytest.approx(result.fit.alpha)
+    # Once per version: the store holds one copy of the fit, the law model's (none on the refit run).
+    home = Path(sqlite_uri.removeprefix("sqlite:///")).parent
+    stored = list(home.rglob("law.json"))
+    assert len(stored) == 1 and model.model_id in str(stored[0]), f"the fit was stored as {stored}"
+    assert "fit" not in {a.path for a in client.list_artifacts(mv.run_id)}
