@@ -11,7 +11,8 @@ from typing import Any
 
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("flops_per_token", "mfu", "peak_flops"), "flops"),
-    **dict.fromkeys(("GPT", "load_checkpoint", "non_embedding_params", "save_checkpoint", "total_params"), "model"),
+    **dict.fromkeys(("GPT", "checkpoint_from_bytes", "load_checkpoint", "non_embedding_params", "save_checkpoint",
+                     "total_params"), "model"),
     # Settings and their errors: torch-free, so these names cost no torch import.
     **dict.fromkeys(("BudgetError", "CheckpointError", "DataConfig", "GPTConfig", "OptimConfig", "PRESETS", "preset",
                      "TrainConfig"), "config"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,23 +153,58 @@ def save_checkpoint(model: GPT, folder: Path, extra: dict[str, Any] | None = Non
 
 def load_checkpoint(folder: Path) -> tuple[GPT, dict[str, Any]]:
     """Read a folder written by save_checkpoint; any missing, corrupt or truncated file is a CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
     folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {folder} has no {path.name}")
+    files = {}
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        try:
+            files[name] = (folder / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise CheckpointError(f"checkpoint {folder} has no {name}") from exc
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {folder}: cannot read {name}: {exc}") from exc
+    return checkpoint_from_bytes(files, str(folder))
+
+
+def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, dict[str, Any]]:
+    """The GPT and its recorded facts from the bytes of ``config.json`` and ``model.safetensors``.
+
+    The one reader of a checkpoint: ``load_checkpoint`` passes a folder's files, the registry passes the bytes it
+    has just checked against the manifest, so what was verified is what is loaded and nothing is read twice.
+    ``where`` names the checkpoint in errors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if name not in files:
+            raise CheckpointError(f"checkpoint {where} has no {name}")
     try:
-        meta = json.loads(config_path.read_text())
+        meta = json.loads(files[CONFIG_FILE])
         config = GPTConfig.from_dict(meta["gpt"])
         extra = meta.get("extra") or {}
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {folder}: unreadable {CONFIG_FILE}: {exc}") from exc
+        raise CheckpointError(f"checkpoint {where}: unreadable {CONFIG_FILE}: {exc}") from exc
     model = GPT(config)
     try:
-        load_model(model, str(weights_path), strict=True)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {folder}: corrupt or truncated {WEIGHTS_FILE}: {exc}") from exc
+        _load_state(model, load(files[WEIGHTS_FILE]))
+    except (SafetensorError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {where}: corrupt or truncated {WEIGHTS_FILE}: {exc}") from exc
     return model, extra
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy ``state`` into ``model`` strictly, as ``safetensors.torch.load_model(strict=True)`` does.
+
+    ``save_model`` stores a tied table once, under one of its names; copying it into that parameter fills every
+    name that shares it (the tie itself is the model's, so it survives), so only a name with no stored alias is
+    missing.
+    """
+    aliases: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        aliases.setdefault(id(tensor), []).append(name)
+    shared = {name: group for group in aliases.values() for name in group}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [name for name in missing if not any(alias in state for alias in shared[name])]
+    if missing or unexpected:
+        raise RuntimeError(f"state of {type(model).__name__} does not match: missing {sorted(missing)}, "
+                           f"unexpected {sorted(unexpected)}")

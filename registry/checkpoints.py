@@ -4,8 +4,9 @@ A checkpoint is a folder written by ``save_checkpoint`` (``model.safetensors`` +
 ``tokenizer/`` folder): no pickle. Registering makes it an MLflow LoggedModel holding the folder's files plus a
 ``manifest.json`` of SHA-256 digests, and a registered-model version tagged with N, tokens seen, corpus and the
 digests (schema ``CKPT_TAG_*``) that takes an alias. Loading downloads the files from whatever artifact store the
-server uses (local, S3), checks them against the manifest and reads them, so a missing, corrupted or truncated
-file is a clear ``CheckpointError`` before any training starts.
+server uses (local, S3) and reads each file once: its bytes are checked against the manifest and the model is built
+from those same bytes, so a missing, corrupted or truncated file is a clear ``CheckpointError`` before any training
+starts, and what was checked is what trains.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,34 +89,56 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["version"], match["alias"]
 
 
-def file_manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """SHA-256 and size of every file under ``folder`` (relative POSIX paths), the manifest itself excluded."""
-    manifest = {}
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MANIFEST):
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        manifest[path.relative_to(folder).as_posix()] = {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
-    return manifest
+def checkpoint_files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative POSIX paths), each read once; the manifest and ``*.tmp`` leftovers of an
+    interrupted save are not part of a checkpoint."""
+    folder = Path(folder)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and p.suffix != ".tmp")
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in paths}
+
+
+def manifest_of(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
+    """SHA-256 and size of each file's bytes: what ``manifest.json`` records and loading checks."""
+    return {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
+
+
+def verified_files(folder: Path, keep: Collection[str] = ()) -> dict[str, bytes]:
+    """Read each file ``manifest.json`` lists once and check its size and SHA-256 against it; return the bytes of
+    the files named in ``keep``, so a caller builds from exactly what was checked without reading it again.
+
+    CheckpointError naming the first missing, truncated or altered file.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {folder} has no {MANIFEST}")
+    try:
+        expected = json.loads(path.read_text())
+        entries = [(str(name), int(entry["bytes"]), str(entry["sha256"])) for name, entry in expected.items()]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {folder}: unreadable {MANIFEST}: {exc}") from exc
+    kept = {}
+    for name, size, sha256 in entries:
+        try:
+            data = (folder / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise CheckpointError(f"checkpoint {folder}: file {name} is missing") from exc
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {folder}: file {name} cannot be read: {exc}") from exc
+        got = manifest_of({name: data})[name]
+        if got["bytes"] != size:
+            raise CheckpointError(f"checkpoint {folder}: file {name} is truncated or padded "
+                                  f"({got['bytes']} bytes, expected {size})")
+        if got["sha256"] != sha256:
+            raise CheckpointError(f"checkpoint {folder}: file {name} is corrupted (SHA-256 mismatch)")
+        if name in keep:
+            kept[name] = data
+    return kept
 
 
 def verify_manifest(folder: Path) -> None:
-    """CheckpointError naming the first missing, truncated or altered file."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {folder} has no {MANIFEST}")
-    expected = json.loads(path.read_text())
-    actual = file_manifest(folder)
-    for name, entry in expected.items():
-        got = actual.get(name)
-        if got is None:
-            raise CheckpointError(f"checkpoint {folder}: file {name} is missing")
-        if got["bytes"] != entry["bytes"]:
-            raise CheckpointError(f"checkpoint {folder}: file {name} is truncated or padded "
-                                    f"({got['bytes']} bytes, expected {entry['bytes']})")
-        if got["sha256"] != entry["sha256"]:
-            raise CheckpointError(f"checkpoint {folder}: file {name} is corrupted (SHA-256 mismatch)")
+    """CheckpointError naming the first missing, truncated or altered file (a check only: nothing is kept)."""
+    verified_files(folder)
 
 
 def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: str = DEFAULT_CHECKPOINT_ALIAS,
@@ -128,13 +152,14 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     """
     from mlflow import MlflowClient
 
-    from transfer_laws.lightning_modules import load_checkpoint, non_embedding_params
+    from transfer_laws.lightning_modules.model import checkpoint_from_bytes, non_embedding_params
 
     folder = Path(folder)
     pickles = [p.name for p in folder.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
     if pickles:
         raise CheckpointError(f"checkpoint {folder} holds pickle-format files {pickles}; only safetensors/JSON")
-    model, extra = load_checkpoint(folder)  # CheckpointError on a missing, corrupt or truncated file
+    files = checkpoint_files(folder)  # read once: validated, hashed into the manifest and staged from these bytes
+    model, extra = checkpoint_from_bytes(files, str(folder))  # CheckpointError on a missing, corrupt or truncated file
     version_tags = {
         CKPT_TAG_KIND: CKPT_KIND_PRETRAINED,
         CKPT_TAG_N: non_embedding_params(model),
@@ -153,7 +178,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     try:
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / "checkpoint"
-            _stage(folder, staged)
+            _stage(files, staged)
             client.log_model_artifacts(logged.model_id, str(staged))
     except BaseException:
         client.finalize_logged_model(logged.model_id, "FAILED")
@@ -210,7 +235,7 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.lightning_modules import load_checkpoint
+    from transfer_laws.lightning_modules.model import CONFIG_FILE, WEIGHTS_FILE, checkpoint_from_bytes
 
     name, version, alias = parse_model_uri(uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -229,8 +254,8 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
                                         tracking_uri=tracking_uri))
     except MlflowException as exc:
         raise CheckpointError(f"checkpoint {uri}: could not download its files: {exc.message}") from exc
-    verify_manifest(local)
-    model, extra = load_checkpoint(local)  # the weights really load; the run starts from these
+    files = verified_files(local, keep=(CONFIG_FILE, WEIGHTS_FILE))  # each file read once, checked from its bytes
+    model, extra = checkpoint_from_bytes(files, str(local))  # the weights really load; the run starts from these
     tags = dict(mv.tags or {})
     return LoadedCheckpoint(folder=local, name=name, version=int(mv.version), model_id=model_id,
                             pretrain_run_id=mv.run_id or logged.source_run_id,
@@ -290,11 +315,12 @@ def model_id_of(mv: Any) -> str:
     raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
 
 
-def _stage(folder: Path, staged: Path) -> None:
-    import shutil
-
-    shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("*.tmp", MANIFEST))
-    (staged / MANIFEST).write_text(json.dumps(file_manifest(staged), indent=2, sort_keys=True))
+def _stage(files: Mapping[str, bytes], staged: Path) -> None:
+    """Write the checkpoint's files and their manifest, both from the bytes that were validated."""
+    for name, data in files.items():
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
+        (staged / name).write_bytes(data)
+    (staged / MANIFEST).write_text(json.dumps(manifest_of(files), indent=2, sort_keys=True))
 
 
 def _experiment_for(client: Any, run_id: str | None, tracking_uri: str | None) -> str:

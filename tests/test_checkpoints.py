@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -112,17 +116,58 @@ def test_damaged_stored_files_are_a_clear_error(sqlite_uri: str, tmp_path: Path)
     stored = _stored_file(sqlite_uri, "damaged", "model.safetensors")
     data = stored.read_bytes()
     damages = {
-        "corrupted": data[:-8] + bytes(8 * [0xFF]),
-        "truncated": data[: len(data) // 2],
-        "missing": None,
+        "corrupted": (data[:-8] + bytes(8 * [0xFF]), "corrupted"),
+        "truncated": (data[: len(data) // 2], "truncated or padded"),
+        "padded": (data + bytes(8), "truncated or padded"),
+        "missing": (None, "missing"),
     }
-    for message, damaged in damages.items():
+    for damage, (damaged, message) in damages.items():
         if damaged is None:
             stored.unlink()
         else:
             stored.write_bytes(damaged)
-        with pytest.raises(CheckpointError, match=message):
-            load_checkpoint_uri("models:/damaged@champion", dst=tmp_path / f"dl-{message}")
+        with pytest.raises(CheckpointError, match=f"file model.safetensors is {message}"):
+            load_checkpoint_uri("models:/damaged@champion", dst=tmp_path / f"dl-{damage}")
+    stored.write_bytes(data)
+    stored.with_name("manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="has no manifest.json"):
+        load_checkpoint_uri("models:/damaged@champion", dst=tmp_path / "dl-no-manifest")
+
+
+def test_loading_reads_each_file_once_and_trains_what_it_checked(sqlite_uri: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.json and model.safetensors are opened for reading once, by the check; the model is built from those
+    bytes. After that first read the weights on disk are zeroed, so a second read by anyone (Python or safetensors'
+    own file I/O) would fail the load or change the logits."""
+    torch.manual_seed(0)
+    saved = GPT(CONFIG).eval()
+    register_checkpoint(save_checkpoint(saved, tmp_path / "ckpt", extra=EXTRA), name="once")
+    dst = tmp_path / "dl"
+    reads: Counter[str] = Counter()
+    real_open = io.open
+
+    def counting_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        path = Path(os.fsdecode(file)) if isinstance(file, (str, bytes, os.PathLike)) else None
+        if path is None or dst not in path.parents or set(mode) & set("wax+"):
+            return handle
+        reads[path.name] += 1
+        if path.name != "model.safetensors":
+            return handle
+        with handle:
+            data = handle.read()
+        path.write_bytes(bytes(len(data)))
+        return io.BytesIO(data)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(io, "open", counting_open)
+        patched.setattr(builtins, "open", counting_open)
+        loaded = load_checkpoint_uri("models:/once@champion", dst=dst)
+    assert (reads["config.json"], reads["model.safetensors"]) == (1, 1)
+    assert not any((loaded.folder / "model.safetensors").read_bytes())  # the zeroing happened: nothing read it later
+    assert loaded.model.lm_head.weight is loaded.model.wte.weight
+    x = torch.randint(0, CONFIG.vocab_size, (2, CONFIG.context_length))
+    assert torch.equal(loaded.model.eval()(x)[0], saved(x)[0])
 
 
 def test_bad_folders_register_nothing(sqlite_uri: str, tmp_path: Path) -> None:

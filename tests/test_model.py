@@ -14,6 +14,7 @@ from transfer_laws.lightning_modules import (
     PRESETS,
     CheckpointError,
     GPTConfig,
+    checkpoint_from_bytes,
     flops_per_token,
     load_checkpoint,
     mfu,
@@ -141,6 +142,38 @@ def test_truncated_corrupt_and_missing_checkpoints(tmp_path: Path) -> None:
         load_checkpoint(folder)
     with pytest.raises(CheckpointError, match="no config.json"):
         load_checkpoint(tmp_path / "nowhere")
+
+
+def test_bytes_load_restores_what_safetensors_load_model_restores(tmp_path: Path) -> None:
+    """The one reader builds from bytes; it must give the weights, and the tie, that safetensors' own loader gives
+    (the file stores the tied table once, under lm_head.weight)."""
+    from safetensors.torch import load_model
+
+    model = _tiny()
+    folder = save_checkpoint(model, tmp_path / "ckpt")
+    reference = GPT(model.config)
+    load_model(reference, str(folder / "model.safetensors"), strict=True)
+    loaded, _ = checkpoint_from_bytes({name: (folder / name).read_bytes() for name in ("config.json",
+                                                                                        "model.safetensors")}, "here")
+    assert loaded.lm_head.weight is loaded.wte.weight
+    got, want = loaded.state_dict(), reference.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    x = torch.randint(0, 64, (2, 16))
+    assert torch.equal(loaded.eval()(x)[0], model(x)[0])
+
+
+def test_weights_missing_a_table_or_holding_an_extra_one_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save
+
+    folder = save_checkpoint(_tiny(), tmp_path / "ckpt")
+    config = (folder / "config.json").read_bytes()
+    state = {k: v.contiguous() for k, v in _tiny().state_dict().items() if k != "wte.weight"}  # as save_model does
+    for bad, message in (({k: v for k, v in state.items() if k != "wpe.weight"}, "missing.*wpe.weight"),
+                         ({**state, "extra.weight": torch.zeros(2)}, "unexpected.*extra.weight")):
+        with pytest.raises(CheckpointError, match=f"here: corrupt or truncated model.safetensors.*{message}"):
+            checkpoint_from_bytes({"config.json": config, "model.safetensors": save(bad)}, "here")
+    with pytest.raises(CheckpointError, match="checkpoint here has no model.safetensors"):
+        checkpoint_from_bytes({"config.json": config}, "here")
 
 
 def test_flops_per_token_is_nanogpt_count() -> None:
