@@ -22,9 +22,9 @@ NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
 
 def preset_n(size: str) -> int:
     """N (non-embedding parameters, the schema's convention) of a PRESETS shape; independent of the vocabulary."""
-    from transfer_laws.lightning_modules.model import non_embedding_params, preset
+    from transfer_laws.lightning_modules.config import preset  # torch-free: a shape's N needs no model
 
-    return int(non_embedding_params(preset(size, vocab_size=256)))
+    return preset(size, vocab_size=256).non_embedding_params()
 
 
 def candidates_for(cells: Sequence[Any], epochs: float = 3.0) -> list[Candidate]:
