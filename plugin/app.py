@@ -18,7 +18,8 @@ import logging
 import os
 from typing import Any
 
-BASIC_AUTH_ENV = "TRANSFER_LAWS_BASIC_AUTH"
+from transfer_laws.registry.schema import ENV_BASIC_AUTH
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +64,7 @@ def create_app() -> Any:
     from transfer_laws.plugin.hook import install_refit_hook
     from transfer_laws.plugin.webhooks import register_webhook_route
 
-    basic_auth = os.environ.get(BASIC_AUTH_ENV) == "1"
+    basic_auth = os.environ.get(ENV_BASIC_AUTH) == "1"
     if not basic_auth or _has_service_account():
         install_refit_hook(flask_app)
     register_webhook_route(flask_app)

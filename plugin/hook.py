@@ -64,12 +64,13 @@ def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | Non
     """
     from flask import request
 
-    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+    from transfer_laws.plugin.refit_target import refit_target
+    from transfer_laws.registry.schema import ENV_SERVER_URI
 
     uri = server_uri or refit_target()
     if uri is None:
         log.warning("transfer-laws: automatic refits are off: the server's own address is unknown; set %s",
-                    TARGET_ENV)
+                    ENV_SERVER_URI)
         return False
     target = enqueue or _default_enqueue
 

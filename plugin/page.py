@@ -21,30 +21,16 @@ from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
-URL_PREFIX = "/transfer-laws"
+URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")
 CSRF_COOKIE = "tl_csrf"
 CSRF_HEADER = "X-TL-CSRF"
-BASIC_AUTH_ENV = "TRANSFER_LAWS_BASIC_AUTH"
-_BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"  # set by `mlflow server` for its workers (mlflow.server)
-_REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"
-
-
-def page_url(base_url: str, law: str) -> str:
-    """URL of ``law``'s section on the page of the server at ``base_url``."""
-    schema.parse_law(law)
-    return f"{base_url.rstrip('/')}{URL_PREFIX}/#law-{law}"
-
-
-def page_url_markdown(base_url: str, law: str) -> str:
-    """Markdown link to the law's page, for experiment and law-version descriptions."""
-    return f"[Transfer law `{law}`: fit, runs and refit]({page_url(base_url, law)})"
 
 
 def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
     import mlflow
 
-    uri = tracking_uri or os.environ.get(_BACKEND_ENV) or mlflow.get_tracking_uri()
-    return uri, os.environ.get(_REGISTRY_ENV) or uri
+    uri = tracking_uri or os.environ.get(schema.MLFLOW_ENV_SERVER_BACKEND) or mlflow.get_tracking_uri()
+    return uri, os.environ.get(schema.MLFLOW_ENV_SERVER_REGISTRY) or uri
 
 
 def _client(tracking_uri: str | None) -> Any:
@@ -113,11 +99,11 @@ def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
         # authenticates as the server's service account; the user's own right to refit was checked by page_auth.
         if basic_auth and service_account() is None:
             raise RefitUnavailable(MISSING_MESSAGE)
-        from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+        from transfer_laws.plugin.refit_target import refit_target
 
         tracking_uri = refit_target()  # the server's configured address, never the request's Host header
         if tracking_uri is None:
-            raise RefitUnavailable(f"the server's own address is unknown; set {TARGET_ENV}")
+            raise RefitUnavailable(f"the server's own address is unknown; set {schema.ENV_SERVER_URI}")
     return refit_law(law, tracking_uri=tracking_uri, requested_by=requested_by)
 
 
@@ -131,7 +117,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     from flask import Blueprint, abort, jsonify, make_response, render_template, request
     from mlflow.exceptions import MlflowException
 
-    use_auth = basic_auth if basic_auth is not None else os.environ.get(BASIC_AUTH_ENV) == "1"
+    use_auth = basic_auth if basic_auth is not None else os.environ.get(schema.ENV_BASIC_AUTH) == "1"
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
                      static_folder="static", static_url_path="/static")
 

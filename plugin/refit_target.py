@@ -19,8 +19,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-TARGET_ENV = "TRANSFER_LAWS_SERVER_URI"
-_STATIC_PREFIX_ENV = "_MLFLOW_STATIC_PREFIX"  # set by `mlflow server --static-prefix` for its workers
+from transfer_laws.registry.schema import ENV_SERVER_URI, MLFLOW_ENV_STATIC_PREFIX
+
 _WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # hosts to replace, not to bind
 
 
@@ -49,10 +49,10 @@ def _listen_address(argv: Sequence[str]) -> tuple[str, str] | None:
 
 def refit_target(argv: Sequence[str] | None = None) -> str | None:
     """The base URI of this server's own REST API, from its configuration (see the module docstring), or None."""
-    explicit = os.environ.get(TARGET_ENV, "").strip()
+    explicit = os.environ.get(ENV_SERVER_URI, "").strip()
     if explicit:
         if not explicit.startswith(("http://", "https://")):
-            raise ValueError(f"{TARGET_ENV}={explicit!r} must be an http(s) URI of this server")
+            raise ValueError(f"{ENV_SERVER_URI}={explicit!r} must be an http(s) URI of this server")
         return explicit.rstrip("/")
     address = _listen_address(sys.argv if argv is None else argv)
     if address is None:
@@ -63,5 +63,5 @@ def refit_target(argv: Sequence[str] | None = None) -> str | None:
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"  # a bare IPv6 address
     scheme = "https" if _option(sys.argv if argv is None else argv, "--ssl-keyfile", "--keyfile") else "http"
-    prefix = os.environ.get(_STATIC_PREFIX_ENV, "").strip("/")
+    prefix = os.environ.get(MLFLOW_ENV_STATIC_PREFIX, "").strip("/")
     return f"{scheme}://{host}:{port}" + (f"/{prefix}" if prefix else "")

@@ -17,6 +17,9 @@ import subprocess
 import warnings
 
 from transfer_laws.registry.schema import (
+    ENV_GIT,
+    ENV_SWEEP,
+    ENV_TRIAL,
     TAG_CI_JOB,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -25,9 +28,6 @@ from transfer_laws.registry.schema import (
     TAG_TRIAL,
 )
 
-ENV_SWEEP = "TRANSFER_LAWS_SWEEP_ID"
-ENV_TRIAL = "TRANSFER_LAWS_TRIAL"
-ENV_GIT = "TRANSFER_LAWS_GIT"
 CI_JOB_VARS = ("GITHUB_RUN_ID", "CI_JOB_ID")
 _OFF = {"", "0", "false", "no", "off"}
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import os
 
-USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
-PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+from transfer_laws.registry.schema import MLFLOW_ENV_PASSWORD, MLFLOW_ENV_USERNAME
 
 MISSING_MESSAGE = (
-    f"refits inside a basic-auth server need a service account: set {USERNAME_ENV} and {PASSWORD_ENV} in the "
-    "MLflow server's environment (see docs/team-setup.md, 'Basic auth')"
+    f"refits inside a basic-auth server need a service account: set {MLFLOW_ENV_USERNAME} and "
+    f"{MLFLOW_ENV_PASSWORD} in the MLflow server's environment (see docs/team-setup.md, 'Basic auth')"
 )
 
 
 def service_account() -> str | None:
     """The username the server's own refits authenticate as, or None when the variables are not both set."""
-    username, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
+    username, password = os.environ.get(MLFLOW_ENV_USERNAME), os.environ.get(MLFLOW_ENV_PASSWORD)
     return username if username and password else None

@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-SECRET_ENV = "TRANSFER_LAWS_WEBHOOK_SECRET"
+from transfer_laws.registry.schema import ENV_SERVER_URI, ENV_WEBHOOK_SECRET
+
 ROUTE = "/transfer-laws/api/webhook"
 MAX_AGE_S = 300
 EVENTS = ("model_version.created", "model_version_tag.set", "model_version_alias.created")
@@ -137,8 +138,8 @@ def precheck(headers: Any) -> WebhookRejected | None:
 
     Called by the route and, under uvicorn, by ``BodyLimit`` in front of MLflow's ASGI wrapper (which buffers the
     whole body before Flask sees it)."""
-    if not os.environ.get(SECRET_ENV):
-        return WebhookRejected(503, f"webhooks are disabled: {SECRET_ENV} is not set")
+    if not os.environ.get(ENV_WEBHOOK_SECRET):
+        return WebhookRejected(503, f"webhooks are disabled: {ENV_WEBHOOK_SECRET} is not set")
     if not all(headers.get(h) for h in ("X-MLflow-Delivery-Id", "X-MLflow-Timestamp", "X-MLflow-Signature")):
         return WebhookRejected(401, "missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
     declared = headers.get("Content-Length")
@@ -171,7 +172,7 @@ def register_webhook_route(
     ``server_uri`` (default: ``refit_target()``, the server's configured address) is where the refits go."""
     from flask import jsonify, request
 
-    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+    from transfer_laws.plugin.refit_target import refit_target
 
     target = enqueue or _default_enqueue
     replay = guard or ReplayGuard()
@@ -183,14 +184,14 @@ def register_webhook_route(
             if early is not None:
                 raise early
             body = _read_body(request.stream) if request.content_length is None else request.get_data(cache=True)
-            event = verify_delivery(request.headers, body, os.environ[SECRET_ENV], replay)
+            event = verify_delivery(request.headers, body, os.environ[ENV_WEBHOOK_SECRET], replay)
         except WebhookRejected as exc:
             return jsonify(error=exc.reason), exc.status
         checkpoint = checkpoint_of(event)
         if checkpoint is None:
             return jsonify(status="ignored"), 200
         if uri is None:
-            return jsonify(error=f"refits are off: the server's own address is unknown; set {TARGET_ENV}"), 503
+            return jsonify(error=f"refits are off: the server's own address is unknown; set {ENV_SERVER_URI}"), 503
         target(checkpoint[0], checkpoint[1], uri)
         return jsonify(status="queued", model=checkpoint[0], version=checkpoint[1]), 200
 

@@ -16,11 +16,11 @@ from typing import Any
 from transfer_laws.registry.paper import PAPER_TABLE_1
 from transfer_laws.registry.schema import (
     LAW_COEFFICIENTS,
-    LAW_PAGE_PATH,
     LAW_TAG_RUNS,
     LAW_TAG_VERDICT,
     LAW_TAG_WARNINGS,
     ROLE_SCRATCH,
+    law_page_url,
 )
 
 DESCRIPTION_LIMIT = 5000
@@ -38,11 +38,6 @@ def sig3(value: float) -> str:
     if value is None or not math.isfinite(float(value)):
         return "n/a"
     return f"{float(value):.3g}"
-
-
-def law_page_link(law: str) -> str:
-    """Relative link to the law's section of the law page (served by ``mlflow server --app-name transfer-laws``)."""
-    return f"{LAW_PAGE_PATH}#law-{law}"
 
 
 def version_tags(fit: Any) -> dict[str, str]:
@@ -83,7 +78,7 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
     if warnings:
         lines += ["", "**Warnings**", *[f"- {w}" for w in warnings]]
     lines += _runs_section(fit, inputs)
-    footer = (f"\n\n[Open the law page]({law_page_link(law)}) for the plots, the runs and a refit button (on a "
+    footer = (f"\n\n[Open the law page]({law_page_url(law)}) for the plots, the runs and a refit button (on a "
               "server started with `--app-name transfer-laws`). The source run of this version holds the fit "
               "folder, the plots and `inputs.json` (every run read, used and excluded).")
     return _cap("\n".join(lines), DESCRIPTION_LIMIT - len(footer)) + footer
@@ -96,7 +91,7 @@ def law_model_description(law: str) -> str:
             "one fit: its description gives k, α, β with 95% intervals, the checks and warnings; its tags give the "
             "numbers; alias `@latest` is the newest. Load a version with `mlflow.pyfunc.load_model` and predict "
             "from a table with columns N and D_F. "
-            f"[Open the law page]({law_page_link(law)}).")
+            f"[Open the law page]({law_page_url(law)}).")
 
 
 def _coefficient_table(law: str, fit: Any, unit: str) -> list[str]:

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-LOCK_DB_ENV = "TRANSFER_LAWS_LOCK_DB"
-SERVER_BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"
+from transfer_laws.registry.schema import ENV_LOCK_DB, MLFLOW_ENV_SERVER_BACKEND
+
 """Set by ``mlflow server`` to its ``--backend-store-uri`` in every worker."""
 
 REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
@@ -55,12 +55,12 @@ def lock_key(law: str) -> int:
 
 def lock_database(tracking_uri: str) -> str | None:
     """The PostgreSQL or MySQL URI to take the law lock in, or None."""
-    explicit = os.environ.get(LOCK_DB_ENV)
+    explicit = os.environ.get(ENV_LOCK_DB)
     if explicit:
         return explicit
     if tracking_uri.startswith(_DB_SCHEMES):
         return tracking_uri
-    backend = os.environ.get(SERVER_BACKEND_ENV, "")
+    backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND, "")
     if tracking_uri.startswith(("http://", "https://")) and backend.startswith(_DB_SCHEMES):
         return backend
     return None

@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 PARAM_READ_AT = "inputs_read_at_ms"
 """Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
-_SERVER_REGISTRY_ENV = "_MLFLOW_SERVER_REGISTRY_STORE"  # set by `mlflow server` for its workers
 STATUS_SUPERSEDED = "superseded"
 """The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
 TAG_INPUTS_DIGEST = "transfer.inputs_digest"

@@ -16,10 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from transfer_laws.registry.locks import SERVER_BACKEND_ENV
 from transfer_laws.registry.reader import laws_for_run
 from transfer_laws.registry.refit import (
-    _SERVER_REGISTRY_ENV,
     STATUS_FAILED,
     STATUS_REGISTERED,
     RefitResult,
@@ -27,6 +25,7 @@ from transfer_laws.registry.refit import (
     attach_plots,
     refit_law,
 )
+from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND, MLFLOW_ENV_SERVER_REGISTRY
 from transfer_laws.registry.watch import uncovered_laws
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ class RefitService:
         self.plots = bool(options.pop("plots", True))
         # Inside ``mlflow server`` runs are read from its backend store directly (when its registry lives there
         # too); everything else goes over REST.
-        backend = os.environ.get(SERVER_BACKEND_ENV)
-        if os.environ.get(_SERVER_REGISTRY_ENV, backend) != backend:
+        backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND)
+        if os.environ.get(MLFLOW_ENV_SERVER_REGISTRY, backend) != backend:
             backend = None
         self.read_uri = options.pop("read_uri", None) or backend or tracking_uri
         self.options = {**options, "plots": False, "read_uri": self.read_uri}

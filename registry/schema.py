@@ -111,6 +111,36 @@ CKPT_TAG_LINEAGE = "transfer.lineage"
 CKPT_LINEAGE_TAGS = (CKPT_TAG_FINETUNES, CKPT_TAG_LAST_FINETUNE, CKPT_TAG_LINEAGE)
 """Tags the plugin keeps current on a checkpoint version; setting them is no reason to refit."""
 
+# Environment variables: ours, and the ones MLflow sets that we read.
+ENV_HOME = "TRANSFER_LAWS_HOME"
+"""Folder of the embedded store (``mlflow.db`` + artifacts), corpora, tokenizers and checkpoints."""
+ENV_VERBOSE = "TRANSFER_LAWS_VERBOSE"
+"""``1``: the command line prints library warnings and full tracebacks (as ``--verbose``)."""
+ENV_SWEEP = "TRANSFER_LAWS_SWEEP_ID"
+"""Tag a run started in this environment with ``transfer.sweep`` (the run-context provider)."""
+ENV_TRIAL = "TRANSFER_LAWS_TRIAL"
+"""Tag a run started in this environment with ``transfer.trial``."""
+ENV_GIT = "TRANSFER_LAWS_GIT"
+"""``1`` (the current directory) or a checkout's path: tag runs with its commit and whether it is dirty."""
+ENV_LOCK_DB = "TRANSFER_LAWS_LOCK_DB"
+"""Database whose advisory locks serialise refits across server replicas (default: the server's backend store)."""
+ENV_SERVER_URI = "TRANSFER_LAWS_SERVER_URI"
+"""The server's own address, where its refits go (never a request's Host header)."""
+ENV_BASIC_AUTH = "TRANSFER_LAWS_BASIC_AUTH"
+"""``1``: the law page and its refit button sit behind MLflow's basic auth."""
+ENV_WEBHOOK_SECRET = "TRANSFER_LAWS_WEBHOOK_SECRET"
+"""HMAC secret of MLflow registry webhooks; unset, the webhook route answers 503."""
+MLFLOW_ENV_SERVER_BACKEND = "_MLFLOW_SERVER_FILE_STORE"
+"""Set by ``mlflow server`` for its workers: the backend store URI."""
+MLFLOW_ENV_SERVER_REGISTRY = "_MLFLOW_SERVER_REGISTRY_STORE"
+"""Set by ``mlflow server`` for its workers: the registry store URI."""
+MLFLOW_ENV_STATIC_PREFIX = "_MLFLOW_STATIC_PREFIX"
+"""Set by ``mlflow server --static-prefix`` for its workers."""
+MLFLOW_ENV_USERNAME = "MLFLOW_TRACKING_USERNAME"
+"""The refit service account's user name on a basic-auth server."""
+MLFLOW_ENV_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+"""That account's password."""
+
 # Artifacts of a law's refit run and its law model.
 INPUTS_ARTIFACT = "inputs.json"
 """The refit report: input run ids, ``excluded_by_reader`` ({run_id: reason}), ``excluded_by_fit``, warnings, checks."""
@@ -162,6 +192,13 @@ def parse_law(law: str) -> tuple[str, str]:
     if not sep or not source or not target:
         raise ValueError(f"law {law!r} is not of the form '<source>-to-<target>'")
     return source, target
+
+
+def law_page_url(law: str, base_url: str = "") -> str:
+    """The law's section of the law page (``mlflow server --app-name transfer-laws``): relative, or on the server at
+    ``base_url``. Version descriptions link it; put it in any other description to link a law."""
+    parse_law(law)
+    return f"{base_url.rstrip('/')}{LAW_PAGE_PATH}#law-{law}"
 
 
 def law_model_name(law: str) -> str:

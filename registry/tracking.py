@@ -13,9 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
-
-HOME_ENV = "TRANSFER_LAWS_HOME"
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME
 
 
 class TrackingError(RuntimeError):
@@ -24,7 +22,7 @@ class TrackingError(RuntimeError):
 
 def home_dir() -> Path:
     """The folder of the embedded store, corpora, tokenizer and checkpoints."""
-    return Path(os.environ.get(HOME_ENV, "transfer-laws-home")).resolve()
+    return Path(os.environ.get(ENV_HOME, "transfer-laws-home")).resolve()
 
 
 def embedded_tracking_uri(home: Path | None = None) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_laws.registry.schema import ENV_VERBOSE
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
 from transfer_laws.scripts._errors import UserError, redact
 
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _one_line_errors(parser, argv)
     namespace = parser.parse_args(argv)
-    verbose = bool(getattr(namespace, "verbose", False)) or os.environ.get("TRANSFER_LAWS_VERBOSE") == "1"
+    verbose = bool(getattr(namespace, "verbose", False)) or os.environ.get(ENV_VERBOSE) == "1"
     if not namespace.command:
         parser.print_help()
         return 2

@@ -24,10 +24,11 @@ class Args:
 
 def run(args: Args) -> int:
     from transfer_laws.plugin.webhooks import create_webhook
+    from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET
     from transfer_laws.registry.tracking import use_tracking_uri
 
     uri = use_tracking_uri(args.tracking_uri)
-    secret = args.secret or os.environ.get("TRANSFER_LAWS_WEBHOOK_SECRET")
+    secret = args.secret or os.environ.get(ENV_WEBHOOK_SECRET)
     if not secret:
         raise ValueError("a webhook needs a secret: --secret or TRANSFER_LAWS_WEBHOOK_SECRET")
     webhook_id = create_webhook(uri, args.url, secret)

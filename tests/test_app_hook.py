@@ -91,20 +91,22 @@ def test_hook_never_breaks_the_response() -> None:
 )
 def test_refit_target_comes_from_configuration(argv: list[str], env: str | None, expected: str | None,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+    from transfer_laws.plugin.refit_target import refit_target
+    from transfer_laws.registry.schema import ENV_SERVER_URI
 
     monkeypatch.delenv("_MLFLOW_STATIC_PREFIX", raising=False)
     if env is None:
-        monkeypatch.delenv(TARGET_ENV, raising=False)
+        monkeypatch.delenv(ENV_SERVER_URI, raising=False)
     else:
-        monkeypatch.setenv(TARGET_ENV, env)
+        monkeypatch.setenv(ENV_SERVER_URI, env)
     assert refit_target(argv) == expected
 
 
 def test_refit_target_keeps_the_servers_static_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from transfer_laws.plugin.refit_target import TARGET_ENV, refit_target
+    from transfer_laws.plugin.refit_target import refit_target
+    from transfer_laws.registry.schema import ENV_SERVER_URI
 
-    monkeypatch.delenv(TARGET_ENV, raising=False)
+    monkeypatch.delenv(ENV_SERVER_URI, raising=False)
     monkeypatch.setenv("_MLFLOW_STATIC_PREFIX", "/mlflow")
     assert refit_target(["uvicorn", "--host", "0.0.0.0", "--port", "5000"]) == "http://127.0.0.1:5000/mlflow"
 
@@ -113,11 +115,11 @@ def test_without_a_known_address_the_hook_is_off(monkeypatch: pytest.MonkeyPatch
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from flask import Flask
 
-    from transfer_laws.plugin.refit_target import TARGET_ENV
+    from transfer_laws.registry.schema import ENV_SERVER_URI
 
-    monkeypatch.delenv(TARGET_ENV, raising=False)
+    monkeypatch.delenv(ENV_SERVER_URI, raising=False)
     monkeypatch.setattr("sys.argv", ["pytest"])
     landed: list[str] = []
     app = Flask("hook-test")
     assert not install_refit_hook(app, enqueue=lambda run_id, uri: landed.append(uri))
-    assert TARGET_ENV in caplog.text
+    assert ENV_SERVER_URI in caplog.text

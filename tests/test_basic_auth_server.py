@@ -20,9 +20,9 @@ from law_runs import LAW, finetune_loss, land_finetunes, land_run, land_scratch_
 from mlflow import MlflowClient
 
 from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER
-from transfer_laws.plugin.webhooks import ROUTE, SECRET_ENV, create_webhook, signature
+from transfer_laws.plugin.webhooks import ROUTE, create_webhook, signature
 from transfer_laws.registry.refit import INPUTS_ARTIFACT
-from transfer_laws.registry.schema import LAW_TAG_REQUESTED_BY, ROLE_FINETUNE, law_model_name
+from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET, LAW_TAG_REQUESTED_BY, ROLE_FINETUNE, law_model_name
 
 pytestmark = pytest.mark.slow  # starts its own server: ~1-2 minutes on 2 busy cores
 
@@ -46,7 +46,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
                 "TRANSFER_LAWS_BASIC_AUTH": "1", "TRANSFER_LAWS_HOME": str(tmp_path / "server-home"),
                 "MLFLOW_TRACKING_USERNAME": BOT, "MLFLOW_TRACKING_PASSWORD": BOT_PASSWORD,
-                SECRET_ENV: WEBHOOK_SECRET, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                ENV_WEBHOOK_SECRET: WEBHOOK_SECRET,
+                "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                 "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true"})
     log = tmp_path / "server.log"
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "transfer-laws",

@@ -110,10 +110,10 @@ def test_server_env_names_match_ci_services(services: dict[str, Any]) -> None:
 
 
 def test_server_gets_every_variable_its_plugin_reads(services: dict[str, Any]) -> None:
-    from transfer_laws.plugin.webhooks import SECRET_ENV
+    from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET
 
     # Without it every delivery is refused with 503 ("webhooks are disabled"), so refits on new checkpoints stop.
-    assert services["mlflow"]["environment"].get(SECRET_ENV), f"the mlflow service does not set {SECRET_ENV}"
+    assert services["mlflow"]["environment"].get(ENV_WEBHOOK_SECRET), f"the mlflow service lacks {ENV_WEBHOOK_SECRET}"
 
 
 def _mlflow_server_command(services: dict[str, Any]) -> list[str]:
@@ -244,17 +244,18 @@ def test_sweep_worker_joins_the_study_its_starter_creates(services: dict[str, An
 def test_client_services_take_refit_locks_in_the_servers_backend_database(
     services: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transfer_laws.registry.locks import LOCK_DB_ENV, SERVER_BACKEND_ENV, lock_database
+    from transfer_laws.registry.locks import lock_database
+    from transfer_laws.registry.schema import ENV_LOCK_DB, MLFLOW_ENV_SERVER_BACKEND
 
     env = services[service]["environment"]
     # Where the server's refit hook locks: mlflow server hands its workers the backend store URI.
-    monkeypatch.delenv(LOCK_DB_ENV, raising=False)
-    monkeypatch.setenv(SERVER_BACKEND_ENV, _backend_store_uri(services))
+    monkeypatch.delenv(ENV_LOCK_DB, raising=False)
+    monkeypatch.setenv(MLFLOW_ENV_SERVER_BACKEND, _backend_store_uri(services))
     server_lock = lock_database("http://localhost:5000")
     # Where this client locks (it runs outside the server process).
-    monkeypatch.delenv(SERVER_BACKEND_ENV)
-    if env.get(LOCK_DB_ENV):
-        monkeypatch.setenv(LOCK_DB_ENV, env[LOCK_DB_ENV])
+    monkeypatch.delenv(MLFLOW_ENV_SERVER_BACKEND)
+    if env.get(ENV_LOCK_DB):
+        monkeypatch.setenv(ENV_LOCK_DB, env[ENV_LOCK_DB])
     client_lock = lock_database(env["MLFLOW_TRACKING_URI"])
     assert server_lock, "the server's hook would take no advisory lock"
     assert client_lock == server_lock, f"{service} would lock in {client_lock}, the server in {server_lock}"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER, page_url_markdown, register_law_page
+from transfer_laws.plugin.page import CSRF_COOKIE, CSRF_HEADER, register_law_page
 from transfer_laws.plugin.page_data import collect_laws
 from transfer_laws.registry import schema
 
@@ -253,11 +253,13 @@ def test_refit_requires_matching_csrf_token(web: Any) -> None:
     assert ok.status_code in (200, 422, 503), ok.get_data(as_text=True)
 
 
-def test_page_url_markdown() -> None:
-    md = page_url_markdown("http://mlflow.example:5000/", LAW)
-    assert md.endswith(f"(http://mlflow.example:5000/transfer-laws/#law-{LAW})") and LAW in md
+def test_law_page_url_is_the_section_the_page_renders(web: Any) -> None:
+    url = schema.law_page_url(LAW, "http://mlflow.example:5000/")
+    assert url == f"http://mlflow.example:5000/transfer-laws/#law-{LAW}"
+    path, _, anchor = schema.law_page_url(LAW).partition("#")
+    assert f'id="{anchor}"' in web.get(path).get_data(as_text=True)
     with pytest.raises(ValueError, match="not of the form"):
-        page_url_markdown("http://x", "python")
+        schema.law_page_url("python")
 
 
 # MLflow's auth module reads its config and opens its user store at import: a child process keeps that global

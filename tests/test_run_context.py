@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from transfer_laws.plugin.run_context import ENV_GIT, ENV_SWEEP, ENV_TRIAL, TransferRunContextProvider
+from transfer_laws.plugin.run_context import TransferRunContextProvider
 from transfer_laws.registry.schema import (
+    ENV_GIT,
+    ENV_SWEEP,
+    ENV_TRIAL,
     TAG_CI_JOB,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,

@@ -13,13 +13,13 @@ from flask import Flask
 from transfer_laws.plugin.webhooks import (
     MAX_BODY_BYTES,
     ROUTE,
-    SECRET_ENV,
     ReplayGuard,
     WebhookRejected,
     register_webhook_route,
     signature,
     verify_delivery,
 )
+from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET
 
 SECRET = "s3cret"
 CONFIGURED = "http://127.0.0.1:5999"
@@ -40,7 +40,7 @@ def _headers(body: bytes, *, secret: str = SECRET, delivery: str | None = None, 
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> tuple:
-    monkeypatch.setenv(SECRET_ENV, SECRET)
+    monkeypatch.setenv(ENV_WEBHOOK_SECRET, SECRET)
     app = Flask("webhook-test")
     queued: list[tuple[str, str, str]] = []
     register_webhook_route(app, enqueue=lambda *args: queued.append(args), server_uri=CONFIGURED)
@@ -137,7 +137,7 @@ def test_other_events_are_ignored(served: tuple) -> None:
 
 def test_without_a_secret_nothing_is_accepted(served: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     client, queued = served
-    monkeypatch.delenv(SECRET_ENV)
+    monkeypatch.delenv(ENV_WEBHOOK_SECRET)
     body = _event()
     assert client.post(ROUTE, data=body, headers=_headers(body)).status_code == 503
     assert queued == []
