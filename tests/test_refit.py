@@ -19,10 +19,10 @@ from law_runs import ALPHA, BETA, LAW, land_finetunes, land_run, land_scratch_ru
 from mlflow import MlflowClient
 
 from transfer_laws.registry.refit import INPUTS_ARTIFACT, REFIT_EXPERIMENT, refit_after_run, refit_law
-from transfer_laws.registry.refit_cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
 from transfer_laws.registry.refit_service import RefitService
 from transfer_laws.registry.schema import LAW_FIT_IN_MODEL, LAW_TAG_FINGERPRINT, ROLE_SCRATCH, law_model_name
 from transfer_laws.registry.watch import watch
+from transfer_laws.scripts.refit import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
 
 FAST = {"bootstrap": 20, "plots": False}
 
