@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 
 import lightning as L
 import torch
@@ -21,6 +22,25 @@ CONFIG = GPTConfig(vocab_size=256, context_length=CONTEXT, n_layer=1, n_head=2, 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def windows(text: str, batch_size: int, shuffle: bool) -> DataLoader:
+    """(x, y) windows of ``CONTEXT`` UTF-8 bytes over ``text``, y shifted by one."""
+    ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+    n = (len(ids) - 1) // CONTEXT
+    x = ids[: n * CONTEXT].view(n, CONTEXT)
+    y = ids[1 : n * CONTEXT + 1].view(n, CONTEXT)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+
+
+class PoisonAtStep13(L.Callback):
+    """Put a NaN into a weight at step 13 (after the evaluation at step 10), as an overflow would."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        if trainer.global_step == 13:
+            with torch.no_grad():
+                pl_module.model.blocks[0].mlp.fc.weight[0, 0] = math.nan
 
 
 class ByteTextData(L.LightningDataModule):
@@ -41,16 +61,8 @@ class ByteTextData(L.LightningDataModule):
         self.train_digest = _digest(self._train_text.encode())
         self.test_digest = _digest(self._test_text.encode())
 
-    @staticmethod
-    def _windows(text: str, batch_size: int, shuffle: bool) -> DataLoader:
-        ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
-        n = (len(ids) - 1) // CONTEXT
-        x = ids[: n * CONTEXT].view(n, CONTEXT)
-        y = ids[1 : n * CONTEXT + 1].view(n, CONTEXT)
-        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
-
     def train_dataloader(self) -> DataLoader:
-        return self._windows(self._train_text, 8, shuffle=True)
+        return windows(self._train_text, 8, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._windows(self._test_text, 16, shuffle=False)
+        return windows(self._test_text, 16, shuffle=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import socket
 import subprocess
 import sys
@@ -11,9 +10,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 import yaml
-from _plugin_data import CONFIG, ByteTextData
+from _plugin_data import CONFIG, ByteTextData, PoisonAtStep13
 
 from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TrainingDiverged, TransferLM, build_trainer
 from transfer_laws.plugin import RunFacts, TransferFactsCallback, replay_facts
@@ -165,23 +163,13 @@ def test_config_params_and_exact_names(tmp_path: Path) -> None:
     assert default_run_name("pretrain", 100_000, None) == "pretrain-N100k"
 
 
-class _Poison(L.Callback):
-    """A NaN in a weight mid-training, as an overflow would leave."""
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
-                             batch_idx: int) -> None:
-        if trainer.global_step == 13:
-            with torch.no_grad():
-                pl_module.model.blocks[0].mlp.fc.weight[0, 0] = math.nan
-
-
 def test_nan_marks_run_failed_with_reason(sqlite_uri: str) -> None:
     from lightning.pytorch.loggers import MLFlowLogger
     from mlflow import MlflowClient
 
     logger = MLFlowLogger(experiment_name="facts", tracking_uri=sqlite_uri)
     with pytest.raises(TrainingDiverged):
-        _fit(RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), logger=logger, callbacks=(_Poison(),))
+        _fit(RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), logger=logger, callbacks=(PoisonAtStep13(),))
     run = MlflowClient(sqlite_uri).get_run(logger.run_id)
     assert run.info.status == "FAILED"
     assert "TrainingDiverged" in run.data.tags[TAG_FAILURE] and "nan" in run.data.tags[TAG_FAILURE]

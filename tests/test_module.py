@@ -10,7 +10,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from _plugin_data import CONFIG, CONTEXT, PoisonAtStep13, windows
+from torch.utils.data import DataLoader
 
 from transfer_laws.lightning_modules import (
     CheckpointError,
@@ -26,17 +27,6 @@ from transfer_laws.lightning_modules import (
     save_checkpoint,
 )
 
-CONTEXT = 32
-CONFIG = GPTConfig(vocab_size=256, context_length=CONTEXT, n_layer=1, n_head=2, n_embd=32)
-
-
-def _windows(text: str, batch_size: int, shuffle: bool) -> DataLoader:
-    ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
-    n = (len(ids) - 1) // CONTEXT
-    x = ids[: n * CONTEXT].view(n, CONTEXT)
-    y = ids[1 : n * CONTEXT + 1].view(n, CONTEXT)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
-
 
 @pytest.fixture(scope="module")
 def loaders() -> tuple[DataLoader, DataLoader]:
@@ -45,7 +35,7 @@ def loaders() -> tuple[DataLoader, DataLoader]:
 
     train_text = inspect.getsource(textwrap)[:6_000]  # small: a few epochs overfit it
     test_text = inspect.getsource(json_module.decoder)[:4_000]
-    return _windows(train_text, 8, shuffle=True), _windows(test_text, 16, shuffle=False)
+    return windows(train_text, 8, shuffle=True), windows(test_text, 16, shuffle=False)
 
 
 class _History(L.Callback):
@@ -145,20 +135,10 @@ def test_nan_loss_raises_and_keeps_initial_weights(loaders: tuple[DataLoader, Da
     assert all(torch.equal(before[k], after[k]) for k in before)  # the last good weights: nothing evaluated yet
 
 
-class _Poison(L.Callback):
-    """Put a NaN into a weight after the first evaluation, as an overflow would."""
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object,
-                             batch_idx: int) -> None:
-        if trainer.global_step == 13:
-            with torch.no_grad():
-                pl_module.model.blocks[0].mlp.fc.weight[0, 0] = math.nan
-
-
 def test_poisoned_weights_raise_and_keep_best(loaders: tuple[DataLoader, DataLoader]) -> None:
     train, test = loaders
     module = TransferLM(CONFIG, OptimConfig(lr=3e-3))
-    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[_Poison()],
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[PoisonAtStep13()],
                             enable_progress_bar=False)
     with pytest.raises(TrainingDiverged, match="loss became nan at step 13"):
         trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
@@ -174,7 +154,7 @@ def test_sparse_finite_checks_name_the_first_bad_step(loaders: tuple[DataLoader,
     # evaluation (at step 20), so the report names step 13 rather than the evaluation's non-finite test loss.
     train, test = loaders
     module = TransferLM(CONFIG, OptimConfig(lr=3e-3), finite_check_every=every)
-    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[_Poison()],
+    trainer = build_trainer(TrainConfig(max_steps=50, eval_every_steps=10, patience=10), callbacks=[PoisonAtStep13()],
                             enable_progress_bar=False)
     with pytest.raises(TrainingDiverged, match="^loss became nan at step 13$") as info:
         trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
