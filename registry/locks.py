@@ -175,6 +175,7 @@ def _break_if_stale(client: Any, name: str, ttl_s: float) -> None:
             pass  # another waiter broke it first, or we may not: keep waiting until the timeout says so
 
 
+_CONTENDED = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
 _LOCK_NOTE = "Held for a moment while a transfer-law version is created (transfer_laws.registry.locks)."
 
 
@@ -191,7 +192,9 @@ def registry_lock(client: Any, law: str, timeout_s: float = 60.0, ttl_s: float =
             client.create_registered_model(name, tags={"transfer.lock_owner": owner}, description=_LOCK_NOTE)
             break
         except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            # Held by another refit; or released between the store's failed insert and its look-up of the holder
+            # (MLflow's SQL store then answers RESOURCE_DOES_NOT_EXIST to a create): either way, try again.
+            if exc.error_code not in _CONTENDED:
                 raise
         _break_if_stale(client, name, ttl_s)
         if time.monotonic() > deadline:

@@ -210,3 +210,33 @@ def test_fit_folder_is_logged_once_in_the_law_model_and_loads_back(client: Mlflo
     stored = list(home.rglob("law.json"))
     assert len(stored) == 1 and model.model_id in str(stored[0]), f"the fit was stored as {stored}"
     assert "fit" not in {a.path for a in client.list_artifacts(mv.run_id)}
+
+
+def test_the_registry_lock_is_retaken_when_its_holder_releases_inside_mlflows_create(
+    client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's SQL store answers a create that lost the race by looking the holder up; when the holder releases in
+    between, that look-up fails with RESOURCE_DOES_NOT_EXIST. The waiter must read it as "try again" (it failed a
+    racing refit on the server stack), so the real store is made to release at exactly that moment."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    from transfer_laws.registry.locks import REGISTRY_LOCK_PREFIX, registry_lock
+
+    name = f"{REGISTRY_LOCK_PREFIX}{LAW}"
+    client.create_registered_model(name)  # another refit holds the lock
+    look_up = SqlAlchemyStore.get_registered_model
+    released: list[str] = []
+
+    def holder_releases_first(store: SqlAlchemyStore, model_name: str) -> object:
+        if model_name == name and not released:
+            released.append(model_name)
+            client.delete_registered_model(model_name)
+        return look_up(store, model_name)
+
+    monkeypatch.setattr(SqlAlchemyStore, "get_registered_model", holder_releases_first)
+    with registry_lock(client, LAW, timeout_s=20):
+        assert released == [name], "the race this test stages did not happen"
+        assert client.get_registered_model(name).tags.get("transfer.lock_owner"), "the lock is ours now"
+    with pytest.raises(MlflowException, match="not found"):  # released on exit
+        client.get_registered_model(name)
