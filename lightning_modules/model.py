@@ -170,7 +170,8 @@ def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, 
 
     The one reader of a checkpoint: ``load_checkpoint`` passes a folder's files, the registry passes the bytes it
     has just checked against the manifest, so what was verified is what is loaded and nothing is read twice.
-    ``where`` names the checkpoint in errors.
+    ``where`` names the checkpoint in errors. Peak memory: the bytes plus one copy of the weights (the GPT is built
+    on the meta device and takes the loaded tensors; ``benchmarks/bench_checkpoint_load.py``).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -184,27 +185,34 @@ def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, 
         extra = meta.get("extra") or {}
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {where}: unreadable {CONFIG_FILE}: {exc}") from exc
-    model = GPT(config)
+    with torch.device("meta"):  # no memory and no random init for weights the checkpoint replaces
+        model = GPT(config)
     try:
-        _load_state(model, load(files[WEIGHTS_FILE]))
+        _assign_state(model, load(files[WEIGHTS_FILE]))
     except (SafetensorError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {where}: corrupt or truncated {WEIGHTS_FILE}: {exc}") from exc
     return model, extra
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy ``state`` into ``model`` strictly, as ``safetensors.torch.load_model(strict=True)`` does.
+def _assign_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Make ``state``'s tensors the parameters of a model built on the meta device, strictly, as
+    ``safetensors.torch.load_model(strict=True)`` checks.
 
-    ``save_model`` stores a tied table once, under one of its names; copying it into that parameter fills every
-    name that shares it (the tie itself is the model's, so it survives), so only a name with no stored alias is
-    missing.
+    The tensors are used as they are (``assign``), so a load holds one copy of the weights beside the file's bytes,
+    not two. ``save_model`` stores a tied table once, under one of its names: every other name of that table is
+    pointed at the same parameter again, so the tie survives; a name with no stored alias is missing.
     """
-    aliases: dict[int, list[str]] = {}
+    groups: dict[int, list[str]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
-        aliases.setdefault(id(tensor), []).append(name)
-    shared = {name: group for group in aliases.values() for name in group}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [name for name in missing if not any(alias in state for alias in shared[name])]
+        groups.setdefault(id(tensor), []).append(name)
+    missing = sorted(name for group in groups.values() if not any(a in state for a in group) for name in group)
+    unexpected = sorted(set(state) - {name for group in groups.values() for name in group})
     if missing or unexpected:
-        raise RuntimeError(f"state of {type(model).__name__} does not match: missing {sorted(missing)}, "
-                           f"unexpected {sorted(unexpected)}")
+        raise RuntimeError(f"state of {type(model).__name__} does not match: missing {missing}, "
+                           f"unexpected {unexpected}")
+    model.load_state_dict(state, strict=False, assign=True)  # still refuses a tensor of the wrong shape
+    for group in groups.values():
+        stored = model.get_parameter(next(a for a in group if a in state))
+        for alias in group:
+            owner, _, attr = alias.rpartition(".")
+            setattr(model.get_submodule(owner), attr, stored)

@@ -160,6 +160,12 @@ def test_bytes_load_restores_what_safetensors_load_model_restores(tmp_path: Path
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     x = torch.randint(0, 64, (2, 16))
     assert torch.equal(loaded.eval()(x)[0], model(x)[0])
+    # Built on the meta device and given the loaded tensors: every parameter is real and trains.
+    params = list(loaded.parameters())
+    assert len(params) == len(list(reference.parameters()))
+    assert not any(p.is_meta for p in params) and all(p.requires_grad for p in params)
+    loaded.train()(x, x)[1].backward()
+    assert all(p.grad is not None for p in params)
 
 
 def test_weights_missing_a_table_or_holding_an_extra_one_are_refused(tmp_path: Path) -> None:
