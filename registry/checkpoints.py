@@ -31,7 +31,6 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_TOKENS_SEEN,
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
-    MLFLOW_MODEL_VERSIONS,
     MLFLOW_NOTE,
 )
 
@@ -210,24 +209,16 @@ def _describe(client: Any, model_id: str, name: str, version: int) -> None:
 
 
 def link_logged_model(client: Any, model_id: str, name: str, version: int) -> None:
-    """Record on the LoggedModel that registry version ``name/version`` holds it (tag ``mlflow.modelVersions``) and
-    say in its description where its lineage lives.
+    """Record on the LoggedModel that registry version ``name/version`` holds it (``tracking.mark_registered``) and
+    say in its description where its lineage lives."""
+    from transfer_laws.registry.tracking import mark_registered
 
-    An MLflow server does this itself when a version is created; a client writing the store directly (the embedded
-    SQLite default) does not, and the model's page then says "Not registered" for a registered checkpoint."""
-    entry = {"name": name, "version": str(version)}
-    tags = client.get_logged_model(model_id).tags
-    linked = json.loads(tags[MLFLOW_MODEL_VERSIONS]) if tags.get(MLFLOW_MODEL_VERSIONS) else []
-    updates = {}
-    if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in linked):
-        updates[MLFLOW_MODEL_VERSIONS] = json.dumps([*linked, entry])
-    if not tags.get(MLFLOW_NOTE):  # the model's page description: where its lineage lives
-        updates[MLFLOW_NOTE] = (
+    mark_registered(client, model_id, name, version)
+    if not client.get_logged_model(model_id).tags.get(MLFLOW_NOTE):  # the model page's description: its lineage
+        client.set_logged_model_tags(model_id, {MLFLOW_NOTE: (
             f"Pretrained checkpoint, registered as [`{name}` version {version}](#/models/{name}/versions/{version}): "
             "that version's description lists every run that started from it (the fine-tunes that log this model "
-            f"as their input), and `transfer-laws lineage models:/{name}/{version}` prints them as a tree.")
-    if updates:
-        client.set_logged_model_tags(model_id, updates)
+            f"as their input), and `transfer-laws lineage models:/{name}/{version}` prints them as a tree.")})
 
 
 def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | None = None) -> LoadedCheckpoint:

@@ -111,11 +111,20 @@ def log_law_model(fit_folder: Path, name: str = "law") -> Any:
         )
 
 
-def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any = None) -> None:
-    """Give a new law version its description and k/alpha/beta tags, and the law model its description
-    (``registry.law_card``), so MLflow's registry pages show the law, its uncertainty and its warnings."""
-    from transfer_laws.registry.law_card import law_model_description, version_description, version_tags
-    from transfer_laws.registry.schema import law_model_name
+def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any = None, *,
+                     model_id: str | None = None, run_id: str | None = None) -> None:
+    """Give a new law version its description and k/alpha/beta tags, the law's registered model its description,
+    and the version's logged model (``model_id``) and refit run (``run_id``) theirs (``registry.law_card``), so
+    MLflow's pages show the law, its uncertainty, its warnings and where the fit lies."""
+    from transfer_laws.registry.law_card import (
+        law_model_description,
+        law_model_note,
+        refit_run_note,
+        version_description,
+        version_tags,
+    )
+    from transfer_laws.registry.schema import MLFLOW_NOTE, law_model_name
+    from transfer_laws.registry.tracking import mark_registered
 
     name = law_model_name(law)
     try:
@@ -125,5 +134,10 @@ def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any 
         model_description = law_model_description(law)
         if (client.get_registered_model(name).description or "") != model_description:
             client.update_registered_model(name, description=model_description)
+        if model_id:  # its page said "Not registered" on the embedded store
+            mark_registered(client, model_id, name, version)
+            client.set_logged_model_tags(model_id, {MLFLOW_NOTE: law_model_note(law, version, fit)})
+        if run_id:
+            client.set_tag(run_id, MLFLOW_NOTE, refit_run_note(law, version, fit))
     except Exception:  # the version is registered and complete; its card is a view of it, never a reason to fail
         logging.getLogger(__name__).warning("could not describe %s version %s", name, version, exc_info=True)

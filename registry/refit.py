@@ -357,7 +357,8 @@ def refit_law(
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
                     from transfer_laws.registry.law_model import annotate_version
 
-                    annotate_version(client, law, str(version.version), fit, inputs)
+                    annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
+                                     run_id=run_id)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")

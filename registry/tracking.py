@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, MLFLOW_MODEL_VERSIONS
 
 
 class TrackingError(RuntimeError):
@@ -126,3 +126,17 @@ def _describe(client: Any, experiment_id: str, name: str, tags: dict[str, str]) 
     for key, value in experiment_tags(name, experiment_id).items():
         if not tags.get(key):
             client.set_experiment_tag(experiment_id, key, value)
+
+
+def mark_registered(client: Any, model_id: str, name: str, version: int | str) -> None:
+    """Record on a LoggedModel that registry version ``name/version`` holds it (tag ``mlflow.modelVersions``).
+
+    An MLflow server does this itself when a version is created; a client writing the store directly (the embedded
+    SQLite default) does not, and the model's page then says "Not registered" for a registered model."""
+    import json
+
+    linked = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    entries = json.loads(linked) if linked else []
+    if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in entries):
+        entries.append({"name": name, "version": str(version)})
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(entries)})

@@ -20,7 +20,14 @@ from mlflow import MlflowClient
 
 from transfer_laws.registry.refit import INPUTS_ARTIFACT, REFIT_EXPERIMENT, refit_after_run, refit_law
 from transfer_laws.registry.refit_service import RefitService
-from transfer_laws.registry.schema import LAW_FIT_IN_MODEL, LAW_TAG_FINGERPRINT, ROLE_SCRATCH, law_model_name
+from transfer_laws.registry.schema import (
+    LAW_FIT_IN_MODEL,
+    LAW_TAG_FINGERPRINT,
+    MLFLOW_MODEL_VERSIONS,
+    MLFLOW_NOTE,
+    ROLE_SCRATCH,
+    law_model_name,
+)
 from transfer_laws.registry.watch import watch
 from transfer_laws.scripts.refit import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
 
@@ -72,6 +79,12 @@ def test_refit_registers_once_per_input_set_and_the_model_predicts(
     assert {"k", "beta"} <= set(run.data.metrics) and any(m.endswith("_low") for m in run.data.metrics)
     assert {a.path for a in client.list_artifacts(mv.run_id)} >= {"plots", INPUTS_ARTIFACT}
     assert set(finetunes) <= set(_inputs(client, "1")["input_run_ids"])
+    # MLflow's own pages: the law model says it is version 1 (not "Not registered") and where the fit lies, and
+    # the refit run says what it registered.
+    model = client.get_logged_model(mv.source.removeprefix("models:/"))
+    assert {"name": law_model_name(LAW), "version": "1"} in json.loads(model.tags[MLFLOW_MODEL_VERSIONS])
+    assert "version 1" in model.tags[MLFLOW_NOTE] and LAW_FIT_IN_MODEL in model.tags[MLFLOW_NOTE]
+    assert "versions/1)" in run.data.tags[MLFLOW_NOTE] and INPUTS_ARTIFACT in run.data.tags[MLFLOW_NOTE]
 
     again = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
     assert (again.status, again.version) == ("unchanged", "1")
