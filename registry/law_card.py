@@ -97,10 +97,14 @@ def law_model_description(law: str) -> str:
             f"[Open the law page]({law_page_url(law)}).")
 
 
+def _version_link(law: str, version: str) -> str:
+    name = law_model_name(law)
+    return f"[`{name}` version {version}](#/models/{name}/versions/{version})"
+
+
 def law_model_note(law: str, version: str, fit: Any) -> str:
     """Markdown for the law's logged model (the model page): which version it is and where the fit lies."""
-    name = law_model_name(law)
-    return (f"The fit of [`{name}` version {version}](#/models/{name}/versions/{version}): {summary_line(fit)}. "
+    return (f"The fit of {_version_link(law, version)}: {summary_line(fit)}. "
             f"The fit folder (`law.json` + `draws.npz`, logged once) is `{LAW_FIT_IN_MODEL}/` under this model's "
             "artifacts; `predict` maps a table with columns N and D_F to D_T, D_E and the predicted loss with "
             f"95% intervals. `transfer-laws report --law {law} --version {version}` renders its plots.")
@@ -108,8 +112,7 @@ def law_model_note(law: str, version: str, fit: Any) -> str:
 
 def refit_run_note(law: str, version: str, fit: Any) -> str:
     """Markdown for the refit run (the run page): what it registered and where each part lies."""
-    name = law_model_name(law)
-    return (f"Refit of law `{law}` that registered [`{name}` version {version}](#/models/{name}/versions/{version}): "
+    return (f"Refit of law `{law}` that registered {_version_link(law, version)}: "
             f"{summary_line(fit)}. Metrics: k, alpha, beta and their bounds. Artifacts: `{INPUTS_ARTIFACT}` (the runs "
             "read, used and excluded with reasons) and `plots/`; the fit folder is in the logged model `law` "
             f"(`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
