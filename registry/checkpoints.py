@@ -22,6 +22,7 @@ from typing import Any
 
 from transfer_laws.lightning_modules.config import CheckpointError  # torch-free: raising it costs no torch import
 from transfer_laws.registry.schema import (
+    CHECKPOINT_ARTIFACT,
     CKPT_KIND_PRETRAINED,
     CKPT_TAG_CORPUS,
     CKPT_TAG_CORPUS_DIGEST,
@@ -36,8 +37,6 @@ from transfer_laws.registry.schema import (
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
-CHECKPOINT_ARTIFACT_PATH = "checkpoint"
-"""Where a run may log its checkpoint folder as run artifacts (``register_run`` looks there first)."""
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
@@ -284,15 +283,15 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
         raise CheckpointError(f"run {run_id} does not exist: {exc.message}") from exc
     name = name or f"pretrained-{run.data.tags.get(TAG_SOURCE, 'text')}"
     logged = [f.path for f in client.list_artifacts(run_id)]
-    if CHECKPOINT_ARTIFACT_PATH in logged:
+    if CHECKPOINT_ARTIFACT in logged:
         with tempfile.TemporaryDirectory() as tmp:
-            local = download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT_PATH, dst_path=tmp,
+            local = download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT, dst_path=tmp,
                                        tracking_uri=tracking_uri)
             return register_checkpoint(Path(local), name=name, alias=alias, run_id=run_id, tracking_uri=tracking_uri)
     if checkpoints_root is not None and (Path(checkpoints_root) / run_id).is_dir():
         return register_checkpoint(Path(checkpoints_root) / run_id, name=name, alias=alias, run_id=run_id,
                                    tracking_uri=tracking_uri)
-    raise CheckpointError(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT_PATH}' artifacts and no local "
+    raise CheckpointError(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT}' artifacts and no local "
                             f"checkpoint folder was found under {checkpoints_root}")
 
 

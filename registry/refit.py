@@ -51,6 +51,7 @@ from transfer_laws.registry.schema import (
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
+    PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
     law_model_name,
     law_name,
@@ -229,7 +230,7 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
             for plot in plots:
-                mlflow.log_artifact(str(plot), "plots")
+                mlflow.log_artifact(str(plot), PLOTS_ARTIFACT)
             mlflow.log_dict(_report(law, fit, inputs), INPUTS_ARTIFACT)
             info = log_law_model(folder)
             _verify_logged(client, run_id, info.model_id)
@@ -374,7 +375,7 @@ def attach_plots(client: Any, result: RefitResult) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
-            client.log_artifact(result.run_id, str(plot), "plots")
+            client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:

@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 
 from transfer_laws.lightning_modules import GPT, CheckpointError, load_checkpoint, non_embedding_params, save_checkpoint
 from transfer_laws.registry.checkpoints import (
-    CHECKPOINT_ARTIFACT_PATH,
     TokenizerMismatch,
     check_tokenizer,
     load_checkpoint_uri,
@@ -25,6 +24,7 @@ from transfer_laws.registry.checkpoints import (
     register_run,
 )
 from transfer_laws.registry.schema import (
+    CHECKPOINT_ARTIFACT,
     CKPT_TAG_CORPUS,
     CKPT_TAG_CORPUS_DIGEST,
     CKPT_TAG_FINETUNES,
@@ -198,7 +198,7 @@ def test_register_run_finds_the_logged_checkpoint(sqlite_uri: str, tmp_path: Pat
 
     run_id = _run(sqlite_uri)
     folder = _checkpoint(tmp_path / "ckpt", run_id)
-    MlflowClient(sqlite_uri).log_artifacts(run_id, str(folder), CHECKPOINT_ARTIFACT_PATH)
+    MlflowClient(sqlite_uri).log_artifacts(run_id, str(folder), CHECKPOINT_ARTIFACT)
     registered = register_run(run_id, name="from-run")
     loaded = load_checkpoint_uri(registered.uri)
     assert loaded.pretrain_run_id == run_id

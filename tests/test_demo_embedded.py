@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from transfer_laws.registry.schema import law_model_name
+from transfer_laws.registry.schema import PLOTS_ARTIFACT, law_model_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -27,5 +27,5 @@ def test_quick_demo_on_the_embedded_store(sqlite_uri: str, capsys: pytest.Captur
     versions = sorted(client.search_model_versions(f"name = '{law_model_name('text-to-python')}'"),
                       key=lambda v: int(v.version))
     assert len(versions) >= 2, "the law is refitted as runs land, not once at the end"
-    with_plots = [v.version for v in versions if client.list_artifacts(v.run_id, "plots")]
+    with_plots = [v.version for v in versions if client.list_artifacts(v.run_id, PLOTS_ARTIFACT)]
     assert with_plots == [versions[-1].version]
