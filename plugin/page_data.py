@@ -6,7 +6,6 @@ Pure reads through an ``MlflowClient``; no Flask here, so the JSON endpoint, the
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,14 +49,6 @@ class LawView:
     """Fine-tunes tagged with this law and scratch runs on its target that the refit reads."""
     excluded: list[dict[str, str]] = field(default_factory=list)
     """Runs left out, ``{"run_id", "reason"}``: by the reader now, and by the shown version's fit."""
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None  # inf/nan would break the plot and the JSON (no Infinity)
 
 
 def _source_metrics(client: Any, mv: Any) -> tuple[dict[str, float], str | None, str | None]:

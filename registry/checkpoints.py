@@ -134,11 +134,6 @@ def verified_files(folder: Path, keep: Collection[str] = ()) -> dict[str, bytes]
     return kept
 
 
-def verify_manifest(folder: Path) -> None:
-    """CheckpointError naming the first missing, truncated or altered file (a check only: nothing is kept)."""
-    verified_files(folder)
-
-
 def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: str = DEFAULT_CHECKPOINT_ALIAS,
                         run_id: str | None = None, tags: dict[str, Any] | None = None,
                         tracking_uri: str | None = None) -> RegisteredCheckpoint:

@@ -21,6 +21,7 @@ from transfer_laws.registry.schema import (
     LAW_TAG_RUNS,
     LAW_TAG_VERDICT,
     LAW_TAG_WARNINGS,
+    PLOTS_ARTIFACT,
     ROLE_SCRATCH,
     law_model_name,
     law_page_url,
@@ -113,9 +114,9 @@ def law_model_note(law: str, version: str, fit: Any) -> str:
 def refit_run_note(law: str, version: str, fit: Any) -> str:
     """Markdown for the refit run (the run page): what it registered and where each part lies."""
     return (f"Refit of law `{law}` that registered {_version_link(law, version)}: "
-            f"{summary_line(fit)}. Metrics: k, alpha, beta and their bounds. Artifacts: `{INPUTS_ARTIFACT}` (the runs "
-            "read, used and excluded with reasons) and `plots/`; the fit folder is in the logged model `law` "
-            f"(`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
+            f"{summary_line(fit)}. Metrics: k, alpha, beta and their bounds. Artifacts: `{INPUTS_ARTIFACT}` (the "
+            f"runs read, used and excluded with reasons) and `{PLOTS_ARTIFACT}/`; the fit folder is in the logged "
+            f"model `law` (`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
 
 
 def _coefficient_table(law: str, fit: Any, unit: str) -> list[str]:

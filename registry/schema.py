@@ -12,7 +12,7 @@ Conventions (stated once, used everywhere):
   of the run's tokenizer; ``D_F_chars`` is the number of characters of the text those tokens decode to (the
   paper's unit). Only fine-tunes carry them: a scratch run's training-set size is ``D_tokens``/``D_chars`` (the
   paper's D), a pretraining run's ``D_pretrain_tokens``/``D_pretrain_chars``. Runs logged before this split carry
-  ``D_F_tokens`` whatever their role; ``data_tokens``/``data_chars`` read both.
+  ``D_F_tokens`` whatever their role; ``data_tokens`` reads both.
 - Loss is mean cross-entropy in nats/token on the target's fixed held-out test set; ``best_test_loss`` is the
   best value over training (early stopping), as in Hernandez et al. (2021).
 """
@@ -233,7 +233,3 @@ def data_tokens(params: Mapping[str, str], role: str) -> str | None:
     """The raw training-token count a run logged (``stored_data_params``), None if it logged none."""
     return params.get(stored_data_params(params, role)[0])
 
-
-def data_chars(params: Mapping[str, str], role: str) -> str | None:
-    """The raw training-character count a run logged, None if it logged none."""
-    return params.get(stored_data_params(params, role)[1])
