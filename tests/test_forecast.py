@@ -138,7 +138,7 @@ def _fit_of(client: MlflowClient, uri: str, version: str):
 
 
 def test_every_landed_run_is_forecast_once_by_the_version_before_it(
-    store: tuple[MlflowClient, str], sqlite_uri: str, capsys: pytest.CaptureFixture[str]
+    store: tuple[MlflowClient, str], sqlite_uri: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     client, experiment = store
     first = _land_noisy(client, experiment, finetune_grid(12), seed=1)
@@ -177,6 +177,21 @@ def test_every_landed_run_is_forecast_once_by_the_version_before_it(
     assert code == EXIT_FORECAST and report["forecast_gate"]
     assert report["loo"]["n"] > 0
     assert refit_cli(LAW, sqlite_uri, bootstrap=50, fail_if_forecast_coverage_below=0.0) == EXIT_OK
+
+    # What people read: the law page's calibration section with its chart, and report's chart of version 1.
+    from flask import Flask
+
+    from transfer_laws.plugin.page import register_law_page
+    from transfer_laws.scripts.report import Args, run
+
+    app = Flask("law-page")
+    register_law_page(app, tracking_uri=sqlite_uri)
+    html = app.test_client().get("/transfer-laws/").get_data(as_text=True)
+    assert "Runs that landed after v1, forecast by it: " + tags[LAW_TAG_TRACK_RECORD].split(" (")[0] in html
+    assert html.count('class="whisker"') >= len(later) + 1 and "Leave-one-out (v" in html
+    out = tmp_path / "report"
+    assert run(Args(law=LAW, version="1", out=out, tracking_uri=sqlite_uri)) == 0
+    assert (out / "forecasts.svg").read_text().count('class="whisker"') == len(later)  # the outlier: v2's
 
 
 def test_racing_triggers_write_each_forecast_once(store: tuple[MlflowClient, str], sqlite_uri: str) -> None:

@@ -34,7 +34,7 @@ def forecast_chart(rows: Sequence[dict[str, Any]], title: str, standalone: bool 
                      attrs={"data-run": str(r.get("run_id", ""))}, tooltip=tip)
     for n in sorted({n_key(r["n"]) for r in keep}):
         chart.legend("filled", colours[n], n_label(n))
-    chart.legend("line", INK, "observed = predicted")
+    chart.legend("band", INK, "observed = predicted")  # drawn dashed, as the diagonal
     chart.legend("hollow", "#5f7281", "outside its interval")
     inside = sum(bool(r.get("inside")) for r in keep)
     caption = (f"{inside} of {len(keep)} runs inside their 95% prediction interval (bar: the interval; a calibrated "
