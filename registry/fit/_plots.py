@@ -195,7 +195,7 @@ def d_t_draws(law: TransferLaw, n: float, d_f: np.ndarray) -> tuple[np.ndarray, 
     k, a, b = (np.asarray(law.draws.get(name, np.empty(0)), dtype=float) for name in ("k", "alpha", "beta"))
     ok = np.isfinite(k) & np.isfinite(a) & np.isfinite(b)
     draws = k[ok, None] * d_f[None] ** a[ok, None] * n ** b[ok, None]
-    return law.effective_data_transferred(n, d_f), draws
+    return np.asarray(law.effective_data_transferred(n, d_f)), draws
 
 
 def band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
