@@ -18,9 +18,6 @@ from ._types import Point, Prediction
 ArrayLike = float | np.ndarray
 
 
-GLOBAL_FORMS = ("kaplan", "irreducible")
-
-
 @dataclass
 class ScratchModel:
     """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, global forms."""

@@ -136,9 +136,6 @@ def _caption_note(shown: int, total: int) -> str:
     return f" Showing {shown} of {total} runs (even subsample per size)." if shown < total else ""
 
 
-LEGEND_KINDS = "Filled: fine-tunes used in the fit; \u00d7: fine-tunes left out; hollow: runs from scratch."
-
-
 def plot_loss_vs_data(law: TransferLaw, path: Path) -> Path:
     """The paper's Figure 1: best loss against data per N, the fitted scratch curves, and the D_T gap of one run."""
     colour, unit, sc = law_colours(law), unit_of(law), law.scratch
