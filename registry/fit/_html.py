@@ -55,11 +55,20 @@ def explanation(law: TransferLaw, unit: str) -> str:
             f"&beta; = {_num(law.beta, 3)}.")
     if math.isfinite(law.alpha) and law.alpha != 0:
         text += (f" Doubling the fine-tuning data multiplies D<sub>T</sub> by 2<sup>&alpha;</sup> = "
-                 f"{2 ** law.alpha:.3g}; a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; "
-                 f"more fine-tuning data (10<sup>&beta;/&alpha;</sup>).")
+                 f"{2 ** law.alpha:.3g}; {_exchange_html(law)}")
     text += (f" The paper found &alpha; = {PAPER['alpha']} and &beta; = {PAPER['beta']} for text &rarr; python "
              "(D<sub>F</sub> in characters): &beta; &gt; 0 means larger models gain more from pretraining.")
     return f"<p>{text}</p>"
+
+
+def _exchange_html(law: TransferLaw) -> str:
+    interval = law.exchange_interval()
+    if interval is None:
+        return ("how much a 10&times; larger model is worth in fine-tuning data is undetermined (&alpha;'s 95% "
+                "interval includes 0).")
+    return (f"a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; more fine-tuning data "
+            f"(10<sup>&beta;/&alpha;</sup>; 95% interval {_num(interval[0], 3)}&times; to "
+            f"{_num(interval[1], 3)}&times;, from the bootstrap draws).")
 
 
 def _params_table(law: TransferLaw) -> str:

@@ -187,6 +187,25 @@ class TransferLaw:
         """10^(beta/alpha): a 10x larger N is worth this many times more fine-tuning data."""
         return float(10.0 ** (self.beta / self.alpha))
 
+    def exchange_interval(self) -> tuple[float, float] | None:
+        """95% interval of 10^(beta/alpha) from the bootstrap draws; None when alpha's interval includes 0 (or has no
+        draws): then the ratio is undetermined, not a number."""
+        low, high = self.intervals.get("alpha", (float("nan"), float("nan")))
+        alpha, beta = self.draws.get("alpha", np.empty(0)), self.draws.get("beta", np.empty(0))
+        if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high or alpha.size == 0:
+            return None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            log10_rate = beta / alpha
+        log10_rate = log10_rate[np.isfinite(log10_rate)]
+        if log10_rate.size == 0:
+            return None
+        lo, hi = np.percentile(log10_rate, [2.5, 97.5])
+        return float(10.0**lo), float(10.0**hi)
+
+    def exchange_headline(self) -> str:
+        """"10x N is worth X x fine-tuning data [low, high]", or why the ratio is undetermined."""
+        return _predict.exchange_headline(self)
+
     def predict(self, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
         """D_T, D_E, multiplier, fraction and best loss at (N, D_F), each with a 95% interval from the draws."""
         return _predict.predict(self, n_params, d_f)
