@@ -211,6 +211,9 @@ class _Boot:
     stats: np.ndarray
     sigma_s: float
     sigma_f: float
+    dof_s: int = 0
+    dof_f: int = 0
+    """Residual degrees of freedom behind each noise scale (prediction intervals, ``_forecast``)."""
 
 
 def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
@@ -238,7 +241,7 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
                                  (sigma_f, dof_f))
     raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
                                      max(scratch.log_n.size, u_n.size), lack_of_fit_statistic(u_log_d_f, u_log_n))
-    return _Boot(theta, raw, stats, sigma_s, sigma_f)
+    return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
@@ -360,7 +363,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     checks = {
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
-        "scratch_noise_dof": dof_s, "finetune_noise_dof": dof_f,  # for prediction intervals (``_forecast``)
+        "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
