@@ -68,6 +68,10 @@ TAG_GIT_DIRTY = "transfer.git_dirty"
 TAG_CI_JOB = "transfer.ci_job"
 TAG_PLUGIN_ERROR = "transfer.plugin_error"
 TAG_FAILURE = "transfer.failure_reason"
+TAG_PIN = "transfer.pin"
+"""The pin loop (its Optuna study name) that chose and trained a run (``transfer-laws pin``)."""
+TAG_PIN_REASON = "transfer.pin_reason"
+"""Why the pin loop chose the run: the advice's predicted intervals after it, its compute, what the law lacked."""
 
 # Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
 CONTEXT_PRETRAINING = "pretraining"
