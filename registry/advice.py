@@ -270,8 +270,8 @@ def _simulate(law: Any, design: _Design, draws: int, seed: int) -> _Sim:
     rng = np.random.default_rng(seed)
     sampler = log_d_e_sampler(rng, draws, grown.form(), (grown.group, grown.log_n, grown.log_d, grown.log_l),
                               (sigma_s, dof_s), np.log(u_n), match_n(grown.levels, u_n), fitted, (sigma_f, dof_f))
-    raw = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n), False,
-                              max(grown.log_n.size, u_n.size))
+    raw, _ = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n), False,
+                                 max(grown.log_n.size, u_n.size))
     good = np.isfinite(raw).all(axis=1)
     if good.sum() < 10:
         return _Sim(float("inf"), float("inf"), float(good.mean()), int(used.sum()), warn)

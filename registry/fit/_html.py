@@ -73,7 +73,7 @@ def _exchange_html(law: TransferLaw) -> str:
 
 def _params_table(law: TransferLaw) -> str:
     rows = "".join(f"<tr><td>{name}</td><td class='num'>{_num(getattr(law, name))}</td>"
-                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(PAPER[name], 3)}</td></tr>"
+                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(float(PAPER[name]), 3)}</td></tr>"
                    for name in ("k", "alpha", "beta"))
     return ("<table class='params'><tr><th>parameter</th><th>fitted</th><th>95% interval</th>"
             f"<th>paper (text&rarr;python, chars)</th></tr>{rows}</table>")

@@ -18,9 +18,6 @@ from ._types import Point, Prediction
 ArrayLike = float | np.ndarray
 
 
-GLOBAL_FORMS = ("kaplan", "irreducible")
-
-
 @dataclass
 class ScratchModel:
     """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, global forms."""
@@ -89,8 +86,9 @@ class ScratchModel:
     def log_d_e_any(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
         """ln D_E by the method where it gives one; else (no curve at N) from the Kaplan form."""
         out = self.log_d_e(n, log_l)
-        if self.method == "interpolate" and self.kaplan_law() is not None:
-            out = np.where(np.isnan(out), self.kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
+        kaplan = self.kaplan_law() if self.method == "interpolate" else None
+        if kaplan is not None:
+            out = np.where(np.isnan(out), kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
         return np.where(np.isfinite(out), out, np.nan)
 
     def flat_log_d(self, n: np.ndarray) -> np.ndarray:
@@ -108,8 +106,9 @@ class ScratchModel:
             return form.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
         out = self._per_curve(n, log_d, smooth_loss)
         no_curve = match_n(self.levels, np.ravel(n)).reshape(np.shape(n)) < 0
-        if no_curve.any() and self.kaplan_law() is not None:
-            model = self.kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
+        kaplan = self.kaplan_law() if no_curve.any() else None
+        if kaplan is not None:
+            model = kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
             out = np.where(np.isnan(out) & no_curve, model, out)
         return out
 

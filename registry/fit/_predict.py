@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -47,7 +47,7 @@ def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction
     with np.errstate(invalid="ignore", divide="ignore"):
         values["loss"] = (np.exp(law.scratch.log_loss(n, np.log(d + point_dt))),
                           np.exp(law.scratch.log_loss(np.broadcast_to(n, draw_dt.shape), np.log(d[None] + draw_dt))))
-    fields = {}
+    fields: dict[str, Any] = {}
     for name, (point, draws) in values.items():
         low, high = _band(draws)
         fields[name], fields[f"{name}_low"], fields[f"{name}_high"] = _out(point), _out(low), _out(high)
