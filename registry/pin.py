@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -160,9 +161,10 @@ def run_flops(run: PinRun, epochs: float) -> float:
 def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], queue: RunQueue, target: Target,
         budget: Budget, *, draws: int = 200, max_plan: int = 30,
         log: Callable[[str], None] = lambda _: None, seconds_per_flop: Callable[[], float] = lambda: math.nan,
-        max_iterations: int = 1000) -> PinOutcome:
+        max_iterations: int = 1000, show_plan: bool = True) -> PinOutcome:
     """Fit, advise, train, refit until ``target`` holds (exit 0) or ``budget`` is spent (EXIT_BUDGET) or no run
-    helps (EXIT_STUCK). ``fit()`` may raise ``ValueError`` only before the first run; then nothing can be advised."""
+    helps (EXIT_STUCK). ``show_plan=False`` plans to the target only when the loop ends (each step then costs one
+    ranking of the candidates instead of a whole greedy plan)."""
     law, plan = None, None
     for _ in range(max_iterations):
         while queue.work_one():  # what is waiting first: a crashed run's retry, or a run another worker chose
@@ -173,19 +175,25 @@ def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], qu
         if not missing:
             log(progress_line(law, spent, None) + " - pinned")
             return PinOutcome(EXIT_PINNED, law, spent, reason="target reached")
-        plan = plan_to_target(law, candidates(law), target, max_steps=max_plan, draws=draws,
-                              seconds_per_flop=seconds_per_flop())
-        log(progress_line(law, spent, plan))
+        pool = candidates(law)
         spent_reason = budget.left(spent)
+
+        full_plan = partial(plan_to_target, law, pool, target, max_steps=max_plan, draws=draws,
+                            seconds_per_flop=seconds_per_flop())
+        # The whole plan is for people (progress, the report at the end); choosing needs its first step only.
+        plan = full_plan() if show_plan or spent_reason else plan_to_target(
+            law, pool, target, max_steps=1, draws=draws, seconds_per_flop=seconds_per_flop())
+        log(progress_line(law, spent, plan if show_plan else None))
         if spent_reason:
             return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
         if not plan.steps:
+            plan = plan if show_plan else full_plan()
             return PinOutcome(EXIT_STUCK, law, spent, missing, plan,
                               "no candidate run is predicted to help: widen the sizes, D_F span or scratch D")
         held = queue.held()
         step = plan.steps[0]
         if budget.flops < math.inf and spent.flops + candidate_flops(step.candidate) > budget.flops:
-            return PinOutcome(EXIT_BUDGET, law, spent, missing, plan,
+            return PinOutcome(EXIT_BUDGET, law, spent, missing, plan if show_plan else full_plan(),
                               f"the next run ({candidate_flops(step.candidate):.3g} FLOP) does not fit the compute "
                               f"left ({budget.flops - spent.flops:.3g} FLOP)")
         runs = runs_of(step.candidate, held)
