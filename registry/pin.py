@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
-from transfer_laws.registry.advice import Candidate, Plan, Target, candidate_flops, compute_flops, plan_to_target
+from transfer_laws.registry.advice import (
+    Candidate,
+    Plan,
+    Target,
+    candidate_flops,
+    compute_flops,
+    plan_to_target,
+    rank_next_runs,
+)
 from transfer_laws.registry.schema import ROLE_PRETRAIN
 
 EXIT_PINNED = 0
@@ -186,6 +194,12 @@ def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], qu
         log(progress_line(law, spent, plan if show_plan else None))
         if spent_reason:
             return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
+        if not plan.steps and all(m.startswith("warning:") for m in missing):
+            # Only a warning the advice does not model is left (e.g. a competing scratch model disagrees): more data
+            # where it tightens the intervals most per FLOP is the best bet to settle it.
+            ranked = [a for a in rank_next_runs(law, pool, draws=draws, seconds_per_flop=seconds_per_flop())
+                      if a.shrink > 0]
+            plan = replace(plan, steps=ranked[:1], flops=sum(a.flops for a in ranked[:1]))
         if not plan.steps:
             plan = plan if show_plan else full_plan()
             return PinOutcome(EXIT_STUCK, law, spent, missing, plan,
