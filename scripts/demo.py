@@ -94,7 +94,9 @@ SOURCES_FULL = ("text", "mix")
 
 def _apply_quick(args: Args) -> Args:
     if args.quick and args.full:
-        raise ValueError("--quick and --full are different demos: give one")
+        from transfer_laws.scripts._errors import BadInput
+
+        raise BadInput("--quick and --full are different demos: give one")
     preset = QUICK if args.quick else FULL if args.full else {}
     defaults = Args()
     for key, value in preset.items():
