@@ -124,7 +124,7 @@ def _content_order(run: RunResult) -> tuple:
 
     def number(value: object) -> tuple[int, float]:
         try:
-            x = float(value)
+            x = float(value)  # type: ignore[arg-type]  # anything: a TypeError or ValueError means "not a number"
         except (TypeError, ValueError):
             return (1, 0.0)
         return (0, x) if np.isfinite(x) else (1, 0.0)
