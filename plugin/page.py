@@ -83,11 +83,20 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
+def _with_calibration(client: Any, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
+
+
 def law_json(client: Any, view: LawView) -> dict[str, Any]:
     """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, and the version history."""
     fv = fit_view(client, view)
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    record = calibration_section(client, view.law, fv.fit, view.version)["calibration"]["record"]
     return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
-                   "history": [asdict(row) for row in fv.history]})
+                   "history": [asdict(row) for row in fv.history], "track_record": record})
 
 
 class RefitUnavailable(RuntimeError):
@@ -134,7 +143,8 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        laws = [_section(root, view, fit_view(client, view)) for view in collect_laws(client)]
+        laws = [_with_calibration(client, view, _section(root, view, fit_view(client, view)))
+                for view in collect_laws(client)]
         response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
                                                  paper=TEXT_TO_PYTHON))

@@ -340,11 +340,14 @@ def refit_law(
             n_runs = len(inputs.points)
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
+            _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
                 fit = fit_transfer_law(inputs.points, d_e_method=d_e_method, bootstrap=bootstrap,
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
+            _leave_one_out(fit, inputs)
+            _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
                     TAG_REFIT_LOCK: held}
             if requested_by:
@@ -367,6 +370,36 @@ def refit_law(
             read_at = int(time.time() * 1000)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
                            len(inputs.points))
+
+
+def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawInputs, reader: Any) -> None:
+    """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
+    from transfer_laws.registry.forecast import forecast_new_runs
+
+    try:
+        forecast_new_runs(client, uri, law, latest, inputs, reader)
+    except Exception:
+        log.warning("could not forecast the new runs of %s", law, exc_info=True)
+
+
+def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
+    """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
+    from transfer_laws.registry.fit._loo import leave_one_out
+
+    try:
+        fit.checks["loo"] = leave_one_out(fit, inputs.points)
+    except Exception:
+        log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
+
+
+def _track_record(fit: Any, reader: Any, law: str) -> None:
+    """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
+    from transfer_laws.registry.forecast import record_summary, track_record
+
+    try:
+        fit.checks["track_record"] = record_summary(track_record(reader, law))
+    except Exception:
+        log.warning("could not read the track record of %s", law, exc_info=True)
 
 
 def attach_plots(client: Any, result: RefitResult) -> None:

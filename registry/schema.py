@@ -170,6 +170,31 @@ LAW_TAG_RUNS = "transfer.runs_used"
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
 
+# Forecasts: every run a law version had not seen is predicted by it when a refit first reads the run
+# (``registry/forecast.py``); 95% prediction intervals (parameter uncertainty and run-to-run noise).
+METRIC_FORECAST_LOSS = "forecast.loss"
+"""Run metric: the best held-out loss the version that was ``@latest`` before the run landed predicted for it."""
+METRIC_FORECAST_LOW = "forecast.loss_low"
+METRIC_FORECAST_HIGH = "forecast.loss_high"
+"""The 95% prediction interval of ``forecast.loss``."""
+METRIC_FORECAST_Z = "forecast.z"
+"""ln(best_test_loss / forecast.loss) in units of the interval side it fell on: |z| <= 1.96 inside."""
+TAG_FORECAST_VERSION = "transfer.forecast.version"
+"""Run tag: ``models:/transfer-law-<law>/<n>``, the version that forecast the run (written once, never again)."""
+TAG_FORECAST_REASON = "transfer.forecast.reason"
+"""Run tag, instead of the metrics: why no version could forecast the run (no version yet, a new size, ...)."""
+LAW_TAG_LOO = "transfer.loo"
+"""Version tag: leave-one-out calibration, ``<inside>/<n> inside (<coverage>), mean |z| <z>``."""
+LAW_TAG_LOO_COVERAGE = "transfer.loo_coverage"
+LAW_TAG_LOO_MEAN_ABS_Z = "transfer.loo_mean_abs_z"
+"""The same two numbers alone (searchable)."""
+LAW_TAG_TRACK_RECORD = "transfer.track_record"
+"""Version tag, kept current as later runs land: ``<inside>/<n> inside (<coverage>), mean |z| <z>`` of the runs
+this version forecast."""
+LAW_TAG_FORECAST_COVERAGE = "transfer.forecast_coverage"
+LAW_TAG_FORECAST_MEAN_ABS_Z = "transfer.forecast_mean_abs_z"
+"""The track record's two numbers alone (searchable)."""
+
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment in the view this tag names (without it, GenAI for new experiments)."""
