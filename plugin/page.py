@@ -64,6 +64,14 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
+def _exchange(fit: Any) -> str | None:
+    """The headline "10x N is worth X x fine-tuning data [low, high]" (undetermined when alpha's interval includes
+    0); None without a fit."""
+    if fit is None or not hasattr(fit, "exchange_headline"):
+        return None
+    return str(fit.exchange_headline())
+
+
 def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
     """Everything the template draws for one law."""
     links = _ui_links(root, view)
@@ -72,7 +80,7 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "loss_plot": loss_svg(view.runs, fv.fit, links["runs"]),
             "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
             "history_plots": [history_svg(fv.history, name) for name in ("alpha", "beta")] if len(fv.history) else [],
-            "exchange": (10 ** (fv.fit.beta / fv.fit.alpha) if fv.fit is not None and fv.fit.alpha else None),
+            "exchange": _exchange(fv.fit),
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 

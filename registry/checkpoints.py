@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.lightning_modules.config import CheckpointError  # torch-free: raising it costs no torch import
+from transfer_laws.lightning_modules.config import (  # torch-free: raising or parsing costs no torch import
+    CheckpointError,
+    parse_model_uri,
+)
 from transfer_laws.registry.schema import (
     CHECKPOINT_ARTIFACT,
     CKPT_KIND_PRETRAINED,
@@ -37,7 +39,6 @@ from transfer_laws.registry.schema import (
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,6 @@ class LoadedCheckpoint:
     starts from it instead of reading the files again."""
     extra: dict[str, Any] | None = None
     """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name/3`` -> (name, "3", None); ``models:/name@alias`` -> (name, None, alias)."""
-    match = _URI.match(uri or "")
-    if not match:
-        raise CheckpointError(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
-    return match["name"], match["version"], match["alias"]
 
 
 def checkpoint_files(folder: Path) -> dict[str, bytes]:

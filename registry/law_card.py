@@ -198,14 +198,20 @@ def _scratch_count(fit: Any) -> int:
 
 
 def _exchange_sentence(fit: Any) -> str:
-    """The paper's exchange rate 10^(beta/alpha), only where it means something (alpha > 0)."""
+    """The paper's exchange rate 10^(beta/alpha) with its 95% interval from the draws; undetermined, with no
+    number, when alpha's interval includes 0."""
     if not float(getattr(fit, "alpha", math.nan)) > 0:
         return "The exchange rate 10^(β/α) between N and data is not meaningful here (α ≤ 0)."
     try:
         rate = sig3(fit.exchange_rate())
+        interval = fit.exchange_interval()
     except (AttributeError, ZeroDivisionError, OverflowError):
         return ""
-    return f"A 10× larger N is worth {rate}× the fine-tuning data (10^(β/α))."
+    if interval is None:
+        return ("A 10× larger N is worth an undetermined multiple of the fine-tuning data: α's 95% interval "
+                "includes 0, so 10^(β/α) has no bound.")
+    return (f"A 10× larger N is worth {rate}× the fine-tuning data [{sig3(interval[0])}×, {sig3(interval[1])}×] "
+            "(10^(β/α), 95% from the bootstrap draws).")
 
 
 def _cap(text: str, limit: int) -> str:

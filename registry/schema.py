@@ -42,7 +42,6 @@ PARAM_VOCAB = "vocab_size"
 # The run's settings: every resolved hyperparameter is a param ``<group>.<field>`` (e.g. ``optim.lr``,
 # ``train.max_steps``, ``data.batch_size``), and the whole resolved configuration is the YAML artifact below.
 CONFIG_ARTIFACT = "config.yaml"
-CONFIG_GROUPS = ("model", "optim", "train", "data")
 
 # Tags (searchable strings).
 TAG_ROLE = "transfer.role"

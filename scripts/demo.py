@@ -209,7 +209,8 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
     """
     print("\nWhat the runs show (best held-out Python loss, nats/token):")
     print(f"{'size':>6} {'N':>10} {'D_F':>9} {'fine-tuned':>11} {'scratch D':>10} {'scratch':>9} {'gain':>7}")
-    wins, comparisons, gains_by_n = 0, 0, {}
+    wins, comparisons = 0, 0
+    gains_by_n: dict[int, list[tuple[int, float]]] = {}
     for size, per in results.items():
         for d_f, ft in per["finetune"].items():
             larger = sorted(d for d in per["scratch"] if d >= d_f)

@@ -41,7 +41,10 @@ class Args:
     target_loss: float | None = positive(None)
     """A target best loss (nats/token): with --n, the D_F needed; with --d-f, the N needed."""
     next_runs: bool = field(default=False, metadata={"flag": "next"})
-    """Rank candidate runs by how much each would tighten alpha and beta per unit of compute."""
+    """Rank candidate runs by how much each would tighten alpha and beta per unit of compute, with the plan (runs,
+    commands, total compute) to reach --next-alpha-halfwidth."""
+    next_alpha_halfwidth: float = positive(0.1)
+    """--next plans until alpha's 95% half-width is at most this (and beta's interval excludes 0)."""
     version: str = LAW_ALIAS
     """Law version: an alias (latest) or a version number."""
     json: bool = False
@@ -66,7 +69,7 @@ def check_question(args: Args) -> None:
 def run(args: Args) -> int:
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts._law import load_law_version
-    from transfer_laws.scripts.advise import advice_rows, format_advice
+    from transfer_laws.scripts.advise import advice_rows, format_advice, format_plan
 
     check_question(args)
     use_tracking_uri(args.tracking_uri)
@@ -79,9 +82,11 @@ def run(args: Args) -> int:
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
     if args.next_runs:
-        ranked = _next_runs(law)
+        ranked, plan, target = _next_runs(law, args.next_alpha_halfwidth)
         answer["next"] = advice_rows(ranked)
-        next_table = format_advice(ranked, top=len(ranked)) if ranked else ""
+        answer["plan"] = {"reached": plan.reached, "FLOP": plan.flops, "runs": advice_rows(plan.steps),
+                          "alpha_halfwidth": plan.alpha_halfwidth, "beta_interval": list(plan.beta_interval)}
+        next_table = format_advice(ranked, top=8) if ranked else ""
     if args.target_loss is not None:
         quantity, solve = (("d_f", law.d_f_for_target_loss) if args.n is not None else ("n", law.n_for_target_loss))
         given = args.n if args.n is not None else args.d_f
@@ -95,9 +100,10 @@ def run(args: Args) -> int:
     else:
         print_answer(answer, args, law)
         if args.next_runs:
-            print("next runs, best value for compute first (cost: 6 N D_F x 3 epochs; +-: predicted 95% half-widths "
-                  "after the run):")
+            print("next runs, best value for compute first (cost: 6 N tokens x 3 epochs, pretraining included; +-: "
+                  "predicted 95% half-widths after the run, from the version's own bootstrap model):")
             print("  " + next_table.replace("\n", "\n  ") if next_table else "  (no candidates)")
+            print(format_plan(plan, target))
     return 0
 
 
@@ -208,18 +214,13 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
     return plain
 
 
-def _next_runs(law: Any) -> list[Any]:
-    """Candidates around the law's own grid, ranked: each measured N and one size up (2x), each measured D_F and
-    3x beyond."""
-    from transfer_laws.registry.advice import Candidate, rank_next_runs
+def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
+    """Candidates around the law's own runs (``advise.law_candidates``), ranked, and the greedy plan to the target."""
+    from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
+    from transfer_laws.scripts.advise import law_candidates
 
-    ns = sorted({float(p.n) for p in law.points})
-    d_fs = sorted({float(p.d_f) for p in law.points})
-    if not ns or not d_fs:
-        return []
-    labels = dict.fromkeys(ns, "measured")
-    labels[ns[-1] * 2] = "2x N"
-    d_fs.append(d_fs[-1] * 3)
-    candidates = [Candidate(n_params=n, d_f_tokens=d, role=role, epochs=3.0, label=label)
-                  for n, label in labels.items() for d in d_fs for role in ("finetune", "scratch")]
-    return rank_next_runs(law, candidates)[:8]
+    target = Target(alpha_halfwidth)
+    candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
+    if not candidates:
+        return [], plan_to_target(law, [], target), target
+    return rank_next_runs(law, candidates), plan_to_target(law, candidates, target), target

@@ -137,6 +137,7 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
         "alpha": None if fit is None else float(fit.alpha),
         "beta": None if fit is None else float(fit.beta),
         "intervals": {} if fit is None else {k: [float(v[0]), float(v[1])] for k, v in fit.intervals.items()},
+        "exchange": None if fit is None else _exchange(fit),
         "unit": None if fit is None else fit.settings.get("unit", "tokens"),
         "points_used": None if fit is None else sum(bool(p.used) for p in fit.points),
         "points": None if fit is None else len(fit.points),
@@ -149,6 +150,16 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
         "drift": drift,
         "evidence": evidence,
     }
+
+
+def _exchange(fit: Any) -> dict[str, Any]:
+    """10^(beta/alpha) with its 95% interval from the draws; ``determined`` false (no numbers) when alpha's interval
+    includes 0."""
+    interval = fit.exchange_interval() if hasattr(fit, "exchange_interval") else None
+    if interval is None:
+        return {"determined": False, "rate": None, "low": None, "high": None, "text": fit.exchange_headline()}
+    return {"determined": True, "rate": float(fit.exchange_rate()), "low": interval[0], "high": interval[1],
+            "text": fit.exchange_headline()}
 
 
 def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, Any]:

@@ -128,7 +128,7 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     code, out, _ = _cli(store, capsys, "predict", "--next")
     assert code == 0
     table = out[out.index("next runs"):].splitlines()[1:]
-    assert table[0].split()[:3] == ["#", "role", "size"] and "cost" in table[0] and "why" in table[0]
+    assert table[0].split()[:3] == ["#", "kind", "size"] and "cost" in table[0] and "why" in table[0]
     assert len(table) >= 3
     assert not re.search(r"\d{7,}", "\n".join(table)), "raw long floats in the table"
     assert all("narrower" in row or "no " in row for row in table[1:])

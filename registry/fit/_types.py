@@ -22,6 +22,7 @@ R_BELOW_RANGE = "outside the scratch curve's range: loss below every scratch run
 R_ABOVE_RANGE = "outside the scratch curve's range: loss above every scratch run at this N"
 R_HIGH_DATA = "high-data regime"
 R_OSSIFIED = "ossification: D_T <= 0"
+R_PAST_REGIME = "past the low-data regime"
 R_NO_D_E = "scratch model cannot reach this loss at this N"
 R_IMPLAUSIBLE_SIZE = "implausible N or D"
 R_IMPLAUSIBLE_LOSS = "implausible loss"
