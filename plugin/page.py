@@ -17,6 +17,7 @@ from typing import Any
 
 from transfer_laws.plugin.page_data import LawView, collect_laws
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
+from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
@@ -143,9 +144,10 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        laws = [_with_calibration(client, view, _section(root, view, fit_view(client, view)))
-                for view in collect_laws(client)]
-        response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
+        views = collect_laws(client)
+        laws = [_with_calibration(client, view, _section(root, view, fit_view(client, view))) for view in views]
+        maps = map_sections(client, views, request.args)
+        response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
                                                  paper=TEXT_TO_PYTHON))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
@@ -154,7 +156,9 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     @page.get("/api/laws")
     def api_laws() -> Any:
         client = _client(tracking_uri)
-        return jsonify({"laws": [law_json(client, view) for view in collect_laws(client)]})
+        views = collect_laws(client)
+        return jsonify(finite({"laws": [law_json(client, view) for view in views],
+                               "targets": target_maps(client, views, request.args)}))
 
     @page.post("/api/refit")
     def refit() -> Any:

@@ -51,6 +51,8 @@ from transfer_laws.registry.schema import (
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
+    LAW_TAG_SOURCE,
+    LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
     law_model_name,
@@ -190,14 +192,37 @@ def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
 
 
-def _ensure_registered_model(client: Any, name: str) -> None:
+def _ensure_registered_model(client: Any, name: str, tags: dict[str, str]) -> None:
+    """Create the law's model with its source and target tags; a model made before the tags existed gets them."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(name, description="Scaling law for transfer, refitted as runs land.")
+        client.create_registered_model(name, tags=tags,
+                                       description="Scaling law for transfer, refitted as runs land.")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+        held = client.get_registered_model(name).tags or {}
+        for key, value in tags.items():
+            if held.get(key) != value:
+                client.set_registered_model_tag(name, key, value)
+
+
+def law_source_tags(law: str) -> dict[str, str]:
+    """The source and target tags a law's model, versions and refit runs carry (MLflow's lists filter by them)."""
+    source, target = parse_law(law)
+    return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
+
+
+def update_target_map(client: Any, uri: str, law: str) -> None:
+    """Rewrite the transfer map of the law's target on its run (``registry.map_run``); a failure costs the chart,
+    never the version."""
+    from transfer_laws.registry.map_run import log_target_map
+
+    try:
+        log_target_map(client, uri, parse_law(law)[1])
+    except Exception:
+        log.warning("could not update the transfer map of %s's target", law, exc_info=True)
 
 
 def inputs_digest(inputs: LawInputs) -> str:
@@ -349,10 +374,10 @@ def refit_law(
             _leave_one_out(fit, inputs)
             _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
-                    TAG_REFIT_LOCK: held}
+                    TAG_REFIT_LOCK: held, **law_source_tags(law)}
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
-            _ensure_registered_model(client, law_model_name(law))
+            _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
             outcome = _register_if_current(client, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
@@ -363,6 +388,8 @@ def refit_law(
 
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)
+                    if plots:
+                        update_target_map(client, uri, law)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
@@ -409,6 +436,7 @@ def attach_plots(client: Any, result: RefitResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
             client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)
+    update_target_map(client, client.tracking_uri, result.law)
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:

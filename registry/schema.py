@@ -167,6 +167,17 @@ LAW_TAG_WARNINGS = "transfer.warnings"
 """How many warnings the fit carries (their text is in the version's description)."""
 LAW_TAG_RUNS = "transfer.runs_used"
 """Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
+LAW_TAG_SOURCE = "transfer.source"
+"""The law's source corpus, on its registered model and every version: MLflow's model list filters by it."""
+LAW_TAG_TARGET = "transfer.target"
+"""The law's target corpus, on its registered model and every version (``tags.`transfer.target` = 'python'``)."""
+
+# A target's transfer map: its laws side by side, logged on one run of the refit experiment per target.
+TAG_MAP_TARGET = "transfer.map_target"
+"""Tag of the refit-experiment run that holds a target's transfer map (one run per target, updated as its laws
+get versions)."""
+MAP_ARTIFACT = "map"
+"""That run's folder: ``map.json`` and the charts comparing the target's sources (D_T lines, alpha, beta)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
 

@@ -218,7 +218,7 @@ def test_empty_store_page(sqlite_uri: str) -> None:
     register_law_page(app, tracking_uri=sqlite_uri)
     client = app.test_client()
     assert "No laws yet" in client.get("/transfer-laws/").get_data(as_text=True)
-    assert client.get("/transfer-laws/api/laws").get_json() == {"laws": []}
+    assert client.get("/transfer-laws/api/laws").get_json() == {"laws": [], "targets": []}
 
 
 def test_a_law_model_without_versions_shows_its_runs_and_the_refit_button(sqlite_uri: str) -> None:
