@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -200,7 +200,7 @@ def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> tuple[float
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None) -> TransferLaw:
+                     low_data_fraction: float = 0.1) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -215,9 +215,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
-    them). ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
-    single N, a single D_F); its message says which runs would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``FitError`` is raised only when the
+    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
+    runs would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -230,7 +230,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
+    screened = screen(runs, unit)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
