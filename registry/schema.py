@@ -206,6 +206,20 @@ LAW_TAG_FORECAST_COVERAGE = "transfer.forecast_coverage"
 LAW_TAG_FORECAST_MEAN_ABS_Z = "transfer.forecast_mean_abs_z"
 """The track record's two numbers alone (searchable)."""
 
+# Refit bookkeeping: who holds a law's registry lock, and whether a RUNNING refit run is still alive.
+WEBHOOK_DELIVERIES_TABLE = "transfer_laws_webhook_deliveries"
+"""Table (in the server's SQL backend store) of webhook delivery ids seen within the timestamp window: sha256 of the
+id and when it was first seen, so a replay is refused after a restart and by every server replica."""
+LOCK_TAG_OWNER = "transfer.lock_owner"
+"""On a registry lock model (``transfer-laws-lock.<law>``): ``host:pid:thread`` of its holder."""
+LOCK_TAG_RENEWED = "transfer.lock_renewed"
+"""On a registry lock model: a counter the live holder bumps every few seconds (its lease); a waiter that sees it
+unchanged for a whole lease breaks the lock."""
+REFIT_TAG_OWNER = "transfer.refit_owner"
+"""Refit-run tag: ``host:pid`` of the process logging it (a later refit on that host closes it once the pid is gone)."""
+REFIT_TAG_HEARTBEAT = "transfer.refit_heartbeat"
+"""Refit-run tag: epoch ms the logging refit last said it was alive (every few seconds while the run is open)."""
+
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment in the view this tag names (without it, GenAI for new experiments)."""

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._errors import BadInput, UserError
@@ -36,9 +37,9 @@ class Args:
 
     law: str = "text-to-python"
     """The law, <source>-to-<target>."""
-    n: float | None = positive(None)
+    n: float | None = positive(None, maximum=MAX_N)
     """Non-embedding parameters N of the model asked about."""
-    d_f: float | None = positive(None)
+    d_f: float | None = positive(None, maximum=MAX_D["chars"])
     """Fine-tuning data D_F, in the law's unit."""
     target_loss: float | None = positive(None)
     """A target best loss (nats/token): with --n, the D_F needed; with --d-f, the N needed."""

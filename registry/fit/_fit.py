@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -246,7 +246,7 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None, *,
+                     low_data_fraction: float = 0.1, *,
                      scratch_cache: dict[Any, Any] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
@@ -262,10 +262,10 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
-    them). ``scratch_cache`` (a dict kept between calls) reuses the scratch model of fits of the same scratch
-    runs. ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
-    single N, a single D_F); its message says which runs would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``scratch_cache`` (a dict kept between
+    calls) reuses the scratch model of fits of the same scratch runs. ``FitError`` is raised only when the usable
+    points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which runs
+    would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -278,7 +278,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
+    screened = screen(runs, unit)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))

@@ -63,7 +63,7 @@ def _scratch_without(law: TransferLaw, keep: np.ndarray) -> tuple[ScratchModel, 
 def _scratch_loo(law: TransferLaw, run: RunResult) -> Forecast:
     sc = law.scratch
     unit = law.settings.get("unit", "tokens")
-    d = run.d_f_chars if unit == "chars" else run.d_f_tokens
+    d = run.d_f_chars if unit == "chars" and run.d_f_chars is not None else run.d_f_tokens
     hit = np.isclose(sc.log_n, np.log(float(run.n_params)), rtol=0, atol=1e-9) & \
         np.isclose(sc.log_d, np.log(float(d)), rtol=0, atol=1e-9)
     if not hit.any():  # a repeat the screen dropped: nothing to leave out
