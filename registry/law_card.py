@@ -198,6 +198,9 @@ def _regime_section(fit: Any, unit: str) -> list[str]:
              "| N | D_F fitted | bends down above |", "|---|---|---|"]
     lines += [f"| {sig3(r['n'])} | {sig3(r['d_f_low'])} – {sig3(r['d_f_high'])} | "
               f"{sig3(r['bends_above']) if r.get('bends_above') is not None else 'not seen'} |" for r in rows]
+    return lines
+
+
 def _calibration_section(fit: Any) -> list[str]:
     """Leave-one-out and the earlier versions' forecasts (``registry/forecast.py``): how well the law predicts runs
     it was not fitted on, with 95% *prediction* intervals (parameter uncertainty and run-to-run noise)."""
