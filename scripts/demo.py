@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
 from transfer_laws.scripts._args import at_least, positive
 
@@ -33,10 +34,11 @@ class Args:
     pretrain_seconds: list[float] = positive(default_factory=lambda: [30.0, 60.0, 200.0])
     """Wall-clock cap on each size's pretraining, so a slow machine still finishes (about twice the time the steps
     take on 2 idle cores: the steps are the plan; a cap that bites pretrains that size less)."""
-    d_f_tokens: list[int] = positive(default_factory=lambda: [1_000, 2_500, 6_000])
+    d_f_tokens: list[int] = positive(maximum=MAX_D["tokens"], default_factory=lambda: [1_000, 2_500, 6_000])
     """Fine-tuning budgets D_F in tokens (the law is fitted in the low-data regime: D_F at most ~10% of the data
     at which the scratch curve of that size flattens; here at most 10% of the largest scratch D)."""
-    scratch_tokens: list[int] = positive(default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
+    scratch_tokens: list[int] = positive(maximum=MAX_D["tokens"],
+                                         default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
     """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
     run_max_steps: int = positive(1000)
     """Cap on each fine-tune's and scratch run's optimizer steps (early stopping usually ends them sooner; on the
