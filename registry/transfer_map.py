@@ -232,12 +232,16 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
 
     target = parse_law(laws[0].law)[1] if laws else None
     sources = [Source(entry.source, entry.fit, chars_per_token(entry.runs)) for entry in laws if entry.fit is not None]
+    notes = []
     try:
         default_n, default_d_f = _defaults(sources, unit)
-    except ValueError as exc:  # a law without characters asked in characters
-        return {"target": target, "unit": unit, "notes": [str(exc)], "laws": []}
-    n, d_f = n or default_n, d_f or default_d_f
-    doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": [],
+    except ValueError as exc:  # a law whose runs logged no characters, asked in characters: answer in tokens
+        notes.append(f"{exc}; shown in tokens")
+        unit, d_f = "tokens", None
+        default_n, default_d_f = _defaults(sources, unit)
+    if sources:
+        n, d_f = n or default_n, d_f or default_d_f
+    doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
                            "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals"}
     doc["laws"] = [{"law": e.law, "source": e.source, "version": e.version, "error": e.error,
