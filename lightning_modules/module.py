@@ -40,7 +40,6 @@ __all__ = ["OptimConfig", "TrainingDiverged", "TransferLM", "lr_factor"]  # Opti
 
 METRIC_TOKENS_PER_S = "tokens_per_s"
 METRIC_MFU = "mfu"
-METRIC_LR = "lr"
 
 
 class TrainingDiverged(RuntimeError):

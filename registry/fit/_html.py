@@ -55,16 +55,25 @@ def explanation(law: TransferLaw, unit: str) -> str:
             f"&beta; = {_num(law.beta, 3)}.")
     if math.isfinite(law.alpha) and law.alpha != 0:
         text += (f" Doubling the fine-tuning data multiplies D<sub>T</sub> by 2<sup>&alpha;</sup> = "
-                 f"{2 ** law.alpha:.3g}; a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; "
-                 f"more fine-tuning data (10<sup>&beta;/&alpha;</sup>).")
+                 f"{2 ** law.alpha:.3g}; {_exchange_html(law)}")
     text += (f" The paper found &alpha; = {PAPER['alpha']} and &beta; = {PAPER['beta']} for text &rarr; python "
              "(D<sub>F</sub> in characters): &beta; &gt; 0 means larger models gain more from pretraining.")
     return f"<p>{text}</p>"
 
 
+def _exchange_html(law: TransferLaw) -> str:
+    interval = law.exchange_interval()
+    if interval is None:
+        return ("how much a 10&times; larger model is worth in fine-tuning data is undetermined (&alpha;'s 95% "
+                "interval includes 0).")
+    return (f"a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; more fine-tuning data "
+            f"(10<sup>&beta;/&alpha;</sup>; 95% interval {_num(interval[0], 3)}&times; to "
+            f"{_num(interval[1], 3)}&times;, from the bootstrap draws).")
+
+
 def _params_table(law: TransferLaw) -> str:
     rows = "".join(f"<tr><td>{name}</td><td class='num'>{_num(getattr(law, name))}</td>"
-                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(PAPER[name], 3)}</td></tr>"
+                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(float(PAPER[name]), 3)}</td></tr>"
                    for name in ("k", "alpha", "beta"))
     return ("<table class='params'><tr><th>parameter</th><th>fitted</th><th>95% interval</th>"
             f"<th>paper (text&rarr;python, chars)</th></tr>{rows}</table>")
