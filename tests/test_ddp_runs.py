@@ -15,8 +15,8 @@ from transfer_laws.registry.schema import CKPT_TAG_TOKENS_SEEN, PARAM_D_F_TOKENS
 
 pytestmark = pytest.mark.slow  # six tiny trainings, three of them on two processes: ~4 minutes on 2 busy cores
 
-DATA = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
-        "--progress-bar", "false"]
+DATA = ["--corpus-max-mb", "0.5", "--test-tokens", "2048", "--progress-bar", "false"]
+TOKENIZER = ["--tokenizer-max-mb", "0.5", "--vocab-size", "300"]
 CONTEXT = 128
 PRETRAIN_TOKENS = 2900  # ceil(2899 / 128) = 23 windows: odd, so two ranks cannot split them evenly
 
@@ -38,7 +38,8 @@ def test_two_processes_give_one_run_with_the_same_law_numbers(tmp_path: Path) ->
     two = ["--train.devices", "2", "--train.strategy", "ddp"]
     # Two full epochs, whatever the step count: tokens_seen is then exactly 2 x 23 windows x 128 positions.
     pretrain = ["pretrain", "--preset", "1x32", "--tokens", str(PRETRAIN_TOKENS), "--train.max-steps", "1000",
-                "--train.max-epochs", "2", "--train.patience", "100", "--train.eval-every-steps", "2", *DATA]
+                "--train.max-epochs", "2", "--train.patience", "100", "--train.eval-every-steps", "2", *DATA,
+                *TOKENIZER]
     _cli(env, *pretrain, "--register-as", "one", "--alias", "a")
     _cli(env, *pretrain, "--register-as", "two", "--alias", "a", *two)
     client = MlflowClient(uri, uri)

@@ -58,3 +58,21 @@ def test_rank_and_layout_from_each_launcher() -> None:
     assert launch_rank({**srun, "SLURM_JOB_NAME": "bash"}) == 0  # an interactive allocation is no launcher
     lightning_child = {"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}
     assert launch_rank(lightning_child) == 1
+
+
+def test_settings_a_job_cannot_run_are_bad_input_before_any_run(sqlite_uri: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    from transfer_laws.scripts import cli
+
+    data = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
+            "--d-f-tokens", "1000", "--progress-bar", "false"]
+    assert cli.main(["scratch", *data, "--train.strategy", "fsdp"]) == 2
+    assert "needs CUDA GPUs" in capsys.readouterr().err
+    assert cli.main(["scratch", *data, "--train.devices", "3", "--batch-size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size 8 is the global batch and must be divisible by the 3 processes" in err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    client = MlflowClient(sqlite_uri)
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
