@@ -38,12 +38,17 @@ def launch_rank(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     if "RANK" in env:  # torchrun / torchelastic
         return int(env["RANK"])
-    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        return int(env["SLURM_PROCID"])  # srun; Lightning treats an interactive allocation as no SLURM
+    if _srun(env):
+        return int(env["SLURM_PROCID"])
     local = int(env.get("LOCAL_RANK", 0))
     node = int(env.get("NODE_RANK", env.get("GROUP_RANK", 0)))
     per_node = int(env.get("LOCAL_WORLD_SIZE", 0)) or (int(env.get("WORLD_SIZE", 1)) // max(1, _nodes(env)))
     return node * per_node + local
+
+
+def _srun(env: Mapping[str, str]) -> bool:
+    """Started by srun, as Lightning's SLURMEnvironment sees it (an interactive allocation is no launcher)."""
+    return "SLURM_PROCID" in env and "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive")
 
 
 def _nodes(env: Mapping[str, str]) -> int:
@@ -60,7 +65,7 @@ def launcher_devices(env: Mapping[str, str] | None = None) -> tuple[int, int] | 
     if "LOCAL_WORLD_SIZE" in env and "WORLD_SIZE" in env:
         per_node = int(env["LOCAL_WORLD_SIZE"])
         return per_node, max(1, int(env["WORLD_SIZE"]) // max(1, per_node))
-    if "SLURM_NTASKS_PER_NODE" in env and "SLURM_NNODES" in env:
+    if _srun(env) and "SLURM_NTASKS_PER_NODE" in env and "SLURM_NNODES" in env:
         per_node = int(env["SLURM_NTASKS_PER_NODE"].split("(")[0])  # "2(x3)" when nodes differ
         return per_node, int(env["SLURM_NNODES"])
     return None

@@ -55,7 +55,8 @@ def test_rank_and_layout_from_each_launcher() -> None:
     srun = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4(x2)", "SLURM_NNODES": "2",
             "SLURM_JOB_NAME": "train"}
     assert launch_rank(srun) == 5 and launcher_devices(srun) == (4, 2)
-    assert launch_rank({**srun, "SLURM_JOB_NAME": "bash"}) == 0  # an interactive allocation is no launcher
+    interactive = {**srun, "SLURM_JOB_NAME": "bash"}  # an interactive allocation is no launcher
+    assert launch_rank(interactive) == 0 and launcher_devices(interactive) is None
     lightning_child = {"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}
     assert launch_rank(lightning_child) == 1
 
