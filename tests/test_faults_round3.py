@@ -103,13 +103,15 @@ class OwnStack:
         self.secret = uuid.uuid4().hex
 
     def _pg(self, *args: str) -> None:
-        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), *args]), check=True,
-                       capture_output=True, timeout=120)
+        # No pipes: the postmaster it starts would hold them open (its output goes to pg.log).
+        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "pg.log"),
+                                     *args]), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120)
 
     def start_pg(self) -> None:
         subprocess.run(_as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                                      "--auth=trust", "-E", "UTF8"]), check=True, capture_output=True, timeout=300)
-        self._pg("-l", str(self.folder / "pg.log"), "-w", "-o",
+        self._pg("-w", "-o",
                  f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {self.folder} -c fsync=off", "start")
         subprocess.run(_as_postgres([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U",
                                      "postgres", "mlflow"]), check=True, capture_output=True, timeout=60)
