@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._errors import BadInput, UserError
@@ -36,9 +37,9 @@ class Args:
 
     law: str = "text-to-python"
     """The law, <source>-to-<target>."""
-    n: float | None = positive(None)
+    n: float | None = positive(None, maximum=MAX_N)
     """Non-embedding parameters N of the model asked about."""
-    d_f: float | None = positive(None)
+    d_f: float | None = positive(None, maximum=MAX_D["chars"])
     """Fine-tuning data D_F, in the law's unit."""
     target_loss: float | None = positive(None)
     """A target best loss (nats/token): with --n, the D_F needed; with --d-f, the N needed."""
@@ -101,6 +102,7 @@ def run(args: Args) -> int:
             answer["past_low_data_regime"] = past_regime(checks, args.n, value)
     elif args.n is not None and args.d_f is not None:
         answer["prediction"] = _as_plain(law.predict(args.n, args.d_f))
+        answer["interval_kind"] = {"loss": "prediction", "other": "confidence"}
     if args.json:
         print(json_document(answer))
     else:
@@ -206,9 +208,11 @@ def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
                                         + (f" (bends above {r['bends_above']:.3g})" if r["bends_above"] else "")
                                         for r in answer["law_holds"]))
     if "prediction" in answer:
-        print(f"at N={args.n:.3g}, D_F={args.d_f:.3g} (95% intervals):")
+        print(f"at N={args.n:.3g}, D_F={args.d_f:.3g} (95% intervals; the loss's is a prediction interval, where "
+              "one run's best loss falls, the others are the law's confidence intervals):")
         for key, value in answer["prediction"].items():
-            print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}")
+            kind = "  (prediction interval)" if key == "loss" else ""
+            print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}{kind}")
     for key, label in (("d_f_for_target_loss", f"D_F needed at N={args.n or 0:.3g}"),
                        ("n_for_target_loss", f"N needed at D_F={args.d_f or 0:.3g}")):
         if key in answer:

@@ -100,6 +100,7 @@ def test_predict_flags_queries_outside_the_fitted_range_and_repeats_the_verdict(
     assert "D_F=1e+06 is" not in out  # inside the fitted D_F range: no warning
     assert "verdict:" in out
     assert re.search(r"d_t: \S+\s+\[\S+, \S+\]", out)  # every quantity with its interval
+    assert re.search(r"loss: \S+\s+\[\S+, \S+\]  \(prediction interval\)", out)  # and says which kind
 
 
 def test_predict_json_is_strict_and_carries_the_caveats(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
