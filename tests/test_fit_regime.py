@@ -130,3 +130,22 @@ def test_no_transfer_above_the_fitted_d_f_warns() -> None:
     assert ossified and all(p.d_f == pytest.approx(1e6) for p in ossified)
     warning = next(w for w in law.warnings if "show no transfer (D_T <= 0) above the D_F fitted" in w)
     assert warning.startswith(f"{len(ossified)} fine-tune(s)") and "D_F = 1e+06 at N = " in warning
+
+
+def test_misfit_and_the_report_read_the_regime_from_the_checks(tmp_path) -> None:
+    from transfer_laws.registry.fit import misfit, plot_law
+
+    straight, bent = _fit(4), _fit(4, bend=smooth_bend(10**5.7))
+    assert misfit(straight.checks) == [] and misfit({}) == []  # a fit made before the check: nothing to say
+    (why,) = misfit(bent.checks)
+    cut = bent.checks["regime"]["excluded_past_regime"]
+    assert why == f"{cut} fine-tune(s) lie past the low-data regime: the law bends down beyond D_F = 1e+05 at some N"
+    sparse = {"n_grid": (1e6, 10**7.5, 1e9), "scratch_d": tuple(np.geomspace(1e4, 1e11, 6)), "d_f": (1e3, 10**4.5, 1e6)}
+    ended = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=105000, bend=cutoff_bend(10**4.5), **sparse),
+                             bootstrap=100, seed=105000)
+    assert any("show no transfer" in line for line in misfit(ended.checks))
+    html = [p for p in plot_law(bent, tmp_path) if p.name == "index.html"][0].read_text()
+    section = html[html.index("Where the law holds"):]
+    section = section[:section.index("</table>")]
+    assert section.count("<tr>") == 1 + len(bent.checks["regime"]["holds"]) and "bends down above" in section
+    assert section.count("1e+05</td><td class='num'>1e+06</td>") == cut

@@ -361,9 +361,8 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
     ossified = [p for p in points if p.reason == R_OSSIFIED]
-    warnings += regime_warnings(regime, intervals, len(ossified),
-                                ossified_above(regime, np.array([p.n for p in ossified]),
-                                               np.array([p.d_f for p in ossified])))
+    no_transfer = ossified_above(regime, np.array([p.n for p in ossified]), np.array([p.d_f for p in ossified]))
+    warnings += regime_warnings(regime, intervals, len(ossified), no_transfer)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
@@ -382,7 +381,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         + [form_sentence(regime.check)],
         "lack_of_fit": regime.check,
         "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
-                   "alternatives": regime.alternatives},
+                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
         "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))

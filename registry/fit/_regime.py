@@ -265,8 +265,9 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
 
 def misfit(checks: dict[str, Any]) -> list[str]:
     """Why a fitted law's form is in doubt, one sentence each (empty when it is not): the lack-of-fit check fails on
-    the fitted points, or fine-tunes were cut past the low-data regime (the law bends inside the data). Read from a
-    law's ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
+    the fitted points, fine-tunes were cut past the low-data regime (the law bends inside the data), or fine-tunes
+    above the D_F fitted at their N show no transfer (the regime ends inside the data). Read from a law's
+    ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
     out = []
     check, regime = checks.get("lack_of_fit") or {}, checks.get("regime") or {}
     if check.get("passed") is False:
@@ -277,6 +278,10 @@ def misfit(checks: dict[str, Any]) -> list[str]:
         edges = sorted({r["d_f_high"] for r in regime.get("holds") or [] if r.get("bends_above") is not None})
         out.append(f"{cut} fine-tune(s) lie past the low-data regime: the law bends down beyond D_F = "
                    + ", ".join(f"{e:.3g}" for e in edges) + " at some N")
+    beyond = regime.get("no_transfer_above") or []
+    if beyond:
+        out.append(f"{len(beyond)} fine-tune(s) show no transfer (D_T <= 0) above the D_F fitted at their N: the "
+                   "low-data regime ends inside the data")
     return out
 
 
