@@ -58,8 +58,8 @@ def load_version_fit(client: Any, tracking_uri: str, version: Any) -> Any:
     """The ``TransferLaw`` a registered version holds (its law model's fit folder)."""
     from mlflow.artifacts import download_artifacts
 
-    from transfer_laws.registry.checkpoints import model_id_of
     from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.tracking import model_id_of
 
     logged = client.get_logged_model(model_id_of(version))
     with tempfile.TemporaryDirectory() as tmp:

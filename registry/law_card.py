@@ -95,6 +95,7 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
              "non-embedding parameter count. " + _exchange_sentence(fit), ""]
     lines += _coefficient_table(law, fit, unit)
     lines += _checks_section(fit, settings)
+    lines += _regime_section(fit, unit)
     lines += _calibration_section(fit)
     if warnings:
         lines += ["", "**Warnings**", *[f"- {w}" for w in warnings]]
@@ -178,6 +179,25 @@ def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
     if cross:
         lines += ["", f"Paper's fit-the-fits route: k = {sig3(cross.get('k'))}, α = {sig3(cross.get('alpha'))}, "
                       f"β = {sig3(cross.get('beta'))}."]
+    return lines
+
+
+def _regime_section(fit: Any, unit: str) -> list[str]:
+    """Where the law holds: per N the D_F range fitted and where the fine-tunes bend, and the lack-of-fit check."""
+    checks = _checks(fit)
+    rows = (checks.get("regime") or {}).get("holds") or []
+    if not rows:
+        return []
+    lof = checks.get("lack_of_fit") or {}
+    tests = lof.get("tests") or []
+    form = ("not tested (curvature needs 3 or more D_F values)" if lof.get("passed") is None else
+            "no curvature beyond the noise" if lof.get("passed") else "**curves beyond the noise**")
+    if tests:
+        form += f" (lack-of-fit tests, smallest p = {min(t['p'] for t in tests):.2g})"
+    lines = ["", f"**Where the law holds.** D_F in {unit} of the fine-tunes in the fit; the law's form: {form}.", "",
+             "| N | D_F fitted | bends down above |", "|---|---|---|"]
+    lines += [f"| {sig3(r['n'])} | {sig3(r['d_f_low'])} – {sig3(r['d_f_high'])} | "
+              f"{sig3(r['bends_above']) if r.get('bends_above') is not None else 'not seen'} |" for r in rows]
     return lines
 
 

@@ -67,6 +67,10 @@ TAG_GIT_DIRTY = "transfer.git_dirty"
 TAG_CI_JOB = "transfer.ci_job"
 TAG_PLUGIN_ERROR = "transfer.plugin_error"
 TAG_FAILURE = "transfer.failure_reason"
+TAG_PIN = "transfer.pin"
+"""The pin loop (its Optuna study name) that chose and trained a run (``transfer-laws pin``)."""
+TAG_PIN_REASON = "transfer.pin_reason"
+"""Why the pin loop chose the run: the advice's predicted intervals after it, its compute, what the law lacked."""
 
 # Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
 CONTEXT_PRETRAINING = "pretraining"
@@ -163,6 +167,17 @@ LAW_TAG_WARNINGS = "transfer.warnings"
 """How many warnings the fit carries (their text is in the version's description)."""
 LAW_TAG_RUNS = "transfer.runs_used"
 """Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
+LAW_TAG_SOURCE = "transfer.source"
+"""The law's source corpus, on its registered model and every version: MLflow's model list filters by it."""
+LAW_TAG_TARGET = "transfer.target"
+"""The law's target corpus, on its registered model and every version (``tags.`transfer.target` = 'python'``)."""
+
+# A target's transfer map: its laws side by side, logged on one run of the refit experiment per target.
+TAG_MAP_TARGET = "transfer.map_target"
+"""Tag of the refit-experiment run that holds a target's transfer map (one run per target, updated as its laws
+get versions)."""
+MAP_ARTIFACT = "map"
+"""That run's folder: ``map.json`` and the charts comparing the target's sources (D_T lines, alpha, beta)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
 
@@ -191,6 +206,20 @@ this version forecast."""
 LAW_TAG_FORECAST_COVERAGE = "transfer.forecast_coverage"
 LAW_TAG_FORECAST_MEAN_ABS_Z = "transfer.forecast_mean_abs_z"
 """The track record's two numbers alone (searchable)."""
+
+# Refit bookkeeping: who holds a law's registry lock, and whether a RUNNING refit run is still alive.
+WEBHOOK_DELIVERIES_TABLE = "transfer_laws_webhook_deliveries"
+"""Table (in the server's SQL backend store) of webhook delivery ids seen within the timestamp window: sha256 of the
+id and when it was first seen, so a replay is refused after a restart and by every server replica."""
+LOCK_TAG_OWNER = "transfer.lock_owner"
+"""On a registry lock model (``transfer-laws-lock.<law>``): ``host:pid:thread`` of its holder."""
+LOCK_TAG_RENEWED = "transfer.lock_renewed"
+"""On a registry lock model: a counter the live holder bumps every few seconds (its lease); a waiter that sees it
+unchanged for a whole lease breaks the lock."""
+REFIT_TAG_OWNER = "transfer.refit_owner"
+"""Refit-run tag: ``host:pid`` of the process logging it (a later refit on that host closes it once the pid is gone)."""
+REFIT_TAG_HEARTBEAT = "transfer.refit_heartbeat"
+"""Refit-run tag: epoch ms the logging refit last said it was alive (every few seconds while the run is open)."""
 
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"

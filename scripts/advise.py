@@ -66,7 +66,7 @@ def command_for(c: Candidate, checkpoint_template: str = CHECKPOINT_TEMPLATE, se
 
     parts = []
     if c.pretrain_tokens > 0:
-        name, alias = _registered(checkpoint)
+        name, alias = registered_name(checkpoint)
         parts.append(f"transfer-laws pretrain --preset {size} --tokens {int(c.pretrain_tokens)} "
                      f"--register-as {name} --alias {alias}")
     parts.append(one(c.role, c.d_f_tokens))
@@ -74,7 +74,7 @@ def command_for(c: Candidate, checkpoint_template: str = CHECKPOINT_TEMPLATE, se
     return " && ".join(parts)
 
 
-def _registered(checkpoint: str) -> tuple[str, str]:
+def registered_name(checkpoint: str) -> tuple[str, str]:
     """(name, alias) of ``models:/name@alias``."""
     body = checkpoint.removeprefix("models:/")
     name, _, alias = body.partition("@")
@@ -121,6 +121,24 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
             out.append(Candidate(float(n), min(d_fs), ROLE_FINETUNE, epochs, name,
                                  pretrain_tokens=PRETRAIN_TOKENS_PER_PARAM * n, bundle=bundle))
     return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
+
+
+def seconds_per_flop(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> float:
+    """Wall seconds per FLOP of the advice's convention (6 N tokens x ``epochs``) over up to ``limit`` of the law's
+    finished runs in the store: what a run of a given compute takes on the machines that trained these (NaN when
+    none can be read)."""
+    from transfer_laws.registry.advice import compute_flops
+
+    seconds, flops = 0.0, 0.0
+    for p in list(law.points)[:limit]:
+        try:
+            info = client.get_run(p.run_id).info
+        except Exception:  # a run deleted since the fit, or a store that cannot be reached: no estimate from it
+            continue
+        if info.start_time and info.end_time and info.end_time > info.start_time:
+            seconds += (info.end_time - info.start_time) / 1000
+            flops += compute_flops(p.n, p.d_f, epochs)
+    return seconds / flops if flops > 0 else float("nan")
 
 
 def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:

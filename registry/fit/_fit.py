@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,14 @@ from ._irreducible import fit_irreducible
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
-from ._regime import REGIME_RULE, find_and_check, form_sentence, lack_of_fit_statistic, regime_warnings
+from ._regime import (
+    REGIME_RULE,
+    find_and_check,
+    form_sentence,
+    lack_of_fit_statistic,
+    ossified_above,
+    regime_warnings,
+)
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
@@ -218,9 +225,8 @@ class _Boot:
 
 def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
                    f_log_l: np.ndarray, log_d_e: np.ndarray, used: np.ndarray, theta: np.ndarray, bootstrap: int,
-                   seed: int, robust: bool, *, lack_of_fit: bool = True) -> _Boot:
-    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``); ``lack_of_fit=False``
-    skips the draws' lack-of-fit statistics (leave-one-out needs only the draws)."""
+                   seed: int, robust: bool) -> _Boot:
+    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``)."""
     u_n, u_log_d_f = n_f[used], log_d_f[used]
     u_log_n = np.log(u_n)
     x = design(u_log_d_f, u_log_n)
@@ -241,14 +247,14 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
                                  scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
                                  (sigma_f, dof_f))
     raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
-                                     max(scratch.log_n.size, u_n.size),
-                                     lack_of_fit_statistic(u_log_d_f, u_log_n) if lack_of_fit else None)
+                                     max(scratch.log_n.size, u_n.size), lack_of_fit_statistic(u_log_d_f, u_log_n))
     return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None) -> TransferLaw:
+                     low_data_fraction: float = 0.1, *,
+                     scratch_cache: dict[Any, Any] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -263,9 +269,10 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
-    them). ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
-    single N, a single D_F); its message says which runs would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``scratch_cache`` (a dict kept between
+    calls) reuses the scratch model of fits of the same scratch runs. ``FitError`` is raised only when the usable
+    points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which runs
+    would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -278,7 +285,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
+    screened = screen(runs, unit)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
@@ -288,7 +295,14 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
         raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
                        "Needs: scratch runs at each fine-tuned model size, over a range of D.")
-    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+    # Leave-one-out refits the law without each fine-tune: the scratch runs, so the scratch model, stay the same.
+    key = (method, n[s].tobytes(), d[s].tobytes(), loss[s].tobytes())
+    if scratch_cache is not None and key in scratch_cache:
+        scratch, candidates = scratch_cache[key]
+    else:
+        scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+        if scratch_cache is not None:
+            scratch_cache[key] = (scratch, candidates)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
     point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
     log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
@@ -346,7 +360,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
-    warnings += regime_warnings(regime, intervals, sum(p.reason == R_OSSIFIED for p in points))
+    ossified = [p for p in points if p.reason == R_OSSIFIED]
+    no_transfer = ossified_above(regime, np.array([p.n for p in ossified]), np.array([p.d_f for p in ossified]))
+    warnings += regime_warnings(regime, intervals, len(ossified), no_transfer)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
@@ -365,7 +381,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         + [form_sentence(regime.check)],
         "lack_of_fit": regime.check,
         "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
-                   "alternatives": regime.alternatives},
+                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
         "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))

@@ -98,7 +98,7 @@ def finetune_interval(law: TransferLaw, n_params: np.ndarray, d_f: np.ndarray) -
     k, a, b = (law.draws[name].reshape((-1,) + (1,) * n.ndim) for name in ("k", "alpha", "beta"))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         log_pred = law.scratch.log_loss(n, np.log(d + law.k * d**law.alpha * n**law.beta))
-        log_draws = law.scratch.log_loss(np.broadcast_to(n, (k.shape[0], *n.shape)),
+        log_draws = law.scratch.log_loss(np.broadcast_to(n, (len(k), *n.shape)),
                                          np.log(d[None] + k * d[None] ** a * n[None] ** b))
     if log_draws.shape[0] and np.isfinite(log_draws).any():
         with np.errstate(invalid="ignore"):

@@ -28,8 +28,6 @@ R_IMPLAUSIBLE_SIZE = "implausible N or D"
 R_IMPLAUSIBLE_LOSS = "implausible loss"
 R_CONFLICT = "conflicting duplicate point"
 R_REPEAT = "repeated scratch point"
-R_NO_PARENT = "fine-tune without a parent"
-R_UNKNOWN_PARENT = "parent not among the known parents"
 
 
 @dataclass(frozen=True)
