@@ -1,5 +1,7 @@
 """The law page on the MLflow server: ``/transfer-laws/`` (HTML), ``/transfer-laws/api/laws`` (JSON) and a
-CSRF-protected "refit now" endpoint. ``register_law_page(app)`` adds it to MLflow's Flask app.
+CSRF-protected "refit now" endpoint. Both list every law, paginated (``?page=N``; ``?law=<law>`` opens the page
+holding that law), from ``page_cache`` (each law version read once); under basic auth only the laws the user may
+read (``page_auth``). ``register_law_page(app)`` adds it to MLflow's Flask app.
 
 Inside the server the page reads the server's own backend store (the ``--backend-store-uri`` that ``mlflow
 server`` exports to its workers), so it works under uvicorn with one worker without calling itself over HTTP.
@@ -15,7 +17,8 @@ import secrets
 from dataclasses import asdict
 from typing import Any
 
-from transfer_laws.plugin.page_data import LawView, collect_laws
+from transfer_laws.plugin.page_cache import Entry, LawCache
+from transfer_laws.plugin.page_data import LawView
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
 from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
@@ -23,6 +26,10 @@ from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
 URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")
+PAGE_LAWS = 20
+"""Laws drawn per page (``?page=N``; every law the user may see is listed in the side bar)."""
+API_PER_PAGE, API_MAX_PER_PAGE = 100, 500
+"""Laws per ``/api/laws`` page by default (``?page=N&per_page=M``), and the most one page may hold."""
 CSRF_COOKIE = "tl_csrf"
 CSRF_HEADER = "X-TL-CSRF"
 
@@ -84,11 +91,44 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
-def law_json(client: Any, view: LawView) -> dict[str, Any]:
-    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, and the version history."""
-    fv = fit_view(client, view)
+def _with_calibration(client: Any, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
+
+
+def law_json(client: Any, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
+    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, the version history and the
+    versions' forecast track record."""
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    fv = fv if fv is not None else fit_view(client, view)
+    record = calibration_section(client, view.law, fv.fit, view.version)["calibration"]["record"]
     return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
-                   "history": [asdict(row) for row in fv.history]})
+                   "history": [asdict(row) for row in fv.history], "track_record": record})
+
+
+def _visible(entries: list[Entry], basic_auth: bool) -> list[Entry]:
+    """Under basic auth, only laws all of whose runs lie in experiments the user may read (``page_auth``)."""
+    if not basic_auth:
+        return entries
+    from transfer_laws.plugin.page_auth import readable_experiments
+
+    readable = readable_experiments({e for entry in entries for e in entry.view.experiment_ids})
+    return [entry for entry in entries if set(entry.view.experiment_ids) <= readable]
+
+
+def _page_of(entries: list[Entry], size: int) -> tuple[int, int]:
+    """(page asked for, pages): ``?page=N`` (1-based), or ``?law=<law>``, the page that holds that law."""
+    from flask import request
+
+    pages = max(1, -(-len(entries) // size))
+    law = request.args.get("law")
+    if law:
+        at = next((i for i, entry in enumerate(entries) if entry.view.law == law), 0)
+        return at // size + 1, pages
+    asked = request.args.get("page", "1")
+    return (min(max(int(asked), 1), pages) if asked.isdigit() else 1), pages
 
 
 class RefitUnavailable(RuntimeError):
@@ -130,26 +170,40 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
                      static_folder="static", static_url_path="/static")
 
+    cache = LawCache()
+
     @page.get("/")
     def index() -> Any:
         client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        views = collect_laws(client)
-        laws = [_section(root, view, fit_view(client, view)) for view in views]
-        maps = map_sections(client, views, request.args)
+        entries = _visible(cache.entries(client), use_auth)
+        number, pages = _page_of(entries, PAGE_LAWS)
+        shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
+        # A section (with its calibration) is built once per cached entry: a new version or the cache's TTL renews it.
+        laws = [cache.derived(e, ("section", root),
+                              lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
+                for e in shown]
+        index = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]
+        maps = map_sections(client, [e.view for e in entries], request.args)
         response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
-                                                 paper=TEXT_TO_PYTHON))
+                                                 paper=TEXT_TO_PYTHON, index=index, page=number, pages=pages))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 
     @page.get("/api/laws")
     def api_laws() -> Any:
         client = _client(tracking_uri)
-        views = collect_laws(client)
-        return jsonify(finite({"laws": [law_json(client, view) for view in views],
-                               "targets": target_maps(client, views, request.args)}))
+        entries = _visible(cache.entries(client), use_auth)
+        size = request.args.get("per_page", "")
+        size = min(int(size), API_MAX_PER_PAGE) if size.isdigit() and int(size) > 0 else API_PER_PAGE
+        number, pages = _page_of(entries, size)
+        shown = entries[(number - 1) * size:number * size]
+        laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
+        return jsonify(finite({"laws": laws, "page": number, "pages": pages, "per_page": size,
+                               "total": len(entries), "next_page": number + 1 if number < pages else None,
+                               "targets": target_maps(client, [e.view for e in entries], request.args)}))
 
     @page.post("/api/refit")
     def refit() -> Any:

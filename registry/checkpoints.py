@@ -36,6 +36,7 @@ from transfer_laws.registry.schema import (
     DEFAULT_EXPERIMENT,
     MLFLOW_NOTE,
 )
+from transfer_laws.registry.tracking import model_id_of
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -281,16 +282,6 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
                                    tracking_uri=tracking_uri)
     raise CheckpointError(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT}' artifacts and no local "
                             f"checkpoint folder was found under {checkpoints_root}")
-
-
-def model_id_of(mv: Any) -> str:
-    """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
-    if getattr(mv, "model_id", None):
-        return str(mv.model_id)
-    source = str(mv.source or "")
-    if source.startswith("models:/m-"):
-        return source.removeprefix("models:/").split("/")[0]
-    raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
 
 
 def _stage(files: Mapping[str, bytes], staged: Path) -> None:

@@ -20,7 +20,8 @@ runs are then the newest snapshot), or else when a re-read shows the runs are st
 otherwise it refits the newer runs (a few times) and never registers the older ones. So two refitters without a
 shared ``law_lock`` can neither register one input set twice nor put an older set above a newer one, and a law
 whose runs land faster than a refit takes still gets versions. Refit runs left RUNNING by a killed refit (and
-their PENDING logged models) are closed by the next one.
+their PENDING logged models) are closed by the next refit of the law (``_dead``: at once when it holds the same
+shared lock or runs on the dead refit's host, else once the dead run's heartbeat is ``REFIT_STALE_S`` old).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -39,6 +42,7 @@ from typing import Any, NamedTuple
 
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
+    Lease,
     law_lock,
     lock_kind,
     registry_lock,
@@ -55,6 +59,8 @@ from transfer_laws.registry.schema import (
     LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
+    REFIT_TAG_HEARTBEAT,
+    REFIT_TAG_OWNER,
     law_model_name,
     law_name,
     parse_law,
@@ -76,10 +82,14 @@ TAG_DEBRIS = "transfer.debris"
 """Set on a refit run a later refit closed: why."""
 CAS_ATTEMPTS = 3
 """Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
-STALE_REFIT_S = 900.0
-"""A RUNNING refit run older than this is dead whatever lock it held (a refit takes seconds to a few minutes)."""
+REFIT_STALE_S = 60.0
+"""A RUNNING refit run whose heartbeat is older than this is dead whatever lock it held (it beats every
+``HEARTBEAT_S``; compared with this host's clock, so hosts' clocks must agree to well within it)."""
+HEARTBEAT_S = 5.0
+"""How often a refit says, on its open refit run, that it is alive."""
 
 _fluent_lock = threading.Lock()
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -250,7 +260,10 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
         plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
         _activate(uri)
         # Tags go in with the run itself: a refit killed at any later point is recognisable as such.
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run:
+        tags = {**tags, REFIT_TAG_OWNER: _OWNER, REFIT_TAG_HEARTBEAT: str(int(time.time() * 1000))}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run, \
+                Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
+                      HEARTBEAT_S, f"refit run of {law}"):
             run_id = run.info.run_id
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
@@ -262,12 +275,36 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
     return run_id, info
 
 
-def _close_debris(client: Any, law: str, held: str) -> list[str]:
-    """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED, and fail their PENDING models.
+def _pid_gone(owner: str) -> bool:
+    """Whether ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
 
-    A RUNNING run is dead when it held the same cross-process lock we hold now (it cannot still be running), or
-    when it started more than ``STALE_REFIT_S`` ago. Returns the runs closed.
-    """
+
+def _dead(run: Any, held: str, now_ms: float) -> bool:
+    """A RUNNING refit run is dead when it held the same cross-process lock we hold now (it cannot still be
+    running), when its process on this host is gone, or when its heartbeat stopped ``REFIT_STALE_S`` ago."""
+    tags = run.data.tags
+    if held != LOCK_KIND_PROCESS and tags.get(TAG_REFIT_LOCK) == held:
+        return True
+    if _pid_gone(tags.get(REFIT_TAG_OWNER, "")):
+        return True
+    beat = tags.get(REFIT_TAG_HEARTBEAT, "")
+    last = float(beat) if beat.isdigit() else float(run.info.start_time or now_ms)
+    return now_ms - last > REFIT_STALE_S * 1000
+
+
+def _close_debris(client: Any, law: str, held: str) -> list[str]:
+    """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED (``_dead``), and fail their PENDING
+    models. Returns the runs closed."""
     from mlflow.entities import LoggedModelStatus
 
     experiment = client.get_experiment_by_name(REFIT_EXPERIMENT)
@@ -277,8 +314,7 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
     now_ms = time.time() * 1000
     closed: list[str] = []
     for run in client.search_runs([experiment.experiment_id], filter_string=flt, max_results=1000):
-        same_lock = held != LOCK_KIND_PROCESS and run.data.tags.get(TAG_REFIT_LOCK) == held
-        if not same_lock and now_ms - (run.info.start_time or now_ms) < STALE_REFIT_S * 1000:
+        if not _dead(run, held, now_ms):
             continue
         reason = "refit did not finish (killed); closed by a later refit of the law"
         client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
@@ -365,11 +401,14 @@ def refit_law(
             n_runs = len(inputs.points)
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
+            _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
                 fit = fit_transfer_law(inputs.points, d_e_method=d_e_method, bootstrap=bootstrap,
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
+            _leave_one_out(fit, inputs)
+            _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
                     TAG_REFIT_LOCK: held, **law_source_tags(law)}
             if requested_by:
@@ -394,6 +433,36 @@ def refit_law(
             read_at = int(time.time() * 1000)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
                            len(inputs.points))
+
+
+def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawInputs, reader: Any) -> None:
+    """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
+    from transfer_laws.registry.forecast import forecast_new_runs
+
+    try:
+        forecast_new_runs(client, uri, law, latest, inputs, reader)
+    except Exception:
+        log.warning("could not forecast the new runs of %s", law, exc_info=True)
+
+
+def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
+    """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
+    from transfer_laws.registry.fit._loo import leave_one_out
+
+    try:
+        fit.checks["loo"] = leave_one_out(fit, inputs.points)
+    except Exception:
+        log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
+
+
+def _track_record(fit: Any, reader: Any, law: str) -> None:
+    """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
+    from transfer_laws.registry.forecast import record_summary, track_record
+
+    try:
+        fit.checks["track_record"] = record_summary(track_record(reader, law))
+    except Exception:
+        log.warning("could not read the track record of %s", law, exc_info=True)
 
 
 def attach_plots(client: Any, result: RefitResult) -> None:

@@ -66,7 +66,7 @@ def command_for(c: Candidate, checkpoint_template: str = CHECKPOINT_TEMPLATE, se
 
     parts = []
     if c.pretrain_tokens > 0:
-        name, alias = _registered(checkpoint)
+        name, alias = registered_name(checkpoint)
         parts.append(f"transfer-laws pretrain --preset {size} --tokens {int(c.pretrain_tokens)} "
                      f"--register-as {name} --alias {alias}")
     parts.append(one(c.role, c.d_f_tokens))
@@ -74,7 +74,7 @@ def command_for(c: Candidate, checkpoint_template: str = CHECKPOINT_TEMPLATE, se
     return " && ".join(parts)
 
 
-def _registered(checkpoint: str) -> tuple[str, str]:
+def registered_name(checkpoint: str) -> tuple[str, str]:
     """(name, alias) of ``models:/name@alias``."""
     body = checkpoint.removeprefix("models:/")
     name, _, alias = body.partition("@")

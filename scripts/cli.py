@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
     "scratch": Command("scratch", "Train from scratch on D tokens of the target (the D_E reference curve)."),
     "register": Command("register", "Register the checkpoint of a finished pretraining run."),
     "sweep": Command("sweep", "A grid (or adaptive choice) of fine-tune and scratch runs, Optuna-backed."),
+    "pin": Command("pin", "Train the runs next-run advice chooses until the law is determined (or the budget is "
+                   "spent); Optuna-backed workers.",
+                   "0 pinned, 1 failed, 2 invalid arguments, 3 budget spent or no law to start from (what is "
+                   "missing and the predicted cost to finish are printed), 4 no candidate run helps"),
     "refit": Command("refit", "Refit a law now (for CI): prints it, exit code says whether it fitted.",
                      "0 ok, 1 unexpected error, 2 bad input, 3 fit failed, 4 drift gate tripped, 5 evidence gate "
                      "tripped (docs/ci-refit.md)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
@@ -33,6 +34,28 @@ class Args:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
+def _calibration_plots(law_name: str, version: str, law: Any, out: Path) -> list[Path]:
+    """Predicted-vs-observed charts: the runs that landed after this version (its forecasts, read from the store)
+    and its leave-one-out predictions; prints each one's calibration line."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.fit._svg_forecast import forecast_chart
+    from transfer_laws.registry.forecast import track_record
+    from transfer_laws.registry.law_card import calibration_line
+
+    record = track_record(MlflowClient(), law_name)["versions"].get(version, {"n": 0, "runs": []})
+    loo = (getattr(law, "checks", {}) or {}).get("loo") or {"n": 0, "runs": []}
+    written = []
+    for name, rec, what in (("forecasts.svg", record, f"runs that landed after version {version}, forecast by it"),
+                            ("leave_one_out.svg", loo, "leave-one-out, each run predicted without it")):
+        print(f"{what}: {calibration_line(rec)}")
+        svg = forecast_chart(rec["runs"], f"{law_name} v{version}: {what}", standalone=True)
+        if svg:
+            (out / name).write_text(svg)
+            written.append(out / name)
+    return written
+
+
 def run(args: Args) -> int:
     from transfer_laws.registry.fit import plot_law
     from transfer_laws.registry.tracking import home_dir, use_tracking_uri
@@ -48,6 +71,7 @@ def run(args: Args) -> int:
     written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
+    written += _calibration_plots(args.law, str(mv.version), law, out)
     print(f"\nwrote {len(written)} files to {out}:")
     for path in written:
         print(f"  {path}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
@@ -49,7 +50,7 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
 
     sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
     """Model shapes (names from lightning_modules.config.PRESETS), one N each."""
-    d_f_tokens: list[int] = positive(default_factory=lambda: [20000, 80000])
+    d_f_tokens: list[int] = positive(maximum=MAX_D["tokens"], default_factory=lambda: [20000, 80000])
     """D_F budgets in tokens (a scratch run's dataset size D)."""
     roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
     """Which kinds of run each (size, D_F) gets: finetune, scratch or both."""

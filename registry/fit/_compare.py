@@ -226,7 +226,7 @@ def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
     leader_small = a.source if fa.alpha < fb.alpha else b.source
     share = float(np.mean((da[1] < db[1]) == (fa.alpha < fb.alpha))) if size else math.nan
     lo, hi = _common_d_f(a, b, unit)
-    within = bool(math.isfinite(est.value) and lo is not None and lo <= est.value <= hi)
+    within = bool(math.isfinite(est.value) and lo is not None and hi is not None and lo <= est.value <= hi)
     shaky = [src.source for src in (a, b) if not determination(src.fit)[0]]
     if shaky:
         est = Estimate(est.value)

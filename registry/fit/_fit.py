@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -211,6 +211,9 @@ class _Boot:
     stats: np.ndarray
     sigma_s: float
     sigma_f: float
+    dof_s: int = 0
+    dof_f: int = 0
+    """Residual degrees of freedom behind each noise scale (prediction intervals, ``_forecast``)."""
 
 
 def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
@@ -238,12 +241,13 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
                                  (sigma_f, dof_f))
     raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
                                      max(scratch.log_n.size, u_n.size), lack_of_fit_statistic(u_log_d_f, u_log_n))
-    return _Boot(theta, raw, stats, sigma_s, sigma_f)
+    return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None) -> TransferLaw:
+                     low_data_fraction: float = 0.1, *,
+                     scratch_cache: dict[Any, Any] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -258,9 +262,10 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
-    them). ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
-    single N, a single D_F); its message says which runs would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``scratch_cache`` (a dict kept between
+    calls) reuses the scratch model of fits of the same scratch runs. ``FitError`` is raised only when the usable
+    points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which runs
+    would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -273,7 +278,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
+    screened = screen(runs, unit)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
@@ -283,7 +288,14 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
         raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
                        "Needs: scratch runs at each fine-tuned model size, over a range of D.")
-    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+    # Leave-one-out refits the law without each fine-tune: the scratch runs, so the scratch model, stay the same.
+    key = (method, n[s].tobytes(), d[s].tobytes(), loss[s].tobytes())
+    if scratch_cache is not None and key in scratch_cache:
+        scratch, candidates = scratch_cache[key]
+    else:
+        scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+        if scratch_cache is not None:
+            scratch_cache[key] = (scratch, candidates)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
     point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
     log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
@@ -351,6 +363,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     checks = {
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
+        "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,

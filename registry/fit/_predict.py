@@ -36,7 +36,8 @@ def _band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
-    """Point values from the fit, intervals from the same quantities computed for every bootstrap draw."""
+    """Point values from the fit, intervals from the same quantities computed for every bootstrap draw; the loss's
+    interval is a 95% prediction interval for one run (``_forecast.finetune_interval``)."""
     n, d = np.broadcast_arrays(np.asarray(n_params, dtype=float), np.asarray(d_f, dtype=float))
     k, a, b = (law.draws[name].reshape((-1,) + (1,) * n.ndim) for name in ("k", "alpha", "beta"))
     draw_dt = k * d[None] ** a * n[None] ** b
@@ -51,6 +52,11 @@ def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction
     for name, (point, draws) in values.items():
         low, high = _band(draws)
         fields[name], fields[f"{name}_low"], fields[f"{name}_high"] = _out(point), _out(low), _out(high)
+    # A run's loss is what gets measured: its interval is a prediction interval (the draws and the run-to-run noise).
+    from ._forecast import finetune_interval
+
+    _, low, high = finetune_interval(law, n, d)
+    fields["loss_low"], fields["loss_high"] = _out(low), _out(high)
     return Prediction(**fields)
 
 

@@ -216,10 +216,10 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
         for r in regime.holds():
             if r["bends_above"] is not None:
                 edges.setdefault(f"{r['d_f_high']:.3g}", []).append(f"{r['n']:.3g}")
-        where = "; ".join(f"D_F <= {d} at N = {', '.join(ns)}" for d, ns in edges.items())
+        where = "; ".join(f"D_F = {d} at N = {', '.join(ns)}" for d, ns in edges.items())
         every = regime.alternatives[0]["alpha"] if regime.alternatives else None
         alpha = "" if regime.theta is None else f"alpha = {regime.theta[1]:.3g}"
-        out.append(f"{cut} fine-tune(s) past the low-data regime excluded: the law bends down beyond {where}; "
+        out.append(f"{cut} fine-tune(s) past the low-data regime excluded: the law bends down past {where}; "
                    f"{alpha} comes from the points before the bend"
                    + ("" if every is None else f" (with every point, alpha = {every:.3g})")
                    + "; the intervals hold this cut fixed")
@@ -237,3 +237,28 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
                    f"fine-tunes show where it ends ({above}): alpha may still carry some of the bend; fine-tunes "
                    "at smaller D_F would test it")
     return out
+
+
+def misfit(checks: dict[str, Any]) -> list[str]:
+    """Why a fitted law's form is in doubt, one sentence each (empty when it is not): the lack-of-fit check fails on
+    the fitted points, or fine-tunes were cut past the low-data regime (the law bends inside the data). Read from a
+    law's ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
+    out = []
+    check, regime = checks.get("lack_of_fit") or {}, checks.get("regime") or {}
+    if check.get("passed") is False:
+        out.append("the law's form does not fit its points: ln D_T curves "
+                   + ", ".join(f"in {t['name']} (p = {t['p']:.2g})" for t in _failing(check)))
+    cut = int(regime.get("excluded_past_regime") or 0)
+    if cut:
+        edges = sorted({r["d_f_high"] for r in regime.get("holds") or [] if r.get("bends_above") is not None})
+        out.append(f"{cut} fine-tune(s) lie past the low-data regime: the law bends down beyond D_F = "
+                   + ", ".join(f"{e:.3g}" for e in edges) + " at some N")
+    return out
+
+
+def holds_at(checks: dict[str, Any], n: float) -> dict[str, Any] | None:
+    """The row of ``checks['regime']['holds']`` at the measured N nearest ``n`` in ln N (None without one)."""
+    rows = (checks.get("regime") or {}).get("holds") or []
+    if not rows or not n > 0:
+        return None
+    return min(rows, key=lambda r: abs(np.log(r["n"] / n)))

@@ -41,7 +41,7 @@ def lines_chart(doc: dict[str, Any], css_class: str = "chart map-lines", standal
         chart.legend("line", colour[source], f"{source} \u2192 {doc['target']}")
     for c in doc.get("crossings", []):
         d = (c.get("d_f") or {}).get("value")
-        if not _finite(d):
+        if d is None or not _finite(d):
             continue
         line = lines[c["sources"][0]]
         y = _at(line["d_f"], line["d_t"], d)
