@@ -98,3 +98,64 @@ def test_without_bootstrap_the_check_is_the_classical_f_test() -> None:
     before = law.checks["lack_of_fit"]["before_cut"]
     assert before["passed"] is False and all(t["calibration"] == 1.0 for t in before["tests"])
     assert law.checks["regime"]["excluded_past_regime"] > 0
+
+
+def test_a_significant_but_immaterial_curvature_does_not_fail() -> None:
+    """With thousands of points a test finds curvatures far too small to matter; the check needs them material."""
+    from transfer_laws.registry.fit._lack_of_fit import MIN_SHARE, family_fails, p_values, shares
+
+    rng = np.random.default_rng(1)
+    log_d_f = np.tile(np.log(np.geomspace(1e3, 1e6, 1000)), 5)
+    log_n = np.repeat(np.log(DENSE["n_grid"]), 1000)
+    bent = 0.18 * log_d_f + 0.38 * log_n - 0.0005 * (log_d_f - log_d_f.mean()) ** 2
+    y = bent + rng.normal(0, 0.01, log_d_f.size)
+    q0, family, _ = curvature_tests(log_d_f, log_n)
+    f_obs = f_statistics(q0, family, y[None, :])[0]
+    ones = np.ones(len(family))
+    p, share = p_values(family, f_obs, ones), shares(family, f_obs, ones)
+    assert p[0] < 1e-6 and share[0] < MIN_SHARE
+    assert not family_fails(p, share, [t.name for t in family])
+    # Ten times the curvature is material.
+    y = 0.18 * log_d_f + 0.38 * log_n - 0.005 * (log_d_f - log_d_f.mean()) ** 2 + rng.normal(0, 0.01, log_d_f.size)
+    f_obs = f_statistics(q0, family, y[None, :])[0]
+    assert family_fails(p_values(family, f_obs, ones), shares(family, f_obs, ones), [t.name for t in family])
+
+
+def test_no_transfer_above_the_fitted_d_f_warns() -> None:
+    """Sparse grid, D_T cut off at D_F = 3e4: at the largest D_F some fine-tunes show no transfer at all."""
+    sparse = {"n_grid": (1e6, 10**7.5, 1e9), "scratch_d": tuple(np.geomspace(1e4, 1e11, 6)), "d_f": (1e3, 10**4.5, 1e6)}
+    law = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=105000, bend=cutoff_bend(10**4.5), **sparse),
+                           bootstrap=100, seed=105000)
+    ossified = [p for p in law.points if p.reason.startswith("ossification")]
+    assert ossified and all(p.d_f == pytest.approx(1e6) for p in ossified)
+    warning = next(w for w in law.warnings if "show no transfer (D_T <= 0) above the D_F fitted" in w)
+    assert warning.startswith(f"{len(ossified)} fine-tune(s)") and "D_F = 1e+06 at N = " in warning
+
+
+def test_misfit_and_the_report_read_the_regime_from_the_checks(tmp_path) -> None:
+    from transfer_laws.registry.fit import misfit, plot_law
+
+    straight, bent = _fit(4), _fit(4, bend=smooth_bend(10**5.7))
+    assert misfit(straight.checks) == [] and misfit({}) == []  # a fit made before the check: nothing to say
+    (why,) = misfit(bent.checks)
+    cut = bent.checks["regime"]["excluded_past_regime"]
+    assert why == f"{cut} fine-tune(s) lie past the low-data regime: the law bends down beyond D_F = 1e+05 at some N"
+    sparse = {"n_grid": (1e6, 10**7.5, 1e9), "scratch_d": tuple(np.geomspace(1e4, 1e11, 6)), "d_f": (1e3, 10**4.5, 1e6)}
+    ended = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=105000, bend=cutoff_bend(10**4.5), **sparse),
+                             bootstrap=100, seed=105000)
+    assert any("show no transfer" in line for line in misfit(ended.checks))
+    html = [p for p in plot_law(bent, tmp_path) if p.name == "index.html"][0].read_text()
+    section = html[html.index("Where the law holds"):]
+    section = section[:section.index("</table>")]
+    assert section.count("<tr>") == 1 + len(bent.checks["regime"]["holds"]) and "bends down above" in section
+    assert section.count("1e+05</td><td class='num'>1e+06</td>") == cut
+
+
+def test_the_robust_fit_cuts_the_same_bend() -> None:
+    runs = synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=4, bend=smooth_bend(10**5.7), **DENSE)
+    plain, robust = (fit_transfer_law(runs, bootstrap=50, seed=4, robust=r) for r in (False, True))
+    cut = {p.run_id for p in plain.points if p.reason.startswith(PAST)}
+    assert cut and cut == {p.run_id for p in robust.points if p.reason.startswith(PAST)}
+    assert robust.alpha == pytest.approx(plain.alpha, abs=0.01)
+    low, high = robust.intervals["alpha"]
+    assert low <= robust.alpha <= high

@@ -20,7 +20,14 @@ from ._irreducible import fit_irreducible
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
-from ._regime import REGIME_RULE, find_and_check, form_sentence, lack_of_fit_statistic, regime_warnings
+from ._regime import (
+    REGIME_RULE,
+    find_and_check,
+    form_sentence,
+    lack_of_fit_statistic,
+    ossified_above,
+    regime_warnings,
+)
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
@@ -353,7 +360,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
-    warnings += regime_warnings(regime, intervals, sum(p.reason == R_OSSIFIED for p in points))
+    ossified = [p for p in points if p.reason == R_OSSIFIED]
+    no_transfer = ossified_above(regime, np.array([p.n for p in ossified]), np.array([p.d_f for p in ossified]))
+    warnings += regime_warnings(regime, intervals, len(ossified), no_transfer)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
@@ -372,7 +381,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         + [form_sentence(regime.check)],
         "lack_of_fit": regime.check,
         "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
-                   "alternatives": regime.alternatives},
+                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
         "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))

@@ -93,6 +93,20 @@ def _checks(law: TransferLaw) -> str:
     return "".join(parts)
 
 
+def _holds(law: TransferLaw, unit: str) -> str:
+    """Where the law holds: per N the D_F range fitted and where the fine-tunes bend (empty for older fits)."""
+    rows = ((getattr(law, "checks", {}) or {}).get("regime") or {}).get("holds") or []
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td class='num'>{_num(r['n'], 3)}</td><td class='num'>{_num(r['d_f_low'], 3)} &ndash; "
+                   f"{_num(r['d_f_high'], 3)}</td><td class='num'>"
+                   f"{_num(r['bends_above'], 3) if r['bends_above'] is not None else 'not seen'}</td></tr>"
+                   for r in rows)
+    return (f"<p>Where the law holds: D<sub>F</sub> ({unit}) of the fine-tunes in the fit, per model size.</p>"
+            f"<table class='holds'><tr><th>N</th><th>D<sub>F</sub> fitted</th><th>bends down above</th></tr>{body}"
+            "</table>")
+
+
 def _runs_table(law: TransferLaw, unit: str) -> str:
     head = (f"<tr><th>run</th><th>N</th><th>D<sub>F</sub> ({unit})</th><th>best loss (nats/token)</th>"
             f"<th>D<sub>E</sub> ({unit})</th><th>D<sub>T</sub> ({unit})</th><th>in the fit</th></tr>")
@@ -122,7 +136,7 @@ def write_report(law: TransferLaw, figures: list[tuple[str, str]], path: Path, t
     body = "".join(f"<figure>{fig}<figcaption>{escape(caption)}</figcaption></figure>" for fig, caption in figures)
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{explanation(law, unit)}"
-            f"<h2>Parameters</h2>{_params_table(law)}<h2>How far to trust it</h2>{_checks(law)}"
+            f"<h2>Parameters</h2>{_params_table(law)}<h2>How far to trust it</h2>{_checks(law)}{_holds(law, unit)}"
             f"<h2>Plots</h2>{body}<h2>Fine-tune runs ({len(law.points)})</h2>{_runs_table(law, unit)}"
             f"{_excluded(law)}</body></html>")
     path.write_text(page)

@@ -2,8 +2,9 @@
 
 Three alternatives, each the straight law plus curvature columns: ``D_F (pooled)`` (one quadratic in ln D_F shared by
 every N), ``D_F (per N)`` (a quadratic in ln D_F at each N that has 3 or more D_F values) and ``N`` (a quadratic in
-ln N, with 3 or more N values). Each is a nested F test of the least-squares fit on ln D_T; the family fails when
-its smallest p-value is below ``LEVEL`` / (number of tests) (Bonferroni).
+ln N, with 3 or more N values). Each is a nested F test of the least-squares fit on ln D_T; the family fails when a
+test's p-value is below ``LEVEL`` / (number of tests) (Bonferroni) and its curvature is material (explains at
+least ``MIN_SHARE`` of the straight law's residual sum of squares).
 
 The errors of ln D_T are neither independent nor equal: points at one N share that N's scratch curve, so its error
 bends all of them together, and a loss error is amplified by the scratch curve's slope. The classical F
@@ -27,6 +28,9 @@ LEVEL = 0.005
 alarm cuts good points: at 0.5% a cell of 30 straight-law seeds sees 2 or more false alarms about 1% of the time."""
 MIN_LEVELS = 3
 """Distinct values a curvature needs (two points always lie on a line)."""
+MIN_SHARE = 0.05
+"""A curvature that explains less of the straight law's residual sum of squares than this is not material, however
+significant: with thousands of points a test finds curvatures far too small to move alpha."""
 _RANK_TOL = 1e-8
 
 
@@ -51,7 +55,7 @@ def _orthonormal_extra(q0: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return u[:, s > _RANK_TOL * max(1.0, float(s.max(initial=0.0)))]
 
 
-def _quadratic(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def quadratic(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     sel = np.ones(x.shape, dtype=bool) if mask is None else mask
     centre = x[sel].mean()
     return np.where(sel, (x - centre) ** 2, 0.0)
@@ -81,14 +85,14 @@ def curvature_tests(log_d_f: np.ndarray, log_n: np.ndarray) -> tuple[np.ndarray,
     for level in _levels(log_n):
         here = n_round == level
         if _levels(log_d_f[here]).size >= MIN_LEVELS:
-            per_n.append((float(np.exp(level)), _quadratic(log_d_f, here)))
+            per_n.append((float(np.exp(level)), quadratic(log_d_f, here)))
     raw: list[tuple[str, np.ndarray]] = []
     if _levels(log_d_f).size >= MIN_LEVELS:
-        raw.append(("D_F (pooled)", _quadratic(log_d_f)[:, None]))
+        raw.append(("D_F (pooled)", quadratic(log_d_f)[:, None]))
     if per_n:
         raw.append(("D_F (per N)", np.stack([c for _, c in per_n], axis=1)))
     if _levels(log_n).size >= MIN_LEVELS:
-        raw.append(("N", _quadratic(log_n)[:, None]))
+        raw.append(("N", quadratic(log_n)[:, None]))
 
     def make(name: str, columns: np.ndarray) -> Test | None:
         basis = _orthonormal_extra(q0, columns)
@@ -134,12 +138,22 @@ def p_values(tests: list[Test], f_obs: np.ndarray, factors: np.ndarray) -> np.nd
                      for t, f, c in zip(tests, f_obs, factors, strict=True)])
 
 
-def family_fails(p: np.ndarray, names: list[str], only: tuple[str, ...] | None = None) -> bool:
+def shares(tests: list[Test], f_obs: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Per test, the share of the straight law's residual sum of squares its curvature explains (after the
+    calibration): q F / (q F + dof)."""
+    return np.array([t.q * f / c / (t.q * f / c + t.dof) if np.isfinite(f) else float("nan")
+                     for t, f, c in zip(tests, f_obs, factors, strict=True)])
+
+
+def rejects(p: float, share: float, tests: int) -> bool:
+    """One test of a family of ``tests`` rejects: significant (Bonferroni) and material."""
+    return bool(np.isfinite(p) and p < LEVEL / tests and share >= MIN_SHARE)
+
+
+def family_fails(p: np.ndarray, share: np.ndarray, names: list[str], only: tuple[str, ...] | None = None) -> bool:
     """Whether the Bonferroni family (or its members named in ``only``) rejects at ``LEVEL``."""
-    if p.size == 0:
-        return False
-    chosen = [v for v, name in zip(p, names, strict=True) if (only is None or name in only) and np.isfinite(v)]
-    return bool(chosen) and min(chosen) < LEVEL / p.size
+    return any(rejects(float(v), float(s), p.size) for v, s, name in zip(p, share, names, strict=True)
+               if only is None or name in only)
 
 
 def concave(q0: np.ndarray, column: np.ndarray, y: np.ndarray) -> bool:

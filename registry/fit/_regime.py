@@ -2,8 +2,9 @@
 
 The scratch curves give a first cutoff (D_F <= fraction x D(N)); the fine-tunes can show the law bending before it.
 Rule: while the D_F tests of the lack-of-fit family (``_lack_of_fit``: pooled or per N) fail, drop the largest D_F
-at the N whose own quadratic in ln D_F bends down with the largest F statistic, among the N that keep 2 or more D_F
-values after the drop; stop when those tests pass or no N can give a point up. Each dropped point is excluded
+(``CUT_SHARE`` of that N's D_F values, at least one) at the N whose own quadratic in ln D_F bends down with the
+largest F statistic, among the N that keep 2 or more D_F values after the drop; stop when those tests pass or no N
+can give a point up (or the pooled curvature alone fails and bends up). Each dropped point is excluded
 "past the low-data regime". Only downward bends are cut: past the paper's regime D_T falls below the power law; an
 upward bend, or curvature in ln N, is not a regime edge, and the check's warning stands instead.
 
@@ -27,21 +28,29 @@ from ._types import R_PAST_REGIME
 D_F_TESTS = ("D_F (pooled)", "D_F (per N)")
 
 
-def _family_p(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
-              factors: dict[str, float]) -> tuple[np.ndarray, list[lof.Test], list[lof.Single], np.ndarray]:
+CUT_SHARE = 0.05
+"""A cut drops this share of an N's remaining D_F values (at least one), so thousands of D_F values cost few steps."""
+
+
+def _family_p(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: dict[str, float]
+              ) -> tuple[np.ndarray, list[lof.Test], list[lof.Single], np.ndarray, np.ndarray]:
     q0, family, singles = lof.curvature_tests(log_d_f, log_n)
     f_obs = lof.f_statistics(q0, family, y[None, :])[0]
-    p = lof.p_values(family, f_obs, np.array([factors.get(t.name, 1.0) for t in family]))
-    return q0, family, singles, p
+    c = np.array([factors.get(t.name, 1.0) for t in family])
+    return q0, family, singles, lof.p_values(family, f_obs, c), lof.shares(family, f_obs, c)
 
 
 def _one_cut(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
              factors: dict[str, float]) -> tuple[np.ndarray, float] | None:
     """Mask of the points the next cut drops and the D_F tests' smallest p-value with them (None when those tests
     pass or no N can give a point up)."""
-    q0, family, singles, p = _family_p(log_d_f, log_n, y, factors)
+    q0, family, singles, p, share = _family_p(log_d_f, log_n, y, factors)
     names = [t.name for t in family]
-    if not lof.family_fails(p, names, D_F_TESTS):
+    if not lof.family_fails(p, share, names, D_F_TESTS):
+        return None
+    # An upward pooled bend is no regime edge: cut only for it when the per-N test fails on its own.
+    if not lof.family_fails(p, share, names, ("D_F (per N)",)) and not lof.concave(
+            q0, lof.quadratic(log_d_f), y):
         return None
     best, best_f = None, -np.inf
     n_round = np.round(log_n, 9)
@@ -52,8 +61,10 @@ def _one_cut(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
     if best is None:
         return None
     here = n_round == np.round(np.log(best), 9)
+    levels = np.unique(np.round(log_d_f[here], 9))
+    top = levels[-max(1, min(int(CUT_SHARE * levels.size), levels.size - 2)):]
     p_d_f = min(float(v) for v, name in zip(p, names, strict=True) if name in D_F_TESTS)
-    return here & (np.round(log_d_f, 9) == np.round(log_d_f[here].max(), 9)), p_d_f
+    return here & np.isin(np.round(log_d_f, 9), top), p_d_f
 
 
 def find_regime(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: dict[str, float],
@@ -84,12 +95,13 @@ def lack_of_fit_check(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
     q0, family, singles = lof.curvature_tests(log_d_f, log_n)
     factors = lof.calibration(family, boot_stats)
     f_obs = lof.f_statistics(q0, family, y[None, :])[0]
-    p = lof.p_values(family, f_obs, factors)
-    tests = [{"name": t.name, "f": float(f), "q": t.q, "dof": t.dof, "calibration": float(c), "p": float(pv)}
-             for t, f, c, pv in zip(family, f_obs, factors, p, strict=True)]
+    p, share = lof.p_values(family, f_obs, factors), lof.shares(family, f_obs, factors)
+    tests = [{"name": t.name, "f": float(f), "q": t.q, "dof": t.dof, "calibration": float(c), "p": float(pv),
+              "share": float(sh)} for t, f, c, pv, sh in zip(family, f_obs, factors, p, share, strict=True)]
     per_n = [{"n": n, "f": float(lof.f_statistics(q0, [t], y[None, :])[0, 0]),
               "bends": "down" if lof.concave(q0, column, y) else "up"} for n, t, column in singles]
-    return {"level": lof.LEVEL, "passed": None if not family else not lof.family_fails(p, [t.name for t in family]),
+    return {"level": lof.LEVEL, "min_share": lof.MIN_SHARE,
+            "passed": None if not family else not lof.family_fails(p, share, [t.name for t in family]),
             "tests": tests, "per_n": per_n, "factors": {t.name: float(c) for t, c in zip(family, factors, strict=True)}}
 
 
@@ -112,9 +124,9 @@ def holds(n: np.ndarray, d_f: np.ndarray, kept: np.ndarray, past: np.ndarray) ->
     return rows
 
 
-REGIME_RULE = ("while the lack-of-fit tests in D_F (pooled or per N) fail, the largest D_F is dropped at the N whose "
-               "quadratic in ln D_F bends down with the largest F statistic, among the N that keep 2 or more D_F "
-               "values; the intervals hold the cut fixed")
+REGIME_RULE = ("while the lack-of-fit tests in D_F (pooled or per N) fail, the largest D_F (5% of that N's D_F values, "
+               "at least one) is dropped at the N whose quadratic in ln D_F bends down with the largest F statistic, "
+               "among the N that keep 2 or more D_F values; the intervals hold the cut fixed")
 
 
 def lack_of_fit_statistic(log_d_f: np.ndarray, log_n: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -179,7 +191,7 @@ def find_and_check(n: np.ndarray, log_d_f: np.ndarray, y: np.ndarray, boot_stats
 
 def _failing(check: dict[str, Any]) -> list[dict[str, Any]]:
     tests = check.get("tests") or []
-    return [t for t in tests if t["p"] < lof.LEVEL / len(tests)]
+    return [t for t in tests if lof.rejects(t["p"], t.get("share", 1.0), len(tests))]
 
 
 def d_f_tested(check: dict[str, Any]) -> bool:
@@ -201,9 +213,17 @@ def form_sentence(check: dict[str, Any]) -> str:
                                                            for t in _failing(check)) + "." + untested)
 
 
-def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], ossified: int) -> list[str]:
-    """What to distrust about the law's form and the regime cut (``ossified``: fine-tunes excluded for D_T <= 0,
-    a sign that the regime ends below them)."""
+def ossified_above(regime: Regime, n: np.ndarray, d_f: np.ndarray) -> list[tuple[float, float]]:
+    """(N, D_F) of the fine-tunes with no transfer (D_T <= 0; ``n``, ``d_f`` given) above the largest D_F fitted at
+    their N: the paper's high-data end, so the low-data regime ends below them."""
+    top = {round(r["n"], 6): r["d_f_high"] for r in regime.holds()}
+    return [(float(a), float(b)) for a, b in zip(n, d_f, strict=True) if b > top.get(round(float(a), 6), np.inf)]
+
+
+def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], ossified: int,
+                    beyond: list[tuple[float, float]]) -> list[str]:
+    """What to distrust about the law's form and the regime cut (``ossified``: fine-tunes excluded for D_T <= 0;
+    ``beyond``: those of them above the D_F fitted at their N, see ``ossified_above``)."""
     out = []
     cut = int((~regime.keep).sum())
     if regime.check["passed"] is False:
@@ -230,6 +250,10 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
                 values = ", ".join(f"{name} = {alt[name]:.3g}" for name in outside)
                 out.append(f"{alt['rule']} gives {values}, outside the interval: where the low-data regime ends "
                            "matters here")
+    if beyond:
+        where = ", ".join(f"D_F = {d:.3g} at N = {n:.3g}" for n, d in beyond[:6])
+        out.append(f"{len(beyond)} fine-tune(s) show no transfer (D_T <= 0) above the D_F fitted at their N ({where}): "
+                   "the low-data regime ends below them, and the fitted points nearest them may already bend")
     if not d_f_tested(regime.check) and (cut or ossified):
         above = " and ".join(part for part in (f"{cut} past the low-data regime" if cut else "",
                                                f"{ossified} with no transfer (D_T <= 0)" if ossified else "") if part)
@@ -241,8 +265,9 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
 
 def misfit(checks: dict[str, Any]) -> list[str]:
     """Why a fitted law's form is in doubt, one sentence each (empty when it is not): the lack-of-fit check fails on
-    the fitted points, or fine-tunes were cut past the low-data regime (the law bends inside the data). Read from a
-    law's ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
+    the fitted points, fine-tunes were cut past the low-data regime (the law bends inside the data), or fine-tunes
+    above the D_F fitted at their N show no transfer (the regime ends inside the data). Read from a law's
+    ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
     out = []
     check, regime = checks.get("lack_of_fit") or {}, checks.get("regime") or {}
     if check.get("passed") is False:
@@ -253,6 +278,10 @@ def misfit(checks: dict[str, Any]) -> list[str]:
         edges = sorted({r["d_f_high"] for r in regime.get("holds") or [] if r.get("bends_above") is not None})
         out.append(f"{cut} fine-tune(s) lie past the low-data regime: the law bends down beyond D_F = "
                    + ", ".join(f"{e:.3g}" for e in edges) + " at some N")
+    beyond = regime.get("no_transfer_above") or []
+    if beyond:
+        out.append(f"{len(beyond)} fine-tune(s) show no transfer (D_T <= 0) above the D_F fitted at their N: the "
+                   "low-data regime ends inside the data")
     return out
 
 
