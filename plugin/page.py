@@ -20,6 +20,7 @@ from typing import Any
 from transfer_laws.plugin.page_cache import Entry, LawCache
 from transfer_laws.plugin.page_data import LawView
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
+from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
@@ -70,6 +71,14 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
+def _exchange(fit: Any) -> str | None:
+    """The headline "10x N is worth X x fine-tuning data [low, high]" (undetermined when alpha's interval includes
+    0); None without a fit."""
+    if fit is None or not hasattr(fit, "exchange_headline"):
+        return None
+    return str(fit.exchange_headline())
+
+
 def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
     """Everything the template draws for one law."""
     links = _ui_links(root, view)
@@ -78,15 +87,25 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "loss_plot": loss_svg(view.runs, fv.fit, links["runs"]),
             "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
             "history_plots": [history_svg(fv.history, name) for name in ("alpha", "beta")] if len(fv.history) else [],
-            "exchange": (10 ** (fv.fit.beta / fv.fit.alpha) if fv.fit is not None and fv.fit.alpha else None),
+            "exchange": _exchange(fv.fit),
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
+def _with_calibration(client: Any, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
+
+
 def law_json(client: Any, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
-    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, and the version history."""
+    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, the version history and the
+    versions' forecast track record."""
+    from transfer_laws.plugin.page_calibration import calibration_section
+
     fv = fv if fv is not None else fit_view(client, view)
+    record = calibration_section(client, view.law, fv.fit, view.version)["calibration"]["record"]
     return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
-                   "history": [asdict(row) for row in fv.history]})
+                   "history": [asdict(row) for row in fv.history], "track_record": record})
 
 
 def _visible(entries: list[Entry], basic_auth: bool) -> list[Entry]:
@@ -161,9 +180,13 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         entries = _visible(cache.entries(client), use_auth)
         number, pages = _page_of(entries, PAGE_LAWS)
         shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
-        laws = [cache.derived(e, ("section", root), lambda e=e: _section(root, e.view, e.fit)) for e in shown]
+        # A section (with its calibration) is built once per cached entry: a new version or the cache's TTL renews it.
+        laws = [cache.derived(e, ("section", root),
+                              lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
+                for e in shown]
         side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
-        response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
+        maps = map_sections(client, [e.view for e in entries], request.args)
+        response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
                                                  paper=TEXT_TO_PYTHON, index=side, page=number, pages=pages))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
@@ -178,8 +201,9 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         number, pages = _page_of(entries, size)
         shown = entries[(number - 1) * size:number * size]
         laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
-        return jsonify({"laws": laws, "page": number, "pages": pages, "per_page": size, "total": len(entries),
-                        "next_page": number + 1 if number < pages else None})
+        return jsonify(finite({"laws": laws, "page": number, "pages": pages, "per_page": size,
+                               "total": len(entries), "next_page": number + 1 if number < pages else None,
+                               "targets": target_maps(client, [e.view for e in entries], request.args)}))
 
     @page.post("/api/refit")
     def refit() -> Any:

@@ -55,6 +55,8 @@ from transfer_laws.registry.schema import (
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
+    LAW_TAG_SOURCE,
+    LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
     REFIT_TAG_HEARTBEAT,
@@ -200,14 +202,37 @@ def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
 
 
-def _ensure_registered_model(client: Any, name: str) -> None:
+def _ensure_registered_model(client: Any, name: str, tags: dict[str, str]) -> None:
+    """Create the law's model with its source and target tags; a model made before the tags existed gets them."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(name, description="Scaling law for transfer, refitted as runs land.")
+        client.create_registered_model(name, tags=tags,
+                                       description="Scaling law for transfer, refitted as runs land.")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+        held = client.get_registered_model(name).tags or {}
+        for key, value in tags.items():
+            if held.get(key) != value:
+                client.set_registered_model_tag(name, key, value)
+
+
+def law_source_tags(law: str) -> dict[str, str]:
+    """The source and target tags a law's model, versions and refit runs carry (MLflow's lists filter by them)."""
+    source, target = parse_law(law)
+    return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
+
+
+def update_target_map(client: Any, uri: str, law: str, version: str | None = None, fit: Any = None) -> None:
+    """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
+    is not downloaded again); a failure costs the chart, never the version."""
+    from transfer_laws.registry.map_run import log_target_map
+
+    try:
+        log_target_map(client, uri, parse_law(law)[1], known={(law, str(version)): fit} if fit is not None else None)
+    except Exception:
+        log.warning("could not update the transfer map of %s's target", law, exc_info=True)
 
 
 def inputs_digest(inputs: LawInputs) -> str:
@@ -376,16 +401,19 @@ def refit_law(
             n_runs = len(inputs.points)
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
+            _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
                 fit = fit_transfer_law(inputs.points, d_e_method=d_e_method, bootstrap=bootstrap,
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
+            _leave_one_out(fit, inputs)
+            _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
-                    TAG_REFIT_LOCK: held}
+                    TAG_REFIT_LOCK: held, **law_source_tags(law)}
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
-            _ensure_registered_model(client, law_model_name(law))
+            _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
             outcome = _register_if_current(client, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
@@ -396,6 +424,8 @@ def refit_law(
 
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)
+                    if plots:
+                        update_target_map(client, uri, law, str(version.version), fit)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
@@ -405,6 +435,36 @@ def refit_law(
                            len(inputs.points))
 
 
+def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawInputs, reader: Any) -> None:
+    """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
+    from transfer_laws.registry.forecast import forecast_new_runs
+
+    try:
+        forecast_new_runs(client, uri, law, latest, inputs, reader)
+    except Exception:
+        log.warning("could not forecast the new runs of %s", law, exc_info=True)
+
+
+def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
+    """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
+    from transfer_laws.registry.fit._loo import leave_one_out
+
+    try:
+        fit.checks["loo"] = leave_one_out(fit, inputs.points)
+    except Exception:
+        log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
+
+
+def _track_record(fit: Any, reader: Any, law: str) -> None:
+    """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
+    from transfer_laws.registry.forecast import record_summary, track_record
+
+    try:
+        fit.checks["track_record"] = record_summary(track_record(reader, law))
+    except Exception:
+        log.warning("could not read the track record of %s", law, exc_info=True)
+
+
 def attach_plots(client: Any, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
     from transfer_laws.registry.fit import plot_law
@@ -412,6 +472,7 @@ def attach_plots(client: Any, result: RefitResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
             client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)
+    update_target_map(client, client.tracking_uri, result.law, result.version, result.fit)
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:

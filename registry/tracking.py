@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from transfer_laws.lightning_modules.config import CheckpointError
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, MLFLOW_MODEL_VERSIONS
 
 
@@ -140,3 +141,13 @@ def mark_registered(client: Any, model_id: str, name: str, version: int | str) -
     if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in entries):
         entries.append({"name": name, "version": str(version)})
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(entries)})
+
+
+def model_id_of(mv: Any) -> str:
+    """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    source = str(mv.source or "")
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/")[0]
+    raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")

@@ -60,7 +60,7 @@ def resolve_version(client: Any, uri: str) -> Any:
     """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput when there is none)."""
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.registry.checkpoints import parse_model_uri
+    from transfer_laws.lightning_modules.config import parse_model_uri
 
     try:
         name, version, alias = parse_model_uri(uri)

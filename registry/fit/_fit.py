@@ -20,6 +20,14 @@ from ._irreducible import fit_irreducible
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
+from ._regime import (
+    REGIME_RULE,
+    find_and_check,
+    form_sentence,
+    lack_of_fit_statistic,
+    ossified_above,
+    regime_warnings,
+)
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
@@ -29,6 +37,7 @@ from ._types import (
     R_NO_CURVE,
     R_NO_D_E,
     R_OSSIFIED,
+    R_PAST_REGIME,
     FitError,
     Point,
 )
@@ -122,7 +131,7 @@ def _content_order(run: RunResult) -> tuple:
 
     def number(value: object) -> tuple[int, float]:
         try:
-            x = float(value)
+            x = float(value)  # type: ignore[arg-type]  # anything: a TypeError or ValueError means "not a number"
         except (TypeError, ValueError):
             return (1, 0.0)
         return (0, x) if np.isfinite(x) else (1, 0.0)
@@ -151,10 +160,11 @@ class _PointFit:
 
 
 def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_log_l: np.ndarray,
-               low_data_fraction: float, robust: bool) -> _PointFit:
+               low_data_fraction: float, robust: bool, past: np.ndarray | None = None) -> _PointFit:
+    """``past``: fine-tunes cut as past the low-data regime, left out too."""
     log_d_e = scratch.log_d_e(n_f, f_log_l)
     reasons = _classify(scratch, n_f, log_d_f, log_d_e, low_data_fraction)
-    used = np.array([r == "" for r in reasons], dtype=bool)
+    used = np.array([r == "" for r in reasons], dtype=bool) & (True if past is None else ~past)
     theta = None
     if used.sum() >= MIN_POINTS:
         x = design(log_d_f[used], np.log(n_f[used]))
@@ -166,14 +176,15 @@ def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_lo
 
 def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _PointFit, n_f: np.ndarray,
                      log_d_f: np.ndarray, f_log_l: np.ndarray, low_data_fraction: float,
-                     robust: bool) -> list[dict[str, Any]]:
-    """Each candidate's CV error and the alpha, beta it would give (the chosen one's from the fit itself)."""
+                     robust: bool, past: np.ndarray) -> list[dict[str, Any]]:
+    """Each candidate's CV error and the alpha, beta it would give on the same low-data regime (the chosen one's
+    from the fit itself)."""
     rows = []
     for name in CANDIDATES:
         theta = point.theta if name == scratch.method else None
         if name != scratch.method and (name == "interpolate" or getattr(candidates, name) is not None):
             other = replace(scratch, method=name)
-            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust).theta
+            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust, past).theta
         rows.append({"method": name, "cv_error": candidates.cv_error.get(name),
                      "alpha": None if theta is None else float(theta[1]),
                      "beta": None if theta is None else float(theta[2]), "chosen": name == scratch.method})
@@ -198,9 +209,52 @@ def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> tuple[float
     return (cv / np.sqrt(1.5), held) if cv is not None else (0.0, 0)
 
 
+@dataclass
+class _Boot:
+    """The law's bootstrap on one set of points: its point fit, draws, noise scales and lack-of-fit statistics."""
+
+    theta: np.ndarray
+    raw: np.ndarray
+    stats: np.ndarray
+    sigma_s: float
+    sigma_f: float
+    dof_s: int = 0
+    dof_f: int = 0
+    """Residual degrees of freedom behind each noise scale (prediction intervals, ``_forecast``)."""
+
+
+def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
+                   f_log_l: np.ndarray, log_d_e: np.ndarray, used: np.ndarray, theta: np.ndarray, bootstrap: int,
+                   seed: int, robust: bool) -> _Boot:
+    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``)."""
+    u_n, u_log_d_f = n_f[used], log_d_f[used]
+    u_log_n = np.log(u_n)
+    x = design(u_log_d_f, u_log_n)
+    # Fine-tune losses the law and scratch model predict; where an interpolated curve does not reach, the measured.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        fitted_f = scratch.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
+    fitted_f = np.where(np.isfinite(fitted_f), fitted_f, f_log_l[used])
+    sigma_f, dof_f = noise_scale(f_log_l[used] - fitted_f, MIN_POINTS), int(used.sum()) - MIN_POINTS
+    sigma_s, dof_s = _scratch_noise(scratch, candidates)
+    # A few fine-tunes read their noise poorly (9 points: 6 degrees of freedom), and a low reading makes intervals
+    # too narrow. Fine-tunes and scratch runs are trained alike, so their pooled scale is the floor.
+    if dof_f + dof_s > 0:
+        pooled = float(np.sqrt((dof_f * sigma_f**2 + dof_s * sigma_s**2) / (dof_f + dof_s)))
+        if pooled > sigma_f:
+            sigma_f, dof_f = pooled, dof_f + dof_s
+    rng = np.random.default_rng(seed)
+    log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
+                                 scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
+                                 (sigma_f, dof_f))
+    raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
+                                     max(scratch.log_n.size, u_n.size), lack_of_fit_statistic(u_log_d_f, u_log_n))
+    return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
+
+
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1) -> TransferLaw:
+                     low_data_fraction: float = 0.1, *,
+                     scratch_cache: dict[Any, Any] | None = None) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -215,9 +269,10 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; lineage is the reader's to check). ``FitError`` is raised only when the
-    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
-    runs would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``scratch_cache`` (a dict kept between
+    calls) reuses the scratch model of fits of the same scratch runs. ``FitError`` is raised only when the usable
+    points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which runs
+    would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -240,43 +295,54 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
         raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
                        "Needs: scratch runs at each fine-tuned model size, over a range of D.")
-    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+    # Leave-one-out refits the law without each fine-tune: the scratch runs, so the scratch model, stay the same.
+    key = (method, n[s].tobytes(), d[s].tobytes(), loss[s].tobytes())
+    if scratch_cache is not None and key in scratch_cache:
+        scratch, candidates = scratch_cache[key]
+    else:
+        scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+        if scratch_cache is not None:
+            scratch_cache[key] = (scratch, candidates)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
     point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
     log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
+    u_n, u_log_d_f = n[f][used], log_d_f[used]
+    first = [(str(i), r) for i, r in zip(ids[f], reasons, strict=True) if r]
+    _identifiability(np.log(u_n), u_log_d_f, excluded + first)
+    assert point.theta is not None
+    boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, point.theta, bootstrap, seed,
+                          robust)
+    # The law's own form: test it on every low-data point, and where it bends down cut to the low-data regime.
+    u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
+    regime = find_and_check(n[f][used], u_log_d_f, u_log_d_t, boot.stats)
+    if not regime.keep.all():
+        past = np.flatnonzero(used)[~regime.keep]
+        reasons = list(reasons)
+        for i, why in zip(past, regime.reasons, strict=True):
+            reasons[i] = why
+        used = used.copy()
+        used[past] = False
+        u_n, u_log_d_f = n[f][used], log_d_f[used]
+        _identifiability(np.log(u_n), u_log_d_f, excluded)
+        y = u_log_d_t[regime.keep][None, :]
+        regime.theta = (huber_lstsq if robust else weighted_lstsq)(design(u_log_d_f, np.log(u_n)), y,
+                                                                   np.ones_like(y))[0]
+        boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, regime.theta, bootstrap,
+                              seed, robust)
+        regime.recheck(boot.stats)
     points = [Point(str(i), float(nn), float(df), float(lo), float(np.exp(e)) if np.isfinite(e) else float("nan"),
                     float(np.exp(e) - df) if np.isfinite(e) else float("nan"), r == "", r)
               for i, nn, df, lo, e, r in zip(ids[f], n[f], d[f], loss[f], log_d_e, reasons, strict=True)]
     excluded += [(p.run_id, p.reason) for p in points if not p.used]
-    u_n, u_log_d_f = n[f][used], log_d_f[used]
     u_log_n = np.log(u_n)
-    _identifiability(u_log_n, u_log_d_f, excluded)
-    assert point.theta is not None
-    theta = point.theta
+    theta, raw, sigma_s, sigma_f = boot.theta, boot.raw, boot.sigma_s, boot.sigma_f
     u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
     x = design(u_log_d_f, u_log_n)
-
-    # Fine-tune losses the law and scratch model predict; where an interpolated curve does not reach, the measured.
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        fitted_f = scratch.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
-    fitted_f = np.where(np.isfinite(fitted_f), fitted_f, f_log_l[used])
-    sigma_f, dof_f = noise_scale(f_log_l[used] - fitted_f, MIN_POINTS), int(used.sum()) - MIN_POINTS
-    sigma_s, dof_s = _scratch_noise(scratch, candidates)
-    # A few fine-tunes read their noise poorly (9 points: 6 degrees of freedom), and a low reading makes intervals
-    # too narrow. Fine-tunes and scratch runs are trained alike, so their pooled scale is the floor.
-    if dof_f + dof_s > 0:
-        pooled = float(np.sqrt((dof_f * sigma_f**2 + dof_s * sigma_s**2) / (dof_f + dof_s)))
-        if pooled > sigma_f:
-            sigma_f, dof_f = pooled, dof_f + dof_s
-    rng = np.random.default_rng(seed)
-    log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
-                                 scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
-                                 (sigma_f, dof_f))
-    raw = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
-                              max(scratch.log_n.size, u_n.size))
     draws = {"k": np.exp(raw[:, 0]), "alpha": raw[:, 1], "beta": raw[:, 2]}
     intervals = _intervals(draws)
-    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust)
+    point.theta = theta
+    past = np.array([r.startswith(R_PAST_REGIME) for r in reasons], dtype=bool)
+    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust, past)
 
     warnings = []
     if used.sum() == MIN_POINTS:
@@ -294,6 +360,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
+    ossified = [p for p in points if p.reason == R_OSSIFIED]
+    no_transfer = ossified_above(regime, np.array([p.n for p in ossified]), np.array([p.d_f for p in ossified]))
+    warnings += regime_warnings(regime, intervals, len(ossified), no_transfer)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
@@ -303,11 +372,16 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     checks = {
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
+        "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
                                    sum(r.startswith(R_HIGH_DATA) for r in reasons), _cutoff_unmeasured(scratch, u_n)),
-        "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f),
+        "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f)
+        + [form_sentence(regime.check)],
+        "lack_of_fit": regime.check,
+        "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
+                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
         "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))

@@ -188,10 +188,10 @@ def residual_chart(law: TransferLaw, css_class: str = "chart", standalone: bool 
     groups: dict[float, list[int]] = {}
     for i, p in enumerate(used):
         groups.setdefault(p.n, []).append(i)
-    for n, idx in sorted(groups.items()):
+    for size, idx in sorted(groups.items()):
         for i in drawn(idx):
-            chart.marker(used[i].d_f, resid[i], colour[n])
-        chart.legend("filled", colour[n], n_label(n))
+            chart.marker(used[i].d_f, resid[i], colour[size])
+        chart.legend("filled", colour[size], n_label(size))
     return chart.render("Residuals should scatter around 0 with no trend in D_F or N; a trend means the power law "
                         "misses the data.")
 

@@ -52,7 +52,7 @@ def _number(value: object) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
+        return float(value)  # type: ignore[arg-type]  # anything: a TypeError or ValueError means "not a number"
     except (TypeError, ValueError):
         return None
 
