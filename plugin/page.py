@@ -184,11 +184,11 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         laws = [cache.derived(e, ("section", root),
                               lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
                 for e in shown]
-        index = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]
+        side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
         maps = map_sections(client, [e.view for e in entries], request.args)
         response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
-                                                 paper=TEXT_TO_PYTHON, index=index, page=number, pages=pages))
+                                                 paper=TEXT_TO_PYTHON, index=side, page=number, pages=pages))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 

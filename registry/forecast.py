@@ -5,10 +5,11 @@ trigger (server hook, webhook, ``watch``, the embedded store's in-process refit,
 it. The runs forecast are those the ``@latest`` version was not fitted on (``input_run_ids`` of its fit): a
 forecast never comes from a version that includes its run. Each gets the metrics ``forecast.loss``,
 ``forecast.loss_low``, ``forecast.loss_high`` (95% prediction interval) and ``forecast.z`` and the tag
-``transfer.forecast.version``, or, when the version cannot say (none yet, a new size, D_F outside the fitted
-range), the tag ``transfer.forecast.reason``. Written once: under a registry-side mutex per target (scratch runs
-serve every law of their target), a run that already carries either tag is left alone, so racing refitters, in
-threads, processes or server replicas, write one forecast.
+``transfer.forecast.version``, or, when the version cannot say (a new size, D_F outside the fitted range), the tag
+``transfer.forecast.reason``. Runs that landed before a law's first version carry neither (there was nothing to
+forecast from; that version is fitted on them), so a bulk import costs no write per run. Written once: under a
+registry-side mutex per target (scratch runs serve every law of their target), a run that already carries either
+tag is left alone, so racing refitters, in threads, processes or server replicas, write one forecast.
 
 Each version's track record is then read back from the runs it forecast (``track_record``) and kept on the
 version as tags, so MLflow's registry page, the card, ``refit --json``, the law page and ``report`` show it.
@@ -40,6 +41,7 @@ from transfer_laws.registry.schema import (
     TAG_FORECAST_REASON,
     TAG_FORECAST_VERSION,
     TAG_ROLE,
+    data_tokens,
     law_model_name,
     parse_law,
 )
@@ -70,7 +72,7 @@ def _claimed(tags: dict[str, str]) -> bool:
     return TAG_FORECAST_VERSION in tags or TAG_FORECAST_REASON in tags
 
 
-def _write(client: Any, forecast: Any, ref: str | None) -> None:
+def _write(client: Any, forecast: Any, ref: str) -> None:
     """One ``log_batch``: the metrics and the tag land together (one transaction on a SQL store)."""
     import time
 
@@ -83,24 +85,25 @@ def _write(client: Any, forecast: Any, ref: str | None) -> None:
     values = {METRIC_FORECAST_LOSS: forecast.loss, METRIC_FORECAST_LOW: forecast.low,
               METRIC_FORECAST_HIGH: forecast.high, METRIC_FORECAST_Z: forecast.z}
     metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(v)]
-    client.log_batch(forecast.run_id, metrics=metrics, tags=[RunTag(TAG_FORECAST_VERSION, str(ref))])
+    client.log_batch(forecast.run_id, metrics=metrics, tags=[RunTag(TAG_FORECAST_VERSION, ref)])
 
 
 def forecast_new_runs(client: Any, tracking_uri: str, law: str, latest: Any | None, inputs: LawInputs,
                       reader: Any | None = None) -> list[Any]:
     """Forecast, from ``latest`` (the version before these runs landed), every run of ``inputs`` it was not fitted
-    on and that carries no forecast yet; write each once. Returns the forecasts written (by this call)."""
-    from transfer_laws.registry.fit._forecast import F_NO_VERSION, Forecast, forecast_run
+    on and that carries no forecast yet; write each once. Returns the forecasts written (by this call). Before a
+    law's first version there is nothing to forecast from, and nothing is written (the first version is fitted on
+    those runs; they carry no forecast)."""
+    from transfer_laws.registry.fit._forecast import forecast_run
 
-    fit = load_version_fit(client, tracking_uri, latest) if latest is not None else None
-    seen = set(fit.input_run_ids) if fit is not None else set()
-    new = [r for r in inputs.points if r.run_id not in seen]
-    if not new:
+    if latest is None:
         return []
-    ref = version_ref(law, str(latest.version)) if latest is not None else None
-    forecasts = [forecast_run(fit, r) if fit is not None else
-                 Forecast(r.run_id, r.role, float(r.n_params), float(r.d_f_tokens), float(r.best_test_loss),
-                          reason=F_NO_VERSION) for r in new]
+    fit = load_version_fit(client, tracking_uri, latest)
+    seen = set(fit.input_run_ids)
+    forecasts = [forecast_run(fit, r) for r in inputs.points if r.run_id not in seen]
+    if not forecasts:
+        return []
+    ref = version_ref(law, str(latest.version))
     written = []
     reader = reader or client
     with registry_lock(client, f"forecast.{parse_law(law)[1]}"):
@@ -109,7 +112,7 @@ def forecast_new_runs(client: Any, tracking_uri: str, law: str, latest: Any | No
                 continue
             _write(client, forecast, ref)
             written.append(forecast)
-    if ref is not None and any(not f.reason for f in written):
+    if any(not f.reason for f in written):
         update_track_record(client, law, str(latest.version), reader)
     return written
 
@@ -117,9 +120,11 @@ def forecast_new_runs(client: Any, tracking_uri: str, law: str, latest: Any | No
 def _forecast_of(run: Any) -> Any:
     from transfer_laws.registry.fit._forecast import Forecast
 
-    m, tags = run.data.metrics, run.data.tags
+    m, tags, params = run.data.metrics, run.data.tags, run.data.params
     nan = float("nan")
-    return Forecast(run.info.run_id, tags.get(TAG_ROLE, ""), float(run.data.params.get(PARAM_N, nan)), nan,
+    role = tags.get(TAG_ROLE, "")
+    d = float(data_tokens(params, role) or nan)
+    return Forecast(run.info.run_id, role, float(params.get(PARAM_N, nan)), d,
                     float(m.get(METRIC_BEST_TEST_LOSS, nan)), m.get(METRIC_FORECAST_LOSS, nan),
                     m.get(METRIC_FORECAST_LOW, nan), m.get(METRIC_FORECAST_HIGH, nan), m.get(METRIC_FORECAST_Z, nan))
 

@@ -72,16 +72,23 @@ def _note(doc: dict[str, Any]) -> str:
     ])
 
 
-def log_target_map(client: Any, tracking_uri: str, target: str, load: Any = None) -> str | None:
+def log_target_map(client: Any, tracking_uri: str, target: str, load: Any = None,
+                   known: dict[tuple[str, str], Any] | None = None) -> str | None:
     """Write ``target``'s map to its run in the refit experiment; returns the run id (None: the target has no law
-    with a fit yet)."""
+    with a fit yet). ``known``: fits at hand, ``{(law, version): fit}`` (the refit's own), not downloaded again."""
     from mlflow.entities import Metric
 
     from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
     from transfer_laws.registry.tracking import ensure_experiment
     from transfer_laws.registry.transfer_map import fit_loader, read_target, target_map
 
-    laws = read_target(client, target, load=load or fit_loader(tracking_uri))
+    download = load or fit_loader(tracking_uri)
+
+    def load_known(c: Any, law: str, mv: Any) -> Any:
+        fit = (known or {}).get((law, str(mv.version)))
+        return fit if fit is not None else download(c, law, mv)
+
+    laws = read_target(client, target, load=load_known)
     doc = target_map(laws) if laws else None
     if doc is None or not any(law.get("alpha") for law in doc["laws"]):
         return None

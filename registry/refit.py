@@ -224,13 +224,13 @@ def law_source_tags(law: str) -> dict[str, str]:
     return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
 
 
-def update_target_map(client: Any, uri: str, law: str) -> None:
-    """Rewrite the transfer map of the law's target on its run (``registry.map_run``); a failure costs the chart,
-    never the version."""
+def update_target_map(client: Any, uri: str, law: str, version: str | None = None, fit: Any = None) -> None:
+    """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
+    is not downloaded again); a failure costs the chart, never the version."""
     from transfer_laws.registry.map_run import log_target_map
 
     try:
-        log_target_map(client, uri, parse_law(law)[1])
+        log_target_map(client, uri, parse_law(law)[1], known={(law, str(version)): fit} if fit is not None else None)
     except Exception:
         log.warning("could not update the transfer map of %s's target", law, exc_info=True)
 
@@ -425,7 +425,7 @@ def refit_law(
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)
                     if plots:
-                        update_target_map(client, uri, law)
+                        update_target_map(client, uri, law, str(version.version), fit)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
@@ -472,7 +472,7 @@ def attach_plots(client: Any, result: RefitResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
             client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)
-    update_target_map(client, client.tracking_uri, result.law)
+    update_target_map(client, client.tracking_uri, result.law, result.version, result.fit)
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:

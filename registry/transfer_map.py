@@ -134,7 +134,8 @@ def _shown_version(client: Any, law: str) -> Any | None:
         return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def checkpoints_of(client: Any, source: str, runs: list[RunResult]) -> list[Checkpoint]:
+def checkpoints_of(client: Any, source: str, runs: list[RunResult],
+                   aliases_of: dict[str, dict[str, str]] | None = None) -> list[Checkpoint]:
     """The registered checkpoints of ``source``: every version of ``pretrained-<source>`` and every parent the law's
     fine-tunes started from (the lineage the plugin recorded)."""
     from mlflow.exceptions import MlflowException
@@ -149,8 +150,11 @@ def checkpoints_of(client: Any, source: str, runs: list[RunResult]) -> list[Chec
             except MlflowException:
                 continue
     aliases: dict[tuple[str, int], list[str]] = {}
+    known = {} if aliases_of is None else aliases_of  # laws of one target share parents: read each model once
     for name in {name for name, _ in versions}:  # a search's versions carry no aliases; the model holds them
-        for alias, number in (client.get_registered_model(name).aliases or {}).items():
+        if name not in known:
+            known[name] = dict(client.get_registered_model(name).aliases or {})
+        for alias, number in known[name].items():
             aliases.setdefault((name, int(number)), []).append(alias)
     out = []
     for key, mv in sorted(versions.items()):
@@ -170,6 +174,7 @@ def read_target(client: Any, target: str, *, load: Loader | None = None,
     from transfer_laws.registry.reader import read_law_inputs
 
     load = load or fit_loader()
+    aliases_of: dict[str, dict[str, str]] = {}
     out = []
     for law in target_laws(client, target):
         source = parse_law(law)[0]
@@ -183,7 +188,7 @@ def read_target(client: Any, target: str, *, load: Loader | None = None,
                 entry.fit = load(client, law, mv)
             except Exception as exc:  # an old or broken version: the map shows the others and says why
                 entry.error = f"its fit could not be read ({type(exc).__name__}: {exc})"
-        entry.checkpoints = checkpoints_of(client, source, law_runs)
+        entry.checkpoints = checkpoints_of(client, source, law_runs, aliases_of)
         out.append(entry)
     return out
 
@@ -232,12 +237,16 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
 
     target = parse_law(laws[0].law)[1] if laws else None
     sources = [Source(entry.source, entry.fit, chars_per_token(entry.runs)) for entry in laws if entry.fit is not None]
+    notes = []
     try:
         default_n, default_d_f = _defaults(sources, unit)
-    except ValueError as exc:  # a law without characters asked in characters
-        return {"target": target, "unit": unit, "notes": [str(exc)], "laws": []}
-    n, d_f = n or default_n, d_f or default_d_f
-    doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": [],
+    except ValueError as exc:  # a law whose runs logged no characters, asked in characters: answer in tokens
+        notes.append(f"{exc}; shown in tokens")
+        unit, d_f = "tokens", None
+        default_n, default_d_f = _defaults(sources, unit)
+    if sources:
+        n, d_f = n or default_n, d_f or default_d_f
+    doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
                            "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals"}
     doc["laws"] = [{"law": e.law, "source": e.source, "version": e.version, "error": e.error,

@@ -45,7 +45,7 @@ def format_map(doc: dict[str, Any]) -> list[str]:
             continue
         lines.append(f"  {pair}: D_T lines cross at D_F = {_est(c['d_f'])} {doc['unit']} (N = {c['n']:.3g}), "
                      f"{c['note']}; below it {c['below']} transfers more, above it {c['above']} "
-                     f"(same order in {c['share_same_order']:.0%} of draws)")
+                     f"(same order in {_num(100 * (c['share_same_order'] or math.nan), 3)}% of draws)")
     return lines
 
 
@@ -61,7 +61,8 @@ def format_ranking(doc: dict[str, Any]) -> list[str]:
         lines.append(f"{'':7}use {r['checkpoint']}" if r["checkpoint"] else f"{'':7}{r['checkpoint_note']}")
         vs = r.get("vs_next")
         if vs:
-            verdict = ("indistinguishable from" if vs["indistinguishable"] else "ahead of")
+            verdict = {"indistinguishable": "indistinguishable from", "ahead": "ahead of",
+                       "above undetermined": "ranked above the undetermined"}[vs["relation"]]
             lines.append(f"{'':7}{verdict} {vs['than']}: effective data ratio {_est(vs['d_e_ratio'])}, ahead in "
                          f"{_num(100 * vs['share_ahead'], 3)}% of draws")
         lines += [f"{'':7}EXTRAPOLATION: {e}: a prediction, not a measurement" for e in r["extrapolation"]]

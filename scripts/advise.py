@@ -123,6 +123,24 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
     return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
 
 
+def seconds_per_flop(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> float:
+    """Wall seconds per FLOP of the advice's convention (6 N tokens x ``epochs``) over up to ``limit`` of the law's
+    finished runs in the store: what a run of a given compute takes on the machines that trained these (NaN when
+    none can be read)."""
+    from transfer_laws.registry.advice import compute_flops
+
+    seconds, flops = 0.0, 0.0
+    for p in list(law.points)[:limit]:
+        try:
+            info = client.get_run(p.run_id).info
+        except Exception:  # a run deleted since the fit, or a store that cannot be reached: no estimate from it
+            continue
+        if info.start_time and info.end_time and info.end_time > info.start_time:
+            seconds += (info.end_time - info.start_time) / 1000
+            flops += compute_flops(p.n, p.d_f, epochs)
+    return seconds / flops if flops > 0 else float("nan")
+
+
 def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:
     """Plain rows (``predict --next --json``): one dict per candidate, best first, with why it is advised."""
     return [{"rank": i, "role": a.candidate.role, "kind": a.kind, "label": a.candidate.label,

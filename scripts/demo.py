@@ -234,6 +234,17 @@ def run(args: Args) -> Any:
     return 0
 
 
+def pin_args(args: Args, uri: str, law: str, source: str, minutes: float, train: Any) -> Any:
+    """``transfer-laws pin``'s arguments for one law of --full: the demo's store, checkpoints and recipe."""
+    from transfer_laws.scripts import pin
+
+    return pin.Args(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{minutes:.2f}min",
+                    from_template=f"models:/{_checkpoint_name(args, source)}@demo-{{size}}", tracking_uri=uri,
+                    experiment=args.experiment, corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
+                    progress_bar=args.progress_bar, print_outcome=False, bootstrap=args.bootstrap,
+                    study=f"demo-pin-{law}", train=train, refit_bootstrap=args.bootstrap, refit_plots=False)
+
+
 def _pin_laws(args: Args, uri: str, laws: list[str], sources: tuple[str, ...], started: float,
               train: Any) -> list[Any]:
     """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes."""
@@ -248,12 +259,7 @@ def _pin_laws(args: Args, uri: str, laws: list[str], sources: tuple[str, ...], s
         print(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==", flush=True)
         if share > 0.5:
             try:
-                pin.run(pin.Args(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{share:.2f}min",
-                                 from_template=f"models:/{_checkpoint_name(args, source)}@demo-{{size}}",
-                                 tracking_uri=uri, experiment=args.experiment, corpus_max_mb=args.corpus_max_mb,
-                                 vocab_size=args.vocab_size, progress_bar=args.progress_bar, print_outcome=False,
-                                 bootstrap=args.bootstrap, study=f"demo-pin-{law}", train=train,
-                                 refit_bootstrap=args.bootstrap, refit_plots=False))
+                pin.run(pin_args(args, uri, law, source, share, train))
             except UserError as exc:
                 print(f"pin {law}: {exc}")
         results.append(refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap))

@@ -251,12 +251,17 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
 
 
 def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
-    """Candidates around the law's own runs (``advise.law_candidates``), ranked, and the greedy plan to the target."""
+    """Candidates around the law's own runs (``advise.law_candidates``), ranked, and the greedy plan to the target;
+    wall times at the rate the law's own runs took."""
+    from mlflow import MlflowClient
+
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
-    from transfer_laws.scripts.advise import law_candidates
+    from transfer_laws.scripts.advise import law_candidates, seconds_per_flop
 
     target = Target(alpha_halfwidth)
     candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
     if not candidates:
         return [], plan_to_target(law, [], target), target
-    return rank_next_runs(law, candidates), plan_to_target(law, candidates, target), target
+    rate = seconds_per_flop(MlflowClient(), law)
+    return (rank_next_runs(law, candidates, seconds_per_flop=rate),
+            plan_to_target(law, candidates, target, seconds_per_flop=rate), target)

@@ -62,6 +62,8 @@ def run(args: Args, extras: Any = None) -> Any:
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch)
+    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
+        return trained
     if args.print_outcome:
         from transfer_laws.scripts._outcome import print_run
 

@@ -99,10 +99,10 @@ def land_run(
     return run.info.run_id
 
 
-def land_scratch_runs(client: MlflowClient, experiment_id: str, law: str = LAW) -> list[str]:
-    """The scratch curves of the law's target at every (N, D) of the grid."""
+def land_scratch_runs(client: MlflowClient, experiment_id: str, law: str = LAW, **kw: Any) -> list[str]:
+    """The scratch curves of the law's target at every (N, D) of the grid (``kw``: ``land_run``'s options)."""
     return [
-        land_run(client, experiment_id, ROLE_SCRATCH, n, d, scratch_loss(n, d), law=law)
+        land_run(client, experiment_id, ROLE_SCRATCH, n, d, scratch_loss(n, d), law=law, **kw)
         for n, d in itertools.product(SCRATCH_N, SCRATCH_D)
     ]
 

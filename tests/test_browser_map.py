@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from test_browser import browser  # noqa: F401 (the fixture: Debian's Chromium through Playwright)
-from two_laws import CROSSING, TARGET, build_store
+from two_laws import CROSSING, TARGET, build_store, land_thin_law
 
 pytestmark = [pytest.mark.browser]
 
@@ -35,7 +35,8 @@ def page_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mp.setenv("TRANSFER_LAWS_HOME", str(home))
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        build_store(uri, bootstrap=100)
+        built = build_store(uri, bootstrap=100)
+        land_thin_law(built["client"], built["exp"])
         app = Flask("map-page")
         register_law_page(app, tracking_uri=uri)
         try:
@@ -52,13 +53,14 @@ def test_map_reads_and_answers_which_checkpoint(browser: Any, page_root: str) ->
     page.goto(f"{page_root}/transfer-laws/#map-{TARGET}")
     section = page.locator(f"section#map-{TARGET}")
     section.wait_for(timeout=30_000)
-    assert section.locator("tr.map-row").count() == 2
+    assert section.locator("tr.map-row").count() == 3
+    assert "Undetermined" in section.locator("tr.map-row[data-source=code]").inner_text()
     assert "mix" in section.locator("table.map-laws").inner_text()
     chart = section.locator("svg.map-lines")
-    assert chart.is_visible() and chart.locator("path.source-line").count() == 2
-    assert chart.locator("path.band").count() == 2 and chart.locator("circle.crossing").count() == 1
+    assert chart.is_visible() and chart.locator("path.source-line").count() == 3
+    assert chart.locator("path.band").count() >= 2 and chart.locator("circle[data-crossing=mix-text]").count() == 1
     assert section.locator("svg.map-params.alpha").is_visible()
-    crossing = section.locator("ul.crossings li").inner_text()
+    crossing = section.locator("ul.crossings li[data-pair=mix-text]").inner_text()
     assert "within the data" in crossing and "below it mix transfers more" in crossing
     section.screenshot(path=str(ARTIFACTS / f"map-{TARGET}.png"))
     chart.screenshot(path=str(ARTIFACTS / f"map-lines-{TARGET}.png"))
@@ -73,4 +75,13 @@ def test_map_reads_and_answers_which_checkpoint(browser: Any, page_root: str) ->
     assert "models:/pretrained-text@champion" in first.inner_text()
     page.locator(f"section#map-{TARGET} table.ranking").screenshot(path=str(ARTIFACTS / f"map-ranking-{TARGET}.png"))
     page.screenshot(path=str(ARTIFACTS / f"map-page-{TARGET}.png"), full_page=True)
+
+    # Far beyond the runs, the undetermined law (which claims the most transfer) still ranks last, and says so.
+    page.goto(f"{page_root}/transfer-laws/?target={TARGET}&n=1e9&d_f=1e5#map-{TARGET}")
+    rows = page.locator(f"section#map-{TARGET} tr.rank-row")
+    assert rows.count() == 3 and rows.nth(2).get_attribute("data-source") == "code"
+    assert "Undetermined law" in rows.nth(2).inner_text() and "Extrapolation: N=1e+09" in rows.nth(0).inner_text()
+    notes = page.locator(f"section#map-{TARGET} .map-note").all_inner_texts()
+    assert any("code's point prediction is the best" in n for n in notes), notes
+    page.locator(f"section#map-{TARGET}").screenshot(path=str(ARTIFACTS / f"map-caveats-{TARGET}.png"))
     page.close()

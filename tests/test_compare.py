@@ -111,3 +111,17 @@ def test_unit_conversion_needs_characters() -> None:
     fit = _fit(TEXT, 5, n_grid=(1e6, 1e8), scratch_d=tuple(np.geomspace(1e3, 1e13, 21)))
     with pytest.raises(ValueError, match="logged no characters"):
         rank([Source("text", fit, None)], N, 1e4, unit="chars")
+
+
+def test_map_document_degrades_without_characters_or_fits(sources: dict[str, Source]) -> None:
+    from transfer_laws.registry.transfer_map import TargetLaw, target_map
+
+    laws = [TargetLaw("mix-to-python", "mix", "1", sources["mix"].fit),  # its runs logged no characters
+            TargetLaw("text-to-python", "text", "1", sources["text"].fit),
+            TargetLaw("code-to-python", "code", None, None, error="no version yet")]
+    doc = target_map(laws, n=N, d_f=3e4 * C, unit="chars")
+    assert doc["unit"] == "tokens" and any("logged no characters" in n for n in doc["notes"])
+    assert [r["source"] for r in doc["ranking"]] and {law["source"] for law in doc["laws"]} == {"mix", "text", "code"}
+    assert doc["laws"][2]["error"] == "no version yet" and "alpha" not in doc["laws"][2]
+    empty = target_map([laws[2]])
+    assert empty["n"] is None and "ranking" not in empty and "lines" not in empty

@@ -31,3 +31,19 @@ def test_quick_and_full_together_are_refused(capsys: pytest.CaptureFixture[str])
     assert cli.main(["demo", "--quick", "--full"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--quick and --full" in err[0]
+
+
+def test_full_pins_each_law_from_its_own_checkpoints_with_the_demo_recipe() -> None:
+    from dataclasses import replace
+
+    from transfer_laws.scripts import scratch
+    from transfer_laws.scripts.demo import pin_args
+    from transfer_laws.scripts.pin import parse_budget
+
+    args = _apply_quick(Args(full=True))
+    train = replace(scratch.TRAIN, max_steps=args.run_max_steps, patience=args.patience)
+    mix = pin_args(args, "sqlite:///store.db", "mix-to-python", "mix", 12.5, train)
+    assert mix.law == "mix-to-python" and mix.from_template == "models:/pretrained-mix@demo-{size}"
+    assert parse_budget(mix.budget).minutes == 12.5 and mix.train.patience == 8
+    text = pin_args(args, "sqlite:///store.db", "text-to-python", "text", 12.5, train)
+    assert text.from_template == "models:/pretrained-text@demo-{size}" and text.study != mix.study

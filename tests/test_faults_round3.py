@@ -21,6 +21,7 @@ import pytest
 from _servers import free_port
 from law_runs import DIGEST, finetune_loss, land_finetunes, land_run, land_scratch_runs
 from mlflow import MlflowClient
+from test_basic_auth_server import ADMIN, ADMIN_PASSWORD, auth_server  # noqa: F401 (auth_server: a fixture)
 from test_faults import _kill, _law, _start_server, _wait_covered, seeded  # noqa: F401 (seeded: a fixture)
 
 from transfer_laws.plugin.webhooks import ROUTE, signature
@@ -103,13 +104,15 @@ class OwnStack:
         self.secret = uuid.uuid4().hex
 
     def _pg(self, *args: str) -> None:
-        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), *args]), check=True,
-                       capture_output=True, timeout=120)
+        # No pipes: the postmaster it starts would hold them open (its output goes to pg.log).
+        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "pg.log"),
+                                     *args]), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120)
 
     def start_pg(self) -> None:
         subprocess.run(_as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                                      "--auth=trust", "-E", "UTF8"]), check=True, capture_output=True, timeout=300)
-        self._pg("-l", str(self.folder / "pg.log"), "-w", "-o",
+        self._pg("-w", "-o",
                  f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {self.folder} -c fsync=off", "start")
         subprocess.run(_as_postgres([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U",
                                      "postgres", "mlflow"]), check=True, capture_output=True, timeout=60)
@@ -295,3 +298,49 @@ def test_a_yaml_config_error_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "not valid YAML" in lines[0] and "line" in lines[0], done.stderr
+
+
+# --- who sees what under basic auth --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_under_basic_auth_a_user_sees_only_laws_of_experiments_she_may_read(
+        auth_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811 (the fixture above)
+    """Before, the page and ``/api/laws`` showed every law and all its run ids to any signed-in user, even one
+    MLflow's own API refuses the experiment to."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    uri = auth_server["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    users = get_app_client("basic-auth", tracking_uri=uri)
+    try:
+        users.create_user("outsider", "outsider-password-1")
+    except MlflowException:
+        pass  # created by an earlier run of this module's server
+    client = MlflowClient(uri, uri)
+    backend = MlflowClient(auth_server["backend"], auth_server["backend"])
+    open_law, secret_law = "text-to-open", "text-to-secret"
+    secret_runs: list[str] = []
+    for law in (open_law, secret_law):
+        experiment = client.create_experiment(f"runs-{law}-{uuid.uuid4().hex[:6]}")
+        client.create_registered_model(law_model_name(law))  # the page lists it; its runs are written directly
+        runs = land_scratch_runs(backend, experiment, law=law) + land_finetunes(backend, experiment, 3, law=law)
+        if law == secret_law:
+            users.create_experiment_permission(experiment, "outsider", "NO_PERMISSIONS")
+            secret_runs = runs
+
+    def seen(user: str, password: str) -> tuple[str, dict[str, Any]]:
+        page = requests.get(f"{uri}/transfer-laws/", auth=(user, password), timeout=120)
+        api = requests.get(f"{uri}/transfer-laws/api/laws", auth=(user, password), timeout=120)
+        assert page.status_code == api.status_code == 200
+        return page.text, {entry["law"]: entry for entry in api.json()["laws"]}
+
+    html, laws = seen("outsider", "outsider-password-1")
+    assert open_law in laws and secret_law not in laws
+    assert secret_law not in html and not any(run in html for run in secret_runs)
+    assert not any(run in json.dumps(laws) for run in secret_runs)
+    html, laws = seen(ADMIN, ADMIN_PASSWORD)
+    assert {open_law, secret_law} <= set(laws) and f'id="law-{secret_law}"' in html
+    assert set(secret_runs) <= {r["run_id"] for r in laws[secret_law]["runs"]}

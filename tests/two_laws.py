@@ -83,3 +83,20 @@ def largest_n() -> float:
 def ln_ratio_at(n: float, d_f: float) -> float:
     """ln(D_T mix / D_T text) by the truth: > 0 below the crossing."""
     return math.log(true_d_t("mix", n, d_f) / true_d_t("text", n, d_f))
+
+
+THIN = ("code", (2.0e5, 0.30, 0.38))
+"""A third source whose law says it transfers most, fitted on three fine-tunes only: exact, so undetermined."""
+
+
+def land_thin_law(client: Any, experiment_id: str, target: str = TARGET) -> str:
+    """Three fine-tunes of ``code-to-<target>`` (two sizes, two D_F) and its refit; returns the law."""
+    from transfer_laws.registry.refit import refit_law
+
+    source, (k, alpha, beta) = THIN
+    law = schema.law_name(source, target)
+    for n, d_f in ((SCRATCH_N[0], FINETUNE_D_F[0]), (SCRATCH_N[0], FINETUNE_D_F[-1]), (SCRATCH_N[-1], FINETUNE_D_F[0])):
+        land_run(client, experiment_id, schema.ROLE_FINETUNE, n, d_f, scratch_loss(n, d_f + k * d_f**alpha * n**beta),
+                 law=law)
+    assert refit_law(law, tracking_uri=client.tracking_uri, bootstrap=100).version
+    return law

@@ -75,6 +75,11 @@ def shuffled(draws: Any, size: int) -> np.ndarray:
     return d[np.random.default_rng(SHUFFLE_SEED).permutation(d.size)][:size]
 
 
+def _shown(ok: bool, value: float, draws: Any) -> Estimate:
+    """``estimate``, without bounds for a law whose draws do not pin it down (its intervals are not meaningful)."""
+    return estimate(value, draws) if ok else Estimate(float(value))
+
+
 def chars_per_token(runs: list[Any]) -> float | None:
     """sum(D_F_chars) / sum(D_F_tokens) over the fine-tunes that logged both (None when none did)."""
     pairs = [(r.d_f_chars, r.d_f_tokens) for r in runs
@@ -138,10 +143,11 @@ def law_row(src: Source) -> dict[str, Any]:
                            "verdict": list((fit.checks or {}).get("verdict", [])), "warnings": list(fit.warnings),
                            "fitted": {k: list(v) for k, v in fitted_span(fit).items()}}
     for name in ("alpha", "beta"):
-        row[name] = estimate(getattr(fit, name), fit.draws[name]).as_dict()
+        row[name] = _shown(ok, getattr(fit, name), fit.draws[name]).as_dict()
     for unit in UNITS:
         try:
-            row[f"k_{unit}"] = k_in(src, unit).as_dict()
+            k = k_in(src, unit)
+            row[f"k_{unit}"] = (k if ok else Estimate(k.value)).as_dict()
         except ValueError:
             row[f"k_{unit}"] = None
     return row
@@ -221,10 +227,18 @@ def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
     share = float(np.mean((da[1] < db[1]) == (fa.alpha < fb.alpha))) if size else math.nan
     lo, hi = _common_d_f(a, b, unit)
     within = bool(math.isfinite(est.value) and lo is not None and hi is not None and lo <= est.value <= hi)
+    shaky = [src.source for src in (a, b) if not determination(src.fit)[0]]
+    if shaky:
+        est = Estimate(est.value)
+    note = "within the data" if within else (
+        "beyond the data: " + ("below" if lo is not None and est.value < lo else "above")
+        + " the D_F where both laws have fine-tunes" if lo is not None else
+        "beyond the data: the two laws' fine-tunes share no D_F range")
+    if shaky:
+        note += f"; {' and '.join(shaky)}'s law is undetermined, so this crossing is too"
     return {**out, "d_f": est.as_dict(), "within_data": within, "common_d_f": [lo, hi] if lo is not None else None,
             "below": leader_small, "above": b.source if leader_small == a.source else a.source,
-            "share_same_order": share,
-            "note": "within the data" if within else "beyond the data (where at least one law has no fine-tunes)"}
+            "share_same_order": share, "undetermined": shaky, "note": note}
 
 
 def _common_d_f(a: Source, b: Source, unit: str) -> tuple[float | None, float | None]:
@@ -277,11 +291,15 @@ def _vs(a: Ranked, b: Ranked) -> dict[str, Any]:
     size = min(a.at.d_e_draws.size, b.at.d_e_draws.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = a.at.d_e_draws[:size] / shuffled(b.at.d_e_draws, size)
-    est = estimate(a.d_e.value / b.d_e.value, ratio)
+    est = _shown(a.determined and b.determined, a.d_e.value / b.d_e.value, ratio)
     good = np.isfinite(ratio)
     ahead = float(np.mean(ratio[good] > 1)) if good.any() else math.nan
-    return {"than": b.source, "d_e_ratio": est.as_dict(), "share_ahead": ahead,
-            "indistinguishable": not est.excludes(1.0)}
+    # "ahead": the interval of the ratio lies above 1; "above undetermined": ranked first only because the next
+    # law is undetermined (whatever it predicts); otherwise the two cannot be told apart.
+    relation = ("above undetermined" if a.determined and not b.determined else
+                "ahead" if est.excludes(1.0) and est.low > 1 else "indistinguishable")
+    return {"than": b.source, "d_e_ratio": est.as_dict(), "share_ahead": ahead, "relation": relation,
+            "indistinguishable": relation == "indistinguishable"}
 
 
 def rank(sources: list[Source], n: float, d_f: float, unit: str = "tokens") -> tuple[list[Ranked], list[str]]:
@@ -295,8 +313,8 @@ def rank(sources: list[Source], n: float, d_f: float, unit: str = "tokens") -> t
     for src in sources:
         at = at_point(src, n, d_f, unit)
         ok, why = determination(src.fit)
-        rows.append(Ranked(src.source, ok, why, estimate(at.d_t, at.d_t_draws), estimate(at.d_e, at.d_e_draws),
-                           estimate(at.d_e / d_f, at.d_e_draws / d_f), estimate(at.loss, at.loss_draws),
+        rows.append(Ranked(src.source, ok, why, _shown(ok, at.d_t, at.d_t_draws), _shown(ok, at.d_e, at.d_e_draws),
+                           _shown(ok, at.d_e / d_f, at.d_e_draws / d_f), _shown(ok, at.loss, at.loss_draws),
                            extrapolation(src, n, d_f, unit), at))
     by_loss = all(math.isfinite(r.loss.value) for r in rows)
 

@@ -33,7 +33,6 @@ RANGE_RTOL = 1e-9
 """Relative slack on the fitted ranges (floats read back from MLflow)."""
 
 # Why a run has no forecast (prefixes; the details follow a colon).
-F_NO_VERSION = "no law version existed before this run landed"
 F_ROLE = "not a scratch run or fine-tune"
 F_NUMBERS = "missing or non-positive N, D or loss"
 F_NEW_SIZE = "a new size: no scratch curve at this N"
