@@ -45,8 +45,9 @@ def query_of(args: Mapping[str, str], target: str) -> tuple[float | None, float 
 
 
 def target_maps(client: Any, views: list[LawView], args: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """One map document per target with a law (``registry.transfer_map.target_map``), the query problems in its
-    notes; a target whose map fails is skipped with a log line, never the page."""
+    """One map document per target with a law among ``views`` (``registry.transfer_map.target_map``; only those
+    laws, so basic auth's filter holds), the query problems in its notes; a target whose map fails is skipped with a
+    log line, never the page."""
     from transfer_laws.registry.transfer_map import read_target, target_map
 
     runs = {view.law: view.runs for view in views}
@@ -60,7 +61,8 @@ def target_maps(client: Any, views: list[LawView], args: Mapping[str, str] | Non
     for target in by_target:
         n, d_f, unit, problems = query_of(args or {}, target)
         try:
-            doc = target_map(read_target(client, target, load=_page_loader, runs=runs), n, d_f, unit)
+            laws = read_target(client, target, load=_page_loader, runs=runs, only=set(runs))  # what the user may see
+            doc = target_map(laws, n, d_f, unit)
         except Exception:
             log.warning("law page: no transfer map for target %r", target, exc_info=True)
             continue

@@ -169,3 +169,14 @@ def test_map_over_the_server_stack(server_stack: Any, monkeypatch: pytest.Monkey
     assert [r["source"] for r in docs[target]["ranking"]] == ["text", "mix"]
     with urllib.request.urlopen(f"{base}/", timeout=120) as response:
         assert f'id="map-{target}"' in response.read().decode()
+
+
+def test_page_map_holds_only_the_laws_the_page_shows(store: dict[str, Any]) -> None:
+    """Under basic auth the page lists only the laws a user may read; the map must not bring the others back."""
+    from transfer_laws.plugin.page_data import collect_laws
+    from transfer_laws.plugin.page_map import target_maps
+
+    views = [v for v in collect_laws(store["client"]) if v.law == f"text-to-{TARGET}"]
+    (doc,) = target_maps(store["client"], views)
+    assert [law["source"] for law in doc["laws"]] == ["text"] and [r["source"] for r in doc["ranking"]] == ["text"]
+    assert target_maps(store["client"], []) == []
