@@ -180,3 +180,20 @@ def test_page_map_holds_only_the_laws_the_page_shows(store: dict[str, Any]) -> N
     (doc,) = target_maps(store["client"], views)
     assert [law["source"] for law in doc["laws"]] == ["text"] and [r["source"] for r in doc["ranking"]] == ["text"]
     assert target_maps(store["client"], []) == []
+
+
+def test_page_maps_are_bounded_to_the_shown_targets_and_reused(store: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_laws.plugin import page_map
+    from transfer_laws.plugin.page_data import collect_laws
+    from transfer_laws.registry import transfer_map
+
+    views = collect_laws(store["client"])
+    assert page_map.target_maps(store["client"], views, targets={"rust"}) == [], "no law of the page is of rust"
+    reads = []
+    real = transfer_map.read_target
+    monkeypatch.setattr(transfer_map, "read_target", lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    args = {"target": TARGET, "n": "3e6"}  # a query no other test asked: a fresh map, then the same one reused
+    first = page_map.target_maps(store["client"], views, args)
+    second = page_map.target_maps(store["client"], views, args)
+    assert reads == [TARGET] and first == second and first[0]["n"] == 3e6
