@@ -323,13 +323,17 @@ def test_under_basic_auth_a_user_sees_only_laws_of_experiments_she_may_read(
     backend = MlflowClient(auth_server["backend"], auth_server["backend"])
     open_law, secret_law = "text-to-open", "text-to-secret"
     secret_runs: list[str] = []
+    secret_experiment = ""
     for law in (open_law, secret_law):
         experiment = client.create_experiment(f"runs-{law}-{uuid.uuid4().hex[:6]}")
         client.create_registered_model(law_model_name(law))  # the page lists it; its runs are written directly
         runs = land_scratch_runs(backend, experiment, law=law) + land_finetunes(backend, experiment, 3, law=law)
         if law == secret_law:
-            users.create_experiment_permission(experiment, "outsider", "NO_PERMISSIONS")
-            secret_runs = runs
+            users.grant_user_permission("outsider", "experiment", experiment, "DENY")
+            secret_runs, secret_experiment = runs, experiment
+    searched = requests.post(f"{uri}/api/2.0/mlflow/runs/search", json={"experiment_ids": [secret_experiment]},
+                             auth=("outsider", "outsider-password-1"), timeout=60)
+    assert searched.status_code == 403 or not searched.json().get("runs"), "MLflow itself lets her read them"
 
     def seen(user: str, password: str) -> tuple[str, dict[str, Any]]:
         page = requests.get(f"{uri}/transfer-laws/", auth=(user, password), timeout=120)
