@@ -109,6 +109,9 @@ def test_report_target_writes_the_map(store: dict[str, Any], capsys: Any, tmp_pa
     assert {p.name for p in (tmp_path / "map").iterdir()} == {"map.json", "summary.txt", "d_t_by_source.svg",
                                                              "alpha_by_source.svg", "beta_by_source.svg"}
     assert "transfer map of target python" in out and "which checkpoint at N" in out
+    code, out, _ = _cli(capsys, "report", "--target", TARGET, "--unit", "chars", "--out", str(tmp_path / "chars"))
+    assert code == 0 and "nats/char" in out
+    assert json.loads((tmp_path / "chars" / "map.json").read_text())["unit"] == "chars"
 
 
 def test_source_comparison_for_the_demo(store: dict[str, Any], capsys: Any) -> None:
