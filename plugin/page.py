@@ -196,7 +196,9 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
                               lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
                 for e in shown]
         side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
-        maps = map_sections(client, [e.view for e in entries], request.args, _targets(shown))
+        query = ("maps", number, tuple(sorted(request.args.items())))
+        maps = cache.across(entries, query,
+                            lambda: map_sections(client, [e.view for e in entries], request.args, _targets(shown)))
         response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                                  csrf_token=token, prefix=root + URL_PREFIX, root=root,
                                                  paper=TEXT_TO_PYTHON, index=side, page=number, pages=pages))
@@ -212,10 +214,12 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         number, pages = _page_of(entries, size)
         shown = entries[(number - 1) * size:number * size]
         laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
-        return jsonify(finite({"laws": laws, "page": number, "pages": pages, "per_page": size,
-                               "total": len(entries), "next_page": number + 1 if number < pages else None,
-                               "targets": target_maps(client, [e.view for e in entries], request.args,
-                                                      _targets(shown))}))
+        targets = cache.across(entries, ("targets", number, size, tuple(sorted(request.args.items()))),
+                               lambda: finite(target_maps(client, [e.view for e in entries], request.args,
+                                                          _targets(shown))))
+        # Each law's JSON is finite already (law_json): only the maps need it, once per set of laws.
+        return jsonify({"laws": laws, "page": number, "pages": pages, "per_page": size, "total": len(entries),
+                        "next_page": number + 1 if number < pages else None, "targets": targets})
 
     @page.post("/api/refit")
     def refit() -> Any:
