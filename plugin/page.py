@@ -190,18 +190,25 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         entries = _visible(cache.entries(client), use_auth)
         number, pages = _page_of(entries, PAGE_LAWS)
-        shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
-        # A section (with its calibration) is built once per cached entry: a new version or the cache's TTL renews it.
-        laws = [cache.derived(e, ("section", root),
-                              lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
-                for e in shown]
-        side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
-        query = ("maps", number, tuple(sorted(request.args.items())))
-        maps = cache.across(entries, query,
-                            lambda: map_sections(client, [e.view for e in entries], request.args, _targets(shown)))
-        response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
-                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root,
-                                                 paper=TEXT_TO_PYTHON, index=side, page=number, pages=pages))
+        args = tuple(sorted(request.args.items()))
+
+        def render() -> str:
+            shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
+            # A section (with its calibration) is built once per cached entry: a new version or the TTL renews it.
+            laws = [cache.derived(e, ("section", root),
+                                  lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
+                    for e in shown]
+            side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
+            maps = cache.across(entries, ("maps", number, args),
+                                lambda: map_sections(client, [e.view for e in entries], request.args,
+                                                     _targets(shown)))
+            return render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
+                                   prefix=root + URL_PREFIX, root=root, paper=TEXT_TO_PYTHON, index=side,
+                                   page=number, pages=pages)
+
+        # The HTML depends only on the laws shown (as cached), the page, the query and the root (the CSRF token
+        # goes in a cookie), so one rendering serves every request until a law changes.
+        response = make_response(cache.across(entries, ("html", root, number, args), render))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 

@@ -25,8 +25,8 @@ from transfer_laws.plugin.page_fit import FitView, fit_view
 
 VIEW_TTL_S = 120.0
 """Longest time a law's runs on the page may lag the store when no new version was registered."""
-MEMO_KEPT = 64
-"""Results derived from many laws at once (the transfer maps, per query string) kept, newest first."""
+MEMO_KEPT = 16
+"""Results derived from many laws at once (the transfer maps, a rendered page of a few MB) kept, newest first."""
 log = logging.getLogger(__name__)
 
 
