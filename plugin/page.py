@@ -131,6 +131,17 @@ def _page_of(entries: list[Entry], size: int) -> tuple[int, int]:
     return (min(max(int(asked), 1), pages) if asked.isdigit() else 1), pages
 
 
+def _targets(shown: list[Entry]) -> set[str]:
+    """The targets of the laws a page shows: their transfer maps are drawn (each with every law of its target)."""
+    targets = set()
+    for entry in shown:
+        try:
+            targets.add(schema.parse_law(entry.view.law)[1])
+        except ValueError:
+            continue
+    return targets
+
+
 class RefitUnavailable(RuntimeError):
     """This server cannot refit: the reason says what to configure."""
 
@@ -188,8 +199,9 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
                                   lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
                     for e in shown]
             side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
-            maps = cache.across(entries, ("maps", args),
-                                lambda: map_sections(client, [e.view for e in entries], request.args))
+            maps = cache.across(entries, ("maps", number, args),
+                                lambda: map_sections(client, [e.view for e in entries], request.args,
+                                                     _targets(shown)))
             return render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                    prefix=root + URL_PREFIX, root=root, paper=TEXT_TO_PYTHON, index=side,
                                    page=number, pages=pages)
@@ -209,8 +221,9 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         number, pages = _page_of(entries, size)
         shown = entries[(number - 1) * size:number * size]
         laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
-        targets = cache.across(entries, ("targets", tuple(sorted(request.args.items()))),
-                               lambda: finite(target_maps(client, [e.view for e in entries], request.args)))
+        targets = cache.across(entries, ("targets", number, size, tuple(sorted(request.args.items()))),
+                               lambda: finite(target_maps(client, [e.view for e in entries], request.args,
+                                                          _targets(shown))))
         # Each law's JSON is finite already (law_json): only the maps need it, once per set of laws.
         return jsonify({"laws": laws, "page": number, "pages": pages, "per_page": size, "total": len(entries),
                         "next_page": number + 1 if number < pages else None, "targets": targets})

@@ -167,16 +167,19 @@ def checkpoints_of(client: Any, source: str, runs: list[RunResult],
 
 
 def read_target(client: Any, target: str, *, load: Loader | None = None,
-                runs: dict[str, list[RunResult]] | None = None) -> list[TargetLaw]:
+                runs: dict[str, list[RunResult]] | None = None, only: set[str] | None = None) -> list[TargetLaw]:
     """Each law of ``target``: its shown version's fit, its runs (``runs`` when the caller has them, else the
     reader's) and its source's checkpoints. A law whose fit cannot be read stays in the list with the reason.
-    ``load`` reads a version's fit (default: ``fit_loader()`` on the active store)."""
+    ``load`` reads a version's fit (default: ``fit_loader()`` on the active store); ``only``: these laws at most
+    (the ones a page's user may read)."""
     from transfer_laws.registry.reader import read_law_inputs
 
     load = load or fit_loader()
     aliases_of: dict[str, dict[str, str]] = {}
     out = []
     for law in target_laws(client, target):
+        if only is not None and law not in only:
+            continue
         source = parse_law(law)[0]
         mv = _shown_version(client, law)
         law_runs = runs[law] if runs is not None and law in runs else read_law_inputs(law, client).points
@@ -248,7 +251,8 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
         n, d_f = n or default_n, d_f or default_d_f
     doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
-                           "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals"}
+                           "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals from the "
+                           "laws' draws (parameter uncertainty, not a single run's noise)"}
     doc["laws"] = [{"law": e.law, "source": e.source, "version": e.version, "error": e.error,
                     "checkpoints": [{"uri": c.uri, "name": c.name, "version": c.version, "n": c.n,
                                      "aliases": list(c.aliases)} for c in e.checkpoints],

@@ -72,8 +72,8 @@ def format_ranking(doc: dict[str, Any]) -> list[str]:
         top = ranking[0]
         tie = top.get("vs_next") and top["vs_next"]["indistinguishable"]
         pick = top["checkpoint"] or f"a {top['source']} checkpoint of this size (none registered)"
-        lines.append(f"=> fine-tune from {pick}" + (f" (or {top['vs_next']['than']}: the two are indistinguishable "
-                                                   "here)" if tie else ""))
+        other = (ranking[1]["checkpoint"] or ranking[1]["source"]) if tie else ""
+        lines.append(f"=> fine-tune from {pick}" + (f" (or {other}: the two are indistinguishable here)" * bool(tie)))
     return lines
 
 

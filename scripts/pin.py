@@ -34,6 +34,7 @@ KEYS = ("pin_role", "pin_size", "pin_n", "pin_tokens", "pin_seed")
 ATTR_REASON = "pin_reason"
 ATTR_FLOPS = "flops"
 ATTR_RUN_ID = "run_id"
+MAX_FAILURES = 3
 
 
 @dataclass(kw_only=True)
@@ -128,6 +129,8 @@ class StudyQueue:
     study: Any
     train: Train
     log: Callable[[str], None] = field(default=lambda _: None)
+    failures: int = 0
+    """Trials this worker saw fail in a row (MAX_FAILURES stops the loop: training itself is broken)."""
 
     def _trials(self, *states: Any) -> list[tuple[Any, PinRun]]:
         out = []
@@ -197,6 +200,13 @@ class StudyQueue:
             return loss
 
         self.study.optimize(objective, n_trials=1, catch=(Exception,))
+        last = self.study.get_trials(deepcopy=False)[-1]
+        self.failures = self.failures + 1 if last.state == TrialState.FAIL else 0
+        if self.failures >= MAX_FAILURES:
+            from transfer_laws.scripts._errors import UserError
+
+            raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {last.number}); see the "
+                            "errors above")
         return True
 
 

@@ -159,3 +159,12 @@ def test_the_robust_fit_cuts_the_same_bend() -> None:
     assert robust.alpha == pytest.approx(plain.alpha, abs=0.01)
     low, high = robust.intervals["alpha"]
     assert low <= robust.alpha <= high
+
+
+def test_the_d_t_chart_draws_the_points_past_the_regime() -> None:
+    from transfer_laws.registry.fit._svg_plots import d_t_chart
+
+    bent = _fit(4, bend=smooth_bend(10**5.7))
+    assert any(p.reason.startswith(PAST) for p in bent.points)
+    assert "past the low-data regime" in d_t_chart(bent)  # the crosses' legend entry
+    assert "past the low-data regime" not in d_t_chart(_fit(4))

@@ -23,9 +23,11 @@ from transfer_laws.registry.fit._forecast import (
     F_D_F_RANGE,
     F_D_RANGE,
     F_NEW_SIZE,
+    F_NO_SPREAD,
     F_ROLE,
     finetune_interval,
     forecast_run,
+    score,
 )
 from transfer_laws.registry.fit._loo import leave_one_out
 from transfer_laws.registry.forecast import forecast_new_runs, track_record, version_ref
@@ -87,6 +89,8 @@ def test_runs_the_law_cannot_forecast_carry_the_reason() -> None:
     assert forecast_run(law, replace(fine, role="pretrain")).reason == F_ROLE
     inside = forecast_run(law, fine)
     assert not inside.reason and inside.low < inside.loss < inside.high
+    # A version that could not read its noise (no spare degrees of freedom) has no interval: no score, a reason.
+    assert score("r", ROLE_FINETUNE, 1e6, 1e3, 4.0, 4.1, 4.1, 4.1).reason == F_NO_SPREAD
 
 
 def test_leave_one_out_predicts_each_run_from_a_law_fitted_without_it() -> None:

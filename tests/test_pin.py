@@ -181,3 +181,17 @@ def test_the_command_refuses_a_bad_budget_and_a_law_it_cannot_fit(tmp_path: Path
     assert cli.main(["pin", "--budget", "1e12"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pin needs a law it can fit" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_worker_stops_when_training_keeps_failing(tmp_path: Path) -> None:
+    from transfer_laws.scripts._errors import UserError
+
+    queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    def broken(run: PinRun, reason: str, number: int) -> tuple[str, float]:
+        raise RuntimeError("no checkpoint for this size")
+
+    queue.train = broken
+    with pytest.raises(UserError, match="3 runs in a row failed"):
+        _pin(queue)
+    assert [t.state.name for t in queue.study.get_trials()] == ["FAIL"] * 3

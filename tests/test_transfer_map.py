@@ -109,6 +109,9 @@ def test_report_target_writes_the_map(store: dict[str, Any], capsys: Any, tmp_pa
     assert {p.name for p in (tmp_path / "map").iterdir()} == {"map.json", "summary.txt", "d_t_by_source.svg",
                                                              "alpha_by_source.svg", "beta_by_source.svg"}
     assert "transfer map of target python" in out and "which checkpoint at N" in out
+    code, out, _ = _cli(capsys, "report", "--target", TARGET, "--unit", "chars", "--out", str(tmp_path / "chars"))
+    assert code == 0 and "nats/char" in out
+    assert json.loads((tmp_path / "chars" / "map.json").read_text())["unit"] == "chars"
 
 
 def test_source_comparison_for_the_demo(store: dict[str, Any], capsys: Any) -> None:
@@ -169,3 +172,31 @@ def test_map_over_the_server_stack(server_stack: Any, monkeypatch: pytest.Monkey
     assert [r["source"] for r in docs[target]["ranking"]] == ["text", "mix"]
     with urllib.request.urlopen(f"{base}/", timeout=120) as response:
         assert f'id="map-{target}"' in response.read().decode()
+
+
+def test_page_map_holds_only_the_laws_the_page_shows(store: dict[str, Any]) -> None:
+    """Under basic auth the page lists only the laws a user may read; the map must not bring the others back."""
+    from transfer_laws.plugin.page_data import collect_laws
+    from transfer_laws.plugin.page_map import target_maps
+
+    views = [v for v in collect_laws(store["client"]) if v.law == f"text-to-{TARGET}"]
+    (doc,) = target_maps(store["client"], views)
+    assert [law["source"] for law in doc["laws"]] == ["text"] and [r["source"] for r in doc["ranking"]] == ["text"]
+    assert target_maps(store["client"], []) == []
+
+
+def test_page_maps_are_bounded_to_the_shown_targets_and_reused(store: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_laws.plugin import page_map
+    from transfer_laws.plugin.page_data import collect_laws
+    from transfer_laws.registry import transfer_map
+
+    views = collect_laws(store["client"])
+    assert page_map.target_maps(store["client"], views, targets={"rust"}) == [], "no law of the page is of rust"
+    reads = []
+    real = transfer_map.read_target
+    monkeypatch.setattr(transfer_map, "read_target", lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    args = {"target": TARGET, "n": "3e6"}  # a query no other test asked: a fresh map, then the same one reused
+    first = page_map.target_maps(store["client"], views, args)
+    second = page_map.target_maps(store["client"], views, args)
+    assert reads == [TARGET] and first == second and first[0]["n"] == 3e6

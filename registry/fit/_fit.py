@@ -225,8 +225,9 @@ class _Boot:
 
 def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
                    f_log_l: np.ndarray, log_d_e: np.ndarray, used: np.ndarray, theta: np.ndarray, bootstrap: int,
-                   seed: int, robust: bool) -> _Boot:
-    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``)."""
+                   seed: int, robust: bool, *, lack_of_fit: bool = True) -> _Boot:
+    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``); ``lack_of_fit=False``
+    skips the draws' lack-of-fit statistics (leave-one-out needs only the draws)."""
     u_n, u_log_d_f = n_f[used], log_d_f[used]
     u_log_n = np.log(u_n)
     x = design(u_log_d_f, u_log_n)
@@ -247,14 +248,14 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
                                  scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
                                  (sigma_f, dof_f))
     raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
-                                     max(scratch.log_n.size, u_n.size), lack_of_fit_statistic(u_log_d_f, u_log_n))
+                                     max(scratch.log_n.size, u_n.size),
+                                     lack_of_fit_statistic(u_log_d_f, u_log_n) if lack_of_fit else None)
     return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
                      seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, *,
-                     scratch_cache: dict[Any, Any] | None = None) -> TransferLaw:
+                     low_data_fraction: float = 0.1) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
@@ -269,10 +270,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals.
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; lineage is the reader's to check). ``scratch_cache`` (a dict kept between
-    calls) reuses the scratch model of fits of the same scratch runs. ``FitError`` is raised only when the usable
-    points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which runs
-    would fix that.
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``FitError`` is raised only when the
+    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
+    runs would fix that.
     """
     method = ALIASES.get(d_e_method, d_e_method)
     if method not in METHODS:
@@ -295,14 +295,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
         raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
                        "Needs: scratch runs at each fine-tuned model size, over a range of D.")
-    # Leave-one-out refits the law without each fine-tune: the scratch runs, so the scratch model, stay the same.
-    key = (method, n[s].tobytes(), d[s].tobytes(), loss[s].tobytes())
-    if scratch_cache is not None and key in scratch_cache:
-        scratch, candidates = scratch_cache[key]
-    else:
-        scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
-        if scratch_cache is not None:
-            scratch_cache[key] = (scratch, candidates)
+    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
     point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
     log_d_e, reasons, used = point.log_d_e, point.reasons, point.used

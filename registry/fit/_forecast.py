@@ -39,6 +39,7 @@ F_NEW_SIZE = "a new size: no scratch curve at this N"
 F_D_F_RANGE = "D_F outside the fitted range"
 F_D_RANGE = "D outside the scratch curve's range at this N"
 F_NO_REACH = "the scratch model does not reach this point"
+F_NO_SPREAD = "no interval: the version had too few runs to read the noise (no residual degrees of freedom)"
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,11 @@ def score(run_id: str, role: str, n: float, d: float, observed: float, loss: flo
     """A forecast with its z (see the module docstring)."""
     if not np.isfinite(loss):
         return Forecast(run_id, role, n, d, observed, reason=F_NO_REACH)
+    if not (np.isfinite(low) and np.isfinite(high) and low < loss < high):
+        return Forecast(run_id, role, n, d, observed, reason=F_NO_SPREAD)
     gap = np.log(observed) - np.log(loss)
     side = np.log(high) - np.log(loss) if gap > 0 else np.log(loss) - np.log(low)
-    z = float(Z95 * gap / side) if side > 0 else (0.0 if gap == 0 else float(np.sign(gap) * np.inf))
-    return Forecast(run_id, role, n, d, observed, loss, low, high, z)
+    return Forecast(run_id, role, n, d, observed, loss, low, high, float(Z95 * gap / side))
 
 
 def _d_of(run: RunResult, unit: str) -> float | None:

@@ -145,14 +145,15 @@ def shares(tests: list[Test], f_obs: np.ndarray, factors: np.ndarray) -> np.ndar
                      for t, f, c in zip(tests, f_obs, factors, strict=True)])
 
 
-def rejects(p: float, share: float, tests: int) -> bool:
+def rejects(p: float, share: float, tests: int, level: float = LEVEL) -> bool:
     """One test of a family of ``tests`` rejects: significant (Bonferroni) and material."""
-    return bool(np.isfinite(p) and p < LEVEL / tests and share >= MIN_SHARE)
+    return bool(np.isfinite(p) and p < level / tests and share >= MIN_SHARE)
 
 
-def family_fails(p: np.ndarray, share: np.ndarray, names: list[str], only: tuple[str, ...] | None = None) -> bool:
-    """Whether the Bonferroni family (or its members named in ``only``) rejects at ``LEVEL``."""
-    return any(rejects(float(v), float(s), p.size) for v, s, name in zip(p, share, names, strict=True)
+def family_fails(p: np.ndarray, share: np.ndarray, names: list[str], only: tuple[str, ...] | None = None,
+                 level: float = LEVEL) -> bool:
+    """Whether the Bonferroni family (or its members named in ``only``) rejects at ``level``."""
+    return any(rejects(float(v), float(s), p.size, level) for v, s, name in zip(p, share, names, strict=True)
                if only is None or name in only)
 
 

@@ -4,7 +4,9 @@ The scratch curves give a first cutoff (D_F <= fraction x D(N)); the fine-tunes 
 Rule: while the D_F tests of the lack-of-fit family (``_lack_of_fit``: pooled or per N) fail, drop the largest D_F
 (``CUT_SHARE`` of that N's D_F values, at least one) at the N whose own quadratic in ln D_F bends down with the
 largest F statistic, among the N that keep 2 or more D_F values after the drop; stop when those tests pass or no N
-can give a point up (or the pooled curvature alone fails and bends up). Each dropped point is excluded
+can give a point up (or the pooled curvature alone fails and bends up). The first cut needs the check's level; the
+next ones go on at ``CONTINUE_LEVEL`` (0.05): once the law is shown to bend, the question is only where, and a bend's
+shoulder just below the last cut still pulls alpha down. Each dropped point is excluded
 "past the low-data regime". Only downward bends are cut: past the paper's regime D_T falls below the power law; an
 upward bend, or curvature in ln N, is not a regime edge, and the check's warning stands instead.
 
@@ -28,6 +30,8 @@ from ._types import R_PAST_REGIME
 D_F_TESTS = ("D_F (pooled)", "D_F (per N)")
 
 
+CONTINUE_LEVEL = 0.05
+"""Level of the D_F tests for every cut after the first (the first needs ``_lack_of_fit.LEVEL``)."""
 CUT_SHARE = 0.05
 """A cut drops this share of an N's remaining D_F values (at least one), so thousands of D_F values cost few steps."""
 
@@ -40,16 +44,16 @@ def _family_p(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: di
     return q0, family, singles, lof.p_values(family, f_obs, c), lof.shares(family, f_obs, c)
 
 
-def _one_cut(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
-             factors: dict[str, float]) -> tuple[np.ndarray, float] | None:
+def _one_cut(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: dict[str, float],
+             level: float = lof.LEVEL) -> tuple[np.ndarray, float] | None:
     """Mask of the points the next cut drops and the D_F tests' smallest p-value with them (None when those tests
     pass or no N can give a point up)."""
     q0, family, singles, p, share = _family_p(log_d_f, log_n, y, factors)
     names = [t.name for t in family]
-    if not lof.family_fails(p, share, names, D_F_TESTS):
+    if not lof.family_fails(p, share, names, D_F_TESTS, level):
         return None
     # An upward pooled bend is no regime edge: cut only for it when the per-N test fails on its own.
-    if not lof.family_fails(p, share, names, ("D_F (per N)",)) and not lof.concave(
+    if not lof.family_fails(p, share, names, ("D_F (per N)",), level) and not lof.concave(
             q0, lof.quadratic(log_d_f), y):
         return None
     best, best_f = None, -np.inf
@@ -78,7 +82,9 @@ def find_regime(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: 
     extra = extra_cuts
     while True:
         idx = np.flatnonzero(keep)
-        cut = _one_cut(log_d_f[idx], log_n[idx], y[idx], factors)
+        # The first cut needs the check's own level; once the law is shown to bend, the question is only where
+        # the bend starts, and the cut goes on at the looser ``CONTINUE_LEVEL``.
+        cut = _one_cut(log_d_f[idx], log_n[idx], y[idx], factors, lof.LEVEL if keep.all() else CONTINUE_LEVEL)
         if cut is None and extra > 0:
             extra -= 1
             cut = _one_cut(log_d_f[idx], log_n[idx], y[idx], {**factors, **forced})
@@ -124,9 +130,10 @@ def holds(n: np.ndarray, d_f: np.ndarray, kept: np.ndarray, past: np.ndarray) ->
     return rows
 
 
-REGIME_RULE = ("while the lack-of-fit tests in D_F (pooled or per N) fail, the largest D_F (5% of that N's D_F values, "
-               "at least one) is dropped at the N whose quadratic in ln D_F bends down with the largest F statistic, "
-               "among the N that keep 2 or more D_F values; the intervals hold the cut fixed")
+REGIME_RULE = ("while the lack-of-fit tests in D_F (pooled or per N) fail (the first cut at the check's level, the "
+               "next at 0.05), the largest D_F (5% of that N's D_F values, at least one) is dropped at the N whose "
+               "quadratic in ln D_F bends down with the largest F statistic, among the N that keep 2 or more D_F "
+               "values; the intervals hold the cut fixed")
 
 
 def lack_of_fit_statistic(log_d_f: np.ndarray, log_n: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
