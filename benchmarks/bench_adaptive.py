@@ -209,6 +209,8 @@ def adaptive_arm(world: World, judge: Judge, draws: int) -> tuple[int, float, bo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to "
+                        "split the seeds across processes)")
     parser.add_argument("--family", action="append", help="kaplan, irreducible or module:function (repeatable; "
                         "default: kaplan and irreducible)")
     parser.add_argument("--noise", type=float, default=0.003, help="relative loss noise (sd of ln loss)")
@@ -230,7 +232,7 @@ def main() -> None:
         print(f"{'seed':>4} {'random runs':>11} {'random EF':>9} {'full runs':>9} {'full EF':>8} {'adapt runs':>10} "
               f"{'adapt EF':>8} {'runs a/r':>8} {'compute a/r':>11} {'s':>5}")
         ratios_runs, ratios_flops = [], []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             began = time.monotonic()
             world = World(loss, seed, args.noise)
             r = random_arm(world, judge, seed)

@@ -131,6 +131,17 @@ def _page_of(entries: list[Entry], size: int) -> tuple[int, int]:
     return (min(max(int(asked), 1), pages) if asked.isdigit() else 1), pages
 
 
+def _targets(shown: list[Entry]) -> set[str]:
+    """The targets of the laws a page shows: their transfer maps are drawn (each with every law of its target)."""
+    targets = set()
+    for entry in shown:
+        try:
+            targets.add(schema.parse_law(entry.view.law)[1])
+        except ValueError:
+            continue
+    return targets
+
+
 class RefitUnavailable(RuntimeError):
     """This server cannot refit: the reason says what to configure."""
 
@@ -179,16 +190,25 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         entries = _visible(cache.entries(client), use_auth)
         number, pages = _page_of(entries, PAGE_LAWS)
-        shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
-        # A section (with its calibration) is built once per cached entry: a new version or the cache's TTL renews it.
-        laws = [cache.derived(e, ("section", root),
-                              lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
-                for e in shown]
-        side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
-        maps = map_sections(client, [e.view for e in entries], request.args)
-        response = make_response(render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
-                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root,
-                                                 paper=TEXT_TO_PYTHON, index=side, page=number, pages=pages))
+        args = tuple(sorted(request.args.items()))
+
+        def render() -> str:
+            shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
+            # A section (with its calibration) is built once per cached entry: a new version or the TTL renews it.
+            laws = [cache.derived(e, ("section", root),
+                                  lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
+                    for e in shown]
+            side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
+            maps = cache.across(entries, ("maps", number, args),
+                                lambda: map_sections(client, [e.view for e in entries], request.args,
+                                                     _targets(shown)))
+            return render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
+                                   prefix=root + URL_PREFIX, root=root, paper=TEXT_TO_PYTHON, index=side,
+                                   page=number, pages=pages)
+
+        # The HTML depends only on the laws shown (as cached), the page, the query and the root (the CSRF token
+        # goes in a cookie), so one rendering serves every request until a law changes.
+        response = make_response(cache.across(entries, ("html", root, number, args), render))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 
@@ -201,9 +221,12 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         number, pages = _page_of(entries, size)
         shown = entries[(number - 1) * size:number * size]
         laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
-        return jsonify(finite({"laws": laws, "page": number, "pages": pages, "per_page": size,
-                               "total": len(entries), "next_page": number + 1 if number < pages else None,
-                               "targets": target_maps(client, [e.view for e in entries], request.args)}))
+        targets = cache.across(entries, ("targets", number, size, tuple(sorted(request.args.items()))),
+                               lambda: finite(target_maps(client, [e.view for e in entries], request.args,
+                                                          _targets(shown))))
+        # Each law's JSON is finite already (law_json): only the maps need it, once per set of laws.
+        return jsonify({"laws": laws, "page": number, "pages": pages, "per_page": size, "total": len(entries),
+                        "next_page": number + 1 if number < pages else None, "targets": targets})
 
     @page.post("/api/refit")
     def refit() -> Any:

@@ -4,7 +4,8 @@ A law's entry is keyed by what its registered model says about it (the model's `
 latest versions, which one paginated ``search_registered_models`` returns for every law at once), so a new version
 invalidates it; a law's runs can also change without a version (a refit that could not fit), so an entry is rebuilt
 after ``VIEW_TTL_S`` at the latest (staggered, so 100 laws do not expire together). Anything derived from an entry
-(the page's section, the JSON) is kept on it. One build per law at a time: concurrent requests for a cold law wait
+(the page's section, the JSON) is kept on it, and what is derived from many laws at once (the transfer maps) is
+kept per set of entries (``across``). One build per law at a time: concurrent requests for a cold law wait
 for the first one's result instead of each reading the store.
 """
 
@@ -14,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,8 @@ from transfer_laws.plugin.page_fit import FitView, fit_view
 
 VIEW_TTL_S = 120.0
 """Longest time a law's runs on the page may lag the store when no new version was registered."""
+MEMO_KEPT = 16
+"""Results derived from many laws at once (the transfer maps, a rendered page of a few MB) kept, newest first."""
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +52,7 @@ class LawCache:
     def __init__(self, ttl_s: float = VIEW_TTL_S) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[str, Entry] = {}
+        self._memo: OrderedDict[Any, Any] = OrderedDict()
         self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +91,21 @@ class LawCache:
             with self._lock:
                 self._entries[model.name] = entry
             return entry
+
+    def across(self, entries: list[Entry], what: Any, make: Callable[[], Any]) -> Any:
+        """``make()`` once per set of entries (as built: a rebuilt entry is a new set) and ``what`` (e.g. the transfer
+        maps of those laws for one query string); the newest ``MEMO_KEPT`` results are kept."""
+        key = (what, tuple((entry.view.law, entry.key, entry.expires) for entry in entries))
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        value = make()
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > MEMO_KEPT:
+                self._memo.popitem(last=False)
+        return value
 
     @staticmethod
     def derived(entry: Entry, what: Any, make: Callable[[], Any]) -> Any:

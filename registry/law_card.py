@@ -18,6 +18,7 @@ from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
     LAW_COEFFICIENTS,
     LAW_FIT_IN_MODEL,
+    LAW_PAGE_PATH,
     LAW_TAG_LOO,
     LAW_TAG_LOO_COVERAGE,
     LAW_TAG_LOO_MEAN_ABS_Z,
@@ -25,9 +26,11 @@ from transfer_laws.registry.schema import (
     LAW_TAG_VERDICT,
     LAW_TAG_WARNINGS,
     PLOTS_ARTIFACT,
+    REFIT_EXPERIMENT,
     ROLE_SCRATCH,
     law_model_name,
     law_page_url,
+    parse_law,
 )
 
 DESCRIPTION_LIMIT = 5000
@@ -113,7 +116,15 @@ def law_model_description(law: str) -> str:
             "one fit: its description gives k, α, β with 95% intervals, the checks and warnings; its tags give the "
             "numbers; alias `@latest` is the newest. Load a version with `mlflow.pyfunc.load_model` and predict "
             "from a table with columns N and D_F. "
-            f"[Open the law page]({law_page_url(law)}).")
+            f"[Open the law page]({law_page_url(law)}). " + _map_sentence(law))
+
+
+def _map_sentence(law: str) -> str:
+    """Where this law meets the other sources of its target (the transfer map)."""
+    target = parse_law(law)[1]
+    return (f"Every source of `{target}` side by side, and which checkpoint to fine-tune from: "
+            f"[the transfer map]({LAW_PAGE_PATH}#map-{target}), run `transfer-map-{target}` of experiment "
+            f"`{REFIT_EXPERIMENT}` (its charts), `transfer-laws choose --target {target} --n N --d-f D`.")
 
 
 def _version_link(law: str, version: str) -> str:

@@ -150,9 +150,11 @@ class RefitService:
 
     def _next_law(self) -> str | None:
         with self._cond:
-            while not (self._triggers or self._dirty or self._closed or self._plots):
-                self._cond.wait(self._due())
-                self._due()
+            while True:
+                left = self._due()  # retries whose time has come join the triggers first
+                if self._triggers or self._dirty or self._closed or self._plots:
+                    break
+                self._cond.wait(left)
             self._settle()
             triggers, self._triggers = self._triggers, []
             self._busy = True

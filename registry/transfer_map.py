@@ -251,7 +251,8 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
         n, d_f = n or default_n, d_f or default_d_f
     doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
-                           "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals"}
+                           "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals from the "
+                           "laws' draws (parameter uncertainty, not a single run's noise)"}
     doc["laws"] = [{"law": e.law, "source": e.source, "version": e.version, "error": e.error,
                     "checkpoints": [{"uri": c.uri, "name": c.name, "version": c.version, "n": c.n,
                                      "aliases": list(c.aliases)} for c in e.checkpoints],

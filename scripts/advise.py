@@ -81,10 +81,17 @@ def registered_name(checkpoint: str) -> tuple[str, str]:
     return name, alias or "champion"
 
 
+MIN_TOKENS = 256
+"""No candidate trains on fewer tokens than this (two 128-token windows): below it a run measures its first steps,
+not a data budget, and shrink per FLOP would walk D_F down without end."""
+
+
 def _around(values: Sequence[float], below: float, above: float) -> list[float]:
-    """The measured values and one step below and above their range (factors ``below`` and ``above``)."""
+    """The measured values and one step below and above their range (factors ``below`` and ``above``), never
+    below ``MIN_TOKENS``."""
     ordered = sorted(set(values))
-    return sorted({round(v) for v in [ordered[0] / below, *ordered, ordered[-1] * above, ordered[-1] * above**2]})
+    grid = [ordered[0] / below, *ordered, ordered[-1] * above, ordered[-1] * above**2]
+    return sorted({round(v) for v in grid if v >= MIN_TOKENS})
 
 
 def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, epochs: float = EPOCHS,
@@ -101,7 +108,7 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
     s_d = [float(v) for v in np.exp(law.scratch.log_d)]
     if not ft_n or not d_fs:
         return []
-    d_f_grid = _around(d_fs, 2.0, 2.0)
+    d_f_grid = _around(d_fs, 2.0, 2.0) or [MIN_TOKENS]
     d_grid = _around(s_d, 2.0, 2.0) if s_d else d_f_grid
     out = []
     for n in ft_n:

@@ -91,6 +91,8 @@ FULL = {
     "patience": 8,
 }
 SOURCES_FULL = ("text", "mix")
+SOURCE_WORDS = {"text": "English", "mix": "the English + code mix"}
+"""How the findings name each pretraining source."""
 """--full pretrains both sources at the same sizes (issue 26: two laws, text-to-python and mix-to-python)."""
 
 
@@ -195,7 +197,8 @@ def run(args: Args) -> Any:
             train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
             registered = pretrain.run(pretrain.Args(preset=size, corpus=source, register_as=_checkpoint_name(
                 args, source), alias=alias, train=train, **common))
-            progress.line(f"pretrained {size} on {source}, registered {registered.uri} as @{alias}")
+            on = f" on {source}" if len(sources) > 1 else ""  # the short demo's lines stay as they were
+            progress.line(f"pretrained {size}{on}, registered {registered.uri} as @{alias}")
         for source in sources:
             per_size: dict[str, Any] = {"finetune": {}, "scratch": scratch_runs}
             for d_f in args.d_f_tokens:
@@ -204,7 +207,8 @@ def run(args: Args) -> Any:
                                                   **capped(finetune), refit_plots=False))
                 per_size["finetune"][d_f] = run_
                 last_refit = run_.refit or last_refit
-                progress.line(f"finetune {size} from {source} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  "
+                origin = f" from {source}" if len(sources) > 1 else ""
+                progress.line(f"finetune {size}{origin} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  "
                               f"{_refit_text(run_.refit)}")
             by_source[source][size] = per_size
         for d in args.scratch_tokens:
@@ -227,11 +231,25 @@ def run(args: Args) -> Any:
     for source in sources:
         if len(sources) > 1:
             print(f"\n== {source} -> python ==")
-        _print_findings(by_source[source], args)
+        _print_findings(by_source[source], args, SOURCE_WORDS.get(source, source))
     if args.full:
         last_refit = _pin_laws(args, uri, laws, sources, started, capped(scratch)["train"])
     _print_law(laws, uri, last_refit)
+    if args.full:
+        _print_source_comparison(uri)
     return 0
+
+
+def _print_source_comparison(uri: str) -> None:
+    """The paper's Table-1 comparison on the two laws --full pinned: does the mix transfer more at small D_F, is its
+    alpha lower, is beta the same (each with its interval)."""
+    from transfer_laws.scripts._map_text import print_source_comparison
+
+    print("\n== mix -> python against text -> python (Hernandez et al. 2021, Table 1) ==")
+    try:
+        print_source_comparison("python", base="text", other="mix", tracking_uri=uri)
+    except LookupError as exc:  # a law without a fit yet
+        print(f"no comparison yet: {exc}")
 
 
 def pin_args(args: Args, uri: str, law: str, source: str, minutes: float, train: Any) -> Any:
@@ -281,7 +299,7 @@ def _refit_text(refit: Any) -> str:
     return "; ".join(parts)
 
 
-def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
+def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str = "English") -> None:
     """The paper's qualitative findings, checked on our own runs and said plainly either way.
 
     A fine-tune at D_F is compared with the scratch run of the same size trained on the smallest D >= D_F: beating
@@ -305,7 +323,7 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
                   f"{sc.best_test_loss:>9.3f} {gain:>+7.3f}")
     if comparisons:
         verdict = "does" if wins == comparisons else ("mostly does" if wins > comparisons / 2 else "does NOT")
-        print(f"- Pretraining on English {verdict} beat training from scratch on at least as much Python: "
+        print(f"- Pretraining on {source} {verdict} beat training from scratch on at least as much Python: "
               f"{wins} of {comparisons} comparisons.")
     smallest = min(gains_by_n) if gains_by_n else None
     if smallest is not None and len(gains_by_n[smallest]) > 1:

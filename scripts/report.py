@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
@@ -26,6 +26,8 @@ class Args:
     """With --target: the N of the map's D_T lines and ranking (default: the largest N every law was fitted at)."""
     d_f: float | None = positive(None)
     """With --target: the D_F of the ranking (default: the smallest D_F every law was fitted at)."""
+    unit: Literal["tokens", "chars"] = "tokens"
+    """With --target: the unit of D_F and D_T (characters: the paper's unit, needed when tokenizers differ)."""
     version: str = LAW_ALIAS
     """Law version: an alias (latest) or a version number."""
     out: Path | None = None
@@ -86,7 +88,7 @@ def _target_report(args: Args) -> int:
     from transfer_laws.scripts._map_text import format_map, format_ranking
     from transfer_laws.scripts.choose import load_map
 
-    doc = load_map(args.target, args.n, args.d_f, "tokens", args.tracking_uri)
+    doc = load_map(args.target, args.n, args.d_f, args.unit, args.tracking_uri)
     out = args.out or home_dir() / "reports" / f"map-{args.target}"
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(format_map(doc) + (format_ranking(doc) if doc.get("ranking") else []))

@@ -174,3 +174,16 @@ def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
     assert law.alpha == pytest.approx(ALPHA, abs=0.05)
     table = format_advice(rank_next_runs(law, [Candidate(1e6, 1e5, label="2x64")]))
     assert "2x64" in table.splitlines()[1]
+
+
+def test_law_candidates_cover_every_kind_of_run_and_never_go_below_the_smallest_budget(law) -> None:
+    from dataclasses import replace
+
+    from transfer_laws.scripts.advise import MIN_TOKENS, law_candidates
+
+    candidates = law_candidates(law)
+    kinds = {(c.role, c.pretrain_tokens > 0) for c in candidates}
+    assert kinds == {("finetune", False), ("scratch", False), ("finetune", True)}
+    assert all(c.d_f_tokens >= MIN_TOKENS for c in candidates) and all(c.command for c in candidates)
+    tiny = replace(law, points=[replace(p, d_f=300.0) for p in law.points])
+    assert min(c.d_f_tokens for c in law_candidates(tiny) if c.role == "finetune") >= MIN_TOKENS

@@ -125,3 +125,19 @@ def test_map_document_degrades_without_characters_or_fits(sources: dict[str, Sou
     assert doc["laws"][2]["error"] == "no version yet" and "alpha" not in doc["laws"][2]
     empty = target_map([laws[2]])
     assert empty["n"] is None and "ranking" not in empty and "lines" not in empty
+
+
+def test_the_papers_two_laws_compare_as_table_1_says() -> None:
+    """Fits of synthetic runs from Table 1's text -> python and 50/50 mix -> python (D_F in characters here, c = 1):
+    mix transfers more at small D_F, its alpha is lower, beta is the same, and the lines meet far beyond the data
+    (at ~2.6e12 by the table's own numbers)."""
+    from _fit_synth import MIX_TO_PYTHON, TEXT_TO_PYTHON
+
+    text = Source("text", _fit(TEXT_TO_PYTHON, 6), 1.0)
+    mix = Source("mix", _fit(MIX_TO_PYTHON, 7), 1.0)
+    c = contrast(text, mix, N, 1e3, unit="chars")
+    assert [c[q]["answer"] for q in ("transfers_more", "alpha_lower", "beta_same")] == ["yes", "yes", "consistent"]
+    met = crossing(text, mix, N, "chars")
+    truth = (MIX_TO_PYTHON[0] / TEXT_TO_PYTHON[0]) ** (1 / (TEXT_TO_PYTHON[1] - MIX_TO_PYTHON[1]))
+    assert not met["within_data"] and met["below"] == "mix" and "above the D_F" in met["note"]
+    assert abs(math.log10(met["d_f"]["value"] / truth)) < 1, (met["d_f"], truth)

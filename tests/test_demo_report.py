@@ -72,4 +72,7 @@ def test_report_writes_print_plots_and_a_page_that_explains_the_law(sqlite_uri: 
     assert "<pre>" not in page and "effective data transferred" in page and "version 1" in page
     assert all(rid in page for rid in finetunes), "every fine-tune is listed"
     assert page.count("data:image/png;base64,") == len(_plots.PLOTS)
-    assert f"wrote {len(_plots.PLOTS) + 1} files" in capsys.readouterr().out
+    # The PNGs, the page, and the calibration charts (leave-one-out always; forecasts once a run has one).
+    svgs = sorted(p.name for p in out.glob("*.svg"))
+    assert "leave_one_out.svg" in svgs and set(svgs) <= {"leave_one_out.svg", "forecasts.svg"}
+    assert f"wrote {len(_plots.PLOTS) + 1 + len(svgs)} files" in capsys.readouterr().out

@@ -80,6 +80,8 @@ def test_description_reads_the_law_its_uncertainty_and_warnings(fit: object) -> 
     assert f"{used} of {len(fit.points)} fine-tunes used" in text
     assert f"]({LAW_PAGE_PATH}#law-{LAW})" in text
     assert f"({LAW_PAGE_PATH}#law-{LAW})" in law_model_description(LAW)
+    assert f"({LAW_PAGE_PATH}#map-python)" in law_model_description(LAW), "the model points at its target's map"
+    assert "transfer-laws choose --target python" in law_model_description(LAW)
     assert version_description("code-to-python", fit).count("Table 1") == 0  # no paper row for an unknown law
     assert f"A 10× larger N is worth {sig3(10 ** (fit.beta / fit.alpha))}× the fine-tuning data" in text
     from dataclasses import replace

@@ -109,6 +109,9 @@ def test_report_target_writes_the_map(store: dict[str, Any], capsys: Any, tmp_pa
     assert {p.name for p in (tmp_path / "map").iterdir()} == {"map.json", "summary.txt", "d_t_by_source.svg",
                                                              "alpha_by_source.svg", "beta_by_source.svg"}
     assert "transfer map of target python" in out and "which checkpoint at N" in out
+    code, out, _ = _cli(capsys, "report", "--target", TARGET, "--unit", "chars", "--out", str(tmp_path / "chars"))
+    assert code == 0 and "nats/char" in out
+    assert json.loads((tmp_path / "chars" / "map.json").read_text())["unit"] == "chars"
 
 
 def test_source_comparison_for_the_demo(store: dict[str, Any], capsys: Any) -> None:
@@ -121,6 +124,12 @@ def test_source_comparison_for_the_demo(store: dict[str, Any], capsys: Any) -> N
     assert "does mix transfer more at small D_F" in out and "is beta the same? consistent" in out
     with pytest.raises(LookupError, match="no fitted law from source code"):
         print_source_comparison(TARGET, "text", "code", tracking_uri=store["uri"])
+    # demo --full ends with the same comparison of its two pinned laws
+    from transfer_laws.scripts import demo
+
+    demo._print_source_comparison(store["uri"])
+    out = capsys.readouterr().out
+    assert "mix -> python against text -> python" in out and "is beta the same? consistent" in out
 
 
 def test_law_page_and_api_show_the_map(store: dict[str, Any]) -> None:
@@ -180,3 +189,20 @@ def test_page_map_holds_only_the_laws_the_page_shows(store: dict[str, Any]) -> N
     (doc,) = target_maps(store["client"], views)
     assert [law["source"] for law in doc["laws"]] == ["text"] and [r["source"] for r in doc["ranking"]] == ["text"]
     assert target_maps(store["client"], []) == []
+
+
+def test_page_maps_are_bounded_to_the_shown_targets_and_reused(store: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_laws.plugin import page_map
+    from transfer_laws.plugin.page_data import collect_laws
+    from transfer_laws.registry import transfer_map
+
+    views = collect_laws(store["client"])
+    assert page_map.target_maps(store["client"], views, targets={"rust"}) == [], "no law of the page is of rust"
+    reads = []
+    real = transfer_map.read_target
+    monkeypatch.setattr(transfer_map, "read_target", lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    args = {"target": TARGET, "n": "3e6"}  # a query no other test asked: a fresh map, then the same one reused
+    first = page_map.target_maps(store["client"], views, args)
+    second = page_map.target_maps(store["client"], views, args)
+    assert reads == [TARGET] and first == second and first[0]["n"] == 3e6

@@ -102,10 +102,14 @@
   function bind(root) { bindPlots(root); localTimes(root); if (root.matches && root.matches("section.law")) bindRefit(root); }
 
   // A law's link (#law-<law>, as version descriptions give it) whose section is on another page: open that page.
-  const wanted = decodeURIComponent(window.location.hash.replace(/^#law-/, ""));
-  const asked = new URLSearchParams(window.location.search).has("law");  // asked once already: no loop
-  if (window.location.hash.startsWith("#law-") && !asked && !document.getElementById("law-" + wanted))
-    window.location.replace(window.location.pathname + "?law=" + encodeURIComponent(wanted) + window.location.hash);
+  function followLaw() {
+    const wanted = decodeURIComponent(window.location.hash.replace(/^#law-/, ""));
+    const asked = new URLSearchParams(window.location.search).get("law") === wanted;  // asked once already: no loop
+    if (window.location.hash.startsWith("#law-") && !asked && !document.getElementById("law-" + wanted))
+      window.location.replace(window.location.pathname + "?law=" + encodeURIComponent(wanted) + window.location.hash);
+  }
+  followLaw();
+  window.addEventListener("hashchange", followLaw);
 
   bindPlots(document);
   localTimes(document);
