@@ -111,7 +111,9 @@ def train_run(
                                                               data_config.batch_size, evals_per_epoch))
     model_config = replace(model_config, vocab_size=datamodule.vocab_size)
     module = seeded_module(model_config, optim, init_weights, train.seed)
-    name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
+    # A pretraining run is named by the tokens it trained on, known when it ends (renamed below), not its corpus.
+    name = run_name or default_run_name(role, module.n_params, None if role == ROLE_PRETRAIN
+                                        else datamodule.train_tokens)
     logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
     if extras.params:
         logger.log_hyperparams(extras.params)
@@ -131,6 +133,11 @@ def train_run(
         _mark_failed(logger, str(exc))
         raise TrainingFailed(f"run {logger.run_id} failed: {exc}", logger.run_id) from exc
 
+    if role == ROLE_PRETRAIN and run_name is None and module.tokens_seen:
+        from mlflow import MlflowClient
+
+        name = default_run_name(role, module.n_params, int(module.tokens_seen))
+        MlflowClient(tracking_uri=uri).update_run(logger.run_id, name=name)
     checkpoint_dir = None
     if save_checkpoint_to is not None:
         checkpoint_dir = save_checkpoint_to / logger.run_id

@@ -149,12 +149,14 @@ def run(args: Args) -> Any:
     progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
 
     results: dict[str, dict[str, Any]] = {}
+    registered_by_size: dict[str, Any] = {}
     last_refit = None
     for size, steps, seconds in zip(args.sizes, args.pretrain_steps, args.pretrain_seconds, strict=True):
         alias = f"demo-{size}"
         train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
         registered = pretrain.run(pretrain.Args(preset=size, register_as=args.checkpoint_name, alias=alias,
                                                 train=train, **common))
+        registered_by_size[size] = registered
         progress.line(f"pretrained {size}, registered {registered.uri} as @{alias}")
         per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
         for d_f in args.d_f_tokens:
@@ -175,6 +177,7 @@ def run(args: Args) -> Any:
         per_size["n_params"] = run_.n_params
         results[size] = per_size
 
+    _crown_largest(uri, results, registered_by_size)
     if not is_embedded(uri):
         # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
         # them (idempotent: if the hook already registered these inputs, it says "unchanged").
@@ -184,6 +187,20 @@ def run(args: Args) -> Any:
     _print_findings(results, args)
     _print_law(law, uri, last_refit)
     return 0
+
+
+def _crown_largest(uri: str, results: dict[str, dict[str, Any]], registered: dict[str, Any]) -> None:
+    """Point ``@champion`` at the largest pretrained size, as a team marks the checkpoint to start from (the README's
+    ``finetune --from models:/pretrained-text@champion``)."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.schema import DEFAULT_CHECKPOINT_ALIAS
+
+    size = max(results, key=lambda s: results[s]["n_params"])
+    best = registered[size]
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(best.name, DEFAULT_CHECKPOINT_ALIAS,
+                                                                              str(best.version))
+    print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{best.name}/{best.version} ({size}, the largest N)", flush=True)
 
 
 def _refit_text(refit: Any) -> str:
@@ -235,7 +252,7 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
 
 
 def _print_law(law: str, uri: str, last_refit: Any) -> None:
-    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
+    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
 
     print()
     results = last_refit if isinstance(last_refit, list) else [last_refit] if last_refit else []
@@ -255,6 +272,8 @@ def _print_law(law: str, uri: str, last_refit: Any) -> None:
         reasons = "; ".join(r.reason or r.status for r in results) or "no refit ran"
         print(f"The law {law} could not be fitted from these runs: {reasons}")
     if uri.startswith("sqlite:"):
-        print("\nBrowse it:  mlflow ui --backend-store-uri " + uri + " --port 5000   (then open http://127.0.0.1:5000,"
-              " switch to 'Model training', experiment 'transfer-laws'; Models tab: transfer-law-text-to-python)")
-    print(f"Plots and the fit folder: transfer-laws report --law {law}")
+        print(f"\nBrowse it:  transfer-laws serve --backend-store-uri {uri}\n  then open "
+              "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow's runs and models) and "
+              f"http://127.0.0.1:5000{law_page_url(law)} (the law page)")
+    print(f"Ask it:     transfer-laws predict --law {law} --n 1e6 --d-f 1e4   (--target-loss, --next: see --help)")
+    print(f"Plots:      transfer-laws report --law {law}")

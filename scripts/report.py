@@ -4,6 +4,7 @@ law, shows its checks and warnings and lists its runs, in a folder."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +30,12 @@ def run(args: Args) -> int:
     from transfer_laws.registry.tracking import home_dir, use_tracking_uri
     from transfer_laws.scripts._law import load_law_version
 
-    use_tracking_uri(args.tracking_uri)
-    law, mv, folder = load_law_version(args.law, args.version)
-    out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
+    use_tracking_uri(args.tracking_uri, read_only=True)
+    with tempfile.TemporaryDirectory(prefix="transfer-law-report-") as tmp:
+        law, mv, folder = load_law_version(args.law, args.version, keep_in=Path(tmp) / "fit")
+        out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
     written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
