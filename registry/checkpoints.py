@@ -361,5 +361,6 @@ def _ensure_registered_model(client: Any, name: str) -> None:
     except MlflowException:
         client.create_registered_model(name, description=(
             "Pretrained checkpoints (safetensors + config + tokenizer, checked against a SHA-256 manifest) that "
-            "fine-tunes start from: `transfer-laws finetune --from models:/" + name + "@champion`. Each version's "
+            f"fine-tunes start from: `transfer-laws finetune --from models:/{name}@{DEFAULT_CHECKPOINT_ALIAS} "
+            "--d-f-tokens 30000` (D_F, the fine-tuning tokens). Each version's "
             "description lists the runs that started from it; its source run is the pretraining run."))

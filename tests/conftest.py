@@ -82,12 +82,21 @@ class DemoStore:
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
     """`transfer-laws demo --quick` into a fresh home, as the README's newcomer runs it (real corpora, tokenizer,
-    training and refits; a few minutes). Tests that only read it share it; a test that writes to it says so."""
+    training and refits; a few minutes). Tests that only read it share it; a test that writes to it says so.
+
+    ``TL_TEST_DEMO_HOME`` names a home such a demo already filled (its printout in ``demo.log`` there), for working
+    on these tests without waiting for the demo again; the tests may write to it."""
     import contextlib
     import io
 
     from transfer_laws.scripts import cli
 
+    reuse = os.environ.get("TL_TEST_DEMO_HOME")
+    if reuse:
+        home = Path(reuse).resolve()
+        log = home / "demo.log"
+        return DemoStore(home=home, uri=f"sqlite:///{home / 'mlflow.db'}",
+                         output=log.read_text() if log.is_file() else "")
     home = tmp_path_factory.mktemp("demo-home")
     saved = {key: os.environ.get(key) for key in ("TRANSFER_LAWS_HOME", "MLFLOW_TRACKING_URI")}
     os.environ["TRANSFER_LAWS_HOME"] = str(home)
