@@ -1,152 +1,252 @@
-"""Adaptive sweeps: fine-tune runs needed to pin alpha within ±0.02, next-run advice vs the full grid.
+"""Pinning a transfer law: the advice's pin loop vs a random grid order vs the full grid, every run paid for.
 
-Synthetic runs, no training: scratch losses follow Kaplan et al.'s L(N, D) at every N of the grid (given to both
-arms: the D_E reference curves), a fine-tune at (N, D_F) reaches the scratch loss at D_E = D_F + D_T with Table 1's
-text->python law D_T = 1.9e4 D_F^0.18 N^0.38, and every loss gets multiplicative noise (default 0.3%). Both arms
-start from the same four corner runs of the (N, D_F) grid; after each run the law is refitted (fit_transfer_law,
-bootstrap) and the arm stops when alpha's 95% half-width <= the tolerance and the fit carries no warning (an
-interval from too few points or too few identified bootstrap draws does not count as pinned):
+Synthetic world, no training. A truth family gives the from-scratch loss L(N, D) (``kaplan``: Kaplan et al.'s form;
+``irreducible``: E + A/N^a + B/D^b; or ``--family module:function`` for any loss(N, D) callable); a fine-tune at
+(N, D_F) reaches the scratch loss at D_E = D_F + D_T with Table 1's text->python law D_T = 1.9e4 D_F^0.18 N^0.38;
+every run's loss gets multiplicative noise (default 0.3%) drawn for that run (a repeat gets new noise).
 
-- grid: the remaining cells in a seeded random order (what a full sweep's workers finish in);
-- adaptive: the best cell by ``registry.advice.rank_next_runs`` (interval shrink per FLOP, 3 epochs assumed).
+The grid: 5 sizes x 6 D_F fine-tunes and 5 sizes x 8 scratch D. Every arm pays for every run it trains: 6 N tokens
+x 3 epochs, plus a size's pretraining (6 N x 20 N tokens) the first time a run needs that size. All arms start
+from the same seed runs (two sizes, three scratch D and two D_F each) and stop at the same target: alpha's 95%
+half-width <= ``--tolerance``, beta's interval excluding 0, every bootstrap draw identifying the law, no fit
+warning (``registry.pin.missing_for``).
 
-Prints, per seed, the runs and compute each arm used (compute 6 N D_F epochs) and the ratio adaptive / grid.
+- random: the remaining grid cells in a seeded random order, refitting after each, until the target holds;
+- full: the whole grid (the paper's way), target judged once at the end;
+- adaptive: ``registry.pin.pin`` with the grid's cells (and repeats of measured fine-tunes) as candidates.
 
-    python benchmarks/bench_adaptive.py               # 5 seeds, about a minute on 2 cores
-    python benchmarks/bench_adaptive.py --seeds 2 --bootstrap 100   # smoke run
+Prints per seed the runs and compute of each arm and, per family, the median adaptive / random ratios.
+
+    python benchmarks/bench_adaptive.py --seeds 20                 # both built-in families
+    python benchmarks/bench_adaptive.py --seeds 2 --bootstrap 100  # smoke run
+    python benchmarks/bench_adaptive.py --family mypkg.truths:loss  # your own L(N, D)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import platform
 import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from transfer_laws.registry.advice import Candidate, compute_flops
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from _fit_synth import irreducible_loss, kaplan_loss
+
+from transfer_laws.registry.advice import Candidate, Target, compute_flops
 from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
-from transfer_laws.scripts.advise import adaptive_order
+from transfer_laws.registry.pin import EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
 
 K, ALPHA, BETA = 1.9e4, 0.18, 0.38
-N_C, ALPHA_N, D_C, ALPHA_D = 8.8e13, 0.076, 5.4e13, 0.095
-GRID_N = (1e5, 3e5, 1e6, 3e6, 1e7)
+GRID_N = (1e6, 3e6, 1e7, 3e7, 1e8)
 GRID_D_F = (1e4, 3e4, 1e5, 3e5, 1e6, 3e6)
-SCRATCH_D = tuple(10.0 ** (6 + 0.25 * i) for i in range(17))  # 1e6 .. 1e10
+SCRATCH_D = tuple(10.0 ** e for e in range(6, 14))  # 1e6 .. 1e13
 EPOCHS = 3.0
+PRETRAIN_TOKENS_PER_PARAM = 20.0
+SEED_N = (GRID_N[0], GRID_N[-1])
+SEED_D = (1e6, 1e9, 1e12)
+SEED_D_F = (1e4, 1e6)
+FAMILIES: dict[str, Callable[..., np.ndarray]] = {"kaplan": kaplan_loss, "irreducible": irreducible_loss}
+METHOD = {"kaplan": "kaplan", "irreducible": "irreducible"}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A fine-tune cell of the synthetic grid."""
-
+    role: str
     n: float
-    d_f: float
-    role: str = "finetune"
+    d: float
 
 
-def scratch_loss(n: float, d: float) -> float:
-    return ((N_C / n) ** (ALPHA_N / ALPHA_D) + D_C / d) ** ALPHA_D
+def family(name: str) -> Callable[..., np.ndarray]:
+    """A built-in family, or ``module:function`` imported from outside."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    module, _, attr = name.partition(":")
+    if not attr:
+        raise SystemExit(f"--family {name!r}: give kaplan, irreducible or module:function")
+    return getattr(importlib.import_module(module), attr)
 
 
-def finetune_loss(n: float, d_f: float) -> float:
-    return scratch_loss(n, d_f + K * d_f**ALPHA * n**BETA)
+class World:
+    """One seed's truth: losses with per-run noise, and the compute every run (and every new size) costs."""
+
+    def __init__(self, loss: Callable[..., np.ndarray], seed: int, noise: float) -> None:
+        self.loss, self.seed, self.noise = loss, seed, noise
+
+    def train(self, cell: Cell, repeat: int = 0) -> RunResult:
+        d = cell.d if cell.role == "scratch" else cell.d + K * cell.d**ALPHA * cell.n**BETA
+        rng = np.random.default_rng([self.seed, int(cell.role == "scratch"), int(np.log10(cell.n) * 1000),
+                                     int(np.log10(cell.d) * 1000), repeat])
+        value = float(self.loss(cell.n, d)) * float(np.exp(rng.normal(0, self.noise)))
+        return RunResult(f"{cell.role}-{cell.n:g}-{cell.d:g}-{repeat}", cell.role, cell.n, cell.d, value)
 
 
-class Arm:
-    """Trains (synthetically) and fits for one arm of one seed."""
+def cost(cells: Sequence[Cell], pretrained: set[float]) -> float:
+    """Compute of training ``cells`` (6 N tokens x epochs) plus the pretraining of sizes not yet in ``pretrained``."""
+    flops = sum(compute_flops(c.n, c.d, EPOCHS) for c in cells)
+    return flops + sum(compute_flops(n, PRETRAIN_TOKENS_PER_PARAM * n) for n in {c.n for c in cells} - pretrained)
 
-    def __init__(self, seed: int, noise: float, bootstrap: int, method: str) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.noise, self.bootstrap, self.seed, self.method = noise, bootstrap, seed, method
-        # The scratch curves are shared by both arms of a seed (same noise draws).
-        self.scratch = [RunResult(f"s-{n:g}-{d:g}", "scratch", n, d, self._noisy(scratch_loss(n, d)))
-                        for n, d in itertools.product(GRID_N, SCRATCH_D)]
-        self.losses = {(n, d): self._noisy(finetune_loss(n, d)) for n, d in itertools.product(GRID_N, GRID_D_F)}
-        self.halfwidths: list[float] = []
-        self.last_warnings: list[str] = []
 
-    def _noisy(self, loss: float) -> float:
-        return float(loss * np.exp(self.rng.normal(0, self.noise)))
+def seed_cells() -> list[Cell]:
+    return ([Cell("scratch", n, d) for n in SEED_N for d in SEED_D]
+            + [Cell("finetune", n, d) for n in SEED_N for d in SEED_D_F])
 
-    def train(self, cell: Cell) -> RunResult:
-        return RunResult(f"f-{cell.n:g}-{cell.d_f:g}", "finetune", cell.n, cell.d_f, self.losses[(cell.n, cell.d_f)])
 
-    def fit(self, results: list[RunResult]):  # a TransferLaw
+def grid_cells() -> list[Cell]:
+    return ([Cell("finetune", n, d) for n, d in itertools.product(GRID_N, GRID_D_F)]
+            + [Cell("scratch", n, d) for n, d in itertools.product(GRID_N, SCRATCH_D)])
+
+
+class Judge:
+    """Fits and judges the target the same way for every arm."""
+
+    def __init__(self, method: str, bootstrap: int, target: Target) -> None:
+        self.method, self.bootstrap, self.target = method, bootstrap, target
+
+    def fit(self, results: list[RunResult]):  # a TransferLaw, or None while it cannot be fitted
         try:
-            law = fit_transfer_law(self.scratch + results, d_e_method=self.method, bootstrap=self.bootstrap,
-                                   seed=self.seed)
-        except FitError as exc:
-            raise ValueError(str(exc)) from exc
-        low, high = law.intervals["alpha"]
-        self.halfwidths.append((high - low) / 2)
-        self.last_warnings = list(law.warnings)
+            return fit_transfer_law(results, d_e_method=self.method, bootstrap=self.bootstrap, seed=0)
+        except FitError:
+            return None
+
+    def pinned(self, results: list[RunResult]) -> bool:
+        law = self.fit(results)
+        return law is not None and not missing_for(law, self.target)
+
+
+def random_arm(world: World, judge: Judge, seed: int) -> tuple[int, float, bool]:
+    start = seed_cells()
+    rest = [c for c in grid_cells() if c not in start]
+    np.random.default_rng(seed + 1000).shuffle(rest)
+    results = [world.train(c) for c in start]
+    pretrained = set(SEED_N)
+    spent = cost(start, set())
+    ok = judge.pinned(results)
+    for cell in rest:
+        if ok:
+            break
+        spent += cost([cell], pretrained)
+        pretrained.add(cell.n)
+        results.append(world.train(cell))
+        ok = judge.pinned(results)
+    return len(results) - len(start), spent - cost(start, set()), ok
+
+
+def full_arm(world: World, judge: Judge) -> tuple[int, float, bool]:
+    start = seed_cells()
+    rest = [c for c in grid_cells() if c not in start]
+    results = [world.train(c) for c in start + rest]
+    return len(rest), cost(start + rest, set()) - cost(start, set()), judge.pinned(results)
+
+
+class MemoryQueue:
+    """``registry.pin.RunQueue`` in memory: one worker, runs trained at once."""
+
+    def __init__(self, world: World) -> None:
+        self.world, self.waiting, self.done = world, [], []
+        self.flops = 0.0
+
+    def held(self) -> list[PinRun]:
+        return [r for r, _ in self.waiting] + [r for r, _ in self.done]
+
+    def spent(self) -> Spent:
+        return Spent(flops=self.flops, runs=len(self.done))
+
+    def claim(self, runs: Sequence[PinRun], reason: str, flops: Sequence[float]) -> None:
+        self.waiting += list(zip(runs, flops, strict=True))
+
+    def work_one(self) -> bool:
+        if not self.waiting:
+            return False
+        run, flops = self.waiting.pop(0)
+        self.flops += flops
+        result = None if run.role == "pretrain" else self.world.train(Cell(run.role, run.n_params, run.tokens),
+                                                                        run.seed)
+        self.done.append((run, result))
+        return True
+
+
+def adaptive_arm(world: World, judge: Judge, draws: int) -> tuple[int, float, bool]:
+    start = seed_cells()
+    seed_results = [world.train(c) for c in start]
+    queue = MemoryQueue(world)
+
+    def results() -> list[RunResult]:
+        return seed_results + [r for _, r in queue.done if r is not None]
+
+    def fit():  # a TransferLaw
+        law = judge.fit(results())
+        if law is None:
+            raise ValueError("no law")
         return law
 
+    def candidates(law) -> list[Candidate]:
+        sizes = set(SEED_N) | {r.n_params for r, _ in queue.done}
+        out = []
+        for c in grid_cells():
+            if c.n in sizes:
+                out.append(Candidate(c.n, c.d, c.role, EPOCHS))
+        for n in sorted(set(GRID_N) - sizes):  # a new size: pretraining, its scratch curve and two fine-tunes
+            bundle = tuple([("scratch", d) for d in SEED_D] + [("finetune", SEED_D_F[1])])
+            out.append(Candidate(n, SEED_D_F[0], "finetune", EPOCHS, pretrain_tokens=PRETRAIN_TOKENS_PER_PARAM * n,
+                                 bundle=bundle))
+        return out
 
-def run_arm(seed: int, args: argparse.Namespace, adaptive: bool) -> tuple[int, float, bool]:
-    """(fine-tune runs used, compute in PFLOP, whether alpha was pinned)."""
-    arm = Arm(seed, args.noise, args.bootstrap, args.d_e_method)
-    tolerance = args.tolerance
-    cells = [Cell(n, d) for n, d in itertools.product(GRID_N, GRID_D_F)]
-    if not adaptive:
-        # The grid arm: same four corners first, then the rest in a seeded random order; no advice.
-        corners = [c for c in cells if c.n in (GRID_N[0], GRID_N[-1]) and c.d_f in (GRID_D_F[0], GRID_D_F[-1])]
-        rest = [c for c in cells if c not in corners]
-        np.random.default_rng(seed + 1000).shuffle(rest)
-        cells = corners + rest
-    candidates = [Candidate(c.n, c.d_f, epochs=EPOCHS) for c in cells]
-    if adaptive:
-        results = adaptive_order(arm.fit, cells, candidates, arm.train, start=4, tolerance=tolerance,
-                                 max_runs=len(cells))
-    else:
-        results = []
-        for cell in cells:
-            if len(results) >= 4 and _pinned(arm, results, tolerance):
-                break
-            results.append(arm.train(cell))
-    pinned = _pinned(arm, results, tolerance)
-    flops = sum(compute_flops(r.n_params, r.d_f_tokens, EPOCHS) for r in results)
-    return len(results), flops / 1e15, pinned
-
-
-def _pinned(arm: Arm, results: list[RunResult], tolerance: float) -> bool:
-    try:
-        arm.fit(results)
-    except ValueError:
-        return False
-    return arm.halfwidths[-1] <= tolerance and not arm.last_warnings
+    outcome = pin(fit, candidates, queue, judge.target, Budget(flops=cost(grid_cells(), set()) * 3),
+                  draws=draws, show_plan=False)
+    runs = sum(1 for r, _ in queue.done if r.role != "pretrain")
+    return runs, queue.flops, outcome.exit_code == EXIT_PINNED
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to "
+                        "split the seeds across processes)")
+    parser.add_argument("--family", action="append", help="kaplan, irreducible or module:function (repeatable; "
+                        "default: kaplan and irreducible)")
     parser.add_argument("--noise", type=float, default=0.003, help="relative loss noise (sd of ln loss)")
-    # Measured (RESULTS.md) with the Kaplan D_E and the former whole-run bootstrap, whose interpolated curves kept
-    # alpha's interval near ±0.04 on this grid; the fitter's default is now auto.
-    parser.add_argument("--d-e-method", choices=("global", "kaplan", "irreducible", "interpolate", "auto"),
-                        default="global")
-    parser.add_argument("--bootstrap", type=int, default=300)
-    parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--advice-draws", type=int, default=100)
+    parser.add_argument("--tolerance", type=float, default=0.03)
     args = parser.parse_args()
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}; grid {len(GRID_N)} N x "
-          f"{len(GRID_D_F)} D_F = {len(GRID_N) * len(GRID_D_F)} fine-tunes; noise {args.noise}; "
-          f"D_E {args.d_e_method}; bootstrap {args.bootstrap}; tolerance ±{args.tolerance}")
-    print(f"{'seed':>4} {'grid runs':>9} {'grid PFLOP':>10} {'adapt runs':>10} {'adapt PFLOP':>11} "
-          f"{'runs ratio':>10} {'compute ratio':>13}")
-    run_ratios, flop_ratios = [], []
-    for seed in range(args.seeds):
-        g_runs, g_flops, g_ok = run_arm(seed, args, adaptive=False)
-        a_runs, a_flops, a_ok = run_arm(seed, args, adaptive=True)
-        run_ratios.append(a_runs / g_runs)
-        flop_ratios.append(a_flops / g_flops)
-        flag = "" if g_ok and a_ok else f"  (pinned: grid {g_ok}, adaptive {a_ok})"
-        print(f"{seed:4d} {g_runs:9d} {g_flops:10.3g} {a_runs:10d} {a_flops:11.3g} {run_ratios[-1]:10.2f} "
-              f"{flop_ratios[-1]:13.2f}{flag}")
-    print(f"median ratio adaptive / grid: runs {statistics.median(run_ratios):.2f}, "
-          f"compute {statistics.median(flop_ratios):.2f}")
+    families = args.family or ["kaplan", "irreducible"]
+    target = Target(args.tolerance, beta_excludes_0=True)
+    grid = grid_cells()
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}; grid {len(grid)} runs "
+          f"({len(GRID_N)} N x {len(GRID_D_F)} D_F fine-tunes, {len(GRID_N)} N x {len(SCRATCH_D)} scratch D); "
+          f"noise {args.noise}; bootstrap {args.bootstrap}; target alpha +-{args.tolerance}, beta excludes 0, "
+          "all draws, no warning; compute 6 N tokens x 3 epochs + pretraining 6 N x 20 N")
+    for name in families:
+        loss = family(name)
+        judge = Judge(METHOD.get(name, "auto"), args.bootstrap, target)
+        print(f"\n## family {name} (D_E by {judge.method})")
+        print(f"{'seed':>4} {'random runs':>11} {'random EF':>9} {'full runs':>9} {'full EF':>8} {'adapt runs':>10} "
+              f"{'adapt EF':>8} {'runs a/r':>8} {'compute a/r':>11} {'s':>5}")
+        ratios_runs, ratios_flops = [], []
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            began = time.monotonic()
+            world = World(loss, seed, args.noise)
+            r = random_arm(world, judge, seed)
+            f = full_arm(world, judge)
+            a = adaptive_arm(world, judge, args.advice_draws)
+            ratios_runs.append(a[0] / max(r[0], 1))
+            ratios_flops.append(a[1] / r[1] if r[1] > 0 else float("nan"))
+            flags = "".join(f" {arm}:{'pinned' if ok else 'NOT pinned'}" for arm, ok in
+                            (("random", r[2]), ("full", f[2]), ("adaptive", a[2])))
+            print(f"{seed:4d} {r[0]:11d} {r[1] / 1e18:9.3g} {f[0]:9d} {f[1] / 1e18:8.3g} {a[0]:10d} {a[1] / 1e18:8.3g} "
+                  f"{ratios_runs[-1]:8.2f} {ratios_flops[-1]:11.2f} {time.monotonic() - began:5.0f} {flags}",
+                  flush=True)
+        print(f"median adaptive / random ({name}): runs {statistics.median(ratios_runs):.2f}, "
+              f"compute {statistics.median(ratios_flops):.2f} (EF = 1e18 FLOP)")
 
 
 if __name__ == "__main__":

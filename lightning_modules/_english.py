@@ -209,7 +209,7 @@ def _scenes(markdown: str) -> list[str]:
     current: list[str] = []
     for piece in re.split(r"\n(?=#{1,3} )", markdown):
         if piece.startswith("### ") and any(p.startswith("### ") for p in current):
-            carried = []
+            carried: list[str] = []
             while current and not current[-1].startswith("### "):  # "## ACT II" opens the next scene
                 carried.insert(0, current.pop())
             scenes.append("\n".join(current))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,20 @@ from typing import Any
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or does not match the expected model."""
+
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name/3`` -> (name, "3", None); ``models:/name@alias`` -> (name, None, alias).
+
+    Torch-free, so the core install's ``lineage`` and the plugin can read a parent URI without the training stack.
+    """
+    match = _MODEL_URI.match(uri or "")
+    if not match:
+        raise CheckpointError(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
+    return match["name"], match["version"], match["alias"]
 
 
 class BudgetError(ValueError):

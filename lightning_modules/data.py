@@ -15,6 +15,9 @@ How D_F maps to training windows (the convention every run records):
    eos tokens count 0, a document cut by the budget counts the characters of its decoded prefix.
 5. The test set is the test split's documents in file order (fixed per corpus, independent of seed and budget),
    capped at ``test_tokens`` tokens, windowed the same way, never shuffled.
+6. Under DDP or FSDP (R processes) ``batch_size`` stays the global batch: each rank reads ``batch_size / R`` windows
+   per step, so a run's steps, schedule and D_F mean the same on any number of devices. Every window of an epoch
+   (and of the test set) is read by exactly one rank, none twice (``distributed.ShardSampler``).
 
 Several processes (DDP ranks, nodes sharing a file system, concurrent runs of a sweep) may set up the same corpus
 at once: a file lock per split in the cache folder lets the first one tokenise while the others wait and then read
@@ -39,6 +42,7 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from transfer_laws.lightning_modules.config import BudgetError, DataConfig
+from transfer_laws.lightning_modules.distributed import EMPTY_WINDOW, ShardSampler, process_group
 from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
 
 IGNORE_INDEX = -100
@@ -57,11 +61,13 @@ class WindowDataset(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.full((self.context,), self.pad_id, dtype=torch.long)
+        y = torch.full((self.context,), IGNORE_INDEX, dtype=torch.long)
+        if i == EMPTY_WINDOW:  # a ShardSampler's padding: nothing to predict, nothing counted
+            return x, y
         if not 0 <= i < self.n:
             raise IndexError(i)
         chunk = torch.from_numpy(self.tokens[i * self.context: i * self.context + self.context + 1].astype(np.int64))
-        x = torch.full((self.context,), self.pad_id, dtype=torch.long)
-        y = torch.full((self.context,), IGNORE_INDEX, dtype=torch.long)
         x[: len(chunk) - 1] = chunk[:-1]
         y[: len(chunk) - 1] = chunk[1:]
         return x, y
@@ -206,23 +212,43 @@ class TokenDataModule(L.LightningDataModule):
         return _SplitTokens(ids, offsets, n_chars)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled (seeded) windows of exactly D_F tokens."""
+        """Shuffled (seeded) windows of exactly D_F tokens; this rank's share under DDP/FSDP."""
         if self._train is None:
             self.setup("fit")
+        rank, world = process_group()
+        if world > 1:
+            return self._sharded(self._train, rank, world, shuffle=True)
         generator = torch.Generator().manual_seed(self.config.seed)
         return DataLoader(self._train, batch_size=self.config.batch_size, shuffle=True, generator=generator,
                           num_workers=self.config.num_workers, drop_last=False, pin_memory=_pin())
 
     def val_dataloader(self) -> DataLoader:
-        """The fixed held-out test set, in order."""
+        """The fixed held-out test set, in order; this rank's share under DDP/FSDP (summed over ranks)."""
         if self._test is None:
             self.setup("fit")
+        rank, world = process_group()
+        if world > 1:
+            return self._sharded(self._test, rank, world, shuffle=False)
         return DataLoader(self._test, batch_size=self.config.batch_size, shuffle=False,
                           num_workers=self.config.num_workers, pin_memory=_pin())
+
+    def _sharded(self, data: WindowDataset, rank: int, world: int, *, shuffle: bool) -> DataLoader:
+        per_rank = per_rank_batch(self.config.batch_size, world)
+        sampler = ShardSampler(len(data), world, rank, batch_size=per_rank, shuffle=shuffle, seed=self.config.seed)
+        return DataLoader(data, batch_size=per_rank, sampler=sampler, num_workers=self.config.num_workers,
+                          drop_last=False, pin_memory=_pin())
 
     def test_dataloader(self) -> DataLoader:
         """Same as ``val_dataloader``."""
         return self.val_dataloader()
+
+
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """Windows per rank and step for a global ``batch_size``; it must divide evenly (a clear error otherwise)."""
+    if batch_size % world_size:
+        raise ValueError(f"--batch-size {batch_size} is the global batch and must be divisible by the "
+                         f"{world_size} processes of this job (each reads batch_size / {world_size} windows)")
+    return batch_size // world_size
 
 
 def _pin() -> bool:

@@ -11,9 +11,10 @@ reads them only every ``finite_check_every`` steps (every step on CPU, where rea
 interval on accelerators, when the logged loss is read anyway), before each evaluation and at the end of fit.
 A diverged run then stops up to that many steps later, and the report still names the exact step.
 
-Under DDP the in-loop evaluation runs on Lightning's DistributedSampler shards, summed across ranks; the sampler
-repeats a few windows when the test set does not divide evenly by the number of ranks, so that value is exact
-only then. The final evaluation at the end of fit reads the whole test set on every rank and is always exact.
+Under DDP or FSDP every evaluation reads this rank's share of the test set (``distributed.ShardSampler``: each
+window on exactly one rank, padding windows count nothing) and sums the loss and the target count over ranks
+before dividing, so the held-out loss is the same token-weighted mean as on one process, not a mean of means.
+``tokens_seen`` counts the windows of all ranks from the sampler's layout, with no communication.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig, OptimConfig
+from transfer_laws.lightning_modules.distributed import ShardSampler, fsdp_root, whole_parameters
 from transfer_laws.lightning_modules.flops import mfu, peak_flops
 from transfer_laws.lightning_modules.model import GPT, load_checkpoint, non_embedding_params, total_params
 from transfer_laws.registry.schema import METRIC_TEST_LOSS, METRIC_TRAIN_LOSS
@@ -38,7 +40,6 @@ __all__ = ["OptimConfig", "TrainingDiverged", "TransferLM", "lr_factor"]  # Opti
 
 METRIC_TOKENS_PER_S = "tokens_per_s"
 METRIC_MFU = "mfu"
-METRIC_LR = "lr"
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,15 +104,21 @@ class TransferLM(L.LightningModule):
     def on_fit_start(self) -> None:
         self._finished = False
         self._first_bad_step = self._first_bad_value = None
-        self._initial_state = _snapshot(self.model)
+        self._initial_state = self._whole_snapshot()
         self._peak = peak_flops(self.device)
         self._reset_window()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.model(x, y)
+        sampler = self._shard_sampler()
+        if sampler is None:
+            _, loss = self.model(x, y)
+            tokens = x.numel() * self.trainer.world_size
+        else:  # a rank's last batch may hold only padding windows: their loss is 0, not 0/0
+            total, count = self._loss_sum(batch, dtype=torch.float32)
+            loss = total / count.clamp(min=1)
+            tokens = sampler.windows_in_batch(batch_idx) * x.size(1)
         self._track_finite(loss.detach())
-        tokens = x.numel() * self.trainer.world_size
         self.tokens_seen += tokens
         self._window_tokens += tokens
         last_micro_batch = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
@@ -123,6 +130,12 @@ class TransferLM(L.LightningModule):
             self.log(METRIC_TRAIN_LOSS, loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
             self._log_throughput()
         return loss
+
+    def _shard_sampler(self) -> ShardSampler | None:
+        """The training loader's ShardSampler (data.py uses one under DDP/FSDP), None otherwise."""
+        loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
+        sampler = getattr(loader, "sampler", None)
+        return sampler if isinstance(sampler, ShardSampler) else None
 
     def _finite_every(self) -> int:
         if self.finite_check_every is not None:
@@ -199,9 +212,20 @@ class TransferLM(L.LightningModule):
         # A Trainer-level setting wins; otherwise clip by our OptimConfig.
         clip = gradient_clip_val if gradient_clip_val is not None else self.optim.grad_clip
         if clip:
+            root = self._fsdp()
+            if root is not None:  # each rank holds a shard of the gradients: FSDP computes the global norm
+                root.clip_grad_norm_(clip)
+                return
             # Clip directly: Lightning's clip_gradients refuses fused optimizers under mixed precision, although
             # bf16 has no loss scale, and fp16's scaler has unscaled the gradients before this hook runs.
             torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
+
+    def _fsdp(self) -> torch.nn.Module | None:
+        """The FSDP-wrapped model under the FSDP strategy, else None (a cheap check: it runs every step)."""
+        return fsdp_root(self._trainer.strategy.model) if self._under_fsdp() else None
+
+    def _under_fsdp(self) -> bool:
+        return self._trainer is not None and type(self._trainer.strategy).__name__.startswith("FSDP")
 
     def _fused_adamw(self) -> bool:
         """One kernel for all parameters on CUDA; not under fp16, whose fused step would unscale after clipping."""
@@ -222,12 +246,13 @@ class TransferLM(L.LightningModule):
         self._val_sum += total
         self._val_count += count
 
-    def _loss_sum(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_sum(self, batch: tuple[torch.Tensor, torch.Tensor],
+                  dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits, _ = self.model(x)
         total = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum",
                                 ignore_index=-100)
-        return total.double(), (y != -100).sum().double()
+        return total.to(dtype), (y != -100).sum().to(dtype)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or self._val_sum is None:
@@ -239,8 +264,9 @@ class TransferLM(L.LightningModule):
             raise ValueError("the held-out test set is empty")
         loss = sums[0] / sums[1]
         # Logged to callbacks (early stopping) here, to the loggers by _log_test_loss at the optimizer step count.
-        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=False, logger=False,
-                 prog_bar=True)
+        # sync_dist: the value is already the same on every rank (so the mean is exact); Lightning warns without it.
+        self.log(METRIC_TEST_LOSS, loss.float(), on_step=False, on_epoch=True, sync_dist=self.trainer.world_size > 1,
+                 logger=False, prog_bar=True)
         self._log_test_loss(float(loss))
         self._record_eval(float(loss))
 
@@ -259,11 +285,18 @@ class TransferLM(L.LightningModule):
         if loss < self.best_test_loss:
             self.best_test_loss = loss
             self.best_step = int(self.global_step)
-            self._best_state = _snapshot(self.model)
+            self._best_state = self._whole_snapshot()
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """Exact token-weighted mean cross-entropy (nats/token) of the model over ``batches``, outside any loop."""
+        total, count = self._evaluate_sums(batches)
+        if count == 0:
+            raise ValueError("the held-out test set is empty")
+        return float(total / count)
+
+    def _evaluate_sums(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, targets) over ``batches`` on this process, in float64 on the CPU."""
         was_training = self.model.training
         self.model.eval()
         total = torch.zeros((), dtype=torch.float64)
@@ -277,9 +310,7 @@ class TransferLM(L.LightningModule):
                     count += c.cpu()
         finally:
             self.model.train(was_training)
-        if count == 0:
-            raise ValueError("the held-out test set is empty")
-        return float(total / count)
+        return total, count
 
     # -- end of fit ---------------------------------------------------------------------------------------------
     def finish_fit(self) -> None:
@@ -295,7 +326,7 @@ class TransferLM(L.LightningModule):
         if self.global_step > 0 and self._last_eval_step != self.global_step:
             batches = self._val_batches()
             if batches is not None:
-                loss = self.evaluate(batches)
+                loss = self._evaluate_everywhere(batches)
                 self._log_test_loss(loss)
                 self._record_eval(loss)
         if self._best_state is not None:
@@ -303,6 +334,16 @@ class TransferLM(L.LightningModule):
 
     def on_train_end(self) -> None:
         self.finish_fit()
+
+    def _evaluate_everywhere(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """``evaluate`` over every rank's share (each rank reads its own windows; the sums are added)."""
+        if self.trainer.world_size == 1:
+            return self.evaluate(batches)
+        total, count = self._evaluate_sums(batches)
+        sums = self.trainer.strategy.reduce(torch.stack([total, count]).to(self.device), reduce_op="sum")
+        if float(sums[1]) == 0:
+            raise ValueError("the held-out test set is empty")
+        return float(sums[0] / sums[1])
 
     def _val_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]] | None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -312,7 +353,23 @@ class TransferLM(L.LightningModule):
 
     def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
         if state is not None:
-            self.model.load_state_dict(state)
+            with whole_parameters(self._fsdp(), writeback=True):
+                self.model.load_state_dict(state)
+
+    def _whole_snapshot(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights on the CPU (under FSDP gathered from every rank: all ranks call this)."""
+        with whole_parameters(self._fsdp()):
+            return _snapshot(self.model)
+
+    def whole_model(self) -> GPT:
+        """The GPT to save: ``model`` itself, or under FSDP a CPU copy holding the whole best (else initial)
+        weights, so the checkpoint is one consolidated file whatever the number of devices."""
+        if not self._under_fsdp():  # decided by the strategy: after fit it may have unwrapped the model
+            return self.model
+        state = self._best_state if self._best_state is not None else self._initial_state
+        model = GPT(self.model_config)
+        model.load_state_dict(state)
+        return model
 
 
 def _load_matching(source: Path | GPT, expected: GPTConfig) -> GPT:

@@ -2,6 +2,8 @@
 
 Held-out evaluation every ``eval_every_steps`` optimizer steps (counted across epochs, so small D_F trains for many
 epochs), early stopping on ``test_loss``, bf16-mixed on CUDA, DDP through Lightning when there are several devices.
+Under ``torchrun`` or ``srun``, ``devices: auto`` takes the launcher's processes per node and node count (see
+``distributed.launcher_devices``), so the same command line runs under Lightning's own launcher and theirs.
 
 MLflow traffic: Lightning hands the logger all metrics of a step together, every ``log_every_steps`` steps, and
 ``MLFlowLogger.log_metrics`` sends them as one ``log_batch`` request, so a run makes one request per
@@ -19,10 +21,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from transfer_laws.lightning_modules.config import TrainConfig
+from transfer_laws.lightning_modules.distributed import launcher_devices
 from transfer_laws.lightning_modules.progress import progress_callbacks, quiet_lightning_tips
 from transfer_laws.registry.schema import METRIC_TEST_LOSS
 
-__all__ = ["TrainConfig", "build_trainer", "resolve_precision"]  # TrainConfig: its old import path
+__all__ = ["TrainConfig", "build_trainer", "resolve_devices", "resolve_precision"]  # TrainConfig: its old import path
 
 
 def resolve_precision(precision: str) -> str:
@@ -32,6 +35,21 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def resolve_devices(train: TrainConfig) -> tuple[int | str, int]:
+    """(devices, num_nodes) for Lightning: a launcher's layout when ``devices`` is auto, else as given.
+
+    FSDP is refused on CPU here, before any run exists: Lightning 2.6's FSDPStrategy requires a CUDA accelerator
+    (``AcceleratorConnector._check_strategy_and_fallback``).
+    """
+    if train.strategy.startswith("fsdp") and not torch.cuda.is_available():
+        raise ValueError(f"--train.strategy {train.strategy} needs CUDA GPUs (Lightning's FSDP does not run on the "
+                         "CPU); use --train.strategy ddp here")
+    launched = launcher_devices()
+    if train.devices == "auto" and launched is not None:
+        return launched
+    return train.devices, train.num_nodes
 
 
 class _FinishFit(Callback):
@@ -71,6 +89,7 @@ def build_trainer(
                            *progress]
     if train.compile:
         own.append(_Compile())
+    devices, num_nodes = resolve_devices(train)
     return L.Trainer(
         max_steps=train.max_steps,
         max_epochs=train.max_epochs,
@@ -81,8 +100,8 @@ def build_trainer(
         num_sanity_val_steps=0,
         precision=resolve_precision(train.precision),
         accelerator="auto",
-        devices=train.devices,
-        num_nodes=train.num_nodes,
+        devices=devices,
+        num_nodes=num_nodes,
         strategy=train.strategy,
         accumulate_grad_batches=train.accumulate_grad_batches,
         log_every_n_steps=train.log_every_steps,

@@ -6,6 +6,9 @@ It works with Lightning's ``MLFlowLogger`` (the run id comes from ``trainer.logg
 what still cannot be written is kept and, at the end, saved as JSON next to the checkpoint
 (``replay_facts`` writes it later), so an unreachable server loses nothing.
 
+Under DDP or FSDP only global rank 0 writes: it resolves (and so creates) the run in ``setup``, once the processes
+have met, and broadcasts its id, so every rank's ``run_id`` names the one run of the job.
+
 A fine-tune also refreshes its parent checkpoint version's lineage (tags and description listing the runs that
 started from it, ``registry.lineage.update_checkpoint_lineage``), so the registry page shows where the checkpoint
 went as soon as the fine-tune starts.
@@ -70,14 +73,16 @@ class TransferFactsCallback(L.Callback):
     becomes a param ``<group>.<field>`` and the whole is the ``config.yaml`` artifact.
     """
 
-    def __init__(self, facts: RunFacts, *, config: dict[str, Any] | None = None, run_id: str | None = None,
-                 tracking_uri: str | None = None, fallback_dir: Path | None = None, attempts: int = 3,
-                 retry_wait_s: float = 0.5) -> None:
-        """``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
+    def __init__(self, facts: RunFacts, *, config: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None, run_id: str | None = None, tracking_uri: str | None = None,
+                 fallback_dir: Path | None = None, attempts: int = 3, retry_wait_s: float = 0.5) -> None:
+        """``params``: a caller's params beside the facts (a sweep's ``lr``), written with them;
+        ``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
         (default: ``<TRANSFER_LAWS_HOME>/checkpoints/<run_id>``, the folder the launcher saves the checkpoint to)."""
         super().__init__()
         self.facts = facts
         self.config = config
+        self.params = dict(params or {})
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.fallback_dir = fallback_dir
@@ -88,14 +93,23 @@ class TransferFactsCallback(L.Callback):
         self._client: Any = None
 
     # -- Lightning hooks ----------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The run of the job: resolved on global rank 0 (which creates it) and broadcast to every rank."""
+        if trainer.is_global_zero:
+            self._resolve_run(trainer)
+        if trainer.world_size > 1:
+            self.run_id, self.tracking_uri = trainer.strategy.broadcast((self.run_id, self.tracking_uri), src=0)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         self._resolve_run(trainer)
         if self.run_id is None:
             warnings.warn("TransferFactsCallback: no MLflow run (no MLFlowLogger, no active run); facts not logged",
                           stacklevel=2)
             return
         datamodule = getattr(trainer, "datamodule", None)
-        params = {**_params(pl_module, datamodule, self.facts.role), **_trainer_params(trainer)}
+        params = {**_params(pl_module, datamodule, self.facts.role), **_trainer_params(trainer), **self.params}
         if self.config:
             params.update({k: v for k, v in config_params(self.config).items() if k not in params})
         for chunk in chunks(params):
@@ -120,7 +134,7 @@ class TransferFactsCallback(L.Callback):
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.run_id is None:
+        if self.run_id is None or not trainer.is_global_zero:
             return
         best = float(getattr(pl_module, "best_test_loss", math.inf))
         if math.isfinite(best):
@@ -133,7 +147,7 @@ class TransferFactsCallback(L.Callback):
         self._save_unwritten()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if self.run_id is None:
+        if self.run_id is None or not trainer.is_global_zero:
             return
         reason = f"{type(exception).__name__}: {exception}"[:5000]
         self._write({"kind": "tags", "values": {TAG_FAILURE: reason}})

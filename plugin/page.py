@@ -1,5 +1,7 @@
 """The law page on the MLflow server: ``/transfer-laws/`` (HTML), ``/transfer-laws/api/laws`` (JSON) and a
-CSRF-protected "refit now" endpoint. ``register_law_page(app)`` adds it to MLflow's Flask app.
+CSRF-protected "refit now" endpoint. Both list every law, paginated (``?page=N``; ``?law=<law>`` opens the page
+holding that law), from ``page_cache`` (each law version read once); under basic auth only the laws the user may
+read (``page_auth``). ``register_law_page(app)`` adds it to MLflow's Flask app.
 
 Inside the server the page reads the server's own backend store (the ``--backend-store-uri`` that ``mlflow
 server`` exports to its workers), so it works under uvicorn with one worker without calling itself over HTTP.
@@ -15,13 +17,19 @@ import secrets
 from dataclasses import asdict
 from typing import Any
 
-from transfer_laws.plugin.page_data import LawView, collect_laws
+from transfer_laws.plugin.page_cache import Entry, LawCache
+from transfer_laws.plugin.page_data import LawView
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
+from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
 URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")
+PAGE_LAWS = 20
+"""Laws drawn per page (``?page=N``; every law the user may see is listed in the side bar)."""
+API_PER_PAGE, API_MAX_PER_PAGE = 100, 500
+"""Laws per ``/api/laws`` page by default (``?page=N&per_page=M``), and the most one page may hold."""
 CSRF_COOKIE = "tl_csrf"
 CSRF_HEADER = "X-TL-CSRF"
 
@@ -64,6 +72,14 @@ def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
+def _exchange(fit: Any) -> str | None:
+    """The headline "10x N is worth X x fine-tuning data [low, high]" (undetermined when alpha's interval includes
+    0); None without a fit."""
+    if fit is None or not hasattr(fit, "exchange_headline"):
+        return None
+    return str(fit.exchange_headline())
+
+
 def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
     """Everything the template draws for one law."""
     links = _ui_links(root, view)
@@ -73,15 +89,59 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "loss_plot": loss_svg(view.runs, fv.fit, links["runs"]),
             "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
             "history_plots": [history_svg(fv.history, name) for name in ("alpha", "beta")] if len(fv.history) else [],
-            "exchange": (10 ** (fv.fit.beta / fv.fit.alpha) if fv.fit is not None and fv.fit.alpha else None),
+            "exchange": _exchange(fv.fit),
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
-def law_json(client: Any, view: LawView) -> dict[str, Any]:
-    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, and the version history."""
-    fv = fit_view(client, view)
+def _with_calibration(client: Any, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
+
+
+def law_json(client: Any, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
+    """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, the version history and the
+    versions' forecast track record."""
+    from transfer_laws.plugin.page_calibration import calibration_section
+
+    fv = fv if fv is not None else fit_view(client, view)
+    record = calibration_section(client, view.law, fv.fit, view.version)["calibration"]["record"]
     return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
-                   "history": [asdict(row) for row in fv.history]})
+                   "history": [asdict(row) for row in fv.history], "track_record": record})
+
+
+def _visible(entries: list[Entry], basic_auth: bool) -> list[Entry]:
+    """Under basic auth, only laws all of whose runs lie in experiments the user may read (``page_auth``)."""
+    if not basic_auth:
+        return entries
+    from transfer_laws.plugin.page_auth import readable_experiments
+
+    readable = readable_experiments({e for entry in entries for e in entry.view.experiment_ids})
+    return [entry for entry in entries if set(entry.view.experiment_ids) <= readable]
+
+
+def _page_of(entries: list[Entry], size: int) -> tuple[int, int]:
+    """(page asked for, pages): ``?page=N`` (1-based), or ``?law=<law>``, the page that holds that law."""
+    from flask import request
+
+    pages = max(1, -(-len(entries) // size))
+    law = request.args.get("law")
+    if law:
+        at = next((i for i, entry in enumerate(entries) if entry.view.law == law), 0)
+        return at // size + 1, pages
+    asked = request.args.get("page", "1")
+    return (min(max(int(asked), 1), pages) if asked.isdigit() else 1), pages
+
+
+def _targets(shown: list[Entry]) -> set[str]:
+    """The targets of the laws a page shows: their transfer maps are drawn (each with every law of its target)."""
+    targets = set()
+    for entry in shown:
+        try:
+            targets.add(schema.parse_law(entry.view.law)[1])
+        except ValueError:
+            continue
+    return targets
 
 
 class RefitUnavailable(RuntimeError):
@@ -127,24 +187,53 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
                      static_folder="static", static_url_path="/static")
 
+    cache = LawCache()
+
     @page.get("/")
     def index() -> Any:
         client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        laws = [_section(root, view, fit_view(client, view)) for view in collect_laws(client)]
-        response = make_response(render_template("law_page.html", laws=laws, csrf_header=CSRF_HEADER,
-                                                 csrf_token=token, prefix=root + URL_PREFIX, root=root,
-                                                 paper=TEXT_TO_PYTHON,
-                                                 ui_experiments=schema.ui_route("#/experiments", root),
-                                                 ui_models=schema.ui_route("#/models", root)))
+        entries = _visible(cache.entries(client), use_auth)
+        number, pages = _page_of(entries, PAGE_LAWS)
+        args = tuple(sorted(request.args.items()))
+
+        def render() -> str:
+            shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
+            # A section (with its calibration) is built once per cached entry: a new version or the TTL renews it.
+            laws = [cache.derived(e, ("section", root),
+                                  lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
+                    for e in shown]
+            side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
+            maps = cache.across(entries, ("maps", number, args),
+                                lambda: map_sections(client, [e.view for e in entries], request.args,
+                                                     _targets(shown)))
+            return render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
+                                   prefix=root + URL_PREFIX, root=root, paper=TEXT_TO_PYTHON, index=side,
+                                   page=number, pages=pages, ui_experiments=schema.ui_route("#/experiments", root),
+                                   ui_models=schema.ui_route("#/models", root))
+
+        # The HTML depends only on the laws shown (as cached), the page, the query and the root (the CSRF token
+        # goes in a cookie), so one rendering serves every request until a law changes.
+        response = make_response(cache.across(entries, ("html", root, number, args), render))
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Strict", secure=request.is_secure)
         return response
 
     @page.get("/api/laws")
     def api_laws() -> Any:
         client = _client(tracking_uri)
-        return jsonify({"laws": [law_json(client, view) for view in collect_laws(client)]})
+        entries = _visible(cache.entries(client), use_auth)
+        size = request.args.get("per_page", "")
+        size = min(int(size), API_MAX_PER_PAGE) if size.isdigit() and int(size) > 0 else API_PER_PAGE
+        number, pages = _page_of(entries, size)
+        shown = entries[(number - 1) * size:number * size]
+        laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
+        targets = cache.across(entries, ("targets", number, size, tuple(sorted(request.args.items()))),
+                               lambda: finite(target_maps(client, [e.view for e in entries], request.args,
+                                                          _targets(shown))))
+        # Each law's JSON is finite already (law_json): only the maps need it, once per set of laws.
+        return jsonify({"laws": laws, "page": number, "pages": pages, "per_page": size, "total": len(entries),
+                        "next_page": number + 1 if number < pages else None, "targets": targets})
 
     @page.post("/api/refit")
     def refit() -> Any:

@@ -2,7 +2,9 @@
 
 MLflow's auth app authenticates every request (no credentials -> 401) and then, failing closed, forbids any
 route it has no validator for. This module registers validators for the page's routes: any authenticated user
-may read the page and its JSON; a refit needs edit rights (``can_update``) on the law's registered model.
+may open the page and its JSON, which then list only the laws whose runs all lie in experiments the user may read
+(``readable_experiments``: MLflow's own check, the one its ``search_runs`` applies); a refit needs edit rights
+(``can_update``) on the law's registered model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ STATIC_FILES = ("law_page.js", "law_page.css")
 
 
 def _can_read() -> bool:
-    return True  # authenticated by auth's before_request already; laws are shown to every team member
+    return True  # authenticated by auth's before_request already; the routes filter the laws (readable_experiments)
+
+
+def readable_experiments(experiment_ids: set[str]) -> set[str]:
+    """Those of ``experiment_ids`` the signed-in user may read runs of: MLflow's ``filter_experiment_ids`` (admins
+    read all; otherwise role grants, then the configured default permission). Call inside a request."""
+    from mlflow.server import auth
+
+    return set(auth.filter_experiment_ids(sorted(experiment_ids)))
 
 
 def _can_refit() -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,8 @@ class LawView:
     """Fine-tunes tagged with this law and scratch runs on its target that the refit reads."""
     excluded: list[dict[str, str]] = field(default_factory=list)
     """Runs left out, ``{"run_id", "reason"}``: by the reader now, and by the shown version's fit."""
+    experiment_ids: list[str] = field(default_factory=list)
+    """Experiments of every run the reader found for the law (under basic auth, who may see it)."""
 
 
 def _source_metrics(client: Any, mv: Any) -> tuple[dict[str, float], str | None, str | None]:
@@ -79,15 +83,14 @@ def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
     return {p: [b["lo"], b["hi"]] for p, b in bounds.items() if {"lo", "hi"} <= set(b)}
 
 
-def law_runs(client: Any, law: str) -> tuple[list[RunResult], dict[str, str]]:
+def law_runs(client: Any, law: str) -> Any:
     """The law's runs as the refit reads them (``read_law_inputs``: the same query, records and exclusions), so
-    the page lists exactly what the next fit will use; runs the reader leaves out come back with their reasons."""
+    the page lists exactly what the next fit will use; runs the reader leaves out come with their reasons."""
     from transfer_laws.registry.reader import read_law_inputs
 
     source, target = schema.parse_law(law)
     schema.law_name(source, target)  # only well-formed names reach the reader's filters (no quote can break them)
-    inputs = read_law_inputs(law, client)
-    return inputs.points, inputs.excluded
+    return read_law_inputs(law, client)
 
 
 def download_artifact(root_uri: str, relative: str, dst: str) -> str:
@@ -104,13 +107,33 @@ def download_artifact(root_uri: str, relative: str, dst: str) -> str:
     return download_artifacts(artifact_uri=f"{root_uri.rstrip('/')}/{relative}", dst_path=dst)
 
 
+_REPORTS: OrderedDict[str, list[dict[str, str]]] = OrderedDict()
+_REPORTS_KEPT = 1024
+_reports_lock = threading.Lock()
+
+
 def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str]]:
-    """Runs the reader or the fit left out, with reasons; empty when the run has no readable report."""
+    """Runs the reader or the fit left out, with reasons; empty when the run has no readable report. A refit run's
+    report never changes once its version exists, so it is read once per run."""
+    if not run_id:
+        return []
+    with _reports_lock:
+        if run_id in _REPORTS:
+            return list(_REPORTS[run_id])
+    pairs = _read_report(client, run_id)
+    if pairs is None:
+        return []
+    with _reports_lock:
+        _REPORTS[run_id] = pairs
+        while len(_REPORTS) > _REPORTS_KEPT:
+            _REPORTS.popitem(last=False)
+    return list(pairs)
+
+
+def _read_report(client: Any, run_id: str) -> list[dict[str, str]] | None:
     import json
     import tempfile
 
-    if not run_id:
-        return []
     with tempfile.TemporaryDirectory() as dst:
         try:
             report_path = download_artifact(client.get_run(run_id).info.artifact_uri or "", schema.INPUTS_ARTIFACT,
@@ -118,7 +141,7 @@ def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str
             with open(report_path) as f:
                 report = json.load(f)
         except Exception:  # a version without a report (or unreachable store) shows no exclusions
-            return []
+            return None
     pairs = list((report.get("excluded_by_reader") or {}).items()) + list(report.get("excluded_by_fit") or [])
     return [{"run_id": str(rid), "reason": str(reason)} for rid, reason in pairs]
 
@@ -145,7 +168,8 @@ def law_view(client: Any, name: str) -> LawView:
     mv, count = _shown_version(client, name)
     law = (mv.tags.get(schema.LAW_TAG_LAW) if mv is not None else None) or name.removeprefix(schema.LAW_MODEL_PREFIX)
     metrics, run_id, experiment_id = _source_metrics(client, mv) if mv is not None else ({}, None, None)
-    runs, left_out_now = law_runs(client, law)
+    inputs = law_runs(client, law)
+    runs, left_out_now = inputs.points, inputs.excluded
     excluded = (_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else []
     listed = {e["run_id"] for e in excluded}
     excluded += [{"run_id": rid, "reason": why} for rid, why in sorted(left_out_now.items()) if rid not in listed]
@@ -162,14 +186,28 @@ def law_view(client: Any, name: str) -> LawView:
         intervals=_intervals(metrics),
         runs=runs,
         excluded=excluded,
+        experiment_ids=sorted(inputs.experiment_ids),
     )
 
 
+def law_models(client: Any) -> list[Any]:
+    """Every registered model named ``transfer-law-*`` (with its latest versions), by name, all pages."""
+    models: list[Any] = []
+    token: str | None = None
+    while True:
+        page = client.search_registered_models(filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'",
+                                               max_results=1000, order_by=["name ASC"], page_token=token)
+        models.extend(page)
+        token = page.token
+        if not token:
+            return models
+
+
 def collect_laws(client: Any) -> list[LawView]:
-    """Every registered model named ``transfer-law-*``, sorted by law."""
-    models = client.search_registered_models(filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'")
+    """Every registered model named ``transfer-law-*``, sorted by law (uncached; the server's page uses
+    ``page_cache``)."""
     views = []
-    for model in models:
+    for model in law_models(client):
         try:
             views.append(law_view(client, model.name))
         except Exception:  # one crafted or broken model (e.g. a quote in its name) must not hide the rest

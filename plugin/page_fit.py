@@ -22,7 +22,8 @@ from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL
 
 HISTORY_LIMIT = 30
 """Versions shown in the history (the newest ones): each costs a read of its refit run."""
-_CACHE_SIZE = 16
+_CACHE_SIZE = 256
+"""Fits kept loaded (one per law version shown; a fit is a few hundred KB of bootstrap draws)."""
 _cache: OrderedDict[str, Any] = OrderedDict()
 _rows: OrderedDict[str, VersionRow] = OrderedDict()
 _cache_lock = threading.Lock()

@@ -7,8 +7,9 @@ seconds). We reject a bad signature (401), a timestamp more than 300 s away (401
 declared size are checked before any of the body is read, and an undeclared body is read only up to the limit
 (``BodyLimit`` does the same in front of MLflow's ASGI wrapper, which would otherwise buffer it all). The secret
 is ``TRANSFER_LAWS_WEBHOOK_SECRET``; with no secret set every call is refused (503), never accepted unsigned.
-Replayed ids are remembered per process for the staleness window, which is all a replay can use (older
-timestamps are stale anyway).
+Seen ids are remembered for the staleness window, which is all a replay can use (older timestamps are stale
+anyway): in a table of the server's SQL backend store (``StoredReplayGuard``), so a restart or another replica does
+not forget them; in memory only when the backend store is not SQL.
 
 Events acted on: ``model_version.created``, ``model_version_tag.set`` and ``model_version_alias.created`` of a
 version tagged ``transfer.kind=pretrained-checkpoint``: every law whose source is that checkpoint's corpus is
@@ -68,6 +69,50 @@ class ReplayGuard:
                 return False
             self._seen[delivery_id] = now
             return True
+
+
+class StoredReplayGuard(ReplayGuard):
+    """Delivery ids seen within the staleness window, in table ``WEBHOOK_DELIVERIES_TABLE`` of a SQL database: the
+    primary key makes "first time" atomic across processes. A database that cannot answer refuses the delivery
+    (the route answers 503; MLflow retries)."""
+
+    def __init__(self, db_uri: str, window_s: float = MAX_AGE_S) -> None:
+        super().__init__(window_s)
+        import sqlalchemy as sa
+
+        from transfer_laws.registry.schema import WEBHOOK_DELIVERIES_TABLE
+
+        self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
+        self._table = sa.Table(WEBHOOK_DELIVERIES_TABLE, sa.MetaData(),
+                               sa.Column("delivery_sha256", sa.String(64), primary_key=True),
+                               sa.Column("seen_at", sa.Float, nullable=False, index=True))
+        self._created = False
+
+    def first_time(self, delivery_id: str, now: float) -> bool:
+        import sqlalchemy as sa
+
+        if not self._created:
+            self._table.create(self._engine, checkfirst=True)
+            self._created = True
+        key = hashlib.sha256(delivery_id.encode()).hexdigest()  # any id fits the column
+        with self._engine.begin() as conn:
+            conn.execute(self._table.delete().where(self._table.c.seen_at < now - 2 * self.window_s))
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(self._table.insert().values(delivery_sha256=key, seen_at=now))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+
+def default_guard() -> ReplayGuard:
+    """The replay guard of this server: in its backend store when that is a SQL database, else in memory."""
+    from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND
+
+    backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND, "")
+    if backend.startswith(("postgresql", "mysql", "sqlite", "mssql")):
+        return StoredReplayGuard(backend)
+    return ReplayGuard()
 
 
 def verify_delivery(
@@ -175,7 +220,7 @@ def register_webhook_route(
     from transfer_laws.plugin.refit_target import refit_target
 
     target = enqueue or _default_enqueue
-    replay = guard or ReplayGuard()
+    replay = guard or default_guard()
     uri = server_uri or refit_target()
 
     def receive() -> Any:
@@ -187,6 +232,8 @@ def register_webhook_route(
             event = verify_delivery(request.headers, body, os.environ[ENV_WEBHOOK_SECRET], replay)
         except WebhookRejected as exc:
             return jsonify(error=exc.reason), exc.status
+        except Exception as exc:  # the store of seen ids cannot answer: refuse (MLflow retries), never accept blind
+            return jsonify(error=f"cannot check for replays now: {type(exc).__name__}"), 503
         checkpoint = checkpoint_of(event)
         if checkpoint is None:
             return jsonify(status="ignored"), 200

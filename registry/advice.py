@@ -1,47 +1,50 @@
-"""Next-run advice: which (N, D_F, role) run would shrink the intervals of alpha and beta most per unit of compute.
+"""Next-run advice from the fit's own error model: which run shrinks alpha's and beta's 95% intervals most per FLOP.
 
-Pure numerics (numpy in, dataclasses out, no MLflow). The estimate is linearised: the law is least squares on
-``ln D_T = ln k + alpha ln D_F + beta ln N``, so its covariance is ``sigma^2 (X'X)^-1`` with rows
-``x = (1, ln D_F, ln N)`` of the used fine-tune points. Adding a run adds a row, and the new covariance follows in
-closed form (Sherman-Morrison / a small block update) without refitting.
+Pure numerics (numpy in, dataclasses out, no MLflow). A candidate is valued by re-running the version's own
+uncertainty model (the parametric bootstrap of ``registry/fit/_parametric.py``: both noise sources, scratch losses
+and fine-tune losses, propagated through D_E) on the design *with the run added*, its loss placed where the law and
+the scratch model predict it. So the advice sees what the intervals see:
 
-- ``sigma`` is the residual scale of the used points (RSS / (m - 3)); with no spare degrees of freedom it falls
-  back to ``DEFAULT_SIGMA`` in ln D_T. The ranking does not depend on sigma; the reported half-widths do.
-- A half-width is ``1.96 * sqrt(var)``. A candidate's *shrink* is the relative reduction of the half-width of
-  alpha plus that of beta (each weighted), and its *score* is shrink per PFLOP of compute.
-- Compute convention: ``C = 6 * N * tokens`` FLOPs with N the non-embedding parameters and
-  ``tokens = D_F * epochs`` (the expected number of passes over the D_F-token budget under early stopping).
-- A fine-tune candidate counts only where the law can compute its D_E: its N must have scratch runs (the
-  interpolating D_E estimator needs a curve at that N). Otherwise its shrink is 0 and the note says why.
-- A scratch candidate at N adds no row itself; it is valued by the fine-tune points it would make usable: points
-  at that N now excluded as out of the scratch curve's range (a larger D than every scratch run at N rescues
-  points *below* the curve; a smaller D rescues points *above* it) or for lack of a curve at N (rescued once N has
-  two scratch runs). The rescued rows are added together.
+- a fine-tune's D_E error is its loss error divided by the scratch curve's slope there, and the scratch curves'
+  own error moves every D_E at that N;
+- a scratch run tightens its curve (or the global scratch form), can make excluded fine-tunes usable (a curve that
+  now reaches their loss) and can check the low-data cutoff (a curve that flattens);
+- a repeat of a measured cell with a new seed is one more point at the same design row;
+- a new size comes with its pretraining and the scratch runs and fine-tunes it needs (a *bundle*).
+
+The simulated "now" (no run added) is computed by the same code, with the same random numbers, as every "after";
+the predicted half-width is the version's own half-width times after / now, so a run that adds nothing predicts
+exactly the version's interval. Candidates share random numbers, so their differences are not bootstrap noise.
+
+Compute convention: ``C = 6 * N * tokens`` FLOPs, N the non-embedding parameters, tokens = D (or D_F) x epochs
+(the expected passes over the run's data under early stopping); a new size adds its pretraining, 6 * N * tokens
+pretrained. Wall time is compute times a seconds-per-FLOP rate measured on this machine, when given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
 
-DEFAULT_SIGMA = 0.3
-"""Residual scale in ln D_T assumed when the fit has no spare degrees of freedom."""
 Z95 = 1.96
-# Ridge added to X'X so that a rank-deficient design still ranks rows that add rank first.
-RIDGE = 1e-6
-BELOW = "below every scratch run"
-ABOVE = "above every scratch run"
-NO_CURVE = "no scratch curve"
+DRAWS = 400
+"""Bootstrap draws per simulated design (common random numbers across candidates)."""
+WARNING_VALUE = 0.5
+"""Shrink credited per fit warning a run removes (the pin target needs a fit without warnings)."""
+BETA_MARGIN = 0.8
+"""With a target that beta exclude 0, beta's half-width is worth shrinking down to this fraction of |beta|."""
+IDENTIFIED = 0.999
+"""Share of draws that must identify the law for the target to count as reached ("every draw", up to rounding)."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One run that could be trained next."""
+    """One run (or, for a new size, one bundle of runs) that could be trained next."""
 
     n_params: float
     """N, non-embedding parameters."""
@@ -50,9 +53,15 @@ class Candidate:
     role: str = ROLE_FINETUNE
     """``"finetune"`` or ``"scratch"``."""
     epochs: float = 1.0
-    """Expected passes over the data before early stopping (compute = 6 * N * D_F * epochs)."""
+    """Expected passes over the data before early stopping (compute = 6 * N * tokens * epochs)."""
     label: str = ""
     """Free text carried into the advice (e.g. the preset name)."""
+    pretrain_tokens: float = 0.0
+    """Tokens of pretraining this run needs first (> 0: a size with no checkpoint yet, its cost counted)."""
+    bundle: tuple[tuple[str, float], ...] = ()
+    """More runs at the same N that come with it, (role, tokens) each: a new size's scratch runs and fine-tunes."""
+    command: str = ""
+    """The command that trains it (printed by the advice)."""
 
 
 @dataclass(frozen=True)
@@ -62,121 +71,354 @@ class Advice:
     candidate: Candidate
     """The run."""
     flops: float
-    """Its compute, 6 * N * D_F * epochs."""
+    """Its compute: 6 * N * tokens * epochs, pretraining and bundled runs included."""
     alpha_halfwidth: float
     """Predicted half-width of alpha's 95% interval after the run."""
     beta_halfwidth: float
     """Predicted half-width of beta's 95% interval after the run."""
     shrink: float
-    """Weighted relative reduction of the alpha and beta half-widths (0: no help)."""
+    """Mean relative reduction of the alpha and beta half-widths, plus the gain in identified draws (0: no help)."""
     score: float
     """shrink per PFLOP (1e15 FLOPs): the ranking key."""
     new_points: int
-    """Fine-tune points the run adds to the fit (1 for a usable fine-tune, the rescued count for a scratch run)."""
+    """Fine-tune points the run adds to the fit (itself, or those a scratch run makes usable)."""
+    identified: float = 1.0
+    """Predicted share of bootstrap draws that identify the law after the run."""
+    kind: str = ""
+    """``fine-tune``, ``repeat`` (a measured cell, new seed), ``scratch``, ``scratch repeat`` or ``new size``."""
+    seconds: float = float("nan")
+    """Estimated wall time on this machine (NaN without a measured rate)."""
     note: str = ""
     """Why the run helps little or not at all."""
+    warnings: int = 0
+    """Predicted fit warnings left after the run (3 points only, two sizes only, low-data cutoffs unchecked)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Runs in the order the advice would train them until the target is predicted to hold."""
+
+    steps: list[Advice]
+    """Each step's advice, given the steps before it."""
+    reached: bool
+    """Whether the last step is predicted to meet the target."""
+    flops: float
+    """Total compute of the steps."""
+    seconds: float
+    """Total estimated wall time (NaN without a measured rate)."""
+    alpha_halfwidth: float
+    """Predicted alpha half-width after the last step."""
+    beta_interval: tuple[float, float]
+    """Predicted beta interval after the last step (centred on the version's beta)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """When the law counts as pinned."""
+
+    alpha_halfwidth: float
+    """Alpha's 95% half-width at most this."""
+    beta_excludes_0: bool = True
+    """Beta's interval must exclude 0."""
 
 
 def compute_flops(n_params: float, d_f_tokens: float, epochs: float = 1.0) -> float:
-    """Training compute ``6 * N * D_F * epochs`` FLOPs (N: non-embedding parameters)."""
+    """Training compute ``6 * N * tokens * epochs`` FLOPs (N: non-embedding parameters)."""
     return 6.0 * float(n_params) * float(d_f_tokens) * float(epochs)
 
 
-def _row(n: float, d_f: float) -> np.ndarray:
-    return np.array([1.0, np.log(d_f), np.log(n)])
-
-
-def _halfwidths(info: np.ndarray, sigma: float) -> tuple[float, float]:
-    cov = sigma**2 * np.linalg.inv(info + RIDGE * np.eye(3))
-    return Z95 * float(np.sqrt(max(cov[1, 1], 0.0))), Z95 * float(np.sqrt(max(cov[2, 2], 0.0)))
-
-
-def _sigma(x: np.ndarray, log_d_t: np.ndarray) -> float:
-    if x.shape[0] <= 3:
-        return DEFAULT_SIGMA
-    theta, *_ = np.linalg.lstsq(x, log_d_t, rcond=None)
-    rss = float(np.sum((log_d_t - x @ theta) ** 2))
-    return float(np.sqrt(rss / (x.shape[0] - 3))) or DEFAULT_SIGMA
+def candidate_flops(c: Candidate) -> float:
+    """A candidate's whole cost: its run, its bundle and its pretraining."""
+    runs = [c.d_f_tokens] + [tokens for _, tokens in c.bundle]
+    return sum(compute_flops(c.n_params, t, c.epochs) for t in runs) + compute_flops(c.n_params, c.pretrain_tokens)
 
 
 def _same(a: float, b: float) -> bool:
     return bool(np.isclose(a, b, rtol=1e-6))
 
 
-def _scratch_runs(law: Any) -> list[tuple[float, float]]:
-    """(N, D) of the law's scratch runs, from ``law.runs`` (RunResult-like: role, n_params, d_f_tokens)."""
-    return [(float(r.n_params), float(r.d_f_tokens)) for r in getattr(law, "runs", None) or []
-            if getattr(r, "role", None) == ROLE_SCRATCH]
+@dataclass
+class _Design:
+    """The runs behind a law (scratch columns, fine-tune points) and the noise the version read off them."""
+
+    s_n: np.ndarray
+    s_d: np.ndarray
+    s_log_l: np.ndarray
+    f_n: np.ndarray
+    f_d: np.ndarray
+    f_log_l: np.ndarray
+    sigma: tuple[float, int, float, int]
+    """sigma_s, dof_s, sigma_f, dof_f."""
+    extra: list[tuple[str, float, float]] = field(default_factory=list)
+    """Runs added by the what-if: (role, N, tokens)."""
 
 
-def _rescued(points: Sequence[Any], scratch: list[tuple[float, float]], cand: Candidate) -> list[Any]:
-    """Excluded fine-tune points at the candidate's N that one more scratch run at (N, D) would make usable."""
-    at_n = [d for n, d in scratch if _same(n, cand.n_params)]
+def _design(law: Any) -> _Design:
+    s = law.scratch
+    pts = list(law.points)
+    checks = law.checks or {}
+    used = sum(p.used for p in pts)
+    # The version reads its scratch noise off the scratch residuals (global form: n - parameters) and floors the
+    # fine-tune noise at the pooled scale; the degrees of freedom only set the Student-t widening.
+    dof_s = max(int(s.log_n.size) - (5 if s.method == "irreducible" else 4), 1)
+    sigma_s = float(checks.get("scratch_noise") or 0.0)
+    sigma_f = float(checks.get("finetune_noise") or sigma_s)
+    return _Design(s_n=np.exp(s.log_n), s_d=np.exp(s.log_d), s_log_l=np.array(s.log_l, dtype=float),
+                   f_n=np.array([p.n for p in pts], dtype=float), f_d=np.array([p.d_f for p in pts], dtype=float),
+                   f_log_l=np.log([p.loss for p in pts]) if pts else np.empty(0),
+                   sigma=(sigma_s, dof_s, sigma_f, max(used - 3, 0) + dof_s))
+
+
+def _scratch_for(law: Any, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> Any:
+    from transfer_laws.registry.fit._model import ScratchModel
+    from transfer_laws.registry.fit._scratch import group_by_n, monotone_curve
+
+    levels, group = group_by_n(n)
+    curves = [monotone_curve(np.log(d[group == g]), log_l[group == g]) for g in range(levels.size)]
+    s = law.scratch
+    return ScratchModel(levels=levels, curves=curves, kaplan=s.kaplan, method=s.method, log_n=np.log(n),
+                        log_d=np.log(d), log_l=log_l, irreducible=s.irreducible)
+
+
+def _scratch_loss(scratch: Any, n: float, d: float) -> float:
+    """Predicted ln loss of a scratch run: the scratch model; past an interpolated curve's end, its last slope
+    (or the Kaplan form where the curve has one node or N has none)."""
+    value = float(scratch.log_loss(np.array([n]), np.array([np.log(d)]))[0])
+    if np.isfinite(value):
+        return value
+    i = scratch.curve_index(n)
+    if i >= 0 and scratch.curves[i][0].size >= 2:
+        ld, ll = scratch.curves[i]
+        end = -1 if np.log(d) > ld[-1] else 0
+        j = -2 if end == -1 else 1
+        slope = min((ll[end] - ll[j]) / (ld[end] - ld[j]), 0.0)
+        return float(ll[end] + slope * (np.log(d) - ld[end]))
+    law = scratch.kaplan_law()
+    return float(law.log_loss(np.array([n]), np.array([d]))[0]) if law is not None else float("nan")
+
+
+@dataclass(frozen=True)
+class _Sim:
+    half_a: float
+    half_b: float
+    share: float
+    """Share of draws that identify the law."""
+    used: int
+    """Usable fine-tune points."""
+    warnings: int
+    """Fit warnings a pin target cares about: 3 points only, two sizes only, per N a low-data cutoff unchecked."""
+
+
+def _warnings(grown: Any, u_n: np.ndarray) -> int:
+    from transfer_laws.registry.fit._fit import MIN_POINTS, _cutoff_unmeasured
+
+    if u_n.size == 0:
+        return 3
+    sizes = np.unique(np.round(np.log(u_n), 9)).size
+    unchecked = np.unique(u_n[_cutoff_unmeasured(grown, u_n)]).size
+    return int(u_n.size <= MIN_POINTS) + int(sizes <= 2) + unchecked
+
+
+def _simulate(law: Any, design: _Design, draws: int, seed: int) -> _Sim:
+    """The version's parametric bootstrap on ``design`` (plus its extra runs): alpha and beta 95% half-widths,
+    the share of draws that identify the law, the number of usable fine-tune points and the warnings left."""
+    from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
+    from transfer_laws.registry.fit._fit import MIN_POINTS, _classify
+    from transfer_laws.registry.fit._law import design as law_design
+    from transfer_laws.registry.fit._parametric import log_d_e_sampler
+    from transfer_laws.registry.fit._scratch import match_n
+
+    theta = np.array([np.log(law.k), law.alpha, law.beta])
+    s_n, s_d, s_log_l = design.s_n, design.s_d, design.s_log_l
+    grown = _scratch_for(law, s_n, s_d, s_log_l)
+    # The fitter keeps the first of repeated scratch points (same N and D), so a scratch repeat adds nothing.
+    new_s: list[tuple[float, float]] = []
+    for role, n, d in design.extra:
+        seen = [*zip(s_n, s_d, strict=True), *new_s]
+        if role == ROLE_SCRATCH and not any(_same(n, a) and _same(d, b) for a, b in seen):
+            new_s.append((n, d))
+    if new_s:
+        # Where the law's scratch model (with the runs before it) puts each new scratch run.
+        losses = []
+        for n, d in new_s:
+            losses.append(_scratch_loss(grown, n, d))
+            s_n, s_d, s_log_l = np.r_[s_n, n], np.r_[s_d, d], np.r_[s_log_l, losses[-1]]
+            grown = _scratch_for(law, s_n, s_d, s_log_l)
+    f_n, f_d, f_log_l = design.f_n, design.f_d, design.f_log_l
+    new_f = [(n, d) for role, n, d in design.extra if role == ROLE_FINETUNE]
+    if new_f:
+        n_new, d_new = np.array([n for n, _ in new_f]), np.array([d for _, d in new_f])
+        d_t = law.k * d_new**law.alpha * n_new**law.beta
+        f_n, f_d = np.r_[f_n, n_new], np.r_[f_d, d_new]
+        f_log_l = np.r_[f_log_l, [_scratch_loss(grown, n, d) for n, d in zip(n_new, d_new + d_t, strict=True)]]
+    ok = np.isfinite(f_log_l)
+    log_d_e = np.full(f_n.shape, np.nan)
+    log_d_e[ok] = grown.log_d_e(f_n[ok], f_log_l[ok])
+    reasons = _classify(grown, f_n, np.log(f_d), log_d_e, law.settings.get("low_data_fraction", 0.1))
+    used = np.array([r == "" for r in reasons], dtype=bool) & ok
+    u_n, u_log_d_f = f_n[used], np.log(f_d[used])
+    warn = _warnings(grown, u_n)
+    if used.sum() < MIN_POINTS or np.linalg.matrix_rank(law_design(u_log_d_f, np.log(u_n))) < 3:
+        return _Sim(float("inf"), float("inf"), 0.0, int(used.sum()), warn)
+    x = law_design(u_log_d_f, np.log(u_n))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        fitted = grown.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
+    fitted = np.where(np.isfinite(fitted), fitted, f_log_l[used])
+    sigma_s, dof_s, sigma_f, dof_f = design.sigma
+    dof_s += len(new_s)
+    dof_f += len(new_f) + len(new_s)
+    rng = np.random.default_rng(seed)
+    sampler = log_d_e_sampler(rng, draws, grown.form(), (grown.group, grown.log_n, grown.log_d, grown.log_l),
+                              (sigma_s, dof_s), np.log(u_n), match_n(grown.levels, u_n), fitted, (sigma_f, dof_f))
+    raw, _ = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n), False,
+                                 max(grown.log_n.size, u_n.size))
+    good = np.isfinite(raw).all(axis=1)
+    if good.sum() < 10:
+        return _Sim(float("inf"), float("inf"), float(good.mean()), int(used.sum()), warn)
+    half = (np.percentile(raw[good, 1:], 97.5, axis=0) - np.percentile(raw[good, 1:], 2.5, axis=0)) / 2
+    return _Sim(float(half[0]), float(half[1]), float(good.mean()), int(used.sum()), warn)
+
+
+def _version_halfwidths(law: Any) -> tuple[float, float]:
     out = []
-    for p in points:
-        if p.used or not _same(p.n, cand.n_params):
-            continue
-        reason = p.reason
-        if NO_CURVE in reason and len(at_n) + 1 >= 2:
-            out.append(p)
-        elif BELOW in reason and (not at_n or cand.d_f_tokens > max(at_n)):
-            out.append(p)
-        elif ABOVE in reason and (not at_n or cand.d_f_tokens < min(at_n)):
-            out.append(p)
-    return out
+    for name in ("alpha", "beta"):
+        low, high = law.intervals.get(name, (np.nan, np.nan))
+        width = (high - low) / 2
+        out.append(float(width) if np.isfinite(width) else float("inf"))
+    return out[0], out[1]
 
 
-def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
-                   beta_weight: float = 1.0, per_compute: bool = True) -> list[Advice]:
-    """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
+def _ratio(version: float, simulated: float) -> float:
+    """The factor that maps simulated half-widths onto the version's own (1 where either is not finite)."""
+    return version / simulated if np.isfinite(version) and np.isfinite(simulated) and simulated > 0 else 1.0
 
-    ``law`` is a fitted ``TransferLaw`` (anything with ``.points``: objects with ``n``, ``d_f``, ``d_t``,
-    ``used``, ``reason``; and ``.runs``: RunResult-like with ``role``, ``n_params``, ``d_f_tokens``). Returns one
-    ``Advice`` per candidate, best first (by ``score``, or by ``shrink`` when ``per_compute`` is False).
-    """
+
+def _with_runs(design: _Design, c: Candidate) -> _Design:
+    runs = [(c.role, c.n_params, c.d_f_tokens)] + [(role, c.n_params, t) for role, t in c.bundle]
+    return replace(design, extra=design.extra + runs)
+
+
+def _kind(design: _Design, c: Candidate) -> str:
+    if c.pretrain_tokens > 0:
+        return "new size"
+    if c.role == ROLE_SCRATCH:
+        measured = any(_same(n, c.n_params) and _same(d, c.d_f_tokens) for n, d in zip(design.s_n, design.s_d,
+                                                                                          strict=True))
+        return "scratch repeat" if measured else "scratch"
+    measured = any(_same(n, c.n_params) and _same(d, c.d_f_tokens) for n, d in zip(design.f_n, design.f_d,
+                                                                                      strict=True))
+    measured |= any(r == ROLE_FINETUNE and _same(n, c.n_params) and _same(d, c.d_f_tokens)
+                    for r, n, d in design.extra)
+    return "repeat" if measured else "fine-tune"
+
+
+def _check(candidates: Sequence[Candidate], alpha_weight: float, beta_weight: float) -> None:
     if alpha_weight < 0 or beta_weight < 0 or alpha_weight + beta_weight == 0:
         raise ValueError("alpha_weight and beta_weight must be >= 0 and not both 0")
     for c in candidates:
         if c.role not in (ROLE_FINETUNE, ROLE_SCRATCH):
             raise ValueError(f"candidate role must be {ROLE_FINETUNE!r} or {ROLE_SCRATCH!r}, not {c.role!r}")
-        if not (c.n_params > 0 and c.d_f_tokens > 0 and c.epochs > 0):
+        if not (c.n_params > 0 and c.d_f_tokens > 0 and c.epochs > 0 and c.pretrain_tokens >= 0):
             raise ValueError(f"candidate {c} needs positive N, D_F and epochs")
-    points = list(getattr(law, "points", []) or [])
-    used = [p for p in points if p.used and np.isfinite(p.d_t) and p.d_t > 0]
-    x = np.array([_row(p.n, p.d_f) for p in used]).reshape(-1, 3)
-    info = x.T @ x
-    sigma = _sigma(x, np.log([p.d_t for p in used])) if used else DEFAULT_SIGMA
-    base_a, base_b = _halfwidths(info, sigma)
-    scratch = _scratch_runs(law)
-    scratch_n = {n for n, _ in scratch}
 
+
+def _scale(law: Any, design: _Design, draws: int, seed: int) -> tuple[float, float]:
+    """Factors mapping simulated half-widths onto the version's own, read once on the runs the version used."""
+    ver_a, ver_b = _version_halfwidths(law)
+    now = _simulate(law, design, draws, seed)
+    return _ratio(ver_a, now.half_a), _ratio(ver_b, now.half_b)
+
+
+def _rank(law: Any, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
+          alpha_weight: float, beta_weight: float, per_compute: bool, draws: int, seed: int,
+          seconds_per_flop: float, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
+    now = _simulate(law, design, draws, seed)
+    scale_a, scale_b = scale
+    base = (now.half_a * scale_a, now.half_b * scale_b, now.share)
     advice = []
-    for cand in candidates:
-        note = ""
-        if cand.role == ROLE_FINETUNE:
-            if scratch and not any(_same(cand.n_params, n) for n in scratch_n):
-                rows, note = [], "no scratch runs at this N: its D_E cannot be computed (train scratch runs first)"
-            else:
-                rows = [_row(cand.n_params, cand.d_f_tokens)]
-        else:
-            rescued = _rescued(points, scratch, cand)
-            rows = [_row(p.n, p.d_f) for p in rescued]
-            if not rows:
-                note = "makes no excluded fine-tune point usable"
-        new_info = info + sum((np.outer(r, r) for r in rows), np.zeros((3, 3)))
-        half_a, half_b = _halfwidths(new_info, sigma)
-        shrink = (alpha_weight * (1 - half_a / base_a) + beta_weight * (1 - half_b / base_b)) / (
-            alpha_weight + beta_weight)
+    for c in candidates:
+        after = _simulate(law, _with_runs(design, c), draws, seed)
+        after_a, after_b = after.half_a * scale_a, after.half_b * scale_b
+        floors = (0.0, 0.0) if target is None else (
+            target.alpha_halfwidth, BETA_MARGIN * abs(law.beta) if target.beta_excludes_0 else np.inf)
+        # Relative reduction of each half-width; with a target, only the part above what the target asks for.
+        gain = [w * (1 - max(a, f) / max(b, f)) for w, a, b, f in
+                ((alpha_weight, after_a, base[0], floors[0]), (beta_weight, after_b, base[1], floors[1]))
+                if np.isfinite(b) and b > 0 and np.isfinite(a) and np.isfinite(max(b, f))]
+        # A warning removed (a third size, a curve that now flattens) counts like halving an interval.
+        shrink = (sum(gain) / (alpha_weight + beta_weight) + (after.share - now.share)
+                  + WARNING_VALUE * (now.warnings - after.warnings))
         shrink = max(float(shrink), 0.0)
-        flops = compute_flops(cand.n_params, cand.d_f_tokens, cand.epochs)
-        advice.append(Advice(candidate=cand, flops=flops, alpha_halfwidth=half_a, beta_halfwidth=half_b,
-                             shrink=shrink, score=shrink / (flops / 1e15), new_points=len(rows), note=note))
+        flops = candidate_flops(c)
+        note = ""
+        if after.used <= now.used and c.role == ROLE_FINETUNE:
+            note = ("its D_E cannot be computed yet (no scratch curve reaches its loss at this N): "
+                    "train scratch runs there first")
+        elif after.used <= now.used and shrink == 0:
+            note = "makes no excluded fine-tune point usable and does not tighten the intervals"
+        advice.append(Advice(candidate=c, flops=flops, alpha_halfwidth=after_a, beta_halfwidth=after_b,
+                             shrink=shrink, score=shrink / (flops / 1e15), new_points=max(after.used - now.used, 0),
+                             identified=after.share, kind=_kind(design, c), seconds=flops * seconds_per_flop,
+                             note=note, warnings=after.warnings))
     key = (lambda a: a.score) if per_compute else (lambda a: a.shrink)
-    return sorted(advice, key=key, reverse=True)
+    return sorted(advice, key=key, reverse=True), base
+
+
+def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
+                   beta_weight: float = 1.0, per_compute: bool = True, draws: int = DRAWS, seed: int = 0,
+                   seconds_per_flop: float = float("nan")) -> list[Advice]:
+    """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
+
+    ``law`` is a fitted ``TransferLaw``. Returns one ``Advice`` per candidate, best first (by ``score``, or by
+    ``shrink`` when ``per_compute`` is False). A run that adds nothing predicts the version's own half-widths.
+    """
+    _check(candidates, alpha_weight, beta_weight)
+    design = _design(law)
+    ranked, _ = _rank(law, design, candidates, _scale(law, design, draws, seed), alpha_weight=alpha_weight,
+                      beta_weight=beta_weight, per_compute=per_compute, draws=draws, seed=seed,
+                      seconds_per_flop=seconds_per_flop)
+    return ranked
+
+
+def meets(alpha_half: float, beta: float, beta_half: float, identified: float, target: Target,
+          warnings: int = 0) -> bool:
+    """Whether predicted (or fitted) intervals meet the target (and no fit warning is left)."""
+    beta_ok = not target.beta_excludes_0 or abs(beta) > beta_half
+    return alpha_half <= target.alpha_halfwidth and beta_ok and identified >= IDENTIFIED and warnings == 0
+
+
+def plan_to_target(law: Any, candidates: Sequence[Candidate], target: Target, *, max_steps: int = 30,
+                   draws: int = DRAWS, seed: int = 0, seconds_per_flop: float = float("nan")) -> Plan:
+    """Greedy plan: take the best-ranked candidate, add it to the design at its predicted loss, re-rank, until the
+    predicted intervals meet ``target`` (or ``max_steps``, or no candidate helps). Candidates may repeat (a
+    repeat with a new seed); a new size is taken at most once."""
+    _check(candidates, 1.0, 1.0)
+    design = _design(law)
+    steps: list[Advice] = []
+    pool = list(candidates)
+    half_a, half_b = _version_halfwidths(law)
+    share = float(np.isfinite(law.draws["alpha"]).mean()) if law.draws["alpha"].size else 1.0
+    scale = _scale(law, design, draws, seed)
+    warn = len(law.warnings)
+    while not meets(half_a, law.beta, half_b, share, target, warn) and len(steps) < max_steps and pool:
+        ranked, _ = _rank(law, design, pool, scale, alpha_weight=1.0, beta_weight=1.0, per_compute=True,
+                          draws=draws, seed=seed, seconds_per_flop=seconds_per_flop, target=target)
+        best = ranked[0]
+        if best.shrink <= 0:
+            break
+        steps.append(best)
+        design = _with_runs(design, best.candidate)
+        if best.candidate.pretrain_tokens > 0:
+            pool = [c for c in pool if c is not best.candidate]
+            # Its checkpoint now exists: later runs at this N are ordinary fine-tunes and scratch runs.
+            pool += [replace(best.candidate, pretrain_tokens=0.0, bundle=())]
+        half_a, half_b, share, warn = best.alpha_halfwidth, best.beta_halfwidth, best.identified, best.warnings
+    reached = meets(half_a, law.beta, half_b, share, target, warn)
+    return Plan(steps=steps, reached=reached, flops=sum(s.flops for s in steps),
+                seconds=sum(s.seconds for s in steps), alpha_halfwidth=half_a,
+                beta_interval=(law.beta - half_b, law.beta + half_b))
 
 
 def alpha_halfwidth(law: Any) -> float:
     """Half-width of alpha's bootstrap 95% interval (``law.intervals["alpha"]``), inf when unknown."""
-    low, high = law.intervals.get("alpha", (np.nan, np.nan))
-    width = (high - low) / 2
-    return float(width) if np.isfinite(width) else float("inf")
+    return _version_halfwidths(law)[0]

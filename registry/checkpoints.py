@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.lightning_modules.config import CheckpointError  # torch-free: raising it costs no torch import
+from transfer_laws.lightning_modules.config import (  # torch-free: raising or parsing costs no torch import
+    CheckpointError,
+    parse_model_uri,
+)
 from transfer_laws.registry.schema import (
     CHECKPOINT_ARTIFACT,
     CKPT_KIND_PRETRAINED,
@@ -36,10 +38,10 @@ from transfer_laws.registry.schema import (
     MLFLOW_NOTE,
     ui_route,
 )
+from transfer_laws.registry.tracking import model_id_of
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,6 @@ class LoadedCheckpoint:
     starts from it instead of reading the files again."""
     extra: dict[str, Any] | None = None
     """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name/3`` -> (name, "3", None); ``models:/name@alias`` -> (name, None, alias)."""
-    match = _URI.match(uri or "")
-    if not match:
-        raise CheckpointError(f"{uri!r} is not a checkpoint URI: use models:/name/version or models:/name@alias")
-    return match["name"], match["version"], match["alias"]
 
 
 class CheckpointNotFound(CheckpointError):
@@ -325,16 +319,6 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
                                    tracking_uri=tracking_uri)
     raise CheckpointError(f"run {run_id} logged no '{CHECKPOINT_ARTIFACT}' artifacts and no local "
                             f"checkpoint folder was found under {checkpoints_root}")
-
-
-def model_id_of(mv: Any) -> str:
-    """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
-    if getattr(mv, "model_id", None):
-        return str(mv.model_id)
-    source = str(mv.source or "")
-    if source.startswith("models:/m-"):
-        return source.removeprefix("models:/").split("/")[0]
-    raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")
 
 
 def _stage(files: Mapping[str, bytes], staged: Path) -> None:

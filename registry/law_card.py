@@ -18,13 +18,19 @@ from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
     LAW_COEFFICIENTS,
     LAW_FIT_IN_MODEL,
+    LAW_PAGE_PATH,
+    LAW_TAG_LOO,
+    LAW_TAG_LOO_COVERAGE,
+    LAW_TAG_LOO_MEAN_ABS_Z,
     LAW_TAG_RUNS,
     LAW_TAG_VERDICT,
     LAW_TAG_WARNINGS,
     PLOTS_ARTIFACT,
+    REFIT_EXPERIMENT,
     ROLE_SCRATCH,
     law_model_name,
     law_page_url,
+    parse_law,
     ui_route,
 )
 
@@ -54,7 +60,20 @@ def version_tags(fit: Any) -> dict[str, str]:
         tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
     tags[LAW_TAG_WARNINGS] = str(len(getattr(fit, "warnings", []) or []))
     tags[LAW_TAG_RUNS] = str(_used_finetunes(fit) + _scratch_count(fit))
+    loo = _checks(fit).get("loo") or {}
+    if loo.get("n"):
+        tags[LAW_TAG_LOO] = calibration_line(loo)
+        tags[LAW_TAG_LOO_COVERAGE] = f"{loo['coverage']:.3f}"
+        tags[LAW_TAG_LOO_MEAN_ABS_Z] = f"{loo['mean_abs_z']:.3f}"
     return tags
+
+
+def calibration_line(record: dict[str, Any]) -> str:
+    """``<inside>/<n> inside the 95% interval (<coverage>), mean |z| <z>`` of a set of forecasts."""
+    if not record.get("n"):
+        return "no forecast scored yet"
+    return (f"{record['inside']}/{record['n']} inside the 95% interval ({record['coverage']:.0%}), "
+            f"mean |z| {record['mean_abs_z']:.2f}")
 
 
 def summary_line(fit: Any) -> str:
@@ -80,6 +99,8 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
              "non-embedding parameter count. " + _exchange_sentence(fit), ""]
     lines += _coefficient_table(law, fit, unit, chars_per_token(inputs))
     lines += _checks_section(fit, settings)
+    lines += _regime_section(fit, unit)
+    lines += _calibration_section(fit)
     if warnings:
         lines += ["", "**Warnings**", *[f"- {w}" for w in warnings]]
     lines += _runs_section(fit, inputs)
@@ -97,7 +118,15 @@ def law_model_description(law: str) -> str:
             f"numbers. `models:/{law_model_name(law)}@latest` is the newest version: MLflow resolves `@latest` "
             "itself, so it is not listed in the Aliases column. Load a version with `mlflow.pyfunc.load_model` and "
             "predict from a table with columns N and D_F (numbers, integers or not). "
-            f"[Open the law page]({law_page_url(law)}).")
+            f"[Open the law page]({law_page_url(law)}). " + _map_sentence(law))
+
+
+def _map_sentence(law: str) -> str:
+    """Where this law meets the other sources of its target (the transfer map)."""
+    target = parse_law(law)[1]
+    return (f"Every source of `{target}` side by side, and which checkpoint to fine-tune from: "
+            f"[the transfer map]({LAW_PAGE_PATH}#map-{target}), run `transfer-map-{target}` of experiment "
+            f"`{REFIT_EXPERIMENT}` (its charts), `transfer-laws choose --target {target} --n N --d-f D`.")
 
 
 def _version_link(law: str, version: str) -> str:
@@ -110,7 +139,9 @@ def law_model_note(law: str, version: str, fit: Any) -> str:
     return (f"The fit of {_version_link(law, version)}: {summary_line(fit)}. "
             f"The fit folder (`law.json` + `draws.npz`, logged once) is `{LAW_FIT_IN_MODEL}/` under this model's "
             "artifacts; `predict` maps a table with columns N and D_F to D_T, D_E and the predicted loss with "
-            f"95% intervals. `transfer-laws report --law {law} --version {version}` renders its plots.")
+            "95% intervals (the loss's, `predicted_loss_low`/`_high`, is a prediction interval: where one run's best "
+            "loss falls, the run-to-run noise included)."
+            f" `transfer-laws report --law {law} --version {version}` renders its plots.")
 
 
 def refit_run_note(law: str, version: str, fit: Any) -> str:
@@ -197,6 +228,43 @@ def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _regime_section(fit: Any, unit: str) -> list[str]:
+    """Where the law holds: per N the D_F range fitted and where the fine-tunes bend, and the lack-of-fit check."""
+    checks = _checks(fit)
+    rows = (checks.get("regime") or {}).get("holds") or []
+    if not rows:
+        return []
+    lof = checks.get("lack_of_fit") or {}
+    tests = lof.get("tests") or []
+    form = ("not tested (curvature needs 3 or more D_F values)" if lof.get("passed") is None else
+            "no curvature beyond the noise" if lof.get("passed") else "**curves beyond the noise**")
+    if tests:
+        form += f" (lack-of-fit tests, smallest p = {min(t['p'] for t in tests):.2g})"
+    lines = ["", f"**Where the law holds.** D_F in {unit} of the fine-tunes in the fit; the law's form: {form}.", "",
+             "| N | D_F fitted | bends down above |", "|---|---|---|"]
+    lines += [f"| {sig3(r['n'])} | {sig3(r['d_f_low'])} – {sig3(r['d_f_high'])} | "
+              f"{sig3(r['bends_above']) if r.get('bends_above') is not None else 'not seen'} |" for r in rows]
+    return lines
+
+
+def _calibration_section(fit: Any) -> list[str]:
+    """Leave-one-out and the earlier versions' forecasts (``registry/forecast.py``): how well the law predicts runs
+    it was not fitted on, with 95% *prediction* intervals (parameter uncertainty and run-to-run noise)."""
+    checks = _checks(fit)
+    loo, record = checks.get("loo") or {}, checks.get("track_record") or {}
+    if not loo and not record:
+        return []
+    lines = ["", "**Calibration** (95% prediction intervals: the law's uncertainty and the run-to-run noise; a "
+                 "calibrated law has about 95% inside and mean |z| about 0.8)."]
+    if loo:
+        lines.append(f"- Leave-one-out, each run predicted by the law fitted without it: {calibration_line(loo)}.")
+    for version, rec in (record.get("versions") or {}).items():
+        lines.append(f"- Runs that landed after version {version}, forecast by it: {calibration_line(rec)}.")
+    if record.get("pooled", {}).get("n"):
+        lines.append(f"- All forecasts of this law so far: {calibration_line(record['pooled'])}.")
+    return lines
+
+
 def _runs_section(fit: Any, inputs: Any) -> list[str]:
     points = list(getattr(fit, "points", []) or [])
     used = _used_finetunes(fit)
@@ -234,14 +302,20 @@ def _scratch_count(fit: Any) -> int:
 
 
 def _exchange_sentence(fit: Any) -> str:
-    """The paper's exchange rate 10^(beta/alpha), only where it means something (alpha > 0)."""
+    """The paper's exchange rate 10^(beta/alpha) with its 95% interval from the draws; undetermined, with no
+    number, when alpha's interval includes 0."""
     if not float(getattr(fit, "alpha", math.nan)) > 0:
         return "The exchange rate 10^(β/α) between N and data is not meaningful here (α ≤ 0)."
     try:
         rate = sig3(fit.exchange_rate())
+        interval = fit.exchange_interval()
     except (AttributeError, ZeroDivisionError, OverflowError):
         return ""
-    return f"A 10× larger N is worth {rate}× the fine-tuning data (10^(β/α))."
+    if interval is None:
+        return ("A 10× larger N is worth an undetermined multiple of the fine-tuning data: α's 95% interval "
+                "includes 0, so 10^(β/α) has no bound.")
+    return (f"A 10× larger N is worth {rate}× the fine-tuning data [{sig3(interval[0])}×, {sig3(interval[1])}×] "
+            "(10^(β/α), 95% from the bootstrap draws).")
 
 
 def _cap(text: str, limit: int) -> str:

@@ -25,7 +25,9 @@ PREDICT_OUTPUTS = {
     "fraction": "fraction",
     "predicted_loss": "loss",
 }
-"""Output column -> field of the fitter's ``Prediction``; each also comes as ``<name>_low``/``<name>_high``."""
+"""Output column -> field of the fitter's ``Prediction``; each also comes as ``<name>_low``/``<name>_high``: 95%
+confidence intervals of the law (bootstrap) for D_T, D_E, multiplier and fraction, and for ``predicted_loss`` a 95%
+*prediction* interval, where one run's best held-out loss falls (the law's uncertainty and the run-to-run noise)."""
 
 _CODE = """\
 # Built by transfer_laws.registry.law_model: the law model, loaded from code.
@@ -87,7 +89,8 @@ def pip_requirements() -> list[str]:
 def signature() -> Any:
     """The declared signature: inputs N, D_F (numbers: MLflow refuses int64 for a ``double`` column, and counts are
     integers, so the inputs are ``any`` and ``predict`` checks them); outputs N, D_F and every prediction with its
-    bounds (double)."""
+    bounds (double; ``predicted_loss_low``/``_high``: a 95% prediction interval; the others 95% confidence
+    intervals)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType

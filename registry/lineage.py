@@ -92,7 +92,7 @@ def resolve_version_uri(client: Any, uri: str) -> str:
     """``models:/name@alias`` or ``models:/name/<n>`` -> ``models:/name/<n>``; ValueError naming what is missing."""
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.registry.checkpoints import parse_model_uri
+    from transfer_laws.lightning_modules.config import parse_model_uri
 
     name, version, alias = parse_model_uri(uri)
     try:
@@ -128,7 +128,7 @@ def update_checkpoint_lineage(client: Any, exact_uri: str) -> list[LineageRun]:
     Idempotent and rebuilt from a search each time, so two fine-tunes starting at once end with both listed.
     Returns the runs found.
     """
-    from transfer_laws.registry.checkpoints import parse_model_uri
+    from transfer_laws.lightning_modules.config import parse_model_uri
 
     name, version, _ = parse_model_uri(exact_uri)
     if version is None:
@@ -176,7 +176,7 @@ def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
     """Walk back from a run: its parent version, the pretraining run behind it and that run's data inputs."""
     from mlflow import MlflowClient
 
-    from transfer_laws.registry.checkpoints import parse_model_uri
+    from transfer_laws.lightning_modules.config import parse_model_uri
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     run = client.get_run(run_id)

@@ -11,34 +11,39 @@ lock database configured) gets a lock within this process only.
 registered model named ``transfer-laws-lock.<law>``, whose creation is atomic in every MLflow store), taken only
 around "re-read the inputs, compare with ``@latest``, create the version". Every refitter takes it, whatever
 ``law_lock`` it holds, so a version is never created from inputs older than what the registry shows at that moment.
-A holder killed inside that window leaves the model behind; it is broken once it is older than
-``REGISTRY_LOCK_TTL_S`` (by the server's creation time against the local clock: clocks more than that far apart
-could break a live lock, which the window of a few hundred milliseconds makes unlikely).
+The holder keeps a lease on it: a thread bumps the lock's ``transfer.lock_renewed`` tag every
+``REGISTRY_LOCK_LEASE_S / 4``. A holder killed inside the window stops renewing, and a waiter that sees the tag
+unchanged for a whole lease (by its own monotonic clock, so no two clocks are compared) breaks the lock: a dead
+holder delays the next refit by about ``REGISTRY_LOCK_LEASE_S``, and waiters wait several leases before giving up.
+A live holder that cannot reach the registry for a whole lease loses the lock (it then neither renews nor deletes a
+lock it no longer owns).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.schema import ENV_LOCK_DB, MLFLOW_ENV_SERVER_BACKEND
-
-"""Set by ``mlflow server`` to its ``--backend-store-uri`` in every worker."""
+from transfer_laws.registry.schema import ENV_LOCK_DB, LOCK_TAG_OWNER, LOCK_TAG_RENEWED, MLFLOW_ENV_SERVER_BACKEND
 
 REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
 """Name prefix of the registry-side lock models (outside ``transfer-law-*``, so no page or reader sees them)."""
-REGISTRY_LOCK_TTL_S = 120.0
-"""Age after which a registry lock is taken to belong to a killed holder."""
+REGISTRY_LOCK_LEASE_S = 10.0
+"""A registry lock whose holder has not renewed it for this long belongs to a dead holder and is broken."""
+REGISTRY_LOCK_WAIT_S = 60.0
+"""How long a refit waits for a law's registry lock by default (several leases: a stale lock is broken first)."""
 LOCK_KIND_DATABASE, LOCK_KIND_FILE, LOCK_KIND_PROCESS = "database", "file", "process"
 _DB_SCHEMES = ("postgresql", "mysql")
 
+log = logging.getLogger(__name__)
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
@@ -95,8 +100,11 @@ def _advisory_lock(db_uri: str, law: str, timeout_s: float) -> Iterator[None]:
         try:
             yield
         finally:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(law),))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(law),))
+            except psycopg2.Error:  # the connection died (a database restart): the lock died with it
+                log.warning("advisory lock of %s: connection lost before unlock (released with it)", law)
     finally:
         conn.close()
 
@@ -116,7 +124,10 @@ def _mysql_lock(db_uri: str, law: str, timeout_s: float) -> Iterator[None]:
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                try:
+                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                except sqlalchemy.exc.DBAPIError:  # the connection died: the named lock died with it
+                    log.warning("named lock of %s: connection lost before release (released with it)", law)
     finally:
         engine.dispose()
 
@@ -161,18 +172,67 @@ def law_lock(law: str, tracking_uri: str, timeout_s: float = 600.0) -> Iterator[
             yield
 
 
-def _break_if_stale(client: Any, name: str, ttl_s: float) -> None:
+class Lease:
+    """Calls ``renew()`` every ``every_s`` on a daemon thread until stopped: how a live holder says it is alive."""
+
+    def __init__(self, renew: Callable[[], None], every_s: float, what: str) -> None:
+        self._renew, self._every_s, self._what = renew, every_s, what
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease {what}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self._every_s + 30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                self._renew()
+            except Exception as exc:  # the next beat retries; a lease that lapses is broken by a waiter
+                log.warning("could not renew the lease of %s: %s", self._what, exc)
+
+
+class _Staleness:
+    """A waiter's view of a held registry lock: how long its holder's lease marker has stood still."""
+
+    def __init__(self) -> None:
+        self.marker: tuple[str, str] | None = None
+        self.since = time.monotonic()
+
+    def stale(self, tags: dict[str, str], lease_s: float) -> bool:
+        marker = (tags.get(LOCK_TAG_OWNER, ""), tags.get(LOCK_TAG_RENEWED, ""))
+        if marker != self.marker:
+            self.marker, self.since = marker, time.monotonic()
+        return time.monotonic() - self.since > lease_s
+
+
+def _break_if_stale(client: Any, name: str, seen: _Staleness, lease_s: float) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
         held = client.get_registered_model(name)
     except MlflowException:
         return  # released meanwhile
-    if time.time() * 1000 - (held.creation_timestamp or 0) > ttl_s * 1000:
+    if seen.stale(dict(held.tags or {}), lease_s):
+        log.warning("breaking registry lock %s: its holder %s has not renewed it for %.0f s", name,
+                    (held.tags or {}).get(LOCK_TAG_OWNER, "?"), lease_s)
         try:
             client.delete_registered_model(name)
         except MlflowException:
             pass  # another waiter broke it first, or we may not: keep waiting until the timeout says so
+
+
+def _owned_by(client: Any, name: str, owner: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return (client.get_registered_model(name).tags or {}).get(LOCK_TAG_OWNER) == owner
+    except MlflowException:
+        return False
 
 
 _CONTENDED = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
@@ -180,31 +240,40 @@ _LOCK_NOTE = "Held for a moment while a transfer-law version is created (transfe
 
 
 @contextmanager
-def registry_lock(client: Any, law: str, timeout_s: float = 60.0, ttl_s: float = REGISTRY_LOCK_TTL_S) -> Iterator[None]:
+def registry_lock(client: Any, law: str, timeout_s: float = REGISTRY_LOCK_WAIT_S,
+                  lease_s: float = REGISTRY_LOCK_LEASE_S) -> Iterator[None]:
     """Hold the registry-side mutex of ``law`` (see the module docstring); ``LockTimeout`` after ``timeout_s``."""
     from mlflow.exceptions import MlflowException
 
     name = f"{REGISTRY_LOCK_PREFIX}{law}"
     owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    deadline, pause = time.monotonic() + timeout_s, 0.02
+    deadline, pause, seen = time.monotonic() + max(timeout_s, 2 * lease_s), 0.02, _Staleness()
     while True:
         try:
-            client.create_registered_model(name, tags={"transfer.lock_owner": owner}, description=_LOCK_NOTE)
+            client.create_registered_model(name, tags={LOCK_TAG_OWNER: owner, LOCK_TAG_RENEWED: "0"},
+                                           description=_LOCK_NOTE)
             break
         except MlflowException as exc:
             # Held by another refit; or released between the store's failed insert and its look-up of the holder
             # (MLflow's SQL store then answers RESOURCE_DOES_NOT_EXIST to a create): either way, try again.
             if exc.error_code not in _CONTENDED:
                 raise
-        _break_if_stale(client, name, ttl_s)
+        _break_if_stale(client, name, seen, lease_s)
         if time.monotonic() > deadline:
             raise LockTimeout(f"registry lock {name} still held after {timeout_s:.0f} s") from None
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
+    beats = iter(range(1, 1 << 62))
+
+    def renew() -> None:
+        client.set_registered_model_tag(name, LOCK_TAG_RENEWED, str(next(beats)))
+
     try:
-        yield
+        with Lease(renew, lease_s / 4, name):
+            yield
     finally:
         try:
-            client.delete_registered_model(name)
+            if _owned_by(client, name, owner):  # never delete a lock a waiter broke and someone else now holds
+                client.delete_registered_model(name)
         except MlflowException:  # broken as stale by another refit: nothing left to release
             pass

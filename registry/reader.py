@@ -16,7 +16,12 @@ from typing import Any
 
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
+    CKPT_KIND_PRETRAINED,
+    CKPT_TAG_CORPUS,
+    CKPT_TAG_KIND,
+    CKPT_TAG_TOKENIZER_DIGEST,
     LAW_MODEL_PREFIX,
+    LAW_TAG_LAW,
     METRIC_BEST_TEST_LOSS,
     PARAM_N,
     ROLE_FINETUNE,
@@ -46,6 +51,8 @@ class LawInputs:
     """Usable runs, the fitter's input, sorted by run id (so the same runs always give the same order)."""
     excluded: dict[str, str] = field(default_factory=dict)
     """Run id -> why the reader left it out."""
+    experiment_ids: set[str] = field(default_factory=set)
+    """Every experiment a run the reader found (used or excluded) lies in: who may read the law (the law page)."""
 
     @property
     def run_ids(self) -> list[str]:
@@ -127,42 +134,67 @@ def to_point(run: Any) -> RunResult:
     )
 
 
-def _parent_problems(points: list[RunResult], client: Any) -> dict[str, str]:
-    """Fine-tunes whose transfer has no known source: no ``transfer.parent`` tag, or a checkpoint version that the
-    registry does not hold (deleted, or a forged tag). Each distinct parent is looked up once."""
-    from mlflow.exceptions import MlflowException
+class _Parents:
+    """Registered checkpoint versions looked up by ``models:/name/version``, each once (None: not in the registry)."""
 
-    exists: dict[str, bool] = {}
-    problems: dict[str, str] = {}
-    for point in points:
-        if point.role != ROLE_FINETUNE:
-            continue
-        if not point.parent:
-            problems[point.run_id] = f"fine-tune without a parent checkpoint (tag {TAG_PARENT})"
-            continue
-        if point.parent not in exists:
-            name, sep, version = point.parent.removeprefix("models:/").rpartition("/")
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.found: dict[str, Any] = {}
+
+    def get(self, uri: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        if uri not in self.found:
+            name, sep, version = uri.removeprefix("models:/").rpartition("/")
             try:
-                exists[point.parent] = bool(point.parent.startswith("models:/") and sep and name
-                                            and client.get_model_version(name, version))
+                ok = uri.startswith("models:/") and sep and name and version.isdigit()
+                self.found[uri] = self.client.get_model_version(name, version) if ok else None
             except MlflowException:
-                exists[point.parent] = False
-        if not exists[point.parent]:
-            problems[point.run_id] = f"parent checkpoint {point.parent} is not in the registry"
-    return problems
+                self.found[uri] = None
+        return self.found[uri]
+
+
+def lineage_problem(run: Any, law: str, parents: _Parents) -> str | None:
+    """Why a fine-tune's recorded lineage contradicts ``law``, or None. The one parent check (the fitter has none):
+    its own source and target tags, a parent the registry holds, that is a pretrained checkpoint (not a law model)
+    pretrained on the law's source, with the fine-tune's tokenizer. Tags a run or version lacks are not checked."""
+    source, target = parse_law(law)
+    tags = run.data.tags
+    for tag, want in ((TAG_SOURCE, source), (TAG_TARGET, target)):
+        if tags.get(tag) and tags[tag] != want:
+            return f"lineage: tagged {tag}={tags[tag]}, but the law {law} needs {want}"
+    parent = tags.get(TAG_PARENT)
+    if not parent:
+        return f"fine-tune without a parent checkpoint (tag {TAG_PARENT})"
+    version = parents.get(parent)
+    if version is None:
+        return f"parent checkpoint {parent} is not in the registry"
+    ckpt = dict(version.tags or {})
+    if str(version.name).startswith(LAW_MODEL_PREFIX) or ckpt.get(LAW_TAG_LAW) or \
+            ckpt.get(CKPT_TAG_KIND, CKPT_KIND_PRETRAINED) != CKPT_KIND_PRETRAINED:
+        return f"lineage: parent {parent} is not a pretrained checkpoint (it is a version of {version.name})"
+    corpus = ckpt.get(CKPT_TAG_CORPUS)
+    if corpus and corpus != source:
+        return f"lineage: parent {parent} was pretrained on {corpus}, but the law {law} transfers from {source}"
+    theirs, ours = ckpt.get(CKPT_TAG_TOKENIZER_DIGEST), tags.get(TAG_TOKENIZER)
+    if theirs and ours and theirs != ours:
+        return f"lineage: tokenizer {ours} differs from its parent {parent}'s tokenizer {theirs}"
+    return None
 
 
 def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = None) -> LawInputs:
     """Every finished fine-tune of ``law`` and scratch run of its target, across all active experiments.
 
     Runs whose tokenizer digest differs from the most common one are excluded: losses in different tokenizers'
-    units are not comparable.
+    units are not comparable. So are fine-tunes whose recorded lineage contradicts the law (``lineage_problem``).
     """
     ids = experiment_ids if experiment_ids is not None else active_experiment_ids(client)
     inputs = LawInputs(law=law)
     if not ids:
         return inputs
     runs = [run for f in law_filters(law) for run in search_all_runs(client, ids, f)]
+    inputs.experiment_ids = {run.info.experiment_id for run in runs}
+    parents = _Parents(client)
     digests = Counter(r.data.tags.get(TAG_TOKENIZER) for r in runs if r.data.tags.get(TAG_TOKENIZER))
     majority = digests.most_common(1)[0][0] if digests else None
     for run in runs:
@@ -171,14 +203,19 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
             inputs.excluded[run.info.run_id] = f"tokenizer digest {digest} differs from the law's {majority}"
             continue
         try:
-            inputs.points.append(to_point(run))
+            point = to_point(run)
         except KeyError as exc:
             inputs.excluded[run.info.run_id] = f"missing {exc.args[0]}"
+            continue
         except ValueError as exc:
             inputs.excluded[run.info.run_id] = f"bad value: {exc}"
-    orphans = _parent_problems(inputs.points, client)
-    inputs.excluded.update(orphans)
-    inputs.points = sorted((p for p in inputs.points if p.run_id not in orphans), key=lambda p: p.run_id)
+            continue
+        problem = lineage_problem(run, law, parents) if point.role == ROLE_FINETUNE else None
+        if problem:
+            inputs.excluded[run.info.run_id] = problem
+        else:
+            inputs.points.append(point)
+    inputs.points.sort(key=lambda p: p.run_id)
     return inputs
 
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_N = 1e15
+"""Largest plausible non-embedding parameter count N: a thousand times today's largest models."""
+MAX_D = {"tokens": 1e16, "chars": 1e17}
+"""Largest plausible training data: beyond every text corpus there is (about 1e14 tokens of public text). The fitter
+excludes runs beyond these; the CLI refuses them as bad input."""
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -31,7 +37,7 @@ class RunResult:
     """The same data counted in characters (the paper's unit), when known."""
     parent: str | None = None
     """Where a fine-tune's transfer came from: the registered checkpoint ``models:/name/version`` (tag
-    ``transfer.parent``). The fitter checks it only when told which parents exist."""
+    ``transfer.parent``). The reader checks it against the law (``registry/reader.py``)."""
     experiment_id: str | None = None
     """The run's experiment, for links to MLflow's run page (None for runs that are not in a store)."""
     name: str | None = None

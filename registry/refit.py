@@ -20,7 +20,8 @@ runs are then the newest snapshot), or else when a re-read shows the runs are st
 otherwise it refits the newer runs (a few times) and never registers the older ones. So two refitters without a
 shared ``law_lock`` can neither register one input set twice nor put an older set above a newer one, and a law
 whose runs land faster than a refit takes still gets versions. Refit runs left RUNNING by a killed refit (and
-their PENDING logged models) are closed by the next one.
+their PENDING logged models) are closed by the next refit of the law (``_dead``: at once when it holds the same
+shared lock or runs on the dead refit's host, else once the dead run's heartbeat is ``REFIT_STALE_S`` old).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -39,6 +42,7 @@ from typing import Any, NamedTuple
 
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
+    Lease,
     law_lock,
     lock_kind,
     registry_lock,
@@ -51,8 +55,12 @@ from transfer_laws.registry.schema import (
     LAW_TAG_FINGERPRINT,
     LAW_TAG_LAW,
     LAW_TAG_REQUESTED_BY,
+    LAW_TAG_SOURCE,
+    LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
+    REFIT_TAG_HEARTBEAT,
+    REFIT_TAG_OWNER,
     ROLE_FINETUNE,
     law_model_name,
     law_name,
@@ -75,10 +83,14 @@ TAG_DEBRIS = "transfer.debris"
 """Set on a refit run a later refit closed: why."""
 CAS_ATTEMPTS = 3
 """Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
-STALE_REFIT_S = 900.0
-"""A RUNNING refit run older than this is dead whatever lock it held (a refit takes seconds to a few minutes)."""
+REFIT_STALE_S = 60.0
+"""A RUNNING refit run whose heartbeat is older than this is dead whatever lock it held (it beats every
+``HEARTBEAT_S``; compared with this host's clock, so hosts' clocks must agree to well within it)."""
+HEARTBEAT_S = 5.0
+"""How often a refit says, on its open refit run, that it is alive."""
 
 _fluent_lock = threading.Lock()
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -191,14 +203,37 @@ def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
 
 
-def _ensure_registered_model(client: Any, name: str) -> None:
+def _ensure_registered_model(client: Any, name: str, tags: dict[str, str]) -> None:
+    """Create the law's model with its source and target tags; a model made before the tags existed gets them."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(name, description="Scaling law for transfer, refitted as runs land.")
+        client.create_registered_model(name, tags=tags,
+                                       description="Scaling law for transfer, refitted as runs land.")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+        held = client.get_registered_model(name).tags or {}
+        for key, value in tags.items():
+            if held.get(key) != value:
+                client.set_registered_model_tag(name, key, value)
+
+
+def law_source_tags(law: str) -> dict[str, str]:
+    """The source and target tags a law's model, versions and refit runs carry (MLflow's lists filter by them)."""
+    source, target = parse_law(law)
+    return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
+
+
+def update_target_map(client: Any, uri: str, law: str, version: str | None = None, fit: Any = None) -> None:
+    """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
+    is not downloaded again); a failure costs the chart, never the version."""
+    from transfer_laws.registry.map_run import log_target_map
+
+    try:
+        log_target_map(client, uri, parse_law(law)[1], known={(law, str(version)): fit} if fit is not None else None)
+    except Exception:
+        log.warning("could not update the transfer map of %s's target", law, exc_info=True)
 
 
 def inputs_digest(inputs: LawInputs) -> str:
@@ -226,7 +261,10 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
         plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
         _activate(uri)
         # Tags go in with the run itself: a refit killed at any later point is recognisable as such.
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run:
+        tags = {**tags, REFIT_TAG_OWNER: _OWNER, REFIT_TAG_HEARTBEAT: str(int(time.time() * 1000))}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run, \
+                Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
+                      HEARTBEAT_S, f"refit run of {law}"):
             run_id = run.info.run_id
             mlflow.log_params({**settings, "n_runs": len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
@@ -238,12 +276,36 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
     return run_id, info
 
 
-def _close_debris(client: Any, law: str, held: str) -> list[str]:
-    """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED, and fail their PENDING models.
+def _pid_gone(owner: str) -> bool:
+    """Whether ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
 
-    A RUNNING run is dead when it held the same cross-process lock we hold now (it cannot still be running), or
-    when it started more than ``STALE_REFIT_S`` ago. Returns the runs closed.
-    """
+
+def _dead(run: Any, held: str, now_ms: float) -> bool:
+    """A RUNNING refit run is dead when it held the same cross-process lock we hold now (it cannot still be
+    running), when its process on this host is gone, or when its heartbeat stopped ``REFIT_STALE_S`` ago."""
+    tags = run.data.tags
+    if held != LOCK_KIND_PROCESS and tags.get(TAG_REFIT_LOCK) == held:
+        return True
+    if _pid_gone(tags.get(REFIT_TAG_OWNER, "")):
+        return True
+    beat = tags.get(REFIT_TAG_HEARTBEAT, "")
+    last = float(beat) if beat.isdigit() else float(run.info.start_time or now_ms)
+    return now_ms - last > REFIT_STALE_S * 1000
+
+
+def _close_debris(client: Any, law: str, held: str) -> list[str]:
+    """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED (``_dead``), and fail their PENDING
+    models. Returns the runs closed."""
     from mlflow.entities import LoggedModelStatus
 
     experiment = client.get_experiment_by_name(REFIT_EXPERIMENT)
@@ -253,8 +315,7 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
     now_ms = time.time() * 1000
     closed: list[str] = []
     for run in client.search_runs([experiment.experiment_id], filter_string=flt, max_results=1000):
-        same_lock = held != LOCK_KIND_PROCESS and run.data.tags.get(TAG_REFIT_LOCK) == held
-        if not same_lock and now_ms - (run.info.start_time or now_ms) < STALE_REFIT_S * 1000:
+        if not _dead(run, held, now_ms):
             continue
         reason = "refit did not finish (killed); closed by a later refit of the law"
         client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
@@ -343,16 +404,19 @@ def refit_law(
             n_runs = len(inputs.points)
             if _covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
+            _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
                 fit = fit_transfer_law(inputs.points, d_e_method=d_e_method, bootstrap=bootstrap,
                                        seed=seed)
             except FitError as exc:
                 return RefitResult(law, STATUS_FAILED, None, None, str(exc), n_runs)
+            _leave_one_out(fit, inputs)
+            _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
-                    TAG_REFIT_LOCK: held}
+                    TAG_REFIT_LOCK: held, **law_source_tags(law)}
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
-            _ensure_registered_model(client, law_model_name(law))
+            _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
             outcome = _register_if_current(client, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
@@ -363,6 +427,8 @@ def refit_law(
 
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)
+                    if plots:
+                        update_target_map(client, uri, law, str(version.version), fit)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
             client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
@@ -372,6 +438,36 @@ def refit_law(
                            len(inputs.points))
 
 
+def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawInputs, reader: Any) -> None:
+    """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
+    from transfer_laws.registry.forecast import forecast_new_runs
+
+    try:
+        forecast_new_runs(client, uri, law, latest, inputs, reader)
+    except Exception:
+        log.warning("could not forecast the new runs of %s", law, exc_info=True)
+
+
+def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
+    """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
+    from transfer_laws.registry.fit._loo import leave_one_out
+
+    try:
+        fit.checks["loo"] = leave_one_out(fit, inputs.points)
+    except Exception:
+        log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
+
+
+def _track_record(fit: Any, reader: Any, law: str) -> None:
+    """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
+    from transfer_laws.registry.forecast import record_summary, track_record
+
+    try:
+        fit.checks["track_record"] = record_summary(track_record(reader, law))
+    except Exception:
+        log.warning("could not read the track record of %s", law, exc_info=True)
+
+
 def attach_plots(client: Any, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
     from transfer_laws.registry.fit import plot_law
@@ -379,6 +475,7 @@ def attach_plots(client: Any, result: RefitResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
             client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)
+    update_target_map(client, client.tracking_uri, result.law, result.version, result.fit)
 
 
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:

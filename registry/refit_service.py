@@ -1,9 +1,14 @@
 """The server's background refit service: landings mark laws dirty, one worker thread refits them.
 
 One ``RefitService`` per law store (``get_service``; a server has exactly one, at most ``MAX_SERVICES`` per
-process), fed by the run-landed hook, signed registry webhooks and, at start, a sweep of every law its latest
-version does not cover (``sweep_on_start``). Each refit is ``refit.refit_law``; bursts of landings coalesce into a
-few refits, the last of which reads every run.
+process), fed by the run-landed hook, signed registry webhooks and, at start and every ``SWEEP_EVERY_S`` after, a
+sweep of every law its latest version does not cover (``sweep_on_start``). Each refit is ``refit.refit_law``;
+bursts of landings coalesce into a few refits, the last of which reads every run.
+
+A trigger that cannot be resolved, or a refit that crashes (the database restarting under it, say), is retried
+with backoff (``RETRY_DELAYS_S``, about ``sum(RETRY_DELAYS_S)`` in all); what an outage longer than that leaves
+uncovered, the next periodic sweep refits. So a landing is covered at most ``SWEEP_EVERY_S`` after the store is
+back, and within seconds when the outage is short.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ SETTLE_S = 0.25
 """A refit service starts a refit once no landing came for this long ..."""
 MAX_SETTLE_S = 2.0
 """... or once it has waited this long, so a steady stream of landings still gets refits."""
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 60.0, 120.0)
+"""Waits before each retry of a trigger that could not be resolved or a refit that crashed (about 5 minutes)."""
+SWEEP_EVERY_S = 600.0
+"""Between sweeps for laws their latest version does not cover (after the start sweep)."""
 
 
 class RefitService:
@@ -58,9 +67,11 @@ class RefitService:
         self.read_uri = options.pop("read_uri", None) or backend or tracking_uri
         self.options = {**options, "plots": False, "read_uri": self.read_uri}
         self.results: deque[RefitResult] = deque(maxlen=history)
-        self._triggers: list[Callable[[], list[str]]] = []
+        self._triggers: list[tuple[int, Callable[[], list[str]]]] = []  # (tries so far, resolver)
+        self._later: list[tuple[float, int, Callable[[], list[str]]]] = []  # retries: (due, tries so far, resolver)
         self._dirty: dict[str, None] = {}
         self._plots: dict[str, RefitResult] = {}  # law -> its newest registered refit still without plots
+        self._crashes: dict[str, int] = {}  # law -> retries of its crashed refit so far
         self._pushes = 0
         self._busy = False
         self._closed = False
@@ -84,9 +95,30 @@ class RefitService:
         with self._cond:
             if self._closed:
                 raise RuntimeError("refit service is closed")
-            self._triggers.append(resolve)
+            self._triggers.append((0, resolve))
             self._pushes += 1
             self._cond.notify_all()
+
+    def _retry(self, tries: int, resolve: Callable[[], list[str]], what: str) -> None:
+        """Queue ``resolve`` again after its backoff delay, unless it has had all its retries."""
+        if tries >= len(RETRY_DELAYS_S):
+            log.error("giving up on %s after %d tries; the next sweep retries it", what, tries + 1)
+            return
+        delay = RETRY_DELAYS_S[tries]
+        log.warning("retrying %s in %.1f s (try %d of %d)", what, delay, tries + 2, len(RETRY_DELAYS_S) + 1)
+        with self._cond:
+            self._later.append((time.monotonic() + delay, tries + 1, resolve))
+            self._cond.notify_all()
+
+    def _due(self) -> float | None:
+        """Move retries whose time has come to the triggers; seconds until the next one (None: none left). Holds
+        ``_cond``."""
+        now = time.monotonic()
+        due = [item for item in self._later if item[0] <= now]
+        if due:
+            self._later = [item for item in self._later if item[0] > now]
+            self._triggers.extend((tries, resolve) for _, tries, resolve in due)
+        return min((item[0] for item in self._later), default=now) - now if self._later else None
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """Block until nothing is queued or running (plots included); False on timeout."""
@@ -118,16 +150,20 @@ class RefitService:
 
     def _next_law(self) -> str | None:
         with self._cond:
-            while not (self._triggers or self._dirty or self._closed or self._plots):
-                self._cond.wait()
+            while True:
+                left = self._due()  # retries whose time has come join the triggers first
+                if self._triggers or self._dirty or self._closed or self._plots:
+                    break
+                self._cond.wait(left)
             self._settle()
             triggers, self._triggers = self._triggers, []
             self._busy = True
-        for resolve in triggers:
+        for tries, resolve in triggers:
             try:
                 laws = resolve()
-            except Exception:  # a lookup that fails must not kill the worker
-                log.exception("could not resolve a refit trigger")
+            except Exception as exc:  # a failed lookup (the store restarting) must lose neither worker nor landing
+                log.warning("could not resolve a refit trigger: %s: %s", type(exc).__name__, exc)
+                self._retry(tries, resolve, "a refit trigger")
                 continue
             with self._cond:
                 self._dirty.update(dict.fromkeys(laws))
@@ -172,9 +208,14 @@ class RefitService:
     def _refit(self, law: str) -> None:
         try:
             result = refit_law(law, tracking_uri=self.tracking_uri, **self.options)
-        except Exception as exc:  # the next landing retries; the server keeps serving
+            self._crashes.pop(law, None)
+        except Exception as exc:  # retried with backoff; the server keeps serving
             log.exception("refit of %s crashed", law)
             result = RefitResult(law, STATUS_FAILED, None, None, f"{type(exc).__name__}: {exc}", 0)
+            tries = self._crashes[law] = self._crashes.get(law, -1) + 1
+            if tries >= len(RETRY_DELAYS_S):
+                del self._crashes[law]
+            self._retry(tries, lambda: [law], f"the refit of {law}")
         self.results.append(result)
         with self._cond:
             if self.plots and result.status == STATUS_REGISTERED and result.run_id:
@@ -217,8 +258,9 @@ def wait_for_server(uri: str, timeout_s: float = 300.0) -> bool:
             time.sleep(0.5)
 
 
-def sweep_on_start(service: RefitService) -> None:
-    """Queue a refit of every law its ``@latest`` does not cover: what a crash or restart left pending."""
+def sweep_on_start(service: RefitService, every_s: float | None = SWEEP_EVERY_S) -> None:
+    """Queue a refit of every law its ``@latest`` does not cover (what a crash or restart left pending), now and
+    every ``every_s`` after (None: only now), so an outage longer than the retries is covered too."""
 
     def resolve() -> list[str]:
         if not wait_for_server(service.tracking_uri):
@@ -230,3 +272,15 @@ def sweep_on_start(service: RefitService) -> None:
         return laws
 
     service.enqueue_resolver(resolve)
+    if every_s is not None:
+        threading.Thread(target=_sweep_every, args=(service, every_s, resolve), name="transfer-laws-sweep",
+                         daemon=True).start()
+
+
+def _sweep_every(service: RefitService, every_s: float, resolve: Callable[[], list[str]]) -> None:
+    while True:
+        time.sleep(every_s)
+        try:
+            service.enqueue_resolver(resolve)
+        except RuntimeError:  # the service was closed
+            return

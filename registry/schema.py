@@ -48,7 +48,6 @@ PARAM_VOCAB = "vocab_size"
 # The run's settings: every resolved hyperparameter is a param ``<group>.<field>`` (e.g. ``optim.lr``,
 # ``train.max_steps``, ``data.batch_size``), and the whole resolved configuration is the YAML artifact below.
 CONFIG_ARTIFACT = "config.yaml"
-CONFIG_GROUPS = ("model", "optim", "train", "data")
 
 # Tags (searchable strings).
 TAG_ROLE = "transfer.role"
@@ -74,6 +73,10 @@ TAG_GIT_DIRTY = "transfer.git_dirty"
 TAG_CI_JOB = "transfer.ci_job"
 TAG_PLUGIN_ERROR = "transfer.plugin_error"
 TAG_FAILURE = "transfer.failure_reason"
+TAG_PIN = "transfer.pin"
+"""The pin loop (its Optuna study name) that chose and trained a run (``transfer-laws pin``)."""
+TAG_PIN_REASON = "transfer.pin_reason"
+"""Why the pin loop chose the run: the advice's predicted intervals after it, its compute, what the law lacked."""
 
 # Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
 CONTEXT_PRETRAINING = "pretraining"
@@ -176,8 +179,59 @@ LAW_TAG_WARNINGS = "transfer.warnings"
 """How many warnings the fit carries (their text is in the version's description)."""
 LAW_TAG_RUNS = "transfer.runs_used"
 """Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
+LAW_TAG_SOURCE = "transfer.source"
+"""The law's source corpus, on its registered model and every version: MLflow's model list filters by it."""
+LAW_TAG_TARGET = "transfer.target"
+"""The law's target corpus, on its registered model and every version (``tags.`transfer.target` = 'python'``)."""
+
+# A target's transfer map: its laws side by side, logged on one run of the refit experiment per target.
+TAG_MAP_TARGET = "transfer.map_target"
+"""Tag of the refit-experiment run that holds a target's transfer map (one run per target, updated as its laws
+get versions)."""
+MAP_ARTIFACT = "map"
+"""That run's folder: ``map.json`` and the charts comparing the target's sources (D_T lines, alpha, beta)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
+
+# Forecasts: every run a law version had not seen is predicted by it when a refit first reads the run
+# (``registry/forecast.py``); 95% prediction intervals (parameter uncertainty and run-to-run noise).
+METRIC_FORECAST_LOSS = "forecast.loss"
+"""Run metric: the best held-out loss the version that was ``@latest`` before the run landed predicted for it."""
+METRIC_FORECAST_LOW = "forecast.loss_low"
+METRIC_FORECAST_HIGH = "forecast.loss_high"
+"""The 95% prediction interval of ``forecast.loss``."""
+METRIC_FORECAST_Z = "forecast.z"
+"""ln(best_test_loss / forecast.loss) in units of the interval side it fell on: |z| <= 1.96 inside."""
+TAG_FORECAST_VERSION = "transfer.forecast.version"
+"""Run tag: ``models:/transfer-law-<law>/<n>``, the version that forecast the run (written once, never again)."""
+TAG_FORECAST_REASON = "transfer.forecast.reason"
+"""Run tag, instead of the metrics: why the version could not forecast the run (a new size, D_F outside the fitted
+range, ...). Runs that landed before a law's first version carry neither tag."""
+LAW_TAG_LOO = "transfer.loo"
+"""Version tag: leave-one-out calibration, ``<inside>/<n> inside (<coverage>), mean |z| <z>``."""
+LAW_TAG_LOO_COVERAGE = "transfer.loo_coverage"
+LAW_TAG_LOO_MEAN_ABS_Z = "transfer.loo_mean_abs_z"
+"""The same two numbers alone (searchable)."""
+LAW_TAG_TRACK_RECORD = "transfer.track_record"
+"""Version tag, kept current as later runs land: ``<inside>/<n> inside (<coverage>), mean |z| <z>`` of the runs
+this version forecast."""
+LAW_TAG_FORECAST_COVERAGE = "transfer.forecast_coverage"
+LAW_TAG_FORECAST_MEAN_ABS_Z = "transfer.forecast_mean_abs_z"
+"""The track record's two numbers alone (searchable)."""
+
+# Refit bookkeeping: who holds a law's registry lock, and whether a RUNNING refit run is still alive.
+WEBHOOK_DELIVERIES_TABLE = "transfer_laws_webhook_deliveries"
+"""Table (in the server's SQL backend store) of webhook delivery ids seen within the timestamp window: sha256 of the
+id and when it was first seen, so a replay is refused after a restart and by every server replica."""
+LOCK_TAG_OWNER = "transfer.lock_owner"
+"""On a registry lock model (``transfer-laws-lock.<law>``): ``host:pid:thread`` of its holder."""
+LOCK_TAG_RENEWED = "transfer.lock_renewed"
+"""On a registry lock model: a counter the live holder bumps every few seconds (its lease); a waiter that sees it
+unchanged for a whole lease breaks the lock."""
+REFIT_TAG_OWNER = "transfer.refit_owner"
+"""Refit-run tag: ``host:pid`` of the process logging it (a later refit on that host closes it once the pid is gone)."""
+REFIT_TAG_HEARTBEAT = "transfer.refit_heartbeat"
+"""Refit-run tag: epoch ms the logging refit last said it was alive (every few seconds while the run is open)."""
 
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"

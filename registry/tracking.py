@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from transfer_laws.lightning_modules.config import CheckpointError
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, MLFLOW_MODEL_VERSIONS
 
 
@@ -174,3 +175,13 @@ def _write_registered_meta(artifact_location: str, name: str, version: int | str
     if (folder / MLMODEL_FILE_NAME).is_file():
         write_yaml(str(folder), REGISTERED_MODEL_META_FILE_NAME,
                    {"model_name": name, "model_version": int(version)}, overwrite=True, ensure_yaml_extension=False)
+
+
+def model_id_of(mv: Any) -> str:
+    """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    source = str(mv.source or "")
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/")[0]
+    raise CheckpointError(f"model version {mv.name}/{mv.version} is not a checkpoint (source {source!r})")

@@ -30,20 +30,21 @@ class ConfigError(ValueError):
 
 
 def at_least(minimum: float, default: Any = dataclasses.MISSING, *, strict: bool = False,
-             **field_kwargs: Any) -> Any:
-    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``).
+             maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``) and, when
+    given, <= ``maximum``.
 
     Checked when the arguments are built, so a bad value is one line and exit 2 before any work starts.
     """
-    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict}
+    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict, "maximum": maximum}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=metadata, **field_kwargs)
     return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
 
 
-def positive(default: Any = dataclasses.MISSING, **field_kwargs: Any) -> Any:
-    """A field that must be > 0 (a size, a budget, a loss)."""
-    return at_least(0, default, strict=True, **field_kwargs)
+def positive(default: Any = dataclasses.MISSING, *, maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A field that must be > 0 (a size, a budget, a loss), and at most ``maximum`` when given."""
+    return at_least(0, default, strict=True, maximum=maximum, **field_kwargs)
 
 
 @cache
@@ -231,20 +232,31 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"missing required argument{'s' if len(missing) > 1 else ''} {flags}")
     for f in dataclasses.fields(cls):
         if f.name in kwargs and "minimum" in f.metadata:
-            _check_minimum(_flag(prefix, f), kwargs[f.name], f.metadata["minimum"], f.metadata["strict"])
+            _check_range(_flag(prefix, f), kwargs[f.name], f.metadata)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a __post_init__ check (e.g. TrainConfig) is bad input too
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _check_minimum(flag: str, value: Any, minimum: float, strict: bool) -> None:
+def _check_range(flag: str, value: Any, limits: dict[str, Any]) -> None:
+    minimum, strict, maximum = limits["minimum"], limits["strict"], limits.get("maximum")
     for item in value if isinstance(value, (list, tuple)) else [value]:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
             continue
         if not math.isfinite(item) or (item <= minimum if strict else item < minimum):
             bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
             raise ConfigError(f"{flag} must be a finite number {bound}, got {item:g}")
+        if maximum is not None and item > maximum:
+            raise ConfigError(f"{flag} must be at most {maximum:g}, got {item:g}")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (the context, a caret drawing) as one line: the problem and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -254,7 +266,7 @@ def load_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

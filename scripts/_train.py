@@ -2,6 +2,12 @@
 
 The recipes differ only in where the weights start and which facts the run carries; everything else (logging,
 early stopping, failure handling, the in-process refit on the embedded store) happens here once.
+
+One distributed job (DDP over several processes, however launched) is one run: global rank 0 creates it once the
+processes have met and broadcasts its id (``TransferFactsCallback.setup``), and does every side effect (facts,
+checkpoint, refit); the other ranks train and return. The run ends FINISHED only after every rank has passed the
+end of training and rank 0's checkpoint is written: Lightning would end it when ``fit`` returns, before a rank that
+failed late is known. A failure on any rank ends it FAILED and the command with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class TrainedRun(RunResult):
 
     checkpoint_dir: Path | None = None
     """The saved best weights (with the tokenizer) when the recipe asked for them (pretraining)."""
+    rank: int = 0
+    """Global rank of the process that returns this; only rank 0 wrote the run, checkpoint and refit."""
     refit: Any = None
     """What the in-process refit on the embedded store did (``registry.refit.RefitResult``), None elsewhere."""
 
@@ -84,21 +92,16 @@ def train_run(
     ``tracking_uri`` is used as given when it is an activated URI (the recipes activate it once, first, so an
     unreachable server is the first error); ``refit`` False lands the run without refitting (a tuning trial).
     """
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    from transfer_laws.lightning_modules import (
-        TokenDataModule,
-        TrainingDiverged,
-        build_trainer,
-        save_checkpoint,
-    )
+    from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, save_checkpoint
+    from transfer_laws.lightning_modules.distributed import launch_rank
     from transfer_laws.plugin import TransferFactsCallback
 
     if role not in (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE):
         raise ValueError(f"unknown role {role!r}")
     extras = extras or RunExtras()
     uri = tracking_uri if tracking_uri and tracking_uri == current_tracking_uri() else use_tracking_uri(tracking_uri)
-    ensure_experiment(experiment, uri)
+    if launch_rank() == 0:  # the other ranks of a job write nothing
+        ensure_experiment(experiment, uri)
 
     datamodule = TokenDataModule(data_config)
     datamodule.setup("fit")  # fails fast (budget larger than the corpus) before a run exists
@@ -114,9 +117,8 @@ def train_run(
     # A pretraining run is named by the tokens it trained on, known when it ends (renamed below), not its corpus.
     name = run_name or default_run_name(role, module.n_params, None if role == ROLE_PRETRAIN
                                         else datamodule.train_tokens)
-    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
-    if extras.params:
-        logger.log_hyperparams(extras.params)
+    # No MLflow call before fit: the run is created inside it, on global rank 0, once the ranks are known.
+    logger = _run_logger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
     if extras.tags:
         facts = replace(facts, extra_tags={**facts.extra_tags, **extras.tags})
     from transfer_laws.plugin.run_config import resolved_config
@@ -125,37 +127,24 @@ def train_run(
                              run={"experiment": experiment, "parent": getattr(parent, "parent_uri", None),
                                   "evals_per_epoch": evals_per_epoch, "refit": refit,
                                   "refit_bootstrap": refit_bootstrap, "refit_plots": refit_plots})
-    trainer = build_trainer(train, callbacks=[TransferFactsCallback(facts, config=config), *extras.callbacks],
-                            logger=logger, enable_progress_bar=progress_bar)
+    run_facts = TransferFactsCallback(facts, config=config, params=extras.params)
+    trainer = _trainer(train, data_config, callbacks=[run_facts, *extras.callbacks], logger=logger,
+                       enable_progress_bar=progress_bar)
     try:
         trainer.fit(module, datamodule=datamodule)
+        _all_ranks_done(trainer)
     except TrainingDiverged as exc:
-        _mark_failed(logger, str(exc))
-        raise TrainingFailed(f"run {logger.run_id} failed: {exc}", logger.run_id) from exc
-
-    if role == ROLE_PRETRAIN and run_name is None and module.tokens_seen:
-        from mlflow import MlflowClient
-
-        name = default_run_name(role, module.n_params, int(module.tokens_seen))
-        MlflowClient(tracking_uri=uri).update_run(logger.run_id, name=name)
-    checkpoint_dir = None
-    if save_checkpoint_to is not None:
-        checkpoint_dir = save_checkpoint_to / logger.run_id
-        extra = {
-            "run_id": logger.run_id,
-            "role": role,
-            "tokens_seen": int(module.tokens_seen),
-            "best_test_loss": float(module.best_test_loss),
-            "tokenizer_digest": datamodule.tokenizer_digest,
-            "corpus": datamodule.corpus_name,
-            "corpus_digest": datamodule.train_digest,
-            **(checkpoint_extra or {}),
-        }
-        save_checkpoint(module.model, checkpoint_dir, extra=extra)
-        shutil.copytree(Path(data_config.tokenizer_dir), checkpoint_dir / "tokenizer", dirs_exist_ok=True)
+        raise _failed(trainer, logger, run_facts.run_id, exc, f"run {run_facts.run_id} failed: {exc}") from exc
+    except Exception as exc:
+        failed = _failed(trainer, logger, run_facts.run_id, exc, f"run {run_facts.run_id} failed on rank "
+                         f"{trainer.global_rank} of {trainer.world_size}: {type(exc).__name__}: {exc}")
+        if trainer.world_size == 1:
+            raise  # one process: the error as it was, the run already FAILED with its reason
+        raise failed from exc
+    run_id = str(run_facts.run_id)
 
     result = TrainedRun(
-        run_id=logger.run_id,
+        run_id=run_id,
         role=role,
         n_params=int(module.n_params),
         d_f_tokens=int(datamodule.train_tokens),
@@ -164,8 +153,35 @@ def train_run(
         parent=getattr(parent, "parent_uri", None),
         experiment_id=logger.experiment_id,
         name=name,
-        checkpoint_dir=checkpoint_dir,
+        rank=int(trainer.global_rank),
     )
+    if not trainer.is_global_zero:
+        return result
+    if role == ROLE_PRETRAIN and run_name is None and module.tokens_seen:  # named by what it trained on
+        from mlflow import MlflowClient
+
+        name = default_run_name(role, module.n_params, int(module.tokens_seen))
+        MlflowClient(tracking_uri=uri).update_run(run_id, name=name)
+        result = replace(result, name=name)
+    try:
+        if save_checkpoint_to is not None:
+            checkpoint_dir = save_checkpoint_to / run_id
+            extra = {
+                "run_id": run_id,
+                "role": role,
+                "tokens_seen": int(module.tokens_seen),
+                "best_test_loss": float(module.best_test_loss),
+                "tokenizer_digest": datamodule.tokenizer_digest,
+                "corpus": datamodule.corpus_name,
+                "corpus_digest": datamodule.train_digest,
+                **(checkpoint_extra or {}),
+            }
+            save_checkpoint(module.whole_model(), checkpoint_dir, extra=extra)  # whole under FSDP too
+            shutil.copytree(Path(data_config.tokenizer_dir), checkpoint_dir / "tokenizer", dirs_exist_ok=True)
+            result = replace(result, checkpoint_dir=checkpoint_dir)
+    except Exception as exc:
+        raise _failed(trainer, logger, run_id, exc, f"run {run_id} failed after training: {exc}") from exc
+    logger.end_run("FINISHED")
     if refit and role != ROLE_PRETRAIN and is_embedded(uri):
         # No server runs hooks for the embedded store: the refit the app plugin would enqueue runs here.
         from transfer_laws.registry.refit import refit_after_run
@@ -173,6 +189,63 @@ def train_run(
         result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap,
                                                           plots=refit_plots))
     return result
+
+
+def _trainer(train: Any, data_config: Any, **kwargs: Any) -> Any:
+    """The Trainer, with settings it cannot run as bad input (exit 2): nothing has started yet."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from transfer_laws.lightning_modules import build_trainer
+    from transfer_laws.lightning_modules.data import per_rank_batch
+    from transfer_laws.scripts._errors import BadInput
+
+    try:
+        trainer = build_trainer(train, **kwargs)
+        per_rank_batch(data_config.batch_size, trainer.world_size)
+    except (ValueError, MisconfigurationException) as exc:
+        raise BadInput(str(exc)) from None
+    return trainer
+
+
+def _run_logger(**kwargs: Any) -> Any:
+    """MLflow's Lightning logger, except that the end of ``fit`` does not end the run: ``train_run`` ends it
+    FINISHED when the whole job is done (a server's refit hook fires on that). A failed fit still ends it FAILED."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class RunLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            if status != "success":
+                super().finalize(status)
+
+        def end_run(self, status: str) -> None:
+            self.experiment.set_terminated(self.run_id, status)
+
+    return RunLogger(**kwargs)
+
+
+def _all_ranks_done(trainer: Any) -> None:
+    """Every rank got through training: a barrier (a rank that died makes it raise on the others) and, under
+    Lightning's own launcher, the exit codes of the processes it started (its children)."""
+    if trainer.world_size == 1:
+        return
+    trainer.strategy.barrier("transfer-laws: end of training")
+    if not trainer.is_global_zero:
+        return
+    for i, proc in enumerate(getattr(trainer.strategy.launcher, "procs", None) or [], start=1):
+        code = proc.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+        if code != 0:
+            raise RuntimeError(f"local rank {i} (pid {proc.pid}) exited with code {code}")
+
+
+CHILD_EXIT_TIMEOUT_S = 300
+"""How long rank 0 waits for the ranks it launched to exit after training (they only return by then)."""
+
+
+def _failed(trainer: Any, logger: Any, run_id: str | None, exc: BaseException, message: str) -> TrainingFailed:
+    """Mark the run FAILED with the reason (global rank 0 only) and the error every rank raises."""
+    if trainer.is_global_zero and run_id:
+        _mark_failed(logger, run_id, f"{type(exc).__name__}: {exc}")
+    return TrainingFailed(message, str(run_id))
 
 
 def seeded_module(model_config: Any, optim: Any, init_weights: Path | Any, seed: int) -> Any:
@@ -198,14 +271,14 @@ def eval_interval(train_tokens: int, context_length: int, batch_size: int, evals
     return max(floor, round(steps_per_epoch / evals_per_epoch))
 
 
-def _mark_failed(logger: Any, reason: str) -> None:
+def _mark_failed(logger: Any, run_id: str, reason: str) -> None:
     """Record why a run failed; the logger has already ended it as FAILED, or we do it here."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=logger._tracking_uri)  # the logger's own store
-    client.set_tag(logger.run_id, TAG_FAILURE, reason[:5000])
-    if client.get_run(logger.run_id).info.status == "RUNNING":
-        client.set_terminated(logger.run_id, "FAILED")
+    client.set_tag(run_id, TAG_FAILURE, reason[:5000])
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "FAILED")
 
 
 def checkpoints_root() -> Path:

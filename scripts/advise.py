@@ -1,8 +1,9 @@
-"""Next-run advice for the command line: candidates from a grid, the ranked table for ``predict --next``, and the
-``sweep --adaptive`` loop (refit, ask the advice for the best remaining cell, train it, until alpha is pinned).
+"""Next-run advice for the command line: candidates around a law (or from a grid), the ranked table and the plan
+for ``predict --next``, runnable commands, and the ``sweep --adaptive`` loop (refit, ask the advice for the best
+remaining cell, train it, until alpha is pinned).
 
-The numerics live in ``transfer_laws.registry.advice``; this module only turns grid cells into candidates (N from
-the preset's non-embedding parameter count) and drives the loop.
+The numerics live in ``transfer_laws.registry.advice``; this module turns sizes, grids and a law's own runs into
+candidates (N from the preset's non-embedding parameter count) with the command that trains each.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from transfer_laws.registry.advice import Advice, Candidate, alpha_halfwidth, rank_next_runs
+import numpy as np
+
+from transfer_laws.registry.advice import Advice, Candidate, Plan, Target, alpha_halfwidth, rank_next_runs
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
 
 ATTR_REASON = "adaptive_reason"
 TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
@@ -33,12 +38,124 @@ def candidates_for(cells: Sequence[Any], epochs: float = 3.0) -> list[Candidate]
             for c in cells]
 
 
+PRETRAIN_TOKENS_PER_PARAM = 20.0
+"""A new size's pretraining, in tokens per non-embedding parameter (the demo's recipe, Hoffmann et al. 2022)."""
+CHECKPOINT_TEMPLATE = "models:/pretrained-text@demo-{size}"
+EPOCHS = 3.0
+"""Expected passes over a run's data before early stopping (the compute estimate's default)."""
+
+
+def size_of(n: float) -> str:
+    """The PRESETS name whose N is ``n`` (within 1e-6), else ''."""
+    from transfer_laws.lightning_modules.config import PRESETS
+
+    return next((name for name in PRESETS if math.isclose(preset_n(name), n, rel_tol=1e-6)), "")
+
+
+def command_for(c: Candidate, checkpoint_template: str = CHECKPOINT_TEMPLATE, seed: int = 0) -> str:
+    """The ``transfer-laws`` command(s) that train a candidate (a new size: pretrain and register first)."""
+    size = c.label or size_of(c.n_params) or f"<size with N={c.n_params:.3g}>"
+    checkpoint = checkpoint_template.format(size=size)
+    seeds = f" --seed {seed} --train.seed {seed}" if seed else ""
+
+    def one(role: str, tokens: float) -> str:
+        if role == ROLE_SCRATCH:
+            return (f"transfer-laws scratch --preset {size} --d-f-tokens {int(tokens)} --tokenizer-from {checkpoint}"
+                    f"{seeds}")
+        return f"transfer-laws finetune --from {checkpoint} --d-f-tokens {int(tokens)}{seeds}"
+
+    parts = []
+    if c.pretrain_tokens > 0:
+        name, alias = registered_name(checkpoint)
+        parts.append(f"transfer-laws pretrain --preset {size} --tokens {int(c.pretrain_tokens)} "
+                     f"--register-as {name} --alias {alias}")
+    parts.append(one(c.role, c.d_f_tokens))
+    parts += [one(role, tokens) for role, tokens in c.bundle]
+    return " && ".join(parts)
+
+
+def registered_name(checkpoint: str) -> tuple[str, str]:
+    """(name, alias) of ``models:/name@alias``."""
+    body = checkpoint.removeprefix("models:/")
+    name, _, alias = body.partition("@")
+    return name, alias or "champion"
+
+
+MIN_TOKENS = 256
+"""No candidate trains on fewer tokens than this (two 128-token windows): below it a run measures its first steps,
+not a data budget, and shrink per FLOP would walk D_F down without end."""
+
+
+def _around(values: Sequence[float], below: float, above: float) -> list[float]:
+    """The measured values and one step below and above their range (factors ``below`` and ``above``), never
+    below ``MIN_TOKENS``."""
+    ordered = sorted(set(values))
+    grid = [ordered[0] / below, *ordered, ordered[-1] * above, ordered[-1] * above**2]
+    return sorted({round(v) for v in grid if v >= MIN_TOKENS})
+
+
+def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, epochs: float = EPOCHS,
+                   new_sizes: bool = True) -> list[Candidate]:
+    """Every kind of run a team could launch next, around the law's own runs: fine-tunes at each fine-tuned size
+    over the measured D_F and one step beyond (a measured cell is a repeat with a new seed), scratch runs at each
+    size over the measured D and larger, and the presets just below and above the measured sizes as new sizes
+    (pretraining at 20 tokens per parameter, scratch runs over the measured D and fine-tunes at the measured D_F)."""
+    from transfer_laws.lightning_modules.config import PRESETS
+
+    ft_n = sorted({float(p.n) for p in law.points})
+    d_fs = [float(p.d_f) for p in law.points]
+    s_n = sorted({float(v) for v in np.exp(law.scratch.log_n)}) if law.scratch.log_n.size else []
+    s_d = [float(v) for v in np.exp(law.scratch.log_d)]
+    if not ft_n or not d_fs:
+        return []
+    d_f_grid = _around(d_fs, 2.0, 2.0) or [MIN_TOKENS]
+    d_grid = _around(s_d, 2.0, 2.0) if s_d else d_f_grid
+    out = []
+    for n in ft_n:
+        label = size_of(n)
+        out += [Candidate(n, d, ROLE_FINETUNE, epochs, label) for d in d_f_grid]
+    for n in sorted(set(ft_n) | set(s_n)):
+        label = size_of(n)
+        out += [Candidate(n, d, ROLE_SCRATCH, epochs, label) for d in d_grid]
+    if new_sizes:
+        known = sorted(set(ft_n) | set(s_n))
+        by_n = sorted((preset_n(name), name) for name in PRESETS)
+        lower = [x for x in by_n if x[0] < known[0] * (1 - 1e-6)][-1:]
+        upper = [x for x in by_n if x[0] > known[-1] * (1 + 1e-6)][:1]
+        for n, name in lower + upper:
+            bundle = tuple([(ROLE_SCRATCH, d) for d in sorted(set(s_d))]
+                           + [(ROLE_FINETUNE, d) for d in sorted(set(d_fs))[1:]])
+            out.append(Candidate(float(n), min(d_fs), ROLE_FINETUNE, epochs, name,
+                                 pretrain_tokens=PRETRAIN_TOKENS_PER_PARAM * n, bundle=bundle))
+    return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
+
+
+def seconds_per_flop(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> float:
+    """Wall seconds per FLOP of the advice's convention (6 N tokens x ``epochs``) over up to ``limit`` of the law's
+    finished runs in the store: what a run of a given compute takes on the machines that trained these (NaN when
+    none can be read)."""
+    from transfer_laws.registry.advice import compute_flops
+
+    seconds, flops = 0.0, 0.0
+    for p in list(law.points)[:limit]:
+        try:
+            info = client.get_run(p.run_id).info
+        except Exception:  # a run deleted since the fit, or a store that cannot be reached: no estimate from it
+            continue
+        if info.start_time and info.end_time and info.end_time > info.start_time:
+            seconds += (info.end_time - info.start_time) / 1000
+            flops += compute_flops(p.n, p.d_f, epochs)
+    return seconds / flops if flops > 0 else float("nan")
+
+
 def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:
     """Plain rows (``predict --next --json``): one dict per candidate, best first, with why it is advised."""
-    return [{"rank": i, "role": a.candidate.role, "label": a.candidate.label, "N": a.candidate.n_params,
-             "D_F_tokens": a.candidate.d_f_tokens, "PFLOP": a.flops / 1e15, "alpha_halfwidth": a.alpha_halfwidth,
-             "beta_halfwidth": a.beta_halfwidth, "shrink": a.shrink, "score": a.score, "note": a.note,
-             "why": why_advised(a)}
+    return [{"rank": i, "role": a.candidate.role, "kind": a.kind, "label": a.candidate.label,
+             "N": a.candidate.n_params, "D_F_tokens": a.candidate.d_f_tokens, "PFLOP": a.flops / 1e15,
+             "minutes": a.seconds / 60 if math.isfinite(a.seconds) else None,
+             "alpha_halfwidth": a.alpha_halfwidth, "beta_halfwidth": a.beta_halfwidth,
+             "identified": a.identified, "shrink": a.shrink, "score": a.score, "note": a.note,
+             "why": why_advised(a), "command": a.candidate.command}
             for i, a in enumerate(ranked, 1)]
 
 
@@ -46,21 +163,45 @@ def why_advised(advice: Advice) -> str:
     """What the run adds to the fit and what that buys, or (the advice's note) why it does not help."""
     if advice.note:
         return advice.note
-    if advice.candidate.role == "scratch":
-        what = f"a scratch curve point that lets {advice.new_points} excluded fine-tune(s) into the fit"
-    else:
-        what = "one more fine-tune point"
+    kind = advice.kind or advice.candidate.role
+    what = {"repeat": "the same cell with a new seed (averages its noise)",
+            "scratch": (f"a scratch point ({advice.new_points} more fine-tune(s) usable)" if advice.new_points
+                        else "a scratch point on the D_E curve"),
+            "scratch repeat": "a repeated scratch point (the fitter keeps the first: adds nothing)",
+            "new size": "a new size: pretraining, its scratch curve and fine-tunes"}.get(kind,
+                                                                                          "one more fine-tune point")
     return f"{what}: alpha and beta intervals {advice.shrink:.0%} narrower"
 
 
 def format_advice(ranked: Sequence[Advice], top: int = 10) -> str:
     """A fixed-width table of the best ``top`` candidates: cost, effect and why, best value for compute first."""
-    header = f"{'#':>2} {'role':8} {'size':8} {'N':>6} {'D_F':>6} {'cost':>10} {'+-alpha':>7} {'+-beta':>7}  why"
+    header = (f"{'#':>2} {'kind':10} {'size':8} {'N':>6} {'D':>6} {'cost':>10} {'wall':>8} {'+-alpha':>7} "
+              f"{'+-beta':>7}  why")
     lines = [header]
     for row in advice_rows(ranked[:top]):
-        lines.append(f"{row['rank']:>2} {row['role']:8} {row['label'][:8]:8} {_short(row['N']):>6} "
-                     f"{_short(row['D_F_tokens']):>6} {_short(row['PFLOP'] * 1e15) + 'FLOP':>10} "
+        wall = "-" if row["minutes"] is None else f"{row['minutes']:.1f}m"
+        lines.append(f"{row['rank']:>2} {row['kind'][:10]:10} {row['label'][:8]:8} {_short(row['N']):>6} "
+                     f"{_short(row['D_F_tokens']):>6} {_short(row['PFLOP'] * 1e15) + 'FLOP':>10} {wall:>8} "
                      f"{row['alpha_halfwidth']:7.3f} {row['beta_halfwidth']:7.3f}  {row['why']}")
+    return "\n".join(lines)
+
+
+def format_plan(plan: Plan, target: Target, top: int = 5) -> str:
+    """The plan's total compute to reach the target and the commands of its first runs."""
+    wall = f", about {plan.seconds / 60:.0f} min here" if math.isfinite(plan.seconds) else ""
+    beta = "" if not target.beta_excludes_0 else " and beta's interval excluding 0"
+    if plan.reached and not plan.steps:
+        return f"alpha +-{target.alpha_halfwidth:g}{beta} (every draw identified, no warning): already met"
+    head = (f"to reach alpha +-{target.alpha_halfwidth:g}{beta} (every draw identified, no warning): "
+            f"{len(plan.steps)} run(s), {_short(plan.flops)}FLOP in all (6 N tokens){wall}")
+    if not plan.reached:
+        head += (f"; NOT reached within the candidates (predicted alpha +-{plan.alpha_halfwidth:.3g}, beta "
+                 f"[{plan.beta_interval[0]:.3g}, {plan.beta_interval[1]:.3g}])")
+    lines = [head]
+    for i, step in enumerate(plan.steps[:top], 1):
+        lines.append(f"  {i}. {step.kind}: {step.candidate.command or step.candidate}")
+    if len(plan.steps) > top:
+        lines.append(f"  ... {len(plan.steps) - top} more (predict --next --json lists them)")
     return "\n".join(lines)
 
 

@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
     "scratch": Command("scratch", "Train from scratch on D tokens of the target (the D_E reference curve)."),
     "register": Command("register", "Register the checkpoint of a finished pretraining run."),
     "sweep": Command("sweep", "A grid (or adaptive choice) of fine-tune and scratch runs, Optuna-backed."),
+    "pin": Command("pin", "Train the runs next-run advice chooses until the law is determined (or the budget is "
+                   "spent); Optuna-backed workers.",
+                   "0 pinned, 1 failed, 2 invalid arguments, 3 budget spent or no law to start from (what is "
+                   "missing and the predicted cost to finish are printed), 4 no candidate run helps"),
     "refit": Command("refit", "Refit a law now (for CI): prints it, exit code says whether it fitted.",
                      "0 ok, 1 unexpected error, 2 bad input, 3 fit failed, 4 drift gate tripped, 5 evidence gate "
                      "tripped (docs/ci-refit.md)"),
@@ -52,7 +56,10 @@ COMMANDS: dict[str, Command] = {
                                   "needed for a --target-loss; --next: which runs to do next.",
                        "0 answered, 1 failed, 2 invalid arguments or unknown law, 3 the target loss is out of the "
                        "law's reach"),
-    "report": Command("report", "Plots and an HTML page for a law version."),
+    "choose": Command("choose", "Which registered checkpoint to fine-tune from: every source of a target ranked at "
+                      "(N, D_F).", "0 answered, 1 failed, 2 invalid arguments or a target without laws, 3 no law of "
+                      "the target has a fit to rank by"),
+    "report": Command("report", "Plots and an HTML page for a law version (--target: every law of a target)."),
     "lineage": Command("lineage", "Runs that started from a checkpoint version, or a run's ancestry."),
     "serve": Command("serve", "An MLflow server with the transfer-laws app (hook and /transfer-laws/ page).",
                      "0 stopped cleanly, 1 could not listen (busy port) or the server failed, 2 invalid arguments"),

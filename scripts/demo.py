@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
 from transfer_laws.scripts._args import at_least, positive
 
@@ -33,10 +34,11 @@ class Args:
     pretrain_seconds: list[float] = positive(default_factory=lambda: [30.0, 60.0, 200.0])
     """Wall-clock cap on each size's pretraining, so a slow machine still finishes (about twice the time the steps
     take on 2 idle cores: the steps are the plan; a cap that bites pretrains that size less)."""
-    d_f_tokens: list[int] = positive(default_factory=lambda: [1_000, 2_500, 6_000])
+    d_f_tokens: list[int] = positive(maximum=MAX_D["tokens"], default_factory=lambda: [1_000, 2_500, 6_000])
     """Fine-tuning budgets D_F in tokens (the law is fitted in the low-data regime: D_F at most ~10% of the data
     at which the scratch curve of that size flattens; here at most 10% of the largest scratch D)."""
-    scratch_tokens: list[int] = positive(default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
+    scratch_tokens: list[int] = positive(maximum=MAX_D["tokens"],
+                                         default_factory=lambda: [2_000, 6_000, 20_000, 60_000])
     """From-scratch training-set sizes D in tokens (must reach past the fine-tunes' D_E)."""
     run_max_steps: int = positive(1000)
     """Cap on each fine-tune's and scratch run's optimizer steps (early stopping usually ends them sooner; on the
@@ -55,6 +57,18 @@ class Args:
     """Registered model that holds the pretrained checkpoints (one version per size)."""
     progress_bar: bool = False
     """Show Lightning's per-run progress bar (the demo prints one line per run either way)."""
+    full: bool = False
+    """The pinned form (about 45 minutes on 2 idle cores): both sources, English text and the text+code mix,
+    pretrained at the same sizes and fine-tuned at the same D_F, a wider D_F span and longer scratch curves, then
+    ``transfer-laws pin`` on each law (text-to-python, mix-to-python) until alpha is within +-0.1 or the budget is
+    spent."""
+    full_minutes: float = positive(45.0)
+    """--full: wall-clock budget of the whole demo; what the seed runs leave is split between the two pin loops."""
+    alpha_halfwidth: float = positive(0.1)
+    """--full: the pin loops' target half-width of alpha's 95% interval."""
+    patience: int | None = positive(None)
+    """Early-stopping patience of fine-tunes and scratch runs, in held-out evaluations (None: the recipes'; --full
+    uses 8, so a run that sits on a plateau for a few evaluations is not ended there)."""
 
 
 QUICK = {
@@ -68,12 +82,29 @@ QUICK = {
 }
 
 
+FULL = {
+    # N span 1x32 .. 2x64 (7.8x) as the default demo, plus whatever new size the advice asks for; D_F span 16x
+    # (the default's 6x left alpha undetermined); scratch curves to 200k tokens (they still fell at 60k).
+    "d_f_tokens": [500, 1_500, 4_000, 8_000],
+    "scratch_tokens": [2_000, 6_000, 20_000, 60_000, 200_000],
+    "run_max_steps": 1500,
+    "patience": 8,
+}
+SOURCES_FULL = ("text", "mix")
+SOURCE_WORDS = {"text": "English", "mix": "the English + code mix"}
+"""How the findings name each pretraining source."""
+"""--full pretrains both sources at the same sizes (issue 26: two laws, text-to-python and mix-to-python)."""
+
+
 def _apply_quick(args: Args) -> Args:
-    if not args.quick:
-        return args
+    if args.quick and args.full:
+        from transfer_laws.scripts._errors import BadInput
+
+        raise BadInput("--quick and --full are different demos: give one")
+    preset = QUICK if args.quick else FULL if args.full else {}
     defaults = Args()
-    for key, value in QUICK.items():
-        if getattr(args, key) == getattr(defaults, key):  # explicit flags win over the quick preset
+    for key, value in preset.items():
+        if getattr(args, key) == getattr(defaults, key):  # explicit flags win over the preset
             setattr(args, key, value)
     return args
 
@@ -110,18 +141,24 @@ def _prepare_workspace(common: dict[str, Any], size: str) -> None:
 
 
 def plan_compute(args: Args) -> list[float]:
-    """Planned N x tokens of every run the demo makes, in the order it makes them."""
+    """Planned N x tokens of every run the demo makes, in the order it makes them (the pin loops of --full aside)."""
     from transfer_laws.scripts._eta import planned_tokens
     from transfer_laws.scripts.advise import preset_n
 
     per_step = 8 * 128  # the recipes' default batch x context
     compute = []
+    sources = len(SOURCES_FULL) if args.full else 1
     for size, steps in zip(args.sizes, args.pretrain_steps, strict=True):
         n = preset_n(size)
-        compute.append(n * steps * per_step)
-        compute += [n * planned_tokens(d, per_step, args.run_max_steps) for d in (*args.d_f_tokens,
-                                                                                   *args.scratch_tokens)]
+        for _ in range(sources):
+            compute.append(n * steps * per_step)
+            compute += [n * planned_tokens(d, per_step, args.run_max_steps) for d in args.d_f_tokens]
+        compute += [n * planned_tokens(d, per_step, args.run_max_steps) for d in args.scratch_tokens]
     return compute
+
+
+def _checkpoint_name(args: Args, source: str) -> str:
+    return args.checkpoint_name if source == "text" else f"pretrained-{source}"
 
 
 def run(args: Args) -> Any:
@@ -129,78 +166,126 @@ def run(args: Args) -> Any:
     from transfer_laws.registry.tracking import is_embedded, use_tracking_uri
     from transfer_laws.scripts import finetune, pretrain, scratch
 
+    started = time.monotonic()
     args = _apply_quick(args)
     for name in ("pretrain_steps", "pretrain_seconds"):
         if len(getattr(args, name)) != len(args.sizes):
             raise ValueError(f"--{name.replace('_', '-')} needs one value per size ({len(args.sizes)}), got "
                              f"{len(getattr(args, name))}")
     uri = use_tracking_uri(args.tracking_uri)
-    law = law_name("text", "python")
-    print(f"transfer-laws demo: law {law}, store {uri}", flush=True)
+    sources = SOURCES_FULL if args.full else ("text",)
+    laws = [law_name(source, "python") for source in sources]
+    print(f"transfer-laws demo: law{'s' if len(laws) > 1 else ''} {', '.join(laws)}, store {uri}", flush=True)
     common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
               "vocab_size": args.vocab_size, "progress_bar": args.progress_bar, "print_outcome": False}
     fit_options = {"refit_bootstrap": args.bootstrap}
     without_tokenizer = {k: v for k, v in common.items() if k != "vocab_size"}  # a fine-tune uses its checkpoint's
 
     def capped(recipe: Any) -> dict[str, Any]:
-        return {"train": replace(recipe.TRAIN, max_steps=args.run_max_steps)}
+        return {"train": replace(recipe.TRAIN, max_steps=args.run_max_steps,
+                                 patience=args.patience or recipe.TRAIN.patience)}
 
     _prepare_workspace(common, args.sizes[0])
     progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
 
-    results: dict[str, dict[str, Any]] = {}
-    registered_by_size: dict[str, Any] = {}
+    by_source: dict[str, dict[str, dict[str, Any]]] = {source: {} for source in sources}
     last_refit = None
     for size, steps, seconds in zip(args.sizes, args.pretrain_steps, args.pretrain_seconds, strict=True):
         alias = f"demo-{size}"
-        train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
-        registered = pretrain.run(pretrain.Args(preset=size, register_as=args.checkpoint_name, alias=alias,
-                                                train=train, **common))
-        registered_by_size[size] = registered
-        progress.line(f"pretrained {size}, registered {registered.uri} as @{alias}")
-        per_size: dict[str, Any] = {"finetune": {}, "scratch": {}}
-        for d_f in args.d_f_tokens:
-            run_ = finetune.run(finetune.Args(parent=f"models:/{args.checkpoint_name}@{alias}", d_f_tokens=d_f,
-                                              **without_tokenizer, **fit_options, **capped(finetune),
-                                              refit_plots=False))
-            per_size["finetune"][d_f] = run_
-            last_refit = run_.refit or last_refit
-            progress.line(f"finetune {size} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
+        scratch_runs: dict[int, Any] = {}
+        for source in sources:
+            train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
+            registered = pretrain.run(pretrain.Args(preset=size, corpus=source, register_as=_checkpoint_name(
+                args, source), alias=alias, train=train, **common))
+            on = f" on {source}" if len(sources) > 1 else ""  # the short demo's lines stay as they were
+            progress.line(f"pretrained {size}{on}, registered {registered.uri} as @{alias}")
+        for source in sources:
+            per_size: dict[str, Any] = {"finetune": {}, "scratch": scratch_runs}
+            for d_f in args.d_f_tokens:
+                run_ = finetune.run(finetune.Args(parent=f"models:/{_checkpoint_name(args, source)}@{alias}",
+                                                  d_f_tokens=d_f, **without_tokenizer, **fit_options,
+                                                  **capped(finetune), refit_plots=False))
+                per_size["finetune"][d_f] = run_
+                last_refit = run_.refit or last_refit
+                origin = f" from {source}" if len(sources) > 1 else ""
+                progress.line(f"finetune {size}{origin} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  "
+                              f"{_refit_text(run_.refit)}")
+            by_source[source][size] = per_size
         for d in args.scratch_tokens:
             # Every landing refits; only the last renders the plots (matplotlib is most of a refit's time).
             last = size == args.sizes[-1] and d == args.scratch_tokens[-1]
             run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common, **fit_options, **capped(scratch),
                                             refit_plots=last))
-            per_size["scratch"][d] = run_
+            scratch_runs[d] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"scratch  {size} D={d:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
-        per_size["n_params"] = run_.n_params
-        results[size] = per_size
+        for source in sources:
+            by_source[source][size]["n_params"] = run_.n_params
 
-    _crown_largest(uri, results, registered_by_size)
-    if not is_embedded(uri):
+    _crown_largest(uri, [_checkpoint_name(args, source) for source in sources])
+    if not is_embedded(uri) or args.full:
         # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
         # them (idempotent: if the hook already registered these inputs, it says "unchanged").
         from transfer_laws.registry.refit import refit_law
 
-        last_refit = refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap)
-    _print_findings(results, args)
-    _print_law(law, uri, last_refit)
+        last_refit = [refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap) for law in laws]
+    for source in sources:
+        if len(sources) > 1:
+            print(f"\n== {source} -> python ==")
+        _print_findings(by_source[source], args, SOURCE_WORDS.get(source, source))
+    if args.full:
+        last_refit = _pin_laws(args, uri, laws, sources, started, capped(scratch)["train"])
+    _print_law(laws, uri, last_refit)
     return 0
 
 
-def _crown_largest(uri: str, results: dict[str, dict[str, Any]], registered: dict[str, Any]) -> None:
-    """Point ``@champion`` at the largest pretrained size, as a team marks the checkpoint to start from (the README's
-    ``finetune --from models:/pretrained-text@champion``)."""
+def _crown_largest(uri: str, names: list[str]) -> None:
+    """Point ``@champion`` at each checkpoint model's largest pretrained size, as a team marks the checkpoint to
+    start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
     from mlflow import MlflowClient
 
-    from transfer_laws.registry.schema import DEFAULT_CHECKPOINT_ALIAS
+    from transfer_laws.registry.schema import CKPT_TAG_N, DEFAULT_CHECKPOINT_ALIAS
 
-    size = max(results, key=lambda s: results[s]["n_params"])
-    best = registered[size]
-    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(best.name, DEFAULT_CHECKPOINT_ALIAS,
-                                                                              str(best.version))
-    print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{best.name}/{best.version} ({size}, the largest N)", flush=True)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in names:
+        versions = [v for v in client.search_model_versions(f"name = '{name}'") if CKPT_TAG_N in (v.tags or {})]
+        if versions:
+            best = max(versions, key=lambda v: (float(v.tags[CKPT_TAG_N]), int(v.version)))
+            client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(best.version))
+            print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
+                  "the largest)", flush=True)
+
+
+def pin_args(args: Args, uri: str, law: str, source: str, minutes: float, train: Any) -> Any:
+    """``transfer-laws pin``'s arguments for one law of --full: the demo's store, checkpoints and recipe."""
+    from transfer_laws.scripts import pin
+
+    return pin.Args(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{minutes:.2f}min",
+                    from_template=f"models:/{_checkpoint_name(args, source)}@demo-{{size}}", tracking_uri=uri,
+                    experiment=args.experiment, corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
+                    progress_bar=args.progress_bar, print_outcome=False, bootstrap=args.bootstrap,
+                    study=f"demo-pin-{law}", train=train, refit_bootstrap=args.bootstrap, refit_plots=False)
+
+
+def _pin_laws(args: Args, uri: str, laws: list[str], sources: tuple[str, ...], started: float,
+              train: Any) -> list[Any]:
+    """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes."""
+    from transfer_laws.registry.refit import refit_law
+    from transfer_laws.scripts import pin
+    from transfer_laws.scripts._errors import UserError
+
+    results = []
+    for i, (law, source) in enumerate(zip(laws, sources, strict=True)):
+        left = args.full_minutes - (time.monotonic() - started) / 60
+        share = left / (len(laws) - i)
+        print(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==", flush=True)
+        if share > 0.5:
+            try:
+                pin.run(pin_args(args, uri, law, source, share, train))
+            except UserError as exc:
+                print(f"pin {law}: {exc}")
+        results.append(refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap))
+    return results
 
 
 def _refit_text(refit: Any) -> str:
@@ -218,7 +303,7 @@ def _refit_text(refit: Any) -> str:
     return "; ".join(parts)
 
 
-def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
+def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str = "English") -> None:
     """The paper's qualitative findings, checked on our own runs and said plainly either way.
 
     A fine-tune at D_F is compared with the scratch run of the same size trained on the smallest D >= D_F: beating
@@ -226,7 +311,8 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
     """
     print("\nWhat the runs show (best held-out Python loss, nats/token):")
     print(f"{'size':>6} {'N':>10} {'D_F':>9} {'fine-tuned':>11} {'scratch D':>10} {'scratch':>9} {'gain':>7}")
-    wins, comparisons, gains_by_n = 0, 0, {}
+    wins, comparisons = 0, 0
+    gains_by_n: dict[int, list[tuple[int, float]]] = {}
     for size, per in results.items():
         for d_f, ft in per["finetune"].items():
             larger = sorted(d for d in per["scratch"] if d >= d_f)
@@ -241,7 +327,7 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
                   f"{sc.best_test_loss:>9.3f} {gain:>+7.3f}")
     if comparisons:
         verdict = "does" if wins == comparisons else ("mostly does" if wins > comparisons / 2 else "does NOT")
-        print(f"- Pretraining on English {verdict} beat training from scratch on at least as much Python: "
+        print(f"- Pretraining on {source} {verdict} beat training from scratch on at least as much Python: "
               f"{wins} of {comparisons} comparisons.")
     smallest = min(gains_by_n) if gains_by_n else None
     if smallest is not None and len(gains_by_n[smallest]) > 1:
@@ -251,29 +337,35 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args) -> None:
               + ", ".join(f"N={n:,}: {g:+.3f}" for n, g in ordered))
 
 
-def _print_law(law: str, uri: str, last_refit: Any) -> None:
+def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
     from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
 
-    print()
+    laws = [laws] if isinstance(laws, str) else laws
     results = last_refit if isinstance(last_refit, list) else [last_refit] if last_refit else []
-    fitted = [r for r in results if r.fit is not None]
-    if fitted:
-        fit = fitted[-1].fit
-        print(fit.summary())
-        for name, value, meaning in (("beta", fit.beta, "D_T grows with N"), ("alpha", fit.alpha,
-                                                                               "D_T grows with D_F")):
-            if value > 0:
-                print(f"- {meaning} on these runs ({name} = {value:.3f} > 0), as in the paper.")
-            else:
-                print(f"- These runs do NOT show that {meaning} ({name} = {value:.3f}): too few or too small runs "
-                      "(a CPU demo's N spans a few x; benchmarks/gpu_sweep.sh trains larger models on a GPU).")
-        print(f"\nRegistered as models:/{law_model_name(law)}@{LAW_ALIAS}")
-    else:
-        reasons = "; ".join(r.reason or r.status for r in results) or "no refit ran"
-        print(f"The law {law} could not be fitted from these runs: {reasons}")
+    for law in laws:
+        print()
+        mine = [r for r in results if getattr(r, "law", law) == law]
+        fitted = [r for r in mine if r.fit is not None]
+        if fitted:
+            fit = fitted[-1].fit
+            if len(laws) > 1:
+                print(f"{law}:")
+            print(fit.summary())
+            for name, value, meaning in (("beta", fit.beta, "D_T grows with N"), ("alpha", fit.alpha,
+                                                                                   "D_T grows with D_F")):
+                if value > 0:
+                    print(f"- {meaning} on these runs ({name} = {value:.3f} > 0), as in the paper.")
+                else:
+                    print(f"- These runs do NOT show that {meaning} ({name} = {value:.3f}): too few or too small "
+                          "runs (a CPU demo's N spans a few x; benchmarks/gpu_sweep.sh trains larger models on a GPU).")
+            print(f"\nRegistered as models:/{law_model_name(law)}@{LAW_ALIAS}")
+        else:
+            reasons = "; ".join(r.reason or r.status for r in mine) or "no refit ran"
+            print(f"The law {law} could not be fitted from these runs: {reasons}")
     if uri.startswith("sqlite:"):
         print(f"\nBrowse it:  transfer-laws serve --backend-store-uri {uri}\n  then open "
               "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow's runs and models) and "
-              f"http://127.0.0.1:5000{law_page_url(law)} (the law page)")
-    print(f"Ask it:     transfer-laws predict --law {law} --n 1e6 --d-f 1e4   (--target-loss, --next: see --help)")
-    print(f"Plots:      transfer-laws report --law {law}")
+              f"http://127.0.0.1:5000{law_page_url(laws[0])} (the law page)")
+    for law in laws:
+        print(f"Ask it:     transfer-laws predict --law {law} --n 1e6 --d-f 1e4   (--target-loss, --next: see --help)")
+        print(f"Plots:      transfer-laws report --law {law}")

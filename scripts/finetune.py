@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, TrackingArgs, megabytes
 from transfer_laws.scripts._errors import BadInput
@@ -22,7 +23,7 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
 
     parent: str = field(metadata={"flag": "from"})
     """The pretrained checkpoint to start from: models:/name@alias or models:/name/version."""
-    d_f_tokens: int = positive()
+    d_f_tokens: int = positive(maximum=MAX_D["tokens"])
     """Fine-tuning budget D_F in tokens (exact; characters are recorded too)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
@@ -69,6 +70,8 @@ def run(args: Args, extras: Any = None) -> Any:
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch,
                         init_weights=weights, parent=loaded)
+    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
+        return trained
     if args.print_outcome:
         from transfer_laws.scripts._outcome import print_run
 

@@ -6,7 +6,9 @@ to reach L at that N; with ``--d-f``: the N needed at that D_F. ``--next``: whic
 D_F is in the law's unit (tokens of the law's tokenizer unless the law was fitted in characters).
 
 Every answer repeats the fit's verdict and warnings and flags each query outside the N and D_F the law was fitted
-on, by how many decades. Exit codes: 0 answered, 2 invalid arguments (nothing was looked up), 3 the law cannot
+on, by how many decades, and each D_F past where the law holds at that N (the low-data regime: the D_F range fitted
+at the measured N nearest the query; a bend the fine-tunes showed is named).
+Exit codes: 0 answered, 2 invalid arguments (nothing was looked up), 3 the law cannot
 reach the target loss.
 """
 
@@ -17,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._errors import BadInput, UserError
@@ -34,14 +37,17 @@ class Args:
 
     law: str = "text-to-python"
     """The law, <source>-to-<target>."""
-    n: float | None = positive(None)
+    n: float | None = positive(None, maximum=MAX_N)
     """Non-embedding parameters N of the model asked about."""
-    d_f: float | None = positive(None)
+    d_f: float | None = positive(None, maximum=MAX_D["chars"])
     """Fine-tuning data D_F, in the law's unit."""
     target_loss: float | None = positive(None)
     """A target best loss (nats/token): with --n, the D_F needed; with --d-f, the N needed."""
     next_runs: bool = field(default=False, metadata={"flag": "next"})
-    """Rank candidate runs by how much each would tighten alpha and beta per unit of compute."""
+    """Rank candidate runs by how much each would tighten alpha and beta per unit of compute, with the plan (runs,
+    commands, total compute) to reach --next-alpha-halfwidth."""
+    next_alpha_halfwidth: float = positive(0.1)
+    """--next plans until alpha's 95% half-width is at most this (and beta's interval excludes 0)."""
     version: str = LAW_ALIAS
     """Law version: an alias (latest) or a version number."""
     json: bool = False
@@ -116,7 +122,7 @@ def nearest_presets(n: float) -> list[tuple[str, int]]:
 def run(args: Args) -> int:
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts._law import load_law_version
-    from transfer_laws.scripts.advise import advice_rows, format_advice
+    from transfer_laws.scripts.advise import advice_rows, format_advice, format_plan
 
     check_question(args)
     use_tracking_uri(args.tracking_uri, read_only=True)
@@ -129,9 +135,13 @@ def run(args: Args) -> int:
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
     if args.next_runs:
-        ranked = _next_runs(law)
+        ranked, plan, target = _next_runs(law, args.next_alpha_halfwidth)
         answer["next"] = advice_rows(ranked)
-        next_table = format_advice(ranked, top=len(ranked)) if ranked else ""
+        answer["plan"] = {"reached": plan.reached, "FLOP": plan.flops, "runs": advice_rows(plan.steps),
+                          "alpha_halfwidth": plan.alpha_halfwidth, "beta_interval": list(plan.beta_interval)}
+        next_table = format_advice(ranked, top=8) if ranked else ""
+    answer["law_holds"] = list((checks.get("regime") or {}).get("holds") or [])
+    answer["past_low_data_regime"] = past_regime(checks, args.n, args.d_f)
     if args.target_loss is not None:
         check_target_loss(law, args.target_loss, args.n, law_vocab_size(law))
         quantity, solve = (("d_f", law.d_f_for_target_loss) if args.n is not None else ("n", law.n_for_target_loss))
@@ -145,16 +155,20 @@ def run(args: Args) -> int:
         if quantity == "n":
             answer["nearest_presets"] = [{"preset": name, "N": size} for name, size in nearest_presets(value)]
         answer["outside_fitted_range"] += outside_range(answer["fitted_range"], **{quantity: value})
+        if quantity == "d_f":
+            answer["past_low_data_regime"] = past_regime(checks, args.n, value)
     elif args.n is not None and args.d_f is not None:
         answer["prediction"] = _as_plain(law.predict(args.n, args.d_f))
+        answer["interval_kind"] = {"loss": "prediction", "other": "confidence"}
     if args.json:
         print(json_document(answer))
     else:
         print_answer(answer, args, law)
         if args.next_runs:
-            print("next runs, best value for compute first (cost: 6 N D_F x 3 epochs; +-: predicted 95% half-widths "
-                  "after the run):")
+            print("next runs, best value for compute first (cost: 6 N tokens x 3 epochs, pretraining included; +-: "
+                  "predicted 95% half-widths after the run, from the version's own bootstrap model):")
             print("  " + next_table.replace("\n", "\n  ") if next_table else "  (no candidates)")
+            print(format_plan(plan, target))
     return 0
 
 
@@ -165,6 +179,20 @@ def fitted_range(law: Any) -> dict[str, list[float]]:
         return {}
     ns, d_fs = [float(p.n) for p in points], [float(p.d_f) for p in points]
     return {"N": [min(ns), max(ns)], "D_F": [min(d_fs), max(d_fs)]}
+
+
+def past_regime(checks: dict[str, Any], n: float | None, d_f: float | None) -> dict[str, Any] | None:
+    """Where ``d_f`` lies past the D_F range the law was fitted on at the measured N nearest ``n``: that N, the
+    range's top and the smallest D_F whose fine-tune showed the law bending there (None: no bend seen). None when
+    ``d_f`` is inside (2% beyond the last run is rounding) or the law has no such record."""
+    from transfer_laws.registry.fit import holds_at
+
+    if n is None or d_f is None or not math.isfinite(d_f):
+        return None
+    row = holds_at(checks, n)
+    if row is None or d_f <= 1.02 * row["d_f_high"]:
+        return None
+    return {"d_f": d_f, "n_measured": row["n"], "d_f_high": row["d_f_high"], "bends_above": row["bends_above"]}
 
 
 def outside_range(span: dict[str, list[float]], **query: float | None) -> list[dict[str, Any]]:
@@ -232,10 +260,16 @@ def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
     span = answer["fitted_range"]
     if span:
         print(f"  fitted on N {span['N'][0]:.3g}..{span['N'][1]:.3g}, D_F {span['D_F'][0]:.3g}..{span['D_F'][1]:.3g}")
+    if answer.get("law_holds"):
+        print("  holds at " + "; ".join(f"N={r['n']:.3g}: D_F {r['d_f_low']:.3g}..{r['d_f_high']:.3g}"
+                                        + (f" (bends above {r['bends_above']:.3g})" if r["bends_above"] else "")
+                                        for r in answer["law_holds"]))
     if "prediction" in answer:
-        print(f"at N={args.n:.3g}, D_F={args.d_f:.3g} (95% intervals):")
+        print(f"at N={args.n:.3g}, D_F={args.d_f:.3g} (95% intervals; the loss's is a prediction interval, where "
+              "one run's best loss falls, the others are the law's confidence intervals):")
         for key, value in answer["prediction"].items():
-            print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}")
+            kind = "  (prediction interval)" if key == "loss" else ""
+            print(f"  {key:>16}: {_fmt(value['value'], (value['low'], value['high']))}{kind}")
     for key, label in (("d_f_for_target_loss", f"D_F needed at N={args.n or 0:.3g}"),
                        ("n_for_target_loss", f"N needed at D_F={args.d_f or 0:.3g}")):
         if key in answer:
@@ -251,6 +285,14 @@ def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
     for flag in answer["outside_fitted_range"]:
         print(f"WARNING: {flag['quantity']}={flag['value']:.3g} is {flag['decades']:.1f} decades {flag['side']} the "
               f"fitted range {flag['fitted'][0]:.3g}..{flag['fitted'][1]:.3g}: an extrapolation, not a measurement")
+    past = answer.get("past_low_data_regime")
+    if past and past["bends_above"] is not None:
+        print(f"WARNING: D_F={past['d_f']:.3g} is past the low-data regime at N={past['n_measured']:.3g}: the "
+              f"fine-tunes there bend below the power law from D_F={past['bends_above']:.3g} (the law holds up to "
+              f"{past['d_f_high']:.3g}), so this overstates D_T: the runs do not support it")
+    elif past and not any(f["quantity"] == "D_F" for f in answer["outside_fitted_range"]):
+        print(f"WARNING: D_F={past['d_f']:.3g} is beyond the D_F fitted at N={past['n_measured']:.3g} (up to "
+              f"{past['d_f_high']:.3g}): whether the law still holds there is not measured")
     for line in answer["verdict"]:
         print(f"verdict: {line}")
     for warning in answer["warnings"]:
@@ -271,18 +313,18 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
     return plain
 
 
-def _next_runs(law: Any) -> list[Any]:
-    """Candidates around the law's own grid, ranked: each measured N and one size up (2x), each measured D_F and
-    3x beyond."""
-    from transfer_laws.registry.advice import Candidate, rank_next_runs
+def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
+    """Candidates around the law's own runs (``advise.law_candidates``), ranked, and the greedy plan to the target;
+    wall times at the rate the law's own runs took."""
+    from mlflow import MlflowClient
 
-    ns = sorted({float(p.n) for p in law.points})
-    d_fs = sorted({float(p.d_f) for p in law.points})
-    if not ns or not d_fs:
-        return []
-    labels = dict.fromkeys(ns, "measured")
-    labels[ns[-1] * 2] = "2x N"
-    d_fs.append(d_fs[-1] * 3)
-    candidates = [Candidate(n_params=n, d_f_tokens=d, role=role, epochs=3.0, label=label)
-                  for n, label in labels.items() for d in d_fs for role in ("finetune", "scratch")]
-    return rank_next_runs(law, candidates)[:8]
+    from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
+    from transfer_laws.scripts.advise import law_candidates, seconds_per_flop
+
+    target = Target(alpha_halfwidth)
+    candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
+    if not candidates:
+        return [], plan_to_target(law, [], target), target
+    rate = seconds_per_flop(MlflowClient(), law)
+    return (rank_next_runs(law, candidates, seconds_per_flop=rate),
+            plan_to_target(law, candidates, target, seconds_per_flop=rate), target)

@@ -62,6 +62,8 @@ def run(args: Args, extras: Any = None) -> Any:
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         evals_per_epoch=args.evals_per_epoch, save_checkpoint_to=checkpoints_root(),
                         checkpoint_extra={"source": source})
+    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
+        return trained
     if args.print_outcome:
         print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
               f"{trained.best_test_loss:.4f} nats/token")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
 from transfer_laws.scripts.pretrain import model_config
@@ -20,7 +21,7 @@ TRAIN = TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience
 class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws scratch``."""
 
-    d_f_tokens: int = positive()
+    d_f_tokens: int = positive(maximum=MAX_D["tokens"])
     """Training-set size D in tokens of the target (exact)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
@@ -61,6 +62,8 @@ def run(args: Args, extras: Any = None) -> Any:
                         experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
                         refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
                         evals_per_epoch=args.evals_per_epoch)
+    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
+        return trained
     if args.print_outcome:
         from transfer_laws.scripts._outcome import print_run
 

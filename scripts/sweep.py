@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
+from transfer_laws.registry.records import MAX_D
 from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
@@ -49,7 +50,7 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
 
     sizes: list[str] = field(default_factory=lambda: ["2x32", "2x64"])
     """Model shapes (names from lightning_modules.config.PRESETS), one N each."""
-    d_f_tokens: list[int] = positive(default_factory=lambda: [20000, 80000])
+    d_f_tokens: list[int] = positive(maximum=MAX_D["tokens"], default_factory=lambda: [20000, 80000])
     """D_F budgets in tokens (a scratch run's dataset size D)."""
     roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
     """Which kinds of run each (size, D_F) gets: finetune, scratch or both."""
@@ -356,8 +357,13 @@ def _check_tune_lr(study: Any, args: Args) -> None:
 
 
 def run(args: Args) -> int:
+    from transfer_laws.scripts import _sweep_ranks
+
     if args.adaptive and args.worker:
         raise ValueError("--adaptive chooses runs one at a time in one process; it does not take --worker")
+    distributed = _sweep_ranks.job_size() > 1  # a worker launched by torchrun: each trial one DDP run of the job
+    if distributed:
+        _sweep_ranks.check_job(args)
     cells = grid_cells(args.sizes, args.d_f_tokens, args.roles)
     study = open_study(args.study, args.storage, create=not args.worker, heartbeat_s=args.heartbeat_s,
                        grace_s=args.grace_s, max_retry=args.max_retry)
@@ -381,7 +387,12 @@ def run(args: Args) -> int:
     if not args.worker:
         added = enqueue_cells(study, cells)
         print(f"sweep {args.study}: {len(cells)} cells, {added} newly enqueued; parent run {parent}")
-    ran = run_worker(study, train, max_trials=args.max_trials, progress=True)
+    if distributed:
+        ran = _sweep_ranks.run_job(lambda t: run_worker(study, t, max_trials=args.max_trials, progress=True), train)
+        if _sweep_ranks.rank() != 0:
+            return 0
+    else:
+        ran = run_worker(study, train, max_trials=args.max_trials, progress=True)
     done, total = sweep_progress(study)
     print(f"sweep {args.study}: this process ran {ran} trial(s); {done}/{total} cells finished")
     return 0

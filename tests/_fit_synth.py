@@ -33,13 +33,24 @@ def irreducible_loss(n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray
     return E_IRR + A_IRR / np.asarray(n) ** ALPHA_N_IRR + B_IRR / np.asarray(d) ** ALPHA_D_IRR
 
 
+def smooth_bend(d_b: float, drop: float = 0.3) -> Callable[[float], float]:
+    """A smoothly broken power law: D_T's slope in D_F falls by ``drop`` past D_F = d_b, over about two decades."""
+    return lambda d_f: float((1.0 + d_f / d_b) ** -drop)
+
+
+def cutoff_bend(d_b: float) -> Callable[[float], float]:
+    """An exponential cutoff: D_T collapses past D_F = d_b (pretraining stops helping; ossification)."""
+    return lambda d_f: float(np.exp(-d_f / d_b))
+
+
 def synthetic_runs(truth: tuple[float, float, float], loss_noise: float = 0.0, seed: int = 0,
                    n_grid: tuple[float, ...] = N_GRID, scratch_d: tuple[float, ...] = SCRATCH_D,
                    d_f: tuple[float, ...] = FINETUNE_D_F, loss_law: Callable[..., np.ndarray] = kaplan_loss,
-                   heavy_tails: bool = False) -> list[RunResult]:
+                   heavy_tails: bool = False, bend: Callable[[float], float] | None = None) -> list[RunResult]:
     """Scratch runs at L(N, D) and fine-tune runs at L(N, D_F + k D_F^alpha N^beta), times exp(Normal(0, noise))
     (with ``heavy_tails``, Student-t noise with 3 degrees of freedom scaled to the same standard deviation); L is
-    ``loss_law`` (the Kaplan form by default)."""
+    ``loss_law`` (the Kaplan form by default). ``bend``: a factor on D_T by D_F (1 at small D_F), for laws that hold
+    only in a low-data regime."""
     k, alpha, beta = truth
     rng = np.random.default_rng(seed)
 
@@ -52,6 +63,7 @@ def synthetic_runs(truth: tuple[float, float, float], loss_noise: float = 0.0, s
             loss = float(loss_law(n, d) * np.exp(noise()))
             runs.append(RunResult(f"s-{n:.3g}-{d:.4g}", "scratch", n, float(d), loss))
         for df in d_f:
-            loss = float(loss_law(n, df + k * df**alpha * n**beta) * np.exp(noise()))
+            d_t = k * df**alpha * n**beta * (1.0 if bend is None else bend(df))
+            loss = float(loss_law(n, df + d_t) * np.exp(noise()))
             runs.append(RunResult(f"f-{n:.3g}-{df:.4g}", "finetune", n, float(df), loss))
     return runs

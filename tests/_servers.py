@@ -1,4 +1,5 @@
-"""A real ``mlflow server`` started for one test module: a free port, the process, waiting for /health, stopping."""
+"""A real ``mlflow server`` started for one test module: a free port, the process, waiting for /health, stopping;
+and a WSGI app (the law page on Flask) served in a thread."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,20 @@ def mlflow_server(cmd: list[str], port: int, *, env: dict[str, str], cwd: Path, 
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def wsgi_server(app: Any) -> Iterator[str]:
+    """Serve a WSGI app (a Flask app with the law page) on a free local port in a thread; yields its root URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

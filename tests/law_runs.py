@@ -102,10 +102,10 @@ def land_run(
     return run.info.run_id
 
 
-def land_scratch_runs(client: MlflowClient, experiment_id: str, law: str = LAW) -> list[str]:
-    """The scratch curves of the law's target at every (N, D) of the grid."""
+def land_scratch_runs(client: MlflowClient, experiment_id: str, law: str = LAW, **kw: Any) -> list[str]:
+    """The scratch curves of the law's target at every (N, D) of the grid (``kw``: ``land_run``'s options)."""
     return [
-        land_run(client, experiment_id, ROLE_SCRATCH, n, d, scratch_loss(n, d), law=law)
+        land_run(client, experiment_id, ROLE_SCRATCH, n, d, scratch_loss(n, d), law=law, **kw)
         for n, d in itertools.product(SCRATCH_N, SCRATCH_D)
     ]
 
@@ -126,3 +126,11 @@ def land_finetunes(client: MlflowClient, experiment_id: str, count: int, law: st
         land_run(client, experiment_id, ROLE_FINETUNE, n, d_f, finetune_loss(n, d_f), law=law, **kw)
         for n, d_f in finetune_grid(count)
     ]
+
+
+def scratch_store_at(folder: Any) -> Any:
+    """A SQLite store in ``folder`` holding the target's scratch curves (experiment ``runs``); returns its file."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    land_scratch_runs(client, client.create_experiment("runs", artifact_location=(folder / "a").as_uri()))
+    return folder / "mlflow.db"

@@ -1,4 +1,6 @@
-"""Next-run advice on synthetic laws: new N beats a duplicate, compute normalisation, scratch rescues."""
+"""Next-run advice on small synthetic laws: its predicted intervals come from the version's own bootstrap model, so
+it agrees with a brute-force refit, a run that adds nothing predicts "now", a repeat is not ranked above a new
+cell that buys more per FLOP, pretraining is paid for, and the plan reaches its target."""
 
 from __future__ import annotations
 
@@ -7,76 +9,136 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.advice import Candidate, compute_flops, rank_next_runs
+from transfer_laws.registry.advice import (
+    Candidate,
+    Target,
+    candidate_flops,
+    compute_flops,
+    plan_to_target,
+    rank_next_runs,
+)
+from transfer_laws.registry.fit import RunResult, fit_transfer_law
 
-K, ALPHA, BETA = 1.9e4, 0.18, 0.38
-
-
-def _point(n: float, d_f: float, used: bool = True, reason: str = "", noise: float = 0.0) -> SimpleNamespace:
-    d_t = K * d_f**ALPHA * n**BETA * np.exp(noise)
-    return SimpleNamespace(run_id=f"{n:g}-{d_f:g}", n=n, d_f=d_f, d_t=d_t, used=used, reason=reason)
-
-
-def _law(ns: tuple[float, ...], dfs: tuple[float, ...], extra: list[SimpleNamespace] | None = None,
-         scratch_d: tuple[float, ...] = (1e6, 1e7, 1e8)) -> SimpleNamespace:
-    rng = np.random.default_rng(0)
-    points = [_point(n, d, noise=rng.normal(0, 0.1)) for n, d in itertools.product(ns, dfs)] + (extra or [])
-    runs = [SimpleNamespace(role="scratch", n_params=n, d_f_tokens=d) for n, d in itertools.product(ns, scratch_d)]
-    return SimpleNamespace(points=points, runs=runs)
+K, ALPHA, BETA = TEXT_TO_PYTHON
+NS = (1e6, 1e7)
+SCRATCH_D = tuple(np.geomspace(1e6, 1e11, 9))
 
 
-def test_new_n_ranks_above_a_duplicate_of_an_existing_point() -> None:
-    law = _law((1e6, 3e6), (1e5, 1e6))
-    law.runs.append(SimpleNamespace(role="scratch", n_params=1e5, d_f_tokens=1e7))
-    dup = Candidate(1e6, 1e5, label="duplicate")
-    new = Candidate(1e5, 1e5, label="new N")  # outside the N range and cheaper
-    ranked = rank_next_runs(law, [dup, new])
-    assert [a.candidate.label for a in ranked] == ["new N", "duplicate"]
-    by_label = {a.candidate.label: a for a in ranked}
-    assert by_label["new N"].beta_halfwidth < by_label["duplicate"].beta_halfwidth
-    assert by_label["duplicate"].shrink > 0  # a duplicate still helps a little
+def _runs(d_f: tuple[float, ...] = (1e4, 3e4), noise: float = 0.01) -> list[RunResult]:
+    return synthetic_runs(TEXT_TO_PYTHON, loss_noise=noise, n_grid=NS, scratch_d=SCRATCH_D, d_f=d_f, seed=1)
 
 
-def test_compute_normalisation_prefers_the_cheaper_of_equal_help() -> None:
-    law = _law((1e5, 1e6), (1e5, 1e6))
-    # Mirror rows around the design's centre help about equally; the one at smaller D_F costs 1000x less.
-    cheap, dear = Candidate(1e6, 1e4, label="cheap"), Candidate(1e6, 1e7, label="dear")
-    raw = {a.candidate.label: a for a in rank_next_runs(law, [cheap, dear], per_compute=False)}
-    assert raw["cheap"].shrink == pytest.approx(raw["dear"].shrink, rel=0.05)
-    assert raw["dear"].flops == compute_flops(1e6, 1e7) == 6e13
-    ranked = rank_next_runs(law, [dear, cheap])
-    assert ranked[0].candidate.label == "cheap"
-    assert ranked[0].score == pytest.approx(1000 * ranked[1].score, rel=0.1)
-    epochs = rank_next_runs(law, [Candidate(1e6, 1e4, epochs=4.0)])[0]
-    assert epochs.flops == pytest.approx(4 * compute_flops(1e6, 1e4))
+@pytest.fixture(scope="module")
+def law():  # a TransferLaw: 2 sizes x 2 D_F, Kaplan scratch form, 1% loss noise
+    return fit_transfer_law(_runs(), d_e_method="kaplan", bootstrap=400)
 
 
-def test_scratch_candidates_valued_by_the_points_they_make_usable() -> None:
-    below = "outside the scratch curve's range: loss below every scratch run at this N"
-    stranded = [_point(1e7, d, used=False, reason=below) for d in (1e5, 1e6)]
-    law = _law((1e5, 1e6), (1e5, 1e6), extra=stranded, scratch_d=(1e6, 1e7))
-    law.runs += [SimpleNamespace(role="scratch", n_params=1e7, d_f_tokens=d) for d in (1e6, 1e7)]
-    bigger = Candidate(1e7, 1e8, role="scratch", label="extends the curve")
-    inside = Candidate(1e7, 3e6, role="scratch", label="inside the curve")
-    ranked = {a.candidate.label: a for a in rank_next_runs(law, [bigger, inside])}
-    assert ranked["extends the curve"].new_points == 2 and ranked["extends the curve"].shrink > 0.1
-    assert ranked["inside the curve"].new_points == 0 and ranked["inside the curve"].shrink == 0
-    assert "no excluded" in ranked["inside the curve"].note
+def _true_loss(c: Candidate) -> float:
+    d = c.d_f_tokens if c.role == "scratch" else c.d_f_tokens + K * c.d_f_tokens**ALPHA * c.n_params**BETA
+    return float(kaplan_loss(c.n_params, d))
 
 
-def test_finetune_without_scratch_curve_is_worth_nothing_and_says_why() -> None:
-    law = _law((1e5, 1e6), (1e5, 1e6))
-    (advice,) = rank_next_runs(law, [Candidate(1e8, 1e5)])
-    assert advice.shrink == 0 and advice.new_points == 0 and "scratch" in advice.note
+def _brute_force_alpha_halfwidth(c: Candidate) -> float:
+    """Train the run (its true loss) and refit with the full bootstrap: alpha's half-width after it."""
+    refit = fit_transfer_law(_runs() + [RunResult("new", c.role, c.n_params, c.d_f_tokens, _true_loss(c))],
+                             d_e_method="kaplan", bootstrap=400)
+    low, high = refit.intervals["alpha"]
+    return (high - low) / 2
+
+
+def test_advice_prefers_the_run_a_brute_force_bootstrap_says_shrinks_alpha_most(law) -> None:
+    candidates = [Candidate(1e6, 1e4, label="repeat"), Candidate(1e6, 1e5, label="3x D_F"),
+                  Candidate(1e7, 3e5, label="10x D_F"), Candidate(1e6, 1e12, role="scratch", label="scratch")]
+    ranked = rank_next_runs(law, candidates, alpha_weight=1.0, beta_weight=0.0, per_compute=False)
+    brute = {c.label: _brute_force_alpha_halfwidth(c) for c in candidates}
+    assert ranked[0].candidate.label == min(brute, key=brute.__getitem__) == "10x D_F"
+    for advice in ranked:  # the predicted half-widths are the refit's, to bootstrap noise
+        assert advice.alpha_halfwidth == pytest.approx(brute[advice.candidate.label], rel=0.2)
+    order = [a.candidate.label for a in ranked]
+    assert order.index("3x D_F") < order.index("repeat")
+
+
+def test_a_run_that_adds_nothing_predicts_the_version_interval(law) -> None:
+    # A scratch repeat is dropped by the fitter (it keeps the first point at that N and D).
+    repeat = Candidate(float(np.exp(law.scratch.log_n[0])), float(np.exp(law.scratch.log_d[0])), role="scratch")
+    (advice,) = rank_next_runs(law, [repeat])
+    low, high = law.intervals["alpha"]
+    assert advice.alpha_halfwidth == pytest.approx((high - low) / 2, rel=1e-9)
+    assert advice.shrink == 0 and advice.kind == "scratch repeat" and advice.note
+
+
+def test_a_repeat_is_not_ranked_above_a_new_cell_that_buys_more_per_flop(law) -> None:
+    repeat = Candidate(1e6, 3e4, label="repeat")
+    new = Candidate(1e6, 1e5, label="new")
+    far = Candidate(1e7, 1e6, label="far")
+    ranked = rank_next_runs(law, [repeat, new, far])
+    kinds = {a.candidate.label: a.kind for a in ranked}
+    assert kinds == {"repeat": "repeat", "new": "fine-tune", "far": "fine-tune"}
+    by = {a.candidate.label: a for a in ranked}
+    assert by["new"].shrink > by["repeat"].shrink
+    # Ranked by shrink per FLOP: every candidate above the repeat buys more per FLOP, and a new cell that shrinks
+    # more for at most the repeat's compute is always above it.
+    order = [a.candidate.label for a in ranked]
+    for a in ranked[:order.index("repeat")]:
+        assert a.score >= by["repeat"].score
+    same_cost = Candidate(1e6, 3e4, label="repeat-again")
+    cheaper_new = Candidate(1e6, 2.9e4, label="new-cheaper")
+    pair = rank_next_runs(law, [same_cost, cheaper_new])
+    if pair[1].candidate.label == "repeat-again":
+        assert pair[0].shrink >= pair[1].shrink
+    else:
+        assert pair[0].shrink > pair[1].shrink  # the repeat is first only because it shrinks more
+
+
+def test_pretraining_and_bundled_runs_are_paid_for(law) -> None:
+    bundle = (("scratch", 1e9), ("finetune", 3e4))
+    new_size = Candidate(3e7, 1e4, epochs=2.0, label="new", pretrain_tokens=6e8, bundle=bundle)
+    expected = (compute_flops(3e7, 1e4, 2.0) + compute_flops(3e7, 1e9, 2.0) + compute_flops(3e7, 3e4, 2.0)
+                + compute_flops(3e7, 6e8))
+    assert candidate_flops(new_size) == pytest.approx(expected)
+    (advice,) = rank_next_runs(law, [new_size])
+    assert advice.flops == pytest.approx(expected) and advice.kind == "new size"
+    free = rank_next_runs(law, [Candidate(3e7, 1e4, epochs=2.0, label="free", bundle=bundle)])[0]
+    assert free.shrink == pytest.approx(advice.shrink)  # same runs, same help...
+    assert free.score > advice.score  # ...but the pretraining makes it dearer
+
+
+def test_a_scratch_run_that_reaches_stranded_finetunes_is_worth_their_points() -> None:
+    runs = _runs(d_f=(1e4, 3e4, 1e5, 1e6))
+    # The interpolated curve at N = 1e7 stops below D = 1e8: fine-tunes whose D_E lies beyond are excluded.
+    cut = [r for r in runs if r.role != "scratch" or r.n_params < 1e7 or r.d_f_tokens <= 1e8]
+    law = fit_transfer_law(cut, d_e_method="interpolate", bootstrap=200)
+    stranded = [p for p in law.points if not p.used and "below" in p.reason]
+    assert stranded, "the setup needs fine-tunes beyond the curves"
+    n = stranded[0].n
+    extend = Candidate(n, 1e10, role="scratch", label="extend")
+    inside = Candidate(n, 3e6, role="scratch", label="inside")
+    by = {a.candidate.label: a for a in rank_next_runs(law, [extend, inside], draws=200)}
+    assert by["extend"].new_points >= 1 and by["extend"].shrink > by["inside"].shrink
+    assert by["inside"].new_points == 0
+
+
+def test_the_plan_reaches_its_target_and_totals_its_compute(law) -> None:
+    candidates = [Candidate(n, d, epochs=3.0) for n, d in itertools.product(NS, (1e4, 3e4, 1e5, 3e5, 1e6))]
+    plan = plan_to_target(law, candidates, Target(alpha_halfwidth=0.08, beta_excludes_0=True), draws=200)
+    # Only two sizes: the warning stays, so the target cannot be met without a third size, and the plan says so.
+    assert not plan.reached and plan.steps
+    assert plan.flops == pytest.approx(sum(s.flops for s in plan.steps))
+    assert plan.alpha_halfwidth <= 0.08
+    third = [*candidates, Candidate(1e8, 1e4, epochs=3.0, pretrain_tokens=2e9, label="new",
+                                    bundle=(("finetune", 1e5), ("scratch", 1e12)))]
+    plan = plan_to_target(law, third, Target(alpha_halfwidth=0.08), draws=200)
+    assert plan.reached and any(s.kind == "new size" for s in plan.steps)
 
 
 @pytest.mark.parametrize(
     "bad", [Candidate(0, 1e5), Candidate(1e6, 1e5, role="pretrain"), Candidate(1e6, 1e5, epochs=0)]
 )
-def test_bad_candidates_are_refused(bad: Candidate) -> None:
+def test_bad_candidates_are_refused(law, bad: Candidate) -> None:
     with pytest.raises(ValueError, match="candidate"):
-        rank_next_runs(_law((1e5, 1e6), (1e5, 1e6)), [bad])
+        rank_next_runs(law, [bad])
 
 
 def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
@@ -112,3 +174,16 @@ def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
     assert law.alpha == pytest.approx(ALPHA, abs=0.05)
     table = format_advice(rank_next_runs(law, [Candidate(1e6, 1e5, label="2x64")]))
     assert "2x64" in table.splitlines()[1]
+
+
+def test_law_candidates_cover_every_kind_of_run_and_never_go_below_the_smallest_budget(law) -> None:
+    from dataclasses import replace
+
+    from transfer_laws.scripts.advise import MIN_TOKENS, law_candidates
+
+    candidates = law_candidates(law)
+    kinds = {(c.role, c.pretrain_tokens > 0) for c in candidates}
+    assert kinds == {("finetune", False), ("scratch", False), ("finetune", True)}
+    assert all(c.d_f_tokens >= MIN_TOKENS for c in candidates) and all(c.command for c in candidates)
+    tiny = replace(law, points=[replace(p, d_f=300.0) for p in law.points])
+    assert min(c.d_f_tokens for c in law_candidates(tiny) if c.role == "finetune") >= MIN_TOKENS

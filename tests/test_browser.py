@@ -8,7 +8,6 @@ up: `bash .ci/run` or `. .ci/services.sh; services_start`.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,21 +44,15 @@ def page_root(server_stack: Any) -> Iterator[str]:
     backend = os.environ.get("TL_MLFLOW_BACKEND_URI")
     if not backend:
         pytest.skip("the server does not serve /transfer-laws/ and TL_MLFLOW_BACKEND_URI is not set")
+    from _servers import wsgi_server
     from flask import Flask
-    from werkzeug.serving import make_server
 
     from transfer_laws.plugin.page import register_law_page
 
     app = Flask("law-page")
     register_law_page(app, tracking_uri=backend)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with wsgi_server(app) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

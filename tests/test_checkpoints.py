@@ -104,7 +104,7 @@ def test_missing_or_malformed_uri_is_a_clear_error(sqlite_uri: str) -> None:
 def _stored_file(sqlite_uri: str, name: str, relative: str) -> Path:
     from mlflow import MlflowClient
 
-    from transfer_laws.registry.checkpoints import model_id_of
+    from transfer_laws.registry.tracking import model_id_of
 
     client = MlflowClient(sqlite_uri)
     model = client.get_logged_model(model_id_of(client.get_model_version(name, "1")))

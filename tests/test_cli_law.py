@@ -18,6 +18,8 @@ from transfer_laws.scripts import cli
 
 LAW = "text-to-python"
 FLAT_LAW = "code-to-python"
+BENT_LAW = "bent-to-python"
+"""Fine-tunes whose D_T bends down past D_F ~ 3e5 (a law that holds only in a low-data regime)."""
 CHECKPOINT = "pretrained-text"
 
 
@@ -31,7 +33,7 @@ class Store:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """Scratch curves and fine-tunes of a known law, one fitted version, and a checkpoint version with fine-tunes."""
-    from law_runs import ALPHA, K, finetune_grid, land_finetunes, land_run, land_scratch_runs, scratch_loss
+    from law_runs import ALPHA, BETA, K, finetune_grid, land_finetunes, land_run, land_scratch_runs, scratch_loss
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -54,6 +56,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         for i, (n, d_f) in enumerate(finetune_grid(12)):
             loss = scratch_loss(n, d_f + K * d_f**ALPHA) * (1 + 0.002 * math.sin(7 * i))
             land_run(client, experiment, "finetune", n, d_f, loss, law=FLAT_LAW)
+            bent = scratch_loss(n, d_f + K * d_f**ALPHA * n**BETA * (1 + d_f / 3e5) ** -0.5)
+            land_run(client, experiment, "finetune", n, d_f, bent * (1 + 0.002 * math.sin(7 * i)), law=BENT_LAW)
+        assert refit_law(BENT_LAW, tracking_uri=uri, bootstrap=100, plots=False).status == "registered"
 
         pretrain = client.create_run(experiment).info.run_id
         client.log_batch(pretrain, metrics=[Metric(METRIC_BEST_TEST_LOSS, 3.25, 0, 0)],
@@ -95,6 +100,7 @@ def test_predict_flags_queries_outside_the_fitted_range_and_repeats_the_verdict(
     assert "D_F=1e+06 is" not in out  # inside the fitted D_F range: no warning
     assert "verdict:" in out
     assert re.search(r"d_t: \S+\s+\[\S+, \S+\]", out)  # every quantity with its interval
+    assert re.search(r"loss: \S+\s+\[\S+, \S+\]  \(prediction interval\)", out)  # and says which kind
 
 
 def test_predict_json_is_strict_and_carries_the_caveats(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +152,7 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     code, out, _ = _cli(store, capsys, "predict", "--next")
     assert code == 0
     table = out[out.index("next runs"):].splitlines()[1:]
-    assert table[0].split()[:3] == ["#", "role", "size"] and "cost" in table[0] and "why" in table[0]
+    assert table[0].split()[:3] == ["#", "kind", "size"] and "cost" in table[0] and "why" in table[0]
     assert len(table) >= 3
     assert not re.search(r"\d{7,}", "\n".join(table)), "raw long floats in the table"
     assert all("narrower" in row or "no " in row for row in table[1:])
@@ -240,6 +246,35 @@ def test_the_evidence_gate_trips_when_beta_is_not_shown(store: Store, capsys: py
     assert "evidence gate: beta's 95% interval" in err
     code, out, _ = _cli(store, capsys, "refit", "--law", FLAT_LAW, "--json", "--bootstrap", "100")
     assert code == json.loads(out)["exit_code"] == 0  # the same law without the gate: unchanged, fine
+
+
+def test_the_law_misfit_gate_trips_when_the_law_bends(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(store, capsys, "refit", "--law", BENT_LAW, "--json", "--bootstrap", "50",
+                        "--fail-if-law-misfit")
+    doc = json.loads(out)
+    assert code == doc["exit_code"] == 6
+    assert doc["misfit"] and "past the low-data regime" in doc["misfit"][0]
+    bends = [row for row in doc["law_holds"] if row["bends_above"] is not None]
+    assert bends and all(row["d_f_high"] < row["bends_above"] for row in bends)
+    assert any(e["reason"].startswith("past the low-data regime") for e in doc["excluded"])
+    assert set(doc["lack_of_fit"]["p"]) <= {"D_F (pooled)", "D_F (per N)", "N"}
+    code, out, err = _cli(store, capsys, "refit", "--law", BENT_LAW, "--fail-if-law-misfit", "--bootstrap", "50")
+    assert code == 6 and "law-misfit gate: " in err
+    # The straight law passes the same gate, and without the gate the bent one is exit 0.
+    code, out, _ = _cli(store, capsys, "refit", "--json", "--bootstrap", "50", "--fail-if-law-misfit")
+    assert code == json.loads(out)["exit_code"] == 0 and json.loads(out)["misfit"] == []
+    assert _cli(store, capsys, "refit", "--law", BENT_LAW, "--bootstrap", "50")[0] == 0
+
+
+def test_predict_warns_past_the_low_data_regime(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(store, capsys, "predict", "--law", BENT_LAW, "--n", "1e6", "--d-f", "3e6")
+    assert code == 0
+    assert "WARNING: D_F=3e+06 is past the low-data regime at N=1e+06" in out
+    code, out, _ = _cli(store, capsys, "predict", "--law", BENT_LAW, "--n", "1e6", "--d-f", "3e6", "--json")
+    past = json.loads(out)["past_low_data_regime"]
+    assert past["bends_above"] == pytest.approx(3e6) and past["d_f_high"] == pytest.approx(1e6)
+    code, out, _ = _cli(store, capsys, "predict", "--law", BENT_LAW, "--n", "1e6", "--d-f", "3e5", "--json")
+    assert json.loads(out)["past_low_data_regime"] is None
 
 
 def test_refit_never_prints_a_password(capsys: pytest.CaptureFixture[str]) -> None:

@@ -95,7 +95,8 @@ def _argv(item: Documented, store: DemoStore, pretrain_run: str) -> list[str] | 
     text = (text.replace('"$MLFLOW_TRACKING_URI"', store.uri).replace("$MLFLOW_TRACKING_URI", store.uri)
             .replace("RUN_ID", pretrain_run).replace("<size>", "2x32").replace("models:/name@alias",
                                                                                  "models:/pretrained-text@champion")
-            .replace("/sweeps/", "sweeps/"))  # the compose service mounts the repository's sweeps/ there
+            .replace("/sweeps/", "sweeps/")  # the compose service mounts the repository's sweeps/ there
+            .replace(" --n N ", " --n 1e5 ").replace(" --d-f D", " --d-f 3000"))
     argv = [a for a in shlex.split(text) if a not in ("...", "\u2026")]
     return argv if len(argv) > 1 or item.code else None
 

@@ -282,9 +282,14 @@ def test_a_law_whose_runs_land_faster_than_a_refit_still_gets_versions(seeded: d
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_a_refit_killed_half_way_is_cleaned_up_by_the_next(seeded: dict[str, Any]) -> None:
+@pytest.mark.parametrize("shared_lock", [False, True], ids=["no-lock", "db-lock"])
+def test_a_refit_killed_half_way_is_cleaned_up_by_the_next(seeded: dict[str, Any], shared_lock: bool) -> None:
+    """With the database lock the next refit knows the killed one is dead; without it (a CI job refitting over
+    REST), by the killed refit's process being gone from this host (else, by its heartbeat stopping)."""
     client, law, uri = seeded["client"], seeded["law"], seeded["uri"]
-    env = dict(os.environ, TRANSFER_LAWS_LOCK_DB=os.environ["TL_MLFLOW_BACKEND_URI"])
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFER_LAWS_LOCK_DB"}
+    if shared_lock:
+        env["TRANSFER_LAWS_LOCK_DB"] = os.environ["TL_MLFLOW_BACKEND_URI"]
     refits = client.get_experiment_by_name(REFIT_EXPERIMENT)
     flt = f"tags.`{LAW_TAG_LAW}` = '{law}' and attributes.status = 'RUNNING'"
     proc = subprocess.Popen([sys.executable, "-c", REFIT, law, uri, "200"], env=env)
@@ -316,8 +321,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_server(backend: str, port: int, log: Path) -> subprocess.Popen:
+def _start_server(backend: str, port: int, log: Path, **extra_env: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "_MLFLOW_SERVER"))}
+    env.update(extra_env)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job-runner processes outliving a SIGKILL
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "transfer-laws", "--host",
            "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", backend,

@@ -86,17 +86,6 @@ def test_conflicting_repeats_are_all_excluded_agreeing_ones_are_kept() -> None:
     assert reasons.get("scratch-again", reasons.get(scratch.run_id, "")).startswith(t.R_REPEAT)
 
 
-def test_parents_are_checked_when_the_known_parents_are_given() -> None:
-    parented = [RunResult(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss,
-                          parent="pre-1" if r.role == "finetune" else None) for r in GOOD]
-    orphan = _ft("orphan", 1e7, 2e4, _fine_loss(1e7, 2e4))
-    stranger = _ft("stranger", 1e7, 3e4, _fine_loss(1e7, 3e4), parent="deleted-run")
-    law = fit_transfer_law([*parented, orphan, stranger], bootstrap=0, parents={"pre-1", "pre-2"})
-    assert dict(law.excluded) == {"orphan": t.R_NO_PARENT, "stranger": f"{t.R_UNKNOWN_PARENT}: deleted-run"}
-    # Without the list of known parents there is nothing to check against: both are used.
-    assert not fit_transfer_law([*parented, orphan, stranger], bootstrap=0).excluded
-
-
 def test_global_estimator_excludes_losses_below_the_infinite_data_loss() -> None:
     below = _ft("below-inf", 1e8, 2e4, 0.95 * float(kaplan_loss(1e8, math.inf)))
     law = fit_transfer_law([*GOOD, below], d_e_method="global", bootstrap=5)

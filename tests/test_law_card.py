@@ -81,6 +81,8 @@ def test_description_reads_the_law_its_uncertainty_and_warnings(fit: object) -> 
     assert f"{used} of {len(fit.points)} fine-tunes used" in text
     assert f"]({LAW_PAGE_PATH}#law-{LAW})" in text
     assert f"({LAW_PAGE_PATH}#law-{LAW})" in law_model_description(LAW)
+    assert f"({LAW_PAGE_PATH}#map-python)" in law_model_description(LAW), "the model points at its target's map"
+    assert "transfer-laws choose --target python" in law_model_description(LAW)
     assert version_description("code-to-python", fit).count("Table 1") == 0  # no paper row for an unknown law
     assert f"A 10× larger N is worth {sig3(10 ** (fit.beta / fit.alpha))}× the fine-tuning data" in text
     from dataclasses import replace
@@ -101,6 +103,23 @@ def test_description_fits_mlflows_limit_and_names_exclusions(fit: object) -> Non
 
     huge = version_description(LAW, replace(fit, warnings=["w" * 900] * 9))
     assert len(huge) <= DESCRIPTION_LIMIT and "cut to fit" in huge and f"#law-{LAW}" in huge
+
+
+def test_description_says_where_the_law_holds() -> None:
+    import numpy as np
+    from _fit_synth import smooth_bend
+
+    grid = {"n_grid": tuple(np.geomspace(1e6, 1e9, 5)), "scratch_d": tuple(np.geomspace(1e3, 1e13, 25)),
+            "d_f": tuple(np.geomspace(1e3, 1e6, 4))}
+    bent = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=4, bend=smooth_bend(10**5.7), **grid),
+                            bootstrap=50)
+    text = version_description(LAW, bent)
+    assert "**Where the law holds.** D_F in tokens" in text and "curves beyond the noise" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| 1e+06 |") or line.startswith("| 1e+09 |")]
+    assert rows and all(row.endswith("| 1e+03 – 1e+05 | 1e+06 |") for row in rows), rows
+    assert "past the low-data regime" in text  # the excluded points and the warning say why
+    straight = fit_transfer_law(synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=4, **grid), bootstrap=50)
+    assert "| 1e+03 – 1e+06 | not seen |" in version_description(LAW, straight)
 
 
 def test_no_checks_yet_still_describes(fit: object) -> None:

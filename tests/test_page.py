@@ -178,6 +178,12 @@ def test_page_draws_the_fitted_law_figure_1_gap_bands_and_history(fitted_page: d
     assert rows == ["2", "1"]
     assert f"{fit.alpha:.3f}" in section and "alpha across versions" in section
     assert fit.checks["verdict"][0].split(":")[0] in section and "Verdict" in section
+    # Where the law holds: one row per size with the D_F range fitted there; this straight law bends nowhere.
+    holds = fit.checks["regime"]["holds"]
+    assert "Where the law holds" in section and len(holds) == len({p.n for p in fit.points if p.used})
+    table = section[section.index('class="holds"'):section.index("</table>", section.index('class="holds"'))]
+    assert table.count("<tr>") == len(holds) + 1 and table.count("not seen") == len(holds)
+    assert f"{holds[0]['d_f_low']:.3g} &ndash; {holds[0]['d_f_high']:.3g}" in table
 
 
 def test_json_carries_warnings_checks_and_history(fitted_page: dict[str, Any]) -> None:
@@ -212,7 +218,8 @@ def test_empty_store_page(sqlite_uri: str) -> None:
     register_law_page(app, tracking_uri=sqlite_uri)
     client = app.test_client()
     assert "No laws yet" in client.get("/transfer-laws/").get_data(as_text=True)
-    assert client.get("/transfer-laws/api/laws").get_json() == {"laws": []}
+    body = client.get("/transfer-laws/api/laws").get_json()
+    assert (body["laws"], body["total"], body["next_page"], body["targets"]) == ([], 0, None, [])
 
 
 def test_a_law_model_without_versions_shows_its_runs_and_the_refit_button(sqlite_uri: str) -> None:

@@ -45,7 +45,8 @@
 
   async function redraw(law) {
     // The page as the server draws it now; only this law's section is swapped, so the message can stay on it.
-    const response = await fetch(window.location.pathname, { credentials: "same-origin" });
+    const url = window.location.pathname + "?law=" + encodeURIComponent(law);  // the page that holds the law
+    const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) return null;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = doc.getElementById("law-" + law);
@@ -99,6 +100,16 @@
   }
 
   function bind(root) { bindPlots(root); localTimes(root); if (root.matches && root.matches("section.law")) bindRefit(root); }
+
+  // A law's link (#law-<law>, as version descriptions give it) whose section is on another page: open that page.
+  function followLaw() {
+    const wanted = decodeURIComponent(window.location.hash.replace(/^#law-/, ""));
+    const asked = new URLSearchParams(window.location.search).get("law") === wanted;  // asked once already: no loop
+    if (window.location.hash.startsWith("#law-") && !asked && !document.getElementById("law-" + wanted))
+      window.location.replace(window.location.pathname + "?law=" + encodeURIComponent(wanted) + window.location.hash);
+  }
+  followLaw();
+  window.addEventListener("hashchange", followLaw);
 
   bindPlots(document);
   localTimes(document);

@@ -10,10 +10,11 @@ from ._fit import fit_transfer_law
 from ._model import ScratchModel, TransferLaw
 from ._plots import plot_law
 from ._predict import convert_k
+from ._regime import holds_at, misfit
 from ._scratch import KaplanLaw
 from ._types import FitError, Point, Prediction
 
 __all__ = [
     "FitError", "KaplanLaw", "Point", "Prediction", "RunResult", "ScratchModel",
-    "TransferLaw", "convert_k", "fit_transfer_law", "plot_law",
+    "TransferLaw", "convert_k", "fit_transfer_law", "holds_at", "misfit", "plot_law",
 ]

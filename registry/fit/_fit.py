@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +20,14 @@ from ._irreducible import fit_irreducible
 from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
+from ._regime import (
+    REGIME_RULE,
+    find_and_check,
+    form_sentence,
+    lack_of_fit_statistic,
+    ossified_above,
+    regime_warnings,
+)
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
@@ -29,6 +37,7 @@ from ._types import (
     R_NO_CURVE,
     R_NO_D_E,
     R_OSSIFIED,
+    R_PAST_REGIME,
     FitError,
     Point,
 )
@@ -122,7 +131,7 @@ def _content_order(run: RunResult) -> tuple:
 
     def number(value: object) -> tuple[int, float]:
         try:
-            x = float(value)
+            x = float(value)  # type: ignore[arg-type]  # anything: a TypeError or ValueError means "not a number"
         except (TypeError, ValueError):
             return (1, 0.0)
         return (0, x) if np.isfinite(x) else (1, 0.0)
@@ -151,10 +160,11 @@ class _PointFit:
 
 
 def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_log_l: np.ndarray,
-               low_data_fraction: float, robust: bool) -> _PointFit:
+               low_data_fraction: float, robust: bool, past: np.ndarray | None = None) -> _PointFit:
+    """``past``: fine-tunes cut as past the low-data regime, left out too."""
     log_d_e = scratch.log_d_e(n_f, f_log_l)
     reasons = _classify(scratch, n_f, log_d_f, log_d_e, low_data_fraction)
-    used = np.array([r == "" for r in reasons], dtype=bool)
+    used = np.array([r == "" for r in reasons], dtype=bool) & (True if past is None else ~past)
     theta = None
     if used.sum() >= MIN_POINTS:
         x = design(log_d_f[used], np.log(n_f[used]))
@@ -166,14 +176,15 @@ def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_lo
 
 def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _PointFit, n_f: np.ndarray,
                      log_d_f: np.ndarray, f_log_l: np.ndarray, low_data_fraction: float,
-                     robust: bool) -> list[dict[str, Any]]:
-    """Each candidate's CV error and the alpha, beta it would give (the chosen one's from the fit itself)."""
+                     robust: bool, past: np.ndarray) -> list[dict[str, Any]]:
+    """Each candidate's CV error and the alpha, beta it would give on the same low-data regime (the chosen one's
+    from the fit itself)."""
     rows = []
     for name in CANDIDATES:
         theta = point.theta if name == scratch.method else None
         if name != scratch.method and (name == "interpolate" or getattr(candidates, name) is not None):
             other = replace(scratch, method=name)
-            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust).theta
+            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust, past).theta
         rows.append({"method": name, "cv_error": candidates.cv_error.get(name),
                      "alpha": None if theta is None else float(theta[1]),
                      "beta": None if theta is None else float(theta[2]), "chosen": name == scratch.method})
@@ -198,64 +209,28 @@ def _scratch_noise(scratch: ScratchModel, candidates: Candidates) -> tuple[float
     return (cv / np.sqrt(1.5), held) if cv is not None else (0.0, 0)
 
 
-def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
-                     seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1, parents: Collection[str] | None = None) -> TransferLaw:
-    """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
+@dataclass
+class _Boot:
+    """The law's bootstrap on one set of points: its point fit, draws, noise scales and lack-of-fit statistics."""
 
-    D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
-    scratch model (``d_e_method``): ``"interpolate"``, a smooth monotone curve per N through the measured runs;
-    ``"kaplan"`` (formerly ``"global"``), L = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D fitted to all scratch runs;
-    ``"irreducible"``, L = E + A/N^a + B/D^b; ``"auto"`` (default), the one with the lowest cross-validated error on
-    the scratch runs (see ``_select``). Points enter the fit only when D_F <= ``low_data_fraction`` x D(N) (D(N):
-    data where the scratch loss comes within 1% of its best) and D_T > 0. The fit is least squares on ln D_T (Huber
-    IRLS when ``robust``). Intervals come from a parametric bootstrap that keeps the design (see ``_parametric``);
-    draws in which a point's D_T <= 0 drop that point. The scratch model chosen by ``auto`` is kept in every draw;
-    ``checks["candidates"]`` gives the others' alpha and beta, and a warning says when they fall outside the
-    intervals.
+    theta: np.ndarray
+    raw: np.ndarray
+    stats: np.ndarray
+    sigma_s: float
+    sigma_f: float
+    dof_s: int = 0
+    dof_f: int = 0
+    """Residual degrees of freedom behind each noise scale (prediction intervals, ``_forecast``)."""
 
-    Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
-    sizes and losses, conflicting repeats; with ``parents``, fine-tunes whose ``parent`` is missing or not among
-    them). ``FitError`` is raised only when the usable points cannot identify k, alpha and beta (fewer than 3, a
-    single N, a single D_F); its message says which runs would fix that.
-    """
-    method = ALIASES.get(d_e_method, d_e_method)
-    if method not in METHODS:
-        raise ValueError(f"d_e_method must be one of {', '.join(METHODS)} (or 'global', the former name of "
-                         f"'kaplan'), not {d_e_method!r}")
-    if unit not in ("tokens", "chars"):
-        raise ValueError(f"unit must be 'tokens' or 'chars', not {unit!r}")
-    if not 0 < low_data_fraction <= 1:
-        raise ValueError(f"low_data_fraction must be in (0, 1], not {low_data_fraction!r}")
-    if bootstrap < 0:
-        raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
-    runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit, None if parents is None else {str(p) for p in parents})
-    excluded = list(screened.excluded)
-    roles = np.array(screened.roles, dtype=object)
-    n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
-    ids = np.array(screened.run_ids, dtype=object)
-    s, f = roles == ROLE_SCRATCH, roles == ROLE_FINETUNE
-    if not s.any():
-        excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
-        raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
-                       "Needs: scratch runs at each fine-tuned model size, over a range of D.")
-    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
-    log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
-    point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
-    log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
-    points = [Point(str(i), float(nn), float(df), float(lo), float(np.exp(e)) if np.isfinite(e) else float("nan"),
-                    float(np.exp(e) - df) if np.isfinite(e) else float("nan"), r == "", r)
-              for i, nn, df, lo, e, r in zip(ids[f], n[f], d[f], loss[f], log_d_e, reasons, strict=True)]
-    excluded += [(p.run_id, p.reason) for p in points if not p.used]
-    u_n, u_log_d_f = n[f][used], log_d_f[used]
+
+def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
+                   f_log_l: np.ndarray, log_d_e: np.ndarray, used: np.ndarray, theta: np.ndarray, bootstrap: int,
+                   seed: int, robust: bool, *, lack_of_fit: bool = True) -> _Boot:
+    """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``); ``lack_of_fit=False``
+    skips the draws' lack-of-fit statistics (leave-one-out needs only the draws)."""
+    u_n, u_log_d_f = n_f[used], log_d_f[used]
     u_log_n = np.log(u_n)
-    _identifiability(u_log_n, u_log_d_f, excluded)
-    assert point.theta is not None
-    theta = point.theta
-    u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
     x = design(u_log_d_f, u_log_n)
-
     # Fine-tune losses the law and scratch model predict; where an interpolated curve does not reach, the measured.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         fitted_f = scratch.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
@@ -272,11 +247,95 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
                                  scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
                                  (sigma_f, dof_f))
-    raw = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
-                              max(scratch.log_n.size, u_n.size))
+    raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
+                                     max(scratch.log_n.size, u_n.size),
+                                     lack_of_fit_statistic(u_log_d_f, u_log_n) if lack_of_fit else None)
+    return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
+
+
+def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
+                     seed: int = 0, unit: str = "tokens", robust: bool = False,
+                     low_data_fraction: float = 0.1) -> TransferLaw:
+    """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
+
+    D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
+    scratch model (``d_e_method``): ``"interpolate"``, a smooth monotone curve per N through the measured runs;
+    ``"kaplan"`` (formerly ``"global"``), L = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D fitted to all scratch runs;
+    ``"irreducible"``, L = E + A/N^a + B/D^b; ``"auto"`` (default), the one with the lowest cross-validated error on
+    the scratch runs (see ``_select``). Points enter the fit only when D_F <= ``low_data_fraction`` x D(N) (D(N):
+    data where the scratch loss comes within 1% of its best) and D_T > 0. The fit is least squares on ln D_T (Huber
+    IRLS when ``robust``). Intervals come from a parametric bootstrap that keeps the design (see ``_parametric``);
+    draws in which a point's D_T <= 0 drop that point. The scratch model chosen by ``auto`` is kept in every draw;
+    ``checks["candidates"]`` gives the others' alpha and beta, and a warning says when they fall outside the
+    intervals.
+
+    Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
+    sizes and losses, conflicting repeats; lineage is the reader's to check). ``FitError`` is raised only when the
+    usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
+    runs would fix that.
+    """
+    method = ALIASES.get(d_e_method, d_e_method)
+    if method not in METHODS:
+        raise ValueError(f"d_e_method must be one of {', '.join(METHODS)} (or 'global', the former name of "
+                         f"'kaplan'), not {d_e_method!r}")
+    if unit not in ("tokens", "chars"):
+        raise ValueError(f"unit must be 'tokens' or 'chars', not {unit!r}")
+    if not 0 < low_data_fraction <= 1:
+        raise ValueError(f"low_data_fraction must be in (0, 1], not {low_data_fraction!r}")
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
+    runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
+    screened = screen(runs, unit)
+    excluded = list(screened.excluded)
+    roles = np.array(screened.roles, dtype=object)
+    n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
+    ids = np.array(screened.run_ids, dtype=object)
+    s, f = roles == ROLE_SCRATCH, roles == ROLE_FINETUNE
+    if not s.any():
+        excluded += [(str(i), R_NO_CURVE + ": no scratch runs at all") for i in ids[f]]
+        raise FitError(f"no usable scratch runs, so no D_E. Excluded: {_summarise_exclusions(excluded)}. "
+                       "Needs: scratch runs at each fine-tuned model size, over a range of D.")
+    scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
+    log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
+    point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
+    log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
+    u_n, u_log_d_f = n[f][used], log_d_f[used]
+    first = [(str(i), r) for i, r in zip(ids[f], reasons, strict=True) if r]
+    _identifiability(np.log(u_n), u_log_d_f, excluded + first)
+    assert point.theta is not None
+    boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, point.theta, bootstrap, seed,
+                          robust)
+    # The law's own form: test it on every low-data point, and where it bends down cut to the low-data regime.
+    u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
+    regime = find_and_check(n[f][used], u_log_d_f, u_log_d_t, boot.stats)
+    if not regime.keep.all():
+        past = np.flatnonzero(used)[~regime.keep]
+        reasons = list(reasons)
+        for i, why in zip(past, regime.reasons, strict=True):
+            reasons[i] = why
+        used = used.copy()
+        used[past] = False
+        u_n, u_log_d_f = n[f][used], log_d_f[used]
+        _identifiability(np.log(u_n), u_log_d_f, excluded)
+        y = u_log_d_t[regime.keep][None, :]
+        regime.theta = (huber_lstsq if robust else weighted_lstsq)(design(u_log_d_f, np.log(u_n)), y,
+                                                                   np.ones_like(y))[0]
+        boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, regime.theta, bootstrap,
+                              seed, robust)
+        regime.recheck(boot.stats)
+    points = [Point(str(i), float(nn), float(df), float(lo), float(np.exp(e)) if np.isfinite(e) else float("nan"),
+                    float(np.exp(e) - df) if np.isfinite(e) else float("nan"), r == "", r)
+              for i, nn, df, lo, e, r in zip(ids[f], n[f], d[f], loss[f], log_d_e, reasons, strict=True)]
+    excluded += [(p.run_id, p.reason) for p in points if not p.used]
+    u_log_n = np.log(u_n)
+    theta, raw, sigma_s, sigma_f = boot.theta, boot.raw, boot.sigma_s, boot.sigma_f
+    u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
+    x = design(u_log_d_f, u_log_n)
     draws = {"k": np.exp(raw[:, 0]), "alpha": raw[:, 1], "beta": raw[:, 2]}
     intervals = _intervals(draws)
-    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust)
+    point.theta = theta
+    past = np.array([r.startswith(R_PAST_REGIME) for r in reasons], dtype=bool)
+    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust, past)
 
     warnings = []
     if used.sum() == MIN_POINTS:
@@ -294,6 +353,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                         "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
+    ossified = [p for p in points if p.reason == R_OSSIFIED]
+    no_transfer = ossified_above(regime, np.array([p.n for p in ossified]), np.array([p.d_f for p in ossified]))
+    warnings += regime_warnings(regime, intervals, len(ossified), no_transfer)
     cross = fit_the_fits(u_log_d_f, u_log_n, u_log_d_t)
     headline, needs = verdict(float(theta[1]), float(theta[2]), intervals, span(u_n), span(np.exp(u_log_d_f)),
                               float(good), int(used.sum()), bootstrap)
@@ -303,11 +365,16 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     checks = {
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
+        "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
         "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
                                    sum(r.startswith(R_HIGH_DATA) for r in reasons), _cutoff_unmeasured(scratch, u_n)),
-        "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f),
+        "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f)
+        + [form_sentence(regime.check)],
+        "lack_of_fit": regime.check,
+        "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
+                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
         "needs": needs,
     }
     eligible = [(str(i), str(r), float(a), float(b), float(c))

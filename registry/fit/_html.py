@@ -55,16 +55,25 @@ def explanation(law: TransferLaw, unit: str) -> str:
             f"&beta; = {_num(law.beta, 3)}.")
     if math.isfinite(law.alpha) and law.alpha != 0:
         text += (f" Doubling the fine-tuning data multiplies D<sub>T</sub> by 2<sup>&alpha;</sup> = "
-                 f"{2 ** law.alpha:.3g}; a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; "
-                 f"more fine-tuning data (10<sup>&beta;/&alpha;</sup>).")
+                 f"{2 ** law.alpha:.3g}; {_exchange_html(law)}")
     text += (f" The paper found &alpha; = {PAPER['alpha']} and &beta; = {PAPER['beta']} for text &rarr; python "
              "(D<sub>F</sub> in characters): &beta; &gt; 0 means larger models gain more from pretraining.")
     return f"<p>{text}</p>"
 
 
+def _exchange_html(law: TransferLaw) -> str:
+    interval = law.exchange_interval()
+    if interval is None:
+        return ("how much a 10&times; larger model is worth in fine-tuning data is undetermined (&alpha;'s 95% "
+                "interval includes 0).")
+    return (f"a 10&times; larger model is worth {_num(law.exchange_rate(), 3)}&times; more fine-tuning data "
+            f"(10<sup>&beta;/&alpha;</sup>; 95% interval {_num(interval[0], 3)}&times; to "
+            f"{_num(interval[1], 3)}&times;, from the bootstrap draws).")
+
+
 def _params_table(law: TransferLaw) -> str:
     rows = "".join(f"<tr><td>{name}</td><td class='num'>{_num(getattr(law, name))}</td>"
-                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(PAPER[name], 3)}</td></tr>"
+                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(float(PAPER[name]), 3)}</td></tr>"
                    for name in ("k", "alpha", "beta"))
     return ("<table class='params'><tr><th>parameter</th><th>fitted</th><th>95% interval</th>"
             f"<th>paper (text&rarr;python, chars)</th></tr>{rows}</table>")
@@ -82,6 +91,20 @@ def _checks(law: TransferLaw) -> str:
     parts.append(f"<p>D<sub>E</sub> estimated by <code>{escape(str(method))}</code> from "
                  f"{law.scratch.log_d.size} scratch runs; {len(law.excluded)} runs left out (reasons below).</p>")
     return "".join(parts)
+
+
+def _holds(law: TransferLaw, unit: str) -> str:
+    """Where the law holds: per N the D_F range fitted and where the fine-tunes bend (empty for older fits)."""
+    rows = ((getattr(law, "checks", {}) or {}).get("regime") or {}).get("holds") or []
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td class='num'>{_num(r['n'], 3)}</td><td class='num'>{_num(r['d_f_low'], 3)} &ndash; "
+                   f"{_num(r['d_f_high'], 3)}</td><td class='num'>"
+                   f"{_num(r['bends_above'], 3) if r['bends_above'] is not None else 'not seen'}</td></tr>"
+                   for r in rows)
+    return (f"<p>Where the law holds: D<sub>F</sub> ({unit}) of the fine-tunes in the fit, per model size.</p>"
+            f"<table class='holds'><tr><th>N</th><th>D<sub>F</sub> fitted</th><th>bends down above</th></tr>{body}"
+            "</table>")
 
 
 def _runs_table(law: TransferLaw, unit: str) -> str:
@@ -113,7 +136,7 @@ def write_report(law: TransferLaw, figures: list[tuple[str, str]], path: Path, t
     body = "".join(f"<figure>{fig}<figcaption>{escape(caption)}</figcaption></figure>" for fig, caption in figures)
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{explanation(law, unit)}"
-            f"<h2>Parameters</h2>{_params_table(law)}<h2>How far to trust it</h2>{_checks(law)}"
+            f"<h2>Parameters</h2>{_params_table(law)}<h2>How far to trust it</h2>{_checks(law)}{_holds(law, unit)}"
             f"<h2>Plots</h2>{body}<h2>Fine-tune runs ({len(law.points)})</h2>{_runs_table(law, unit)}"
             f"{_excluded(law)}</body></html>")
     path.write_text(page)

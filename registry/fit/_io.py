@@ -61,7 +61,7 @@ def save_law(law: TransferLaw, folder: Path) -> Path:
     arrays = {f"draw_{k}": v for k, v in law.draws.items()}
     if law.kaplan_draws is not None:
         arrays["kaplan_draws"] = law.kaplan_draws
-    np.savez(folder / NPZ_NAME, **arrays)
+    np.savez(folder / NPZ_NAME, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     (folder / JSON_NAME).write_text(json.dumps(law_to_dict(law), indent=1))
     return folder
 

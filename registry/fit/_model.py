@@ -18,9 +18,6 @@ from ._types import Point, Prediction
 ArrayLike = float | np.ndarray
 
 
-GLOBAL_FORMS = ("kaplan", "irreducible")
-
-
 @dataclass
 class ScratchModel:
     """What the scratch runs say about loss versus (N, D): per-N monotone curves and, when fitted, global forms."""
@@ -89,8 +86,9 @@ class ScratchModel:
     def log_d_e_any(self, n: np.ndarray, log_l: np.ndarray) -> np.ndarray:
         """ln D_E by the method where it gives one; else (no curve at N) from the Kaplan form."""
         out = self.log_d_e(n, log_l)
-        if self.method == "interpolate" and self.kaplan_law() is not None:
-            out = np.where(np.isnan(out), self.kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
+        kaplan = self.kaplan_law() if self.method == "interpolate" else None
+        if kaplan is not None:
+            out = np.where(np.isnan(out), kaplan.log_d_e(np.asarray(n, dtype=float), log_l), out)
         return np.where(np.isfinite(out), out, np.nan)
 
     def flat_log_d(self, n: np.ndarray) -> np.ndarray:
@@ -108,8 +106,9 @@ class ScratchModel:
             return form.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
         out = self._per_curve(n, log_d, smooth_loss)
         no_curve = match_n(self.levels, np.ravel(n)).reshape(np.shape(n)) < 0
-        if no_curve.any() and self.kaplan_law() is not None:
-            model = self.kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
+        kaplan = self.kaplan_law() if no_curve.any() else None
+        if kaplan is not None:
+            model = kaplan.log_loss(np.asarray(n, dtype=float), np.exp(log_d))
             out = np.where(np.isnan(out) & no_curve, model, out)
         return out
 
@@ -187,6 +186,25 @@ class TransferLaw:
     def exchange_rate(self) -> float:
         """10^(beta/alpha): a 10x larger N is worth this many times more fine-tuning data."""
         return float(10.0 ** (self.beta / self.alpha))
+
+    def exchange_interval(self) -> tuple[float, float] | None:
+        """95% interval of 10^(beta/alpha) from the bootstrap draws; None when alpha's interval includes 0 (or has no
+        draws): then the ratio is undetermined, not a number."""
+        low, high = self.intervals.get("alpha", (float("nan"), float("nan")))
+        alpha, beta = self.draws.get("alpha", np.empty(0)), self.draws.get("beta", np.empty(0))
+        if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high or alpha.size == 0:
+            return None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            log10_rate = beta / alpha
+        log10_rate = log10_rate[np.isfinite(log10_rate)]
+        if log10_rate.size == 0:
+            return None
+        lo, hi = np.percentile(log10_rate, [2.5, 97.5])
+        return float(10.0**lo), float(10.0**hi)
+
+    def exchange_headline(self) -> str:
+        """"10x N is worth X x fine-tuning data [low, high]", or why the ratio is undetermined."""
+        return _predict.exchange_headline(self)
 
     def predict(self, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
         """D_T, D_E, multiplier, fraction and best loss at (N, D_F), each with a 95% interval from the draws."""

@@ -142,9 +142,6 @@ def _caption_note(shown: int, total: int) -> str:
     return f" Showing {shown} of {total} runs (even subsample per size)." if shown < total else ""
 
 
-LEGEND_KINDS = "Filled: fine-tunes used in the fit; \u00d7: fine-tunes left out; hollow: runs from scratch."
-
-
 def plot_loss_vs_data(law: TransferLaw, path: Path) -> Path:
     """The paper's Figure 1: best loss against data per N, the fitted scratch curves, and the D_T gap of one run."""
     colour, unit, sc = law_colours(law), unit_of(law), law.scratch
@@ -201,7 +198,7 @@ def d_t_draws(law: TransferLaw, n: float, d_f: np.ndarray) -> tuple[np.ndarray, 
     k, a, b = (np.asarray(law.draws.get(name, np.empty(0)), dtype=float) for name in ("k", "alpha", "beta"))
     ok = np.isfinite(k) & np.isfinite(a) & np.isfinite(b)
     draws = k[ok, None] * d_f[None] ** a[ok, None] * n ** b[ok, None]
-    return law.effective_data_transferred(n, d_f), draws
+    return np.asarray(law.effective_data_transferred(n, d_f)), draws
 
 
 def band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -36,7 +36,8 @@ def _band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
-    """Point values from the fit, intervals from the same quantities computed for every bootstrap draw."""
+    """Point values from the fit, intervals from the same quantities computed for every bootstrap draw; the loss's
+    interval is a 95% prediction interval for one run (``_forecast.finetune_interval``)."""
     n, d = np.broadcast_arrays(np.asarray(n_params, dtype=float), np.asarray(d_f, dtype=float))
     k, a, b = (law.draws[name].reshape((-1,) + (1,) * n.ndim) for name in ("k", "alpha", "beta"))
     draw_dt = k * d[None] ** a * n[None] ** b
@@ -47,10 +48,15 @@ def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction
     with np.errstate(invalid="ignore", divide="ignore"):
         values["loss"] = (np.exp(law.scratch.log_loss(n, np.log(d + point_dt))),
                           np.exp(law.scratch.log_loss(np.broadcast_to(n, draw_dt.shape), np.log(d[None] + draw_dt))))
-    fields = {}
+    fields: dict[str, Any] = {}
     for name, (point, draws) in values.items():
         low, high = _band(draws)
         fields[name], fields[f"{name}_low"], fields[f"{name}_high"] = _out(point), _out(low), _out(high)
+    # A run's loss is what gets measured: its interval is a prediction interval (the draws and the run-to-run noise).
+    from ._forecast import finetune_interval
+
+    _, low, high = finetune_interval(law, n, d)
+    fields["loss_low"], fields["loss_high"] = _out(low), _out(high)
     return Prediction(**fields)
 
 
@@ -102,6 +108,18 @@ def convert_k(k: float, alpha: float, chars_per_token: float, src: str, dst: str
     return float(k * factor if src == "chars" else k / factor)
 
 
+def exchange_headline(law: TransferLaw) -> str:
+    """The headline exchange rate with its 95% interval from the draws (percentiles of 10^(beta/alpha) over the draws
+    that identify the law); undetermined, with no number, when alpha's interval includes 0."""
+    interval = law.exchange_interval()
+    if interval is None:
+        low, high = law.intervals.get("alpha", (float("nan"), float("nan")))
+        return (f"10x N is worth an undetermined multiple of fine-tuning data (alpha's 95% interval "
+                f"[{low:.3g}, {high:.3g}] includes 0)")
+    return (f"10x N is worth {law.exchange_rate():.3g}x fine-tuning data "
+            f"[{interval[0]:.3g}x, {interval[1]:.3g}x] (95%, from the bootstrap draws)")
+
+
 def summary(law: TransferLaw) -> str:
     """Human-readable lines."""
     iv = law.intervals
@@ -115,7 +133,7 @@ def summary(law: TransferLaw) -> str:
         f"  k     = {law.k:.4g}  [{iv['k'][0]:.4g}, {iv['k'][1]:.4g}]",
         f"  alpha = {law.alpha:.4f}  [{iv['alpha'][0]:.4f}, {iv['alpha'][1]:.4f}]",
         f"  beta  = {law.beta:.4f}  [{iv['beta'][0]:.4f}, {iv['beta'][1]:.4f}]",
-        f"  10x N is worth {law.exchange_rate():.3g}x fine-tuning data",
+        f"  {exchange_headline(law)}",
         f"  {used} of {len(law.points)} fine-tune runs used; {len(law.excluded)} runs excluded",
     ]
     cc = law.cross_check

@@ -196,5 +196,6 @@ def fit_kaplan(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, weight: 
                        method="BFGS", options=options)
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None  # at least one start ran
     x = np.r_[best.x[:2], np.exp(best.x[2:])]
     return KaplanLaw(*(float(v) for v in x))

@@ -48,8 +48,10 @@ def _fit_global(name: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarr
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         if name == "kaplan":
+            assert start is None or isinstance(start, KaplanLaw)
             s = None if start is None else np.array([start.log_n_c, start.log_d_c, start.a_n, start.alpha_d])
             return fit_kaplan(log_n, log_d, log_l, start=s)
+        assert start is None or isinstance(start, IrreducibleLaw)
         return fit_irreducible(log_n, log_d, log_l, start=None if start is None else start.z)
 
 
@@ -114,5 +116,8 @@ def choose(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) -> Candidate
     else:
         # Nothing could be held out (at most two runs per N): the Kaplan form when it could be fitted.
         chosen = "kaplan" if "kaplan" in fits else "interpolate"
-    return Candidates(kaplan=fits.get("kaplan"), irreducible=fits.get("irreducible"),
+    kaplan, irreducible = fits.get("kaplan"), fits.get("irreducible")
+    assert kaplan is None or isinstance(kaplan, KaplanLaw)
+    assert irreducible is None or isinstance(irreducible, IrreducibleLaw)
+    return Candidates(kaplan=kaplan, irreducible=irreducible,
                       cv_error=cv, chosen=chosen)

@@ -175,6 +175,15 @@ class Chart:
         self._marks.append(f'<circle class="{css} {kind}" cx="{a:.1f}" cy="{b:.1f}" r="4.5" fill="{fill}" '
                            f'stroke="{colour}" stroke-width="1.6"{extra}>{title}</circle>')
 
+    def whisker(self, x: float, low: float, high: float, colour: str) -> None:
+        """A vertical interval bar at ``x`` from ``low`` to ``high``, with short caps."""
+        if not (self._ok(x, low) and self._ok(x, high)):
+            return
+        (a, b), (_, c) = self.px(x, low), self.px(x, high)
+        self._marks.append(f'<path class="whisker" d="M{a:.1f},{b:.1f} L{a:.1f},{c:.1f} M{a - 3:.1f},{b:.1f} '
+                           f'L{a + 3:.1f},{b:.1f} M{a - 3:.1f},{c:.1f} L{a + 3:.1f},{c:.1f}" stroke="{colour}" '
+                           f'stroke-width="1.2" stroke-opacity="0.7" clip-path="url(#{self._clip})"/>')
+
     def arrow(self, x0: float, x1: float, y: float, label: str) -> None:
         """A horizontal double-headed arrow from x0 to x1 at height y, labelled above its middle."""
         if not (self._ok(x0, y) and self._ok(x1, y)):

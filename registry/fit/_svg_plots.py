@@ -30,6 +30,7 @@ from ._plots import (
     unit_of,
 )
 from ._svg_chart import Axis, Chart, number_label, span
+from ._types import R_PAST_REGIME
 
 if TYPE_CHECKING:
     from ._model import TransferLaw
@@ -129,10 +130,12 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
     if not used:
         return _empty("no fine-tune in the fit", css_class)
     colour, unit = law_colours(law), unit_of(law)
-    grid = np.geomspace(min(p.d_f for p in used) / 2, max(p.d_f for p in used) * 2, 60)
+    # Fine-tunes past the low-data regime: drawn (crosses) so the bend shows against the law's lines.
+    past = [p for p in law.points if p.reason.startswith(R_PAST_REGIME) and p.d_t > 0 and p.n in colour]
+    grid = np.geomspace(min(p.d_f for p in used) / 2, max(p.d_f for p in used + past) * 2, 60)
     lines = {n: d_t_draws(law, n, grid) for n in sorted({p.n for p in used})}
     bands = {n: band(draws) for n, (_, draws) in lines.items()}
-    ys = [p.d_t for p in used] + [v for d_t, _ in lines.values() for v in (d_t.min(), d_t.max())]
+    ys = [p.d_t for p in used + past] + [v for d_t, _ in lines.values() for v in (d_t.min(), d_t.max())]
     chart = Chart(Axis(grid[0], grid[-1], f"D_F, fine-tuning data ({unit})"),
                   Axis(*span(ys, pad=0.15), f"D_T, effective data transferred ({unit})"),
                   f"D_T = {law.k:.3g} \u00b7 D_F^{law.alpha:.3f} \u00b7 N^{law.beta:.3f}", css_class=css_class,
@@ -154,9 +157,16 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
     for p in shown:
         extra, tip = attrs(p.run_id) if attrs else ({}, "")
         chart.marker(p.d_f, p.d_t, colour[p.n], "filled", extra, tip)
+    for p in past:
+        extra, tip = attrs(p.run_id) if attrs else ({}, "")
+        chart.marker(p.d_f, p.d_t, colour[p.n], "cross", extra, tip or f"{p.run_id}: past the low-data regime")
     chart.legend("band", "#5f7281", "95% bootstrap band")
+    if past:
+        chart.legend("cross", "#5f7281", "past the low-data regime")
     caption = ("Slope of each line = alpha (how D_T grows with D_F); spacing between sizes = beta (how it grows with "
                "N); points: D_T measured from each fine-tune." + _note(len(used) - len(shown), len(used))
+               + (f" Crosses: {len(past)} fine-tune(s) past the low-data regime, where D_T bends below the law (not "
+                  "in the fit)." if past else "")
                + off_axis_caption(off))
     return chart.render(caption)
 
@@ -197,10 +207,10 @@ def residual_chart(law: TransferLaw, css_class: str = "chart", standalone: bool 
     groups: dict[float, list[int]] = {}
     for i, p in enumerate(used):
         groups.setdefault(p.n, []).append(i)
-    for n, idx in sorted(groups.items()):
+    for size, idx in sorted(groups.items()):
         for i in drawn(idx):
-            chart.marker(used[i].d_f, resid[i], colour[n])
-        chart.legend("filled", colour[n], n_label(n))
+            chart.marker(used[i].d_f, resid[i], colour[size])
+        chart.legend("filled", colour[size], n_label(size))
     return chart.render("Residuals should scatter around 0 with no trend in D_F or N; a trend means the power law "
                         "misses the data.")
 

@@ -22,13 +22,12 @@ R_BELOW_RANGE = "outside the scratch curve's range: loss below every scratch run
 R_ABOVE_RANGE = "outside the scratch curve's range: loss above every scratch run at this N"
 R_HIGH_DATA = "high-data regime"
 R_OSSIFIED = "ossification: D_T <= 0"
+R_PAST_REGIME = "past the low-data regime"
 R_NO_D_E = "scratch model cannot reach this loss at this N"
 R_IMPLAUSIBLE_SIZE = "implausible N or D"
 R_IMPLAUSIBLE_LOSS = "implausible loss"
 R_CONFLICT = "conflicting duplicate point"
 R_REPEAT = "repeated scratch point"
-R_NO_PARENT = "fine-tune without a parent"
-R_UNKNOWN_PARENT = "parent not among the known parents"
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ class Point:
 
 @dataclass(frozen=True)
 class Prediction:
-    """What a law predicts at (N, D_F); every field has a 95% bootstrap interval ``<name>_low``/``<name>_high``."""
+    """What a law predicts at (N, D_F); every field has a 95% interval ``<name>_low``/``<name>_high``: a bootstrap
+    (confidence) interval of the law's D_T, D_E, multiplier and fraction, and for ``loss`` a *prediction* interval
+    of one run's best loss (the law's uncertainty and the run-to-run noise, see ``_forecast``)."""
 
     d_t: float
     """Effective data transferred, D_T = k * D_F^alpha * N^beta."""
@@ -74,7 +75,8 @@ class Prediction:
     fraction_low: float
     fraction_high: float
     loss: float
-    """Predicted best loss: the scratch model at (N, D_E); NaN where the scratch model does not reach."""
+    """Predicted best loss: the scratch model at (N, D_E); NaN where the scratch model does not reach. Its interval
+    is a 95% prediction interval: where one run's measured best loss falls."""
     loss_low: float
     loss_high: float
 

@@ -2,20 +2,19 @@
 
 Field checks (role, numbers present, finite, positive), then plausibility: sizes and losses no language model run
 can have (a parameter count or dataset beyond ``MAX_N`` / ``MAX_D``, a loss outside ``LOSS_RANGE``, e.g. +inf stored
-as 1.8e308), fine-tunes whose parent is missing or unknown (when the caller says which runs exist), and points
-measured twice: two runs of one role at the same (N, D) whose losses differ by more than ``DUPLICATE_LOSS_RTOL`` are
-all excluded (nothing says which is right); scratch repeats that agree keep one run, since a curve holds one loss per
-D; fine-tune repeats that agree all stay (replicates average out in the least-squares fit).
+as 1.8e308), and points measured twice: two runs of one role at the same (N, D) whose losses differ by more than
+``DUPLICATE_LOSS_RTOL`` are all excluded (nothing says which is right); scratch repeats that agree keep one run,
+since a curve holds one loss per D; fine-tune repeats that agree all stay (replicates average out in the
+least-squares fit).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from transfer_laws.registry.records import RunResult
-from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+from transfer_laws.registry.records import MAX_D, MAX_N, RunResult
+from transfer_laws.registry.schema import ROLE_SCRATCH
 
 from ._types import (
     R_CONFLICT,
@@ -23,20 +22,14 @@ from ._types import (
     R_IMPLAUSIBLE_LOSS,
     R_IMPLAUSIBLE_SIZE,
     R_MISSING,
-    R_NO_PARENT,
     R_NONFINITE,
     R_NONPOSITIVE_LOSS,
     R_NONPOSITIVE_SIZE,
     R_REPEAT,
     R_ROLE,
-    R_UNKNOWN_PARENT,
     ROLES,
 )
 
-MAX_N = 1e15
-"""Non-embedding parameters: a thousand times today's largest models."""
-MAX_D = {"tokens": 1e16, "chars": 1e17}
-"""Training data: beyond every text corpus there is (about 1e14 tokens of public text)."""
 LOSS_RANGE = (1e-4, 1e3)
 """Best held-out loss in nats/token (uniform over a million-symbol vocabulary is 13.8)."""
 DUPLICATE_LOSS_RTOL = 0.05
@@ -59,7 +52,7 @@ def _number(value: object) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
+        return float(value)  # type: ignore[arg-type]  # anything: a TypeError or ValueError means "not a number"
     except (TypeError, ValueError):
         return None
 
@@ -90,15 +83,6 @@ def _problem(run: object, unit: str) -> tuple[str, tuple[str, float, float, floa
     return "", (str(role), n, d, loss)
 
 
-def _parent_problem(run: object, parents: Collection[str] | None) -> str:
-    if parents is None or getattr(run, "role", None) != ROLE_FINETUNE:
-        return ""
-    parent = getattr(run, "parent", None)
-    if not parent:
-        return R_NO_PARENT
-    return "" if str(parent) in parents else f"{R_UNKNOWN_PARENT}: {parent}"
-
-
 def _drop_repeats(out: Screened) -> Screened:
     """Exclude conflicting repeats of a (role, N, D) point, and agreeing scratch repeats after the first."""
     groups: dict[tuple[str, float, float], list[int]] = {}
@@ -127,9 +111,9 @@ def _drop_repeats(out: Screened) -> Screened:
     return kept
 
 
-def screen(runs: list[RunResult], unit: str, parents: Collection[str] | None = None) -> Screened:
+def screen(runs: list[RunResult], unit: str) -> Screened:
     """Field and plausibility checks in input order: the first run of an id wins, later ones are duplicates.
-    ``parents``: what a fine-tune's ``parent`` must be among (None: not checked)."""
+    (A fine-tune's lineage, its parent included, is checked once, by the reader.)"""
     out = Screened()
     seen: set[str] = set()
     for i, run in enumerate(runs):
@@ -139,7 +123,6 @@ def screen(runs: list[RunResult], unit: str, parents: Collection[str] | None = N
             continue
         seen.add(run_id)
         reason, row = _problem(run, unit)
-        reason = reason or _parent_problem(run, parents)
         if reason or row is None:
             out.excluded.append((run_id, reason))
             continue

@@ -1,0 +1,34 @@
+"""The law page's calibration section: how well each version predicted the runs that landed after it (its track
+record, read from the runs' ``forecast.*`` metrics) and the shown version's leave-one-out figure, with a
+predicted-vs-observed chart (``registry/fit/_svg_forecast.py``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def calibration_section(client: Any, law: str, fit: Any, version: str | None) -> dict[str, Any]:
+    """``calibration``: {versions: [(version, line)], pooled, loo (line), plot (SVG or "")} for the template."""
+    from transfer_laws.registry.fit._svg_forecast import forecast_chart
+    from transfer_laws.registry.forecast import track_record
+    from transfer_laws.registry.law_card import calibration_line
+
+    try:
+        record = track_record(client, law)
+    except Exception:  # the page still shows the law when the runs cannot be searched
+        log.warning("could not read the track record of %s", law, exc_info=True)
+        record = {"versions": {}, "pooled": {"n": 0}}
+    loo = ((getattr(fit, "checks", {}) or {}).get("loo") or {}) if fit is not None else {}
+    rows = [r for rec in record["versions"].values() for r in rec["runs"]]
+    plot = forecast_chart(rows, f"{law}: each run forecast by the version before it") or ""
+    loo_plot = forecast_chart(loo.get("runs") or [], f"{law} v{version}: leave-one-out") or ""
+    return {"calibration": {
+        "versions": [(v, calibration_line(rec)) for v, rec in record["versions"].items()],
+        "pooled": calibration_line(record["pooled"]) if record["pooled"].get("n") else "",
+        "loo": calibration_line(loo) if loo else "", "plot": plot, "loo_plot": loo_plot,
+        "record": {"versions": {v: {k: x for k, x in r.items() if k != "runs"} for v, r in
+                                record["versions"].items()}, "pooled": record["pooled"]},
+    }}

@@ -1,0 +1,239 @@
+"""The pin loop: fit -> advise -> train the best run -> refit, until the law is determined or the budget is spent.
+
+Pure control flow over three things it is given (so the same loop runs on real runs and on synthetic truths):
+``fit()`` returns the law from every finished run (a ``TransferLaw``), ``candidates(law)`` the runs a team could
+launch next (``registry.advice.Candidate``), and a ``RunQueue``: the shared list of chosen runs (an Optuna study in
+``scripts/pin.py``), from which any number of workers pop and train. A worker first trains what is already waiting
+(a crashed trial re-enqueued, or a run another worker chose), then refits and asks the advice for the plan to the
+target; it claims the first planned run nobody holds (a measured cell again means a new seed) and trains it.
+
+The target holds when alpha's 95% half-width is at most the target, beta's interval excludes 0 (if asked), every
+bootstrap draw identifies the law and the fit carries no warning. The budget is compute (6 N tokens, runs of this
+loop only) and/or minutes of training (the trials' own durations, so a resumed loop counts what it already spent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from transfer_laws.registry.advice import (
+    Candidate,
+    Plan,
+    Target,
+    candidate_flops,
+    compute_flops,
+    plan_to_target,
+    rank_next_runs,
+)
+from transfer_laws.registry.schema import ROLE_PRETRAIN
+
+EXIT_PINNED = 0
+EXIT_BUDGET = 3
+"""The budget was spent before the target held (the report says what is missing and the predicted cost)."""
+EXIT_STUCK = 4
+"""No candidate run is predicted to help: the candidates (sizes, D_F span, scratch D) must widen."""
+
+
+@dataclass(frozen=True)
+class PinRun:
+    """One run the loop trains: a fine-tune, a scratch run, or the pretraining of a new size."""
+
+    role: str
+    """finetune, scratch or pretrain."""
+    size: str
+    """Preset name (the model shape; '' where N alone names it, e.g. synthetic runs)."""
+    n_params: float
+    """N, non-embedding parameters."""
+    tokens: int
+    """D_F (fine-tune), D (scratch) or the pretraining budget, in tokens."""
+    seed: int = 0
+    """Seed of data order and initialisation: a repeat of a measured cell takes the next one."""
+
+    def cell(self) -> tuple[str, str, int]:
+        """What makes two runs measure the same thing (the seed aside)."""
+        return (self.role, self.size or f"{self.n_params:.6g}", int(self.tokens))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the loop may spend; either limit may be infinite."""
+
+    flops: float = math.inf
+    minutes: float = math.inf
+
+    def left(self, spent: Spent) -> str:
+        """'' while there is budget left, else which limit is spent."""
+        if spent.flops >= self.flops:
+            return f"compute budget spent ({spent.flops:.3g} of {self.flops:.3g} FLOP)"
+        if spent.minutes >= self.minutes:
+            return f"time budget spent ({spent.minutes:.1f} of {self.minutes:g} min)"
+        return ""
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What the loop's finished runs cost."""
+
+    flops: float = 0.0
+    minutes: float = 0.0
+    runs: int = 0
+
+
+class RunQueue(Protocol):
+    """The chosen runs, shared by the workers (implemented on an Optuna study by ``scripts/pin.py``)."""
+
+    def held(self) -> list[PinRun]:
+        """Every run waiting, running or finished (so nobody chooses it again)."""
+
+    def spent(self) -> Spent:
+        """Compute and minutes of the finished runs."""
+
+    def claim(self, runs: Sequence[PinRun], reason: str, flops: Sequence[float]) -> None:
+        """Put runs on the queue, in order, each tagged with why it was chosen and its compute."""
+
+    def work_one(self) -> bool:
+        """Pop one waiting run and train it (never a run another worker holds); False when none was waiting."""
+
+
+@dataclass
+class PinOutcome:
+    """How the loop ended."""
+
+    exit_code: int
+    """EXIT_PINNED, EXIT_BUDGET or EXIT_STUCK."""
+    law: Any
+    """The last fitted law."""
+    spent: Spent
+    """What the loop's runs cost."""
+    missing: list[str] = field(default_factory=list)
+    """What the target still lacks (empty when pinned)."""
+    plan: Plan | None = None
+    """The advice's plan to finish (runs and predicted compute); None when pinned."""
+    reason: str = ""
+    """One line: pinned, which budget is spent, or why no run helps."""
+
+
+def missing_for(law: Any, target: Target) -> list[str]:
+    """What keeps ``law`` from the target (empty: pinned)."""
+    out = []
+    low, high = law.intervals.get("alpha", (math.nan, math.nan))
+    half = (high - low) / 2
+    if not half <= target.alpha_halfwidth:
+        out.append(f"alpha +-{half:.3g} (target +-{target.alpha_halfwidth:g})")
+    b_low, b_high = law.intervals.get("beta", (math.nan, math.nan))
+    if target.beta_excludes_0 and not (b_low > 0 or b_high < 0):
+        out.append(f"beta's interval [{b_low:.3g}, {b_high:.3g}] includes 0")
+    draws = law.draws.get("alpha", np.empty(0))
+    share = float(np.isfinite(draws).mean()) if draws.size else 0.0
+    if share < 1.0:
+        out.append(f"{share:.1%} of bootstrap draws identify the law (target: all)")
+    out += [f"warning: {w}" for w in law.warnings]
+    return out
+
+
+def progress_line(law: Any, spent: Spent, plan: Plan | None) -> str:
+    """One line of progress: the intervals now, what was spent and the predicted compute still to go."""
+    a, b = law.intervals["alpha"], law.intervals["beta"]
+    rest = "" if plan is None else (f"; predicted to go: {len(plan.steps)} run(s), {plan.flops:.3g} FLOP"
+                                    + ("" if plan.reached else " (target not reached by the candidates)"))
+    return (f"pin: {spent.runs} run(s), {spent.flops:.3g} FLOP, {spent.minutes:.1f} min; alpha {law.alpha:.3f} "
+            f"[{a[0]:.3f}, {a[1]:.3f}], beta {law.beta:.3f} [{b[0]:.3f}, {b[1]:.3f}]{rest}")
+
+
+def runs_of(c: Candidate, held: Sequence[PinRun], size: str = "") -> list[PinRun]:
+    """The runs that train a candidate (a new size: its pretraining first), each at the next free seed of its cell."""
+    size = size or c.label
+    wanted = ([(ROLE_PRETRAIN, c.pretrain_tokens)] if c.pretrain_tokens > 0 else []) + [(c.role, c.d_f_tokens)]
+    wanted += list(c.bundle)
+    out: list[PinRun] = []
+    for role, tokens in wanted:
+        run = PinRun(role, size, c.n_params, int(round(tokens)))
+        seeds = {r.seed for r in [*held, *out] if r.cell() == run.cell()}
+        out.append(PinRun(role, size, c.n_params, run.tokens, seed=next(s for s in range(len(seeds) + 1)
+                                                                          if s not in seeds)))
+    return out
+
+
+def run_flops(run: PinRun, epochs: float) -> float:
+    """Compute charged for a run: 6 N tokens, times the expected epochs for fine-tunes and scratch runs (the
+    advice's own convention, so the budget and the plan count alike)."""
+    return compute_flops(run.n_params, run.tokens, 1.0 if run.role == ROLE_PRETRAIN else epochs)
+
+
+def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], queue: RunQueue, target: Target,
+        budget: Budget, *, draws: int = 200, max_plan: int = 30,
+        log: Callable[[str], None] = lambda _: None, seconds_per_flop: Callable[[], float] = lambda: math.nan,
+        max_iterations: int = 1000, show_plan: bool = True) -> PinOutcome:
+    """Fit, advise, train, refit until ``target`` holds (exit 0) or ``budget`` is spent (EXIT_BUDGET) or no run
+    helps (EXIT_STUCK). ``show_plan=False`` plans to the target only when the loop ends (each step then costs one
+    ranking of the candidates instead of a whole greedy plan)."""
+    law, plan = None, None
+    for _ in range(max_iterations):
+        while queue.work_one():  # what is waiting first: a crashed run's retry, or a run another worker chose
+            pass
+        law = fit()
+        spent = queue.spent()
+        missing = missing_for(law, target)
+        if not missing:
+            log(progress_line(law, spent, None) + " - pinned")
+            return PinOutcome(EXIT_PINNED, law, spent, reason="target reached")
+        pool = candidates(law)
+        spent_reason = budget.left(spent)
+
+        full_plan = partial(plan_to_target, law, pool, target, max_steps=max_plan, draws=draws,
+                            seconds_per_flop=seconds_per_flop())
+        # The whole plan is for people (progress, the report at the end); choosing needs its first step only.
+        plan = full_plan() if show_plan or spent_reason else plan_to_target(
+            law, pool, target, max_steps=1, draws=draws, seconds_per_flop=seconds_per_flop())
+        log(progress_line(law, spent, plan if show_plan else None))
+        if spent_reason:
+            return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
+        if not plan.steps and all(m.startswith("warning:") for m in missing):
+            # Only a warning the advice does not model is left (e.g. a competing scratch model disagrees): more data
+            # where it tightens the intervals most per FLOP is the best bet to settle it.
+            ranked = [a for a in rank_next_runs(law, pool, draws=draws, seconds_per_flop=seconds_per_flop())
+                      if a.shrink > 0]
+            plan = replace(plan, steps=ranked[:1], flops=sum(a.flops for a in ranked[:1]))
+        if not plan.steps:
+            plan = plan if show_plan else full_plan()
+            return PinOutcome(EXIT_STUCK, law, spent, missing, plan,
+                              "no candidate run is predicted to help: widen the sizes, D_F span or scratch D")
+        held = queue.held()
+        step = plan.steps[0]
+        if budget.flops < math.inf and spent.flops + candidate_flops(step.candidate) > budget.flops:
+            return PinOutcome(EXIT_BUDGET, law, spent, missing, plan if show_plan else full_plan(),
+                              f"the next run ({candidate_flops(step.candidate):.3g} FLOP) does not fit the compute "
+                              f"left ({budget.flops - spent.flops:.3g} FLOP)")
+        runs = runs_of(step.candidate, held)
+        reason = (f"pin: {step.kind} chosen by the advice (rank 1 of the plan's {len(plan.steps)} runs to "
+                  f"alpha +-{target.alpha_halfwidth:g}): predicted alpha +-{step.alpha_halfwidth:.3g}, beta "
+                  f"+-{step.beta_halfwidth:.3g} after it, for {step.flops:.3g} FLOP; before it: "
+                  + "; ".join(missing))
+        queue.claim(runs, reason, [run_flops(r, step.candidate.epochs) for r in runs])
+    assert law is not None
+    return PinOutcome(EXIT_STUCK, law, queue.spent(), missing_for(law, target), plan, "iteration limit reached")
+
+
+def format_outcome(outcome: PinOutcome, target: Target) -> str:
+    """The loop's last words: pinned, or what is missing and the advice's predicted cost to finish."""
+    if outcome.exit_code == EXIT_PINNED:
+        return (f"pinned: {progress_line(outcome.law, outcome.spent, None).removeprefix('pin: ')}\n"
+                f"  {outcome.law.exchange_headline()}")
+    lines = [f"not pinned ({outcome.reason}): {progress_line(outcome.law, outcome.spent, None).removeprefix('pin: ')}"]
+    lines += [f"  missing: {m}" for m in outcome.missing]
+    if outcome.plan is not None:
+        plan = outcome.plan
+        wall = f", about {plan.seconds / 60:.0f} min here" if math.isfinite(plan.seconds) else ""
+        verdict = "reaches" if plan.reached else "does NOT reach"
+        lines.append(f"  to finish: the advice's plan {verdict} alpha +-{target.alpha_halfwidth:g} with "
+                     f"{len(plan.steps)} more run(s), {plan.flops:.3g} FLOP (6 N tokens){wall}")
+        lines += [f"    {i}. {s.kind}: {s.candidate.command or s.candidate}" for i, s in enumerate(plan.steps[:5], 1)]
+    return "\n".join(lines)
+
+

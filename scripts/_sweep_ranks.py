@@ -1,0 +1,88 @@
+"""A sweep worker that is itself a distributed job (``torchrun ... sweep --worker``): every trial is one DDP run.
+
+Only global rank 0 talks to Optuna: it pops a trial as any worker does and sends the cell to the other ranks, and
+all of them train it together (one MLflow run, written by rank 0; see ``scripts/_train.py``); when the study has
+nothing left, rank 0 tells them to stop. A trial that fails on any rank ends the whole job with a non-zero exit and
+leaves the trial RUNNING without heartbeats, so the study retries it as it retries a crashed worker's trial.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from transfer_laws.scripts._errors import BadInput
+
+
+def job_size() -> int:
+    """Processes in this job as its launcher (torchrun) set them; 1 for a plain process."""
+    return int(os.environ.get("WORLD_SIZE", 1)) if "RANK" in os.environ else 1
+
+
+def check_job(args: Any) -> None:
+    """What a distributed worker cannot do, refused before anything starts."""
+    if not args.worker:
+        raise BadInput("start the sweep in one process (--max-trials 0 creates and enqueues it), then launch the "
+                       "workers under torchrun with --worker")
+    if args.tune_lr:
+        raise BadInput("--tune-lr runs in single-process workers; tune first, then launch distributed workers")
+
+
+def run_job(work: Callable[[Callable[..., tuple[str, float]]], int], train: Callable[..., tuple[str, float]]) -> int:
+    """Rank 0 runs ``work(trainer)`` (the worker loop) with a trainer that first sends each cell to the other
+    ranks; the other ranks train whatever rank 0 sends until it sends None. Returns how many trials this ran."""
+    import torch.distributed as dist
+
+    group = _cell_group()
+    if dist.get_rank() != 0:
+        ran = 0
+        while (message := _receive(group)) is not None:
+            train(*message[:2], **message[2])
+            ran += 1
+        return ran
+
+    def lead(cell: Any, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
+        _send(group, (cell, number, {"tags": tags}))
+        try:
+            return train(cell, number, tags=tags)
+        except Exception as exc:  # the other ranks stopped with it or hang: end the job, the trial is retried
+            sys.stderr.write(f"sweep: trial {number} {cell} failed in this distributed job: {exc}\n")
+            raise SystemExit(1) from exc
+
+    ran = work(lead)
+    _send(group, None)  # not after a failure: the other ranks may be inside a training step, never to return
+    return ran
+
+
+def rank() -> int:
+    """This process's rank in the job (0 for a plain process)."""
+    return int(os.environ.get("RANK", 0))
+
+
+def _cell_group() -> Any:
+    """A gloo group for the cells (Python objects, on the CPU), beside the job's default group (NCCL on GPUs)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():  # Lightning's DDP then uses this group instead of making one
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
+    return dist.new_group(backend="gloo")
+
+
+def _send(group: Any, message: Any) -> None:
+    import torch.distributed as dist
+
+    dist.broadcast_object_list([message], src=0, group=group)
+
+
+def _receive(group: Any) -> Any:
+    import torch.distributed as dist
+
+    box = [None]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]

@@ -1,0 +1,206 @@
+"""The pin loop on synthetic truths and a real Optuna storage (SQLite): it stops on its target and on its budget, two
+workers never train the same run, and a worker killed with SIGKILL mid-run is resumed from the study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
+
+from transfer_laws.registry.advice import Candidate, Target
+from transfer_laws.registry.fit import RunResult, fit_transfer_law
+from transfer_laws.registry.pin import EXIT_BUDGET, EXIT_PINNED, Budget, PinRun, missing_for, pin
+from transfer_laws.scripts.pin import ATTR_REASON, StudyQueue, parse_budget
+from transfer_laws.scripts.sweep import open_study
+
+K, ALPHA, BETA = TEXT_TO_PYTHON
+NS = (1e6, 1e7, 1e8)
+NOISE = 0.01
+TARGET = Target(alpha_halfwidth=0.1)
+SEED_RUNS = synthetic_runs(TEXT_TO_PYTHON, loss_noise=NOISE, n_grid=NS, scratch_d=tuple(np.geomspace(1e6, 1e12, 13)),
+                           d_f=(1e4, 3e4), seed=0)
+
+
+def true_loss(run: PinRun) -> float:
+    """The truth's loss for a run, with noise drawn from the run's own (cell, seed): a repeat differs."""
+    d = run.tokens if run.role == "scratch" else run.tokens + K * run.tokens**ALPHA * run.n_params**BETA
+    rng = np.random.default_rng(zlib.crc32(repr((run.cell(), run.seed)).encode()))
+    return float(kaplan_loss(run.n_params, d) * np.exp(rng.normal(0, NOISE)))
+
+
+def synthetic_train(pause: float = 0.0):
+    def train(run: PinRun, reason: str, number: int) -> tuple[str, float]:
+        time.sleep(pause)
+        return f"synthetic-{number}", true_loss(run)
+
+    return train
+
+
+def fit_of(queue: StudyQueue):
+    def fit():  # a TransferLaw
+        trained = [RunResult(f"pin-{r.cell()}-{r.seed}", r.role, r.n_params, r.tokens, loss)
+                   for r, _, loss in queue.finished() if r.role != "pretrain"]
+        return fit_transfer_law(SEED_RUNS + trained, d_e_method="kaplan", bootstrap=200)
+
+    return fit
+
+
+def candidates(law) -> list[Candidate]:
+    return [Candidate(n, d, epochs=1.0) for n in NS for d in (1e4, 3e4, 1e5, 3e5)]
+
+
+def _queue(storage: str, pause: float = 0.0, heartbeat_s: int = 30, grace_s: int = 120) -> StudyQueue:
+    return StudyQueue(open_study("pin-test", storage, heartbeat_s=heartbeat_s, grace_s=grace_s), synthetic_train(pause))
+
+
+def _pin(queue: StudyQueue, budget: Budget = Budget()):  # a PinOutcome
+    return pin(fit_of(queue), candidates, queue, TARGET, budget, draws=100)
+
+
+def _completed_runs(queue: StudyQueue) -> list[tuple]:
+    return [(r.cell(), r.seed) for r, _, _ in queue.finished()]
+
+
+def test_the_seed_law_misses_the_target() -> None:
+    law = fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200)
+    assert missing_for(law, TARGET) and not law.warnings  # only the interval is missing, not a size or a curve
+
+
+def test_stops_when_the_target_holds_and_tags_why(tmp_path: Path) -> None:
+    queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
+    outcome = _pin(queue)
+    assert outcome.exit_code == EXIT_PINNED and missing_for(outcome.law, TARGET) == []
+    assert 1 <= outcome.spent.runs < 12 and outcome.spent.flops > 0
+    reasons = [t.user_attrs[ATTR_REASON] for t in queue.study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(reasons) == outcome.spent.runs and all("chosen by the advice" in r and "alpha" in r for r in reasons)
+    assert len(set(_completed_runs(queue))) == len(_completed_runs(queue))
+
+
+def test_stops_when_the_budget_is_spent_and_says_what_is_missing(tmp_path: Path) -> None:
+    queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
+    budget = Budget(flops=2 * 6 * 1e6 * 1e4)  # about two of the cheapest runs
+    outcome = _pin(queue, budget)
+    assert outcome.exit_code == EXIT_BUDGET and ("budget" in outcome.reason or "does not fit" in outcome.reason)
+    assert outcome.missing and outcome.plan is not None and outcome.plan.steps and outcome.plan.flops > 0
+    assert outcome.spent.flops <= budget.flops
+
+
+def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    queues = [_queue(storage, pause=1.0), _queue(storage, pause=1.0)]
+    outcomes: list = []
+
+    def work(queue: StudyQueue) -> None:
+        try:
+            outcomes.append(_pin(queue))
+        except Exception as exc:  # reported below, with the thread's error
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work, args=(q,)) for q in queues]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert len(outcomes) == 2 and all(getattr(o, "exit_code", o) == EXIT_PINNED for o in outcomes), outcomes
+    done = _completed_runs(queues[0])
+    assert done and len(set(done)) == len(done)
+    # Both workers claimed runs on the one study (a claim that lost the race is pruned, never trained twice).
+    assert len(queues[0].study.get_trials()) >= 2
+
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    import test_pin as t
+    marker = Path({marker!r})
+    queue = t._queue({storage!r}, heartbeat_s=1, grace_s=2)
+    inner = queue.train
+    def train(run, reason, number):
+        if number >= 1:  # the second run hangs until the test kills this process
+            marker.write_text(str(number))
+            time.sleep(600)
+        return inner(run, reason, number)
+    queue.train = train
+    t._pin(queue)
+""")
+
+
+def test_a_killed_worker_is_resumed_from_the_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    marker = tmp_path / "running"
+    script = WORKER.format(tests=str(Path(__file__).parent), marker=str(marker), storage=storage)
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), "the worker never reached its second run"
+        killed = int(marker.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(3)  # past the grace period: the killed trial's heartbeat is stale
+    queue = _queue(storage, heartbeat_s=1, grace_s=2)
+    outcome = _pin(queue)
+    assert outcome.exit_code == EXIT_PINNED
+    trials = {t.number: t for t in queue.study.get_trials()}
+    assert trials[killed].state.name == "FAIL"
+    retried = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
+    assert retried and retried[0].state.name == "COMPLETE"
+    assert retried[0].user_attrs[ATTR_REASON] == trials[killed].user_attrs[ATTR_REASON]
+    done = _completed_runs(queue)
+    assert len(set(done)) == len(done)
+
+
+@pytest.mark.parametrize("text, flops, minutes", [("3e15", 3e15, None), ("45min", None, 45.0),
+                                                   ("1e14,30min", 1e14, 30.0)])
+def test_budget_parses(text: str, flops: float | None, minutes: float | None) -> None:
+    budget = parse_budget(text)
+    assert budget.flops == (flops or float("inf")) and budget.minutes == (minutes or float("inf"))
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5", "0min", "5 hours"])
+def test_bad_budgets_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="--budget"):
+        parse_budget(text)
+
+
+def test_the_command_refuses_a_bad_budget_and_a_law_it_cannot_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from transfer_laws.scripts import cli
+
+    monkeypatch.setenv("TRANSFER_LAWS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert cli.main(["pin", "--budget", "lots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget" in err[0]
+    assert cli.main(["pin", "--budget", "1e12"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pin needs a law it can fit" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_worker_stops_when_training_keeps_failing(tmp_path: Path) -> None:
+    from transfer_laws.scripts._errors import UserError
+
+    queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    def broken(run: PinRun, reason: str, number: int) -> tuple[str, float]:
+        raise RuntimeError("no checkpoint for this size")
+
+    queue.train = broken
+    with pytest.raises(UserError, match="3 runs in a row failed"):
+        _pin(queue)
+    assert [t.state.name for t in queue.study.get_trials()] == ["FAIL"] * 3
