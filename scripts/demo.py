@@ -236,6 +236,8 @@ def run(args: Args) -> Any:
     if args.full:
         last_refit = _pin_laws(args, uri, laws, sources, started, capped(scratch)["train"])
     _print_law(laws, uri, last_refit)
+    if args.full:
+        _print_source_comparison(uri)
     return 0
 
 
@@ -254,6 +256,18 @@ def _crown_largest(uri: str, names: list[str]) -> None:
             client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(best.version))
             print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
                   "the largest)", flush=True)
+
+
+def _print_source_comparison(uri: str) -> None:
+    """The paper's Table-1 comparison on the two laws --full pinned: does the mix transfer more at small D_F, is its
+    alpha lower, is beta the same (each with its interval)."""
+    from transfer_laws.scripts._map_text import print_source_comparison
+
+    print("\n== mix -> python against text -> python (Hernandez et al. 2021, Table 1) ==")
+    try:
+        print_source_comparison("python", base="text", other="mix", tracking_uri=uri)
+    except LookupError as exc:  # a law without a fit yet
+        print(f"no comparison yet: {exc}")
 
 
 def pin_args(args: Args, uri: str, law: str, source: str, minutes: float, train: Any) -> Any:

@@ -19,7 +19,8 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -178,36 +179,67 @@ class StudyQueue:
         import warnings
 
         import optuna
+        from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses; no public form
         from optuna.trial import TrialState
 
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(self.study)
         if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return False
-
-        def objective(trial: Any) -> float:
-            run = _run_of(_fixed(trial))
-            if run is None:
-                raise optuna.TrialPruned("no waiting run was left")
-            if self._duplicate(trial.number, run):
-                raise optuna.TrialPruned("another trial holds the same run")
-            reason = str(self.study._storage.get_trial_user_attrs(trial._trial_id).get(ATTR_REASON, ""))
-            began = time.monotonic()
-            run_id, loss = self.train(run, reason, trial.number)
-            trial.set_user_attr(ATTR_RUN_ID, run_id)
-            self.log(f"pin: trained {run.role} {run.size or run.n_params} {run.tokens} tokens seed {run.seed} "
-                     f"in {(time.monotonic() - began) / 60:.1f} min: loss {loss:.4g}")
-            return loss
-
-        self.study.optimize(objective, n_trials=1, catch=(Exception,))
-        last = self.study.get_trials(deepcopy=False)[-1]
-        self.failures = self.failures + 1 if last.state == TrialState.FAIL else 0
+        with _pop_lock(self.study):  # on SQLite two workers could pop the same waiting trial
+            trial = self.study.ask()
+        state, value = TrialState.COMPLETE, None
+        with get_heartbeat_thread(trial._trial_id, self.study._storage):
+            try:
+                value = self._objective(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except Exception as exc:
+                state = TrialState.FAIL
+                sys.stderr.write(f"pin: trial {trial.number} failed: {type(exc).__name__}: {exc}\n")
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.failures = self.failures + 1 if state == TrialState.FAIL else 0
         if self.failures >= MAX_FAILURES:
             from transfer_laws.scripts._errors import UserError
 
-            raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {last.number}); see the "
+            raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {trial.number}); see the "
                             "errors above")
         return True
+
+    def _objective(self, trial: Any) -> float:
+        import optuna
+
+        run = _run_of(_fixed(trial))
+        if run is None:  # ask() made a fresh trial: the queue emptied under us
+            raise optuna.TrialPruned("no waiting run was left")
+        if self._duplicate(trial.number, run):
+            raise optuna.TrialPruned("another trial holds the same run")
+        reason = str(self.study._storage.get_trial_user_attrs(trial._trial_id).get(ATTR_REASON, ""))
+        began = time.monotonic()
+        run_id, loss = self.train(run, reason, trial.number)
+        trial.set_user_attr(ATTR_RUN_ID, run_id)
+        self.log(f"pin: trained {run.role} {run.size or run.n_params} {run.tokens} tokens seed {run.seed} "
+                 f"in {(time.monotonic() - began) / 60:.1f} min: loss {loss:.4g}")
+        return loss
+
+
+@contextmanager
+def _pop_lock(study: Any) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite storage while a worker pops a trial (SQLite has no row locks, so two
+    processes on one machine could take the same waiting trial); other storages lock the row themselves."""
+    storage = study._storage
+    url = str(getattr(getattr(storage, "_backend", storage), "url", ""))
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(url.removeprefix("sqlite:///") + ".pop-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_queue(args: Args, train: Train, log: Callable[[str], None]) -> StudyQueue:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -74,5 +73,7 @@ def test_report_writes_print_plots_and_a_page_that_explains_the_law(sqlite_uri: 
     assert "<pre>" not in page and "effective data transferred" in page and "version 1" in page
     assert all(rid in page for rid in finetunes), "every fine-tune is listed"
     assert page.count("data:image/png;base64,") == len(_plots.PLOTS)
-    wrote = int(re.search(r"wrote (\d+) files", capsys.readouterr().out).group(1))
-    assert wrote >= len(_plots.PLOTS) + 1  # the plots and the page (and the calibration charts, when there are runs)
+    # The PNGs, the page, and the calibration charts (leave-one-out always; forecasts once a run has one).
+    svgs = sorted(p.name for p in out.glob("*.svg"))
+    assert "leave_one_out.svg" in svgs and set(svgs) <= {"leave_one_out.svg", "forecasts.svg"}
+    assert f"wrote {len(_plots.PLOTS) + 1 + len(svgs)} files" in capsys.readouterr().out

@@ -124,6 +124,12 @@ def test_source_comparison_for_the_demo(store: dict[str, Any], capsys: Any) -> N
     assert "does mix transfer more at small D_F" in out and "is beta the same? consistent" in out
     with pytest.raises(LookupError, match="no fitted law from source code"):
         print_source_comparison(TARGET, "text", "code", tracking_uri=store["uri"])
+    # demo --full ends with the same comparison of its two pinned laws
+    from transfer_laws.scripts import demo
+
+    demo._print_source_comparison(store["uri"])
+    out = capsys.readouterr().out
+    assert "mix -> python against text -> python" in out and "is beta the same? consistent" in out
 
 
 def test_law_page_and_api_show_the_map(store: dict[str, Any]) -> None:
