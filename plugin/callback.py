@@ -35,13 +35,18 @@ from transfer_laws.registry.schema import (
     CONTEXT_TRAINING,
     LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
+    METRIC_N,
     MLFLOW_NOTE,
     PARAM_CONTEXT,
+    PARAM_D_PRETRAIN_CHARS,
+    PARAM_D_PRETRAIN_TOKENS,
     PARAM_N,
     PARAM_N_EMBD,
     PARAM_N_HEAD,
     PARAM_N_LAYER,
     PARAM_N_TOTAL,
+    PARAM_PRETRAIN_CORPUS_CHARS,
+    PARAM_PRETRAIN_CORPUS_TOKENS,
     PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -109,6 +114,8 @@ class TransferFactsCallback(L.Callback):
             params.update({k: v for k, v in config_params(self.config).items() if k not in params})
         for chunk in chunks(params):
             self._write({"kind": "params", "values": chunk})
+        if PARAM_N in params:  # also as a metric: MLflow sorts metrics as numbers (the saved view sorts by it)
+            self._write({"kind": "metrics", "values": {METRIC_N: float(params[PARAM_N])}, "step": 0})
         if self.config:
             self._write({"kind": "text", "path": CONFIG_ARTIFACT, "text": config_yaml(self.config)})
         tags = self.facts.tags()
@@ -135,6 +142,8 @@ class TransferFactsCallback(L.Callback):
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
         if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # its run list: loss
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
+        if self.facts.role == ROLE_PRETRAIN and getattr(pl_module, "tokens_seen", 0):
+            self._write({"kind": "params", "values": seen_data_params(pl_module, getattr(trainer, "datamodule", None))})
         self._save_unwritten()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -301,10 +310,23 @@ def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[st
         for name, attr in ((PARAM_N_LAYER, "n_layer"), (PARAM_N_HEAD, "n_head"), (PARAM_N_EMBD, "n_embd"),
                            (PARAM_CONTEXT, "context_length"), (PARAM_VOCAB, "vocab_size")):
             params[name] = int(getattr(config, attr))
-    tokens_param, chars_param = data_params(role)
+    # A pretraining run's data is what it saw, known when it ends (on_train_end); here, the corpus it draws from.
+    tokens_param, chars_param = ((PARAM_PRETRAIN_CORPUS_TOKENS, PARAM_PRETRAIN_CORPUS_CHARS) if role == ROLE_PRETRAIN
+                                 else data_params(role))
     for name, attr in ((tokens_param, "train_tokens"), (chars_param, "train_chars")):
         if getattr(datamodule, attr, None) is not None:
             params[name] = int(getattr(datamodule, attr))
+    return params
+
+
+def seen_data_params(pl_module: Any, datamodule: Any) -> dict[str, int]:
+    """A pretraining run's ``D_pretrain_tokens`` (the tokens it trained on) and ``D_pretrain_chars`` (those at the
+    corpus's characters per token)."""
+    seen = int(pl_module.tokens_seen)
+    params = {PARAM_D_PRETRAIN_TOKENS: seen}
+    tokens, chars = getattr(datamodule, "train_tokens", None), getattr(datamodule, "train_chars", None)
+    if tokens and chars:
+        params[PARAM_D_PRETRAIN_CHARS] = round(seen * chars / tokens)
     return params
 
 

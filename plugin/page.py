@@ -49,17 +49,18 @@ def _client(tracking_uri: str | None) -> Any:
 
 
 def _ui_links(root: str, view: LawView) -> dict[str, Any]:
-    """MLflow UI hrefs (hash routes of the React app) for the version, its source run and every run."""
-    runs = {r.run_id: f"{root}/#/experiments/{r.experiment_id}/runs/{r.run_id}" for r in view.runs}
+    """MLflow UI hrefs (hash routes of the React app, in its Model-training view) for the version, its source run
+    and every run."""
+    runs = {r.run_id: schema.ui_route(f"#/experiments/{r.experiment_id}/runs/{r.run_id}", root) for r in view.runs}
     parents = {}
     for r in view.runs:
         if r.parent and r.parent.startswith("models:/") and r.parent.count("/") >= 2:
             name, _, version = r.parent.removeprefix("models:/").rpartition("/")
-            parents[r.parent] = f"{root}/#/models/{name}/versions/{version}"
-    source = (f"{root}/#/experiments/{view.source_experiment_id}/runs/{view.source_run_id}"
+            parents[r.parent] = schema.ui_route(f"#/models/{name}/versions/{version}", root)
+    source = (schema.ui_route(f"#/experiments/{view.source_experiment_id}/runs/{view.source_run_id}", root)
               if view.source_run_id and view.source_experiment_id else None)
-    return {"runs": runs, "parents": parents, "source": source,
-            "version": f"{root}/#/models/{view.model_name}" + (f"/versions/{view.version}" if view.version else "")}
+    version = f"#/models/{view.model_name}" + (f"/versions/{view.version}" if view.version else "")
+    return {"runs": runs, "parents": parents, "source": source, "version": schema.ui_route(version, root)}
 
 
 def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
@@ -82,7 +83,8 @@ def _exchange(fit: Any) -> str | None:
 def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
     """Everything the template draws for one law."""
     links = _ui_links(root, view)
-    history_links = {r.version: f"{root}/#/models/{view.model_name}/versions/{r.version}" for r in fv.history}
+    history_links = {r.version: schema.ui_route(f"#/models/{view.model_name}/versions/{r.version}", root)
+                     for r in fv.history}
     return {"view": view, "fit": fv, "links": links, "lineage": _lineage(view), "history_links": history_links,
             "loss_plot": loss_svg(view.runs, fv.fit, links["runs"]),
             "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
@@ -177,7 +179,11 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     from flask import Blueprint, abort, jsonify, make_response, render_template, request
     from mlflow.exceptions import MlflowException
 
+    from transfer_laws.registry.reader import UnknownLaw
+
     use_auth = basic_auth if basic_auth is not None else os.environ.get(schema.ENV_BASIC_AUTH) == "1"
+    # The page reads fit folders and reports on every load: no tqdm "Downloading artifacts" bar in the server log.
+    os.environ.setdefault(schema.MLFLOW_ENV_ARTIFACTS_PROGRESS_BAR, "false")
     page = Blueprint("transfer_laws_page", __name__, url_prefix=URL_PREFIX, template_folder="templates",
                      static_folder="static", static_url_path="/static")
 
@@ -204,7 +210,8 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
                                                      _targets(shown)))
             return render_template("law_page.html", laws=laws, maps=maps, csrf_header=CSRF_HEADER,
                                    prefix=root + URL_PREFIX, root=root, paper=TEXT_TO_PYTHON, index=side,
-                                   page=number, pages=pages)
+                                   page=number, pages=pages, ui_experiments=schema.ui_route("#/experiments", root),
+                                   ui_models=schema.ui_route("#/models", root))
 
         # The HTML depends only on the laws shown (as cached), the page, the query and the root (the CSRF token
         # goes in a cookie), so one rendering serves every request until a law changes.
@@ -242,6 +249,8 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
             result = _refit(law, tracking_uri, use_auth)
         except (ImportError, RefitUnavailable) as err:
             abort(make_response(jsonify({"error": f"refit is not available on this server: {err}"}), 503))
+        except UnknownLaw as err:  # a typo: say which laws exist, not "fit failed"
+            abort(make_response(jsonify({"error": str(err), "suggestions": err.suggestions}), 404))
         except MlflowException as err:  # the server refused the refit's own calls (e.g. a wrong service password)
             abort(make_response(jsonify({"error": f"refit of {law} was refused by the tracking server: {err}"}), 503))
         except (ValueError, LookupError) as err:  # e.g. too few runs to fit: the user's data, not the server

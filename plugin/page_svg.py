@@ -93,23 +93,36 @@ def d_t_svg(fit: Any, runs: list[RunResult], run_href: dict[str, str]) -> str:
 
 
 def history_svg(rows: list[VersionRow], name: str) -> str:
-    """``name`` (alpha or beta) per version with its 95% interval, and the paper's value as a dashed line."""
+    """``name`` (alpha or beta) per version with its 95% interval, and the paper's value as a dashed line.
+
+    The axis is scaled to the values themselves (with 0 and the paper's value), widened by at most their spread
+    for the intervals: one version's huge interval would otherwise flatten every point onto a line. An interval
+    cut at the axis ends in an arrow whose tooltip gives its bound."""
     from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
 
     pts = [(int(r.version), r.params.get(name), r.intervals.get(name)) for r in rows if _finite(r.params.get(name))]
     if not pts:
         return ""
-    values = [v for _, v, _ in pts] + [b for _, _, iv in pts if iv for b in iv if _finite(b)] + [0.0, PAPER[name]]
+    core = [v for _, v, _ in pts] + [0.0, PAPER[name]]
+    reach = max(max(core) - min(core), 0.25)
+    limit = (min(core) - reach, max(core) + reach)
+    bounds = [min(max(b, limit[0]), limit[1]) for _, _, iv in pts if iv for b in iv if _finite(b)]
     versions = [v for v, _, _ in pts]
     chart = Chart(Axis(min(versions) - 0.5, max(versions) + 0.5, "law version", log=False, integer=True),
-                  Axis(*span(values, log=False), name, log=False), f"{name} across versions",
+                  Axis(*span(core + bounds, log=False), name, log=False), f"{name} across versions",
                   width=400, height=240, css_class=f"chart history history-{name}", margin=(30, 16, 46, 58))
     chart.line([chart.x.lo, chart.x.hi], [0.0, 0.0], "#11171c", width=0.8)
     chart.line([chart.x.lo, chart.x.hi], [PAPER[name]] * 2, GREY, width=1.2, dash="5 4")
+    cut = 0
     for version, value, interval in pts:
         if interval and _finite(*interval):
             chart.line([version, version], interval, "#11171c", width=1.4, css="whisker")
+            for bound, up in ((interval[1], True), (interval[0], False)):
+                if (bound > chart.y.hi) if up else (bound < chart.y.lo):
+                    cut += 1
+                    chart.edge_arrow(version, up, "#11171c", f"v{version}: interval runs to {bound:.3g}")
         tip = f"v{version}: {name} = {value:.3g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
         chart.marker(version, value, "#11171c", "filled", {"data-version": str(version)}, tip, css="version-pt")
+    note = f" {cut} interval end(s) beyond the axis: arrows (hover for the bound)." if cut else ""
     return chart.render(f"{name} of every version with its 95% interval (bar); dashed: the paper's {PAPER[name]} "
-                        "(text to python).")
+                        f"(text to python).{note}")

@@ -34,7 +34,9 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_TOKENS_SEEN,
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
+    LAW_MODEL_PREFIX,
     MLFLOW_NOTE,
+    ui_route,
 )
 from transfer_laws.registry.tracking import model_id_of
 
@@ -79,6 +81,43 @@ class LoadedCheckpoint:
     starts from it instead of reading the files again."""
     extra: dict[str, Any] | None = None
     """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
+
+
+class CheckpointNotFound(CheckpointError):
+    """A ``models:/`` URI names no version this registry holds: bad input (exit 2), the message lists what does."""
+
+    exit_code = 2
+
+
+def get_version(client: Any, uri: str) -> Any:
+    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias``; ``CheckpointNotFound`` naming the
+    aliases and versions that exist when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    name, version, alias = parse_model_uri(uri)
+    try:
+        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise CheckpointNotFound(f"{uri} names no registered model version in this store; "
+                                 f"{what_exists(client, name)}") from None
+
+
+def what_exists(client: Any, name: str) -> str:
+    """'pretrained-text has aliases @demo-2x32 (v1), ... and versions 1-3', or the registered models there are."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models(max_results=100)
+                       if not m.name.startswith(LAW_MODEL_PREFIX))
+        return (f"no registered model {name!r} (checkpoint models here: {', '.join(names)})" if names
+                else f"no registered model {name!r}, and no checkpoint is registered yet")
+    aliases = dict(getattr(model, "aliases", None) or {})
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'", max_results=1000))
+    listed = ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
+    span = (f"{versions[0]}" if len(versions) == 1 else f"{versions[0]}-{versions[-1]}") if versions else "none"
+    return f"{name} has aliases {listed} and versions {span}"
 
 
 def checkpoint_files(folder: Path) -> dict[str, bytes]:
@@ -204,7 +243,8 @@ def link_logged_model(client: Any, model_id: str, name: str, version: int) -> No
     mark_registered(client, model_id, name, version)
     if not client.get_logged_model(model_id).tags.get(MLFLOW_NOTE):  # the model page's description: its lineage
         client.set_logged_model_tags(model_id, {MLFLOW_NOTE: (
-            f"Pretrained checkpoint, registered as [`{name}` version {version}](#/models/{name}/versions/{version}): "
+            f"Pretrained checkpoint, registered as [`{name}` version {version}]"
+            f"({ui_route(f'#/models/{name}/versions/{version}')}): "
             "that version's description lists every run that started from it (the fine-tunes that log this model "
             f"as their input), and `transfer-laws lineage models:/{name}/{version}` prints them as a tree.")})
 
@@ -216,12 +256,9 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
 
     from transfer_laws.lightning_modules.model import CONFIG_FILE, WEIGHTS_FILE, checkpoint_from_bytes
 
-    name, version, alias = parse_model_uri(uri)
+    name, _, _ = parse_model_uri(uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise CheckpointError(f"checkpoint {uri} does not exist in the registry: {exc.message}") from exc
+    mv = get_version(client, uri)
     model_id = model_id_of(mv)
     logged = client.get_logged_model(model_id)
     folder = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-v{mv.version}-"))
@@ -308,5 +345,6 @@ def _ensure_registered_model(client: Any, name: str) -> None:
     except MlflowException:
         client.create_registered_model(name, description=(
             "Pretrained checkpoints (safetensors + config + tokenizer, checked against a SHA-256 manifest) that "
-            "fine-tunes start from: `transfer-laws finetune --from models:/" + name + "@champion`. Each version's "
+            f"fine-tunes start from: `transfer-laws finetune --from models:/{name}@{DEFAULT_CHECKPOINT_ALIAS} "
+            "--d-f-tokens 30000` (D_F, the fine-tuning tokens). Each version's "
             "description lists the runs that started from it; its source run is the pretraining run."))

@@ -17,16 +17,17 @@ from transfer_laws.registry.schema import (
     EXPERIMENT_KIND_TRAINING,
     LAW_PAGE_PATH,
     METRIC_BEST_TEST_LOSS,
+    METRIC_N,
     MLFLOW_EXPERIMENT_KIND,
     MLFLOW_NOTE,
     PARAM_D_F_TOKENS,
     PARAM_D_PRETRAIN_TOKENS,
     PARAM_D_TOKENS,
-    PARAM_N,
     REFIT_EXPERIMENT,
     TAG_LAW,
     TAG_PARENT,
     TAG_ROLE,
+    ui_route,
 )
 
 SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
@@ -35,7 +36,7 @@ RUNS_VIEW_ID = "transfer-laws-runs"
 RUNS_VIEW_NAME = "Transfer laws: N, D, role, best loss"
 RUNS_VIEW_COLUMNS = (
     "attributes.`Dataset`",
-    f"params.`{PARAM_N}`",
+    f"metrics.`{METRIC_N}`",
     f"params.`{PARAM_D_F_TOKENS}`",
     f"params.`{PARAM_D_TOKENS}`",
     f"params.`{PARAM_D_PRETRAIN_TOKENS}`",
@@ -44,13 +45,11 @@ RUNS_VIEW_COLUMNS = (
     f"metrics.`{METRIC_BEST_TEST_LOSS}`",
     f"tags.`{TAG_PARENT}`",
 )
-WORKFLOW_QUERY = "workflowType=machine_learning"
-"""MLflow 3.17's UI picks GenAI or Model training per browser; this query parameter opens Model training."""
 
 
 def runs_view_link(experiment_id: str) -> str:
     """Hash link (relative to the MLflow UI) that opens the runs table in our saved view."""
-    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_ID}&{WORKFLOW_QUERY}"
+    return ui_route(f"#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_ID}")
 
 
 def runs_view_tag(now_ms: int | None = None) -> tuple[str, str]:
@@ -58,7 +57,7 @@ def runs_view_tag(now_ms: int | None = None) -> tuple[str, str]:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     state = {
         "searchFilter": "",
-        "orderByKey": f"params.`{PARAM_N}`",
+        "orderByKey": f"metrics.`{METRIC_N}`",  # a metric sorts as a number; the param N would sort as text
         "orderByAsc": True,
         "startTime": "ALL",
         "lifecycleFilter": "Active",

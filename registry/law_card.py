@@ -31,6 +31,7 @@ from transfer_laws.registry.schema import (
     law_model_name,
     law_page_url,
     parse_law,
+    ui_route,
 )
 
 DESCRIPTION_LIMIT = 5000
@@ -96,7 +97,7 @@ def version_description(law: str, fit: Any, inputs: Any = None) -> str:
     lines = [head, "",
              f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
              "non-embedding parameter count. " + _exchange_sentence(fit), ""]
-    lines += _coefficient_table(law, fit, unit)
+    lines += _coefficient_table(law, fit, unit, chars_per_token(inputs))
     lines += _checks_section(fit, settings)
     lines += _regime_section(fit, unit)
     lines += _calibration_section(fit)
@@ -114,8 +115,9 @@ def law_model_description(law: str) -> str:
     return (f"Scaling law for transfer `{law}` (Hernandez et al. 2021): **D_T = k · D_F^α · N^β**, refitted from "
             "every finished fine-tune of this law and the scratch runs of its target as runs land. Each version is "
             "one fit: its description gives k, α, β with 95% intervals, the checks and warnings; its tags give the "
-            "numbers; alias `@latest` is the newest. Load a version with `mlflow.pyfunc.load_model` and predict "
-            "from a table with columns N and D_F. "
+            f"numbers. `models:/{law_model_name(law)}@latest` is the newest version: MLflow resolves `@latest` "
+            "itself, so it is not listed in the Aliases column. Load a version with `mlflow.pyfunc.load_model` and "
+            "predict from a table with columns N and D_F (numbers, integers or not). "
             f"[Open the law page]({law_page_url(law)}). " + _map_sentence(law))
 
 
@@ -129,7 +131,7 @@ def _map_sentence(law: str) -> str:
 
 def _version_link(law: str, version: str) -> str:
     name = law_model_name(law)
-    return f"[`{name}` version {version}](#/models/{name}/versions/{version})"
+    return f"[`{name}` version {version}]({ui_route(f'#/models/{name}/versions/{version}')})"
 
 
 def law_model_note(law: str, version: str, fit: Any) -> str:
@@ -150,21 +152,54 @@ def refit_run_note(law: str, version: str, fit: Any) -> str:
             f"model `law` (`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
 
 
-def _coefficient_table(law: str, fit: Any, unit: str) -> list[str]:
+def chars_per_token(inputs: Any) -> float | None:
+    """Characters per token of the law's fine-tuning data (sum of ``D_F_chars`` over sum of ``D_F_tokens`` of the
+    fine-tunes read); None when they logged no characters."""
+    points = [p for p in getattr(inputs, "points", []) or [] if p.role != ROLE_SCRATCH and p.d_f_chars]
+    tokens = sum(p.d_f_tokens for p in points)
+    return sum(p.d_f_chars for p in points) / tokens if tokens else None
+
+
+def k_per_char(fit: Any, per_token: float) -> tuple[float, float, float]:
+    """k with D_F in characters (the paper's unit) from a fit in tokens: D_chars = c D_tokens gives
+    k_chars = k_tokens c^(1 - alpha), per bootstrap draw for the interval."""
+    import numpy as np
+
+    draws = dict(getattr(fit, "draws", {}) or {})
+    k, alpha = (np.asarray(draws.get(name, []), dtype=float) for name in ("k", "alpha"))
+    converted = k * per_token ** (1.0 - alpha) if k.size and k.size == alpha.size else np.empty(0)
+    finite = converted[np.isfinite(converted)]
+    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size >= 2 else (math.nan, math.nan)
+    return float(fit.k) * per_token ** (1.0 - float(fit.alpha)), float(low), float(high)
+
+
+def _coefficient_table(law: str, fit: Any, unit: str, per_token: float | None = None) -> list[str]:
+    """k, alpha, beta with intervals beside the paper's; k also per character (the paper's unit) when the fit is in
+    tokens and the runs logged ``D_F_chars``, so the paper's k sits beside a k in its own unit."""
     intervals = dict(getattr(fit, "intervals", {}) or {})
     paper = PAPER_TABLE_1.get(law)
+    in_chars = unit != "chars" and per_token is not None and math.isfinite(per_token) and per_token > 0
     header = "| | fitted | 95% interval |" + (" paper, Table 1 |" if paper else "")
     rows = [header, "|---|---|---|" + ("---|" if paper else "")]
     for name in LAW_COEFFICIENTS:
         low, high = intervals.get(name, (math.nan, math.nan))
-        row = f"| {_GREEK[name]} | {sig3(getattr(fit, name))} | [{sig3(low)}, {sig3(high)}] |"
+        label = f"k (D_F in {unit})" if name == "k" and in_chars else _GREEK[name]
+        row = f"| {label} | {sig3(getattr(fit, name))} | [{sig3(low)}, {sig3(high)}] |"
         if paper:
-            row += f" {paper[name]:.3g} |"
+            row += " (characters: next row) |" if name == "k" and in_chars else f" {paper[name]:.3g} |"
         rows.append(row)
+        if name == "k" and in_chars:
+            value, low, high = k_per_char(fit, per_token)
+            row = f"| k (D_F in characters) | {sig3(value)} | [{sig3(low)}, {sig3(high)}] |"
+            rows.append(row + (f" {paper['k']:.3g} |" if paper else ""))
     if paper:
         note = (f"The paper's values are for Python after pretraining on {paper['pretrained on']}, with D_F in "
                 "characters and models of 10^5 to 10^8 parameters")
-        note += "; k depends on the unit, α and β do not." if unit != "chars" else "."
+        if in_chars:
+            note += (f"; k in characters uses the fine-tunes' {per_token:.3g} characters per token "
+                     "(k_chars = k_tokens · c^(1−α)); α and β do not depend on the unit.")
+        else:
+            note += "; k depends on the unit, α and β do not." if unit != "chars" else "."
         rows += ["", note]
     return rows
 
@@ -187,7 +222,7 @@ def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
     if needs:
         lines += ["", "**To tighten the fit**", *[f"- {n}" for n in needs]]
     cross = getattr(fit, "cross_check", None)
-    if cross:
+    if cross and any(sig3(cross.get(name)) != sig3(getattr(fit, name)) for name in LAW_COEFFICIENTS):  # not a repeat
         lines += ["", f"Paper's fit-the-fits route: k = {sig3(cross.get('k'))}, α = {sig3(cross.get('alpha'))}, "
                       f"β = {sig3(cross.get('beta'))}."]
     return lines
@@ -239,7 +274,8 @@ def _runs_section(fit: Any, inputs: Any) -> list[str]:
     excluded += [(str(r), str(why)) for r, why in dict(getattr(inputs, "excluded", {}) or {}).items()]
     if excluded:
         lines += ["", f"Excluded ({len(excluded)}):"]
-        lines += [f"- [{run_id[:8]}](#/runs/{run_id}): {_short(why)}" for run_id, why in excluded[:LISTED_EXCLUSIONS]]
+        lines += [f"- [{run_id[:8]}]({ui_route(f'#/runs/{run_id}')}): {_short(why)}"
+                  for run_id, why in excluded[:LISTED_EXCLUSIONS]]
         if len(excluded) > LISTED_EXCLUSIONS:
             lines.append(f"- ... and {len(excluded) - LISTED_EXCLUSIONS} more (see `inputs.json`)")
     return lines

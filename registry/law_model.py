@@ -63,8 +63,11 @@ class LawModel(mlflow.pyfunc.PythonModel):
         missing = [c for c in PREDICT_INPUTS if c not in frame.columns]
         if missing:
             raise ValueError(f"law model input needs columns {list(PREDICT_INPUTS)}; missing {missing}")
-        n = frame["N"].to_numpy(dtype=float)
-        d_f = frame["D_F"].to_numpy(dtype=float)
+        try:  # integers or floats (the signature leaves the type to this check)
+            n = frame["N"].to_numpy(dtype=float)
+            d_f = frame["D_F"].to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("law model input N and D_F must be numbers") from None
         if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(d_f)) and np.all(d_f > 0)):
             raise ValueError("law model input N and D_F must be positive finite numbers")
         prediction = self.law.predict(n, d_f)
@@ -84,13 +87,16 @@ def pip_requirements() -> list[str]:
 
 
 def signature() -> Any:
-    """The declared signature: inputs N, D_F (double); outputs N, D_F and every prediction with its bounds
-    (``predicted_loss_low``/``_high``: a 95% prediction interval; the others 95% confidence intervals)."""
+    """The declared signature: inputs N, D_F (numbers: MLflow refuses int64 for a ``double`` column, and counts are
+    integers, so the inputs are ``any`` and ``predict`` checks them); outputs N, D_F and every prediction with its
+    bounds (double; ``predicted_loss_low``/``_high``: a 95% prediction interval; the others 95% confidence
+    intervals)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     outputs = [*PREDICT_INPUTS, *(name + suffix for name in PREDICT_OUTPUTS for suffix in ("", "_low", "_high"))]
-    return ModelSignature(inputs=Schema([ColSpec("double", c) for c in PREDICT_INPUTS]),
+    return ModelSignature(inputs=Schema([ColSpec(AnyType(), c) for c in PREDICT_INPUTS]),
                           outputs=Schema([ColSpec("double", c) for c in outputs]))
 
 

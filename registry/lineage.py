@@ -28,6 +28,7 @@ from transfer_laws.registry.schema import (
     TAG_PRETRAIN_RUN,
     TAG_ROLE,
     data_tokens,
+    ui_route,
 )
 
 DESCRIPTION_RUNS = 25
@@ -158,7 +159,8 @@ def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[Line
         lines += ["", "| run | N | D_F tokens | best test loss |", "|---|---|---|---|"]
         for run in list(reversed(runs))[:DESCRIPTION_RUNS]:
             label = run.run_name or run.run_id[:8]
-            link = f"[{label}](#/experiments/{run.experiment_id}/runs/{run.run_id})" if run.experiment_id else label
+            route = ui_route(f"#/experiments/{run.experiment_id}/runs/{run.run_id}")
+            link = f"[{label}]({route})" if run.experiment_id else label
             loss = f"{run.best_test_loss:.4f}" if run.best_test_loss is not None else "(training)"
             lines.append(f"| {link} | {_count(run.n_params)} | {_count(run.d_f_tokens)} | {loss} |")
         if len(runs) > DESCRIPTION_RUNS:

@@ -244,6 +244,45 @@ def known_laws(client: Any, *, source: str | None = None, target: str | None = N
     return sorted(law for law in laws if _matches(law, source, target))
 
 
+class UnknownLaw(ValueError):
+    """A law this store has never seen (no law model, no fine-tune): a typo, not a failed fit. Bad input."""
+
+    exit_code = 2
+
+    def __init__(self, law: str, known: list[str]) -> None:
+        import difflib
+
+        self.suggestions = difflib.get_close_matches(law, known, n=3, cutoff=0.6)
+        if self.suggestions:
+            hint = "did you mean " + " or ".join(repr(c) for c in self.suggestions) + "?"
+        elif known:
+            hint = "known laws: " + ", ".join(known[:10]) + ("" if len(known) <= 10 else ", ...")
+        else:
+            hint = "this store has no law yet (a law appears once a fine-tune tagged with it lands)"
+        super().__init__(f"no law {law!r} in this store; {hint}")
+
+
+def check_law_known(law: str, client: Any, *, has_runs: bool = False) -> None:
+    """Raise ``UnknownLaw`` (with did-you-mean) unless ``law`` has a registered law model or any fine-tune run.
+
+    ``has_runs``: the reader found runs for it (its target's scratch runs): then it is a law whose fine-tunes have
+    not landed yet, unless its name is one edit from a known law (a typo)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(f"{LAW_MODEL_PREFIX}{law}")
+        return
+    except MlflowException:
+        pass
+    ids = active_experiment_ids(client)
+    any_finetune = f"tags.`{TAG_LAW}` = {_quote(law)} and tags.`{TAG_ROLE}` = '{ROLE_FINETUNE}'"
+    if ids and client.search_runs(ids, filter_string=any_finetune, max_results=1):
+        return
+    unknown = UnknownLaw(law, known_laws(client))
+    if unknown.suggestions or not has_runs:
+        raise unknown
+
+
 def _matches(law: str, source: str | None, target: str | None) -> bool:
     """Whether ``law`` is well formed (a crafted model or tag name such as ``q'uote-to-python`` is not, so it never
     reaches a search filter) and of ``source``/``target`` when given."""

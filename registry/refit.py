@@ -47,7 +47,7 @@ from transfer_laws.registry.locks import (
     lock_kind,
     registry_lock,
 )
-from transfer_laws.registry.reader import LawInputs, laws_for_run, read_law_inputs
+from transfer_laws.registry.reader import LawInputs, check_law_known, laws_for_run, read_law_inputs
 from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
     LAW_ALIAS,
@@ -61,6 +61,7 @@ from transfer_laws.registry.schema import (
     REFIT_EXPERIMENT,
     REFIT_TAG_HEARTBEAT,
     REFIT_TAG_OWNER,
+    ROLE_FINETUNE,
     law_model_name,
     law_name,
     parse_law,
@@ -396,6 +397,8 @@ def refit_law(
         latest = latest_version(client, law)  # before the read: any version registered after this read later
         read_at = int(time.time() * 1000)
         inputs = read_law_inputs(law, reader)
+        if not any(p.role == ROLE_FINETUNE for p in inputs.points):  # a typo is bad input, not a failed fit
+            check_law_known(law, reader, has_runs=bool(inputs.points or inputs.excluded))
         for _ in range(CAS_ATTEMPTS):
             digest = inputs_digest(inputs)
             n_runs = len(inputs.points)

@@ -31,8 +31,14 @@ PARAM_D_TOKENS = "D_tokens"
 """A scratch run's training-set size in tokens of the target (the paper's D)."""
 PARAM_D_CHARS = "D_chars"
 PARAM_D_PRETRAIN_TOKENS = "D_pretrain_tokens"
-"""A pretraining run's training-set size in tokens of the source corpus."""
+"""The tokens of the source corpus a pretraining run trained on (steps x batch x context: what it saw, repeats
+included), logged when it ends."""
 PARAM_D_PRETRAIN_CHARS = "D_pretrain_chars"
+"""Characters behind ``D_pretrain_tokens`` (at the corpus's characters per token)."""
+PARAM_PRETRAIN_CORPUS_TOKENS = "pretrain_corpus_tokens"
+"""Tokens in a pretraining run's training corpus (its size, whatever share of it the run saw)."""
+PARAM_PRETRAIN_CORPUS_CHARS = "pretrain_corpus_chars"
+"""Characters in that corpus."""
 PARAM_N_LAYER = "n_layer"
 PARAM_N_HEAD = "n_head"
 PARAM_N_EMBD = "n_embd"
@@ -83,6 +89,9 @@ CONTEXT_TEST = "test"
 METRIC_TEST_LOSS = "test_loss"
 METRIC_BEST_TEST_LOSS = "best_test_loss"
 METRIC_TRAIN_LOSS = "train_loss"
+METRIC_N = "N"
+"""N again, as a metric logged at the start: MLflow sorts params as text (100096 before 12768), metrics as numbers,
+so the saved runs view sorts by this one."""
 
 ROLE_PRETRAIN = "pretrain"
 ROLE_SCRATCH = "scratch"
@@ -139,6 +148,9 @@ MLFLOW_ENV_SERVER_REGISTRY = "_MLFLOW_SERVER_REGISTRY_STORE"
 """Set by ``mlflow server`` for its workers: the registry store URI."""
 MLFLOW_ENV_STATIC_PREFIX = "_MLFLOW_STATIC_PREFIX"
 """Set by ``mlflow server --static-prefix`` for its workers."""
+MLFLOW_ENV_ARTIFACTS_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+"""MLflow's switch for its tqdm bar on artifact downloads; the law page sets it to ``false`` in the server (unless
+set), so a page load prints no "Downloading artifacts" bar in the server log."""
 MLFLOW_ENV_USERNAME = "MLFLOW_TRACKING_USERNAME"
 """The refit service account's user name on a basic-auth server."""
 MLFLOW_ENV_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
@@ -232,6 +244,19 @@ MLFLOW_MODEL_VERSIONS = "mlflow.modelVersions"
 """LoggedModel tag listing the registry versions made from it; the UI's "Registered" column reads it."""
 LAW_PAGE_PATH = "/transfer-laws/"
 """The law page the server app plugin serves (``mlflow server --app-name transfer-laws``)."""
+UI_WORKFLOW_QUERY = "workflowType=machine_learning"
+"""Query of every MLflow UI link we write: MLflow 3.17 opens GenAI or Model training per browser (GenAI in a fresh
+one, whatever the experiment's kind) unless the link names the view."""
+
+
+def ui_route(route: str, root: str | None = None) -> str:
+    """``#/experiments/1/runs/<id>`` -> ``#/experiments/1/runs/<id>?workflowType=machine_learning``: a link into
+    MLflow's UI that opens its Model-training view (runs, params, registry) in any browser. Relative to MLflow's
+    page (descriptions), or under ``root``, the server's script root (``""`` gives ``/#/...``, for the law page)."""
+    route = route if route.startswith("#") else f"#{route}"
+    link = f"{route}{'&' if '?' in route else '?'}{UI_WORKFLOW_QUERY}"
+    return link if root is None else f"{root.rstrip('/')}/{link}"
+
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 

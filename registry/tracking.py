@@ -21,6 +21,12 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be used (unreachable server, unwritable folder, ...)."""
 
 
+class NoStore(TrackingError):
+    """A read-only command was pointed at a SQLite store that does not exist: bad input, and nothing is created."""
+
+    exit_code = 2
+
+
 def home_dir() -> Path:
     """The folder of the embedded store, corpora, tokenizer and checkpoints."""
     return Path(os.environ.get(ENV_HOME, "transfer-laws-home")).resolve()
@@ -46,8 +52,9 @@ def is_embedded(uri: str) -> bool:
     return uri.startswith("sqlite:")
 
 
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail early, in one clear line, when a tracking server does not answer."""
+def check_reachable(uri: str, timeout_s: float = 5.0, *, read_only: bool = False) -> None:
+    """Fail early, in one clear line, when a tracking server does not answer. A SQLite store's folder is created
+    unless ``read_only``: then a missing store file is ``NoStore`` (a read must not leave a fresh database)."""
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
@@ -59,6 +66,11 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"tracking server {uri} is unreachable: {reason}") from None
     elif uri.startswith("sqlite:"):
         db_path = Path(uri.removeprefix("sqlite:///"))
+        if read_only:
+            if not db_path.is_file():
+                raise NoStore(f"no MLflow store at {db_path} (nothing to read there; `transfer-laws demo` or a "
+                              "training command creates one)")
+            return
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -86,12 +98,13 @@ def _health_request(url: str) -> urllib.request.Request:
     return urllib.request.Request(plain, headers={"Authorization": f"Basic {token}"})
 
 
-def use_tracking_uri(explicit: str | None = None) -> str:
-    """Resolve, check and activate the tracking (and registry) URI for this process; returns it."""
+def use_tracking_uri(explicit: str | None = None, *, read_only: bool = False) -> str:
+    """Resolve, check and activate the tracking (and registry) URI for this process; returns it. ``read_only``
+    (``predict``, ``report``, ``lineage``): a missing SQLite store is an error, never created."""
     import mlflow
 
     uri = resolve_tracking_uri(explicit)
-    check_reachable(uri)
+    check_reachable(uri, read_only=read_only)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -136,11 +149,32 @@ def mark_registered(client: Any, model_id: str, name: str, version: int | str) -
     SQLite default) does not, and the model's page then says "Not registered" for a registered model."""
     import json
 
-    linked = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    model = client.get_logged_model(model_id)
+    linked = model.tags.get(MLFLOW_MODEL_VERSIONS)
     entries = json.loads(linked) if linked else []
     if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in entries):
         entries.append({"name": name, "version": str(version)})
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(entries)})
+    _write_registered_meta(model.artifact_location, name, version)
+
+
+def _write_registered_meta(artifact_location: str, name: str, version: int | str) -> None:
+    """On a local artifact store, the ``registered_model_meta`` file MLflow writes into a model's own folder when
+    ``mlflow.pyfunc.load_model("models:/name@alias")`` loads it in place, written now with the same bytes (the
+    version as a number, as MLflow writes it for an alias): such a load then changes nothing in the store. (A load
+    by ``models:/name/<number>`` rewrites it with the number quoted: MLflow's own write.)"""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.store.artifact.models_artifact_repo import REGISTERED_MODEL_META_FILE_NAME
+    from mlflow.utils.yaml_utils import write_yaml
+
+    if not artifact_location.startswith("file:"):
+        return
+    folder = Path(unquote(urlparse(artifact_location).path))
+    if (folder / MLMODEL_FILE_NAME).is_file():
+        write_yaml(str(folder), REGISTERED_MODEL_META_FILE_NAME,
+                   {"model_name": name, "model_version": int(version)}, overwrite=True, ensure_yaml_extension=False)
 
 
 def model_id_of(mv: Any) -> str:

@@ -161,6 +161,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         dest = (prefix + f.name).replace(".", "__")
         base, _ = _unwrap_optional(tp)
+        if f.metadata.get("positional"):  # ``lineage TARGET`` as the docs write it; ``--target`` works too
+            group.add_argument(dest, nargs="?", type=parse, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                               help=help_text)
         if base is bool:
             # A bare --flag means true; --flag false is also accepted.
             group.add_argument(_flag(prefix, f), dest=dest, type=parse, nargs="?", const=True,

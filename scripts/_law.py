@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from transfer_laws.registry.schema import LAW_ALIAS, LAW_MODEL_PREFIX, law_model_name
+from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
 from transfer_laws.scripts._errors import BadInput, UserError
 
 
@@ -20,8 +21,11 @@ def law_version_uri(law: str, version: str = LAW_ALIAS) -> str:
     return f"models:/{name}/{version}" if version.isdigit() else f"models:/{name}@{version}"
 
 
-def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None) -> tuple[Any, Any, Path]:
-    """The fitted ``TransferLaw``, its ``ModelVersion`` and the local fit folder, from the active registry.
+def load_law_version(law: str, version: str = LAW_ALIAS,
+                     keep_in: Path | None = None) -> tuple[Any, Any, Path | None]:
+    """The fitted ``TransferLaw``, its ``ModelVersion`` and, when ``keep_in`` is given, the fit folder copied there,
+    from the active registry. The download goes to a temporary folder that is gone on return (a read leaves
+    nothing behind, in the store or in /tmp).
 
     A law name the store does not know, or a version the law does not have, is bad input (``BadInput``, naming the
     closest laws or the versions there are); a law with no version yet is ``LawNotFound``, saying how to make one.
@@ -31,6 +35,7 @@ def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None
     from mlflow.exceptions import MlflowException
 
     from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.reader import UnknownLaw, check_law_known
 
     try:
         name = law_model_name(law)
@@ -41,39 +46,25 @@ def load_law_version(law: str, version: str = LAW_ALIAS, dst: Path | None = None
         mv = client.get_model_version(name, version) if version.isdigit() else \
             client.get_model_version_by_alias(name, version)
     except MlflowException:
-        known = known_laws(client)
-        if law not in known:
-            raise BadInput(unknown_law_message(law, known)) from None
+        try:
+            check_law_known(law, client)
+        except UnknownLaw as exc:
+            raise BadInput(str(exc)) from None
         existing = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
         if existing:
             raise BadInput(f"law {law} has no version {version!r}; its versions are "
                            f"{', '.join(map(str, existing))} (@latest is {existing[-1]})") from None
         raise LawNotFound(f"law {law} has no version yet (versions are made by `transfer-laws refit --law {law}` "
                           "once fine-tune and scratch runs have landed)") from None
-    local = Path(download_artifacts(artifact_uri=law_version_uri(law, str(mv.version)),
-                                    dst_path=str(dst or tempfile.mkdtemp(prefix="transfer-law-"))))
-    folder = fit_folder_in(local)
-    return TransferLaw.load(folder), mv, folder
-
-
-def known_laws(client: Any) -> list[str]:
-    """Every law with a registered model in the store (``transfer-law-<law>``), sorted."""
-    models = client.search_registered_models(filter_string=f"name LIKE '{LAW_MODEL_PREFIX}%'", max_results=1000)
-    return sorted(m.name.removeprefix(LAW_MODEL_PREFIX) for m in models)
-
-
-def unknown_law_message(law: str, known: list[str]) -> str:
-    """'no law X in this store; did you mean Y?' (never advice to refit the typo)."""
-    import difflib
-
-    close = difflib.get_close_matches(law, known, n=3, cutoff=0.6)
-    if close:
-        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    elif known:
-        hint = "known laws: " + ", ".join(known[:10]) + ("" if len(known) <= 10 else ", ...")
-    else:
-        hint = "this store has no law yet (`transfer-laws refit --law <source>-to-<target>` makes one)"
-    return f"no law {law!r} in this store; {hint}"
+    with tempfile.TemporaryDirectory(prefix="transfer-law-") as tmp:
+        # Into our folder: without one MLflow hands back a local store's own model folder and writes its
+        # registered_model_meta file there.
+        local = Path(download_artifacts(artifact_uri=law_version_uri(law, str(mv.version)), dst_path=tmp))
+        folder = fit_folder_in(local)
+        fit = TransferLaw.load(folder)
+        if keep_in is not None:
+            shutil.copytree(folder, keep_in, dirs_exist_ok=True)
+    return fit, mv, keep_in
 
 
 def fit_folder_in(model_dir: Path) -> Path:

@@ -114,7 +114,9 @@ def train_run(
                                                               data_config.batch_size, evals_per_epoch))
     model_config = replace(model_config, vocab_size=datamodule.vocab_size)
     module = seeded_module(model_config, optim, init_weights, train.seed)
-    name = run_name or default_run_name(role, module.n_params, datamodule.train_tokens)
+    # A pretraining run is named by the tokens it trained on, known when it ends (renamed below), not its corpus.
+    name = run_name or default_run_name(role, module.n_params, None if role == ROLE_PRETRAIN
+                                        else datamodule.train_tokens)
     # No MLflow call before fit: the run is created inside it, on global rank 0, once the ranks are known.
     logger = _run_logger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
     if extras.tags:
@@ -155,6 +157,12 @@ def train_run(
     )
     if not trainer.is_global_zero:
         return result
+    if role == ROLE_PRETRAIN and run_name is None and module.tokens_seen:  # named by what it trained on
+        from mlflow import MlflowClient
+
+        name = default_run_name(role, module.n_params, int(module.tokens_seen))
+        MlflowClient(tracking_uri=uri).update_run(run_id, name=name)
+        result = replace(result, name=name)
     try:
         if save_checkpoint_to is not None:
             checkpoint_dir = save_checkpoint_to / run_id

@@ -52,7 +52,8 @@ COMMANDS: dict[str, Command] = {
                      "0 ok, 1 unexpected error, 2 bad input, 3 fit failed, 4 drift gate tripped, 5 evidence gate "
                      "tripped (docs/ci-refit.md)"),
     "watch": Command("watch", "Poll for finished runs not covered by the latest law version, and refit."),
-    "predict": Command("predict", "D_T, D_E, multiplier and loss predicted by a law, with intervals.",
+    "predict": Command("predict", "What a law predicts, with intervals: D_T, D_E and loss at --n/--d-f; the D_F or N "
+                                  "needed for a --target-loss; --next: which runs to do next.",
                        "0 answered, 1 failed, 2 invalid arguments or unknown law, 3 the target loss is out of the "
                        "law's reach"),
     "choose": Command("choose", "Which registered checkpoint to fine-tune from: every source of a target ranked at "
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         sys.stderr.write(f"transfer-laws {namespace.command}: error: {redact(_describe(exc))}\n")
-        if not verbose and not isinstance(exc, (UserError, ConfigError)) and not _needs_training_stack(exc):
+        if not verbose and not _is_users(exc) and not _needs_training_stack(exc):
             sys.stderr.write("(run with --verbose for the traceback)\n")
         return getattr(exc, "exit_code", 1)
     finally:
@@ -180,8 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _is_users(exc: BaseException) -> bool:
+    """An error whose message is the whole story: ours, or one of the rooms' bad-input errors (``exit_code`` 2: an
+    unknown law or checkpoint alias, a store that is not there)."""
+    return isinstance(exc, (UserError, ConfigError)) or getattr(exc, "exit_code", None) == 2
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (UserError, ConfigError)):
+    if _is_users(exc):
         return str(exc)
     if _needs_training_stack(exc):
         return f"this command needs the training stack ({getattr(exc, 'name', '')} is not installed): " \

@@ -222,6 +222,7 @@ def run(args: Args) -> Any:
         for source in sources:
             by_source[source][size]["n_params"] = run_.n_params
 
+    _crown_largest(uri, [_checkpoint_name(args, source) for source in sources])
     if not is_embedded(uri) or args.full:
         # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
         # them (idempotent: if the hook already registered these inputs, it says "unchanged").
@@ -238,6 +239,23 @@ def run(args: Args) -> Any:
     if args.full:
         _print_source_comparison(uri)
     return 0
+
+
+def _crown_largest(uri: str, names: list[str]) -> None:
+    """Point ``@champion`` at each checkpoint model's largest pretrained size, as a team marks the checkpoint to
+    start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.schema import CKPT_TAG_N, DEFAULT_CHECKPOINT_ALIAS
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in names:
+        versions = [v for v in client.search_model_versions(f"name = '{name}'") if CKPT_TAG_N in (v.tags or {})]
+        if versions:
+            best = max(versions, key=lambda v: (float(v.tags[CKPT_TAG_N]), int(v.version)))
+            client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(best.version))
+            print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
+                  "the largest)", flush=True)
 
 
 def _print_source_comparison(uri: str) -> None:
@@ -334,7 +352,7 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str 
 
 
 def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
-    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
+    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
 
     laws = [laws] if isinstance(laws, str) else laws
     results = last_refit if isinstance(last_refit, list) else [last_refit] if last_refit else []
@@ -359,7 +377,9 @@ def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
             reasons = "; ".join(r.reason or r.status for r in mine) or "no refit ran"
             print(f"The law {law} could not be fitted from these runs: {reasons}")
     if uri.startswith("sqlite:"):
-        print("\nBrowse it:  mlflow ui --backend-store-uri " + uri + " --port 5000   (then open http://127.0.0.1:5000,"
-              " switch to 'Model training', experiment 'transfer-laws'; Models tab: transfer-law-text-to-python)")
+        print(f"\nBrowse it:  transfer-laws serve --backend-store-uri {uri}\n  then open "
+              "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow's runs and models) and "
+              f"http://127.0.0.1:5000{law_page_url(laws[0])} (the law page)")
     for law in laws:
-        print(f"Plots and the fit folder: transfer-laws report --law {law}")
+        print(f"Ask it:     transfer-laws predict --law {law} --n 1e6 --d-f 1e4   (--target-loss, --next: see --help)")
+        print(f"Plots:      transfer-laws report --law {law}")

@@ -39,7 +39,7 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
 def run(args: Args, extras: Any = None) -> Any:
     """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
     from transfer_laws.plugin import RunFacts
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
+    from transfer_laws.registry.checkpoints import CheckpointNotFound, load_checkpoint_uri, parse_model_uri
     from transfer_laws.registry.schema import ROLE_FINETUNE
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
@@ -50,7 +50,10 @@ def run(args: Args, extras: Any = None) -> Any:
     except ValueError as exc:  # CheckpointError is a ValueError: a malformed --from is bad input, before any work
         raise BadInput(f"--from: {exc}") from None
     uri = use_tracking_uri(args.tracking_uri)  # the one activation
-    loaded = load_checkpoint_uri(args.parent)
+    try:
+        loaded = load_checkpoint_uri(args.parent)
+    except CheckpointNotFound as exc:  # the message lists the aliases and versions there are
+        raise BadInput(f"--from: {exc}") from None
     weights, extra = loaded.model, loaded.extra or {}  # read once, when verified: the weights carry their config
     model_cfg = weights.config
     corpus_dir = workspace.corpus_dir(args.target, megabytes(args.corpus_max_mb))

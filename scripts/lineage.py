@@ -8,7 +8,7 @@ run: the versions it produced and their fine-tunes). Exit 0 with the tree, 2 whe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.registry.schema import (
@@ -31,7 +31,7 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 class Args:
     """Arguments of ``transfer-laws lineage``."""
 
-    target: str
+    target: str = field(metadata={"positional": True})
     """models:/name/version, models:/name@alias, a registered model name (every version) or a run id."""
     tracking_uri: str | None = None
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
@@ -42,7 +42,7 @@ def run(args: Args) -> int:
 
     from transfer_laws.registry.tracking import use_tracking_uri
 
-    uri = use_tracking_uri(args.tracking_uri)
+    uri = use_tracking_uri(args.tracking_uri, read_only=True)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     target = args.target.strip()
     if target.startswith("models:/"):
@@ -57,19 +57,14 @@ def run(args: Args) -> int:
 
 
 def resolve_version(client: Any, uri: str) -> Any:
-    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput when there is none)."""
-    from mlflow.exceptions import MlflowException
-
-    from transfer_laws.lightning_modules.config import parse_model_uri
+    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
+    versions there are, when there is none)."""
+    from transfer_laws.registry.checkpoints import get_version
 
     try:
-        name, version, alias = parse_model_uri(uri)
-    except Exception as exc:  # a CheckpointError or ValueError: either way the URI is malformed
+        return get_version(client, uri)
+    except ValueError as exc:  # a malformed URI (CheckpointError) or a missing version (CheckpointNotFound)
         raise BadInput(str(exc)) from None
-    try:
-        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise BadInput(f"{uri} names no registered model version in this store") from None
 
 
 def _versions_of(client: Any, name: str) -> list[Any]:

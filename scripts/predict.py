@@ -67,6 +67,56 @@ def check_question(args: Args) -> None:
         raise BadInput(f"{given} needs {missing} too (or --target-loss)")
     elif args.n is None and not args.next_runs:
         raise BadInput("give --n and --d-f, or --target-loss with one of them, or --next")
+    if args.d_f is not None and args.d_f < 1:
+        raise BadInput(f"--d-f {args.d_f:g} is under one token (or character): D_F counts whole tokens of data")
+
+
+def check_target_loss(law: Any, loss: float, n: float | None, vocab_size: int | None) -> None:
+    """Refuse a target loss no model can mean: at or above ln V (the loss of predicting every token uniformly, an
+    untrained model; bad input), or at or below the floor the law's scratch model puts at that N (or at any N),
+    which no amount of data reaches (exit 3)."""
+    import numpy as np
+
+    if vocab_size and loss >= math.log(vocab_size):
+        raise BadInput(f"--target-loss {loss:g} is at or above ln V = ln {vocab_size:,} = {math.log(vocab_size):.3f} "
+                       "nats/token, the loss of predicting every token uniformly (an untrained model): no data "
+                       "is needed to be that bad")
+    at = np.array([float(n) if n is not None else 1e16])
+    with np.errstate(all="ignore"):
+        floor = float(np.exp(law.scratch.log_loss(at, np.array([math.log(1e30)]))[0]))
+    if math.isfinite(floor) and loss <= floor:
+        where = f"at N={n:.3g}" if n is not None else "at any N up to 1e16"
+        raise UserError(f"--target-loss {loss:g} is at or below the loss floor the law's scratch model puts {where} "
+                        f"({floor:.3f} nats/token with unlimited data): no amount of data reaches it", EXIT_UNREACHABLE)
+
+
+def law_vocab_size(law: Any) -> int | None:
+    """V of the law's tokenizer, from a run the law was fitted on (its ``vocab_size`` param); None if unknown."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from transfer_laws.registry.schema import PARAM_VOCAB
+
+    client = MlflowClient()
+    for point in law.points[:3]:
+        try:
+            value = client.get_run(point.run_id).data.params.get(PARAM_VOCAB)
+        except MlflowException:
+            continue
+        if value and value.isdigit():
+            return int(value)
+    return None
+
+
+def nearest_presets(n: float) -> list[tuple[str, int]]:
+    """The preset shapes (``--preset``) just below and just above N, with their N."""
+    from transfer_laws.lightning_modules.config import PRESETS
+    from transfer_laws.scripts.advise import preset_n
+
+    sizes = sorted((preset_n(name), name) for name in PRESETS)
+    below = [(name, size) for size, name in sizes if size <= n][-1:]
+    above = [(name, size) for size, name in sizes if size > n][:1]
+    return below + above
 
 
 def run(args: Args) -> int:
@@ -75,7 +125,7 @@ def run(args: Args) -> int:
     from transfer_laws.scripts.advise import advice_rows, format_advice, format_plan
 
     check_question(args)
-    use_tracking_uri(args.tracking_uri)
+    use_tracking_uri(args.tracking_uri, read_only=True)
     law, mv, _ = load_law_version(args.law, args.version)
     answer: dict[str, Any] = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
                               "beta": law.beta, "intervals": {k: list(v) for k, v in law.intervals.items()},
@@ -93,10 +143,17 @@ def run(args: Args) -> int:
     answer["law_holds"] = list((checks.get("regime") or {}).get("holds") or [])
     answer["past_low_data_regime"] = past_regime(checks, args.n, args.d_f)
     if args.target_loss is not None:
+        check_target_loss(law, args.target_loss, args.n, law_vocab_size(law))
         quantity, solve = (("d_f", law.d_f_for_target_loss) if args.n is not None else ("n", law.n_for_target_loss))
         given = args.n if args.n is not None else args.d_f
         value, low, high = _target_with_interval(law, solve, given, args.target_loss, quantity)
+        if quantity == "d_f" and value < 1:
+            raise UserError(f"the law puts a best loss of {args.target_loss:g} at D_F = {value:.2g} {answer['unit']} "
+                            f"at N={args.n:.3g}, under one: a model that saw less than one token is the untrained "
+                            "model, so the law says nothing there; ask for a lower loss", EXIT_UNREACHABLE)
         answer[f"{quantity}_for_target_loss"] = {"value": value, "low": low, "high": high}
+        if quantity == "n":
+            answer["nearest_presets"] = [{"preset": name, "N": size} for name, size in nearest_presets(value)]
         answer["outside_fitted_range"] += outside_range(answer["fitted_range"], **{quantity: value})
         if quantity == "d_f":
             answer["past_low_data_regime"] = past_regime(checks, args.n, value)
@@ -218,7 +275,13 @@ def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
         if key in answer:
             a = answer[key]
             print(f"to reach best loss {args.target_loss:g} nats/token (95% interval):")
-            print(f"  {label}: {_fmt(a['value'], (a['low'], a['high']))}")
+            text = _fmt(a["value"], (a["low"], a["high"]))
+            if key == "d_f_for_target_loss" and a["low"] < 1:  # draws that need under one token: the law is mute there
+                text = text.replace(f"[{a['low']:.4g},", "[< 1,")
+            print(f"  {label}: {text}")
+    if answer.get("nearest_presets"):
+        print("  nearest preset shapes: " + ", ".join(f"--preset {p['preset']} (N={p['N']:,})"
+                                                       for p in answer["nearest_presets"]))
     for flag in answer["outside_fitted_range"]:
         print(f"WARNING: {flag['quantity']}={flag['value']:.3g} is {flag['decades']:.1f} decades {flag['side']} the "
               f"fitted range {flag['fitted'][0]:.3g}..{flag['fitted'][1]:.3g}: an extrapolation, not a measurement")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_laws.registry.schema import DEFAULT_CHECKPOINT_ALIAS
@@ -12,7 +12,7 @@ from transfer_laws.registry.schema import DEFAULT_CHECKPOINT_ALIAS
 class Args:
     """Arguments of ``transfer-laws register``."""
 
-    run_id: str
+    run_id: str = field(metadata={"positional": True})
     """The pretraining run whose best checkpoint to register."""
     name: str | None = None
     """Registered model name (default: pretrained-<source corpus>)."""

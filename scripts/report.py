@@ -6,6 +6,7 @@ the law page), printed and written as ``map.json`` and SVG charts."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -65,11 +66,12 @@ def run(args: Args) -> int:
 
     if args.target is not None:
         return _target_report(args)
-    use_tracking_uri(args.tracking_uri)
-    law, mv, folder = load_law_version(args.law, args.version)
-    out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
+    use_tracking_uri(args.tracking_uri, read_only=True)
+    with tempfile.TemporaryDirectory(prefix="transfer-law-report-") as tmp:
+        law, mv, folder = load_law_version(args.law, args.version, keep_in=Path(tmp) / "fit")
+        out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
     written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())

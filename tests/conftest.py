@@ -65,3 +65,55 @@ def sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     yield uri
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    """The embedded store `transfer-laws demo --quick` leaves behind, built once per session."""
+
+    home: Path
+    """Its TRANSFER_LAWS_HOME (``mlflow.db``, artifacts, corpora, tokenizer, checkpoints)."""
+    uri: str
+    """``sqlite:///<home>/mlflow.db``."""
+    output: str
+    """What the demo printed."""
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
+    """`transfer-laws demo --quick` into a fresh home, as the README's newcomer runs it (real corpora, tokenizer,
+    training and refits; a few minutes). Tests that only read it share it; a test that writes to it says so.
+
+    ``TL_TEST_DEMO_HOME`` names a home such a demo already filled (its printout in ``demo.log`` there), for working
+    on these tests without waiting for the demo again; the tests may write to it."""
+    import contextlib
+    import io
+
+    from transfer_laws.scripts import cli
+
+    reuse = os.environ.get("TL_TEST_DEMO_HOME")
+    if reuse:
+        home = Path(reuse).resolve()
+        log = home / "demo.log"
+        return DemoStore(home=home, uri=f"sqlite:///{home / 'mlflow.db'}",
+                         output=log.read_text() if log.is_file() else "")
+    home = tmp_path_factory.mktemp("demo-home")
+    saved = {key: os.environ.get(key) for key in ("TRANSFER_LAWS_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["TRANSFER_LAWS_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = cli.main(["demo", "--quick"])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    assert code == 0, out.getvalue()[-3000:]
+    return DemoStore(home=home, uri=f"sqlite:///{home / 'mlflow.db'}", output=out.getvalue())

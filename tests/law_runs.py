@@ -17,6 +17,7 @@ from transfer_laws.registry.schema import (
     PARAM_D_F_CHARS,
     PARAM_D_F_TOKENS,
     PARAM_N,
+    PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
     ROLE_SCRATCH,
@@ -36,6 +37,8 @@ SCRATCH_N = (1e5, 1e6, 1e7)
 SCRATCH_D = tuple(10.0 ** (6 + 0.5 * i) for i in range(9))  # 1e6 .. 1e10
 FINETUNE_D_F = (1e5, 3e5, 1e6, 3e6)
 DIGEST = "tok-digest-1"
+VOCAB = 2048
+"""The runs' tokenizer vocabulary (the uniform model's loss is ln V)."""
 
 
 def scratch_loss(n: float, d: float) -> float:
@@ -91,7 +94,7 @@ def land_run(
         tags += [RunTag(TAG_LAW, law), RunTag(TAG_SOURCE, source), RunTag(TAG_PARENT, parent),
                  RunTag(TAG_PRETRAIN_RUN, pretrain_run)]
     params = [Param(PARAM_N, str(int(n))), Param(PARAM_D_F_TOKENS, str(int(d)))]
-    params.append(Param(PARAM_D_F_CHARS, str(int(3 * d))))
+    params += [Param(PARAM_D_F_CHARS, str(int(3 * d))), Param(PARAM_VOCAB, str(VOCAB))]
     metrics = [] if loss is None else [Metric(METRIC_BEST_TEST_LOSS, loss, 0, 0)]
     client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
     if finish:

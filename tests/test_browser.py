@@ -119,9 +119,10 @@ def test_lineage_links_open_mlflow_pages(browser: Any, page_root: str, server_st
     run_links = section.locator("table.runs a.run-link")
     assert run_links.count() == 4
     hrefs = {run_links.nth(i).get_attribute("href") for i in range(4)}
-    expected = {f"/#/experiments/{seeded['exp']}/runs/{rid}" for rid in [*seeded["finetunes"], seeded["scratch"]]}
+    ml = "?workflowType=machine_learning"  # every link opens MLflow's Model-training view
+    expected = {f"/#/experiments/{seeded['exp']}/runs/{rid}{ml}" for rid in [*seeded["finetunes"], seeded["scratch"]]}
     assert {h[h.index("/#/"):] for h in hrefs} == expected
-    assert section.locator("a.parent-link").get_attribute("href").endswith("/#/models/gpt-text/versions/3")
+    assert section.locator("a.parent-link").get_attribute("href").endswith(f"/#/models/gpt-text/versions/3{ml}")
     # Follow one into MLflow's own UI (on the MLflow server): the run page renders the run's name.
     run_id = seeded["finetunes"][0]
     name = seeded["client"].get_run(run_id).info.run_name

@@ -19,6 +19,7 @@ from transfer_laws.plugin.run_config import config_params, exact_count, resolved
 from transfer_laws.registry.schema import (
     CONFIG_ARTIFACT,
     METRIC_BEST_TEST_LOSS,
+    METRIC_N,
     PARAM_CONTEXT,
     PARAM_D_CHARS,
     PARAM_D_F_CHARS,
@@ -31,6 +32,8 @@ from transfer_laws.registry.schema import (
     PARAM_N_HEAD,
     PARAM_N_LAYER,
     PARAM_N_TOTAL,
+    PARAM_PRETRAIN_CORPUS_CHARS,
+    PARAM_PRETRAIN_CORPUS_TOKENS,
     PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -101,8 +104,12 @@ def test_mlflow_logger_run_gets_facts(sqlite_uri: str) -> None:
     params = run.data.params
     assert int(params[PARAM_N]) == module.n_params
     assert int(params[PARAM_N_TOTAL]) == module.n_params_total > module.n_params
-    assert int(params[PARAM_D_PRETRAIN_TOKENS]) == data.train_tokens  # pretraining data is not D_F
-    assert int(params[PARAM_D_PRETRAIN_CHARS]) == data.train_chars
+    # pretraining data is not D_F, and it is what the run trained on (not its corpus's size, logged apart)
+    assert int(params[PARAM_D_PRETRAIN_TOKENS]) == module.tokens_seen > 0
+    assert int(params[PARAM_D_PRETRAIN_CHARS]) == round(module.tokens_seen * data.train_chars / data.train_tokens)
+    assert (int(params[PARAM_PRETRAIN_CORPUS_TOKENS]), int(params[PARAM_PRETRAIN_CORPUS_CHARS])) == (
+        data.train_tokens, data.train_chars)
+    assert run.data.metrics[METRIC_N] == module.n_params  # N as a number, for sorting
     assert PARAM_D_F_TOKENS not in params and PARAM_D_F_CHARS not in params
     assert [int(params[p]) for p in (PARAM_N_LAYER, PARAM_N_HEAD, PARAM_N_EMBD, PARAM_CONTEXT, PARAM_VOCAB)] == [
         CONFIG.n_layer, CONFIG.n_head, CONFIG.n_embd, CONFIG.context_length, CONFIG.vocab_size]
@@ -196,11 +203,13 @@ def test_unreachable_server_keeps_facts_on_disk(sqlite_uri: str, tmp_path: Path,
         module, data = _fit(facts, facts_callback=callback)
     assert callback.facts_file == tmp_path / "ckpt" / "unwritten-run-facts.json"
     saved = json.loads(callback.facts_file.read_text())
-    assert [g["kind"] for g in saved["groups"]] == ["params", "tags", "inputs", "metrics"]
+    # at the start: params, N as a metric, tags, inputs; at the end: best loss, then the tokens pretraining saw
+    assert [g["kind"] for g in saved["groups"]] == ["params", "metrics", "tags", "inputs", "metrics", "params"]
     assert client.get_run(run_id).data.params == {}  # nothing reached the store...
-    assert replay_facts(callback.facts_file, tracking_uri=sqlite_uri) == 4  # ...and nothing is lost
+    assert replay_facts(callback.facts_file, tracking_uri=sqlite_uri) == 6  # ...and nothing is lost
     run = client.get_run(run_id)
     assert int(run.data.params[PARAM_N]) == module.n_params
+    assert int(run.data.params[PARAM_D_PRETRAIN_TOKENS]) == module.tokens_seen
     assert run.data.tags[TAG_ROLE] == ROLE_PRETRAIN
     assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
     assert len(run.inputs.dataset_inputs) == 2

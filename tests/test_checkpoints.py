@@ -97,7 +97,7 @@ def test_register_then_load_by_alias_gives_the_same_weights(sqlite_uri: str, tmp
 
 def test_missing_or_malformed_uri_is_a_clear_error(sqlite_uri: str) -> None:
     for uri in ("models:/nope@champion", "models:/nope/1", "runs:/abc/model", "models:/x"):
-        with pytest.raises(CheckpointError, match="does not exist|not a checkpoint URI"):
+        with pytest.raises(CheckpointError, match="names no registered model version|not a checkpoint URI"):
             load_checkpoint_uri(uri)
 
 

@@ -130,6 +130,24 @@ def test_target_loss_has_an_interval_and_an_unreachable_target_is_an_error(
     assert len(err.strip().splitlines()) == 1 and "0.01" in err
 
 
+def test_target_loss_answers_stay_physical(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """A loss under the scratch model's floor at that N is out of reach (3); one the law puts at under one token of
+    D_F is refused, not answered with 0.0004 tokens (3); an N needed is named by the preset shapes around it."""
+    from law_runs import finetune_loss
+
+    code, _, err = _cli(store, capsys, "predict", "--n", "1e6", "--target-loss", "1.2")
+    assert code == 3 and "floor" in err and "at N=1e+06" in err
+    easy = finetune_loss(1e6, 1e-4)  # the law's loss at a ten-thousandth of a token
+    code, out, err = _cli(store, capsys, "predict", "--n", "1e6", "--target-loss", f"{easy}")
+    assert code == 3 and out == "" and "under one" in err, err
+    code, out, err = _cli(store, capsys, "predict", "--d-f", "1e6", "--target-loss", f"{finetune_loss(1e6, 1e6)}")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "nearest preset shapes" in x)
+    presets = re.findall(r"--preset (\S+) \(N=([\d,]+)\)", line)
+    needed = float(re.search(r"N needed at D_F=1e\+06: (\S+)", out).group(1))
+    assert len(presets) == 2 and int(presets[0][1].replace(",", "")) <= needed < int(presets[1][1].replace(",", ""))
+
+
 def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _cli(store, capsys, "predict", "--next")
     assert code == 0
@@ -155,6 +173,14 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     (["predict", "--law", "python", "--n", "1", "--d-f", "1"], "<source>-to-<target>"),
     (["predict", "--n", "1e6", "--d-f", "1e5", "--version", "99"], "has no version '99'; its versions are 1"),
     (["lineage"], "missing required argument --target"),
+    (["lineage", "models:/pretrained-text@nope"], "pretrained-text has aliases @champion (v1) and versions 1"),
+    (["lineage", "models:/nope@champion"], "no registered model 'nope'"),
+    (["refit", "--law", "text-to-pyhton"], "did you mean 'text-to-python'"),
+    (["report", "--law", "text-to-pyhton"], "did you mean 'text-to-python'"),
+    (["predict", "--n", "1e6", "--target-loss", "9"], "ln V = ln 2,048 = 7.625"),
+    (["predict", "--n", "1e6", "--d-f", "0.5"], "--d-f 0.5 is under one token"),
+    (["finetune", "--from", "models:/pretrained-text@nope", "--d-f-tokens", "100"],
+     "pretrained-text has aliases @champion (v1)"),
     (["lineage", "--target", "models:/nope/1"], "models:/nope/1"),
     (["lineage", "--target", "no-such-model"], "no-such-model"),
     (["refit", "--fail-if-beta-moves", "-0.1"], "--fail-if-beta-moves must be"),
@@ -295,11 +321,12 @@ def test_refit_json_stdout_is_clean_in_a_real_process(store: Store) -> None:
 
 @pytest.mark.parametrize("target", ["models:/pretrained-text@champion", "models:/pretrained-text/1",
                                     "pretrained-text", "pretrain-run"])
+@pytest.mark.parametrize("flag", [(), ("--target",)], ids=["as-documented", "flag"])
 def test_lineage_prints_a_tree_from_an_alias_a_name_or_a_run(
-    store: Store, capsys: pytest.CaptureFixture[str], target: str
+    store: Store, capsys: pytest.CaptureFixture[str], target: str, flag: tuple[str, ...]
 ) -> None:
     target = store.pretrain_run if target == "pretrain-run" else target
-    code, out, err = _cli(store, capsys, "lineage", "--target", target)
+    code, out, err = _cli(store, capsys, "lineage", *flag, target)
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("models:/pretrained-text/1 @champion") and "N=25,344" in lines[0]
@@ -315,3 +342,57 @@ def test_lineage_of_a_fine_tune_walks_back(store: Store, capsys: pytest.CaptureF
     assert "D_F=2,500" in out.splitlines()[0]
     assert "started from models:/pretrained-text/1" in out
     assert f"pretraining run {store.pretrain_run}  best loss 3.2500" in out
+
+
+# -- read-only commands write nothing --------------------------------------------------------------------------------
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the sha256 of its bytes."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_read_only_commands_leave_the_store_and_tmp_as_they_were(
+    store: Store, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predict, report (its output goes elsewhere), lineage and loading the law model (integer D_F too) change no
+    byte of the store and leave no temporary folder."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+
+    home = Path(store.uri.removeprefix("sqlite:///")).parent
+    scratch_tmp = tmp_path / "tmp"
+    scratch_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches its folder: make it read TMPDIR again
+    before = _tree(home)
+    for argv in (["predict", "--n", "1e6", "--d-f", "1e6"], ["predict", "--n", "1e6", "--target-loss", "4.5"],
+                 ["report", "--out", str(tmp_path / "report")], ["lineage", "models:/pretrained-text@champion"]):
+        code, _, err = _cli(store, capsys, *argv)
+        assert code == 0, (argv, err)
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
+    model = mlflow.pyfunc.load_model(f"models:/transfer-law-{LAW}@latest")
+    as_ints = model.predict(pd.DataFrame({"N": [1_000_000], "D_F": [30_000]}))
+    as_floats = model.predict(pd.DataFrame({"N": [1e6], "D_F": [3e4]}))
+    assert as_floats["D_T"].iloc[0] > 0
+    assert as_ints["D_T"].iloc[0] == pytest.approx(as_floats["D_T"].iloc[0])
+    # (MLflow's load writes registered_model_meta into a local store's model folder; registering wrote those bytes)
+    assert _tree(home) == before, "a read-only command changed the store"
+    assert list(scratch_tmp.iterdir()) == [], "a temporary folder was left behind"
+
+
+@pytest.mark.parametrize("command", [["predict", "--n", "1e6", "--d-f", "1e6"], ["lineage", "pretrained-text"],
+                                     ["report"]])
+def test_a_read_only_command_on_a_missing_store_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    missing = tmp_path / "not" / "there"
+    code = cli.main([*command, "--tracking-uri", f"sqlite:///{missing / 'mlflow.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no MLflow store at" in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == [], "the store's folder was created"

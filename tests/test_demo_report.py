@@ -42,7 +42,8 @@ def test_law_verdicts_follow_the_signs(alpha: float, beta: float, capsys: pytest
     out = capsys.readouterr().out
     assert ("do NOT show that D_T grows with D_F" in out) == (alpha <= 0)
     assert "D_T grows with N on these runs" in out
-    assert "mlflow ui --backend-store-uri sqlite:///home/mlflow.db" in out
+    assert "transfer-laws serve --backend-store-uri sqlite:///home/mlflow.db" in out
+    assert "workflowType=machine_learning" in out and "/transfer-laws/#law-text-to-python" in out
 
 
 def test_no_fit_is_reported_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,6 +30,7 @@ from transfer_laws.registry.schema import (
     LAW_PAGE_PATH,
     LAW_TAG_WARNINGS,
     METRIC_BEST_TEST_LOSS,
+    METRIC_N,
     MLFLOW_EXPERIMENT_KIND,
     MLFLOW_NOTE,
     PARAM_D_TOKENS,
@@ -96,6 +97,7 @@ def test_description_fits_mlflows_limit_and_names_exclusions(fit: object) -> Non
     text = version_description(LAW, fit, Inputs())
     assert len(text) <= DESCRIPTION_LIMIT
     assert "](#/runs/run0000" in text and "more (see `inputs.json`)" in text
+    assert "?workflowType=machine_learning)" in text  # the run links open MLflow's Model-training view
     assert text.rstrip().endswith("used and excluded).")  # the law page link survives
     from dataclasses import replace
 
@@ -177,8 +179,15 @@ def test_refit_version_has_description_tags_and_signature(sqlite_uri: str, caplo
         assert LAW_PAGE_PATH in tags[MLFLOW_NOTE]
     view = json.loads(client.get_experiment(experiment).tags[SAVED_VIEW_PREFIX + RUNS_VIEW_ID])
     columns = json.loads(view["state"])["selectedColumns"]  # what the runs table shows when the view is opened
-    assert {"params.`N`", "params.`D_F_tokens`", "params.`D_tokens`", "tags.`transfer.role`",
+    assert {"metrics.`N`", "params.`D_F_tokens`", "params.`D_tokens`", "tags.`transfer.role`",
             "metrics.`best_test_loss`"} <= set(columns)
+    # "sorted by N" sorts as numbers: the view orders by a metric (a param would put 100096 before 12768)
+    order = json.loads(view["state"])["orderByKey"]
+    sized = client.create_experiment("sized")
+    for n in (100_096, 12_768, 25_472):
+        client.log_metric(client.create_run(sized).info.run_id, METRIC_N, n)
+    ordered = client.search_runs([sized], order_by=[f"{order} ASC"])
+    assert [r.data.metrics[METRIC_N] for r in ordered] == [12_768, 25_472, 100_096]
     assert runs_view_link(experiment) in client.get_experiment(experiment).tags[MLFLOW_NOTE]
     assert not any(k.startswith(SAVED_VIEW_PREFIX) for k in client.get_experiment_by_name(REFIT_EXPERIMENT).tags)
     client.set_experiment_tag(experiment, MLFLOW_NOTE, "mine")

@@ -119,9 +119,9 @@ def test_page_shows_law_plot_lineage_and_links(web: Any, store: dict[str, Any]) 
     assert "No curves or bands for this version" in html, "a version without a fit folder says why it has no curves"
     for rid in store["finetunes"]:
         assert f'data-run-id="{rid}"' in html
-        assert f'href="/#/experiments/{store["exp"]}/runs/{rid}"' in html
-    assert 'href="/#/models/gpt-text/versions/3"' in html
-    assert f'href="/#/models/{schema.law_model_name(LAW)}/versions/2"' in html
+        assert f'href="/#/experiments/{store["exp"]}/runs/{rid}?workflowType=machine_learning"' in html
+    assert 'href="/#/models/gpt-text/versions/3?workflowType=machine_learning"' in html
+    assert f'href="/#/models/{schema.law_model_name(LAW)}/versions/2?workflowType=machine_learning"' in html
     assert "diverged (loss NaN)" in html
     assert CSRF_COOKIE in response.headers["Set-Cookie"]
 
@@ -244,7 +244,8 @@ def test_a_law_model_without_versions_shows_its_runs_and_the_refit_button(sqlite
     page = app.test_client().get("/transfer-laws/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "No version yet" in html and f'data-law="{law}"' in html
-    assert f'href="/#/models/{schema.law_model_name(law)}"' in html and f'data-run-id="{run}"' in html
+    assert f'href="/#/models/{schema.law_model_name(law)}?{schema.UI_WORKFLOW_QUERY}"' in html
+    assert f'data-run-id="{run}"' in html
 
 
 def test_refit_requires_matching_csrf_token(web: Any) -> None:
@@ -258,6 +259,10 @@ def test_refit_requires_matching_csrf_token(web: Any) -> None:
     ok = web.post(url, json={"law": LAW}, headers={CSRF_HEADER: token})
     # With the token accepted the refit runs; 503 only while transfer_laws.registry.refit cannot be imported.
     assert ok.status_code in (200, 422, 503), ok.get_data(as_text=True)
+    # A typo is not a failed fit: 404 with the laws it may have meant.
+    typo = web.post(url, json={"law": LAW[:-2] + LAW[-1] + LAW[-2]}, headers={CSRF_HEADER: token})
+    assert typo.status_code == 404, typo.get_data(as_text=True)
+    assert typo.get_json()["suggestions"][0] == LAW and "did you mean" in typo.get_json()["error"]
 
 
 def test_law_page_url_is_the_section_the_page_renders(web: Any) -> None:

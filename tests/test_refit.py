@@ -85,7 +85,8 @@ def test_refit_registers_once_per_input_set_and_the_model_predicts(
     model = client.get_logged_model(mv.source.removeprefix("models:/"))
     assert {"name": law_model_name(LAW), "version": "1"} in json.loads(model.tags[MLFLOW_MODEL_VERSIONS])
     assert "version 1" in model.tags[MLFLOW_NOTE] and LAW_FIT_IN_MODEL in model.tags[MLFLOW_NOTE]
-    assert "versions/1)" in run.data.tags[MLFLOW_NOTE] and INPUTS_ARTIFACT in run.data.tags[MLFLOW_NOTE]
+    assert "versions/1?workflowType=machine_learning)" in run.data.tags[MLFLOW_NOTE]  # opens Model training
+    assert INPUTS_ARTIFACT in run.data.tags[MLFLOW_NOTE]
 
     again = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
     assert (again.status, again.version) == ("unchanged", "1")

@@ -118,6 +118,12 @@ class _Plot:
             ax.set_axisbelow(True)
 
     def save(self, path: Path, caption: str) -> Path:
+        from matplotlib.ticker import LogLocator
+
+        for ax in self.axes:  # within a decade matplotlib labels every minor tick (2..9): they overprint
+            for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+                if scale == "log":
+                    axis.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0)))
         self.fig.text(0.01, 0.015, caption, fontsize=8.5, color="#333333", wrap=True, va="bottom")
         self.fig.savefig(path, dpi=DPI, pil_kwargs=_PNG)
         return path
@@ -220,40 +226,85 @@ def _d_f_grid(law: TransferLaw) -> np.ndarray:
     return np.geomspace(min(d_f) / 2, max(d_f) * 2, 60)
 
 
-def _per_size(law: TransferLaw, ax: Any, y_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> str:
-    """Per N: outlined band, fitted line and measured points of ``y_of(D_F, D_T)``; returns the subsample note."""
+def _per_size(law: TransferLaw, ax: Any, y_of: Callable[[np.ndarray, np.ndarray], np.ndarray]
+              ) -> tuple[str, dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per N: outlined band, fitted line and measured points of ``y_of(D_F, D_T)``; returns the subsample note and
+    per N the line and its band (for the axis range)."""
     colour, by_n, grid = law_colours(law), _used_by_n(law), _d_f_grid(law)
-    shown = 0
+    shown, drawn_lines = 0, {}
     for n, pts in by_n.items():
         c, pts_drawn = colour[n], drawn(pts)
         shown += len(pts_drawn)
         d_t, draws = d_t_draws(law, n, grid)
-        _band(ax, grid, *band(y_of(grid[None], draws)), c)
-        ax.plot(grid, y_of(grid, d_t), "-", color=c, lw=1.8, label=n_label(n))
+        low, high = band(y_of(grid[None], draws))
+        _band(ax, grid, low, high, c)
+        line = y_of(grid, d_t)
+        ax.plot(grid, line, "-", color=c, lw=1.8, label=n_label(n))
         ax.scatter([p.d_f for p in pts_drawn], y_of(np.array([p.d_f for p in pts_drawn]),
                                                      np.array([p.d_t for p in pts_drawn])), s=26, color=c, zorder=3)
-    return _caption_note(shown, sum(len(v) for v in by_n.values()))
+        drawn_lines[n] = (line, low, high)
+    return _caption_note(shown, sum(len(v) for v in by_n.values())), drawn_lines
+
+
+def decade_span(values: Any) -> tuple[float, float]:
+    """The whole decades around the finite positive ``values`` (the axis range of a log plot of them)."""
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return 1.0, 10.0
+    lo, hi = np.floor(np.log10(v.min())), np.ceil(np.log10(v.max()))
+    return 10.0 ** lo, 10.0 ** max(hi, lo + 1)
+
+
+def off_axis_bands(bands: dict[float, tuple[np.ndarray, np.ndarray]], lo: float, hi: float
+                   ) -> dict[float, tuple[float, float, bool, bool]]:
+    """Per N whose band runs past ``[lo, hi]``: (band low, band high, runs below, runs above)."""
+    out = {}
+    for n, (low, high) in bands.items():
+        b_lo, b_hi = float(np.nanmin(low, initial=np.inf)), float(np.nanmax(high, initial=-np.inf))
+        if b_lo < lo or b_hi > hi:
+            out[n] = (b_lo, b_hi, b_lo < lo, b_hi > hi)
+    return out
+
+
+def off_axis_caption(off: dict[float, tuple[float, float, bool, bool]]) -> str:
+    """' ... bands running beyond it ...: N = 10^4: 3e+01 to 2e+09.' (empty when every band fits)."""
+    if not off:
+        return ""
+    parts = [f"{n_label(n)}: {b_lo:.2g} to {b_hi:.2g}" for n, (b_lo, b_hi, _, _) in sorted(off.items())]
+    return (" The axis spans the data's decades; bands running beyond it are arrows at the edge, with their full "
+            "95% ranges: " + "; ".join(parts) + ".")
 
 
 def plot_d_t(law: TransferLaw, path: Path) -> Path:
-    """D_T against D_F per N: measured points, fitted lines and outlined 95% bands."""
+    """D_T against D_F per N: measured points, fitted lines and outlined 95% bands, on the decades of the data (a
+    band running beyond them is an arrow at the edge, its range in the caption)."""
     unit, plot = unit_of(law), _Plot()
     ax = plot.ax
-    note = _per_size(law, ax, lambda d_f, d_t: d_t)
-    ax.set(xscale="log", yscale="log", xlabel=f"D_F, fine-tuning data ({unit})",
+    note, lines = _per_size(law, ax, lambda d_f, d_t: d_t)
+    lo, hi = decade_span([*(p.d_t for p in law.points if p.used), *(v for line, _, _ in lines.values() for v in line)])
+    off = off_axis_bands({n: (low, high) for n, (_, low, high) in lines.items()}, lo, hi)
+    colour, x_end = law_colours(law), float(_d_f_grid(law)[-1])
+    for i, (n, (_, _, below, above)) in enumerate(sorted(off.items())):
+        x = x_end / 1.3 ** (i + 1)  # one arrow per size, side by side at the right end
+        for edge, runs_off, towards in ((hi, above, 1.0), (lo, below, -1.0)):
+            if runs_off:
+                ax.annotate("", xy=(x, edge), xytext=(x, edge / 3.0 ** towards), annotation_clip=False,
+                            arrowprops={"arrowstyle": "-|>", "color": colour[n], "lw": 1.4})
+    ax.set(xscale="log", yscale="log", ylim=(lo, hi), xlabel=f"D_F, fine-tuning data ({unit})",
            ylabel=f"D_T, effective data transferred ({unit})",
            title=f"D_T = {law.k:.3g} \u00b7 D_F^{law.alpha:.3f} \u00b7 N^{law.beta:.3f}")
     ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
     caption = ("Slope of each line = alpha (how D_T grows with D_F); vertical spacing between sizes = beta (how it "
                "grows with N). Dashed outlines: 95% bootstrap band. Points: D_T measured from each fine-tune.")
-    return plot.save(path, caption + note)
+    return plot.save(path, caption + note + off_axis_caption(off))
 
 
 def plot_fraction(law: TransferLaw, path: Path) -> Path:
     """Fraction of effective data from transfer, D_T / (D_F + D_T), against D_F per N, with bands and points."""
     unit, plot = unit_of(law), _Plot()
     ax = plot.ax
-    note = _per_size(law, ax, lambda d_f, d_t: d_t / (d_f + d_t))
+    note, _ = _per_size(law, ax, lambda d_f, d_t: d_t / (d_f + d_t))
     ax.set(xscale="log", ylim=(0, 1), xlabel=f"D_F, fine-tuning data ({unit})",
            ylabel="fraction of effective data from transfer", title="D_T / (D_F + D_T): how much pretraining is worth")
     ax.legend(fontsize=8, loc="lower left", framealpha=0.9)

@@ -136,8 +136,8 @@ def summary(law: TransferLaw) -> str:
         f"  {exchange_headline(law)}",
         f"  {used} of {len(law.points)} fine-tune runs used; {len(law.excluded)} runs excluded",
     ]
-    if law.cross_check:
-        cc = law.cross_check
+    cc = law.cross_check
+    if cc and any(f"{cc[name]:.3g}" != f"{getattr(law, name):.3g}" for name in ("k", "alpha", "beta")):  # no repeat
         lines.append(f"  fit-the-fits: k={cc['k']:.4g} alpha={cc['alpha']:.4f} beta={cc['beta']:.4f}")
     lines += [f"  excluded {run_id}: {reason}" for run_id, reason in law.excluded[:20]]
     if len(law.excluded) > 20:

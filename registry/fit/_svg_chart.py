@@ -195,6 +195,18 @@ class Chart:
             f'<text x="{(a + c) / 2:.1f}" y="{b - 8:.1f}" text-anchor="middle" font-size="12" fill="{INK}" '
             f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{escape(label)}</text></g>')
 
+    def edge_arrow(self, x: float, up: bool, colour: str, tooltip: str = "") -> None:
+        """A filled arrow head at the top (``up``) or bottom edge at ``x``: something runs off the axis there."""
+        if not (math.isfinite(x) and (x > 0 or not self.x.log)):
+            return
+        top, _, bottom, _ = self.margin
+        a = self.px(x, self.y.lo)[0]
+        tip, base = (top, top + 11) if up else (self.height - bottom, self.height - bottom - 11)
+        title = f"<title>{escape(tooltip)}</title>" if tooltip else ""
+        self._marks.append(f'<path class="off-axis" d="M{a:.1f},{tip:.1f} L{a - 6:.1f},{base:.1f} '
+                           f'L{a + 6:.1f},{base:.1f} Z" fill="{colour}" stroke="#ffffff" stroke-width="1">{title}'
+                           "</path>")
+
     def legend(self, kind: str, colour: str, label: str) -> None:
         """A legend entry: ``line``, ``filled``, ``hollow``, ``cross``, ``band`` or ``arrow``."""
         self._legend.append((kind, colour, label))

@@ -25,6 +25,8 @@ from ._plots import (
     n_colours,
     n_key,
     n_label,
+    off_axis_bands,
+    off_axis_caption,
     unit_of,
 )
 from ._svg_chart import Axis, Chart, number_label, span
@@ -142,6 +144,12 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
         chart.band(grid.tolist(), bands[n][0].tolist(), bands[n][1].tolist(), colour[n])
         chart.line(grid.tolist(), d_t.tolist(), colour[n], css="law-line")
         chart.legend("line", colour[n], n_label(n))
+    off = off_axis_bands(bands, chart.y.lo, chart.y.hi)
+    for i, (n, (b_lo, b_hi, below, above)) in enumerate(sorted(off.items())):
+        x = float(grid[-1]) / 1.3 ** (i + 1)  # one arrow per size, side by side at the right end
+        for runs_off, up in ((above, True), (below, False)):
+            if runs_off:
+                chart.edge_arrow(x, up, colour[n], f"{n_label(n)}: 95% band {b_lo:.2g} to {b_hi:.2g}")
     groups: dict[float, list] = {}
     for p in used:
         groups.setdefault(p.n, []).append(p)
@@ -158,7 +166,8 @@ def d_t_chart(law: TransferLaw, attrs: Attrs | None = None, css_class: str = "ch
     caption = ("Slope of each line = alpha (how D_T grows with D_F); spacing between sizes = beta (how it grows with "
                "N); points: D_T measured from each fine-tune." + _note(len(used) - len(shown), len(used))
                + (f" Crosses: {len(past)} fine-tune(s) past the low-data regime, where D_T bends below the law (not "
-                  "in the fit)." if past else ""))
+                  "in the fit)." if past else "")
+               + off_axis_caption(off))
     return chart.render(caption)
 
 
