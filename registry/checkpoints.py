@@ -34,11 +34,10 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_TOKENS_SEEN,
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
-    LAW_MODEL_PREFIX,
     MLFLOW_NOTE,
     ui_route,
 )
-from transfer_laws.registry.tracking import model_id_of
+from transfer_laws.registry.tracking import get_version, model_id_of
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -81,43 +80,6 @@ class LoadedCheckpoint:
     starts from it instead of reading the files again."""
     extra: dict[str, Any] | None = None
     """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
-
-
-class CheckpointNotFound(CheckpointError):
-    """A ``models:/`` URI names no version this registry holds: bad input (exit 2), the message lists what does."""
-
-    exit_code = 2
-
-
-def get_version(client: Any, uri: str) -> Any:
-    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias``; ``CheckpointNotFound`` naming the
-    aliases and versions that exist when there is none."""
-    from mlflow.exceptions import MlflowException
-
-    name, version, alias = parse_model_uri(uri)
-    try:
-        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise CheckpointNotFound(f"{uri} names no registered model version in this store; "
-                                 f"{what_exists(client, name)}") from None
-
-
-def what_exists(client: Any, name: str) -> str:
-    """'pretrained-text has aliases @demo-2x32 (v1), ... and versions 1-3', or the registered models there are."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException:
-        names = sorted(m.name for m in client.search_registered_models(max_results=100)
-                       if not m.name.startswith(LAW_MODEL_PREFIX))
-        return (f"no registered model {name!r} (checkpoint models here: {', '.join(names)})" if names
-                else f"no registered model {name!r}, and no checkpoint is registered yet")
-    aliases = dict(getattr(model, "aliases", None) or {})
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'", max_results=1000))
-    listed = ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
-    span = (f"{versions[0]}" if len(versions) == 1 else f"{versions[0]}-{versions[-1]}") if versions else "none"
-    return f"{name} has aliases {listed} and versions {span}"
 
 
 def checkpoint_files(folder: Path) -> dict[str, bytes]:

@@ -59,7 +59,7 @@ def run(args: Args) -> int:
 def resolve_version(client: Any, uri: str) -> Any:
     """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
     versions there are, when there is none)."""
-    from transfer_laws.registry.checkpoints import get_version
+    from transfer_laws.registry.tracking import get_version
 
     try:
         return get_version(client, uri)

@@ -114,7 +114,7 @@ def _check_parses(argv: list[str], client: Any) -> None:
     """What the command line does before any work: parse, build and validate the arguments (config files
     included); then every checkpoint the command names must be in the registry."""
     from transfer_laws.lightning_modules.config import PRESETS
-    from transfer_laws.registry.checkpoints import get_version
+    from transfer_laws.registry.tracking import get_version
     from transfer_laws.scripts import cli
     from transfer_laws.scripts._args import parse_namespace
 
