@@ -26,6 +26,7 @@ shared lock or runs on the dead refit's host, else once the dead run's heartbeat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -180,11 +182,21 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _activate(uri: str) -> None:
+@contextlib.contextmanager
+def _activated(uri: str) -> Iterator[None]:
+    """MLflow's fluent API on ``uri`` for the block, then the process's former URIs again: inside the server, a
+    global URI left pointing at the server itself makes MLflow's own handlers (the UI's assistant providers) call
+    the server from its event loop, and a one-worker server then waits on itself forever."""
     import mlflow
 
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
 
 
 def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
@@ -259,10 +271,10 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
         folder = Path(tmp) / "fit"
         fit.save(folder)
         plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
-        _activate(uri)
         # Tags go in with the run itself: a refit killed at any later point is recognisable as such.
         tags = {**tags, REFIT_TAG_OWNER: _OWNER, REFIT_TAG_HEARTBEAT: str(int(time.time() * 1000))}
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run, \
+        with _activated(uri), \
+                mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run, \
                 Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
                       HEARTBEAT_S, f"refit run of {law}"):
             run_id = run.info.run_id
