@@ -68,7 +68,8 @@ def test_map_reads_and_answers_which_checkpoint(browser: Any, page_root: str) ->
     # Ask at a D_F past the crossing: the form reloads the page with the query, text now ranks first.
     section.locator("input[name=d_f]").fill(f"{CROSSING * 5:.3g}")
     section.locator("input[name=n]").fill("1e7")
-    section.locator(".map-query button").click()
+    with page.expect_navigation():  # the form's GET reloads the page: wait for the new one, not the old one's load
+        section.locator(".map-query button").click()
     page.wait_for_load_state()
     first = page.locator(f"section#map-{TARGET} tr.rank-row[data-rank='1']")
     assert first.get_attribute("data-source") == "text"
