@@ -204,7 +204,7 @@ def build_corpus(kind: str, out_dir: Path, *, max_bytes: int | None = None, test
     corpus_hash = hashlib.sha256()
     per_source: dict[str, tuple[Any, int]] = {}
     for filename, items, stats in ((TRAIN_FILE, train, manifest.train), (TEST_FILE, test, manifest.test)):
-        tmp = out_dir / f".{filename}.tmp"
+        tmp = out_dir / f".{filename}.{os.getpid()}.tmp"  # per process: ranks of one job may build it at once
         with tmp.open("w", encoding="utf-8") as fh:
             for _, doc, text in items:
                 line = json.dumps({"text": text, "source": doc.source, "doc_id": doc.doc_id}, ensure_ascii=False)
@@ -221,7 +221,7 @@ def build_corpus(kind: str, out_dir: Path, *, max_bytes: int | None = None, test
         digest, count = per_source.get(info.name, (hashlib.sha256(), 0))
         manifest.sources.append({**asdict(info), "kept_docs": count, "digest": digest.hexdigest()})
     manifest.digest = corpus_hash.hexdigest()
-    tmp = out_dir / f".{MANIFEST}.tmp"
+    tmp = out_dir / f".{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
     os.replace(tmp, out_dir / MANIFEST)  # written last: its presence means the folder is complete
     return manifest
