@@ -37,7 +37,7 @@ from transfer_laws.registry.schema import (
     MLFLOW_NOTE,
     ui_route,
 )
-from transfer_laws.registry.tracking import get_version, model_id_of
+from transfer_laws.registry.tracking import fluent_uri, get_version, model_id_of
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -174,8 +174,9 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     client.finalize_logged_model(logged.model_id, "READY")
 
     _ensure_registered_model(client, name)
-    mv = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id, tags=version_tags,
-                                     model_id=logged.model_id)
+    with fluent_uri(client.tracking_uri):  # a SQL registry looks the logged model up in the global store
+        mv = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run_id,
+                                         tags=version_tags, model_id=logged.model_id)
     version = int(mv.version)
     uri = f"models:/{name}/{version}"
     client.set_registered_model_alias(name, alias, mv.version)

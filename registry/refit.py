@@ -26,7 +26,6 @@ shared lock or runs on the dead refit's host, else once the dead run's heartbeat
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,9 +34,7 @@ import os
 import re
 import socket
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -68,7 +65,7 @@ from transfer_laws.registry.schema import (
     law_name,
     parse_law,
 )
-from transfer_laws.registry.tracking import ensure_experiment, resolve_tracking_uri
+from transfer_laws.registry.tracking import ensure_experiment, fluent_uri, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +88,6 @@ REFIT_STALE_S = 60.0
 HEARTBEAT_S = 5.0
 """How often a refit says, on its open refit run, that it is alive."""
 
-_fluent_lock = threading.Lock()
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -182,23 +178,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-@contextlib.contextmanager
-def _activated(uri: str) -> Iterator[None]:
-    """MLflow's fluent API on ``uri`` for the block, then the process's former URIs again: inside the server, a
-    global URI left pointing at the server itself makes MLflow's own handlers (the UI's assistant providers) call
-    the server from its event loop, and a one-worker server then waits on itself forever."""
-    import mlflow
-
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
-
-
 def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
     """Everything the version points to is there (a version is only created after this passes)."""
     from mlflow.entities import LoggedModelStatus
@@ -267,13 +246,13 @@ def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs,
     from transfer_laws.registry.law_model import log_law_model
 
     experiment_id = ensure_experiment(REFIT_EXPERIMENT, tracking_uri=uri)
-    with tempfile.TemporaryDirectory() as tmp, _fluent_lock:
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "fit"
         fit.save(folder)
         plots = plot_law(fit, Path(tmp) / "plots") if settings["plots"] else []
         # Tags go in with the run itself: a refit killed at any later point is recognisable as such.
         tags = {**tags, REFIT_TAG_OWNER: _OWNER, REFIT_TAG_HEARTBEAT: str(int(time.time() * 1000))}
-        with _activated(uri), \
+        with fluent_uri(uri), \
                 mlflow.start_run(experiment_id=experiment_id, run_name=f"refit-{law}", tags=tags) as run, \
                 Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
                       HEARTBEAT_S, f"refit run of {law}"):
@@ -354,7 +333,7 @@ def _version_number(version: Any | None) -> str | None:
     return None if version is None else str(version.version)
 
 
-def _register_if_current(client: Any, reader: Any, law: str, digest: str, seen: str | None, run_id: str,
+def _register_if_current(client: Any, uri: str, reader: Any, law: str, digest: str, seen: str | None, run_id: str,
                          info: Any, tags: dict[str, str]) -> tuple[str, Any] | _Stale:
     """Compare-and-set under the registry lock. The version is created when no version was registered since the
     refit read its runs (``seen`` is the ``@latest`` it saw before reading: every later version read later, so
@@ -369,10 +348,11 @@ def _register_if_current(client: Any, reader: Any, law: str, digest: str, seen: 
             current = read_law_inputs(law, reader)
             if inputs_digest(current) != digest:
                 return _Stale(latest, current)
-        version = client.create_model_version(
-            name, info.model_uri, run_id=run_id, tags=tags,
-            model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
-        )
+        with fluent_uri(uri):  # a SQL registry looks the logged model up in the global store
+            version = client.create_model_version(
+                name, info.model_uri, run_id=run_id, tags=tags,
+                model_id=info.model_id,  # a server refuses a models:/m-... source without the model id
+            )
     # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one.
     return STATUS_REGISTERED, version
 
@@ -430,7 +410,7 @@ def refit_law(
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
-            outcome = _register_if_current(client, reader, law, digest, _version_number(latest), run_id, info,
+            outcome = _register_if_current(client, uri, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
             if not isinstance(outcome, _Stale):
                 status, version = outcome

@@ -7,9 +7,12 @@ the embedded default: a SQLite store file and a local artifact folder under ``TR
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,38 @@ def use_tracking_uri(explicit: str | None = None, *, read_only: bool = False) ->
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+_fluent_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-global tracking and registry URIs on ``uri`` for the block, one thread at a time, then
+    exactly what they were before (unset stays unset, environment variables included).
+
+    Needed wherever MLflow reads the global rather than the client it was called on: the fluent API
+    (``start_run``, ``log_model``) and a SQL registry resolving a ``models:/m-...`` source, which looks the logged
+    model up in the *global* tracking store. Restoring matters inside the server: a global URI left pointing at
+    the server makes MLflow's own handlers call the one-worker server from its event loop, and it hangs."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _fluent_lock:
+        saved_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        saved_tracking, saved_registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+        tracking_utils.set_tracking_uri(uri)
+        registry_utils.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            tracking_utils.set_tracking_uri(saved_tracking)  # also resets the tracer provider, as MLflow does
+            registry_utils._registry_uri = saved_registry
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None) -> str:

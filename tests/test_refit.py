@@ -108,6 +108,25 @@ def test_refit_registers_once_per_input_set_and_the_model_predicts(
         model.predict(pd.DataFrame({"D_F": [1e6]}))
 
 
+def test_refit_of_a_named_store_needs_no_global_uri_and_leaves_it_unset(
+    client: MlflowClient, experiment: str, sqlite_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the CLI does with --tracking-uri: nothing global set. A SQL registry resolves a models:/m-... source in
+    # MLflow's *global* store, which would be ./mlflow.db in the working folder and hold no such model.
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    land_finetunes(client, experiment, 12)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.chdir(tmp_path)
+    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
+    assert (result.status, result.version) == ("registered", "1"), result.reason
+    assert tracking_utils._tracking_uri is None and "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_too_few_runs_fail_without_a_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
     land_finetunes(client, experiment, 1)
     result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
