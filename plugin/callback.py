@@ -28,6 +28,7 @@ import lightning as L
 from transfer_laws.plugin.facts import RunFacts
 from transfer_laws.plugin.run_config import chunks, config_params, config_yaml
 from transfer_laws.registry.schema import (
+    CHECKPOINT_MODEL_PREFIX,
     CONFIG_ARTIFACT,
     CONTEXT_FINETUNING,
     CONTEXT_PRETRAINING,
@@ -57,6 +58,7 @@ from transfer_laws.registry.schema import (
     data_params,
     law_name,
 )
+from transfer_laws.registry.tracking import all_pages
 
 FACTS_FILE = "unwritten-run-facts.json"
 CONTEXT_TAG = "mlflow.data.context"
@@ -281,22 +283,16 @@ def target_laws(client: Any, target: str) -> list[str]:
     """Laws ``<source>-to-<target>`` the registry knows: a law model of the target, or a ``pretrained-<source>``
     checkpoint model (the name ``pretrain`` registers under), sorted."""
     laws: set[str] = set()
-    for prefix in (LAW_MODEL_PREFIX, "pretrained-"):
-        token = None
-        while True:
-            page = client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000,
-                                                   page_token=token)
-            for model in page:
-                rest = model.name.removeprefix(prefix)
-                try:
-                    law = rest if prefix == LAW_MODEL_PREFIX else law_name(rest, target)
-                except ValueError:
-                    continue
-                if law.endswith(f"-to-{target}"):
-                    laws.add(law)
-            token = page.token
-            if not token:
-                break
+    for prefix in (LAW_MODEL_PREFIX, CHECKPOINT_MODEL_PREFIX):
+        for model in all_pages(lambda token, prefix=prefix: client.search_registered_models(
+                filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)):
+            rest = model.name.removeprefix(prefix)
+            try:
+                law = rest if prefix == LAW_MODEL_PREFIX else law_name(rest, target)
+            except ValueError:
+                continue
+            if law.endswith(f"-to-{target}"):
+                laws.add(law)
     return sorted(laws)
 
 

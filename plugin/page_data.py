@@ -14,6 +14,7 @@ from typing import Any
 
 from transfer_laws.registry import schema
 from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.tracking import all_pages
 
 PARAMS = ("k", "alpha", "beta")
 """The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
@@ -192,15 +193,9 @@ def law_view(client: Any, name: str) -> LawView:
 
 def law_models(client: Any) -> list[Any]:
     """Every registered model named ``transfer-law-*`` (with its latest versions), by name, all pages."""
-    models: list[Any] = []
-    token: str | None = None
-    while True:
-        page = client.search_registered_models(filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'",
-                                               max_results=1000, order_by=["name ASC"], page_token=token)
-        models.extend(page)
-        token = page.token
-        if not token:
-            return models
+    return all_pages(lambda token: client.search_registered_models(
+        filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'", max_results=1000, order_by=["name ASC"],
+        page_token=token))
 
 
 def collect_laws(client: Any) -> list[LawView]:

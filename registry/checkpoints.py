@@ -263,14 +263,14 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.registry.schema import TAG_SOURCE
+    from transfer_laws.registry.schema import TAG_SOURCE, checkpoint_model_name
 
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise CheckpointError(f"run {run_id} does not exist: {exc.message}") from exc
-    name = name or f"pretrained-{run.data.tags.get(TAG_SOURCE, 'text')}"
+    name = name or checkpoint_model_name(run.data.tags.get(TAG_SOURCE, 'text'))
     logged = [f.path for f in client.list_artifacts(run_id)]
     if CHECKPOINT_ARTIFACT in logged:
         with tempfile.TemporaryDirectory() as tmp:

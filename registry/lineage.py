@@ -30,6 +30,7 @@ from transfer_laws.registry.schema import (
     data_tokens,
     ui_route,
 )
+from transfer_laws.registry.tracking import all_pages
 
 DESCRIPTION_RUNS = 25
 """Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
@@ -112,11 +113,11 @@ def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int
 
 def runs_from_version(client: Any, exact_uri: str, page_size: int = 500) -> list[LineageRun]:
     """Every run whose ``transfer.parent`` is ``exact_uri`` (``models:/name/<n>``), oldest first."""
-    experiment_ids = [e.experiment_id for e in _all_pages(lambda token: client.search_experiments(
+    experiment_ids = [e.experiment_id for e in all_pages(lambda token: client.search_experiments(
         max_results=page_size, page_token=token))]
     if not experiment_ids:
         return []
-    runs = _all_pages(lambda token: client.search_runs(
+    runs = all_pages(lambda token: client.search_runs(
         experiment_ids, filter_string=lineage_filter(exact_uri), order_by=["attributes.start_time ASC"],
         max_results=page_size, page_token=token))
     return [_lineage_run(run) for run in runs]
@@ -187,17 +188,6 @@ def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
         pretrain = client.get_model_version(name, version).run_id if version else None
     inputs = _data_inputs(client.get_run(pretrain)) if pretrain else []
     return RunLineage(run_id=run_id, parent_uri=parent, pretrain_run_id=pretrain, pretrain_inputs=inputs)
-
-
-def _all_pages(fetch: Any) -> list[Any]:
-    items: list[Any] = []
-    token = None
-    while True:
-        page = fetch(token)
-        items.extend(page)
-        token = page.token
-        if not token:
-            return items
 
 
 def _lineage_run(run: Any) -> LineageRun:

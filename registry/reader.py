@@ -36,6 +36,7 @@ from transfer_laws.registry.schema import (
     parse_law,
     stored_data_params,
 )
+from transfer_laws.registry.tracking import all_pages
 
 PAGE_SIZE = 10_000
 """Runs per ``search_runs`` page (the SQL store allows up to 50,000; servers page the same way)."""
@@ -62,28 +63,14 @@ class LawInputs:
 
 def search_all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
     """Every active run matching ``filter_string``, following page tokens to the end."""
-    runs: list[Any] = []
-    token: str | None = None
-    while True:
-        page = client.search_runs(
-            experiment_ids, filter_string=filter_string, max_results=PAGE_SIZE, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return all_pages(lambda token: client.search_runs(experiment_ids, filter_string=filter_string,
+                                                      max_results=PAGE_SIZE, page_token=token))
 
 
 def active_experiment_ids(client: Any) -> list[str]:
     """Ids of all active experiments, paginated."""
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        ids.extend(e.experiment_id for e in page)
-        token = page.token
-        if not token:
-            return ids
+    return [e.experiment_id for e in all_pages(lambda token: client.search_experiments(max_results=1000,
+                                                                                        page_token=token))]
 
 
 def _quote(value: str) -> str:
@@ -221,16 +208,9 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
 
 def known_laws(client: Any, *, source: str | None = None, target: str | None = None) -> list[str]:
     """Laws that have a registered law model or at least one fine-tune, optionally of one source or target."""
-    laws: set[str] = set()
-    token: str | None = None
-    while True:
-        page = client.search_registered_models(
-            filter_string=f"name LIKE '{LAW_MODEL_PREFIX}%'", max_results=1000, page_token=token
-        )
-        laws.update(m.name.removeprefix(LAW_MODEL_PREFIX) for m in page)
-        token = page.token
-        if not token:
-            break
+    models = all_pages(lambda token: client.search_registered_models(
+        filter_string=f"name LIKE '{LAW_MODEL_PREFIX}%'", max_results=1000, page_token=token))
+    laws = {m.name.removeprefix(LAW_MODEL_PREFIX) for m in models}
     ids = active_experiment_ids(client)
     conditions = [f"tags.`{TAG_ROLE}` = '{ROLE_FINETUNE}'"]
     if source:

@@ -100,6 +100,8 @@ ROLES = (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE)
 
 # Registry names.
 LAW_MODEL_PREFIX = "transfer-law-"
+CHECKPOINT_MODEL_PREFIX = "pretrained-"
+"""Registered pretrained checkpoints are named ``pretrained-<source>`` (``pretrain`` registers under it)."""
 LAW_ALIAS = "latest"
 DEFAULT_CHECKPOINT_ALIAS = "champion"
 DEFAULT_EXPERIMENT = "transfer-laws"
@@ -282,6 +284,11 @@ def law_page_url(law: str, base_url: str = "") -> str:
     ``base_url``. Version descriptions link it; put it in any other description to link a law."""
     parse_law(law)
     return f"{base_url.rstrip('/')}{LAW_PAGE_PATH}#law-{law}"
+
+
+def checkpoint_model_name(source: str) -> str:
+    """The registered model that holds the pretrained checkpoints of one source corpus."""
+    return f"{CHECKPOINT_MODEL_PREFIX}{source}"
 
 
 def law_model_name(law: str) -> str:

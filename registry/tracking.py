@@ -12,12 +12,17 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from transfer_laws.lightning_modules.config import CheckpointError, parse_model_uri
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
+
+if TYPE_CHECKING:
+    from mlflow.store.entities.paged_list import PagedList
+
+T = TypeVar("T")
 
 
 class TrackingError(RuntimeError):
@@ -111,6 +116,19 @@ def use_tracking_uri(explicit: str | None = None, *, read_only: bool = False) ->
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def all_pages(fetch: Callable[[str | None], PagedList[T]]) -> list[T]:
+    """Every item of a paginated MLflow search, in order: ``fetch(page_token)`` returns one page (``None`` asks
+    for the first) and is called until a page carries no token. The one pagination loop of the project."""
+    items: list[T] = []
+    token: str | None = None
+    while True:
+        page = fetch(token)
+        items.extend(page)
+        token = page.token
+        if not token:
+            return items
 
 
 _fluent_lock = threading.RLock()

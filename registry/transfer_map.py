@@ -23,13 +23,14 @@ from transfer_laws.registry.schema import (
     LAW_ALIAS,
     LAW_FIT_IN_MODEL,
     LAW_MODEL_PREFIX,
+    checkpoint_model_name,
     law_name,
     parse_law,
 )
+from transfer_laws.registry.tracking import all_pages
 
 N_MATCH = 0.02
 """A checkpoint serves a query at N when its N is within 2% of it (N is an exact count; 2% is a shape's rounding)."""
-CHECKPOINT_PREFIX = "pretrained-"
 """Registered checkpoints are named ``pretrained-<source>`` (``pretrain`` registers them so)."""
 
 
@@ -96,20 +97,15 @@ def fit_loader(tracking_uri: str | None = None) -> Loader:
 def _laws_named(client: Any, pattern: str) -> list[str]:
     """Well-formed laws whose model name matches the LIKE ``pattern`` (a crafted name never comes back)."""
     laws: list[str] = []
-    token = None
-    while True:
-        page = client.search_registered_models(filter_string=f"name LIKE '{pattern}'", max_results=1000,
-                                               page_token=token)
-        for model in page:
-            law = model.name.removeprefix(LAW_MODEL_PREFIX)
-            try:
-                if law_name(*parse_law(law)) == law:
-                    laws.append(law)
-            except ValueError:
-                continue
-        token = page.token
-        if not token:
-            return sorted(laws)
+    for model in all_pages(lambda token: client.search_registered_models(
+            filter_string=f"name LIKE '{pattern}'", max_results=1000, page_token=token)):
+        law = model.name.removeprefix(LAW_MODEL_PREFIX)
+        try:
+            if law_name(*parse_law(law)) == law:
+                laws.append(law)
+        except ValueError:
+            continue
+    return sorted(laws)
 
 
 def target_laws(client: Any, target: str) -> list[str]:
@@ -141,7 +137,7 @@ def checkpoints_of(client: Any, source: str, runs: list[RunResult],
     from mlflow.exceptions import MlflowException
 
     versions = {(mv.name, int(mv.version)): mv
-                for mv in client.search_model_versions(f"name = '{CHECKPOINT_PREFIX}{source}'")}
+                for mv in client.search_model_versions(f"name = '{checkpoint_model_name(source)}'")}
     for parent in sorted({r.parent for r in runs if r.parent and r.parent.startswith("models:/")}):
         name, _, number = parent.removeprefix("models:/").rpartition("/")
         if number.isdigit() and (name, int(number)) not in versions:

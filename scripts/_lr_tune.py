@@ -248,10 +248,11 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
 def _facts(args: Any, target: TuneTarget, prepared: _Prepared, tags: dict[str, str]) -> Any:
     """A tuning run's facts: its role's data names, but no law reads it (no role tag, no lineage)."""
     from transfer_laws.plugin import RunFacts
+    from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX
     from transfer_laws.scripts import workspace
 
     checkpoint = prepared.checkpoint
-    source = None if checkpoint is None else checkpoint.name.removeprefix("pretrained-")
+    source = None if checkpoint is None else checkpoint.name.removeprefix(CHECKPOINT_MODEL_PREFIX)
     return RunFacts(role=target.role, source=source, target=workspace.corpus_label(args.target),
                     parent_uri=None if checkpoint is None else checkpoint.parent_uri,
                     pretrain_run_id=None if checkpoint is None else checkpoint.pretrain_run_id,

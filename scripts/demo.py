@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transfer_laws.registry.records import MAX_D
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, checkpoint_model_name
 from transfer_laws.scripts._args import at_least, positive
 
 
@@ -158,7 +158,7 @@ def plan_compute(args: Args) -> list[float]:
 
 
 def _checkpoint_name(args: Args, source: str) -> str:
-    return args.checkpoint_name if source == "text" else f"pretrained-{source}"
+    return args.checkpoint_name if source == "text" else checkpoint_model_name(source)
 
 
 def run(args: Args) -> Any:

@@ -40,7 +40,7 @@ def run(args: Args, extras: Any = None) -> Any:
     """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
     from transfer_laws.plugin import RunFacts
     from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
-    from transfer_laws.registry.schema import ROLE_FINETUNE
+    from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX, ROLE_FINETUNE
     from transfer_laws.registry.tracking import CheckpointNotFound, use_tracking_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import train_run
@@ -60,7 +60,7 @@ def run(args: Args, extras: Any = None) -> Any:
     data = DataConfig(corpus_dir=corpus_dir, tokenizer_dir=loaded.folder / "tokenizer",
                       context_length=model_cfg.context_length, batch_size=args.batch_size,
                       d_f_tokens=args.d_f_tokens, test_tokens=args.test_tokens, seed=args.seed)
-    source = extra.get("source") or loaded.name.removeprefix("pretrained-")
+    source = extra.get("source") or loaded.name.removeprefix(CHECKPOINT_MODEL_PREFIX)
     facts = RunFacts(role=ROLE_FINETUNE, source=source, target=workspace.corpus_label(args.target),
                      parent_uri=loaded.parent_uri, parent_model_id=loaded.model_id,
                      pretrain_run_id=loaded.pretrain_run_id)

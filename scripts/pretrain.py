@@ -44,7 +44,7 @@ def model_config(args: ShapeArgs) -> Any:
 def run(args: Args, extras: Any = None) -> Any:
     """Train, print and register; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller."""
     from transfer_laws.plugin import RunFacts
-    from transfer_laws.registry.schema import ROLE_PRETRAIN
+    from transfer_laws.registry.schema import ROLE_PRETRAIN, checkpoint_model_name
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._train import checkpoints_root, train_run
@@ -67,7 +67,7 @@ def run(args: Args, extras: Any = None) -> Any:
     if args.print_outcome:
         print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
               f"{trained.best_test_loss:.4f} nats/token")
-    name = f"pretrained-{source}" if args.register_as is None else args.register_as
+    name = checkpoint_model_name(source) if args.register_as is None else args.register_as
     if not name:
         return trained
     from transfer_laws.registry.checkpoints import register_checkpoint
