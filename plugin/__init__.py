@@ -1,4 +1,5 @@
-"""The MLflow plugin: run facts written by a Lightning callback, the run context provider.
+"""The MLflow plugin: run facts written by a Lightning callback, the run context provider, and the one training path
+that ties them to a Lightning fit (``train_run``: one MLflow run per job, checkpoint, in-process refit).
 
 Import-light on purpose: ``import mlflow`` loads our run context provider from this package, so nothing here
 imports MLflow or Lightning at import time; the callback and helpers load on first use.
@@ -16,6 +17,10 @@ _LAZY = {
     "replay_facts": "transfer_laws.plugin.callback",
     "FACTS_FILE": "transfer_laws.plugin.callback",
     "TransferRunContextProvider": "transfer_laws.plugin.run_context",
+    "train_run": "transfer_laws.plugin.training",
+    "RunExtras": "transfer_laws.plugin.training",
+    "TrainedRun": "transfer_laws.plugin.training",
+    "TrainingFailed": "transfer_laws.plugin.training",
 }
 
 __all__ = ["RunFacts", *_LAZY]

@@ -1,5 +1,5 @@
 """One run's result, the record every room passes around: the reader builds it from MLflow, the fitter fits it,
-the law page lists it and training returns it (``scripts/_train.TrainedRun`` adds what the training left behind).
+the law page lists it and training returns it (``plugin/training.TrainedRun`` adds what the training left behind).
 
 A leaf like ``schema``: standard library only, so the fitter stays free of MLflow and the plugin's import stays
 light. Units follow the schema's conventions: N non-embedding parameters, data in tokens of the run's tokenizer

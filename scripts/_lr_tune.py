@@ -14,7 +14,7 @@ grid run reports (see docs/sweeps.md for what one measurement here could and cou
 
 Bookkeeping, so a law's runs say which learning rate they used and where it came from:
 
-- a tuning trial is an MLflow run trained by ``_train.train_run`` like every run, under the sweep's parent run,
+- a tuning trial is an MLflow run trained by ``plugin.training.train_run`` like every run, under the sweep's parent run,
   tagged ``transfer.lr_tuning=<size>/<role>`` and carrying params ``lr``, ``N`` (non-embedding parameters), its
   data size under the role's name and every setting. Its facts say no law reads it (``RunFacts.for_laws``): it has
   no ``transfer.role`` tag, so no law ever fits a tuning run, and no refit follows it. A pruned trial's run ends
@@ -267,10 +267,10 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         import optuna
         from mlflow import MlflowClient
 
+        from transfer_laws.plugin.training import RunExtras, TrainingFailed, train_run
         from transfer_laws.registry.schema import MLFLOW_NOTE, TAG_SWEEP
         from transfer_laws.registry.tracking import use_tracking_uri
         from transfer_laws.scripts._lr_trial import ReportToTrial
-        from transfer_laws.scripts._train import RunExtras, TrainingFailed, train_run
         from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
 
         prepared = _prepare(args, target, tokens)

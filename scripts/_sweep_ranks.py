@@ -1,7 +1,7 @@
 """A sweep worker that is itself a distributed job (``torchrun ... sweep --worker``): every trial is one DDP run.
 
 Only global rank 0 talks to Optuna: it pops a trial as any worker does and sends the cell to the other ranks, and
-all of them train it together (one MLflow run, written by rank 0; see ``scripts/_train.py``); when the study has
+all of them train it together (one MLflow run, written by rank 0; see ``plugin/training.py``); when the study has
 nothing left, rank 0 tells them to stop. A trial that fails on any rank ends the whole job with a non-zero exit and
 leaves the trial RUNNING without heartbeats, so the study retries it as it retries a crashed worker's trial.
 """

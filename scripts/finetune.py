@@ -37,13 +37,13 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
 
 
 def run(args: Args, extras: Any = None) -> Any:
-    """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
+    """Train and print; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
     from transfer_laws.plugin import RunFacts
+    from transfer_laws.plugin.training import train_run
     from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
     from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX, ROLE_FINETUNE
     from transfer_laws.registry.tracking import CheckpointNotFound, use_tracking_uri
     from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._train import train_run
 
     try:
         parse_model_uri(args.parent)

@@ -261,9 +261,9 @@ def recipe_train(args: Args, parent_run_id: str, study_name: str) -> Train:
                          roles=["finetune", "scratch"])
         tags = {TAG_PIN: study_name, TAG_PIN_REASON: reason[:5000]}
         if run.role == "pretrain":
+            from transfer_laws.plugin.training import RunExtras
             from transfer_laws.registry.checkpoints import register_checkpoint
             from transfer_laws.scripts import pretrain
-            from transfer_laws.scripts._train import RunExtras
             from transfer_laws.scripts.advise import registered_name
 
             name, alias = registered_name(args.from_template.format(size=run.size))

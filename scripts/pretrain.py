@@ -42,12 +42,12 @@ def model_config(args: ShapeArgs) -> Any:
 
 
 def run(args: Args, extras: Any = None) -> Any:
-    """Train, print and register; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller."""
+    """Train, print and register; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller."""
     from transfer_laws.plugin import RunFacts
+    from transfer_laws.plugin.training import checkpoints_root, train_run
     from transfer_laws.registry.schema import ROLE_PRETRAIN, checkpoint_model_name
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._train import checkpoints_root, train_run
 
     uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
     corpus_dir = workspace.corpus_dir(args.corpus, megabytes(args.corpus_max_mb))

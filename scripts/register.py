@@ -23,9 +23,9 @@ class Args:
 
 
 def run(args: Args) -> Any:
+    from transfer_laws.plugin.training import checkpoints_root
     from transfer_laws.registry.checkpoints import register_run
     from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._train import checkpoints_root
 
     uri = use_tracking_uri(args.tracking_uri)
     registered = register_run(args.run_id, name=args.name, alias=args.alias, checkpoints_root=checkpoints_root(),

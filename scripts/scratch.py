@@ -37,12 +37,12 @@ class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
 
 
 def run(args: Args, extras: Any = None) -> Any:
-    """Train and print; ``extras`` (``_train.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
+    """Train and print; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
     from transfer_laws.plugin import RunFacts
+    from transfer_laws.plugin.training import train_run
     from transfer_laws.registry.schema import ROLE_SCRATCH
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._train import train_run
 
     uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
     if args.tokenizer_from:

@@ -6,7 +6,7 @@ trials from the same storage (SQLite locally, PostgreSQL across machines). A tri
 (its worker crashed or was killed) is failed by the next worker and re-enqueued by ``RetryFailedTrialCallback``;
 finished cells are never run again, so a stopped sweep resumes where it was. Every trial's MLflow run carries
 ``transfer.sweep``/``transfer.trial``, ``mlflow.parentRunId`` of the sweep's parent run, its learning rate and
-where it came from, all in the run's facts, written when the run starts (``_train.RunExtras``).
+where it came from, all in the run's facts, written when the run starts (``plugin.training.RunExtras``).
 
 ``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
 law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent; each run's ``transfer.adaptive_reason``
@@ -314,9 +314,9 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
     from dataclasses import replace
 
     def train(cell: Cell, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
+        from transfer_laws.plugin.training import RunExtras
         from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
         from transfer_laws.scripts import finetune
-        from transfer_laws.scripts._train import RunExtras
 
         tuned = (lrs or {}).get(TuneTarget(cell.size, cell.role))
         optim = args.optim if tuned is None else replace(args.optim, lr=tuned.lr)

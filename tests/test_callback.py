@@ -163,7 +163,7 @@ def test_config_params_and_exact_names(tmp_path: Path) -> None:
     assert not {"data.tokenizer_dir", "data.corpus"} & set(params)  # one machine's folders stay out of params
     assert [exact_count(v) for v in (2000, 2500, 20_000, 24_832, 3_000_000, 0)] == [
         "2k", "2500", "20k", "24832", "3M", "0"]
-    from transfer_laws.scripts._train import default_run_name
+    from transfer_laws.plugin.training import default_run_name
 
     assert default_run_name("finetune", 24_832, 2500) == "finetune-N24832-D2500"
     assert default_run_name("finetune", 24_832, 2000) != default_run_name("finetune", 24_832, 2500)

@@ -139,8 +139,9 @@ class _Stop(Exception):
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """Replace the store, the workspace, checkpoints and training by recorders."""
+    from transfer_laws.plugin import training
     from transfer_laws.registry import checkpoints, tracking
-    from transfer_laws.scripts import _train, workspace
+    from transfer_laws.scripts import workspace
 
     calls: dict[str, Any] = {"workspace": []}
 
@@ -163,7 +164,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     loaded = SimpleNamespace(folder=tmp_path / "ckpt", name="pretrained-text", parent_uri="models:/pretrained-text/1",
                              model_id="m-1", pretrain_run_id="r-1", tokenizer_digest="d",
                              model=SimpleNamespace(config=SimpleNamespace(context_length=96)), extra={"source": "text"})
-    monkeypatch.setattr(_train, "train_run", train_run)
+    monkeypatch.setattr(training, "train_run", train_run)
     monkeypatch.setattr(workspace, "corpus_dir", corpus_dir)
     monkeypatch.setattr(workspace, "tokenizer_dir", tokenizer_dir)
     monkeypatch.setattr(tracking, "use_tracking_uri", use_tracking_uri)

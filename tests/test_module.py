@@ -249,7 +249,7 @@ def test_fused_adamw_under_bf16_mixed_clips(loaders: tuple[DataLoader, DataLoade
 
 def test_seeded_module_ignores_earlier_randomness() -> None:
     """Runs trained one after another in one process (a sweep) start from the same weights for the same seed."""
-    from transfer_laws.scripts._train import seeded_module
+    from transfer_laws.plugin.training import seeded_module
 
     first = seeded_module(CONFIG, OptimConfig(), None, seed=3).state_dict()
     torch.rand(1000)  # what an earlier run in this process would have consumed

@@ -24,6 +24,12 @@ from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCR
 from transfer_laws.registry.tracking import ensure_experiment, home_dir, is_embedded, use_tracking_uri
 
 
+class TrainingSettingsError(ValueError):
+    """Settings the Trainer cannot run (devices, strategy, batch per rank): bad input, before any run exists."""
+
+    exit_code = 2
+
+
 class TrainingFailed(RuntimeError):
     """The run ended without a usable result; its MLflow run is marked FAILED with the reason."""
 
@@ -197,13 +203,12 @@ def _trainer(train: Any, data_config: Any, **kwargs: Any) -> Any:
 
     from transfer_laws.lightning_modules import build_trainer
     from transfer_laws.lightning_modules.data import per_rank_batch
-    from transfer_laws.scripts._errors import BadInput
 
     try:
         trainer = build_trainer(train, **kwargs)
         per_rank_batch(data_config.batch_size, trainer.world_size)
     except (ValueError, MisconfigurationException) as exc:
-        raise BadInput(str(exc)) from None
+        raise TrainingSettingsError(str(exc)) from None
     return trainer
 
 
