@@ -144,7 +144,8 @@ class TransferFactsCallback(L.Callback):
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
         if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # its run list: loss
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
-        if self.facts.role == ROLE_PRETRAIN and getattr(pl_module, "tokens_seen", 0):
+        tokens_seen = getattr(pl_module, "tokens_seen", 0)
+        if self.facts.role == ROLE_PRETRAIN and tokens_seen:
             self._write({"kind": "params", "values": seen_data_params(pl_module, getattr(trainer, "datamodule", None))})
         self._save_unwritten()
 
@@ -174,10 +175,13 @@ class TransferFactsCallback(L.Callback):
 
     def _write(self, group: dict[str, Any]) -> bool:
         """One request for the group, retried; False (and kept in ``unwritten``) if it never got through."""
+        run_id = self.run_id
+        if run_id is None:  # every hook returns before writing when it found no run
+            raise RuntimeError("TransferFactsCallback: no MLflow run to write run facts to")
         error: Exception | None = None
         for attempt in range(self.attempts):
             try:
-                write_group(self._mlflow_client(), self.run_id, group)
+                write_group(self._mlflow_client(), run_id, group)
                 return True
             except Exception as exc:  # any failure to reach the store is retried, then kept
                 error = exc
