@@ -101,7 +101,7 @@ class _SplitTokens:
 def _digest(tok_digest: str, tokens: np.ndarray) -> str:
     h = hashlib.sha256(tok_digest.encode())
     h.update(str(tokens.dtype).encode())
-    h.update(memoryview(np.ascontiguousarray(tokens)))  # no copy: a 1e8-token stream is hashed in place
+    h.update(np.ascontiguousarray(tokens).data)  # a memoryview, no copy: a 1e8-token stream is hashed in place
     return h.hexdigest()
 
 
@@ -215,21 +215,27 @@ class TokenDataModule(L.LightningDataModule):
         """Shuffled (seeded) windows of exactly D_F tokens; this rank's share under DDP/FSDP."""
         if self._train is None:
             self.setup("fit")
+        train = self._train
+        if train is None:
+            raise RuntimeError("TokenDataModule.setup('fit') built no training windows")
         rank, world = process_group()
         if world > 1:
-            return self._sharded(self._train, rank, world, shuffle=True)
+            return self._sharded(train, rank, world, shuffle=True)
         generator = torch.Generator().manual_seed(self.config.seed)
-        return DataLoader(self._train, batch_size=self.config.batch_size, shuffle=True, generator=generator,
+        return DataLoader(train, batch_size=self.config.batch_size, shuffle=True, generator=generator,
                           num_workers=self.config.num_workers, drop_last=False, pin_memory=_pin())
 
     def val_dataloader(self) -> DataLoader:
         """The fixed held-out test set, in order; this rank's share under DDP/FSDP (summed over ranks)."""
         if self._test is None:
             self.setup("fit")
+        test = self._test
+        if test is None:
+            raise RuntimeError("TokenDataModule.setup('fit') built no held-out windows")
         rank, world = process_group()
         if world > 1:
-            return self._sharded(self._test, rank, world, shuffle=False)
-        return DataLoader(self._test, batch_size=self.config.batch_size, shuffle=False,
+            return self._sharded(test, rank, world, shuffle=False)
+        return DataLoader(test, batch_size=self.config.batch_size, shuffle=False,
                           num_workers=self.config.num_workers, pin_memory=_pin())
 
     def _sharded(self, data: WindowDataset, rank: int, world: int, *, shuffle: bool) -> DataLoader:

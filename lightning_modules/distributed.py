@@ -86,7 +86,10 @@ class ShardSampler(DistributedSampler):
     """
 
     def __init__(self, n: int, num_replicas: int, rank: int, *, batch_size: int, shuffle: bool, seed: int) -> None:
-        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        # DistributedSampler reads only len() of its dataset: a range of the window indices is enough, though torch
+        # annotates it Dataset
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=shuffle,  # type: ignore[arg-type]
+                         seed=seed, drop_last=False)
         self.n = n
         self.batch_size = batch_size
         self.num_samples = math.ceil(n / num_replicas)

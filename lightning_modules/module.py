@@ -24,11 +24,11 @@ import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig, OptimConfig
 from transfer_laws.lightning_modules.distributed import ShardSampler, fsdp_root, whole_parameters
@@ -140,7 +140,9 @@ class TransferLM(L.LightningModule):
     def _finite_every(self) -> int:
         if self.finite_check_every is not None:
             return self.finite_check_every
-        return 1 if self.device.type == "cpu" else max(1, int(self.trainer.log_every_n_steps))
+        # Trainer sets log_every_n_steps in its logger connector, so Lightning's class does not declare it
+        every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]
+        return 1 if self.device.type == "cpu" else max(1, int(every))
 
     def _track_finite(self, loss: torch.Tensor) -> None:
         """Record the first non-finite loss and its step on the loss's device (no host sync); when every step is
@@ -150,16 +152,17 @@ class TransferLM(L.LightningModule):
             if not math.isfinite(value):
                 self._diverge("loss", value)
             return
-        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._first_bad_value = torch.zeros((), dtype=torch.float32, device=loss.device)
-        first = (~torch.isfinite(loss)) & (self._first_bad_step < 0)
-        self._first_bad_step = torch.where(first, int(self.global_step), self._first_bad_step)
-        self._first_bad_value = torch.where(first, loss.float(), self._first_bad_value)
+        bad_step, bad_value = self._first_bad_step, self._first_bad_value  # set together
+        if bad_step is None or bad_value is None or bad_step.device != loss.device:
+            bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            bad_value = torch.zeros((), dtype=torch.float32, device=loss.device)
+        first = (~torch.isfinite(loss)) & (bad_step < 0)
+        self._first_bad_step = torch.where(first, int(self.global_step), bad_step)
+        self._first_bad_value = torch.where(first, loss.float(), bad_value)
 
     def _read_finite(self) -> None:
         """Stop with TrainingDiverged if any recorded loss was not finite; under DDP every rank must agree."""
-        if self._first_bad_step is None:
+        if self._first_bad_step is None or self._first_bad_value is None:  # set together: nothing recorded yet
             return
         bad = (self._first_bad_step >= 0).float()
         if self.trainer.world_size > 1:  # a collective at the same steps on every rank, else healthy ranks hang
@@ -191,7 +194,7 @@ class TransferLM(L.LightningModule):
         self._window_start = time.perf_counter()
         self._window_tokens = 0
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
@@ -214,6 +217,10 @@ class TransferLM(L.LightningModule):
         if clip:
             root = self._fsdp()
             if root is not None:  # each rank holds a shard of the gradients: FSDP computes the global norm
+                from torch.distributed.fsdp import FullyShardedDataParallel
+
+                if not isinstance(root, FullyShardedDataParallel):
+                    raise TypeError(f"the FSDP strategy's model is not FSDP-wrapped: {type(root).__name__}")
                 root.clip_grad_norm_(clip)
                 return
             # Clip directly: Lightning's clip_gradients refuses fused optimizers under mixed precision, although
@@ -222,7 +229,8 @@ class TransferLM(L.LightningModule):
 
     def _fsdp(self) -> torch.nn.Module | None:
         """The FSDP-wrapped model under the FSDP strategy, else None (a cheap check: it runs every step)."""
-        return fsdp_root(self._trainer.strategy.model) if self._under_fsdp() else None
+        trainer = self._trainer
+        return fsdp_root(trainer.strategy.model) if trainer is not None and self._under_fsdp() else None
 
     def _under_fsdp(self) -> bool:
         return self._trainer is not None and type(self._trainer.strategy).__name__.startswith("FSDP")
@@ -242,6 +250,8 @@ class TransferLM(L.LightningModule):
         self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self._val_sum is None or self._val_count is None:
+            raise RuntimeError("validation_step ran before on_validation_epoch_start set up the sums")
         total, count = self._loss_sum(batch)
         self._val_sum += total
         self._val_count += count
@@ -255,7 +265,7 @@ class TransferLM(L.LightningModule):
         return total.to(dtype), (y != -100).sum().to(dtype)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self._val_sum is None:
+        if self.trainer.sanity_checking or self._val_sum is None or self._val_count is None:  # set together
             return
         sums = torch.stack([self._val_sum, self._val_count])
         if self.trainer.world_size > 1:
@@ -367,6 +377,8 @@ class TransferLM(L.LightningModule):
         if not self._under_fsdp():  # decided by the strategy: after fit it may have unwrapped the model
             return self.model
         state = self._best_state if self._best_state is not None else self._initial_state
+        if state is None:
+            raise RuntimeError("no weights to save yet: under FSDP the whole model is gathered when fit starts")
         model = GPT(self.model_config)
         model.load_state_dict(state)
         return model

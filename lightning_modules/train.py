@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -25,13 +25,16 @@ from transfer_laws.lightning_modules.distributed import launcher_devices
 from transfer_laws.lightning_modules.progress import progress_callbacks, quiet_lightning_tips
 from transfer_laws.registry.schema import METRIC_TEST_LOSS
 
+if TYPE_CHECKING:
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
 __all__ = ["TrainConfig", "build_trainer", "resolve_devices", "resolve_precision"]  # TrainConfig: its old import path
 
 
-def resolve_precision(precision: str) -> str:
+def resolve_precision(precision: str) -> _PRECISION_INPUT:
     """``auto`` -> bf16-mixed on CUDA with bf16, 16-mixed on older CUDA cards, 32-true on CPU."""
     if precision != "auto":
-        return precision
+        return cast("_PRECISION_INPUT", precision)  # as configured: the Trainer refuses a value it does not know
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
@@ -66,7 +69,10 @@ class _Compile(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            pl_module.model.compile()
+            model = pl_module.model
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(f"compile needs a LightningModule whose .model is a torch Module, got {type(model)}")
+            model.compile()
 
 
 def build_trainer(

@@ -20,8 +20,9 @@ import json
 import math
 import time
 import warnings
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 
@@ -59,6 +60,10 @@ from transfer_laws.registry.schema import (
     law_name,
 )
 from transfer_laws.registry.tracking import all_pages
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import RegisteredModel
+    from mlflow.store.entities.paged_list import PagedList
 
 FACTS_FILE = "unwritten-run-facts.json"
 CONTEXT_TAG = "mlflow.data.context"
@@ -144,7 +149,8 @@ class TransferFactsCallback(L.Callback):
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
         if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # its run list: loss
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
-        if self.facts.role == ROLE_PRETRAIN and getattr(pl_module, "tokens_seen", 0):
+        tokens_seen = getattr(pl_module, "tokens_seen", 0)
+        if self.facts.role == ROLE_PRETRAIN and tokens_seen:
             self._write({"kind": "params", "values": seen_data_params(pl_module, getattr(trainer, "datamodule", None))})
         self._save_unwritten()
 
@@ -174,10 +180,13 @@ class TransferFactsCallback(L.Callback):
 
     def _write(self, group: dict[str, Any]) -> bool:
         """One request for the group, retried; False (and kept in ``unwritten``) if it never got through."""
+        run_id = self.run_id
+        if run_id is None:  # every hook returns before writing when it found no run
+            raise RuntimeError("TransferFactsCallback: no MLflow run to write run facts to")
         error: Exception | None = None
         for attempt in range(self.attempts):
             try:
-                write_group(self._mlflow_client(), self.run_id, group)
+                write_group(self._mlflow_client(), run_id, group)
                 return True
             except Exception as exc:  # any failure to reach the store is retried, then kept
                 error = exc
@@ -284,8 +293,7 @@ def target_laws(client: Any, target: str) -> list[str]:
     checkpoint model (the name ``pretrain`` registers under), sorted."""
     laws: set[str] = set()
     for prefix in (LAW_MODEL_PREFIX, CHECKPOINT_MODEL_PREFIX):
-        for model in all_pages(lambda token, prefix=prefix: client.search_registered_models(
-                filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)):
+        for model in all_pages(partial(_models_named, client, prefix)):
             rest = model.name.removeprefix(prefix)
             try:
                 law = rest if prefix == LAW_MODEL_PREFIX else law_name(rest, target)
@@ -294,6 +302,11 @@ def target_laws(client: Any, target: str) -> list[str]:
             if law.endswith(f"-to-{target}"):
                 laws.add(law)
     return sorted(laws)
+
+
+def _models_named(client: Any, prefix: str, token: str | None) -> PagedList[RegisteredModel]:
+    """One page of the registered models whose name starts with ``prefix``."""
+    return client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)
 
 
 def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[str, int]:

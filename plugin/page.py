@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from transfer_laws.plugin.page_cache import Entry, LawCache
@@ -201,9 +202,10 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         def render() -> str:
             shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
             # A section (with its calibration) is built once per cached entry: a new version or the TTL renews it.
-            laws = [cache.derived(e, ("section", root),
-                                  lambda e=e: _with_calibration(client, e.view, _section(root, e.view, e.fit)))
-                    for e in shown]
+            def section(e: Entry) -> dict[str, Any]:
+                return _with_calibration(client, e.view, _section(root, e.view, e.fit))
+
+            laws = [cache.derived(e, ("section", root), partial(section, e)) for e in shown]
             side = [(e.view.law, i // PAGE_LAWS + 1) for i, e in enumerate(entries)]  # every law, and its page
             maps = cache.across(entries, ("maps", number, args),
                                 lambda: map_sections(client, [e.view for e in entries], request.args,
@@ -223,11 +225,11 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     def api_laws() -> Any:
         client = _client(tracking_uri)
         entries = _visible(cache.entries(client), use_auth)
-        size = request.args.get("per_page", "")
-        size = min(int(size), API_MAX_PER_PAGE) if size.isdigit() and int(size) > 0 else API_PER_PAGE
+        asked = request.args.get("per_page", "")
+        size = min(int(asked), API_MAX_PER_PAGE) if asked.isdigit() and int(asked) > 0 else API_PER_PAGE
         number, pages = _page_of(entries, size)
         shown = entries[(number - 1) * size:number * size]
-        laws = [cache.derived(e, "json", lambda e=e: law_json(client, e.view, e.fit)) for e in shown]
+        laws = [cache.derived(e, "json", partial(law_json, client, e.view, e.fit)) for e in shown]
         targets = cache.across(entries, ("targets", number, size, tuple(sorted(request.args.items()))),
                                lambda: finite(target_maps(client, [e.view for e in entries], request.args,
                                                           _targets(shown))))

@@ -115,7 +115,7 @@ def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
     version exists); a version without a run is read every time."""
     key = f"{model_name}\0{mv.version}\0{mv.run_id}" if mv.run_id else None
     with _cache_lock:
-        if key in _rows:
+        if key is not None and key in _rows:
             return _rows[key]
     try:
         metrics, run_id, _ = _source_metrics(client, mv)

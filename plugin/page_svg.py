@@ -100,10 +100,12 @@ def history_svg(rows: list[VersionRow], name: str) -> str:
     cut at the axis ends in an arrow whose tooltip gives its bound."""
     from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
 
-    pts = [(int(r.version), r.params.get(name), r.intervals.get(name)) for r in rows if _finite(r.params.get(name))]
+    pts = [(int(r.version), value, r.intervals.get(name)) for r in rows
+           if (value := r.params.get(name)) is not None and math.isfinite(value)]
     if not pts:
         return ""
-    core = [v for _, v, _ in pts] + [0.0, PAPER[name]]
+    paper = float(PAPER[name])  # Table 1's alpha or beta (its rows also hold a str: the pretraining)
+    core = [v for _, v, _ in pts] + [0.0, paper]
     reach = max(max(core) - min(core), 0.25)
     limit = (min(core) - reach, max(core) + reach)
     bounds = [min(max(b, limit[0]), limit[1]) for _, _, iv in pts if iv for b in iv if _finite(b)]
@@ -112,7 +114,7 @@ def history_svg(rows: list[VersionRow], name: str) -> str:
                   Axis(*span(core + bounds, log=False), name, log=False), f"{name} across versions",
                   width=400, height=240, css_class=f"chart history history-{name}", margin=(30, 16, 46, 58))
     chart.line([chart.x.lo, chart.x.hi], [0.0, 0.0], "#11171c", width=0.8)
-    chart.line([chart.x.lo, chart.x.hi], [PAPER[name]] * 2, GREY, width=1.2, dash="5 4")
+    chart.line([chart.x.lo, chart.x.hi], [paper] * 2, GREY, width=1.2, dash="5 4")
     cut = 0
     for version, value, interval in pts:
         if interval and _finite(*interval):

@@ -41,9 +41,9 @@ def _listen_address(argv: Sequence[str]) -> tuple[str, str] | None:
     if bind and not bind.startswith(("unix:", "fd:")):
         host, _, port = bind.rpartition(":")
         return (host, port) if port.isdigit() else None
-    port = _option(argv, "--port")
-    if port and port.isdigit():
-        return _option(argv, "--host") or "127.0.0.1", port
+    port_option = _option(argv, "--port")
+    if port_option and port_option.isdigit():
+        return _option(argv, "--host") or "127.0.0.1", port_option
     return None
 
 

@@ -26,13 +26,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.schema import ENV_SERVER_URI, ENV_WEBHOOK_SECRET
 
+if TYPE_CHECKING:
+    from mlflow.entities.webhook import WebhookEventStr
+
 ROUTE = "/transfer-laws/api/webhook"
 MAX_AGE_S = 300
-EVENTS = ("model_version.created", "model_version_tag.set", "model_version_alias.created")
+EVENTS: tuple[WebhookEventStr, ...] = ("model_version.created", "model_version_tag.set", "model_version_alias.created")
 WEBHOOK_NAME = "transfer-laws-refit"
 MAX_BODY_BYTES = 64 * 1024
 """Largest delivery accepted (413 past it, before the body is read): MLflow's events are well under 1 KiB."""

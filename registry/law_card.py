@@ -178,7 +178,10 @@ def _coefficient_table(law: str, fit: Any, unit: str, per_token: float | None = 
     tokens and the runs logged ``D_F_chars``, so the paper's k sits beside a k in its own unit."""
     intervals = dict(getattr(fit, "intervals", {}) or {})
     paper = PAPER_TABLE_1.get(law)
-    in_chars = unit != "chars" and per_token is not None and math.isfinite(per_token) and per_token > 0
+    # the characters per token to show k per character with: a fit in tokens whose runs logged characters
+    per_char = (per_token if unit != "chars" and per_token is not None and math.isfinite(per_token) and per_token > 0
+                else None)
+    in_chars = per_char is not None
     header = "| | fitted | 95% interval |" + (" paper, Table 1 |" if paper else "")
     rows = [header, "|---|---|---|" + ("---|" if paper else "")]
     for name in LAW_COEFFICIENTS:
@@ -188,8 +191,8 @@ def _coefficient_table(law: str, fit: Any, unit: str, per_token: float | None = 
         if paper:
             row += " (characters: next row) |" if name == "k" and in_chars else f" {paper[name]:.3g} |"
         rows.append(row)
-        if name == "k" and in_chars:
-            value, low, high = k_per_char(fit, per_token)
+        if name == "k" and per_char is not None:
+            value, low, high = k_per_char(fit, per_char)
             row = f"| k (D_F in characters) | {sig3(value)} | [{sig3(low)}, {sig3(high)}] |"
             rows.append(row + (f" {paper['k']:.3g} |" if paper else ""))
     if paper:

@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd  # the predict type hint: MLflow reads it at log time (no signature inferred from it)
+from mlflow.pyfunc import PythonModel  # not mlflow.pyfunc.PythonModel: mypy reads mlflow.pyfunc as a LazyLoader
 
 from transfer_laws.registry.schema import LAW_FIT_ARTIFACT
 
@@ -47,7 +48,7 @@ def _column(prediction: Any, name: str) -> Any:
     return getattr(prediction, name, None)
 
 
-class LawModel(mlflow.pyfunc.PythonModel):
+class LawModel(PythonModel):
     """Serves a saved ``TransferLaw`` (the ``fit`` artifact)."""
 
     def load_context(self, context: Any) -> None:

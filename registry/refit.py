@@ -37,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
@@ -65,6 +65,11 @@ from transfer_laws.registry.schema import (
     law_name,
     parse_law,
 )
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.tracking import ensure_experiment, fluent_uri, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -101,7 +106,7 @@ class RefitResult:
     """``registered`` (new version), ``unchanged`` (same inputs as ``@latest``) or ``failed``."""
     version: str | None
     """The new version, or the current ``@latest`` one when unchanged; None when failed."""
-    fit: Any | None
+    fit: TransferLaw | None
     """The ``TransferLaw`` fitted (None when the fit failed)."""
     reason: str | None
     """Why the refit failed, when it did."""
@@ -117,7 +122,7 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def latest_version(client: Any, law: str) -> Any | None:
+def latest_version(client: Any, law: str) -> ModelVersion | None:
     """The version behind alias ``latest`` of the law's model, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -131,7 +136,7 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", str(name))
 
 
-def law_metrics(fit: Any) -> dict[str, float]:
+def law_metrics(fit: TransferLaw) -> dict[str, float]:
     """k, alpha, beta, every interval bound (``<name>_low``/``<name>_high``) and the model checks as metrics:
     ``cv_error_<method>`` per scored scratch-model candidate, ``runner_up_alpha``/``runner_up_beta`` (the best-scored
     candidate not chosen), ``scratch_resid_rms``/``_max`` and ``law_resid_rms``/``_max``."""
@@ -160,7 +165,7 @@ def law_metrics(fit: Any) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def _report(law: str, fit: Any, inputs: LawInputs) -> dict[str, Any]:
+def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, Any]:
     return {
         "law": law,
         "fingerprint": fit.fingerprint,
@@ -216,7 +221,8 @@ def law_source_tags(law: str) -> dict[str, str]:
     return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
 
 
-def update_target_map(client: Any, uri: str, law: str, version: str | None = None, fit: Any = None) -> None:
+def update_target_map(client: Any, uri: str, law: str, version: str | None = None,
+                      fit: TransferLaw | None = None) -> None:
     """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
     is not downloaded again); a failure costs the chart, never the version."""
     from transfer_laws.registry.map_run import log_target_map
@@ -233,11 +239,11 @@ def inputs_digest(inputs: LawInputs) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _covers(version: Any | None, digest: str) -> bool:
+def _covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion]:
     return version is not None and version.tags.get(TAG_INPUTS_DIGEST) == digest
 
 
-def _log_refit_run(client: Any, uri: str, law: str, fit: Any, inputs: LawInputs, settings: dict[str, Any],
+def _log_refit_run(client: Any, uri: str, law: str, fit: TransferLaw, inputs: LawInputs, settings: dict[str, Any],
                    tags: dict[str, str]) -> tuple[str, Any]:
     """Log the fit on a refit run and verify it; returns (run id, logged-model info)."""
     import mlflow
@@ -325,16 +331,16 @@ def _close_debris(client: Any, law: str, held: str) -> list[str]:
 class _Stale(NamedTuple):
     """A refit lost the compare-and-set: the ``@latest`` and the runs read under the registry lock, to fit next."""
 
-    latest: Any | None
+    latest: ModelVersion | None
     inputs: LawInputs
 
 
-def _version_number(version: Any | None) -> str | None:
+def _version_number(version: ModelVersion | None) -> str | None:
     return None if version is None else str(version.version)
 
 
 def _register_if_current(client: Any, uri: str, reader: Any, law: str, digest: str, seen: str | None, run_id: str,
-                         info: Any, tags: dict[str, str]) -> tuple[str, Any] | _Stale:
+                         info: Any, tags: dict[str, str]) -> tuple[str, ModelVersion] | _Stale:
     """Compare-and-set under the registry lock. The version is created when no version was registered since the
     refit read its runs (``seen`` is the ``@latest`` it saw before reading: every later version read later, so
     ours would go backwards), or else when the runs are still exactly the ones it fitted. Returns
@@ -430,7 +436,7 @@ def refit_law(
                            len(inputs.points))
 
 
-def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawInputs, reader: Any) -> None:
+def _forecast(client: Any, uri: str, law: str, latest: ModelVersion | None, inputs: LawInputs, reader: Any) -> None:
     """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
     from transfer_laws.registry.forecast import forecast_new_runs
 
@@ -440,7 +446,7 @@ def _forecast(client: Any, uri: str, law: str, latest: Any | None, inputs: LawIn
         log.warning("could not forecast the new runs of %s", law, exc_info=True)
 
 
-def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
+def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
     """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
     from transfer_laws.registry.fit._loo import leave_one_out
 
@@ -450,7 +456,7 @@ def _leave_one_out(fit: Any, inputs: LawInputs) -> None:
         log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
 
 
-def _track_record(fit: Any, reader: Any, law: str) -> None:
+def _track_record(fit: TransferLaw, reader: Any, law: str) -> None:
     """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
     from transfer_laws.registry.forecast import record_summary, track_record
 
@@ -464,6 +470,8 @@ def attach_plots(client: Any, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
     from transfer_laws.registry.fit import plot_law
 
+    if result.fit is None:
+        raise ValueError(f"no fit to plot for {result.law} ({result.status}: {result.reason})")
     with tempfile.TemporaryDirectory() as tmp:
         for plot in plot_law(result.fit, Path(tmp)):
             client.log_artifact(result.run_id, str(plot), PLOTS_ARTIFACT)

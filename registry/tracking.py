@@ -154,7 +154,9 @@ def fluent_uri(uri: str) -> Iterator[None]:
         try:
             yield
         finally:
-            tracking_utils.set_tracking_uri(saved_tracking)  # also resets the tracer provider, as MLflow does
+            # also resets the tracer provider, as MLflow does; None (unset) is stored as given, though MLflow's
+            # annotation says str | Path
+            tracking_utils.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
             registry_utils._registry_uri = saved_registry
             for name, value in saved_env.items():
                 if value is None:

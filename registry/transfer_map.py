@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
@@ -28,6 +28,9 @@ from transfer_laws.registry.schema import (
     parse_law,
 )
 from transfer_laws.registry.tracking import all_pages
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 N_MATCH = 0.02
 """A checkpoint serves a query at N when its N is within 2% of it (N is an exact count; 2% is a shape's rounding)."""
@@ -59,7 +62,7 @@ class TargetLaw:
     law: str
     source: str
     version: str | None
-    fit: Any | None
+    fit: TransferLaw | None
     """The ``TransferLaw`` of the shown version (None, with ``error``, when it has none or it cannot be read)."""
     error: str | None = None
     runs: list[RunResult] = field(default_factory=list)
@@ -243,8 +246,9 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
         notes.append(f"{exc}; shown in tokens")
         unit, d_f = "tokens", None
         default_n, default_d_f = _defaults(sources, unit)
+    at_n, at_d_f = n or default_n, d_f or default_d_f  # the query: what the rows below are at
     if sources:
-        n, d_f = n or default_n, d_f or default_d_f
+        n, d_f = at_n, at_d_f
     doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
                            "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals from the "
@@ -263,12 +267,12 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
     if not spans:
         return plain(doc)
     grid = np.geomspace(min(lo for lo, _ in spans) / 2, max(hi for _, hi in spans) * 2, 60)
-    doc["lines"] = {s.source: d_t_line(s, n, grid, unit) for s in sources}
-    doc["crossings"] = [crossing(a, b, n, unit) for a, b in combinations(sources, 2)]
-    ranked, notes = rank(sources, n, d_f, unit)
+    doc["lines"] = {s.source: d_t_line(s, at_n, grid, unit) for s in sources}
+    doc["crossings"] = [crossing(a, b, at_n, unit) for a, b in combinations(sources, 2)]
+    ranked, notes = rank(sources, at_n, at_d_f, unit)
     doc["ranked_by"], doc["notes"] = notes[0], doc["notes"] + notes[1:]
     checkpoints = {e.source: e.checkpoints for e in laws}
-    doc["ranking"] = [_ranked_row(r, *checkpoint_for(checkpoints[r.source], n)) for r in ranked]
+    doc["ranking"] = [_ranked_row(r, *checkpoint_for(checkpoints[r.source], at_n)) for r in ranked]
     return plain(doc)
 
 
@@ -298,11 +302,11 @@ def source_contrast(laws: list[TargetLaw], base: str, other: str, n: float | Non
     smallest D_F both laws were fitted at (characters by default, the paper's unit)."""
     from transfer_laws.registry.fit._compare import Source, chars_per_token, contrast
 
-    found = {e.source: e for e in laws if e.fit is not None}
+    found = {e.source: Source(e.source, e.fit, chars_per_token(e.runs)) for e in laws if e.fit is not None}
     missing = [s for s in (base, other) if s not in found]
     if missing:
         raise LookupError(f"no fitted law from source {', '.join(missing)} (laws with a fit: "
                           f"{', '.join(sorted(found)) or 'none'})")
-    a, b = (Source(found[s].source, found[s].fit, chars_per_token(found[s].runs)) for s in (base, other))
+    a, b = found[base], found[other]
     default_n, d_f_small = _defaults([a, b], unit)
     return plain(contrast(a, b, n or default_n, d_f_small, unit))

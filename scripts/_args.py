@@ -16,6 +16,7 @@ import math
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -58,7 +59,10 @@ def field_docs(cls: type) -> dict[str, str]:
             source = textwrap.dedent(inspect.getsource(klass))
         except (OSError, TypeError):
             continue
-        body = ast.parse(source).body[0].body
+        tree = ast.parse(source).body[0]
+        if not isinstance(tree, ast.ClassDef):  # a dataclass's source is its class statement
+            continue
+        body = tree.body
         for node, following in zip(body, body[1:], strict=False):
             if (
                 isinstance(node, ast.AnnAssign)
@@ -150,7 +154,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
     group = parser if not prefix else parser.add_argument_group(prefix.rstrip("."), cls.__doc__ or None)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             add_dataclass_arguments(parser, tp, prefix=f"{prefix}{f.name}.")
             continue
         parse, metavar, choices = _converter(tp)
@@ -188,7 +192,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"{where}: null is not allowed")
-    if dataclasses.is_dataclass(base):
+    if isinstance(base, type) and dataclasses.is_dataclass(base):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of {base.__name__} fields")
         return build_dataclass(base, value, where=where)
@@ -239,7 +243,7 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _check_range(flag: str, value: Any, limits: dict[str, Any]) -> None:
+def _check_range(flag: str, value: Any, limits: Mapping[str, Any]) -> None:
     minimum, strict, maximum = limits["minimum"], limits["strict"], limits.get("maximum")
     for item in value if isinstance(value, (list, tuple)) else [value]:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):

@@ -12,12 +12,15 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from transfer_laws.registry.advice import Advice, Candidate, Plan, Target, alpha_halfwidth, rank_next_runs
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+if TYPE_CHECKING:
+    from transfer_laws.scripts.sweep import TrainCell
 
 ATTR_REASON = "adaptive_reason"
 TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
@@ -276,7 +279,7 @@ def _seed_order(candidates: Sequence[Candidate]) -> list[int]:
     return sorted(range(len(candidates)), key=key)
 
 
-def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[Any, int], tuple[str, float]]) -> int:
+def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell) -> int:
     """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run).
 
     The law's finished runs already in the store (same tokenizer as this sweep's) count as prior points, so a law
@@ -288,6 +291,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[
 
     from transfer_laws.registry.fit import RunResult, fit_transfer_law
     from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.scripts._common import log_line
     from transfer_laws.scripts.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
 
     client = MlflowClient(use_tracking_uri(args.tracking_uri))
@@ -326,7 +330,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: Callable[[
     budget = max(0, args.max_runs - len(earlier))
     results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
                              tolerance=args.alpha_tolerance, max_runs=budget,
-                             log=lambda m: sys.stderr.write(m + "\n"),
+                             log=log_line,
                              on_choice=lambda cell, reason: reasons.__setitem__(cell, reason))
     total = len(earlier) + len(results)
     why = "budget spent" if total >= args.max_runs else (

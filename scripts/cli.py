@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from transfer_laws.registry.schema import ENV_VERBOSE
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
@@ -127,11 +128,13 @@ def _one_line_errors(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) 
     command = parser.prog.removeprefix("transfer-laws").strip() or chosen
     where = f"transfer-laws {command} --help" if command else "transfer-laws --help"
 
-    def error(message: str) -> None:
+    def error(message: str) -> NoReturn:
         sys.stderr.write(f"transfer-laws: error: {message} (see: {where})\n")
         sys.exit(2)
 
-    parser.error = error
+    # This parser's own error (not the class's: build_parser's parsers keep argparse's), which mypy refuses to see
+    # assigned over a method
+    parser.error = error  # type: ignore[method-assign]
     for action in parser._actions:  # argparse keeps subparsers here
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():

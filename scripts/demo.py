@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, checkpoint_model_name
@@ -125,7 +125,29 @@ class _Progress:
               flush=True)
 
 
-def _prepare_workspace(common: dict[str, Any], size: str) -> None:
+class _RunOptions(TypedDict):
+    """The recipe arguments every run of the demo shares (a fine-tune takes its tokenizer from its checkpoint)."""
+
+    tracking_uri: str
+    experiment: str
+    corpus_max_mb: float
+    progress_bar: bool
+    print_outcome: bool
+
+
+class _TokenizedRunOptions(_RunOptions):
+    """The shared arguments of a run that trains with the workspace tokenizer (pretraining, from scratch)."""
+
+    vocab_size: int
+
+
+class _FitOptions(TypedDict):
+    """How each run's refit is made."""
+
+    refit_bootstrap: int
+
+
+def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
     """Build the corpora and the tokenizer the runs share, once, before the ETA's clock starts (on a fresh home
     this is a minute no run's compute explains)."""
     from transfer_laws.scripts import pretrain, scratch, workspace
@@ -146,7 +168,7 @@ def plan_compute(args: Args) -> list[float]:
     from transfer_laws.scripts.advise import preset_n
 
     per_step = 8 * 128  # the recipes' default batch x context
-    compute = []
+    compute: list[float] = []
     sources = len(SOURCES_FULL) if args.full else 1
     for size, steps in zip(args.sizes, args.pretrain_steps, strict=True):
         n = preset_n(size)
@@ -176,10 +198,10 @@ def run(args: Args) -> Any:
     sources = SOURCES_FULL if args.full else ("text",)
     laws = [law_name(source, "python") for source in sources]
     print(f"transfer-laws demo: law{'s' if len(laws) > 1 else ''} {', '.join(laws)}, store {uri}", flush=True)
-    common = {"tracking_uri": uri, "experiment": args.experiment, "corpus_max_mb": args.corpus_max_mb,
-              "vocab_size": args.vocab_size, "progress_bar": args.progress_bar, "print_outcome": False}
-    fit_options = {"refit_bootstrap": args.bootstrap}
-    without_tokenizer = {k: v for k, v in common.items() if k != "vocab_size"}  # a fine-tune uses its checkpoint's
+    without_tokenizer = _RunOptions(tracking_uri=uri, experiment=args.experiment, corpus_max_mb=args.corpus_max_mb,
+                                    progress_bar=args.progress_bar, print_outcome=False)
+    common = _TokenizedRunOptions(**without_tokenizer, vocab_size=args.vocab_size)
+    fit_options = _FitOptions(refit_bootstrap=args.bootstrap)
 
     def capped(recipe: Any) -> dict[str, Any]:
         return {"train": replace(recipe.TRAIN, max_steps=args.run_max_steps,

@@ -28,7 +28,7 @@ from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, def
 from transfer_laws.registry.pin import Budget, PinRun, Spent
 from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
-from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
+from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs, log_line
 
 KEYS = ("pin_role", "pin_size", "pin_n", "pin_tokens", "pin_seed")
 """A pin trial's fixed parameters: the run it trains."""
@@ -314,9 +314,8 @@ def run(args: Args) -> int:
     except FitError as exc:
         raise UserError(f"pin needs a law it can fit to start from; {args.law}: {str(exc).splitlines()[0]} "
                         "(train seed runs first: transfer-laws sweep or transfer-laws demo)", 3) from None
-    log = lambda m: sys.stderr.write(m + "\n")  # noqa: E731
     name = args.study or f"pin-{args.law}"
-    queue = open_queue(args, lambda *_: ("", math.nan), log)
+    queue = open_queue(args, lambda *_: ("", math.nan), log_line)
     parent = ensure_parent_run(queue.study, args.tracking_uri, args.experiment, create=True)
     queue.train = recipe_train(args, parent, name)
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
@@ -326,7 +325,7 @@ def run(args: Args) -> int:
         return spent.minutes * 60 / spent.flops if spent.flops > 0 else math.nan
 
     outcome = pin(fit, lambda law: law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
-                  queue, target, budget, draws=args.advice_draws, log=log, seconds_per_flop=rate)
+                  queue, target, budget, draws=args.advice_draws, log=log_line, seconds_per_flop=rate)
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
     print(format_outcome(outcome, target))
     print(f"law {args.law}: {result.status}" + (f" version {result.version}" if result.version else ""))

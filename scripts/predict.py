@@ -144,8 +144,12 @@ def run(args: Args) -> int:
     answer["past_low_data_regime"] = past_regime(checks, args.n, args.d_f)
     if args.target_loss is not None:
         check_target_loss(law, args.target_loss, args.n, law_vocab_size(law))
-        quantity, solve = (("d_f", law.d_f_for_target_loss) if args.n is not None else ("n", law.n_for_target_loss))
-        given = args.n if args.n is not None else args.d_f
+        if args.n is not None:
+            quantity, solve, given = "d_f", law.d_f_for_target_loss, args.n
+        elif args.d_f is not None:
+            quantity, solve, given = "n", law.n_for_target_loss, args.d_f
+        else:  # check_question refuses this before the law is read
+            raise BadInput("--target-loss needs exactly one of --n or --d-f")
         value, low, high = _target_with_interval(law, solve, given, args.target_loss, quantity)
         if quantity == "d_f" and value < 1:
             raise UserError(f"the law puts a best loss of {args.target_loss:g} at D_F = {value:.2g} {answer['unit']} "
@@ -226,7 +230,8 @@ def _target_with_interval(law: Any, solve: Any, given: float, loss: float,
         raise UserError(why, EXIT_UNREACHABLE)
     draws = {name: np.asarray(law.draws.get(name, [])) for name in ("k", "alpha", "beta")}
     count = min(len(d) for d in draws.values())
-    picks = np.unique(np.linspace(0, count - 1, min(TARGET_DRAWS, count)).astype(int)) if count else []
+    picks: np.ndarray | list[int] = (np.unique(np.linspace(0, count - 1, min(TARGET_DRAWS, count)).astype(int))
+                                     if count else [])
     answers = []
     for i in picks:
         k, alpha, beta = (float(draws[name][i]) for name in ("k", "alpha", "beta"))
@@ -301,7 +306,8 @@ def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
 
 def _as_plain(prediction: Any) -> dict[str, Any]:
     """A prediction (dataclass or mapping) as {quantity: {value, low, high}}."""
-    raw = dataclasses.asdict(prediction) if dataclasses.is_dataclass(prediction) else dict(prediction)
+    is_instance = dataclasses.is_dataclass(prediction) and not isinstance(prediction, type)
+    raw = dataclasses.asdict(prediction) if is_instance else dict(prediction)
     plain: dict[str, Any] = {}
     for key, value in raw.items():
         if key.endswith(("_low", "_high")):

@@ -72,6 +72,8 @@ def run(args: Args, extras: Any = None) -> Any:
         return trained
     from transfer_laws.registry.checkpoints import register_checkpoint
 
+    if trained.checkpoint_dir is None:
+        raise RuntimeError(f"pretrained run {trained.run_id} saved no checkpoint to register")
     registered = register_checkpoint(trained.checkpoint_dir, name=name, alias=args.alias, run_id=trained.run_id)
     if args.print_outcome:
         print(f"registered {registered.uri} (models:/{name}@{args.alias})")

@@ -268,7 +268,7 @@ def refit_cli(
     elif result.status == STATUS_FAILED:
         print(redact(f"refit of {law} failed: {result.reason}"), file=sys.stderr)
     else:
-        summary = result.fit.summary() if hasattr(result.fit, "summary") else ""
+        summary = result.fit.summary() if result.fit is not None else ""
         print(f"{law}: {result.status} (version {result.version}, {result.n_runs} runs)\n{summary}".rstrip())
         print(_calibration_text(result, record))
     for name, moved in drift.items():

@@ -65,10 +65,11 @@ def run(args: Args) -> int:
     from transfer_laws.scripts._law import load_law_version
 
     if args.target is not None:
-        return _target_report(args)
+        return _target_report(args, args.target)
     use_tracking_uri(args.tracking_uri, read_only=True)
     with tempfile.TemporaryDirectory(prefix="transfer-law-report-") as tmp:
-        law, mv, folder = load_law_version(args.law, args.version, keep_in=Path(tmp) / "fit")
+        folder = Path(tmp) / "fit"
+        law, mv, _ = load_law_version(args.law, args.version, keep_in=folder)
         out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
         out.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
@@ -82,16 +83,16 @@ def run(args: Args) -> int:
     return 0
 
 
-def _target_report(args: Args) -> int:
-    """The transfer map of ``args.target``: printed, and written as map.json plus its charts."""
+def _target_report(args: Args, target: str) -> int:
+    """The transfer map of ``target`` (``args.target``): printed, and written as map.json plus its charts."""
     from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
     from transfer_laws.registry.tracking import home_dir
     from transfer_laws.scripts._jsonout import json_document
     from transfer_laws.scripts._map_text import format_map, format_ranking
     from transfer_laws.scripts.choose import load_map
 
-    doc = load_map(args.target, args.n, args.d_f, args.unit, args.tracking_uri)
-    out = args.out or home_dir() / "reports" / f"map-{args.target}"
+    doc = load_map(target, args.n, args.d_f, args.unit, args.tracking_uri)
+    out = args.out or home_dir() / "reports" / f"map-{target}"
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(format_map(doc) + (format_ranking(doc) if doc.get("ranking") else []))
     files = {"map.json": json_document(doc), "summary.txt": text + "\n",

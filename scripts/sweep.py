@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
 from transfer_laws.registry.records import MAX_D
@@ -32,6 +32,11 @@ from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
 from transfer_laws.scripts._lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, LrTuning, TuneTarget
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Recipe = TypeVar("_Recipe", bound="DataclassInstance")
 
 CELL_KEYS = ("size", "d_f_tokens", "role")
 ATTR_PARENT_RUN = "parent_run_id"
@@ -338,7 +343,7 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
     return train
 
 
-def recipe_args(args: Args, recipe: type, **cell: Any) -> Any:
+def recipe_args(args: object, recipe: type[_Recipe], **cell: Any) -> _Recipe:
     """A recipe's arguments for one run: every setting the sweep shares with the recipe (by field name, so a new
     shared setting reaches the runs without a copy here), then the cell's own."""
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe) if hasattr(args, f.name)}
