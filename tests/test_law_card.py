@@ -105,6 +105,18 @@ def test_description_fits_mlflows_limit_and_names_exclusions(fit: object) -> Non
     assert len(huge) <= DESCRIPTION_LIMIT and "cut to fit" in huge and f"#law-{LAW}" in huge
 
 
+def test_excluded_run_links_name_the_experiment(fit: object) -> None:
+    # MLflow redirects #/runs/<id> to the run's experiment without the query: a browser that last chose GenAI then
+    # opened the run as an "Evaluations" page. The reader knows each run's experiment; the link names it.
+    class Inputs:
+        excluded = {"run-a": "missing D_F_tokens"}
+        run_experiments = {"run-a": "7"}
+
+    text = version_description(LAW, fit, Inputs())
+    assert "](#/experiments/7/runs/run-a?workflowType=machine_learning)" in text
+    assert "](#/runs/" not in text
+
+
 def test_description_says_where_the_law_holds() -> None:
     import numpy as np
     from _fit_synth import smooth_bend
