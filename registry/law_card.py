@@ -324,8 +324,9 @@ def _exchange_sentence(fit: Any) -> str:
     if interval is None:
         return ("A 10× larger N is worth an undetermined multiple of the fine-tuning data: α's 95% interval "
                 "includes 0, so 10^(β/α) has no bound.")
-    return (f"A 10× larger N is worth {rate}× the fine-tuning data [{sig3(interval[0])}×, {sig3(interval[1])}×] "
-            "(10^(β/α), 95% from the bootstrap draws).")
+    # No "] (" in Markdown: MLflow's renderer reads "[a] (b)" as a link to "b", and the interval became one.
+    return (f"A 10× larger N is worth {rate}× the fine-tuning data (10^(β/α); 95% interval "
+            f"[{sig3(interval[0])}×, {sig3(interval[1])}×] from the bootstrap draws).")
 
 
 def _cap(text: str, limit: int) -> str:
