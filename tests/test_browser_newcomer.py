@@ -175,20 +175,21 @@ def _walk(page: Any, mlflow_ui: str, demo: dict[str, Any]) -> None:
     page.get_by_role("link", name=f"Version {version.version}", exact=True).first.click()
     page.get_by_text(f"Version {version.version}").first.wait_for()
     assert f"/models/{demo['model']}/versions/{version.version}" in page.url, page.url
-    law_link = page.get_by_role("link", name="Open the law page")
-    law_link.first.wait_for()
+    page.get_by_role("link", name="Open the law page").first.wait_for()
+    refit = demo["client"].get_run(version.run_id)  # MLflow's "Source Run" in the version's header
+    source_run = page.get_by_role("link", name=refit.info.run_name, exact=True).first
+    source_run.wait_for()
     _assert_training_view(page)
     _shot(page, "3-version")
     card = _description_links(page)
     assert card["law"], "the version's card links the law page"
-    assert not card["other"], f"links in the card that lead nowhere: {card['other']}"
+    assert not card["other"], f"links in the card to no law page, run of its experiment or version: {card['other']}"
     for href in card["runs"]:  # #/runs/<id> would lose the view in MLflow's redirect
         assert f"/experiments/{exp_id}/runs/" in href and TRAINING_VIEW in href, href
     _follow_each(page, card, "3-card")
 
     # MLflow's own "Source Run" link: the refit run, whose description (ours) links the version and the law page.
-    refit = demo["client"].get_run(version.run_id)
-    page.get_by_role("link", name=refit.info.run_name, exact=True).first.click()
+    source_run.click()
     _assert_run_page(page, refit, refit.info.experiment_id)
     note = _description_links(page)
     assert note["law"] and note["models"] and not note["other"], note
