@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import browser  # noqa: F401 (the fixture: Debian's Chromium through Playwright)
+from test_browser import _non_white_fraction, browser  # noqa: F401 (the fixture: Debian's Chromium, Playwright)
 
 from transfer_laws.registry import schema
 
@@ -205,6 +205,8 @@ def _walk(page: Any, mlflow_ui: str, demo: dict[str, Any]) -> None:
     assert law_page.url.split("#")[0].endswith(schema.LAW_PAGE_PATH), law_page.url
     assert section.locator("svg.fit-plot circle.pt").count() > 0, "the law's fit plot has no points"
     _shot(law_page, "4-law-page")
+    plot = section.locator("svg.fit-plot").screenshot(path=str(ARTIFACTS / "newcomer-4-fit-plot.png"))
+    assert _non_white_fraction(plot) > 0.01, "the fit plot rendered blank"
     run_link = section.locator("table.runs a.run-link").first
     href = run_link.get_attribute("href") or ""
     assert TRAINING_VIEW in href, href
