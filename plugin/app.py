@@ -1,7 +1,8 @@
 """The ``mlflow.app`` entry point ``transfer-laws``: ``mlflow server --app-name transfer-laws``.
 
 Adds to MLflow's own Flask app: the refit hook (``plugin/hook.py``), the signed webhook endpoint
-(``plugin/webhooks.py``) and, when installed, the law page (``plugin/page.py``). With
+(``plugin/webhooks.py``), when installed, the law page (``plugin/page.py``), and MLflow's UI opening in its
+Model-training view in a browser that has not chosen a view (``plugin/ui_view.py``). With
 ``TRANSFER_LAWS_BASIC_AUTH=1`` it is composed with MLflow's basic-auth app (only one ``--app-name`` is allowed, so
 we call ``mlflow.server.auth.create_app`` ourselves). Refits inside the server then authenticate as the service
 account in ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``plugin/service_account.py``); without one the
@@ -62,6 +63,7 @@ def create_app() -> Any:
     from mlflow.server import app as flask_app
 
     from transfer_laws.plugin.hook import install_refit_hook
+    from transfer_laws.plugin.ui_view import open_training_view_by_default
     from transfer_laws.plugin.webhooks import register_webhook_route
 
     basic_auth = os.environ.get(ENV_BASIC_AUTH) == "1"
@@ -69,6 +71,7 @@ def create_app() -> Any:
         install_refit_hook(flask_app)
     register_webhook_route(flask_app)
     _add_law_page(flask_app)
+    open_training_view_by_default(flask_app)
     if basic_auth:
         from mlflow.server.auth import create_app as create_auth_app
 

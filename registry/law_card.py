@@ -276,12 +276,22 @@ def _runs_section(fit: Any, inputs: Any) -> list[str]:
     excluded = [(str(r), str(why)) for r, why in getattr(fit, "excluded", []) or []]
     excluded += [(str(r), str(why)) for r, why in dict(getattr(inputs, "excluded", {}) or {}).items()]
     if excluded:
+        where = dict(getattr(inputs, "run_experiments", {}) or {})
         lines += ["", f"Excluded ({len(excluded)}):"]
-        lines += [f"- [{run_id[:8]}]({ui_route(f'#/runs/{run_id}')}): {_short(why)}"
+        lines += [f"- [{run_id[:8]}]({_run_route(run_id, where.get(run_id))}): {_short(why)}"
                   for run_id, why in excluded[:LISTED_EXCLUSIONS]]
         if len(excluded) > LISTED_EXCLUSIONS:
             lines.append(f"- ... and {len(excluded) - LISTED_EXCLUSIONS} more (see `inputs.json`)")
     return lines
+
+
+def _run_route(run_id: str, experiment_id: str | None) -> str:
+    """A run's page in MLflow's Model-training view. MLflow redirects ``#/runs/<id>`` to the run's experiment and
+    drops the query on the way, so a browser that last chose GenAI opened the run as an "Evaluations" page: the
+    experiment is named wherever the reader saw the run."""
+    if experiment_id:
+        return ui_route(f"#/experiments/{experiment_id}/runs/{run_id}")
+    return ui_route(f"#/runs/{run_id}")
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -317,8 +327,9 @@ def _exchange_sentence(fit: Any) -> str:
     if interval is None:
         return ("A 10× larger N is worth an undetermined multiple of the fine-tuning data: α's 95% interval "
                 "includes 0, so 10^(β/α) has no bound.")
-    return (f"A 10× larger N is worth {rate}× the fine-tuning data [{sig3(interval[0])}×, {sig3(interval[1])}×] "
-            "(10^(β/α), 95% from the bootstrap draws).")
+    # No "] (" in Markdown: MLflow's renderer reads "[a] (b)" as a link to "b", and the interval became one.
+    return (f"A 10× larger N is worth {rate}× the fine-tuning data (10^(β/α); 95% interval "
+            f"[{sig3(interval[0])}×, {sig3(interval[1])}×] from the bootstrap draws).")
 
 
 def _cap(text: str, limit: int) -> str:

@@ -54,6 +54,9 @@ class LawInputs:
     """Run id -> why the reader left it out."""
     experiment_ids: set[str] = field(default_factory=set)
     """Every experiment a run the reader found (used or excluded) lies in: who may read the law (the law page)."""
+    run_experiments: dict[str, str] = field(default_factory=dict)
+    """Run id -> its experiment, for every run the reader found: where the run's page is in MLflow's UI (a link
+    by run id alone loses ``?workflowType=machine_learning`` in MLflow's redirect)."""
 
     @property
     def run_ids(self) -> list[str]:
@@ -180,7 +183,8 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
     if not ids:
         return inputs
     runs = [run for f in law_filters(law) for run in search_all_runs(client, ids, f)]
-    inputs.experiment_ids = {run.info.experiment_id for run in runs}
+    inputs.run_experiments = {run.info.run_id: run.info.experiment_id for run in runs}
+    inputs.experiment_ids = set(inputs.run_experiments.values())
     parents = _Parents(client)
     digests = Counter(r.data.tags.get(TAG_TOKENIZER) for r in runs if r.data.tags.get(TAG_TOKENIZER))
     majority = digests.most_common(1)[0][0] if digests else None

@@ -21,6 +21,8 @@ from transfer_laws.registry.law_card import (
     DESCRIPTION_LIMIT,
     PAPER_TABLE_1,
     law_model_description,
+    law_model_note,
+    refit_run_note,
     sig3,
     version_description,
     version_tags,
@@ -85,6 +87,10 @@ def test_description_reads_the_law_its_uncertainty_and_warnings(fit: object) -> 
     assert "transfer-laws choose --target python" in law_model_description(LAW)
     assert version_description("code-to-python", fit).count("Table 1") == 0  # no paper row for an unknown law
     assert f"A 10× larger N is worth {sig3(10 ** (fit.beta / fit.alpha))}× the fine-tuning data" in text
+    # MLflow's Markdown renders "[a] (b)" as a link to "b" when b has no space: the exchange rate's interval was
+    # one, to "10^(β/α" (the browser newcomer test saw it). "[a, b] (95% intervals)" stays text.
+    for card in (text, law_model_description(LAW), refit_run_note(LAW, "3", fit), law_model_note(LAW, "3", fit)):
+        assert not re.search(r"\] ?\(\S*\)", card.replace("](", "")), card
     from dataclasses import replace
 
     assert "not meaningful here (α ≤ 0)" in version_description(LAW, replace(fit, alpha=-1.04))
@@ -103,6 +109,18 @@ def test_description_fits_mlflows_limit_and_names_exclusions(fit: object) -> Non
 
     huge = version_description(LAW, replace(fit, warnings=["w" * 900] * 9))
     assert len(huge) <= DESCRIPTION_LIMIT and "cut to fit" in huge and f"#law-{LAW}" in huge
+
+
+def test_excluded_run_links_name_the_experiment(fit: object) -> None:
+    # MLflow redirects #/runs/<id> to the run's experiment without the query: a browser that last chose GenAI then
+    # opened the run as an "Evaluations" page. The reader knows each run's experiment; the link names it.
+    class Inputs:
+        excluded = {"run-a": "missing D_F_tokens"}
+        run_experiments = {"run-a": "7"}
+
+    text = version_description(LAW, fit, Inputs())
+    assert "](#/experiments/7/runs/run-a?workflowType=machine_learning)" in text
+    assert "](#/runs/" not in text
 
 
 def test_description_says_where_the_law_holds() -> None:

@@ -64,6 +64,8 @@ def test_runs_missing_numbers_or_with_another_tokenizer_are_excluded_with_reason
     assert inputs.excluded[no_loss] == "missing best_test_loss"
     assert "tokenizer digest another" in inputs.excluded[other_tok]
     assert "best_test_loss" in inputs.excluded[negative] and "positive" in inputs.excluded[negative]
+    # Every run read, excluded ones too, knows its experiment: the version card links its page there.
+    assert {inputs.run_experiments[r] for r in [*good, no_loss, other_tok, negative]} == {exp}
 
 
 def test_deleted_runs_and_deleted_experiments_are_not_read(client: MlflowClient) -> None:
