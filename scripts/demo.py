@@ -320,6 +320,14 @@ def _pin_laws(args: Args, uri: str, laws: list[str], sources: tuple[str, ...], s
                 pin.run(pin_args(args, uri, law, source, share, train))
             except UserError as exc:
                 print(f"pin {law}: {exc}")
+        else:
+            spent = (time.monotonic() - started) / 60
+            print(f"No time left for the pin loop: the seed runs took {spent:.0f} of --full-minutes "
+                  f"{args.full_minutes:g}. Continue where this stopped (the study resumes; `transfer-laws predict "
+                  f"--law {law} --next` shows the advised runs and what they cost):\n"
+                  f"  transfer-laws pin --law {law} --alpha-halfwidth {args.alpha_halfwidth:g} --budget 60min "
+                  f"--from-template 'models:/{_checkpoint_name(args, source)}@demo-{{size}}' --study demo-pin-{law} "
+                  f"--tracking-uri {uri}")
         results.append(refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap))
     return results
 
@@ -373,6 +381,20 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str 
               + ", ".join(f"N={n:,}: {g:+.3f}" for n, g in ordered))
 
 
+def _latest_fit(uri: str, law: str, results: list[Any]) -> list[Any]:
+    """The fit of the version a refit found already covering the runs (status ``unchanged``), if any."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.forecast import load_version_fit
+    from transfer_laws.registry.schema import law_model_name
+
+    versions = [r.version for r in results if r.status == "unchanged" and r.version]
+    if not versions:
+        return []
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return [load_version_fit(client, uri, client.get_model_version(law_model_name(law), versions[-1]))]
+
+
 def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
     from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
 
@@ -381,19 +403,24 @@ def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
     for law in laws:
         print()
         mine = [r for r in results if getattr(r, "law", law) == law]
-        fitted = [r for r in mine if r.fit is not None]
+        fitted = [r.fit for r in mine if r.fit is not None] or _latest_fit(uri, law, mine)
         if fitted:
-            fit = fitted[-1].fit
+            fit = fitted[-1]
             if len(laws) > 1:
                 print(f"{law}:")
             print(fit.summary())
             for name, value, meaning in (("beta", fit.beta, "D_T grows with N"), ("alpha", fit.alpha,
                                                                                    "D_T grows with D_F")):
-                if value > 0:
-                    print(f"- {meaning} on these runs ({name} = {value:.3f} > 0), as in the paper.")
+                low, high = fit.intervals.get(name, (float("nan"), float("nan")))
+                said = f"{name} = {value:.3f} [{low:.3g}, {high:.3g}]"
+                if low > 0:
+                    print(f"- {meaning} on these runs ({said}, 95% interval above 0), as in the paper.")
+                elif value > 0:
+                    print(f"- These runs suggest that {meaning} ({said}) but do not determine it: the interval "
+                          "includes 0. More runs narrow it: `transfer-laws pin` trains the advised ones.")
                 else:
-                    print(f"- These runs do NOT show that {meaning} ({name} = {value:.3f}): too few or too small "
-                          "runs (a CPU demo's N spans a few x; benchmarks/gpu_sweep.sh trains larger models on a GPU).")
+                    print(f"- These runs do NOT show that {meaning} ({said}): too few or too small runs (a CPU "
+                          "demo's N spans a few x; benchmarks/gpu_sweep.sh trains larger models on a GPU).")
             print(f"\nRegistered as models:/{law_model_name(law)}@{LAW_ALIAS}")
         else:
             reasons = "; ".join(r.reason or r.status for r in mine) or "no refit ran"

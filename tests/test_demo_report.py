@@ -34,16 +34,45 @@ def test_findings_say_so_when_pretraining_loses(capsys: pytest.CaptureFixture[st
     assert "does NOT beat" in out and "0 of 2" in out
 
 
-@pytest.mark.parametrize(("alpha", "beta"), [(0.18, 0.38), (-0.3, 0.2)])
-def test_law_verdicts_follow_the_signs(alpha: float, beta: float, capsys: pytest.CaptureFixture[str]) -> None:
-    fit = SimpleNamespace(summary=lambda: "law summary", alpha=alpha, beta=beta)
+@pytest.mark.parametrize(("alpha", "alpha_interval", "said"), [
+    (0.18, (0.1, 0.3), "D_T grows with D_F on these runs"),
+    (0.18, (-0.5, 0.9), "suggest that D_T grows with D_F"),  # an interval through 0 decides nothing
+    (-0.3, (-0.9, 0.2), "do NOT show that D_T grows with D_F"),
+])
+def test_law_verdicts_follow_the_intervals(alpha: float, alpha_interval: tuple[float, float], said: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    fit = SimpleNamespace(summary=lambda: "law summary", alpha=alpha, beta=0.38,
+                          intervals={"alpha": alpha_interval, "beta": (0.2, 0.5)})
     refit = SimpleNamespace(fit=fit, status="registered", law="text-to-python", version="1", reason=None)
     demo._print_law("text-to-python", "sqlite:///home/mlflow.db", refit)
     out = capsys.readouterr().out
-    assert ("do NOT show that D_T grows with D_F" in out) == (alpha <= 0)
-    assert "D_T grows with N on these runs" in out
+    assert said in out
+    assert sum(phrase in out for phrase in ("D_T grows with D_F on these runs", "suggest that D_T grows with D_F",
+                                            "do NOT show that D_T grows with D_F")) == 1
+    assert "D_T grows with N on these runs (beta = 0.380 [0.2, 0.5]" in out
     assert "transfer-laws serve --backend-store-uri sqlite:///home/mlflow.db" in out
     assert "workflowType=machine_learning" in out and "/transfer-laws/#law-text-to-python" in out
+
+
+def test_a_law_already_covering_the_runs_is_printed_from_its_version(
+        sqlite_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The demo's last refit finds @latest covering every run ("unchanged"): the law is that version's, not "not fitted".
+    from law_runs import LAW, land_finetunes, land_scratch_runs
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.refit import refit_law
+
+    client = MlflowClient(sqlite_uri, sqlite_uri)
+    exp = client.create_experiment("runs")
+    land_scratch_runs(client, exp)
+    land_finetunes(client, exp, 9)
+    first = refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=30, plots=False)
+    again = refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=30, plots=False)
+    assert (again.status, again.fit) == ("unchanged", None)
+    demo._print_law(LAW, sqlite_uri, [again])
+    out = capsys.readouterr().out
+    assert "could not be fitted" not in out
+    assert f"alpha = {first.fit.alpha:.4f}" in out and f"models:/transfer-law-{LAW}@latest" in out
 
 
 def test_no_fit_is_reported_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
