@@ -105,10 +105,12 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
     (pretraining at 20 tokens per parameter, scratch runs over the measured D and fine-tunes at the measured D_F)."""
     from transfer_laws.lightning_modules.config import PRESETS
 
-    ft_n = sorted({float(p.n) for p in law.points})
-    d_fs = [float(p.d_f) for p in law.points]
-    s_n = sorted({float(v) for v in np.exp(law.scratch.log_n)}) if law.scratch.log_n.size else []
-    s_d = [float(v) for v in np.exp(law.scratch.log_d)]
+    # N and D are counts: rounded, so that a size read back from the scratch model's logs (12767.999...) is the
+    # same size as the fine-tunes' 12768, not a second row of identical candidates.
+    ft_n = sorted({float(round(p.n)) for p in law.points})
+    d_fs = [float(round(p.d_f)) for p in law.points]
+    s_n = sorted({float(round(v)) for v in np.exp(law.scratch.log_n)}) if law.scratch.log_n.size else []
+    s_d = [float(round(v)) for v in np.exp(law.scratch.log_d)]
     if not ft_n or not d_fs:
         return []
     d_f_grid = _around(d_fs, 2.0, 2.0) or [MIN_TOKENS]

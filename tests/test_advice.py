@@ -187,3 +187,18 @@ def test_law_candidates_cover_every_kind_of_run_and_never_go_below_the_smallest_
     assert all(c.d_f_tokens >= MIN_TOKENS for c in candidates) and all(c.command for c in candidates)
     tiny = replace(law, points=[replace(p, d_f=300.0) for p in law.points])
     assert min(c.d_f_tokens for c in law_candidates(tiny) if c.role == "finetune") >= MIN_TOKENS
+
+
+def test_a_size_read_back_from_the_scratch_logs_is_not_a_second_size(law) -> None:
+    # exp(log N) of the scratch model comes back as 12767.999...; the fine-tunes say 12768: one size, one row each.
+    from dataclasses import replace
+
+    import numpy as np
+
+    from transfer_laws.scripts.advise import law_candidates
+
+    noisy = replace(law, scratch=replace(law.scratch, log_n=np.log(np.exp(law.scratch.log_n) * (1 - 1e-12))))
+    candidates = law_candidates(noisy)
+    keys = [(c.role, round(c.n_params), round(c.d_f_tokens), c.pretrain_tokens) for c in candidates]
+    assert len(keys) == len(set(keys))
+    assert {c.n_params for c in candidates if c.role == "scratch"} >= {float(round(p.n)) for p in law.points}
