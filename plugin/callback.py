@@ -59,7 +59,7 @@ from transfer_laws.registry.schema import (
     data_params,
     law_name,
 )
-from transfer_laws.registry.tracking import all_pages
+from transfer_laws.registry.tracking import all_pages, client_for
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
@@ -206,9 +206,7 @@ class TransferFactsCallback(L.Callback):
 
     def _mlflow_client(self) -> Any:
         if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            self._client = client_for(self.tracking_uri)
         return self._client
 
     def _save_unwritten(self) -> None:
@@ -261,11 +259,10 @@ def write_group(client: Any, run_id: str, group: dict[str, Any]) -> None:
 
 def replay_facts(path: Path, tracking_uri: str | None = None) -> int:
     """Write the groups a callback saved to ``path`` (when the server was unreachable); returns how many."""
-    from mlflow import MlflowClient
 
     payload = json.loads(Path(path).read_text())
     uri = tracking_uri or payload.get("tracking_uri")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     for group in payload["groups"]:
         write_group(client, payload["run_id"], group)
     return len(payload["groups"])

@@ -43,6 +43,7 @@ def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
 
 
 def _client(tracking_uri: str | None) -> Any:
+    """The page's client: the server's backend and registry stores (they may differ), else the given URI."""
     from mlflow import MlflowClient
 
     uri, registry = _store_uris(tracking_uri)

@@ -175,10 +175,10 @@ def laws_of_checkpoint(client: Any, name: str, version: str) -> list[str]:
 
 
 def _default_enqueue(name: str, version: str, server_uri: str) -> None:
-    from transfer_laws.registry.refit import _client
     from transfer_laws.registry.refit_service import get_service
+    from transfer_laws.registry.tracking import client_for
 
-    get_service(server_uri).enqueue_resolver(lambda: laws_of_checkpoint(_client(server_uri), name, version))
+    get_service(server_uri).enqueue_resolver(lambda: laws_of_checkpoint(client_for(server_uri), name, version))
 
 
 def precheck(headers: Any) -> WebhookRejected | None:
@@ -300,12 +300,13 @@ async def _answer(send: Callable[[Any], Any], rejected: WebhookRejected) -> None
 
 def create_webhook(tracking_uri: str, url: str, secret: str) -> str:
     """Subscribe ``url`` (our endpoint on the server) to checkpoint events; returns the webhook id."""
-    from mlflow import MlflowClient
 
     if not secret:
         raise ValueError("a webhook needs a secret (the server verifies every delivery)")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"webhook url {url!r} must be http(s)")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    from transfer_laws.registry.tracking import client_for
+
+    client = client_for(tracking_uri)
     webhook = client.create_webhook(name=WEBHOOK_NAME, url=url, events=list(EVENTS), secret=secret)
     return webhook.webhook_id

@@ -37,7 +37,7 @@ from transfer_laws.registry.schema import (
     MLFLOW_NOTE,
     ui_route,
 )
-from transfer_laws.registry.tracking import fluent_uri, get_version, model_id_of
+from transfer_laws.registry.tracking import client_for, fluent_uri, get_version, model_id_of
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -138,7 +138,6 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     ``tokenizer_digest``) and N from the model shape (non-embedding parameters, ``non_embedding_params``);
     ``tags`` override or add. The folder is validated first: a bad folder registers nothing.
     """
-    from mlflow import MlflowClient
 
     from transfer_laws.lightning_modules.model import checkpoint_from_bytes, non_embedding_params
 
@@ -159,7 +158,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     }
     version_tags = {k: str(v) for k, v in version_tags.items() if v is not None}
     run_id = run_id or extra.get("run_id")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     experiment_id = _experiment_for(client, run_id, tracking_uri)
 
     logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=version_tags)
@@ -214,13 +213,12 @@ def link_logged_model(client: Any, model_id: str, name: str, version: int) -> No
 
 def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | None = None) -> LoadedCheckpoint:
     """Download a registered checkpoint (``models:/name@alias`` or ``models:/name/version``) and verify it."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from transfer_laws.lightning_modules.model import CONFIG_FILE, WEIGHTS_FILE, checkpoint_from_bytes
 
     name, _, _ = parse_model_uri(uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     mv = get_version(client, uri)
     model_id = model_id_of(mv)
     logged = client.get_logged_model(model_id)

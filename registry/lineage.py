@@ -30,7 +30,7 @@ from transfer_laws.registry.schema import (
     data_tokens,
     ui_route,
 )
-from transfer_laws.registry.tracking import all_pages
+from transfer_laws.registry.tracking import all_pages, client_for
 
 DESCRIPTION_RUNS = 25
 """Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
@@ -105,9 +105,8 @@ def resolve_version_uri(client: Any, uri: str) -> str:
 
 def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int = 500) -> list[LineageRun]:
     """Every run, in every experiment, started from checkpoint ``uri`` (a version or an alias), oldest first."""
-    from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     return runs_from_version(client, resolve_version_uri(client, uri), page_size)
 
 
@@ -175,11 +174,10 @@ def _count(value: int | None) -> str:
 
 def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
     """Walk back from a run: its parent version, the pretraining run behind it and that run's data inputs."""
-    from mlflow import MlflowClient
 
     from transfer_laws.lightning_modules.config import parse_model_uri
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     run = client.get_run(run_id)
     parent = run.data.tags.get(TAG_PARENT)
     pretrain = run.data.tags.get(TAG_PRETRAIN_RUN)

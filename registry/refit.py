@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.tracking import ensure_experiment, fluent_uri, resolve_tracking_uri
+from transfer_laws.registry.tracking import client_for, ensure_experiment, fluent_uri, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,6 @@ class RefitResult:
     """Usable runs the reader found."""
     run_id: str | None = None
     """The refit run the new version was registered from (only when ``registered``)."""
-
-
-def _client(uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def latest_version(client: Any, law: str) -> ModelVersion | None:
@@ -386,12 +380,12 @@ def refit_law(
 
     law_name(*parse_law(law))  # a malformed law (or one with a quote, say) is a ValueError before anything is read
     uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
+    client = client_for(uri)
     held = lock_kind(uri)
     settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
     with law_lock(law, uri, lock_timeout_s):
         _close_debris(client, law, held)
-        reader = _client(read_uri) if read_uri else client
+        reader = client_for(read_uri) if read_uri else client
         latest = latest_version(client, law)  # before the read: any version registered after this read later
         read_at = int(time.time() * 1000)
         inputs = read_law_inputs(law, reader)
@@ -481,4 +475,4 @@ def attach_plots(client: Any, result: RefitResult) -> None:
 def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:
     """Refit, in this process, every law the landed run feeds (the embedded store's hook)."""
     uri = resolve_tracking_uri(tracking_uri)
-    return [refit_law(law, tracking_uri=uri, **options) for law in laws_for_run(run_id, _client(uri))]
+    return [refit_law(law, tracking_uri=uri, **options) for law in laws_for_run(run_id, client_for(uri))]

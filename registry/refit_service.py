@@ -26,11 +26,11 @@ from transfer_laws.registry.refit import (
     STATUS_FAILED,
     STATUS_REGISTERED,
     RefitResult,
-    _client,
     attach_plots,
     refit_law,
 )
 from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND, MLFLOW_ENV_SERVER_REGISTRY
+from transfer_laws.registry.tracking import client_for
 from transfer_laws.registry.watch import uncovered_laws
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class RefitService:
 
     def enqueue_run(self, run_id: str) -> None:
         """A run landed: refit the laws it feeds."""
-        self._push(lambda: laws_for_run(run_id, _client(self.read_uri)))
+        self._push(lambda: laws_for_run(run_id, client_for(self.read_uri)))
 
     def enqueue_resolver(self, resolve: Callable[[], list[str]]) -> None:
         """Refit the laws ``resolve()`` returns (called on the worker thread)."""
@@ -198,7 +198,7 @@ class RefitService:
             result = self._plots.pop(law)
             self._busy = True
         try:
-            attach_plots(_client(self.tracking_uri), result)
+            attach_plots(client_for(self.tracking_uri), result)
         except Exception:  # a plot is a picture: a failure costs the picture, never the version
             log.exception("plots of %s version %s failed", law, result.version)
         with self._cond:
@@ -266,7 +266,7 @@ def sweep_on_start(service: RefitService, every_s: float | None = SWEEP_EVERY_S)
         if not wait_for_server(service.tracking_uri):
             log.warning("start sweep skipped: %s did not answer", service.tracking_uri)
             return []
-        laws = list(uncovered_laws(_client(service.read_uri)))
+        laws = list(uncovered_laws(client_for(service.read_uri)))
         if laws:
             log.info("refitting %d law(s) not covered by their latest version: %s", len(laws), laws)
         return laws

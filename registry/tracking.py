@@ -20,6 +20,7 @@ from transfer_laws.lightning_modules.config import CheckpointError, parse_model_
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.store.entities.paged_list import PagedList
 
 T = TypeVar("T")
@@ -116,6 +117,16 @@ def use_tracking_uri(explicit: str | None = None, *, read_only: bool = False) ->
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def client_for(uri: str | None = None) -> MlflowClient:
+    """The one way our code opens MLflow: a client whose tracking *and* registry store are ``uri`` (resolved as
+    every command resolves it). A client left to MLflow's global registry URI can write a law's runs to one store
+    and its versions to another."""
+    from mlflow import MlflowClient
+
+    resolved = resolve_tracking_uri(uri)
+    return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 
 def all_pages(fetch: Callable[[str | None], PagedList[T]]) -> list[T]:

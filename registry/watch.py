@@ -15,13 +15,12 @@ from transfer_laws.registry.refit import (
     STATUS_FAILED,
     STATUS_REGISTERED,
     RefitResult,
-    _client,
     _covers,
     inputs_digest,
     latest_version,
     refit_law,
 )
-from transfer_laws.registry.tracking import resolve_tracking_uri
+from transfer_laws.registry.tracking import client_for, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def watch(
     it; returns the results.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
+    client = client_for(uri)
     results: list[RefitResult] = []
     tried: dict[str, str] = {}  # law -> digest of the runs its last refit saw without covering them
     iteration = 0

@@ -97,13 +97,12 @@ def print_source_comparison(target: str = "python", base: str = "text", other: s
     """Print whether ``other`` -> target transfers more than ``base`` -> target at small D_F, whether its alpha is
     lower and whether beta is the same, each with its interval, from the two laws' ``@latest`` versions; returns
     the numbers. Raises ``LookupError`` when either law has no fit yet."""
-    from mlflow import MlflowClient
 
-    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.registry.tracking import client_for, use_tracking_uri
     from transfer_laws.registry.transfer_map import read_target, source_contrast
 
     uri = use_tracking_uri(tracking_uri)
-    result = source_contrast(read_target(MlflowClient(uri, uri), target), base, other, n=n)
+    result = source_contrast(read_target(client_for(uri), target), base, other, n=n)
     for line in format_contrast(result):
         print(line)
     return result

@@ -40,10 +40,9 @@ class Args:
 
 def load_map(target: str, n: float | None, d_f: float | None, unit: str, tracking_uri: str | None) -> dict:
     """The target's map from the active store; a target without laws is bad input naming the targets there are."""
-    from mlflow import MlflowClient
 
     from transfer_laws.registry.schema import law_name
-    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.registry.tracking import client_for, use_tracking_uri
     from transfer_laws.registry.transfer_map import read_target, target_map, targets
 
     try:
@@ -51,7 +50,7 @@ def load_map(target: str, n: float | None, d_f: float | None, unit: str, trackin
     except ValueError as exc:
         raise BadInput(f"--target: {exc}") from None
     uri = use_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     laws = read_target(client, target)
     if not laws:
         known = targets(client)

@@ -266,11 +266,10 @@ def run(args: Args) -> Any:
 def _crown_largest(uri: str, names: list[str]) -> None:
     """Point ``@champion`` at each checkpoint model's largest pretrained size, as a team marks the checkpoint to
     start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
-    from mlflow import MlflowClient
-
     from transfer_laws.registry.schema import CKPT_TAG_N, DEFAULT_CHECKPOINT_ALIAS
+    from transfer_laws.registry.tracking import client_for
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     for name in names:
         versions = [v for v in client.search_model_versions(f"name = '{name}'") if CKPT_TAG_N in (v.tags or {})]
         if versions:
@@ -383,15 +382,14 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str 
 
 def _latest_fit(uri: str, law: str, results: list[Any]) -> list[Any]:
     """The fit of the version a refit found already covering the runs (status ``unchanged``), if any."""
-    from mlflow import MlflowClient
-
     from transfer_laws.registry.forecast import load_version_fit
     from transfer_laws.registry.schema import law_model_name
+    from transfer_laws.registry.tracking import client_for
 
     versions = [r.version for r in results if r.status == "unchanged" and r.version]
     if not versions:
         return []
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     return [load_version_fit(client, uri, client.get_model_version(law_model_name(law), versions[-1]))]
 
 

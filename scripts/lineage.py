@@ -38,12 +38,11 @@ class Args:
 
 
 def run(args: Args) -> int:
-    from mlflow import MlflowClient
 
-    from transfer_laws.registry.tracking import use_tracking_uri
+    from transfer_laws.registry.tracking import client_for, use_tracking_uri
 
     uri = use_tracking_uri(args.tracking_uri, read_only=True)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     target = args.target.strip()
     if target.startswith("models:/"):
         lines = version_tree(client, resolve_version(client, target), uri)

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, _client, latest_version, refit_law
-from transfer_laws.registry.tracking import TrackingError, check_reachable, resolve_tracking_uri
+from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, latest_version, refit_law
+from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for, resolve_tracking_uri
 from transfer_laws.scripts._args import at_least
 from transfer_laws.scripts._errors import RedactingStream, redact
 from transfer_laws.scripts._jsonout import json_document
@@ -98,10 +98,10 @@ def _version_fit(uri: str, law: str, version: str) -> Any:
 
 
 def _previous_exponents(uri: str, law: str) -> dict[str, float]:
-    latest = latest_version(_client(uri), law)
+    latest = latest_version(client_for(uri), law)
     if latest is None or not latest.run_id:
         return {}
-    metrics = _client(uri).get_run(latest.run_id).data.metrics
+    metrics = client_for(uri).get_run(latest.run_id).data.metrics
     return {k: metrics[k] for k in ("alpha", "beta") if k in metrics}
 
 
@@ -250,7 +250,7 @@ def refit_cli(
                 result = replace(result, fit=_version_fit(uri, law, result.version))
             from transfer_laws.registry.forecast import track_record
 
-            record = track_record(_client(uri), law)
+            record = track_record(client_for(uri), law)
     except (ValueError, TrackingError) as exc:
         return emit_error("bad_input", str(exc), EXIT_BAD_INPUT)
     except Exception as exc:  # CI must get a document and a documented code, not a traceback
