@@ -6,6 +6,8 @@ tokenizer is keyed by the corpus it was fitted on and its vocabulary size, as th
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from transfer_laws.registry.tracking import home_dir
@@ -49,6 +51,18 @@ def tokenizer_dir(source: str, vocab_size: int, max_bytes: int | None, home: Pat
 
     home = home or home_dir()
     out = home / "tokenizers" / f"{corpus_label(source)}-{_size_tag(max_bytes)}-v{vocab_size}"
-    if not (out / "tokenizer.json").exists():
-        train_tokenizer(corpus_dir(source, max_bytes, home), out, vocab_size=vocab_size)
+    if (out / "tokenizer.json").exists():
+        return out
+    # Trained into a folder of this process's own and renamed into place whole: the ranks of one torchrun job may
+    # all find it missing at once, and none may read another's half-written tokenizer.json. Whichever rename lands
+    # first is the tokenizer every rank uses.
+    staging = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    train_tokenizer(corpus_dir(source, max_bytes, home), staging, vocab_size=vocab_size)
+    try:
+        os.rename(staging, out)
+    except OSError:  # another process's folder landed first
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (out / "tokenizer.json").exists():
+            raise
     return out

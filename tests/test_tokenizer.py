@@ -70,3 +70,25 @@ def test_same_corpus_same_digest_and_bad_input(info: TokenizerInfo, corpora: dic
         train_tokenizer(tmp_path, tmp_path / "bad2")
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_processes_building_the_workspace_tokenizer_at_once_share_one_whole_folder(tmp_path: Path) -> None:
+    # The ranks of one torchrun job all find the tokenizer missing: each trains in its own folder, one lands whole.
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pathlib import Path; from transfer_laws.scripts import workspace; "
+             "print(workspace.tokenizer_dir('text', 300, 200_000, Path(sys.argv[1])))")
+    home = tmp_path / "home"
+    workspace_corpus = [sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from transfer_laws.scripts import workspace; "
+                        "workspace.corpus_dir('text', 200_000, Path(sys.argv[1]))", str(home)]
+    subprocess.run(workspace_corpus, check=True, timeout=300)  # the corpus first: its own race is tested elsewhere
+    procs = [subprocess.Popen([sys.executable, "-c", probe, str(home)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert len(set(outs)) == 1
+    folder = Path(outs[0])
+    assert load_tokenizer(folder).encode("def f(x):\n    return x") and folder.parent.is_dir()
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
