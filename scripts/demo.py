@@ -164,8 +164,8 @@ def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
 
 def plan_compute(args: Args) -> list[float]:
     """Planned N x tokens of every run the demo makes, in the order it makes them (the pin loops of --full aside)."""
+    from transfer_laws.registry.next_runs import preset_n
     from transfer_laws.scripts._eta import planned_tokens
-    from transfer_laws.scripts.advise import preset_n
 
     per_step = 8 * 128  # the recipes' default batch x context
     compute: list[float] = []

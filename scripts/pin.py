@@ -263,8 +263,8 @@ def recipe_train(args: Args, parent_run_id: str, study_name: str) -> Train:
         if run.role == "pretrain":
             from transfer_laws.plugin.training import RunExtras
             from transfer_laws.registry.checkpoints import register_checkpoint
+            from transfer_laws.registry.next_runs import registered_name
             from transfer_laws.scripts import pretrain
-            from transfer_laws.scripts.advise import registered_name
 
             name, alias = registered_name(args.from_template.format(size=run.size))
             pargs = sweep.recipe_args(seeded, pretrain.Args, preset=run.size, tokens=run.tokens, register_as="",
@@ -298,10 +298,10 @@ def law_fit(args: Args) -> Callable[[], Any]:
 def run(args: Args) -> int:
     from transfer_laws.registry.advice import Target
     from transfer_laws.registry.fit import FitError
+    from transfer_laws.registry.next_runs import law_candidates
     from transfer_laws.registry.pin import format_outcome, pin
     from transfer_laws.registry.refit import refit_law
     from transfer_laws.scripts._errors import BadInput, UserError
-    from transfer_laws.scripts.advise import law_candidates
     from transfer_laws.scripts.sweep import ensure_parent_run
 
     try:

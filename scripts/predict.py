@@ -111,7 +111,7 @@ def law_vocab_size(law: Any) -> int | None:
 def nearest_presets(n: float) -> list[tuple[str, int]]:
     """The preset shapes (``--preset``) just below and just above N, with their N."""
     from transfer_laws.lightning_modules.config import PRESETS
-    from transfer_laws.scripts.advise import preset_n
+    from transfer_laws.registry.next_runs import preset_n
 
     sizes = sorted((preset_n(name), name) for name in PRESETS)
     below = [(name, size) for size, name in sizes if size <= n][-1:]
@@ -120,9 +120,9 @@ def nearest_presets(n: float) -> list[tuple[str, int]]:
 
 
 def run(args: Args) -> int:
+    from transfer_laws.registry.next_runs import advice_rows, format_advice, format_plan
     from transfer_laws.registry.tracking import use_tracking_uri
     from transfer_laws.scripts._law import load_law_version
-    from transfer_laws.scripts.advise import advice_rows, format_advice, format_plan
 
     check_question(args)
     use_tracking_uri(args.tracking_uri, read_only=True)
@@ -320,12 +320,12 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
 
 
 def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
-    """Candidates around the law's own runs (``advise.law_candidates``), ranked, and the greedy plan to the target;
+    """Candidates around the law's own runs (``next_runs.law_candidates``), ranked, and the greedy plan to the target;
     wall times at the rate the law's own runs took."""
     from mlflow import MlflowClient
 
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
-    from transfer_laws.scripts.advise import law_candidates, seconds_per_flop
+    from transfer_laws.registry.next_runs import law_candidates, seconds_per_flop
 
     target = Target(alpha_halfwidth)
     candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []

@@ -10,7 +10,7 @@ where it came from, all in the run's facts, written when the run starts (``plugi
 
 ``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
 law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent; each run's ``transfer.adaptive_reason``
-tag says why it was chosen (see ``scripts/advise.py``).
+tag says why it was chosen (see ``scripts/_adaptive.py``).
 
 ``--tune-lr`` first tunes the peak learning rate of every (size, role) with short pruned Optuna trials in the same
 storage, then trains the grid at the chosen values (see ``scripts/_lr_tune.py``). Every grid run records its
@@ -203,7 +203,7 @@ def _cell_states(study: Any) -> dict[Cell, bool]:
 
 def cell_compute(cell: Cell) -> float:
     """A cell's weight in the ETA: N x D_F (training compute up to the constant 6 x epochs)."""
-    from transfer_laws.scripts.advise import preset_n
+    from transfer_laws.registry.next_runs import preset_n
 
     try:
         return float(preset_n(cell.size)) * cell.d_f_tokens
@@ -386,7 +386,7 @@ def run(args: Args) -> int:
                                                                max_retry=args.max_retry))
     train = recipe_trainer(args, parent, lrs)
     if args.adaptive:
-        from transfer_laws.scripts.advise import run_adaptive
+        from transfer_laws.scripts._adaptive import run_adaptive
 
         return run_adaptive(args, study, cells, train)
     if not args.worker:

@@ -143,7 +143,7 @@ def test_bad_candidates_are_refused(law, bad: Candidate) -> None:
 
 def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
     from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
-    from transfer_laws.scripts.advise import adaptive_order, format_advice
+    from transfer_laws.registry.next_runs import adaptive_order, format_advice
 
     scratch_d = [10.0 ** (6 + 0.5 * i) for i in range(9)]
     ns, dfs = (1e5, 1e6, 1e7), (1e5, 3e5, 1e6, 3e6)
@@ -179,7 +179,7 @@ def test_adaptive_loop_fits_the_real_law_and_never_repeats_a_cell() -> None:
 def test_law_candidates_cover_every_kind_of_run_and_never_go_below_the_smallest_budget(law) -> None:
     from dataclasses import replace
 
-    from transfer_laws.scripts.advise import MIN_TOKENS, law_candidates
+    from transfer_laws.registry.next_runs import MIN_TOKENS, law_candidates
 
     candidates = law_candidates(law)
     kinds = {(c.role, c.pretrain_tokens > 0) for c in candidates}
@@ -195,7 +195,7 @@ def test_a_size_read_back_from_the_scratch_logs_is_not_a_second_size(law) -> Non
 
     import numpy as np
 
-    from transfer_laws.scripts.advise import law_candidates
+    from transfer_laws.registry.next_runs import law_candidates
 
     noisy = replace(law, scratch=replace(law.scratch, log_n=np.log(np.exp(law.scratch.log_n) * (1 - 1e-12))))
     candidates = law_candidates(noisy)

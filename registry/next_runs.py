@@ -1,31 +1,31 @@
-"""Next-run advice for the command line: candidates around a law (or from a grid), the ranked table and the plan
-for ``predict --next``, runnable commands, and the ``sweep --adaptive`` loop (refit, ask the advice for the best
-remaining cell, train it, until alpha is pinned).
+"""Choosing the next runs, around the numerics of ``registry/advice.py``: the candidates (a law's own runs and one
+step beyond them, or a sweep's grid cells; N from the preset's non-embedding parameter count) with the command that
+trains each, the table and the plan ``predict --next`` prints, and the adaptive order ``sweep --adaptive`` trains in
+(a space-filling seed, then the advice's best remaining cell, until alpha is pinned).
 
-The numerics live in ``transfer_laws.registry.advice``; this module turns sizes, grids and a law's own runs into
-candidates (N from the preset's non-embedding parameter count) with the command that trains each.
+No MLflow and no torch: a preset's N comes from the torch-free ``lightning_modules/config.py``, and the store is only
+read through the client a caller passes (``seconds_per_flop``).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from transfer_laws.registry.advice import Advice, Candidate, Plan, Target, alpha_halfwidth, rank_next_runs
+from transfer_laws.registry.advice import (
+    Advice,
+    Candidate,
+    Plan,
+    Target,
+    alpha_halfwidth,
+    compute_flops,
+    rank_next_runs,
+)
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
-
-if TYPE_CHECKING:
-    from transfer_laws.scripts.sweep import TrainCell
-
-ATTR_REASON = "adaptive_reason"
-TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
-NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
-"""On a run of ``sweep --adaptive``: why the loop chose it (seed, no law yet, or the advice's rank and shrink)."""
 
 
 def preset_n(size: str) -> int:
@@ -139,8 +139,6 @@ def seconds_per_flop(client: Any, law: Any, epochs: float = EPOCHS, limit: int =
     """Wall seconds per FLOP of the advice's convention (6 N tokens x ``epochs``) over up to ``limit`` of the law's
     finished runs in the store: what a run of a given compute takes on the machines that trained these (NaN when
     none can be read)."""
-    from transfer_laws.registry.advice import compute_flops
-
     seconds, flops = 0.0, 0.0
     for p in list(law.points)[:limit]:
         try:
@@ -279,96 +277,3 @@ def _seed_order(candidates: Sequence[Candidate]) -> list[int]:
         return (0 if candidates[i].role == "scratch" else 1, dist, i)
 
     return sorted(range(len(candidates)), key=key)
-
-
-def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell) -> int:
-    """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run).
-
-    The law's finished runs already in the store (same tokenizer as this sweep's) count as prior points, so a law
-    that can already be fitted skips the seed phase. Cells finished by an earlier, stopped ``--adaptive`` run of
-    the same study are kept (never retrained) and count against ``--max-runs``; the loop resumes from them. Each
-    run's ``transfer.adaptive_reason`` tag (and its trial's user attribute) says why it was chosen.
-    """
-    from mlflow import MlflowClient
-
-    from transfer_laws.registry.fit import RunResult, fit_transfer_law
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._common import log_line
-    from transfer_laws.scripts.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
-
-    client = MlflowClient(use_tracking_uri(args.tracking_uri))
-    sizes = {c.size: preset_n(c.size) for c in cells}
-    prior = prior_results(args, cells, client)
-    finished = {c: finished_trial(study, c) for c in cells}
-    earlier = [RunResult(str(t.user_attrs[ATTR_RUN_ID]), c.role, sizes[c.size], c.d_f_tokens, float(t.value))
-               for c, t in sorted(((c, t) for c, t in finished.items() if t is not None), key=lambda ct: ct[1].number)]
-    todo = [c for c, t in finished.items() if t is None]
-    reasons: dict[Any, str] = {}
-
-    def train(cell: Any) -> Any:
-        enqueue_cells(study, [cell])
-        outcome: dict[str, Any] = {}
-
-        def record(c: Any, number: int) -> tuple[str, float]:
-            # The reason travels in the run's facts, so the run carries it from its start.
-            outcome["run"] = train_cell(c, number, {TAG_ADAPTIVE_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
-            return outcome["run"]
-
-        run_worker(study, record, max_trials=1, progress=True,
-                   trial_attrs=lambda c: {ATTR_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
-        run_id, loss = outcome.get("run", (f"failed-{cell}", float("nan")))
-        return RunResult(run_id, cell.role, sizes[cell.size], cell.d_f_tokens, loss)
-
-    def fit(results: list[Any]) -> Any:
-        ours = earlier + results
-        ids = {r.run_id for r in ours}
-        return fit_transfer_law([p for p in prior if p.run_id not in ids] + ours, bootstrap=200)
-
-    try:
-        fit([])
-        start = 0  # the store's runs (or this study's earlier ones) already give a law: the advice ranks from here
-    except ValueError:
-        start = sum(c.role == "scratch" for c in todo) + min(4, len(todo))
-    budget = max(0, args.max_runs - len(earlier))
-    results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
-                             tolerance=args.alpha_tolerance, max_runs=budget,
-                             log=log_line,
-                             on_choice=lambda cell, reason: reasons.__setitem__(cell, reason))
-    total = len(earlier) + len(results)
-    why = "budget spent" if total >= args.max_runs else (
-        "grid exhausted" if total == len(cells) else "alpha within tolerance")
-    print(f"sweep {args.study} --adaptive: {len(results)} runs now, {len(earlier)} kept from before ({why}; "
-          f"{len(prior)} prior runs of {args.law} in the store)")
-    return 0
-
-
-def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
-    """The law's finished runs in the store, when they share this sweep's tokenizer (else their losses are in
-    other units and none is used)."""
-    from transfer_laws.registry.reader import read_law_inputs
-    from transfer_laws.registry.schema import TAG_TOKENIZER
-
-    inputs = read_law_inputs(args.law, client)
-    if not inputs.points:
-        return []
-    theirs = client.get_run(inputs.points[0].run_id).data.tags.get(TAG_TOKENIZER)
-    ours = sweep_tokenizer_digest(args, cells)
-    if theirs != ours:
-        sys.stderr.write(f"adaptive: the {len(inputs.points)} runs of {args.law} in the store use another tokenizer;"
-                         " starting from none of them\n")
-        return []
-    return inputs.points
-
-
-def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:
-    """The digest of the tokenizer this sweep's runs use: the checkpoints' when it fine-tunes, else the workspace's."""
-    from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._common import megabytes
-
-    finetunes = [c for c in cells if c.role == "finetune"]
-    if finetunes:
-        return str(load_checkpoint_uri(args.from_template.format(size=finetunes[0].size)).tokenizer_digest)
-    return tokenizer_digest(workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
-                                                    megabytes(args.tokenizer_max_mb)))
