@@ -77,6 +77,8 @@ TAG_PIN = "transfer.pin"
 """The pin loop (its Optuna study name) that chose and trained a run (``transfer-laws pin``)."""
 TAG_PIN_REASON = "transfer.pin_reason"
 """Why the pin loop chose the run: the advice's predicted intervals after it, its compute, what the law lacked."""
+TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
+"""Why ``sweep --adaptive`` chose the run (or that the advice did not choose it)."""
 
 # Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
 CONTEXT_PRETRAINING = "pretraining"

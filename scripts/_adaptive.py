@@ -9,12 +9,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.next_runs import adaptive_order, candidates_for, preset_n
+from transfer_laws.registry.schema import TAG_ADAPTIVE_REASON
 
 if TYPE_CHECKING:
     from transfer_laws.scripts.sweep import TrainCell
 
 ATTR_REASON = "adaptive_reason"
-TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
 NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
 """On a run of ``sweep --adaptive``: why the loop chose it (seed, no law yet, or the advice's rank and shrink)."""
 

@@ -178,9 +178,14 @@ def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budg
     from transfer_laws.registry.advice import rank_next_runs
     from transfer_laws.registry.fit import fit_transfer_law
     from transfer_laws.registry.next_runs import candidates_for, preset_n
-    from transfer_laws.registry.schema import CKPT_TAG_TOKENIZER_DIGEST, ROLE_FINETUNE, ROLE_SCRATCH
+    from transfer_laws.registry.schema import (
+        CKPT_TAG_TOKENIZER_DIGEST,
+        ROLE_FINETUNE,
+        ROLE_SCRATCH,
+        TAG_ADAPTIVE_REASON,
+    )
     from transfer_laws.scripts import cli
-    from transfer_laws.scripts._adaptive import ATTR_REASON, TAG_ADAPTIVE_REASON, prior_results
+    from transfer_laws.scripts._adaptive import ATTR_REASON, prior_results
     from transfer_laws.scripts.sweep import default_storage
 
     data = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
