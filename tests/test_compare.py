@@ -141,3 +141,28 @@ def test_the_papers_two_laws_compare_as_table_1_says() -> None:
     truth = (MIX_TO_PYTHON[0] / TEXT_TO_PYTHON[0]) ** (1 / (TEXT_TO_PYTHON[1] - MIX_TO_PYTHON[1]))
     assert not met["within_data"] and met["below"] == "mix" and "above the D_F" in met["note"]
     assert abs(math.log10(met["d_f"]["value"] / truth)) < 1, (met["d_f"], truth)
+
+
+def test_an_undetermined_law_shows_its_intervals_and_no_band_that_hides_the_lines(sources: dict[str, Source]) -> None:
+    # On the page, a bare point value would read as a precise one; a band over the whole plot would hide every line.
+    from transfer_laws.registry.fit._compare import d_t_line
+    from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+
+    runs = synthetic_runs((1e5, 0.30, 0.38), loss_noise=0.003, seed=4)
+    finetunes = [r for r in runs if r.role == "finetune"]
+    kept = [r for r in runs if r.role == "scratch"] + [finetunes[0], finetunes[3], finetunes[7]]
+    thin = Source("thin", fit_transfer_law(kept, bootstrap=200, seed=4), C)
+    row = law_row(thin)
+    assert not row["determined"]
+    assert row["alpha"]["low"] <= row["alpha"]["value"] <= row["alpha"]["high"]
+    assert math.isfinite(row["k_tokens"]["low"]) and math.isfinite(row["beta"]["high"])
+    grid = np.geomspace(1e3, 1e6, 12)
+    doc = {"target": "python", "unit": "tokens", "n": N,
+           "laws": [law_row(thin), law_row(sources["text"])],
+           "lines": {"thin": d_t_line(thin, N, grid, "tokens"), "text": d_t_line(sources["text"], N, grid, "tokens")}}
+    svg = lines_chart(doc)
+    assert svg.count('class="band"') == 1, "only the determined law's band is drawn"
+    assert "No band is drawn for an undetermined law" in svg and "thin (" in svg
+    alpha = params_chart(doc, "alpha")
+    assert alpha.count('class="whisker"') == 2 and 'stroke-dasharray="1 3"' in alpha
+    assert "undetermined law" in alpha

@@ -142,12 +142,13 @@ def law_row(src: Source) -> dict[str, Any]:
                            "finetunes_screened": len(fit.points), "scratch_runs": int(fit.scratch.log_n.size),
                            "verdict": list((fit.checks or {}).get("verdict", [])), "warnings": list(fit.warnings),
                            "fitted": {k: list(v) for k, v in fitted_span(fit).items()}}
+    # Shown with their intervals even when undetermined (``determined`` and the verdict say so beside them): a bare
+    # point value would read as a precise one. What compares laws (ranking, crossings) still ignores such bounds.
     for name in ("alpha", "beta"):
-        row[name] = _shown(ok, getattr(fit, name), fit.draws[name]).as_dict()
+        row[name] = estimate(getattr(fit, name), fit.draws[name]).as_dict()
     for unit in UNITS:
         try:
-            k = k_in(src, unit)
-            row[f"k_{unit}"] = (k if ok else Estimate(k.value)).as_dict()
+            row[f"k_{unit}"] = k_in(src, unit).as_dict()
         except ValueError:
             row[f"k_{unit}"] = None
     return row

@@ -35,8 +35,13 @@ def lines_chart(doc: dict[str, Any], css_class: str = "chart map-lines", standal
                   Axis(*span(ys, pad=0.35), f"D_T, effective data transferred ({unit})"),
                   f"{doc['target']}: every source at N = {number_label(doc['n'])}", css_class=css_class,
                   standalone=standalone)
+    determined = {law["source"]: law.get("determined", True) for law in doc.get("laws", [])}
+    unbanded = []
     for source, line in lines.items():
-        chart.band(line["d_f"], line["low"], line["high"], colour[source])
+        if determined.get(source, True):
+            chart.band(line["d_f"], line["low"], line["high"], colour[source])
+        else:  # its draws do not pin it down: a band over the whole plot would hide every line
+            unbanded.append(f"{source} ({_band_range(line)})")
         chart.line(line["d_f"], line["d_t"], colour[source], css="source-line")
         chart.legend("line", colour[source], f"{source} \u2192 {doc['target']}")
     for c in doc.get("crossings", []):
@@ -49,11 +54,25 @@ def lines_chart(doc: dict[str, Any], css_class: str = "chart map-lines", standal
                + (f" [{c['d_f']['low']:.3g}, {c['d_f']['high']:.3g}]" if _finite(c["d_f"]["low"], c["d_f"]["high"])
                   else "") + f", {c['note']}")
         chart.marker(d, y, "#11171c", "hollow", {"data-crossing": "-".join(c["sources"])}, tip, css="crossing")
-    chart.legend("band", "#5f7281", "95% band (draws)")
+    if len(unbanded) < len(lines):
+        chart.legend("band", "#5f7281", "95% band (draws)")
     chart.legend("hollow", "#11171c", "crossing point")
-    return chart.render(f"Each source's law at N = {doc['n']:.3g} (non-embedding). Slope = alpha: a smaller alpha "
-                        "transfers relatively more at small D_F. Above the line of another source = transfers more "
-                        "there; where the bands overlap the two are not distinguishable.")
+    caption = (f"Each source's law at N = {doc['n']:.3g} (non-embedding). Slope = alpha: a smaller alpha transfers "
+               "relatively more at small D_F. Above the line of another source = transfers more there; where the "
+               "bands overlap the two are not distinguishable.")
+    if unbanded:
+        caption += (" No band is drawn for an undetermined law (its draws do not pin it down); its 95% range of D_T "
+                    "at the middle D_F: " + "; ".join(unbanded) + ".")
+    return chart.render(caption)
+
+
+def _band_range(line: dict[str, Any]) -> str:
+    """The band's low and high at the line's middle D_F, for a caption."""
+    i = len(line["d_f"]) // 2
+    low, high = line["low"][i] if line["low"] else math.nan, line["high"][i] if line["high"] else math.nan
+    if not _finite(low, high):
+        return "no finite band"
+    return f"{low:.3g} to {high:.3g} at D_F = {line['d_f'][i]:.3g}"
 
 
 def _at(xs: list[float], ys: list[float], x: float) -> float:
@@ -79,10 +98,14 @@ def params_chart(doc: dict[str, Any], name: str, css_class: str = "chart map-par
                   log=False), f"{name} per source", width=480, height=260, css_class=f"{css_class} {name}",
                   margin=(30, 150, 46, 58), standalone=standalone)
     chart.line([chart.x.lo, chart.x.hi], [0.0, 0.0], "#11171c", width=0.8)
+    shaky = False
     for i, law in enumerate(rows, 1):
         est, c = law[name], colour[law["source"]]
         if _finite(est["low"], est["high"]):
-            chart.line([i, i], [est["low"], est["high"]], c, width=1.6, css="whisker")
+            undetermined = not law.get("determined", True)
+            shaky |= undetermined
+            chart.line([i, i], [est["low"], est["high"]], c, width=1.6, css="whisker",
+                       dash="1 3" if undetermined else "")
         if law["source"] in PAPER:
             ref = PAPER[law["source"]][name]
             chart.line([i - 0.3, i + 0.3], [ref, ref], "#5f7281", width=1.4, dash="4 3", css="paper")
@@ -93,4 +116,5 @@ def params_chart(doc: dict[str, Any], name: str, css_class: str = "chart map-par
         chart.legend("band", "#5f7281", "paper, Table 1")
     labels = ", ".join(f"{i} = {law['source']}" for i, law in enumerate(rows, 1))
     return chart.render(f"{name} of each source's law with its 95% interval ({labels}); dashed: the paper's value "
-                        "(Table 1) where it has one.")
+                        "(Table 1) where it has one." + (" A dotted interval belongs to an undetermined law: its "
+                                                         "draws do not pin it down." if shaky else ""))
