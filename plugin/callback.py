@@ -62,6 +62,7 @@ from transfer_laws.registry.schema import (
 from transfer_laws.registry.tracking import all_pages, client_for
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities.model_registry import RegisteredModel
     from mlflow.store.entities.paged_list import PagedList
 
@@ -97,7 +98,7 @@ class TransferFactsCallback(L.Callback):
         self.retry_wait_s = retry_wait_s
         self.unwritten: list[dict[str, Any]] = []
         self.facts_file: Path | None = None
-        self._client: Any = None
+        self._client: MlflowClient | None = None
 
     # -- Lightning hooks ----------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -204,7 +205,7 @@ class TransferFactsCallback(L.Callback):
             warnings.warn(f"could not list the laws of target {target!r}: {exc}", stacklevel=2)
             return []
 
-    def _mlflow_client(self) -> Any:
+    def _mlflow_client(self) -> MlflowClient:
         if self._client is None:
             self._client = client_for(self.tracking_uri)
         return self._client
@@ -227,7 +228,7 @@ class TransferFactsCallback(L.Callback):
                       "write them later with transfer_laws.plugin.replay_facts", stacklevel=2)
 
 
-def write_group(client: Any, run_id: str, group: dict[str, Any]) -> None:
+def write_group(client: MlflowClient, run_id: str, group: dict[str, Any]) -> None:
     """Write one saved group of facts to a run in one request."""
     from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, Metric, Param, RunTag
 
@@ -285,7 +286,7 @@ def run_description(facts: RunFacts, params: dict[str, Any], laws: str | None) -
             "to start from. Every setting is under Parameters and in `config.yaml`.")
 
 
-def target_laws(client: Any, target: str) -> list[str]:
+def target_laws(client: MlflowClient, target: str) -> list[str]:
     """Laws ``<source>-to-<target>`` the registry knows: a law model of the target, or a ``pretrained-<source>``
     checkpoint model (the name ``pretrain`` registers under), sorted."""
     laws: set[str] = set()
@@ -301,7 +302,7 @@ def target_laws(client: Any, target: str) -> list[str]:
     return sorted(laws)
 
 
-def _models_named(client: Any, prefix: str, token: str | None) -> PagedList[RegisteredModel]:
+def _models_named(client: MlflowClient, prefix: str, token: str | None) -> PagedList[RegisteredModel]:
     """One page of the registered models whose name starts with ``prefix``."""
     return client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)
 

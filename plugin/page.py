@@ -16,7 +16,7 @@ import os
 import secrets
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_cache import Entry, LawCache
 from transfer_laws.plugin.page_data import LawView
@@ -25,6 +25,9 @@ from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")
 PAGE_LAWS = 20
@@ -42,7 +45,7 @@ def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
     return uri, os.environ.get(schema.MLFLOW_ENV_SERVER_REGISTRY) or uri
 
 
-def _client(tracking_uri: str | None) -> Any:
+def _client(tracking_uri: str | None) -> MlflowClient:
     """The page's client: the server's backend and registry stores (they may differ), else the given URI."""
     from mlflow import MlflowClient
 
@@ -95,13 +98,13 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
-def _with_calibration(client: Any, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
+def _with_calibration(client: MlflowClient, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
     from transfer_laws.plugin.page_calibration import calibration_section
 
     return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
 
 
-def law_json(client: Any, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
+def law_json(client: MlflowClient, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
     """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, the version history and the
     versions' forecast track record."""
     from transfer_laws.plugin.page_calibration import calibration_section

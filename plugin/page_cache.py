@@ -18,10 +18,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_data import LawView, law_models, law_view
 from transfer_laws.plugin.page_fit import FitView, fit_view
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 VIEW_TTL_S = 120.0
 """Longest time a law's runs on the page may lag the store when no new version was registered."""
@@ -56,7 +59,7 @@ class LawCache:
         self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def entries(self, client: Any) -> list[Entry]:
+    def entries(self, client: MlflowClient) -> list[Entry]:
         """Every law's entry, sorted by law; a law whose view cannot be built is logged and left out."""
         models = law_models(client)
         with self._lock:  # forget laws whose model is gone
@@ -70,7 +73,7 @@ class LawCache:
             entry = self._entries.get(name)
         return entry if entry is not None and entry.key == key and entry.expires > time.monotonic() else None
 
-    def _entry(self, client: Any, model: Any) -> Entry | None:
+    def _entry(self, client: MlflowClient, model: Any) -> Entry | None:
         key = _key(model)
         entry = self._fresh(model.name, key)
         if entry is not None:

@@ -5,12 +5,15 @@ predicted-vs-observed chart (``registry/fit/_svg_forecast.py``)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
 
-def calibration_section(client: Any, law: str, fit: Any, version: str | None) -> dict[str, Any]:
+def calibration_section(client: MlflowClient, law: str, fit: Any, version: str | None) -> dict[str, Any]:
     """``calibration``: {versions: [(version, line)], pooled, loo (line), plot (SVG or "")} for the template."""
     from transfer_laws.registry.fit._svg_forecast import forecast_chart
     from transfer_laws.registry.forecast import track_record

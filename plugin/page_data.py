@@ -10,11 +10,17 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry import schema
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.tracking import all_pages
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+    from transfer_laws.registry.reader import LawInputs
 
 PARAMS = ("k", "alpha", "beta")
 """The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
@@ -56,7 +62,7 @@ class LawView:
     """Experiments of every run the reader found for the law (under basic auth, who may see it)."""
 
 
-def _source_metrics(client: Any, mv: Any) -> tuple[dict[str, float], str | None, str | None]:
+def _source_metrics(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float], str | None, str | None]:
     """Metrics of the version's source run, else of its logged model (OSS versions point at ``models:/m-...``)."""
     metrics: dict[str, float] = {}
     run_id, experiment_id = mv.run_id, None
@@ -84,7 +90,7 @@ def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
     return {p: [b["lo"], b["hi"]] for p, b in bounds.items() if {"lo", "hi"} <= set(b)}
 
 
-def law_runs(client: Any, law: str) -> Any:
+def law_runs(client: MlflowClient, law: str) -> LawInputs:
     """The law's runs as the refit reads them (``read_law_inputs``: the same query, records and exclusions), so
     the page lists exactly what the next fit will use; runs the reader leaves out come with their reasons."""
     from transfer_laws.registry.reader import read_law_inputs
@@ -113,7 +119,7 @@ _REPORTS_KEPT = 1024
 _reports_lock = threading.Lock()
 
 
-def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str]]:
+def _excluded_from_report(client: MlflowClient, run_id: str | None) -> list[dict[str, str]]:
     """Runs the reader or the fit left out, with reasons; empty when the run has no readable report. A refit run's
     report never changes once its version exists, so it is read once per run."""
     if not run_id:
@@ -131,7 +137,7 @@ def _excluded_from_report(client: Any, run_id: str | None) -> list[dict[str, str
     return list(pairs)
 
 
-def _read_report(client: Any, run_id: str) -> list[dict[str, str]] | None:
+def _read_report(client: MlflowClient, run_id: str) -> list[dict[str, str]] | None:
     import json
     import tempfile
 
@@ -147,13 +153,13 @@ def _read_report(client: Any, run_id: str) -> list[dict[str, str]] | None:
     return [{"run_id": str(rid), "reason": str(reason)} for rid, reason in pairs]
 
 
-def _excluded_from_tags(mv: Any) -> list[dict[str, str]]:
+def _excluded_from_tags(mv: ModelVersion) -> list[dict[str, str]]:
     """Excluded runs recorded on the version as ``transfer.excluded.<run_id>`` = reason."""
     prefix = "transfer.excluded."
     return [{"run_id": k.removeprefix(prefix), "reason": v} for k, v in sorted(mv.tags.items()) if k.startswith(prefix)]
 
 
-def _shown_version(client: Any, name: str) -> tuple[Any | None, int]:
+def _shown_version(client: MlflowClient, name: str) -> tuple[ModelVersion | None, int]:
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
         return None, 0
@@ -164,7 +170,7 @@ def _shown_version(client: Any, name: str) -> tuple[Any | None, int]:
     return shown, len(versions)
 
 
-def law_view(client: Any, name: str) -> LawView:
+def law_view(client: MlflowClient, name: str) -> LawView:
     """The page's view of one registered law model."""
     mv, count = _shown_version(client, name)
     law = (mv.tags.get(schema.LAW_TAG_LAW) if mv is not None else None) or name.removeprefix(schema.LAW_MODEL_PREFIX)
@@ -191,14 +197,14 @@ def law_view(client: Any, name: str) -> LawView:
     )
 
 
-def law_models(client: Any) -> list[Any]:
+def law_models(client: MlflowClient) -> list[RegisteredModel]:
     """Every registered model named ``transfer-law-*`` (with its latest versions), by name, all pages."""
     return all_pages(lambda token: client.search_registered_models(
         filter_string=f"name LIKE '{schema.LAW_MODEL_PREFIX}%'", max_results=1000, order_by=["name ASC"],
         page_token=token))
 
 
-def collect_laws(client: Any) -> list[LawView]:
+def collect_laws(client: MlflowClient) -> list[LawView]:
     """Every registered model named ``transfer-law-*``, sorted by law (uncached; the server's page uses
     ``page_cache``)."""
     views = []

@@ -15,16 +15,22 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics, download_artifact
 from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.fit import TransferLaw
 
 HISTORY_LIMIT = 30
 """Versions shown in the history (the newest ones): each costs a read of its refit run."""
 _CACHE_SIZE = 256
 """Fits kept loaded (one per law version shown; a fit is a few hundred KB of bootstrap draws)."""
-_cache: OrderedDict[str, Any] = OrderedDict()
+_cache: OrderedDict[str, TransferLaw] = OrderedDict()
 _rows: OrderedDict[str, VersionRow] = OrderedDict()
 _cache_lock = threading.Lock()
 log = logging.getLogger(__name__)
@@ -46,14 +52,14 @@ class VersionRow:
 class FitView:
     """The fit behind the shown version, and the law's history; ``error`` says why there is no fit."""
 
-    fit: Any | None
+    fit: TransferLaw | None
     warnings: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
     history: list[VersionRow] = field(default_factory=list)
     error: str | None = None
 
 
-def _fit_location(client: Any, model_source: str) -> tuple[str, str]:
+def _fit_location(client: MlflowClient, model_source: str) -> tuple[str, str]:
     """(artifact root, path under it) of the fit folder inside a version's law model."""
     if model_source.startswith("models:/m-"):
         model = client.get_logged_model(model_source.removeprefix("models:/").split("/")[0])
@@ -64,7 +70,7 @@ def _fit_location(client: Any, model_source: str) -> tuple[str, str]:
     raise ValueError(f"law model source {model_source!r} is neither models:/m-... nor runs:/...")
 
 
-def load_fit(client: Any, model_source: str) -> Any:
+def load_fit(client: MlflowClient, model_source: str) -> TransferLaw:
     """The ``TransferLaw`` inside the law model at ``model_source`` (a version's source; cached: a logged model's
     artifacts never change); raises when it holds no readable fit."""
     from transfer_laws.registry.fit import TransferLaw
@@ -104,13 +110,13 @@ def finite(value: Any) -> Any:
     return value
 
 
-def history(client: Any, model_name: str) -> list[VersionRow]:
+def history(client: MlflowClient, model_name: str) -> list[VersionRow]:
     """The newest HISTORY_LIMIT versions of the law, oldest first, with the parameters their refit runs logged."""
     versions = sorted(client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version))
     return [_version_row(client, model_name, mv) for mv in versions[-HISTORY_LIMIT:]]
 
 
-def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
+def _version_row(client: MlflowClient, model_name: str, mv: ModelVersion) -> VersionRow:
     """A version's row, cached by its run (a run id is unique across stores; its metrics do not change once the
     version exists); a version without a run is read every time."""
     key = f"{model_name}\0{mv.version}\0{mv.run_id}" if mv.run_id else None
@@ -133,7 +139,7 @@ def _version_row(client: Any, model_name: str, mv: Any) -> VersionRow:
     return row
 
 
-def fit_view(client: Any, view: LawView) -> FitView:
+def fit_view(client: MlflowClient, view: LawView) -> FitView:
     """The fit of the shown version (None, with the reason, when it cannot be read) and the law's history."""
     rows = history(client, view.model_name) if view.version is not None else []
     if view.model_source is None:

@@ -10,17 +10,25 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_data import LawView
 from transfer_laws.registry import schema
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.fit import TransferLaw
+
 log = logging.getLogger(__name__)
 
 
-def _page_loader(client: Any, law: str, mv: Any) -> Any:
+def _page_loader(client: MlflowClient, law: str, mv: ModelVersion) -> TransferLaw:
     from transfer_laws.plugin.page_fit import load_fit
 
+    if mv.source is None:
+        raise LookupError(f"{law} v{mv.version} has no source: no law model to read its fit from")
     return load_fit(client, mv.source)  # the page's per-process cache: each version's fit is read once
 
 
@@ -79,7 +87,7 @@ def _section(doc: dict[str, Any]) -> dict[str, Any]:
             "params_charts": [c for c in (params_chart(doc, "alpha"), params_chart(doc, "beta")) if c]}
 
 
-def map_sections(client: Any, views: list[LawView], args: Mapping[str, str] | None = None,
+def map_sections(client: MlflowClient, views: list[LawView], args: Mapping[str, str] | None = None,
                  targets: set[str] | None = None) -> list[dict[str, Any]]:
     """One map per target with a law among ``views`` (``registry.transfer_map.target_map``; only those laws, so
     basic auth's filter holds), ``targets`` at most (those of the laws a page shows: a page of 20 laws draws at most
@@ -116,7 +124,7 @@ def map_sections(client: Any, views: list[LawView], args: Mapping[str, str] | No
     return sections
 
 
-def target_maps(client: Any, views: list[LawView], args: Mapping[str, str] | None = None,
+def target_maps(client: MlflowClient, views: list[LawView], args: Mapping[str, str] | None = None,
                 targets: set[str] | None = None) -> list[dict[str, Any]]:
     """The map documents of ``map_sections`` (``/api/laws``'s ``targets``)."""
     return [section["doc"] for section in map_sections(client, views, args, targets)]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from transfer_laws.registry.schema import ENV_SERVER_URI, ENV_WEBHOOK_SECRET
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities.webhook import WebhookEventStr
 
 ROUTE = "/transfer-laws/api/webhook"
@@ -163,7 +164,7 @@ def checkpoint_of(event: dict[str, Any]) -> tuple[str, str] | None:
     return name, str(version)
 
 
-def laws_of_checkpoint(client: Any, name: str, version: str) -> list[str]:
+def laws_of_checkpoint(client: MlflowClient, name: str, version: str) -> list[str]:
     """Laws fed by a pretrained checkpoint version: those whose source is its corpus."""
     from transfer_laws.registry.reader import known_laws
     from transfer_laws.registry.schema import CKPT_KIND_PRETRAINED, CKPT_TAG_CORPUS, CKPT_TAG_KIND

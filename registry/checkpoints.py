@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.lightning_modules.config import (  # torch-free: raising or parsing costs no torch import
     CheckpointError,
@@ -38,6 +38,9 @@ from transfer_laws.registry.schema import (
     ui_route,
 )
 from transfer_laws.registry.tracking import client_for, fluent_uri, get_version, model_id_of
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -183,7 +186,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     return RegisteredCheckpoint(name=name, version=version, model_id=logged.model_id, uri=uri)
 
 
-def _describe(client: Any, model_id: str, name: str, version: int) -> None:
+def _describe(client: MlflowClient, model_id: str, name: str, version: int) -> None:
     """Link the LoggedModel to its version and write the version's lineage description; the checkpoint is
     registered either way (a failure here is a warning, not a lost registration)."""
     import warnings
@@ -197,7 +200,7 @@ def _describe(client: Any, model_id: str, name: str, version: int) -> None:
         warnings.warn(f"registered models:/{name}/{version} but could not describe it: {exc}", stacklevel=3)
 
 
-def link_logged_model(client: Any, model_id: str, name: str, version: int) -> None:
+def link_logged_model(client: MlflowClient, model_id: str, name: str, version: int) -> None:
     """Record on the LoggedModel that registry version ``name/version`` holds it (``tracking.mark_registered``) and
     say in its description where its lineage lives."""
     from transfer_laws.registry.tracking import mark_registered
@@ -290,7 +293,7 @@ def _stage(files: Mapping[str, bytes], staged: Path) -> None:
     (staged / MANIFEST).write_text(json.dumps(manifest_of(files), indent=2, sort_keys=True))
 
 
-def _experiment_for(client: Any, run_id: str | None, tracking_uri: str | None) -> str:
+def _experiment_for(client: MlflowClient, run_id: str | None, tracking_uri: str | None) -> str:
     from transfer_laws.registry.tracking import ensure_experiment
 
     if run_id:
@@ -298,7 +301,7 @@ def _experiment_for(client: Any, run_id: str | None, tracking_uri: str | None) -
     return ensure_experiment(DEFAULT_EXPERIMENT, tracking_uri)  # embedded store: artifacts under the home
 
 
-def _ensure_registered_model(client: Any, name: str) -> None:
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:

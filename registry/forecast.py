@@ -22,7 +22,7 @@ import math
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
@@ -46,6 +46,14 @@ from transfer_laws.registry.schema import (
     parse_law,
 )
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._forecast import Forecast
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +62,7 @@ def version_ref(law: str, version: str) -> str:
     return f"models:/{law_model_name(law)}/{version}"
 
 
-def load_version_fit(client: Any, tracking_uri: str, version: Any) -> Any:
+def load_version_fit(client: MlflowClient, tracking_uri: str, version: ModelVersion) -> TransferLaw:
     """The ``TransferLaw`` a registered version holds (its law model's fit folder)."""
     from mlflow.artifacts import download_artifacts
 
@@ -72,7 +80,7 @@ def _claimed(tags: dict[str, str]) -> bool:
     return TAG_FORECAST_VERSION in tags or TAG_FORECAST_REASON in tags
 
 
-def _write(client: Any, forecast: Any, ref: str) -> None:
+def _write(client: MlflowClient, forecast: Forecast, ref: str) -> None:
     """One ``log_batch``: the metrics and the tag land together (one transaction on a SQL store)."""
     import time
 
@@ -88,8 +96,8 @@ def _write(client: Any, forecast: Any, ref: str) -> None:
     client.log_batch(forecast.run_id, metrics=metrics, tags=[RunTag(TAG_FORECAST_VERSION, ref)])
 
 
-def forecast_new_runs(client: Any, tracking_uri: str, law: str, latest: Any | None, inputs: LawInputs,
-                      reader: Any | None = None) -> list[Any]:
+def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest: ModelVersion | None,
+                      inputs: LawInputs, reader: MlflowClient | None = None) -> list[Forecast]:
     """Forecast, from ``latest`` (the version before these runs landed), every run of ``inputs`` it was not fitted
     on and that carries no forecast yet; write each once. Returns the forecasts written (by this call). Before a
     law's first version there is nothing to forecast from, and nothing is written (the first version is fitted on
@@ -117,7 +125,7 @@ def forecast_new_runs(client: Any, tracking_uri: str, law: str, latest: Any | No
     return written
 
 
-def _forecast_of(run: Any) -> Any:
+def _forecast_of(run: Run) -> Forecast:
     from transfer_laws.registry.fit._forecast import Forecast
 
     m, tags, params = run.data.metrics, run.data.tags, run.data.params
@@ -129,14 +137,14 @@ def _forecast_of(run: Any) -> Any:
                     m.get(METRIC_FORECAST_LOW, nan), m.get(METRIC_FORECAST_HIGH, nan), m.get(METRIC_FORECAST_Z, nan))
 
 
-def track_record(client: Any, law: str) -> dict[str, Any]:
+def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
     """How each version's forecasts fared, read back from the runs: ``versions`` ({version: calibration and
     ``runs``, each run's forecast}) and ``pooled`` (every forecast of the law)."""
     from transfer_laws.registry.fit._forecast import calibration
 
     prefix = version_ref(law, "")
     flt = f"tags.`{TAG_FORECAST_VERSION}` LIKE '{prefix}%'"
-    by_version: dict[str, list[Any]] = defaultdict(list)
+    by_version: dict[str, list[Forecast]] = defaultdict(list)
     for run in search_all_runs(client, active_experiment_ids(client), flt):
         ref = run.data.tags.get(TAG_FORECAST_VERSION, "")
         if not ref.startswith(prefix):  # LIKE's '_' matches any one character
@@ -155,7 +163,8 @@ def record_summary(record: dict[str, Any]) -> dict[str, Any]:
             "pooled": record["pooled"]}
 
 
-def update_track_record(client: Any, law: str, version: str, reader: Any | None = None) -> dict[str, Any]:
+def update_track_record(client: MlflowClient, law: str, version: str,
+                        reader: MlflowClient | None = None) -> dict[str, Any]:
     """Recount ``version``'s forecasts and keep its track-record tags current; returns its record."""
     record = track_record(reader or client, law)["versions"].get(version, {"n": 0})
     name = law_model_name(law)

@@ -10,13 +10,20 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import pandas as pd  # the predict type hint: MLflow reads it at log time (no signature inferred from it)
 from mlflow.pyfunc import PythonModel  # not mlflow.pyfunc.PythonModel: mypy reads mlflow.pyfunc as a LazyLoader
 
 from transfer_laws.registry.schema import LAW_FIT_ARTIFACT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
+    from mlflow.models.model import ModelInfo
+
+    from transfer_laws.registry.fit import TransferLaw
 
 PREDICT_INPUTS = ("N", "D_F")
 PREDICT_OUTPUTS = {
@@ -87,7 +94,7 @@ def pip_requirements() -> list[str]:
     return [f"mlflow-transfer-laws=={version('mlflow-transfer-laws')}", f"mlflow=={version('mlflow')}"]
 
 
-def signature() -> Any:
+def signature() -> ModelSignature:
     """The declared signature: inputs N, D_F (numbers: MLflow refuses int64 for a ``double`` column, and counts are
     integers, so the inputs are ``any`` and ``predict`` checks them); outputs N, D_F and every prediction with its
     bounds (double; ``predicted_loss_low``/``_high``: a 95% prediction interval; the others 95% confidence
@@ -101,7 +108,7 @@ def signature() -> Any:
                           outputs=Schema([ColSpec("double", c) for c in outputs]))
 
 
-def log_law_model(fit_folder: Path, name: str = "law") -> Any:
+def log_law_model(fit_folder: Path, name: str = "law") -> ModelInfo:
     """Log the law model in the active run; returns MLflow's ``ModelInfo`` (``.model_uri`` is ``models:/m-...``).
 
     The signature is declared, so MLflow neither infers one (and warns that it failed) nor shows "Schema (0)"."""
@@ -121,7 +128,7 @@ def log_law_model(fit_folder: Path, name: str = "law") -> Any:
         )
 
 
-def annotate_version(client: Any, law: str, version: str, fit: Any, inputs: Any = None, *,
+def annotate_version(client: MlflowClient, law: str, version: str, fit: TransferLaw, inputs: Any = None, *,
                      model_id: str | None = None, run_id: str | None = None) -> None:
     """Give a new law version its description and k/alpha/beta tags, the law's registered model its description,
     and the version's logged model (``model_id``) and refit run (``run_id``) theirs (``registry.law_card``), so

@@ -12,7 +12,7 @@ that finds them all) from a search, so concurrent fine-tunes cannot leave it sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.schema import (
     CKPT_TAG_CORPUS,
@@ -31,6 +31,10 @@ from transfer_laws.registry.schema import (
     ui_route,
 )
 from transfer_laws.registry.tracking import all_pages, client_for
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 DESCRIPTION_RUNS = 25
 """Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
@@ -89,7 +93,7 @@ def lineage_filter(uri: str) -> str:
     return f"tags.`{TAG_PARENT}` = '{uri}'"
 
 
-def resolve_version_uri(client: Any, uri: str) -> str:
+def resolve_version_uri(client: MlflowClient, uri: str) -> str:
     """``models:/name@alias`` or ``models:/name/<n>`` -> ``models:/name/<n>``; ValueError naming what is missing."""
     from mlflow.exceptions import MlflowException
 
@@ -97,7 +101,12 @@ def resolve_version_uri(client: Any, uri: str) -> str:
 
     name, version, alias = parse_model_uri(uri)
     try:
-        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+        if version:
+            mv = client.get_model_version(name, version)
+        elif alias:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            raise ValueError(f"{uri!r} names neither a version nor an alias")
     except MlflowException as exc:
         raise ValueError(f"{uri} is not in the registry: {exc.message}") from None
     return f"models:/{name}/{int(mv.version)}"
@@ -110,7 +119,7 @@ def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int
     return runs_from_version(client, resolve_version_uri(client, uri), page_size)
 
 
-def runs_from_version(client: Any, exact_uri: str, page_size: int = 500) -> list[LineageRun]:
+def runs_from_version(client: MlflowClient, exact_uri: str, page_size: int = 500) -> list[LineageRun]:
     """Every run whose ``transfer.parent`` is ``exact_uri`` (``models:/name/<n>``), oldest first."""
     experiment_ids = [e.experiment_id for e in all_pages(lambda token: client.search_experiments(
         max_results=page_size, page_token=token))]
@@ -122,7 +131,7 @@ def runs_from_version(client: Any, exact_uri: str, page_size: int = 500) -> list
     return [_lineage_run(run) for run in runs]
 
 
-def update_checkpoint_lineage(client: Any, exact_uri: str) -> list[LineageRun]:
+def update_checkpoint_lineage(client: MlflowClient, exact_uri: str) -> list[LineageRun]:
     """Rewrite checkpoint version ``exact_uri``'s lineage tags and description from the runs that started from it.
 
     Idempotent and rebuilt from a search each time, so two fine-tunes starting at once end with both listed.
@@ -188,7 +197,7 @@ def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
     return RunLineage(run_id=run_id, parent_uri=parent, pretrain_run_id=pretrain, pretrain_inputs=inputs)
 
 
-def _lineage_run(run: Any) -> LineageRun:
+def _lineage_run(run: Run) -> LineageRun:
     params = run.data.params
     d_f = data_tokens(params, run.data.tags.get(TAG_ROLE, ROLE_FINETUNE))
     n = params.get(PARAM_N)
@@ -198,7 +207,7 @@ def _lineage_run(run: Any) -> LineageRun:
                       experiment_id=run.info.experiment_id, start_time=run.info.start_time)
 
 
-def _data_inputs(run: Any) -> list[DataInput]:
+def _data_inputs(run: Run) -> list[DataInput]:
     inputs = []
     for item in run.inputs.dataset_inputs if run.inputs else []:
         tags = {t.key: t.value for t in item.tags}

@@ -30,9 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.schema import ENV_LOCK_DB, LOCK_TAG_OWNER, LOCK_TAG_RENEWED, MLFLOW_ENV_SERVER_BACKEND
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
 """Name prefix of the registry-side lock models (outside ``transfer-law-*``, so no page or reader sees them)."""
@@ -175,7 +178,7 @@ def law_lock(law: str, tracking_uri: str, timeout_s: float = 600.0) -> Iterator[
 class Lease:
     """Calls ``renew()`` every ``every_s`` on a daemon thread until stopped: how a live holder says it is alive."""
 
-    def __init__(self, renew: Callable[[], None], every_s: float, what: str) -> None:
+    def __init__(self, renew: Callable[[], object], every_s: float, what: str) -> None:
         self._renew, self._every_s, self._what = renew, every_s, what
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease {what}", daemon=True)
@@ -210,7 +213,7 @@ class _Staleness:
         return time.monotonic() - self.since > lease_s
 
 
-def _break_if_stale(client: Any, name: str, seen: _Staleness, lease_s: float) -> None:
+def _break_if_stale(client: MlflowClient, name: str, seen: _Staleness, lease_s: float) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -226,7 +229,7 @@ def _break_if_stale(client: Any, name: str, seen: _Staleness, lease_s: float) ->
             pass  # another waiter broke it first, or we may not: keep waiting until the timeout says so
 
 
-def _owned_by(client: Any, name: str, owner: str) -> bool:
+def _owned_by(client: MlflowClient, name: str, owner: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -240,7 +243,7 @@ _LOCK_NOTE = "Held for a moment while a transfer-law version is created (transfe
 
 
 @contextmanager
-def registry_lock(client: Any, law: str, timeout_s: float = REGISTRY_LOCK_WAIT_S,
+def registry_lock(client: MlflowClient, law: str, timeout_s: float = REGISTRY_LOCK_WAIT_S,
                   lease_s: float = REGISTRY_LOCK_LEASE_S) -> Iterator[None]:
     """Hold the registry-side mutex of ``law`` (see the module docstring); ``LockTimeout`` after ``timeout_s``."""
     from mlflow.exceptions import MlflowException

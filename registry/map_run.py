@@ -10,7 +10,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.schema import (
     LAW_PAGE_PATH,
@@ -21,8 +21,15 @@ from transfer_laws.registry.schema import (
     TAG_MAP_TARGET,
 )
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
-def _map_run(client: Any, experiment_id: str, target: str) -> str:
+    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.transfer_map import Loader
+
+
+def _map_run(client: MlflowClient, experiment_id: str, target: str) -> str:
     """The target's map run, created (and ended) on first use, under a registry-side lock: refits of two laws of
     one target (on two replicas, or the server and CI) would otherwise both create one."""
     from transfer_laws.registry.locks import registry_lock
@@ -72,8 +79,8 @@ def _note(doc: dict[str, Any]) -> str:
     ])
 
 
-def log_target_map(client: Any, tracking_uri: str, target: str, load: Any = None,
-                   known: dict[tuple[str, str], Any] | None = None) -> str | None:
+def log_target_map(client: MlflowClient, tracking_uri: str, target: str, load: Loader | None = None,
+                   known: dict[tuple[str, str], TransferLaw] | None = None) -> str | None:
     """Write ``target``'s map to its run in the refit experiment; returns the run id (None: the target has no law
     with a fit yet). ``known``: fits at hand, ``{(law, version): fit}`` (the refit's own), not downloaded again."""
     from mlflow.entities import Metric
@@ -84,7 +91,7 @@ def log_target_map(client: Any, tracking_uri: str, target: str, load: Any = None
 
     download = load or fit_loader(tracking_uri)
 
-    def load_known(c: Any, law: str, mv: Any) -> Any:
+    def load_known(c: MlflowClient, law: str, mv: ModelVersion) -> TransferLaw:
         fit = (known or {}).get((law, str(mv.version)))
         return fit if fit is not None else download(c, law, mv)
 

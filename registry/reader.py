@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
@@ -37,6 +37,11 @@ from transfer_laws.registry.schema import (
     stored_data_params,
 )
 from transfer_laws.registry.tracking import all_pages
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 PAGE_SIZE = 10_000
 """Runs per ``search_runs`` page (the SQL store allows up to 50,000; servers page the same way)."""
@@ -64,13 +69,13 @@ class LawInputs:
         return [p.run_id for p in self.points]
 
 
-def search_all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
+def search_all_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
     """Every active run matching ``filter_string``, following page tokens to the end."""
     return all_pages(lambda token: client.search_runs(experiment_ids, filter_string=filter_string,
                                                       max_results=PAGE_SIZE, page_token=token))
 
 
-def active_experiment_ids(client: Any) -> list[str]:
+def active_experiment_ids(client: MlflowClient) -> list[str]:
     """Ids of all active experiments, paginated."""
     return [e.experiment_id for e in all_pages(lambda token: client.search_experiments(max_results=1000,
                                                                                         page_token=token))]
@@ -106,7 +111,7 @@ def _optional_count(values: dict[str, Any], key: str) -> int | None:
     return None if values.get(key) in (None, "") else _number(values, key, int)
 
 
-def to_point(run: Any) -> RunResult:
+def to_point(run: Run) -> RunResult:
     """An MLflow run as the project's run record; raises ``KeyError``/``ValueError`` naming what is missing or
     wrong."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
@@ -127,11 +132,11 @@ def to_point(run: Any) -> RunResult:
 class _Parents:
     """Registered checkpoint versions looked up by ``models:/name/version``, each once (None: not in the registry)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: MlflowClient) -> None:
         self.client = client
-        self.found: dict[str, Any] = {}
+        self.found: dict[str, ModelVersion | None] = {}
 
-    def get(self, uri: str) -> Any | None:
+    def get(self, uri: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
         if uri not in self.found:
@@ -144,7 +149,7 @@ class _Parents:
         return self.found[uri]
 
 
-def lineage_problem(run: Any, law: str, parents: _Parents) -> str | None:
+def lineage_problem(run: Run, law: str, parents: _Parents) -> str | None:
     """Why a fine-tune's recorded lineage contradicts ``law``, or None. The one parent check (the fitter has none):
     its own source and target tags, a parent the registry holds, that is a pretrained checkpoint (not a law model)
     pretrained on the law's source, with the fine-tune's tokenizer. Tags a run or version lacks are not checked."""
@@ -172,7 +177,7 @@ def lineage_problem(run: Any, law: str, parents: _Parents) -> str | None:
     return None
 
 
-def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = None) -> LawInputs:
+def read_law_inputs(law: str, client: MlflowClient, experiment_ids: list[str] | None = None) -> LawInputs:
     """Every finished fine-tune of ``law`` and scratch run of its target, across all active experiments.
 
     Runs whose tokenizer digest differs from the most common one are excluded: losses in different tokenizers'
@@ -210,7 +215,7 @@ def read_law_inputs(law: str, client: Any, experiment_ids: list[str] | None = No
     return inputs
 
 
-def known_laws(client: Any, *, source: str | None = None, target: str | None = None) -> list[str]:
+def known_laws(client: MlflowClient, *, source: str | None = None, target: str | None = None) -> list[str]:
     """Laws that have a registered law model or at least one fine-tune, optionally of one source or target."""
     models = all_pages(lambda token: client.search_registered_models(
         filter_string=f"name LIKE '{LAW_MODEL_PREFIX}%'", max_results=1000, page_token=token))
@@ -246,7 +251,7 @@ class UnknownLaw(ValueError):
         super().__init__(f"no law {law!r} in this store; {hint}")
 
 
-def check_law_known(law: str, client: Any, *, has_runs: bool = False) -> None:
+def check_law_known(law: str, client: MlflowClient, *, has_runs: bool = False) -> None:
     """Raise ``UnknownLaw`` (with did-you-mean) unless ``law`` has a registered law model or any fine-tune run.
 
     ``has_runs``: the reader found runs for it (its target's scratch runs): then it is a law whose fine-tunes have
@@ -279,7 +284,7 @@ def _matches(law: str, source: str | None, target: str | None) -> bool:
     return (source is None or law_source == source) and (target is None or law_target == target)
 
 
-def laws_for_run(run_id: str, client: Any) -> list[str]:
+def laws_for_run(run_id: str, client: MlflowClient) -> list[str]:
     """The laws a landed run feeds: a fine-tune its own law, a scratch run every law of its target."""
     run = client.get_run(run_id)
     tags = run.data.tags

@@ -67,7 +67,10 @@ from transfer_laws.registry.schema import (
 )
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
 
     from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.tracking import client_for, ensure_experiment, fluent_uri, resolve_tracking_uri
@@ -116,7 +119,7 @@ class RefitResult:
     """The refit run the new version was registered from (only when ``registered``)."""
 
 
-def latest_version(client: Any, law: str) -> ModelVersion | None:
+def latest_version(client: MlflowClient, law: str) -> ModelVersion | None:
     """The version behind alias ``latest`` of the law's model, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -177,7 +180,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
+def _verify_logged(client: MlflowClient, run_id: str, model_id: str) -> None:
     """Everything the version points to is there (a version is only created after this passes)."""
     from mlflow.entities import LoggedModelStatus
 
@@ -193,7 +196,7 @@ def _verify_logged(client: Any, run_id: str, model_id: str) -> None:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
 
 
-def _ensure_registered_model(client: Any, name: str, tags: dict[str, str]) -> None:
+def _ensure_registered_model(client: MlflowClient, name: str, tags: dict[str, str]) -> None:
     """Create the law's model with its source and target tags; a model made before the tags existed gets them."""
     from mlflow.exceptions import MlflowException
 
@@ -215,7 +218,7 @@ def law_source_tags(law: str) -> dict[str, str]:
     return {LAW_TAG_SOURCE: source, LAW_TAG_TARGET: target}
 
 
-def update_target_map(client: Any, uri: str, law: str, version: str | None = None,
+def update_target_map(client: MlflowClient, uri: str, law: str, version: str | None = None,
                       fit: TransferLaw | None = None) -> None:
     """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
     is not downloaded again); a failure costs the chart, never the version."""
@@ -237,8 +240,8 @@ def _covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion
     return version is not None and version.tags.get(TAG_INPUTS_DIGEST) == digest
 
 
-def _log_refit_run(client: Any, uri: str, law: str, fit: TransferLaw, inputs: LawInputs, settings: dict[str, Any],
-                   tags: dict[str, str]) -> tuple[str, Any]:
+def _log_refit_run(client: MlflowClient, uri: str, law: str, fit: TransferLaw, inputs: LawInputs,
+                   settings: dict[str, Any], tags: dict[str, str]) -> tuple[str, ModelInfo]:
     """Log the fit on a refit run and verify it; returns (run id, logged-model info)."""
     import mlflow
 
@@ -281,7 +284,7 @@ def _pid_gone(owner: str) -> bool:
     return False
 
 
-def _dead(run: Any, held: str, now_ms: float) -> bool:
+def _dead(run: Run, held: str, now_ms: float) -> bool:
     """A RUNNING refit run is dead when it held the same cross-process lock we hold now (it cannot still be
     running), when its process on this host is gone, or when its heartbeat stopped ``REFIT_STALE_S`` ago."""
     tags = run.data.tags
@@ -294,7 +297,7 @@ def _dead(run: Any, held: str, now_ms: float) -> bool:
     return now_ms - last > REFIT_STALE_S * 1000
 
 
-def _close_debris(client: Any, law: str, held: str) -> list[str]:
+def _close_debris(client: MlflowClient, law: str, held: str) -> list[str]:
     """Mark refit runs of ``law`` that a killed refit left RUNNING as KILLED (``_dead``), and fail their PENDING
     models. Returns the runs closed."""
     from mlflow.entities import LoggedModelStatus
@@ -333,8 +336,9 @@ def _version_number(version: ModelVersion | None) -> str | None:
     return None if version is None else str(version.version)
 
 
-def _register_if_current(client: Any, uri: str, reader: Any, law: str, digest: str, seen: str | None, run_id: str,
-                         info: Any, tags: dict[str, str]) -> tuple[str, ModelVersion] | _Stale:
+def _register_if_current(client: MlflowClient, uri: str, reader: MlflowClient, law: str, digest: str,
+                         seen: str | None, run_id: str, info: ModelInfo,
+                         tags: dict[str, str]) -> tuple[str, ModelVersion] | _Stale:
     """Compare-and-set under the registry lock. The version is created when no version was registered since the
     refit read its runs (``seen`` is the ``@latest`` it saw before reading: every later version read later, so
     ours would go backwards), or else when the runs are still exactly the ones it fitted. Returns
@@ -430,7 +434,8 @@ def refit_law(
                            len(inputs.points))
 
 
-def _forecast(client: Any, uri: str, law: str, latest: ModelVersion | None, inputs: LawInputs, reader: Any) -> None:
+def _forecast(client: MlflowClient, uri: str, law: str, latest: ModelVersion | None, inputs: LawInputs,
+              reader: MlflowClient) -> None:
     """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
     from transfer_laws.registry.forecast import forecast_new_runs
 
@@ -450,7 +455,7 @@ def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
         log.warning("leave-one-out of %s failed", inputs.law, exc_info=True)
 
 
-def _track_record(fit: TransferLaw, reader: Any, law: str) -> None:
+def _track_record(fit: TransferLaw, reader: MlflowClient, law: str) -> None:
     """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
     from transfer_laws.registry.forecast import record_summary, track_record
 
@@ -460,7 +465,7 @@ def _track_record(fit: TransferLaw, reader: Any, law: str) -> None:
         log.warning("could not read the track record of %s", law, exc_info=True)
 
 
-def attach_plots(client: Any, result: RefitResult) -> None:
+def attach_plots(client: MlflowClient, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
     from transfer_laws.registry.fit import plot_law
 

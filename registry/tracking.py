@@ -14,13 +14,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from transfer_laws.lightning_modules.config import CheckpointError, parse_model_uri
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
     from mlflow.store.entities.paged_list import PagedList
 
 T = TypeVar("T")
@@ -200,7 +201,7 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
     return experiment_id
 
 
-def _describe(client: Any, experiment_id: str, name: str, tags: dict[str, str]) -> None:
+def _describe(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]) -> None:
     from transfer_laws.registry.experiment_view import experiment_tags
 
     for key, value in experiment_tags(name, experiment_id).items():
@@ -208,7 +209,7 @@ def _describe(client: Any, experiment_id: str, name: str, tags: dict[str, str]) 
             client.set_experiment_tag(experiment_id, key, value)
 
 
-def mark_registered(client: Any, model_id: str, name: str, version: int | str) -> None:
+def mark_registered(client: MlflowClient, model_id: str, name: str, version: int | str) -> None:
     """Record on a LoggedModel that registry version ``name/version`` holds it (tag ``mlflow.modelVersions``).
 
     An MLflow server does this itself when a version is created; a client writing the store directly (the embedded
@@ -243,7 +244,7 @@ def _write_registered_meta(artifact_location: str, name: str, version: int | str
                    {"model_name": name, "model_version": int(version)}, overwrite=True, ensure_yaml_extension=False)
 
 
-def model_id_of(mv: Any) -> str:
+def model_id_of(mv: ModelVersion) -> str:
     """The LoggedModel id of a model version (OSS leaves ``mv.model_id`` None; the source is ``models:/m-...``)."""
     if getattr(mv, "model_id", None):
         return str(mv.model_id)
@@ -259,20 +260,24 @@ class CheckpointNotFound(CheckpointError):
     exit_code = 2
 
 
-def get_version(client: Any, uri: str) -> Any:
+def get_version(client: MlflowClient, uri: str) -> ModelVersion:
     """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias``; ``CheckpointNotFound`` naming the
     aliases and versions that exist when there is none."""
     from mlflow.exceptions import MlflowException
 
     name, version, alias = parse_model_uri(uri)
     try:
-        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+        if version:
+            return client.get_model_version(name, version)
+        if alias:
+            return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         raise CheckpointNotFound(f"{uri} names no registered model version in this store; "
                                  f"{what_exists(client, name)}") from None
+    raise CheckpointError(f"{uri!r} names neither a version nor an alias")
 
 
-def what_exists(client: Any, name: str) -> str:
+def what_exists(client: MlflowClient, name: str) -> str:
     """'pretrained-text has aliases @demo-2x32 (v1), ... and versions 1-3', or the registered models there are."""
     from mlflow.exceptions import MlflowException
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
@@ -30,6 +30,9 @@ from transfer_laws.registry.schema import (
 from transfer_laws.registry.tracking import all_pages
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
     from transfer_laws.registry.fit import TransferLaw
 
 N_MATCH = 0.02
@@ -69,7 +72,7 @@ class TargetLaw:
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
-Loader = Callable[[Any, str, Any], Any]
+Loader: TypeAlias = "Callable[[MlflowClient, str, ModelVersion], TransferLaw]"
 """(client, law, model version) -> the version's ``TransferLaw``."""
 
 
@@ -77,14 +80,15 @@ def fit_loader(tracking_uri: str | None = None) -> Loader:
     """A loader that downloads a version's fit folder from the store at ``tracking_uri`` (default: the active one):
     the ``artifacts/fit`` folder of its logged model, else the whole registered version searched for it."""
 
-    def load(client: Any, law: str, mv: Any) -> Any:
+    def load(client: MlflowClient, law: str, mv: ModelVersion) -> TransferLaw:
         from mlflow.artifacts import download_artifacts
 
         from transfer_laws.registry.fit import TransferLaw
 
         with tempfile.TemporaryDirectory() as tmp:
-            if (mv.source or "").startswith("models:/m-"):
-                root = client.get_logged_model(mv.source.removeprefix("models:/")).artifact_location
+            source = mv.source or ""
+            if source.startswith("models:/m-"):
+                root = client.get_logged_model(source.removeprefix("models:/")).artifact_location
                 uri = f"{root.rstrip('/')}/{LAW_FIT_IN_MODEL}"
             else:
                 uri = f"models:/{mv.name}/{mv.version}"
@@ -97,7 +101,7 @@ def fit_loader(tracking_uri: str | None = None) -> Loader:
     return load
 
 
-def _laws_named(client: Any, pattern: str) -> list[str]:
+def _laws_named(client: MlflowClient, pattern: str) -> list[str]:
     """Well-formed laws whose model name matches the LIKE ``pattern`` (a crafted name never comes back)."""
     laws: list[str] = []
     for model in all_pages(lambda token: client.search_registered_models(
@@ -111,18 +115,18 @@ def _laws_named(client: Any, pattern: str) -> list[str]:
     return sorted(laws)
 
 
-def target_laws(client: Any, target: str) -> list[str]:
+def target_laws(client: MlflowClient, target: str) -> list[str]:
     """Every law of ``target`` with a registered law model, sorted."""
     law_name("x", target)  # a malformed target is a ValueError before it reaches a filter
     return [law for law in _laws_named(client, f"{LAW_MODEL_PREFIX}%-to-{target}") if parse_law(law)[1] == target]
 
 
-def targets(client: Any) -> list[str]:
+def targets(client: MlflowClient) -> list[str]:
     """Every target that has at least one registered law."""
     return sorted({parse_law(law)[1] for law in _laws_named(client, f"{LAW_MODEL_PREFIX}%")})
 
 
-def _shown_version(client: Any, law: str) -> Any | None:
+def _shown_version(client: MlflowClient, law: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
     name = f"{LAW_MODEL_PREFIX}{law}"
@@ -133,7 +137,7 @@ def _shown_version(client: Any, law: str) -> Any | None:
         return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def checkpoints_of(client: Any, source: str, runs: list[RunResult],
+def checkpoints_of(client: MlflowClient, source: str, runs: list[RunResult],
                    aliases_of: dict[str, dict[str, str]] | None = None) -> list[Checkpoint]:
     """The registered checkpoints of ``source``: every version of ``pretrained-<source>`` and every parent the law's
     fine-tunes started from (the lineage the plugin recorded)."""
@@ -165,7 +169,7 @@ def checkpoints_of(client: Any, source: str, runs: list[RunResult],
     return out
 
 
-def read_target(client: Any, target: str, *, load: Loader | None = None,
+def read_target(client: MlflowClient, target: str, *, load: Loader | None = None,
                 runs: dict[str, list[RunResult]] | None = None, only: set[str] | None = None) -> list[TargetLaw]:
     """Each law of ``target``: its shown version's fit, its runs (``runs`` when the caller has them, else the
     reader's) and its source's checkpoints. A law whose fit cannot be read stays in the list with the reason.

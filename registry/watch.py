@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.reader import known_laws, read_law_inputs
 from transfer_laws.registry.refit import (
@@ -22,16 +22,19 @@ from transfer_laws.registry.refit import (
 )
 from transfer_laws.registry.tracking import client_for, resolve_tracking_uri
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 log = logging.getLogger(__name__)
 
 
-def coverage(client: Any, law: str) -> tuple[bool, str]:
+def coverage(client: MlflowClient, law: str) -> tuple[bool, str]:
     """(whether ``@latest`` covers exactly the runs the reader finds now, their digest)."""
     digest = inputs_digest(read_law_inputs(law, client))
     return _covers(latest_version(client, law), digest), digest
 
 
-def uncovered_laws(client: Any) -> dict[str, str]:
+def uncovered_laws(client: MlflowClient) -> dict[str, str]:
     """Laws whose runs are not exactly the ones their ``@latest`` version read (or that have no version yet),
     with the digest of their runs now. A law that cannot be read is logged and skipped, never fatal."""
     stale: dict[str, str] = {}

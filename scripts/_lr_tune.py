@@ -33,7 +33,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 PARAM_LR = "lr"
 TAG_LR_TUNING = "transfer.lr_tuning"
@@ -327,7 +330,7 @@ def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_st
     return chosen
 
 
-def set_shared_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
+def set_shared_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     """Set tags that several workers write with the same values at about the same time.
 
     MLflow's SQL store inserts a new tag after checking that none exists, so two workers racing on one key can get

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.schema import (
     CKPT_TAG_CORPUS,
@@ -23,6 +23,11 @@ from transfer_laws.registry.schema import (
     stored_data_params,
 )
 from transfer_laws.scripts._errors import BadInput
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -55,7 +60,7 @@ def run(args: Args) -> int:
     return 0
 
 
-def resolve_version(client: Any, uri: str) -> Any:
+def resolve_version(client: MlflowClient, uri: str) -> ModelVersion:
     """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
     versions there are, when there is none)."""
     from transfer_laws.registry.tracking import get_version
@@ -66,11 +71,11 @@ def resolve_version(client: Any, uri: str) -> Any:
         raise BadInput(str(exc)) from None
 
 
-def _versions_of(client: Any, name: str) -> list[Any]:
+def _versions_of(client: MlflowClient, name: str) -> list[ModelVersion]:
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = client.search_model_versions(f"name = '{_quote(name)}'", max_results=1000)
+        versions: list[ModelVersion] = client.search_model_versions(f"name = '{_quote(name)}'", max_results=1000)
     except MlflowException:
         versions = []
     if not versions:
@@ -78,7 +83,7 @@ def _versions_of(client: Any, name: str) -> list[Any]:
     return _full(client, versions)
 
 
-def _full(client: Any, versions: list[Any]) -> list[Any]:
+def _full(client: MlflowClient, versions: list[ModelVersion]) -> list[ModelVersion]:
     """Versions in order, fetched one by one (a search result carries no aliases)."""
     ordered = sorted(versions, key=lambda v: (v.name, int(v.version)))
     return [client.get_model_version(v.name, v.version) for v in ordered]
@@ -88,7 +93,7 @@ def _quote(text: str) -> str:
     return text.replace("'", "\\'")
 
 
-def version_tree(client: Any, mv: Any, uri: str) -> list[str]:
+def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
     """A version's line (N, tokens seen, pretraining loss) and one line per run that started from it."""
     from transfer_laws.registry.lineage import lineage_of_version
 
@@ -111,7 +116,7 @@ def version_tree(client: Any, mv: Any, uri: str) -> list[str]:
     return lines
 
 
-def run_tree(client: Any, run_id: str, uri: str) -> list[str]:
+def run_tree(client: MlflowClient, run_id: str, uri: str) -> list[str]:
     """A fine-tune's ancestry (checkpoint version, pretraining run and its data), or a pretraining run's versions
     and their fine-tunes."""
     from transfer_laws.registry.lineage import lineage_of_run
@@ -143,7 +148,7 @@ def run_tree(client: Any, run_id: str, uri: str) -> list[str]:
     return lines
 
 
-def _run_or_none(client: Any, run_id: str | None) -> Any:
+def _run_or_none(client: MlflowClient, run_id: str | None) -> Run | None:
     from mlflow.exceptions import MlflowException
 
     if not run_id:
