@@ -11,7 +11,7 @@ counts. Pure formatting: no MLflow calls here.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.paper import PAPER_TABLE_1
 from transfer_laws.registry.schema import (
@@ -34,6 +34,10 @@ from transfer_laws.registry.schema import (
     ui_route,
 )
 
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.reader import LawInputs
+
 DESCRIPTION_LIMIT = 5000
 """MLflow's SQL stores keep at most 5,000 characters of a model version's description."""
 LISTED_EXCLUSIONS = 12
@@ -51,7 +55,7 @@ def sig3(value: float) -> str:
     return f"{float(value):.3g}"
 
 
-def version_tags(fit: Any) -> dict[str, str]:
+def version_tags(fit: TransferLaw) -> dict[str, str]:
     """Tags of a law version: ``k``, ``alpha``, ``beta`` each as ``value [low, high]`` (95%, 3 significant digits),
     the checks' headline verdict, the warning count and the runs used."""
     tags = {name: _with_interval(fit, name) for name in LAW_COEFFICIENTS}
@@ -76,17 +80,17 @@ def calibration_line(record: dict[str, Any]) -> str:
             f"mean |z| {record['mean_abs_z']:.2f}")
 
 
-def summary_line(fit: Any) -> str:
+def summary_line(fit: TransferLaw) -> str:
     """``α = 0.183 [..], β = 0.52 [..], k = 1.23e+03 [..]``: the law's numbers in one line, exponents first."""
     return ", ".join(f"{_GREEK[name]} = {_with_interval(fit, name)}" for name in ("alpha", "beta", "k"))
 
 
-def _with_interval(fit: Any, name: str) -> str:
+def _with_interval(fit: TransferLaw, name: str) -> str:
     low, high = dict(getattr(fit, "intervals", {}) or {}).get(name, (math.nan, math.nan))
     return f"{sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]"
 
 
-def version_description(law: str, fit: Any, inputs: Any = None) -> str:
+def version_description(law: str, fit: TransferLaw, inputs: LawInputs | None = None) -> str:
     """Markdown for a law version (see the module docstring), at most ``DESCRIPTION_LIMIT`` characters."""
     settings = dict(getattr(fit, "settings", {}) or {})
     unit = settings.get("unit", "tokens")
@@ -134,7 +138,7 @@ def _version_link(law: str, version: str) -> str:
     return f"[`{name}` version {version}]({ui_route(f'#/models/{name}/versions/{version}')})"
 
 
-def law_model_note(law: str, version: str, fit: Any) -> str:
+def law_model_note(law: str, version: str, fit: TransferLaw) -> str:
     """Markdown for the law's logged model (the model page): which version it is and where the fit lies."""
     return (f"The fit of {_version_link(law, version)}: {summary_line(fit)}. "
             f"The fit folder (`law.json` + `draws.npz`, logged once) is `{LAW_FIT_IN_MODEL}/` under this model's "
@@ -144,7 +148,7 @@ def law_model_note(law: str, version: str, fit: Any) -> str:
             f" `transfer-laws report --law {law} --version {version}` renders its plots.")
 
 
-def refit_run_note(law: str, version: str, fit: Any) -> str:
+def refit_run_note(law: str, version: str, fit: TransferLaw) -> str:
     """Markdown for the refit run (the run page): what it registered and where each part lies."""
     return (f"Refit of law `{law}` that registered {_version_link(law, version)}: "
             f"{summary_line(fit)}. Metrics: k, alpha, beta and their bounds. Artifacts: `{INPUTS_ARTIFACT}` (the "
@@ -152,7 +156,7 @@ def refit_run_note(law: str, version: str, fit: Any) -> str:
             f"model `law` (`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
 
 
-def chars_per_token(inputs: Any) -> float | None:
+def chars_per_token(inputs: LawInputs | None) -> float | None:
     """Characters per token of the law's fine-tuning data (sum of ``D_F_chars`` over sum of ``D_F_tokens`` of the
     fine-tunes read); None when they logged no characters."""
     points = [p for p in getattr(inputs, "points", []) or [] if p.role != ROLE_SCRATCH and p.d_f_chars]
@@ -160,7 +164,7 @@ def chars_per_token(inputs: Any) -> float | None:
     return sum(p.d_f_chars for p in points) / tokens if tokens else None
 
 
-def k_per_char(fit: Any, per_token: float) -> tuple[float, float, float]:
+def k_per_char(fit: TransferLaw, per_token: float) -> tuple[float, float, float]:
     """k with D_F in characters (the paper's unit) from a fit in tokens: D_chars = c D_tokens gives
     k_chars = k_tokens c^(1 - alpha), per bootstrap draw for the interval."""
     import numpy as np
@@ -173,7 +177,7 @@ def k_per_char(fit: Any, per_token: float) -> tuple[float, float, float]:
     return float(fit.k) * per_token ** (1.0 - float(fit.alpha)), float(low), float(high)
 
 
-def _coefficient_table(law: str, fit: Any, unit: str, per_token: float | None = None) -> list[str]:
+def _coefficient_table(law: str, fit: TransferLaw, unit: str, per_token: float | None = None) -> list[str]:
     """k, alpha, beta with intervals beside the paper's; k also per character (the paper's unit) when the fit is in
     tokens and the runs logged ``D_F_chars``, so the paper's k sits beside a k in its own unit."""
     intervals = dict(getattr(fit, "intervals", {}) or {})
@@ -207,7 +211,7 @@ def _coefficient_table(law: str, fit: Any, unit: str, per_token: float | None = 
     return rows
 
 
-def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
+def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
     checks = _checks(fit)
     estimator = checks.get("estimator") or settings.get("d_e_method", "?")
     lines = ["", f"**Checks.** D_E estimator: `{estimator}`."]
@@ -231,7 +235,7 @@ def _checks_section(fit: Any, settings: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _regime_section(fit: Any, unit: str) -> list[str]:
+def _regime_section(fit: TransferLaw, unit: str) -> list[str]:
     """Where the law holds: per N the D_F range fitted and where the fine-tunes bend, and the lack-of-fit check."""
     checks = _checks(fit)
     rows = (checks.get("regime") or {}).get("holds") or []
@@ -250,7 +254,7 @@ def _regime_section(fit: Any, unit: str) -> list[str]:
     return lines
 
 
-def _calibration_section(fit: Any) -> list[str]:
+def _calibration_section(fit: TransferLaw) -> list[str]:
     """Leave-one-out and the earlier versions' forecasts (``registry/forecast.py``): how well the law predicts runs
     it was not fitted on, with 95% *prediction* intervals (parameter uncertainty and run-to-run noise)."""
     checks = _checks(fit)
@@ -268,7 +272,7 @@ def _calibration_section(fit: Any) -> list[str]:
     return lines
 
 
-def _runs_section(fit: Any, inputs: Any) -> list[str]:
+def _runs_section(fit: TransferLaw, inputs: LawInputs | None) -> list[str]:
     points = list(getattr(fit, "points", []) or [])
     used = _used_finetunes(fit)
     lines = ["", f"**Runs.** {used} of {len(points)} fine-tunes used, with {_scratch_count(fit)} scratch runs "
@@ -298,15 +302,15 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _checks(fit: Any) -> dict[str, Any]:
+def _checks(fit: TransferLaw) -> dict[str, Any]:
     return getattr(fit, "checks", {}) or {}
 
 
-def _used_finetunes(fit: Any) -> int:
+def _used_finetunes(fit: TransferLaw) -> int:
     return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "used", False))
 
 
-def _scratch_count(fit: Any) -> int:
+def _scratch_count(fit: TransferLaw) -> int:
     scratch = getattr(fit, "scratch", None)
     log_n = getattr(scratch, "log_n", None)
     if log_n is not None:
@@ -314,7 +318,7 @@ def _scratch_count(fit: Any) -> int:
     return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "role", "") == ROLE_SCRATCH)
 
 
-def _exchange_sentence(fit: Any) -> str:
+def _exchange_sentence(fit: TransferLaw) -> str:
     """The paper's exchange rate 10^(beta/alpha) with its 95% interval from the draws; undetermined, with no
     number, when alpha's interval includes 0."""
     if not float(getattr(fit, "alpha", math.nan)) > 0:
