@@ -18,7 +18,8 @@ exactly the version's interval. Candidates share random numbers, so their differ
 
 Compute convention: ``C = 6 * N * tokens`` FLOPs, N the non-embedding parameters, tokens = D (or D_F) x epochs
 (the expected passes over the run's data under early stopping); a new size adds its pretraining, 6 * N * tokens
-pretrained. Wall time is compute times a seconds-per-FLOP rate measured on this machine, when given.
+pretrained. Wall time is a fixed cost per run (start-up, data, evaluations) plus compute times seconds per
+FLOP, both measured on the runs a law was fitted on (``WallTime``), when given.
 """
 
 from __future__ import annotations
@@ -125,6 +126,27 @@ class Target:
 def compute_flops(n_params: float, d_f_tokens: float, epochs: float = 1.0) -> float:
     """Training compute ``6 * N * tokens * epochs`` FLOPs (N: non-embedding parameters)."""
     return 6.0 * float(n_params) * float(d_f_tokens) * float(epochs)
+
+
+@dataclass(frozen=True)
+class WallTime:
+    """What a run costs in wall time where a law's runs were trained: a fixed cost per run plus seconds per FLOP
+    (a rate alone makes small runs look free: on 2 CPU cores a tiny run still takes tens of seconds to start,
+    load its data and evaluate). NaN when nothing was measured."""
+
+    per_run_s: float = float("nan")
+    """Seconds every run costs whatever its size."""
+    per_flop_s: float = float("nan")
+    """Seconds per FLOP of the compute convention (6 N tokens)."""
+
+    def seconds(self, flops: float, runs: int = 1) -> float:
+        """Predicted wall seconds of ``runs`` runs that compute ``flops`` FLOPs in all."""
+        return runs * self.per_run_s + flops * self.per_flop_s
+
+
+def candidate_runs(c: Candidate) -> int:
+    """How many runs a candidate launches: itself, its bundle and its pretraining."""
+    return 1 + len(c.bundle) + (1 if c.pretrain_tokens > 0 else 0)
 
 
 def candidate_flops(c: Candidate) -> float:
@@ -331,7 +353,7 @@ def _scale(law: Any, design: _Design, draws: int, seed: int) -> tuple[float, flo
 
 def _rank(law: Any, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
           alpha_weight: float, beta_weight: float, per_compute: bool, draws: int, seed: int,
-          seconds_per_flop: float, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
+          wall: WallTime, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
     now = _simulate(law, design, draws, seed)
     scale_a, scale_b = scale
     base = (now.half_a * scale_a, now.half_b * scale_b, now.share)
@@ -358,15 +380,15 @@ def _rank(law: Any, design: _Design, candidates: Sequence[Candidate], scale: tup
             note = "makes no excluded fine-tune point usable and does not tighten the intervals"
         advice.append(Advice(candidate=c, flops=flops, alpha_halfwidth=after_a, beta_halfwidth=after_b,
                              shrink=shrink, score=shrink / (flops / 1e15), new_points=max(after.used - now.used, 0),
-                             identified=after.share, kind=_kind(design, c), seconds=flops * seconds_per_flop,
-                             note=note, warnings=after.warnings))
+                             identified=after.share, kind=_kind(design, c),
+                             seconds=wall.seconds(flops, candidate_runs(c)), note=note, warnings=after.warnings))
     key = (lambda a: a.score) if per_compute else (lambda a: a.shrink)
     return sorted(advice, key=key, reverse=True), base
 
 
 def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
                    beta_weight: float = 1.0, per_compute: bool = True, draws: int = DRAWS, seed: int = 0,
-                   seconds_per_flop: float = float("nan")) -> list[Advice]:
+                   wall: WallTime = WallTime()) -> list[Advice]:
     """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
 
     ``law`` is a fitted ``TransferLaw``. Returns one ``Advice`` per candidate, best first (by ``score``, or by
@@ -376,7 +398,7 @@ def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: f
     design = _design(law)
     ranked, _ = _rank(law, design, candidates, _scale(law, design, draws, seed), alpha_weight=alpha_weight,
                       beta_weight=beta_weight, per_compute=per_compute, draws=draws, seed=seed,
-                      seconds_per_flop=seconds_per_flop)
+                      wall=wall)
     return ranked
 
 
@@ -388,7 +410,7 @@ def meets(alpha_half: float, beta: float, beta_half: float, identified: float, t
 
 
 def plan_to_target(law: Any, candidates: Sequence[Candidate], target: Target, *, max_steps: int = 30,
-                   draws: int = DRAWS, seed: int = 0, seconds_per_flop: float = float("nan")) -> Plan:
+                   draws: int = DRAWS, seed: int = 0, wall: WallTime = WallTime()) -> Plan:
     """Greedy plan: take the best-ranked candidate, add it to the design at its predicted loss, re-rank, until the
     predicted intervals meet ``target`` (or ``max_steps``, or no candidate helps). Candidates may repeat (a
     repeat with a new seed); a new size is taken at most once."""
@@ -402,7 +424,7 @@ def plan_to_target(law: Any, candidates: Sequence[Candidate], target: Target, *,
     warn = len(law.warnings)
     while not meets(half_a, law.beta, half_b, share, target, warn) and len(steps) < max_steps and pool:
         ranked, _ = _rank(law, design, pool, scale, alpha_weight=1.0, beta_weight=1.0, per_compute=True,
-                          draws=draws, seed=seed, seconds_per_flop=seconds_per_flop, target=target)
+                          draws=draws, seed=seed, wall=wall, target=target)
         best = ranked[0]
         if best.shrink <= 0:
             break

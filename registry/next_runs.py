@@ -4,7 +4,7 @@ trains each, the table and the plan ``predict --next`` prints, and the adaptive 
 (a space-filling seed, then the advice's best remaining cell, until alpha is pinned).
 
 No MLflow and no torch: a preset's N comes from the torch-free ``lightning_modules/config.py``, and the store is only
-read through the client a caller passes (``seconds_per_flop``).
+read through the client a caller passes (``wall_time``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from transfer_laws.registry.advice import (
     Candidate,
     Plan,
     Target,
+    WallTime,
     alpha_halfwidth,
     compute_flops,
     rank_next_runs,
@@ -135,20 +136,32 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
     return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
 
 
-def seconds_per_flop(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> float:
-    """Wall seconds per FLOP of the advice's convention (6 N tokens x ``epochs``) over up to ``limit`` of the law's
-    finished runs in the store: what a run of a given compute takes on the machines that trained these (NaN when
-    none can be read)."""
-    seconds, flops = 0.0, 0.0
+def wall_time(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> WallTime:
+    """The wall-time model of the machines that trained the law's runs: seconds = per run + per FLOP x compute
+    (6 N tokens x ``epochs``), least squares over up to ``limit`` of its finished fine-tunes, both terms kept
+    non-negative. One size of run only, or a fit that gives a negative term, leaves the other term alone: the
+    average rate with no fixed cost, or the average duration with no rate. NaN when no run can be read."""
+    seconds: list[float] = []
+    flops: list[float] = []
     for p in list(law.points)[:limit]:
         try:
             info = client.get_run(p.run_id).info
         except Exception:  # a run deleted since the fit, or a store that cannot be reached: no estimate from it
             continue
         if info.start_time and info.end_time and info.end_time > info.start_time:
-            seconds += (info.end_time - info.start_time) / 1000
-            flops += compute_flops(p.n, p.d_f, epochs)
-    return seconds / flops if flops > 0 else float("nan")
+            seconds.append((info.end_time - info.start_time) / 1000)
+            flops.append(compute_flops(p.n, p.d_f, epochs))
+    if not seconds:
+        return WallTime()
+    x, y = np.asarray(flops), np.asarray(seconds)
+    if len(set(flops)) >= 2:
+        rate = float(np.cov(x, y, bias=True)[0, 1] / np.var(x))
+        fixed = float(y.mean() - rate * x.mean())
+        if rate >= 0 and fixed >= 0:
+            return WallTime(fixed, rate)
+        if rate < 0:
+            return WallTime(float(y.mean()), 0.0)
+    return WallTime(0.0, float((x * y).sum() / (x * x).sum()))
 
 
 def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from transfer_laws.registry.advice import (
     Candidate,
     Plan,
     Target,
+    WallTime,
     candidate_flops,
     compute_flops,
     plan_to_target,
@@ -168,7 +169,7 @@ def run_flops(run: PinRun, epochs: float) -> float:
 
 def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], queue: RunQueue, target: Target,
         budget: Budget, *, draws: int = 200, max_plan: int = 30,
-        log: Callable[[str], None] = lambda _: None, seconds_per_flop: Callable[[], float] = lambda: math.nan,
+        log: Callable[[str], None] = lambda _: None, wall: Callable[[Any], WallTime] = lambda _: WallTime(),
         max_iterations: int = 1000, show_plan: bool = True) -> PinOutcome:
     """Fit, advise, train, refit until ``target`` holds (exit 0) or ``budget`` is spent (EXIT_BUDGET) or no run
     helps (EXIT_STUCK). ``show_plan=False`` plans to the target only when the loop ends (each step then costs one
@@ -186,18 +187,18 @@ def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], qu
         pool = candidates(law)
         spent_reason = budget.left(spent)
 
-        full_plan = partial(plan_to_target, law, pool, target, max_steps=max_plan, draws=draws,
-                            seconds_per_flop=seconds_per_flop())
+        here = wall(law)
+        full_plan = partial(plan_to_target, law, pool, target, max_steps=max_plan, draws=draws, wall=here)
         # The whole plan is for people (progress, the report at the end); choosing needs its first step only.
         plan = full_plan() if show_plan or spent_reason else plan_to_target(
-            law, pool, target, max_steps=1, draws=draws, seconds_per_flop=seconds_per_flop())
+            law, pool, target, max_steps=1, draws=draws, wall=here)
         log(progress_line(law, spent, plan if show_plan else None))
         if spent_reason:
             return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
         if not plan.steps and all(m.startswith("warning:") for m in missing):
             # Only a warning the advice does not model is left (e.g. a competing scratch model disagrees): more data
             # where it tightens the intervals most per FLOP is the best bet to settle it.
-            ranked = [a for a in rank_next_runs(law, pool, draws=draws, seconds_per_flop=seconds_per_flop())
+            ranked = [a for a in rank_next_runs(law, pool, draws=draws, wall=here)
                       if a.shrink > 0]
             plan = replace(plan, steps=ranked[:1], flops=sum(a.flops for a in ranked[:1]))
         if not plan.steps:

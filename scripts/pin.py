@@ -298,9 +298,10 @@ def law_fit(args: Args) -> Callable[[], Any]:
 def run(args: Args) -> int:
     from transfer_laws.registry.advice import Target
     from transfer_laws.registry.fit import FitError
-    from transfer_laws.registry.next_runs import law_candidates
+    from transfer_laws.registry.next_runs import law_candidates, wall_time
     from transfer_laws.registry.pin import format_outcome, pin
     from transfer_laws.registry.refit import refit_law
+    from transfer_laws.registry.tracking import client_for
     from transfer_laws.scripts._errors import BadInput, UserError
     from transfer_laws.scripts.sweep import ensure_parent_run
 
@@ -319,13 +320,10 @@ def run(args: Args) -> int:
     parent = ensure_parent_run(queue.study, args.tracking_uri, args.experiment, create=True)
     queue.train = recipe_train(args, parent, name)
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
-
-    def rate() -> float:
-        spent = queue.spent()
-        return spent.minutes * 60 / spent.flops if spent.flops > 0 else math.nan
-
+    client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
     outcome = pin(fit, lambda law: law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
-                  queue, target, budget, draws=args.advice_draws, log=log_line, seconds_per_flop=rate)
+                  queue, target, budget, draws=args.advice_draws, log=log_line,
+                  wall=lambda law: wall_time(client, law))
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
     print(format_outcome(outcome, target))
     print(f"law {args.law}: {result.status}" + (f" version {result.version}" if result.version else ""))

@@ -325,12 +325,12 @@ def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
     from mlflow import MlflowClient
 
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
-    from transfer_laws.registry.next_runs import law_candidates, seconds_per_flop
+    from transfer_laws.registry.next_runs import law_candidates, wall_time
 
     target = Target(alpha_halfwidth)
     candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
     if not candidates:
         return [], plan_to_target(law, [], target), target
-    rate = seconds_per_flop(MlflowClient(), law)
-    return (rank_next_runs(law, candidates, seconds_per_flop=rate),
-            plan_to_target(law, candidates, target, seconds_per_flop=rate), target)
+    wall = wall_time(MlflowClient(), law)
+    return (rank_next_runs(law, candidates, wall=wall),
+            plan_to_target(law, candidates, target, wall=wall), target)

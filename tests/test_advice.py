@@ -202,3 +202,30 @@ def test_a_size_read_back_from_the_scratch_logs_is_not_a_second_size(law) -> Non
     keys = [(c.role, round(c.n_params), round(c.d_f_tokens), c.pretrain_tokens) for c in candidates]
     assert len(keys) == len(set(keys))
     assert {c.n_params for c in candidates if c.role == "scratch"} >= {float(round(p.n)) for p in law.points}
+
+
+def test_wall_time_is_a_fixed_cost_per_run_plus_a_rate(sqlite_uri: str) -> None:
+    # Runs that take 20 s plus 1 s per 1e9 FLOP: the model reads both back from their MLflow durations, so a tiny
+    # run is not predicted to take no time, and a candidate's bundle pays the fixed cost once per run.
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.advice import WallTime, candidate_runs
+    from transfer_laws.registry.next_runs import EPOCHS, wall_time
+
+    client = MlflowClient(sqlite_uri, sqlite_uri)
+    exp = client.create_experiment("timed")
+    points = []
+    for n, d_f in [(1e4, 1e3), (1e4, 8e3), (1e5, 2e3), (1e5, 1e4)]:
+        seconds = 20.0 + 6 * n * d_f * EPOCHS / 1e9
+        run = client.create_run(exp, start_time=1_000_000)
+        client.set_terminated(run.info.run_id, end_time=1_000_000 + int(seconds * 1000))
+        points.append(SimpleNamespace(run_id=run.info.run_id, n=n, d_f=d_f))
+    wall = wall_time(client, SimpleNamespace(points=points))
+    assert wall.per_run_s == pytest.approx(20.0, rel=1e-3) and wall.per_flop_s == pytest.approx(1e-9, rel=1e-3)
+    bundle = Candidate(1e6, 1e3, "finetune", EPOCHS, "new", pretrain_tokens=2e7, bundle=(("scratch", 1e4),))
+    assert candidate_runs(bundle) == 3
+    assert wall.seconds(0.0, candidate_runs(bundle)) == pytest.approx(60.0, rel=1e-3)
+    assert np.isnan(wall_time(client, SimpleNamespace(points=[])).per_run_s)
+    assert np.isnan(WallTime().seconds(1e9))
