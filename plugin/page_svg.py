@@ -7,12 +7,15 @@ page's script (hover shows the run, click opens it in MLflow).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 from transfer_laws.registry.records import RunResult
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 GREY = "#5f7281"
 PAPER = TEXT_TO_PYTHON
@@ -34,7 +37,7 @@ def _attrs(run: RunResult, run_href: dict[str, str], extra: str = "") -> tuple[d
     return {"data-run-id": run.run_id, "data-href": run_href.get(run.run_id, ""), "data-label": label}, label
 
 
-def _marks(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -> list[Any]:
+def _marks(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, str]) -> list[Any]:
     """Marks for the Figure-1 chart. With a fit, positions come from it (its unit, its D_F), so they sit on its
     curves; runs the version does not include are crosses; without one, the runs as MLflow has them."""
     from transfer_laws.registry.fit._plots import n_key
@@ -69,7 +72,7 @@ def _marks(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -> 
     return marks
 
 
-def loss_svg(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -> str:
+def loss_svg(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, str]) -> str:
     """Figure 1 of the paper on the law's runs: fitted scratch curves, fine-tunes, scratch runs, the D_T gap."""
     from transfer_laws.registry.fit._plots import unit_of
     from transfer_laws.registry.fit._svg_plots import loss_chart
@@ -78,7 +81,7 @@ def loss_svg(runs: list[RunResult], fit: Any | None, run_href: dict[str, str]) -
     return loss_chart(fit, _marks(runs, fit, run_href), unit, css_class="chart fit-plot")
 
 
-def d_t_svg(fit: Any, runs: list[RunResult], run_href: dict[str, str]) -> str:
+def d_t_svg(fit: TransferLaw, runs: list[RunResult], run_href: dict[str, str]) -> str:
     """D_T against D_F per N with the fitted lines and outlined 95% bands; points link to their runs."""
     from transfer_laws.registry.fit._svg_plots import d_t_chart
 

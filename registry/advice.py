@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 Z95 = 1.96
 DRAWS = 400
@@ -175,7 +178,7 @@ class _Design:
     """Runs added by the what-if: (role, N, tokens)."""
 
 
-def _design(law: Any) -> _Design:
+def _design(law: TransferLaw) -> _Design:
     s = law.scratch
     pts = list(law.points)
     checks = law.checks or {}
@@ -191,7 +194,7 @@ def _design(law: Any) -> _Design:
                    sigma=(sigma_s, dof_s, sigma_f, max(used - 3, 0) + dof_s))
 
 
-def _scratch_for(law: Any, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> Any:
+def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> Any:
     from transfer_laws.registry.fit._model import ScratchModel
     from transfer_laws.registry.fit._scratch import group_by_n, monotone_curve
 
@@ -241,7 +244,7 @@ def _warnings(grown: Any, u_n: np.ndarray) -> int:
     return int(u_n.size <= MIN_POINTS) + int(sizes <= 2) + unchecked
 
 
-def _simulate(law: Any, design: _Design, draws: int, seed: int) -> _Sim:
+def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int) -> _Sim:
     """The version's parametric bootstrap on ``design`` (plus its extra runs): alpha and beta 95% half-widths,
     the share of draws that identify the law, the number of usable fine-tune points and the warnings left."""
     from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
@@ -301,7 +304,7 @@ def _simulate(law: Any, design: _Design, draws: int, seed: int) -> _Sim:
     return _Sim(float(half[0]), float(half[1]), float(good.mean()), int(used.sum()), warn)
 
 
-def _version_halfwidths(law: Any) -> tuple[float, float]:
+def _version_halfwidths(law: TransferLaw) -> tuple[float, float]:
     out = []
     for name in ("alpha", "beta"):
         low, high = law.intervals.get(name, (np.nan, np.nan))
@@ -344,14 +347,14 @@ def _check(candidates: Sequence[Candidate], alpha_weight: float, beta_weight: fl
             raise ValueError(f"candidate {c} needs positive N, D_F and epochs")
 
 
-def _scale(law: Any, design: _Design, draws: int, seed: int) -> tuple[float, float]:
+def _scale(law: TransferLaw, design: _Design, draws: int, seed: int) -> tuple[float, float]:
     """Factors mapping simulated half-widths onto the version's own, read once on the runs the version used."""
     ver_a, ver_b = _version_halfwidths(law)
     now = _simulate(law, design, draws, seed)
     return _ratio(ver_a, now.half_a), _ratio(ver_b, now.half_b)
 
 
-def _rank(law: Any, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
+def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
           alpha_weight: float, beta_weight: float, per_compute: bool, draws: int, seed: int,
           wall: WallTime, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
     now = _simulate(law, design, draws, seed)
@@ -386,7 +389,7 @@ def _rank(law: Any, design: _Design, candidates: Sequence[Candidate], scale: tup
     return sorted(advice, key=key, reverse=True), base
 
 
-def rank_next_runs(law: Any, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
+def rank_next_runs(law: TransferLaw, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
                    beta_weight: float = 1.0, per_compute: bool = True, draws: int = DRAWS, seed: int = 0,
                    wall: WallTime = WallTime()) -> list[Advice]:
     """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
@@ -409,7 +412,7 @@ def meets(alpha_half: float, beta: float, beta_half: float, identified: float, t
     return alpha_half <= target.alpha_halfwidth and beta_ok and identified >= IDENTIFIED and warnings == 0
 
 
-def plan_to_target(law: Any, candidates: Sequence[Candidate], target: Target, *, max_steps: int = 30,
+def plan_to_target(law: TransferLaw, candidates: Sequence[Candidate], target: Target, *, max_steps: int = 30,
                    draws: int = DRAWS, seed: int = 0, wall: WallTime = WallTime()) -> Plan:
     """Greedy plan: take the best-ranked candidate, add it to the design at its predicted loss, re-rank, until the
     predicted intervals meet ``target`` (or ``max_steps``, or no candidate helps). Candidates may repeat (a
@@ -441,6 +444,6 @@ def plan_to_target(law: Any, candidates: Sequence[Candidate], target: Target, *,
                 beta_interval=(law.beta - half_b, law.beta + half_b))
 
 
-def alpha_halfwidth(law: Any) -> float:
+def alpha_halfwidth(law: TransferLaw) -> float:
     """Half-width of alpha's bootstrap 95% interval (``law.intervals["alpha"]``), inf when unknown."""
     return _version_halfwidths(law)[0]

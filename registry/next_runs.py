@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from transfer_laws.registry.advice import (
     rank_next_runs,
 )
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.fit import TransferLaw
 
 
 def preset_n(size: str) -> int:
@@ -98,7 +103,7 @@ def _around(values: Sequence[float], below: float, above: float) -> list[float]:
     return sorted({round(v) for v in grid if v >= MIN_TOKENS})
 
 
-def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, epochs: float = EPOCHS,
+def law_candidates(law: TransferLaw, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, epochs: float = EPOCHS,
                    new_sizes: bool = True) -> list[Candidate]:
     """Every kind of run a team could launch next, around the law's own runs: fine-tunes at each fine-tuned size
     over the measured D_F and one step beyond (a measured cell is a repeat with a new seed), scratch runs at each
@@ -136,7 +141,7 @@ def law_candidates(law: Any, *, checkpoint_template: str = CHECKPOINT_TEMPLATE, 
     return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
 
 
-def wall_time(client: Any, law: Any, epochs: float = EPOCHS, limit: int = 50) -> WallTime:
+def wall_time(client: MlflowClient, law: TransferLaw, epochs: float = EPOCHS, limit: int = 50) -> WallTime:
     """The wall-time model of the machines that trained the law's runs: seconds = per run + per FLOP x compute
     (6 N tokens x ``epochs``), least squares over up to ``limit`` of its finished fine-tunes, both terms kept
     non-negative. One size of run only, or a fit that gives a negative term, leaves the other term alone: the

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from transfer_laws.registry.advice import (
     rank_next_runs,
 )
 from transfer_laws.registry.schema import ROLE_PRETRAIN
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 EXIT_PINNED = 0
 EXIT_BUDGET = 3
@@ -108,7 +111,7 @@ class PinOutcome:
 
     exit_code: int
     """EXIT_PINNED, EXIT_BUDGET or EXIT_STUCK."""
-    law: Any
+    law: TransferLaw
     """The last fitted law."""
     spent: Spent
     """What the loop's runs cost."""
@@ -120,7 +123,7 @@ class PinOutcome:
     """One line: pinned, which budget is spent, or why no run helps."""
 
 
-def missing_for(law: Any, target: Target) -> list[str]:
+def missing_for(law: TransferLaw, target: Target) -> list[str]:
     """What keeps ``law`` from the target (empty: pinned)."""
     out = []
     low, high = law.intervals.get("alpha", (math.nan, math.nan))
@@ -138,7 +141,7 @@ def missing_for(law: Any, target: Target) -> list[str]:
     return out
 
 
-def progress_line(law: Any, spent: Spent, plan: Plan | None) -> str:
+def progress_line(law: TransferLaw, spent: Spent, plan: Plan | None) -> str:
     """One line of progress: the intervals now, what was spent and the predicted compute still to go."""
     a, b = law.intervals["alpha"], law.intervals["beta"]
     rest = "" if plan is None else (f"; predicted to go: {len(plan.steps)} run(s), {plan.flops:.3g} FLOP"

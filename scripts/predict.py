@@ -17,13 +17,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import json_document
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 EXIT_UNREACHABLE = 3
 """The law cannot reach the target loss (at that N, or at any N for that D_F)."""
@@ -71,7 +74,7 @@ def check_question(args: Args) -> None:
         raise BadInput(f"--d-f {args.d_f:g} is under one token (or character): D_F counts whole tokens of data")
 
 
-def check_target_loss(law: Any, loss: float, n: float | None, vocab_size: int | None) -> None:
+def check_target_loss(law: TransferLaw, loss: float, n: float | None, vocab_size: int | None) -> None:
     """Refuse a target loss no model can mean: at or above ln V (the loss of predicting every token uniformly, an
     untrained model; bad input), or at or below the floor the law's scratch model puts at that N (or at any N),
     which no amount of data reaches (exit 3)."""
@@ -90,7 +93,7 @@ def check_target_loss(law: Any, loss: float, n: float | None, vocab_size: int | 
                         f"({floor:.3f} nats/token with unlimited data): no amount of data reaches it", EXIT_UNREACHABLE)
 
 
-def law_vocab_size(law: Any) -> int | None:
+def law_vocab_size(law: TransferLaw) -> int | None:
     """V of the law's tokenizer, from a run the law was fitted on (its ``vocab_size`` param); None if unknown."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -176,7 +179,7 @@ def run(args: Args) -> int:
     return 0
 
 
-def fitted_range(law: Any) -> dict[str, list[float]]:
+def fitted_range(law: TransferLaw) -> dict[str, list[float]]:
     """The N and D_F spanned by the fine-tunes the law was fitted on (all screened ones if none was used)."""
     points = [p for p in law.points if p.used] or list(law.points)
     if not points:
@@ -214,7 +217,7 @@ def outside_range(span: dict[str, list[float]], **query: float | None) -> list[d
     return flagged
 
 
-def _target_with_interval(law: Any, solve: Any, given: float, loss: float,
+def _target_with_interval(law: TransferLaw, solve: Any, given: float, loss: float,
                           quantity: str) -> tuple[float, float, float]:
     """The answer at the fitted law and its 95% interval over bootstrap draws of k, alpha and beta."""
     import numpy as np
@@ -256,7 +259,7 @@ def _fmt(value: float | None, interval: tuple[float, float] | None = None) -> st
     return text
 
 
-def print_answer(answer: dict[str, Any], args: Args, law: Any) -> None:
+def print_answer(answer: dict[str, Any], args: Args, law: TransferLaw) -> None:
     """The table a person reads: the law, the answer with intervals, then every caveat."""
     iv = answer["intervals"]
     print(f"law {args.law} v{answer['version']}: D_T = k * D_F^alpha * N^beta  (D_F in {answer['unit']})")
@@ -319,7 +322,7 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
     return plain
 
 
-def _next_runs(law: Any, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
+def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
     """Candidates around the law's own runs (``next_runs.law_candidates``), ranked, and the greedy plan to the target;
     wall times at the rate the law's own runs took."""
     from mlflow import MlflowClient
