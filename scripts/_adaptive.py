@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.next_runs import adaptive_order, candidates_for, preset_n
-from transfer_laws.registry.schema import TAG_ADAPTIVE_REASON
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH, TAG_ADAPTIVE_REASON
 
 if TYPE_CHECKING:
     from transfer_laws.scripts.sweep import TrainCell
@@ -66,7 +66,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
         fit([])
         start = 0  # the store's runs (or this study's earlier ones) already give a law: the advice ranks from here
     except ValueError:
-        start = sum(c.role == "scratch" for c in todo) + min(4, len(todo))
+        start = sum(c.role == ROLE_SCRATCH for c in todo) + min(4, len(todo))
     budget = max(0, args.max_runs - len(earlier))
     results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
                              tolerance=args.alpha_tolerance, max_runs=budget,
@@ -105,7 +105,7 @@ def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:
     from transfer_laws.scripts import workspace
     from transfer_laws.scripts._common import megabytes
 
-    finetunes = [c for c in cells if c.role == "finetune"]
+    finetunes = [c for c in cells if c.role == ROLE_FINETUNE]
     if finetunes:
         return str(load_checkpoint_uri(args.from_template.format(size=finetunes[0].size)).tokenizer_digest)
     return tokenizer_digest(workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,

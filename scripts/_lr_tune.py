@@ -35,16 +35,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from transfer_laws.registry.schema import (
+    PARAM_LR,
+    ROLE_FINETUNE,
+    TAG_LR_PREFIX,
+    TAG_LR_TRIAL,
+    TAG_LR_TUNING,
+    TAG_PRUNED,
+)
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-PARAM_LR = "lr"
-TAG_LR_TUNING = "transfer.lr_tuning"
-"""On a tuning run: ``<size>/<role>``; on the sweep parent run: the search settings."""
-TAG_LR_TRIAL = "transfer.lr_tuning.trial"
-TAG_LR_SOURCE = "transfer.lr_source"
-"""On a grid run: where its learning rate came from (tuned, with the study and trial, or the fixed setting)."""
-TAG_PRUNED = "transfer.pruned_reason"
 ATTR_PRUNED = "pruned_reason"
 
 
@@ -231,13 +233,13 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
 
     uri = args.from_template.format(size=target.size)
     init_weights = checkpoint = None
-    if target.role == "finetune":
+    if target.role == ROLE_FINETUNE:
         checkpoint = load_checkpoint_uri(uri)
         init_weights = checkpoint.model  # read once, when verified: the weights carry their config
         model, tokenizer = init_weights.config, checkpoint.folder / "tokenizer"
     else:
         model = model_config(ShapeArgs(preset=target.size))
-        if "finetune" in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
+        if ROLE_FINETUNE in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
             tokenizer = load_checkpoint_uri(uri).folder / "tokenizer"
         else:
             tokenizer = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
@@ -322,7 +324,7 @@ def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_st
     tuning = replace(args.tuning, max_steps=args.tuning.max_steps or args.train.max_steps)
     trainer = train_trial or recipe_trial_trainer(args, parent_run_id, tokens)
     chosen = {t: tune_target(open_study, args.study, t, tuning, trainer) for t in targets_of(cells)}
-    tags = {f"transfer.lr.{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
+    tags = {f"{TAG_LR_PREFIX}{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
     tags[TAG_LR_TUNING] = describe(tuning, tokens)
     set_shared_tags(MlflowClient(use_tracking_uri(args.tracking_uri)), parent_run_id, tags)
     for t, c in chosen.items():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 from transfer_laws.registry.records import MAX_D
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, checkpoint_model_name
+from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ROLE_FINETUNE, ROLE_SCRATCH, checkpoint_model_name
 from transfer_laws.scripts._args import at_least, positive
 
 
@@ -53,7 +53,7 @@ class Args:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
     experiment: str = DEFAULT_EXPERIMENT
     """Experiment that holds the demo's runs."""
-    checkpoint_name: str = "pretrained-text"
+    checkpoint_name: str = checkpoint_model_name("text")
     """Registered model that holds the pretrained checkpoints (one version per size)."""
     progress_bar: bool = False
     """Show Lightning's per-run progress bar (the demo prints one line per run either way)."""
@@ -222,12 +222,12 @@ def run(args: Args) -> Any:
             on = f" on {source}" if len(sources) > 1 else ""  # the short demo's lines stay as they were
             progress.line(f"pretrained {size}{on}, registered {registered.uri} as @{alias}")
         for source in sources:
-            per_size: dict[str, Any] = {"finetune": {}, "scratch": scratch_runs}
+            per_size: dict[str, Any] = {ROLE_FINETUNE: {}, ROLE_SCRATCH: scratch_runs}
             for d_f in args.d_f_tokens:
                 run_ = finetune.run(finetune.Args(parent=f"models:/{_checkpoint_name(args, source)}@{alias}",
                                                   d_f_tokens=d_f, **without_tokenizer, **fit_options,
                                                   **capped(finetune), refit_plots=False))
-                per_size["finetune"][d_f] = run_
+                per_size[ROLE_FINETUNE][d_f] = run_
                 last_refit = run_.refit or last_refit
                 origin = f" from {source}" if len(sources) > 1 else ""
                 progress.line(f"finetune {size}{origin} D_F={d_f:,}: loss {run_.best_test_loss:.3f}  "
@@ -357,11 +357,11 @@ def _print_findings(results: dict[str, dict[str, Any]], args: Args, source: str 
     wins, comparisons = 0, 0
     gains_by_n: dict[int, list[tuple[int, float]]] = {}
     for size, per in results.items():
-        for d_f, ft in per["finetune"].items():
-            larger = sorted(d for d in per["scratch"] if d >= d_f)
+        for d_f, ft in per[ROLE_FINETUNE].items():
+            larger = sorted(d for d in per[ROLE_SCRATCH] if d >= d_f)
             if not larger:
                 continue
-            sc = per["scratch"][larger[0]]
+            sc = per[ROLE_SCRATCH][larger[0]]
             gain = sc.best_test_loss - ft.best_test_loss
             comparisons += 1
             wins += gain > 0

@@ -26,6 +26,7 @@ from typing import Any
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
 from transfer_laws.registry.pin import Budget, PinRun, Spent
+from transfer_laws.registry.schema import DEMO_CHECKPOINT_TEMPLATE, ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCRATCH
 from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs, log_line
@@ -50,7 +51,7 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Target: beta's 95% interval excludes 0."""
     budget: str = "60min"
     """What the loop may spend: FLOPs (e.g. 3e15), minutes of training (e.g. 45min), or both (3e15,45min)."""
-    from_template: str = "models:/pretrained-text@demo-{size}"
+    from_template: str = DEMO_CHECKPOINT_TEMPLATE
     """Registered checkpoint per size that fine-tunes start from (a new size is pretrained and registered there)."""
     target: str = "python"
     """Target corpus of the fine-tunes and scratch runs."""
@@ -258,9 +259,9 @@ def recipe_train(args: Args, parent_run_id: str, study_name: str) -> Train:
     def train(run: PinRun, reason: str, number: int) -> tuple[str, float]:
         base = sweep.recipe_args(args, sweep.Args)
         seeded = replace(base, seed=run.seed, train=replace(base.train, seed=run.seed), study=study_name,
-                         roles=["finetune", "scratch"])
+                         roles=[ROLE_FINETUNE, ROLE_SCRATCH])
         tags = {TAG_PIN: study_name, TAG_PIN_REASON: reason[:5000]}
-        if run.role == "pretrain":
+        if run.role == ROLE_PRETRAIN:
             from transfer_laws.plugin.training import RunExtras
             from transfer_laws.registry.checkpoints import register_checkpoint
             from transfer_laws.registry.next_runs import registered_name

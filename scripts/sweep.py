@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from
 from transfer_laws.registry.records import MAX_D
+from transfer_laws.registry.schema import DEMO_CHECKPOINT_TEMPLATE, PARAM_LR, ROLE_FINETUNE, ROLE_SCRATCH, TAG_LR_SOURCE
 from transfer_laws.scripts import scratch
 from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._common import DataArgs, RefitArgs, StoreArgs, TokenizerArgs
-from transfer_laws.scripts._lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, LrTuning, TuneTarget
+from transfer_laws.scripts._lr_tune import ChosenLr, LrTuning, TuneTarget
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -57,9 +58,9 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Model shapes (names from lightning_modules.config.PRESETS), one N each."""
     d_f_tokens: list[int] = positive(maximum=MAX_D["tokens"], default_factory=lambda: [20000, 80000])
     """D_F budgets in tokens (a scratch run's dataset size D)."""
-    roles: list[str] = field(default_factory=lambda: ["finetune", "scratch"])
+    roles: list[str] = field(default_factory=lambda: [ROLE_FINETUNE, ROLE_SCRATCH])
     """Which kinds of run each (size, D_F) gets: finetune, scratch or both."""
-    from_template: str = "models:/pretrained-text@demo-{size}"
+    from_template: str = DEMO_CHECKPOINT_TEMPLATE
     """Registered checkpoint per size that fine-tunes start from (and whose tokenizer scratch runs share)."""
     target: str = "python"
     """Target corpus: python (built-in), or a folder of files, s3://bucket/prefix or a datasets path."""
@@ -124,7 +125,7 @@ def grid_cells(sizes: list[str], d_f_tokens: list[int], roles: list[str]) -> lis
     unknown = [s for s in sizes if s not in PRESETS]
     if unknown:
         raise ValueError(f"unknown size(s) {unknown}; choose from {', '.join(PRESETS)}")
-    bad_roles = [r for r in roles if r not in ("finetune", "scratch")]
+    bad_roles = [r for r in roles if r not in (ROLE_FINETUNE, ROLE_SCRATCH)]
     if bad_roles:
         raise ValueError(f"unknown role(s) {bad_roles}; a sweep runs finetune and/or scratch")
     if any(d <= 0 for d in d_f_tokens):
@@ -330,12 +331,12 @@ def recipe_trainer(args: Args, parent_run_id: str, lrs: dict[TuneTarget, ChosenL
                                  TAG_LR_SOURCE: source, **(tags or {})},
                            params={PARAM_LR: f"{optim.lr:.6g}"})
         checkpoint = args.from_template.format(size=cell.size)
-        if cell.role == "finetune":
+        if cell.role == ROLE_FINETUNE:
             trained = finetune.run(recipe_args(args, finetune.Args, parent=checkpoint, d_f_tokens=cell.d_f_tokens,
                                                optim=optim), extras)
         else:
             # Scratch runs share the fine-tunes' tokenizer so both land on the same loss scale.
-            tokenizer_from = checkpoint if "finetune" in args.roles else None
+            tokenizer_from = checkpoint if ROLE_FINETUNE in args.roles else None
             trained = scratch.run(recipe_args(args, scratch.Args, preset=cell.size, tokenizer_from=tokenizer_from,
                                               d_f_tokens=cell.d_f_tokens, optim=optim), extras)
         return trained.run_id, float(trained.best_test_loss)

@@ -11,13 +11,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from transfer_laws.registry.schema import PARAM_N, TAG_LAW, TAG_ROLE, TAG_SWEEP, TAG_TRIAL
-from transfer_laws.scripts._lr_tune import (
-    ATTR_PRUNED,
+from transfer_laws.registry.schema import (
     PARAM_LR,
+    PARAM_N,
+    TAG_LAW,
     TAG_LR_SOURCE,
     TAG_LR_TUNING,
     TAG_PRUNED,
+    TAG_ROLE,
+    TAG_SWEEP,
+    TAG_TRIAL,
+)
+from transfer_laws.scripts._lr_tune import (
+    ATTR_PRUNED,
     LrTuning,
     TuneTarget,
     study_name,

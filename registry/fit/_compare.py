@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from transfer_laws.registry.schema import ROLE_FINETUNE
+
 from ._checks import MIN_GOOD_DRAW_SHARE
 from ._model import TransferLaw
 
@@ -83,7 +85,7 @@ def _shown(ok: bool, value: float, draws: Any) -> Estimate:
 def chars_per_token(runs: list[Any]) -> float | None:
     """sum(D_F_chars) / sum(D_F_tokens) over the fine-tunes that logged both (None when none did)."""
     pairs = [(r.d_f_chars, r.d_f_tokens) for r in runs
-             if getattr(r, "role", "finetune") == "finetune" and r.d_f_chars and r.d_f_tokens]
+             if getattr(r, "role", ROLE_FINETUNE) == ROLE_FINETUNE and r.d_f_chars and r.d_f_tokens]
     if not pairs:
         return None
     return float(sum(c for c, _ in pairs) / sum(t for _, t in pairs))

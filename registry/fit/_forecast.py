@@ -80,7 +80,7 @@ def _t_quantile(dof: int) -> float:
 def _noise(law: TransferLaw, role: str) -> tuple[float, int]:
     """(sigma, dof) of the run-to-run noise in ln L the fit read off its residuals (0 for fits made before)."""
     checks = law.checks or {}
-    key = "finetune" if role == ROLE_FINETUNE else "scratch"
+    key = ROLE_FINETUNE if role == ROLE_FINETUNE else ROLE_SCRATCH  # the checks name their noise by role
     return float(checks.get(f"{key}_noise") or 0.0), int(checks.get(f"{key}_noise_dof") or 0)
 
 
