@@ -26,14 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
+from transfer_laws.registry.fit._fit import MIN_POINTS, _classify, _cutoff_unmeasured
+from transfer_laws.registry.fit._law import design as law_design
+from transfer_laws.registry.fit._model import ScratchModel
+from transfer_laws.registry.fit._parametric import log_d_e_sampler
+from transfer_laws.registry.fit._scratch import group_by_n, match_n, monotone_curve
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
-
-if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
 
 Z95 = 1.96
 DRAWS = 400
@@ -194,10 +197,7 @@ def _design(law: TransferLaw) -> _Design:
                    sigma=(sigma_s, dof_s, sigma_f, max(used - 3, 0) + dof_s))
 
 
-def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> Any:
-    from transfer_laws.registry.fit._model import ScratchModel
-    from transfer_laws.registry.fit._scratch import group_by_n, monotone_curve
-
+def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> ScratchModel:
     levels, group = group_by_n(n)
     curves = [monotone_curve(np.log(d[group == g]), log_l[group == g]) for g in range(levels.size)]
     s = law.scratch
@@ -205,7 +205,7 @@ def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarr
                         log_d=np.log(d), log_l=log_l, irreducible=s.irreducible)
 
 
-def _scratch_loss(scratch: Any, n: float, d: float) -> float:
+def _scratch_loss(scratch: ScratchModel, n: float, d: float) -> float:
     """Predicted ln loss of a scratch run: the scratch model; past an interpolated curve's end, its last slope
     (or the Kaplan form where the curve has one node or N has none)."""
     value = float(scratch.log_loss(np.array([n]), np.array([np.log(d)]))[0])
@@ -234,9 +234,7 @@ class _Sim:
     """Fit warnings a pin target cares about: 3 points only, two sizes only, per N a low-data cutoff unchecked."""
 
 
-def _warnings(grown: Any, u_n: np.ndarray) -> int:
-    from transfer_laws.registry.fit._fit import MIN_POINTS, _cutoff_unmeasured
-
+def _warnings(grown: ScratchModel, u_n: np.ndarray) -> int:
     if u_n.size == 0:
         return 3
     sizes = np.unique(np.round(np.log(u_n), 9)).size
@@ -247,12 +245,6 @@ def _warnings(grown: Any, u_n: np.ndarray) -> int:
 def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int) -> _Sim:
     """The version's parametric bootstrap on ``design`` (plus its extra runs): alpha and beta 95% half-widths,
     the share of draws that identify the law, the number of usable fine-tune points and the warnings left."""
-    from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
-    from transfer_laws.registry.fit._fit import MIN_POINTS, _classify
-    from transfer_laws.registry.fit._law import design as law_design
-    from transfer_laws.registry.fit._parametric import log_d_e_sampler
-    from transfer_laws.registry.fit._scratch import match_n
-
     theta = np.array([np.log(law.k), law.alpha, law.beta])
     s_n, s_d, s_log_l = design.s_n, design.s_d, design.s_log_l
     grown = _scratch_for(law, s_n, s_d, s_log_l)

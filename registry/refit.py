@@ -37,8 +37,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, TypeGuard
 
+from transfer_laws.registry.fit import FitError, TransferLaw, fit_transfer_law, plot_law
+from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
+from transfer_laws.registry.fit._loo import leave_one_out
+from transfer_laws.registry.forecast import forecast_new_runs, record_summary, track_record
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
     Lease,
@@ -46,6 +50,7 @@ from transfer_laws.registry.locks import (
     lock_kind,
     registry_lock,
 )
+from transfer_laws.registry.map_run import log_target_map
 from transfer_laws.registry.reader import LawInputs, check_law_known, laws_for_run, read_law_inputs
 from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
@@ -58,9 +63,12 @@ from transfer_laws.registry.schema import (
     LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
+    REFIT_TAG_DEBRIS,
     REFIT_TAG_HEARTBEAT,
+    REFIT_TAG_LOCK,
     REFIT_TAG_OWNER,
     ROLE_FINETUNE,
+    TAG_INPUTS_DIGEST,
     law_model_name,
     law_name,
     parse_law,
@@ -71,8 +79,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
+    from typing_extensions import Unpack
 
-    from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.tracking import client_for, ensure_experiment, fluent_uri, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -82,12 +90,6 @@ PARAM_READ_AT = "inputs_read_at_ms"
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
 STATUS_SUPERSEDED = "superseded"
 """The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
-TAG_INPUTS_DIGEST = "transfer.inputs_digest"
-"""Version and refit-run tag: sha256 of the sorted ids of every run the refit read (see ``inputs_digest``)."""
-TAG_REFIT_LOCK = "transfer.refit_lock"
-"""Refit-run tag: the kind of ``law_lock`` the refit held (``locks.lock_kind``), for the debris check."""
-TAG_DEBRIS = "transfer.debris"
-"""Set on a refit run a later refit closed: why."""
 CAS_ATTEMPTS = 3
 """Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
 REFIT_STALE_S = 60.0
@@ -162,7 +164,7 @@ def law_metrics(fit: TransferLaw) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, Any]:
+def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, object]:
     return {
         "law": law,
         "fingerprint": fit.fingerprint,
@@ -176,7 +178,7 @@ def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     return json.loads(json.dumps(value, default=str))
 
 
@@ -189,8 +191,6 @@ def _verify_logged(client: MlflowClient, run_id: str, model_id: str) -> None:
     model = client.get_logged_model(model_id)
     if model.status != LoggedModelStatus.READY:
         raise RuntimeError(f"law model {model_id} is {model.status}, not READY")
-    from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
-
     held = {Path(a.path).name for a in client.list_logged_model_artifacts(model_id, LAW_FIT_IN_MODEL)}
     if not {JSON_NAME, NPZ_NAME} <= held:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
@@ -222,8 +222,6 @@ def update_target_map(client: MlflowClient, uri: str, law: str, version: str | N
                       fit: TransferLaw | None = None) -> None:
     """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
     is not downloaded again); a failure costs the chart, never the version."""
-    from transfer_laws.registry.map_run import log_target_map
-
     try:
         log_target_map(client, uri, parse_law(law)[1], known={(law, str(version)): fit} if fit is not None else None)
     except Exception:
@@ -241,12 +239,11 @@ def _covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion
 
 
 def _log_refit_run(client: MlflowClient, uri: str, law: str, fit: TransferLaw, inputs: LawInputs,
-                   settings: dict[str, Any], tags: dict[str, str]) -> tuple[str, ModelInfo]:
+                   settings: dict[str, int | str | bool], tags: dict[str, str]) -> tuple[str, ModelInfo]:
     """Log the fit on a refit run and verify it; returns (run id, logged-model info)."""
     import mlflow
 
-    from transfer_laws.registry.fit import plot_law
-    from transfer_laws.registry.law_model import log_law_model
+    from transfer_laws.registry.law_model import log_law_model  # lazy: mlflow.pyfunc and pandas, ~3 s
 
     experiment_id = ensure_experiment(REFIT_EXPERIMENT, tracking_uri=uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,7 +285,7 @@ def _dead(run: Run, held: str, now_ms: float) -> bool:
     """A RUNNING refit run is dead when it held the same cross-process lock we hold now (it cannot still be
     running), when its process on this host is gone, or when its heartbeat stopped ``REFIT_STALE_S`` ago."""
     tags = run.data.tags
-    if held != LOCK_KIND_PROCESS and tags.get(TAG_REFIT_LOCK) == held:
+    if held != LOCK_KIND_PROCESS and tags.get(REFIT_TAG_LOCK) == held:
         return True
     if _pid_gone(tags.get(REFIT_TAG_OWNER, "")):
         return True
@@ -312,7 +309,7 @@ def _close_debris(client: MlflowClient, law: str, held: str) -> list[str]:
         if not _dead(run, held, now_ms):
             continue
         reason = "refit did not finish (killed); closed by a later refit of the law"
-        client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
+        client.set_tag(run.info.run_id, REFIT_TAG_DEBRIS, reason)
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
     for run_id in closed:  # (a filter on status matches nothing in MLflow 3: filter by run, check status here)
@@ -361,6 +358,19 @@ def _register_if_current(client: MlflowClient, uri: str, reader: MlflowClient, l
     return STATUS_REGISTERED, version
 
 
+class RefitOptions(TypedDict, total=False):
+    """``refit_law``'s settings, passed on by the callers that refit many laws (``refit_after_run``, ``watch``, the
+    service)."""
+
+    bootstrap: int
+    seed: int
+    d_e_method: str
+    plots: bool
+    lock_timeout_s: float
+    requested_by: str | None
+    read_uri: str | None
+
+
 def refit_law(
     law: str,
     *,
@@ -380,13 +390,12 @@ def refit_law(
     ``read_uri`` reads the runs from that store instead (the server's own refits read its backend store directly:
     the same rows, without serialising hundreds of runs to JSON and back inside one process).
     """
-    from transfer_laws.registry.fit import FitError, fit_transfer_law
-
     law_name(*parse_law(law))  # a malformed law (or one with a quote, say) is a ValueError before anything is read
     uri = resolve_tracking_uri(tracking_uri)
     client = client_for(uri)
     held = lock_kind(uri)
-    settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
+    settings: dict[str, int | str | bool] = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method,
+                                             "plots": plots}
     with law_lock(law, uri, lock_timeout_s):
         _close_debris(client, law, held)
         reader = client_for(read_uri) if read_uri else client
@@ -409,13 +418,13 @@ def refit_law(
             _leave_one_out(fit, inputs)
             _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
-                    TAG_REFIT_LOCK: held, **law_source_tags(law)}
+                    REFIT_TAG_LOCK: held, **law_source_tags(law)}
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
             run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
             outcome = _register_if_current(client, uri, reader, law, digest, _version_number(latest), run_id, info,
-                                           {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
+                                           {k: v for k, v in tags.items() if k != REFIT_TAG_LOCK})
             if not isinstance(outcome, _Stale):
                 status, version = outcome
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
@@ -427,7 +436,8 @@ def refit_law(
                         update_target_map(client, uri, law, str(version.version), fit)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
-            client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
+            client.set_tag(run_id, REFIT_TAG_DEBRIS,
+                           "superseded: the law's runs changed before its version was created")
             latest, inputs = outcome  # read under the lock just now: fit those
             read_at = int(time.time() * 1000)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
@@ -437,8 +447,6 @@ def refit_law(
 def _forecast(client: MlflowClient, uri: str, law: str, latest: ModelVersion | None, inputs: LawInputs,
               reader: MlflowClient) -> None:
     """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
-    from transfer_laws.registry.forecast import forecast_new_runs
-
     try:
         forecast_new_runs(client, uri, law, latest, inputs, reader)
     except Exception:
@@ -447,8 +455,6 @@ def _forecast(client: MlflowClient, uri: str, law: str, latest: ModelVersion | N
 
 def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
     """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
-    from transfer_laws.registry.fit._loo import leave_one_out
-
     try:
         fit.checks["loo"] = leave_one_out(fit, inputs.points)
     except Exception:
@@ -457,8 +463,6 @@ def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
 
 def _track_record(fit: TransferLaw, reader: MlflowClient, law: str) -> None:
     """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
-    from transfer_laws.registry.forecast import record_summary, track_record
-
     try:
         fit.checks["track_record"] = record_summary(track_record(reader, law))
     except Exception:
@@ -467,8 +471,6 @@ def _track_record(fit: TransferLaw, reader: MlflowClient, law: str) -> None:
 
 def attach_plots(client: MlflowClient, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
-    from transfer_laws.registry.fit import plot_law
-
     if result.fit is None:
         raise ValueError(f"no fit to plot for {result.law} ({result.status}: {result.reason})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -477,7 +479,8 @@ def attach_plots(client: MlflowClient, result: RefitResult) -> None:
     update_target_map(client, client.tracking_uri, result.law, result.version, result.fit)
 
 
-def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:
+def refit_after_run(run_id: str, tracking_uri: str | None = None,
+                    **options: Unpack[RefitOptions]) -> list[RefitResult]:
     """Refit, in this process, every law the landed run feeds (the embedded store's hook)."""
     uri = resolve_tracking_uri(tracking_uri)
     return [refit_law(law, tracking_uri=uri, **options) for law in laws_for_run(run_id, client_for(uri))]

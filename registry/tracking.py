@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from transfer_laws.lightning_modules.config import CheckpointError, parse_model_uri
+from transfer_laws.registry.experiment_view import experiment_tags
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
 
 if TYPE_CHECKING:
@@ -202,8 +203,6 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
 
 
 def _describe(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]) -> None:
-    from transfer_laws.registry.experiment_view import experiment_tags
-
     for key, value in experiment_tags(name, experiment_id).items():
         if not tags.get(key):
             client.set_experiment_tag(experiment_id, key, value)

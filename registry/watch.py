@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.reader import known_laws, read_law_inputs
 from transfer_laws.registry.refit import (
     STATUS_FAILED,
     STATUS_REGISTERED,
+    RefitOptions,
     RefitResult,
     _covers,
     inputs_digest,
@@ -24,6 +25,7 @@ from transfer_laws.registry.tracking import client_for, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def watch(
     tracking_uri: str | None = None,
     interval_s: float = 30.0,
     max_iterations: int | None = None,
-    **options: Any,
+    **options: Unpack[RefitOptions],
 ) -> list[RefitResult]:
     """Poll for laws whose runs are not the ones their latest version read, and refit (at least once per landing).
 
