@@ -219,7 +219,7 @@ def mark_registered(client: MlflowClient, model_id: str, name: str, version: int
     linked = model.tags.get(MLFLOW_MODEL_VERSIONS)
     entries = json.loads(linked) if linked else []
     if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in entries):
-        entries.append({"name": name, "version": str(version)})
+        entries.append({"name": name, "version": int(version)})  # a number, as the server writes it
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(entries)})
     _write_registered_meta(model.artifact_location, name, version)
 
