@@ -234,7 +234,8 @@ def inputs_digest(inputs: LawInputs) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion]:
+def covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion]:
+    """Whether ``version`` was fitted on exactly the runs whose ``inputs_digest`` is ``digest``."""
     return version is not None and version.tags.get(TAG_INPUTS_DIGEST) == digest
 
 
@@ -343,7 +344,7 @@ def _register_if_current(client: MlflowClient, uri: str, reader: MlflowClient, l
     name = law_model_name(law)
     with registry_lock(client, law):
         latest = latest_version(client, law)
-        if _covers(latest, digest):  # a racing refit registered these very runs first
+        if covers(latest, digest):  # a racing refit registered these very runs first
             return STATUS_UNCHANGED, latest
         if _version_number(latest) != seen:
             current = read_law_inputs(law, reader)
@@ -407,7 +408,7 @@ def refit_law(
         for _ in range(CAS_ATTEMPTS):
             digest = inputs_digest(inputs)
             n_runs = len(inputs.points)
-            if _covers(latest, digest):
+            if covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
             _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
@@ -428,7 +429,7 @@ def refit_law(
             if not isinstance(outcome, _Stale):
                 status, version = outcome
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
-                    from transfer_laws.registry.law_model import annotate_version
+                    from transfer_laws.registry.law_model import annotate_version  # lazy: mlflow.pyfunc, pandas
 
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)

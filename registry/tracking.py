@@ -183,10 +183,8 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
 
     Our experiments open in MLflow's "Model training" view (tag ``mlflow.experimentKind``) with a description that
     says what they hold; both are set once, when missing, so a user's own description is never overwritten."""
-    from mlflow import MlflowClient
-
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":

@@ -16,7 +16,7 @@ from transfer_laws.registry.refit import (
     STATUS_REGISTERED,
     RefitOptions,
     RefitResult,
-    _covers,
+    covers,
     inputs_digest,
     latest_version,
     refit_law,
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def coverage(client: MlflowClient, law: str) -> tuple[bool, str]:
     """(whether ``@latest`` covers exactly the runs the reader finds now, their digest)."""
     digest = inputs_digest(read_law_inputs(law, client))
-    return _covers(latest_version(client, law), digest), digest
+    return covers(latest_version(client, law), digest), digest
 
 
 def uncovered_laws(client: MlflowClient) -> dict[str, str]:

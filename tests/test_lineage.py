@@ -15,9 +15,11 @@ from mlflow.entities import Metric, Param
 
 from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TransferLM, build_trainer, save_checkpoint
 from transfer_laws.plugin import RunFacts, TransferFactsCallback
+from transfer_laws.plugin.webhooks import checkpoint_of
 from transfer_laws.registry.checkpoints import load_checkpoint_uri, register_checkpoint
 from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version, update_checkpoint_lineage
 from transfer_laws.registry.schema import (
+    CKPT_LINEAGE_TAGS,
     CKPT_TAG_FINETUNES,
     CKPT_TAG_LAST_FINETUNE,
     METRIC_BEST_TEST_LOSS,
@@ -148,9 +150,6 @@ def test_lineage_over_every_store(store: Store) -> None:
 def test_lineage_bookkeeping_triggers_no_refit() -> None:
     """Each fine-tune start rewrites its checkpoint version's lineage tags; MLflow sends a webhook for each, which
     must not enqueue a refit (a real tag change, e.g. the corpus, still does)."""
-    from transfer_laws.plugin.webhooks import checkpoint_of
-    from transfer_laws.registry.schema import CKPT_LINEAGE_TAGS
-
     def tag_set(key: str) -> dict:
         return {"entity": "model_version_tag", "action": "set",
                 "data": {"name": "pretrained-text", "version": "1", "key": key, "value": "x"}}

@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Run
 from mlflow.entities.model_registry import ModelVersion
 
+from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.refit import refit_after_run, refit_law
 from transfer_laws.registry.refit_service import RefitService
 from transfer_laws.registry.schema import (
@@ -206,8 +207,6 @@ def _no_lock_db() -> dict[str, str]:
 def test_refit_registers_once_per_input_set_the_model_predicts_and_holds_the_fit_once(
     store: Store, curves: tuple[str, str], tmp_path: Path
 ) -> None:
-    from transfer_laws.registry.fit import TransferLaw
-
     experiment, target = curves
     law, client, writer = store.law(target), store.client(), store.writer()
     finetunes = land_finetunes(writer, experiment, 12, law=law)
