@@ -26,22 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
-from transfer_laws.registry.reader import LawInputs, active_experiment_ids, search_all_runs
+from transfer_laws.registry.reader import LawInputs, active_experiment_ids, read_run, search_all_runs
 from transfer_laws.registry.schema import (
     LAW_FIT_IN_MODEL,
     LAW_TAG_FORECAST_COVERAGE,
     LAW_TAG_FORECAST_MEAN_ABS_Z,
     LAW_TAG_TRACK_RECORD,
-    METRIC_BEST_TEST_LOSS,
     METRIC_FORECAST_HIGH,
     METRIC_FORECAST_LOSS,
     METRIC_FORECAST_LOW,
     METRIC_FORECAST_Z,
-    PARAM_N,
     TAG_FORECAST_REASON,
     TAG_FORECAST_VERSION,
-    TAG_ROLE,
-    data_tokens,
     law_model_name,
     parse_law,
 )
@@ -128,12 +124,10 @@ def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest:
 def _forecast_of(run: Run) -> Forecast:
     from transfer_laws.registry.fit._forecast import Forecast
 
-    m, tags, params = run.data.metrics, run.data.tags, run.data.params
-    nan = float("nan")
-    role = tags.get(TAG_ROLE, "")
-    d = float(data_tokens(params, role) or nan)
-    return Forecast(run.info.run_id, role, float(params.get(PARAM_N, nan)), d,
-                    float(m.get(METRIC_BEST_TEST_LOSS, nan)), m.get(METRIC_FORECAST_LOSS, nan),
+    m, nan = run.data.metrics, float("nan")
+    seen = read_run(run)  # the one parser of a run; a number it cannot use is NaN here
+    return Forecast(run.info.run_id, seen.role, float(seen.n_params or nan), float(seen.d_f_tokens or nan),
+                    seen.best_test_loss or nan, m.get(METRIC_FORECAST_LOSS, nan),
                     m.get(METRIC_FORECAST_LOW, nan), m.get(METRIC_FORECAST_HIGH, nan), m.get(METRIC_FORECAST_Z, nan))
 
 

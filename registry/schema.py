@@ -345,9 +345,3 @@ def stored_data_params(params: Mapping[str, str], role: str) -> tuple[str, str]:
     if names[0] not in params and PARAM_D_F_TOKENS in params:
         return PARAM_D_F_TOKENS, PARAM_D_F_CHARS
     return names
-
-
-def data_tokens(params: Mapping[str, str], role: str) -> str | None:
-    """The raw training-token count a run logged (``stored_data_params``), None if it logged none."""
-    return params.get(stored_data_params(params, role)[0])
-
