@@ -63,6 +63,8 @@ from transfer_laws.registry.schema import (
     LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
+    REFIT_PARAM_N_RUNS,
+    REFIT_PARAM_READ_AT,
     REFIT_TAG_DEBRIS,
     REFIT_TAG_HEARTBEAT,
     REFIT_TAG_LOCK,
@@ -85,8 +87,6 @@ from transfer_laws.registry.tracking import client_for, ensure_experiment, fluen
 
 log = logging.getLogger(__name__)
 
-PARAM_READ_AT = "inputs_read_at_ms"
-"""Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
 STATUS_SUPERSEDED = "superseded"
 """The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
@@ -258,7 +258,7 @@ def _log_refit_run(client: MlflowClient, uri: str, law: str, fit: TransferLaw, i
                 Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
                       HEARTBEAT_S, f"refit run of {law}"):
             run_id = run.info.run_id
-            mlflow.log_params({**settings, "n_runs": len(inputs.points)})
+            mlflow.log_params({**settings, REFIT_PARAM_N_RUNS: len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
             for plot in plots:
                 mlflow.log_artifact(str(plot), PLOTS_ARTIFACT)
@@ -423,7 +423,8 @@ def refit_law(
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
-            run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
+            run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, REFIT_PARAM_READ_AT: read_at},
+                                          tags)
             outcome = _register_if_current(client, uri, reader, law, digest, _version_number(latest), run_id, info,
                                            {k: v for k, v in tags.items() if k != REFIT_TAG_LOCK})
             if not isinstance(outcome, _Stale):
