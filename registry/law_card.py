@@ -19,6 +19,7 @@ from transfer_laws.registry.schema import (
     LAW_COEFFICIENTS,
     LAW_FIT_IN_MODEL,
     LAW_PAGE_PATH,
+    LAW_TAG_K_PER_CHAR,
     LAW_TAG_LOO,
     LAW_TAG_LOO_COVERAGE,
     LAW_TAG_LOO_MEAN_ABS_Z,
@@ -48,7 +49,7 @@ TAG_VALUE_LIMIT = 250
 _GREEK = {"k": "k", "alpha": "α", "beta": "β"}
 
 
-def sig3(value: float) -> str:
+def sig3(value: float | None) -> str:
     """3 significant digits, plain where that is short (0.183, 1.23e+04, -0.38)."""
     if value is None or not math.isfinite(float(value)):
         return "n/a"
@@ -59,6 +60,7 @@ def version_tags(fit: TransferLaw) -> dict[str, str]:
     """Tags of a law version: ``k``, ``alpha``, ``beta`` each as ``value [low, high]`` (95%, 3 significant digits),
     the checks' headline verdict, the warning count and the runs used."""
     tags = {name: _with_interval(fit, name) for name in LAW_COEFFICIENTS}
+    tags[LAW_TAG_K_PER_CHAR] = fit.k_per_char().text()[:TAG_VALUE_LIMIT]
     verdict = _checks(fit).get("verdict") or []
     if verdict:
         tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
@@ -101,7 +103,7 @@ def version_description(law: str, fit: TransferLaw, inputs: LawInputs | None = N
     lines = [head, "",
              f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
              "non-embedding parameter count. " + _exchange_sentence(fit), ""]
-    lines += _coefficient_table(law, fit, unit, chars_per_token(inputs))
+    lines += _coefficient_table(law, fit, unit)
     lines += _checks_section(fit, settings)
     lines += _regime_section(fit, unit)
     lines += _calibration_section(fit)
@@ -156,59 +158,32 @@ def refit_run_note(law: str, version: str, fit: TransferLaw) -> str:
             f"model `law` (`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
 
 
-def chars_per_token(inputs: LawInputs | None) -> float | None:
-    """Characters per token of the law's fine-tuning data (sum of ``D_F_chars`` over sum of ``D_F_tokens`` of the
-    fine-tunes read); None when they logged no characters."""
-    points = [p for p in getattr(inputs, "points", []) or [] if p.role != ROLE_SCRATCH and p.d_f_chars]
-    tokens = sum(p.d_f_tokens for p in points)
-    return sum(p.d_f_chars for p in points) / tokens if tokens else None
-
-
-def k_per_char(fit: TransferLaw, per_token: float) -> tuple[float, float, float]:
-    """k with D_F in characters (the paper's unit) from a fit in tokens: D_chars = c D_tokens gives
-    k_chars = k_tokens c^(1 - alpha), per bootstrap draw for the interval."""
-    import numpy as np
-
-    draws = dict(getattr(fit, "draws", {}) or {})
-    k, alpha = (np.asarray(draws.get(name, []), dtype=float) for name in ("k", "alpha"))
-    converted = k * per_token ** (1.0 - alpha) if k.size and k.size == alpha.size else np.empty(0)
-    finite = converted[np.isfinite(converted)]
-    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size >= 2 else (math.nan, math.nan)
-    return float(fit.k) * per_token ** (1.0 - float(fit.alpha)), float(low), float(high)
-
-
-def _coefficient_table(law: str, fit: TransferLaw, unit: str, per_token: float | None = None) -> list[str]:
-    """k, alpha, beta with intervals beside the paper's; k also per character (the paper's unit) when the fit is in
-    tokens and the runs logged ``D_F_chars``, so the paper's k sits beside a k in its own unit."""
-    intervals = dict(getattr(fit, "intervals", {}) or {})
+def _coefficient_table(law: str, fit: TransferLaw, unit: str) -> list[str]:
+    """k, alpha, beta with intervals beside the paper's. The paper's k is per character: it sits beside our k per
+    character (converted with the characters per token measured on the law's runs, or "n/a" with the reason when
+    they logged none), never beside k per token."""
     paper = PAPER_TABLE_1.get(law)
-    # the characters per token to show k per character with: a fit in tokens whose runs logged characters
-    per_char = (per_token if unit != "chars" and per_token is not None and math.isfinite(per_token) and per_token > 0
-                else None)
-    in_chars = per_char is not None
+    in_chars = unit == "chars"
+    per_char = fit.k_per_char()
     header = "| | fitted | 95% interval |" + (" paper, Table 1 |" if paper else "")
     rows = [header, "|---|---|---|" + ("---|" if paper else "")]
     for name in LAW_COEFFICIENTS:
-        low, high = intervals.get(name, (math.nan, math.nan))
-        label = f"k (D_F in {unit})" if name == "k" and in_chars else _GREEK[name]
+        label = _GREEK[name] if name != "k" or in_chars else f"k (D_F in {unit})"
+        low, high = dict(fit.intervals).get(name, (math.nan, math.nan))
         row = f"| {label} | {sig3(getattr(fit, name))} | [{sig3(low)}, {sig3(high)}] |"
         if paper:
-            row += " (characters: next row) |" if name == "k" and in_chars else f" {paper[name]:.3g} |"
+            row += f" {paper[name]:.3g} |" if name != "k" or in_chars else " |"
         rows.append(row)
-        if name == "k" and per_char is not None:
-            value, low, high = k_per_char(fit, per_char)
-            row = f"| k (D_F in characters) | {sig3(value)} | [{sig3(low)}, {sig3(high)}] |"
+        if name == "k" and not in_chars:
+            value = ("n/a" if per_char.value is None else
+                     f"{sig3(per_char.value)} | [{sig3(per_char.low)}, {sig3(per_char.high)}]")
+            row = f"| k (D_F in characters) | {value} |" + (" |" if per_char.value is None else "")
             rows.append(row + (f" {paper['k']:.3g} |" if paper else ""))
+    note = f"k per character: {per_char.basis()}; α and β do not depend on the unit."
     if paper:
         note = (f"The paper's values are for Python after pretraining on {paper['pretrained on']}, with D_F in "
-                "characters and models of 10^5 to 10^8 parameters")
-        if in_chars:
-            note += (f"; k in characters uses the fine-tunes' {per_token:.3g} characters per token "
-                     "(k_chars = k_tokens · c^(1−α)); α and β do not depend on the unit.")
-        else:
-            note += "; k depends on the unit, α and β do not." if unit != "chars" else "."
-        rows += ["", note]
-    return rows
+                f"characters and models of 10^5 to 10^8 parameters. " + note)
+    return [*rows, "", note]
 
 
 def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:

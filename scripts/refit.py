@@ -172,6 +172,7 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
         "alpha": None if fit is None else float(fit.alpha),
         "beta": None if fit is None else float(fit.beta),
         "intervals": {} if fit is None else {k: [float(v[0]), float(v[1])] for k, v in fit.intervals.items()},
+        "k_per_char": None if fit is None else fit.k_per_char().as_dict(),
         "exchange": None if fit is None else _exchange(fit),
         "unit": None if fit is None else fit.settings.get("unit", "tokens"),
         "points_used": None if fit is None else sum(bool(p.used) for p in fit.points),

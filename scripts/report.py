@@ -73,7 +73,7 @@ def run(args: Args) -> int:
         out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
         out.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
-    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
+    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
     written += _calibration_plots(args.law, str(mv.version), law, out)

@@ -1,10 +1,11 @@
 """Several laws of one target side by side: k per token and per character, D_T lines at one N, where two sources'
 lines cross, and which source gains most at (N, D_F). Numpy only; every interval comes from the laws' own draws.
 
-Units: a law is fitted with D_F in tokens (or characters); ``chars_per_token`` (c, measured on its fine-tunes:
-``D_F_chars / D_F_tokens``) converts, D_chars = c * D_tokens, so k_tokens = k_chars * c^(alpha - 1) and alpha, beta
-do not change. A query in characters is answered by each law in its own unit (``D_law = D / s``, ``D_T = s * D_T_law``
-with ``s`` the query units per law unit), so laws whose sources use different tokenizers still compare.
+Units: a law is fitted with D_F in tokens (the paper's published laws are in characters); c, the characters per
+token measured on its runs (``_chars``, kept on the fit), converts: D_chars = c * D_tokens, so
+k_tokens = k_chars * c^(alpha - 1) and alpha, beta do not change. A query in characters is answered by each law in
+its own unit (``D_law = D / s``, ``D_T = s * D_T_law`` with ``s`` the query units per law unit), so laws whose
+sources use different tokenizers still compare.
 Losses are nats/token of each law's tokenizer, or nats/character for a query in characters.
 
 Two laws are compared draw by draw, the second law's draws in a fixed shuffled order (``shuffled``): laws fitted with
@@ -16,11 +17,15 @@ target share make their true errors positively correlated, so intervals of a dif
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from transfer_laws.registry.records import RunResult
+
+from ._chars import measure
 from ._checks import MIN_GOOD_DRAW_SHARE
 from ._model import TransferLaw
 
@@ -39,7 +44,11 @@ class Source:
     """The pretraining corpus (``text`` of ``text-to-python``)."""
     fit: TransferLaw
     chars_per_token: float | None = None
-    """Characters per token of the law's fine-tuning data (None when its runs logged no characters)."""
+    """Characters per token of the law's data; None: the c measured when it was fitted (``fit.chars_per_token``)."""
+
+    def __post_init__(self) -> None:
+        if self.chars_per_token is None and self.fit.chars_per_token is not None:
+            self.chars_per_token = self.fit.chars_per_token.value
 
 
 @dataclass
@@ -80,13 +89,10 @@ def _shown(ok: bool, value: float, draws: Any) -> Estimate:
     return estimate(value, draws) if ok else Estimate(float(value))
 
 
-def chars_per_token(runs: list[Any]) -> float | None:
-    """sum(D_F_chars) / sum(D_F_tokens) over the fine-tunes that logged both (None when none did)."""
-    pairs = [(r.d_f_chars, r.d_f_tokens) for r in runs
-             if getattr(r, "role", "finetune") == "finetune" and r.d_f_chars and r.d_f_tokens]
-    if not pairs:
-        return None
-    return float(sum(c for c, _ in pairs) / sum(t for _, t in pairs))
+def chars_per_token(runs: Sequence[RunResult]) -> float | None:
+    """sum(characters) / sum(tokens) over the runs that logged both (None when none did): ``_chars.measure``."""
+    c = measure(runs)
+    return None if c is None else c.value
 
 
 def determination(fit: TransferLaw) -> tuple[bool, str]:
@@ -111,7 +117,7 @@ def scale(src: Source, unit: str) -> float:
     if law_unit == unit:
         return 1.0
     if not src.chars_per_token:
-        raise ValueError(f"{src.source}: its fine-tunes logged no characters, so D_F cannot be converted to {unit}")
+        raise ValueError(f"{src.source}: its runs logged no characters, so D_F cannot be converted to {unit}")
     return src.chars_per_token if unit == "chars" else 1.0 / src.chars_per_token
 
 

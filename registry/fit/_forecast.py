@@ -21,9 +21,10 @@ from scipy.stats import t as student_t
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
 
-from ._model import ScratchModel, TransferLaw
+from ._law_data import LawData
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import match_n
+from ._scratch_model import ScratchModel
 
 Z95 = 1.959963984540054
 """The normal 97.5% quantile: an interval side is Z95 standard deviations of the parameter spread."""
@@ -77,7 +78,7 @@ def _t_quantile(dof: int) -> float:
     return float(student_t.ppf(0.975, dof)) if dof > 0 else Z95
 
 
-def _noise(law: TransferLaw, role: str) -> tuple[float, int]:
+def _noise(law: LawData, role: str) -> tuple[float, int]:
     """(sigma, dof) of the run-to-run noise in ln L the fit read off its residuals (0 for fits made before)."""
     checks = law.checks or {}
     key = "finetune" if role == ROLE_FINETUNE else "scratch"
@@ -92,7 +93,7 @@ def _combine(log_pred: np.ndarray, param_low: np.ndarray, param_high: np.ndarray
     return log_pred - down, log_pred + up
 
 
-def finetune_interval(law: TransferLaw, n_params: np.ndarray, d_f: np.ndarray) -> tuple[np.ndarray, ...]:
+def finetune_interval(law: LawData, n_params: np.ndarray, d_f: np.ndarray) -> tuple[np.ndarray, ...]:
     """Predicted fine-tuned loss at (N, D_F) and its 95% prediction interval (loss, low, high; NaN where the
     scratch model does not reach)."""
     n, d = np.broadcast_arrays(np.asarray(n_params, dtype=float), np.asarray(d_f, dtype=float))
@@ -143,10 +144,10 @@ def score(run_id: str, role: str, n: float, d: float, observed: float, loss: flo
     return Forecast(run_id, role, n, d, observed, loss, low, high, float(Z95 * gap / side))
 
 
-def _d_of(run: RunResult, unit: str) -> float | None:
-    value = run.d_f_chars if unit == "chars" else run.d_f_tokens
+def _d_of(run: RunResult) -> float | None:
+    """The run's D_F (or D) in tokens, the unit every law is fitted in; None when not a positive number."""
     try:
-        return float(value) if value is not None and float(value) > 0 else None
+        return float(run.d_f_tokens) if run.d_f_tokens is not None and float(run.d_f_tokens) > 0 else None
     except (TypeError, ValueError):
         return None
 
@@ -155,9 +156,9 @@ def _in(value: float, low: float, high: float) -> bool:
     return low * (1 - RANGE_RTOL) <= value <= high * (1 + RANGE_RTOL)
 
 
-def forecast_run(law: TransferLaw, run: RunResult) -> Forecast:
+def forecast_run(law: LawData, run: RunResult) -> Forecast:
     """What ``law`` predicted for ``run`` (a run it was not fitted on), or why it cannot say."""
-    d = _d_of(run, law.settings.get("unit", "tokens"))
+    d = _d_of(run)
     try:
         n, observed = float(run.n_params), float(run.best_test_loss)
     except (TypeError, ValueError):

@@ -35,7 +35,7 @@ from ._forecast import (
     score,
     scratch_interval,
 )
-from ._law import design, huber_lstsq, weighted_lstsq
+from ._law import design, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import group_by_n, monotone_curve
@@ -73,13 +73,12 @@ def _finetune_loo(law: TransferLaw, run: RunResult, index: int) -> Forecast:
     except FitError as exc:
         return Forecast(run.run_id, run.role, pts[index].n, pts[index].d_f, pts[index].loss,
                         reason=f"the law cannot be fitted without it: {str(exc).split('. Excluded')[0]}")
-    robust = bool(settings.get("robust", False))
     x = design(log_d_f[keep], np.log(n_f[keep]))
-    theta = (huber_lstsq if robust else weighted_lstsq)(x, y[keep][None, :], np.ones((1, x.shape[0])))[0]
+    theta = weighted_lstsq(x, y[keep][None, :], np.ones((1, x.shape[0])))[0]
     candidates = Candidates(law.scratch.kaplan, law.scratch.irreducible,
                             {c["method"]: c.get("cv_error") for c in checks.get("candidates", [])}, law.scratch.method)
     boot = _law_bootstrap(law.scratch, candidates, n_f, log_d_f, f_log_l, log_d_e, keep, theta, LOO_BOOTSTRAP,
-                          int(settings.get("seed", 0)), robust, lack_of_fit=False)
+                          int(settings.get("seed", 0)), lack_of_fit=False)
     view = replace(law, k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]),
                    draws={"k": np.exp(boot.raw[:, 0]), "alpha": boot.raw[:, 1], "beta": boot.raw[:, 2]},
                    points=[p for p, u in zip(pts, keep, strict=True) if u],  # the points it was fitted on
@@ -148,9 +147,8 @@ def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_
     forecasts = [_finetune_loo(law, run, i) for i, run in _spread(used, f_limit)]
     # Scratch runs by their place in the scratch model (each (N, D) once): matched back to a run for its id.
     sc = law.scratch
-    chars = law.settings.get("unit") == "chars"
-    ids = {(round(float(np.log(r.n_params)), 9), round(float(np.log(d)), 9)): r for r in runs
-           if r.role == ROLE_SCRATCH and r.n_params and (d := r.d_f_chars if chars else r.d_f_tokens)}
+    ids = {(round(float(np.log(r.n_params)), 9), round(float(np.log(r.d_f_tokens)), 9)): r for r in runs
+           if r.role == ROLE_SCRATCH and r.n_params and r.d_f_tokens}
     nodes = [(i, ids.get((round(float(sc.log_n[i]), 9), round(float(sc.log_d[i]), 9)))) for i in range(sc.log_n.size)]
     nodes = [(i, r) for i, r in nodes if r is not None]
     leverage = _leverage(sc)

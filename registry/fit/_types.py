@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+ArrayLike = float | np.ndarray
+"""N or D_F: one number or an array (results broadcast the same way)."""
 
 ROLES = (ROLE_SCRATCH, ROLE_FINETUNE)
 """The roles the fitter uses: scratch runs give D_E, fine-tunes give D_T (pretraining runs are excluded)."""
