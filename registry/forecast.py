@@ -20,10 +20,16 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import Metric, RunTag
+
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._forecast import Forecast, calibration, forecast_run
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
 from transfer_laws.registry.reader import LawInputs, active_experiment_ids, search_all_runs
@@ -45,14 +51,12 @@ from transfer_laws.registry.schema import (
     law_model_name,
     parse_law,
 )
+from transfer_laws.registry.tracking import model_id_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
-
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.fit._forecast import Forecast
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +68,6 @@ def version_ref(law: str, version: str) -> str:
 
 def load_version_fit(client: MlflowClient, tracking_uri: str, version: ModelVersion) -> TransferLaw:
     """The ``TransferLaw`` a registered version holds (its law model's fit folder)."""
-    from mlflow.artifacts import download_artifacts
-
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.tracking import model_id_of
-
     logged = client.get_logged_model(model_id_of(version))
     with tempfile.TemporaryDirectory() as tmp:
         local = download_artifacts(artifact_uri=f"{logged.artifact_location.rstrip('/')}/{LAW_FIT_IN_MODEL}",
@@ -82,10 +81,6 @@ def _claimed(tags: dict[str, str]) -> bool:
 
 def _write(client: MlflowClient, forecast: Forecast, ref: str) -> None:
     """One ``log_batch``: the metrics and the tag land together (one transaction on a SQL store)."""
-    import time
-
-    from mlflow.entities import Metric, RunTag
-
     if forecast.reason:
         client.log_batch(forecast.run_id, tags=[RunTag(TAG_FORECAST_REASON, forecast.reason[:5000])])
         return
@@ -102,8 +97,6 @@ def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest:
     on and that carries no forecast yet; write each once. Returns the forecasts written (by this call). Before a
     law's first version there is nothing to forecast from, and nothing is written (the first version is fitted on
     those runs; they carry no forecast)."""
-    from transfer_laws.registry.fit._forecast import forecast_run
-
     if latest is None:
         return []
     fit = load_version_fit(client, tracking_uri, latest)
@@ -126,8 +119,6 @@ def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest:
 
 
 def _forecast_of(run: Run) -> Forecast:
-    from transfer_laws.registry.fit._forecast import Forecast
-
     m, tags, params = run.data.metrics, run.data.tags, run.data.params
     nan = float("nan")
     role = tags.get(TAG_ROLE, "")
@@ -140,8 +131,6 @@ def _forecast_of(run: Run) -> Forecast:
 def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
     """How each version's forecasts fared, read back from the runs: ``versions`` ({version: calibration and
     ``runs``, each run's forecast}) and ``pooled`` (every forecast of the law)."""
-    from transfer_laws.registry.fit._forecast import calibration
-
     prefix = version_ref(law, "")
     flt = f"tags.`{TAG_FORECAST_VERSION}` LIKE '{prefix}%'"
     by_version: dict[str, list[Forecast]] = defaultdict(list)
