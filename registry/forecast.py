@@ -23,13 +23,14 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlflow.artifacts import download_artifacts
 from mlflow.entities import Metric, RunTag
 
 from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.fit._forecast import Forecast, calibration, forecast_run
+from transfer_laws.registry.fit._types import TrackRecord, VersionRecord
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
 from transfer_laws.registry.reader import LawInputs, active_experiment_ids, search_all_runs
@@ -128,7 +129,7 @@ def _forecast_of(run: Run) -> Forecast:
                     m.get(METRIC_FORECAST_LOW, nan), m.get(METRIC_FORECAST_HIGH, nan), m.get(METRIC_FORECAST_Z, nan))
 
 
-def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
+def track_record(client: MlflowClient, law: str) -> TrackRecord:
     """How each version's forecasts fared, read back from the runs: ``versions`` ({version: calibration and
     ``runs``, each run's forecast}) and ``pooled`` (every forecast of the law)."""
     prefix = version_ref(law, "")
@@ -140,22 +141,23 @@ def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
             continue
         version = ref.removeprefix(prefix)
         by_version[version].append(_forecast_of(run))
-    versions = {v: {**calibration(fs), "runs": [f.to_dict() for f in fs]}
+    versions = {v: VersionRecord(**calibration(fs), runs=[f.to_dict() for f in fs])
                 for v, fs in sorted(by_version.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)}
     pooled = calibration([f for fs in by_version.values() for f in fs])
-    return {"versions": versions, "pooled": pooled}
+    return TrackRecord(versions=versions, pooled=pooled)
 
 
-def record_summary(record: dict[str, Any]) -> dict[str, Any]:
+def record_summary(record: TrackRecord) -> TrackRecord:
     """A track record without its per-run lists (what a version's ``law.json`` and card keep)."""
-    return {"versions": {v: {k: x for k, x in r.items() if k != "runs"} for v, r in record["versions"].items()},
-            "pooled": record["pooled"]}
+    versions = {v: VersionRecord(n=r["n"], inside=r["inside"], coverage=r["coverage"], mean_abs_z=r["mean_abs_z"],
+                                 unscored=r["unscored"]) for v, r in record["versions"].items()}
+    return TrackRecord(versions=versions, pooled=record["pooled"])
 
 
 def update_track_record(client: MlflowClient, law: str, version: str,
-                        reader: MlflowClient | None = None) -> dict[str, Any]:
+                        reader: MlflowClient | None = None) -> VersionRecord:
     """Recount ``version``'s forecasts and keep its track-record tags current; returns its record."""
-    record = track_record(reader or client, law)["versions"].get(version, {"n": 0})
+    record = track_record(reader or client, law)["versions"].get(version) or VersionRecord(**calibration([]))
     name = law_model_name(law)
     try:
         client.set_model_version_tag(name, version, LAW_TAG_TRACK_RECORD, calibration_line(record))

@@ -11,7 +11,8 @@ counts. Pure formatting: no MLflow calls here.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.paper import PAPER_TABLE_1
 from transfer_laws.registry.schema import (
@@ -28,7 +29,6 @@ from transfer_laws.registry.schema import (
     LAW_TAG_WARNINGS,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
-    ROLE_SCRATCH,
     law_model_name,
     law_page_url,
     parse_law,
@@ -37,6 +37,7 @@ from transfer_laws.registry.schema import (
 
 if TYPE_CHECKING:
     from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._types import LackOfFit, LawSettings
     from transfer_laws.registry.reader import LawInputs
 
 DESCRIPTION_LIMIT = 5000
@@ -61,21 +62,22 @@ def version_tags(fit: TransferLaw) -> dict[str, str]:
     the checks' headline verdict, the warning count and the runs used."""
     tags = {name: _with_interval(fit, name) for name in LAW_COEFFICIENTS}
     tags[LAW_TAG_K_PER_CHAR] = fit.k_per_char().text()[:TAG_VALUE_LIMIT]
-    verdict = _checks(fit).get("verdict") or []
+    verdict = fit.checks.get("verdict") or []
     if verdict:
         tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
-    tags[LAW_TAG_WARNINGS] = str(len(getattr(fit, "warnings", []) or []))
+    tags[LAW_TAG_WARNINGS] = str(len(fit.warnings))
     tags[LAW_TAG_RUNS] = str(_used_finetunes(fit) + _scratch_count(fit))
-    loo = _checks(fit).get("loo") or {}
-    if loo.get("n"):
+    loo = fit.checks.get("loo")
+    if loo and loo["n"]:
         tags[LAW_TAG_LOO] = calibration_line(loo)
         tags[LAW_TAG_LOO_COVERAGE] = f"{loo['coverage']:.3f}"
         tags[LAW_TAG_LOO_MEAN_ABS_Z] = f"{loo['mean_abs_z']:.3f}"
     return tags
 
 
-def calibration_line(record: dict[str, Any]) -> str:
-    """``<inside>/<n> inside the 95% interval (<coverage>), mean |z| <z>`` of a set of forecasts."""
+def calibration_line(record: Mapping[str, object]) -> str:
+    """``<inside>/<n> inside the 95% interval (<coverage>), mean |z| <z>`` of a set of forecasts (a ``Calibration``
+    record, read back from JSON too)."""
     if not record.get("n"):
         return "no forecast scored yet"
     return (f"{record['inside']}/{record['n']} inside the 95% interval ({record['coverage']:.0%}), "
@@ -88,15 +90,15 @@ def summary_line(fit: TransferLaw) -> str:
 
 
 def _with_interval(fit: TransferLaw, name: str) -> str:
-    low, high = dict(getattr(fit, "intervals", {}) or {}).get(name, (math.nan, math.nan))
+    low, high = fit.intervals.get(name, (math.nan, math.nan))
     return f"{sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]"
 
 
 def version_description(law: str, fit: TransferLaw, inputs: LawInputs | None = None) -> str:
     """Markdown for a law version (see the module docstring), at most ``DESCRIPTION_LIMIT`` characters."""
-    settings = dict(getattr(fit, "settings", {}) or {})
+    settings = fit.settings
     unit = settings.get("unit", "tokens")
-    warnings = [str(w) for w in getattr(fit, "warnings", []) or []]
+    warnings = [str(w) for w in fit.warnings]
     # The first line is what MLflow's version list shows, as plain text and cut short: numbers first, no markup.
     head = (f"{summary_line(fit)} (95% intervals)" + (f", {len(warnings)} warning(s)" if warnings else "")
             + f". Law {law}: D_T = k · D_F^α · N^β.")
@@ -186,8 +188,8 @@ def _coefficient_table(law: str, fit: TransferLaw, unit: str) -> list[str]:
     return [*rows, "", note]
 
 
-def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
-    checks = _checks(fit)
+def _checks_section(fit: TransferLaw, settings: LawSettings) -> list[str]:
+    checks = fit.checks
     estimator = checks.get("estimator") or settings.get("d_e_method", "?")
     lines = ["", f"**Checks.** D_E estimator: `{estimator}`."]
     verdict = [str(v) for v in checks.get("verdict") or []]
@@ -203,7 +205,7 @@ def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
     needs = [str(n) for n in checks.get("needs") or []]
     if needs:
         lines += ["", "**To tighten the fit**", *[f"- {n}" for n in needs]]
-    cross = getattr(fit, "cross_check", None)
+    cross = fit.cross_check
     if cross and any(sig3(cross.get(name)) != sig3(getattr(fit, name)) for name in LAW_COEFFICIENTS):  # not a repeat
         lines += ["", f"Paper's fit-the-fits route: k = {sig3(cross.get('k'))}, α = {sig3(cross.get('alpha'))}, "
                       f"β = {sig3(cross.get('beta'))}."]
@@ -212,11 +214,12 @@ def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
 
 def _regime_section(fit: TransferLaw, unit: str) -> list[str]:
     """Where the law holds: per N the D_F range fitted and where the fine-tunes bend, and the lack-of-fit check."""
-    checks = _checks(fit)
-    rows = (checks.get("regime") or {}).get("holds") or []
+    checks = fit.checks
+    regime = checks.get("regime")
+    rows = regime["holds"] if regime else []
     if not rows:
         return []
-    lof = checks.get("lack_of_fit") or {}
+    lof: LackOfFit = checks.get("lack_of_fit") or {}
     tests = lof.get("tests") or []
     form = ("not tested (curvature needs 3 or more D_F values)" if lof.get("passed") is None else
             "no curvature beyond the noise" if lof.get("passed") else "**curves beyond the noise**")
@@ -232,27 +235,26 @@ def _regime_section(fit: TransferLaw, unit: str) -> list[str]:
 def _calibration_section(fit: TransferLaw) -> list[str]:
     """Leave-one-out and the earlier versions' forecasts (``registry/forecast.py``): how well the law predicts runs
     it was not fitted on, with 95% *prediction* intervals (parameter uncertainty and run-to-run noise)."""
-    checks = _checks(fit)
-    loo, record = checks.get("loo") or {}, checks.get("track_record") or {}
+    loo, record = fit.checks.get("loo"), fit.checks.get("track_record")
     if not loo and not record:
         return []
     lines = ["", "**Calibration** (95% prediction intervals: the law's uncertainty and the run-to-run noise; a "
                  "calibrated law has about 95% inside and mean |z| about 0.8)."]
     if loo:
         lines.append(f"- Leave-one-out, each run predicted by the law fitted without it: {calibration_line(loo)}.")
-    for version, rec in (record.get("versions") or {}).items():
+    for version, rec in (record["versions"] if record else {}).items():
         lines.append(f"- Runs that landed after version {version}, forecast by it: {calibration_line(rec)}.")
-    if record.get("pooled", {}).get("n"):
+    if record and record["pooled"]["n"]:
         lines.append(f"- All forecasts of this law so far: {calibration_line(record['pooled'])}.")
     return lines
 
 
 def _runs_section(fit: TransferLaw, inputs: LawInputs | None) -> list[str]:
-    points = list(getattr(fit, "points", []) or [])
+    points = fit.points
     used = _used_finetunes(fit)
     lines = ["", f"**Runs.** {used} of {len(points)} fine-tunes used, with {_scratch_count(fit)} scratch runs "
                  "behind D_E."]
-    excluded = [(str(r), str(why)) for r, why in getattr(fit, "excluded", []) or []]
+    excluded = [(str(r), str(why)) for r, why in fit.excluded]
     excluded += [(str(r), str(why)) for r, why in dict(getattr(inputs, "excluded", {}) or {}).items()]
     if excluded:
         where = dict(getattr(inputs, "run_experiments", {}) or {})
@@ -277,20 +279,12 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _checks(fit: TransferLaw) -> dict[str, Any]:
-    return getattr(fit, "checks", {}) or {}
-
-
 def _used_finetunes(fit: TransferLaw) -> int:
-    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "used", False))
+    return sum(1 for p in fit.points if p.used)
 
 
 def _scratch_count(fit: TransferLaw) -> int:
-    scratch = getattr(fit, "scratch", None)
-    log_n = getattr(scratch, "log_n", None)
-    if log_n is not None:
-        return int(len(log_n))
-    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "role", "") == ROLE_SCRATCH)
+    return int(fit.scratch.log_n.size)
 
 
 def _exchange_sentence(fit: TransferLaw) -> str:

@@ -13,9 +13,9 @@ from ._regime import holds_at, misfit
 from ._report import plot_law
 from ._scratch import KaplanLaw
 from ._scratch_model import ScratchModel
-from ._types import FitError, Point, Prediction
+from ._types import Checks, FitError, Point, Prediction
 
 __all__ = [
-    "FitError", "KaplanLaw", "Point", "Prediction", "RunResult", "ScratchModel",
+    "Checks", "FitError", "KaplanLaw", "Point", "Prediction", "RunResult", "ScratchModel",
     "TransferLaw", "convert_k", "fit_transfer_law", "holds_at", "misfit", "plot_law",
 ]

@@ -6,7 +6,6 @@ import warnings as _warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from ._regime import (
     form_sentence,
     lack_of_fit_statistic,
     ossified_above,
+    outside_intervals,
     regime_warnings,
 )
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
@@ -40,8 +40,12 @@ from ._types import (
     R_NO_D_E,
     R_OSSIFIED,
     R_PAST_REGIME,
+    Candidate,
+    Checks,
     FitError,
+    LawSettings,
     Point,
+    RegimeRecord,
 )
 from ._validate import screen
 
@@ -179,7 +183,7 @@ def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_lo
 
 
 def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _PointFit, n_f: np.ndarray,
-                     log_d_f: np.ndarray, f_log_l: np.ndarray, past: np.ndarray) -> list[dict[str, Any]]:
+                     log_d_f: np.ndarray, f_log_l: np.ndarray, past: np.ndarray) -> list[Candidate]:
     """Each candidate's CV error and the alpha, beta it would give on the same low-data regime (the chosen one's
     from the fit itself)."""
     rows = []
@@ -188,9 +192,9 @@ def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _Poin
         if name != scratch.method and (name == "interpolate" or getattr(candidates, name) is not None):
             other = replace(scratch, method=name)
             theta = _point_fit(other, n_f, log_d_f, f_log_l, past).theta
-        rows.append({"method": name, "cv_error": candidates.cv_error.get(name),
-                     "alpha": None if theta is None else float(theta[1]),
-                     "beta": None if theta is None else float(theta[2]), "chosen": name == scratch.method})
+        rows.append(Candidate(method=name, cv_error=candidates.cv_error.get(name),
+                              alpha=None if theta is None else float(theta[1]),
+                              beta=None if theta is None else float(theta[2]), chosen=name == scratch.method))
     return rows
 
 
@@ -360,7 +364,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if rising.size:
         needs.append("larger scratch runs at N = " + ", ".join(f"{x:.3g}" for x in rising)
                      + " (their curves are still falling, so the low-data cutoff is unchecked there)")
-    checks = {
+    checks = Checks({
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
         "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
@@ -371,13 +375,13 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f)
         + [form_sentence(regime.check)],
         "lack_of_fit": regime.check,
-        "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
-                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
+        "regime": RegimeRecord(rule=REGIME_RULE, holds=regime.holds(), excluded_past_regime=int((~regime.keep).sum()),
+                               alternatives=regime.alternatives, no_transfer_above=[list(x) for x in no_transfer]),
         "needs": needs,
-    }
+    })
     eligible = [(str(i), str(r), float(a), float(b), float(c))
                 for i, r, a, b, c in zip(ids, roles, n, d, loss, strict=True)]
-    settings = {"d_e_method": method, "unit": "tokens", "low_data_fraction": LOW_DATA_FRACTION}
+    settings = LawSettings(d_e_method=method, unit="tokens", low_data_fraction=LOW_DATA_FRACTION)
     read = set(screened.run_ids)
     chars = measure(run for run in runs if run.run_id in read)
     warnings += spread_warning(chars)
@@ -385,7 +389,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]), intervals=intervals,
         draws=draws, points=points, excluded=excluded, warnings=warnings,
         input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, settings),
-        settings={**settings, "bootstrap": bootstrap, "seed": seed},
+        settings=LawSettings(**settings, bootstrap=bootstrap, seed=seed),
         scratch=scratch, cross_check=cross, kaplan_draws=None, version=package_version(), checks=checks,
         chars_per_token=chars)
 
@@ -399,7 +403,7 @@ def _cutoff_unmeasured(scratch: ScratchModel, n: np.ndarray) -> np.ndarray:
     return np.isposinf(flat) | (np.isfinite(flat) & (flat > largest))
 
 
-def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tuple[float, float]],
+def _model_choice_warnings(table: list[Candidate], intervals: dict[str, tuple[float, float]],
                            bootstrap: int) -> list[str]:
     """The intervals hold the chosen scratch model fixed; say when a competitive candidate (CV error within
     ``COMPETITIVE`` x the best) disagrees with them."""
@@ -410,17 +414,15 @@ def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tup
     for row in table:
         if row["chosen"] or row["cv_error"] is None or row["cv_error"] > COMPETITIVE * min(scored):
             continue
-        outside = [name for name in ("alpha", "beta") if row[name] is not None and
-                   not intervals[name][0] <= row[name] <= intervals[name][1]]
-        if outside:
-            values = ", ".join(f"{name} = {row[name]:.3g}" for name in outside)
+        values = outside_intervals({"alpha": row["alpha"], "beta": row["beta"]}, intervals)
+        if values:
             out.append(f"the {row['method']} scratch model (CV error {row['cv_error']:.3g}) gives {values}, outside "
                        "the interval: the choice of scratch model matters here")
     return out
 
 
-def _estimator_sentences(table: list[dict[str, Any]], chosen: str, sigma_s: float, sigma_f: float) -> list[str]:
-    scored = sorted((r for r in table if r["cv_error"] is not None), key=lambda r: r["cv_error"])
+def _estimator_sentences(table: list[Candidate], chosen: str, sigma_s: float, sigma_f: float) -> list[str]:
+    scored = sorted((r for r in table if r["cv_error"] is not None), key=lambda r: r["cv_error"] or 0.0)
     if not scored:
         return [f"D_E from the {chosen} scratch model (no scratch run could be held out to compare models)."]
     mine = next((r for r in table if r["chosen"]), None)

@@ -25,6 +25,7 @@ from ._law_data import LawData
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import match_n
 from ._scratch_model import ScratchModel
+from ._types import Calibration, ForecastRecord
 
 Z95 = 1.959963984540054
 """The normal 97.5% quantile: an interval side is Z95 standard deviations of the parameter spread."""
@@ -68,10 +69,15 @@ class Forecast:
     def inside(self) -> bool:
         return not self.reason and self.low <= self.observed <= self.high
 
-    def to_dict(self) -> dict[str, object]:
-        out = {k: getattr(self, k) for k in ("run_id", "role", "n", "d", "observed", "loss", "low", "high", "z")}
-        out = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
-        return {**out, "inside": self.inside, "reason": self.reason}
+    def to_dict(self) -> ForecastRecord:
+        return ForecastRecord(run_id=self.run_id, role=self.role, n=_finite(self.n), d=_finite(self.d),
+                              observed=_finite(self.observed), loss=_finite(self.loss), low=_finite(self.low),
+                              high=_finite(self.high), z=_finite(self.z), inside=self.inside, reason=self.reason)
+
+
+def _finite(x: float) -> float | None:
+    """``x`` as JSON keeps it: NaN and infinities are None."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _t_quantile(dof: int) -> float:
@@ -80,9 +86,10 @@ def _t_quantile(dof: int) -> float:
 
 def _noise(law: LawData, role: str) -> tuple[float, int]:
     """(sigma, dof) of the run-to-run noise in ln L the fit read off its residuals (0 for fits made before)."""
-    checks = law.checks or {}
-    key = "finetune" if role == ROLE_FINETUNE else "scratch"
-    return float(checks.get(f"{key}_noise") or 0.0), int(checks.get(f"{key}_noise_dof") or 0)
+    checks = law.checks
+    if role == ROLE_FINETUNE:
+        return float(checks.get("finetune_noise") or 0.0), int(checks.get("finetune_noise_dof") or 0)
+    return float(checks.get("scratch_noise") or 0.0), int(checks.get("scratch_noise_dof") or 0)
 
 
 def _combine(log_pred: np.ndarray, param_low: np.ndarray, param_high: np.ndarray,
@@ -190,11 +197,11 @@ def _why(base: Forecast, reason: str) -> Forecast:
     return Forecast(base.run_id, base.role, base.n, base.d, base.observed, reason=reason)
 
 
-def calibration(forecasts: list[Forecast]) -> dict[str, float | int | None]:
+def calibration(forecasts: list[Forecast]) -> Calibration:
     """How a set of forecasts fared: ``n`` scored, ``inside`` (within the 95% interval), ``coverage``,
     ``mean_abs_z`` (None when none was scored), ``unscored`` (runs with a reason instead)."""
     scored = [f for f in forecasts if not f.reason]
     inside = sum(f.inside for f in scored)
     zs = np.abs([f.z for f in scored])
-    return {"n": len(scored), "inside": inside, "coverage": inside / len(scored) if scored else None,
-            "mean_abs_z": float(np.mean(zs)) if scored else None, "unscored": len(forecasts) - len(scored)}
+    return Calibration(n=len(scored), inside=inside, coverage=inside / len(scored) if scored else None,
+                       mean_abs_z=float(np.mean(zs)) if scored else None, unscored=len(forecasts) - len(scored))

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ._law_data import LawData
 from ._predict import k_per_char
 from ._scratch import KaplanLaw
 from ._scratch_model import ScratchModel
-from ._types import Point
+from ._types import Checks, LawSettings, Point
 
 L = TypeVar("L", bound=LawData)
 
@@ -34,13 +34,13 @@ def package_version() -> str:
         return ""
 
 
-def fingerprint_of(rows: list[tuple[str, str, float, float, float]], settings: dict[str, Any]) -> str:
+def fingerprint_of(rows: list[tuple[str, str, float, float, float]], settings: LawSettings) -> str:
     """sha256 over the sorted (run_id, role, N, D, loss) rows (floats by repr, exact) and the fit settings."""
     payload = json.dumps({"runs": sorted([list(r) for r in rows]), "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def law_to_dict(law: LawData) -> dict[str, Any]:
+def law_to_dict(law: LawData) -> dict[str, object]:
     """Everything but the arrays of draws, JSON-ready (Python's json writes floats exactly)."""
     sc = law.scratch
     return {
@@ -102,6 +102,7 @@ def load_law(folder: Path, cls: type[L]) -> L:
         intervals={k: (v[0], v[1]) for k, v in data["intervals"].items()}, draws=draws,
         points=[Point(**p) for p in data["points"]], excluded=[(e[0], e[1]) for e in data["excluded"]],
         warnings=data["warnings"], input_run_ids=data["input_run_ids"], fingerprint=data["fingerprint"],
-        settings=data["settings"], scratch=scratch, cross_check=data["cross_check"], kaplan_draws=kaplan_draws,
-        version=data["version"], checks=dict(data.get("checks") or {}),
+        settings=cast(LawSettings, data["settings"]), scratch=scratch, cross_check=data["cross_check"],
+        kaplan_draws=kaplan_draws,
+        version=data["version"], checks=cast(Checks, data.get("checks") or {}),
         chars_per_token=CharsPerToken(**chars) if chars else None)

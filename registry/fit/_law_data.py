@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ._chars import CharsPerToken
 from ._scratch_model import ScratchModel
-from ._types import ArrayLike, Point
+from ._types import ArrayLike, Checks, LawSettings, Point
 
 
 @dataclass
@@ -38,7 +37,7 @@ class LawData:
     """Ids of all runs that passed the field checks (scratch and fine-tune), sorted."""
     fingerprint: str
     """sha256 of the sorted eligible inputs and the fit settings: same inputs, same fingerprint."""
-    settings: dict[str, Any]
+    settings: LawSettings
     """d_e_method, unit (``tokens`` for every fit; ``chars`` for the paper's published law), low_data_fraction,
     bootstrap, seed."""
     scratch: ScratchModel
@@ -49,7 +48,7 @@ class LawData:
     """B x 4 Kaplan refits per draw (``kaplan`` only): ln N_c, ln D_c, alpha_N/alpha_D, alpha_D."""
     version: str = ""
     """Package version that made the fit."""
-    checks: dict[str, Any] = field(default_factory=dict)
+    checks: Checks = field(default_factory=lambda: Checks())
     """Model checks, JSON-ready: ``estimator`` (the scratch model that gave D_E), ``candidates`` (each candidate's
     cross-validated error and alpha/beta), ``tie_rule``, ``scratch_residuals`` and ``law_residuals`` (rms, max_abs,
     n), ``low_data`` (the low-data cutoff check), ``verdict`` (plain sentences, the headline first) and ``needs``

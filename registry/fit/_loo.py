@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from ._model import ScratchModel, TransferLaw
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import group_by_n, monotone_curve
 from ._select import Candidates
-from ._types import FitError
+from ._types import FitError, LooRecord
 
 LOO_BOOTSTRAP = 200
 """Bootstrap draws of each leave-one-out law (its interval's percentiles; the full fit keeps its own count)."""
@@ -52,7 +52,10 @@ one bootstrap of the rest, so a law of 2,500 fine-tunes leaves out 10, not 60, a
 half its fit's time."""
 
 
-def _spread(items: Sequence[Any], limit: int) -> list[Any]:
+T = TypeVar("T")
+
+
+def _spread(items: Sequence[T], limit: int) -> list[T]:
     if len(items) <= limit:
         return list(items)
     return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
@@ -138,7 +141,7 @@ def _leverage(sc: ScratchModel) -> np.ndarray | None:
     return np.einsum("ij,ij->i", jac @ np.linalg.inv(info), jac)
 
 
-def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_LIMIT) -> dict[str, Any]:
+def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_LIMIT) -> LooRecord:
     """LOO forecasts of the used fine-tunes and the scratch runs of ``law`` (fitted on ``runs``): the calibration
     (``calibration``) per role and pooled, and each run's forecast (JSON-ready, for ``law.checks["loo"]``)."""
     by_id = {r.run_id: r for r in runs}
@@ -149,14 +152,11 @@ def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_
     sc = law.scratch
     ids = {(round(float(np.log(r.n_params)), 9), round(float(np.log(r.d_f_tokens)), 9)): r for r in runs
            if r.role == ROLE_SCRATCH and r.n_params and r.d_f_tokens}
-    nodes = [(i, ids.get((round(float(sc.log_n[i]), 9), round(float(sc.log_d[i]), 9)))) for i in range(sc.log_n.size)]
-    nodes = [(i, r) for i, r in nodes if r is not None]
+    nodes = [(i, r) for i in range(sc.log_n.size)
+             if (r := ids.get((round(float(sc.log_n[i]), 9), round(float(sc.log_d[i]), 9)))) is not None]
     leverage = _leverage(sc)
     forecasts += [_scratch_loo(law, run, i, leverage) for i, run in _spread(nodes, limit)]
-    return {
+    return LooRecord(
         **calibration(forecasts),
-        "roles": {role: calibration([f for f in forecasts if f.role == role]) for role in (ROLE_FINETUNE,
-                                                                                          ROLE_SCRATCH)},
-        "limit": limit, "bootstrap": LOO_BOOTSTRAP,
-        "runs": [f.to_dict() for f in forecasts],
-    }
+        roles={role: calibration([f for f in forecasts if f.role == role]) for role in (ROLE_FINETUNE, ROLE_SCRATCH)},
+        limit=limit, bootstrap=LOO_BOOTSTRAP, runs=[f.to_dict() for f in forecasts])

@@ -11,7 +11,7 @@ from . import _io, _predict
 from ._chars import KPerChar
 from ._law_data import LawData
 from ._scratch_model import ScratchModel
-from ._types import ArrayLike, Prediction
+from ._types import ArrayLike, LawSettings, Prediction
 
 __all__ = ["ScratchModel", "TransferLaw"]
 
@@ -31,7 +31,7 @@ class TransferLaw(LawData):
                    intervals={"k": (k, k), "alpha": (alpha, alpha), "beta": (beta, beta)},
                    draws={"k": empty, "alpha": empty, "beta": empty}, points=[], excluded=[],
                    warnings=["coefficients given, not fitted"], input_run_ids=[], fingerprint="",
-                   settings={"unit": unit, "d_e_method": "given"}, scratch=scratch)
+                   settings=LawSettings(unit=unit, d_e_method="given"), scratch=scratch)
 
     def exchange_headline(self) -> str:
         """"10x N is worth X x fine-tuning data [low, high]", or why the ratio is undetermined."""
@@ -51,7 +51,7 @@ class TransferLaw(LawData):
 
     def k_in(self, unit: str, chars_per_token: float) -> float:
         """k in another data unit: k_tokens = k_chars * (chars/token)^(alpha - 1); alpha and beta do not change."""
-        return _predict.convert_k(self.k, self.alpha, chars_per_token, self.settings["unit"], unit)
+        return _predict.convert_k(self.k, self.alpha, chars_per_token, self.settings.get("unit", "tokens"), unit)
 
     def k_per_char(self) -> KPerChar:
         """k with D_F in characters (the paper's unit) and its 95% interval, converted with the characters per token
