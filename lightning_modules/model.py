@@ -24,6 +24,8 @@ from transfer_laws.lightning_modules.config import PRESETS as PRESETS  # re-expo
 from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig
 from transfer_laws.lightning_modules.config import preset as preset
 
+CheckpointFacts = dict[str, Any]
+"""What a checkpoint records beside its weights (``config.json``'s ``extra``): JSON values of many kinds."""
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -131,7 +133,7 @@ def total_params(model_or_config: GPT | GPTConfig) -> int:
     return sum(p.numel() for p in model_or_config.parameters())
 
 
-def save_checkpoint(model: GPT, folder: Path, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model: GPT, folder: Path, extra: CheckpointFacts | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (``{"gpt": config, "extra": extra}``) into ``folder``.
 
     Files are written under temporary names and renamed, so a crash never leaves a half-written checkpoint behind
@@ -151,7 +153,7 @@ def save_checkpoint(model: GPT, folder: Path, extra: dict[str, Any] | None = Non
     return folder
 
 
-def load_checkpoint(folder: Path) -> tuple[GPT, dict[str, Any]]:
+def load_checkpoint(folder: Path) -> tuple[GPT, CheckpointFacts]:
     """Read a folder written by save_checkpoint; any missing, corrupt or truncated file is a CheckpointError."""
     folder = Path(folder)
     files = {}
@@ -165,7 +167,7 @@ def load_checkpoint(folder: Path) -> tuple[GPT, dict[str, Any]]:
     return checkpoint_from_bytes(files, str(folder))
 
 
-def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, dict[str, Any]]:
+def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, CheckpointFacts]:
     """The GPT and its recorded facts from the bytes of ``config.json`` and ``model.safetensors``.
 
     The one reader of a checkpoint: ``load_checkpoint`` passes a folder's files, the registry passes the bytes it

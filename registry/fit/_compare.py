@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -28,10 +27,13 @@ from transfer_laws.registry.records import RunResult
 from ._chars import measure
 from ._checks import MIN_GOOD_DRAW_SHARE
 from ._model import TransferLaw
+from ._types import JsonDict
 
 UNITS = ("tokens", "chars")
 SHUFFLE_SEED = 20210201
 """Seed of the fixed order in which a second law's draws are paired with the first's (arXiv 2102.01293's date)."""
+Draws = float | np.ndarray
+"""One law's number, or that number per bootstrap draw."""
 LEVEL = 95.0
 """Every interval here is a central 95% interval of the draws."""
 
@@ -77,14 +79,14 @@ def estimate(value: float, draws: np.ndarray) -> Estimate:
     return Estimate(float(value), float(low), float(high))
 
 
-def shuffled(draws: Any, size: int) -> np.ndarray:
+def shuffled(draws: np.ndarray, size: int) -> np.ndarray:
     """The first ``size`` of ``draws`` in a fixed order that depends only on their number (so a law's k, alpha and
     beta stay together when each is shuffled)."""
     d = np.asarray(draws, dtype=float)
     return d[np.random.default_rng(SHUFFLE_SEED).permutation(d.size)][:size]
 
 
-def _shown(ok: bool, value: float, draws: Any) -> Estimate:
+def _shown(ok: bool, value: float, draws: np.ndarray) -> Estimate:
     """``estimate``, without bounds for a law whose draws do not pin it down (its intervals are not meaningful)."""
     return estimate(value, draws) if ok else Estimate(float(value))
 
@@ -138,11 +140,11 @@ def fitted_span(fit: TransferLaw) -> dict[str, tuple[float, float]]:
             "D_F": (min(p.d_f for p in pts), max(p.d_f for p in pts))}
 
 
-def law_row(src: Source) -> dict[str, Any]:
+def law_row(src: Source) -> JsonDict:
     """One row of the map: k per token and per character, alpha, beta, the runs behind it and its verdict."""
     fit = src.fit
     ok, why = determination(fit)
-    row: dict[str, Any] = {"source": src.source, "unit": fit.settings.get("unit", "tokens"),
+    row: JsonDict = {"source": src.source, "unit": fit.settings.get("unit", "tokens"),
                            "chars_per_token": src.chars_per_token, "determined": ok, "why": why,
                            "finetunes_used": int(sum(p.used for p in fit.points)),
                            "finetunes_screened": len(fit.points), "scratch_runs": int(fit.scratch.log_n.size),
@@ -201,13 +203,13 @@ def d_t_line(src: Source, n: float, grid: np.ndarray, unit: str) -> dict[str, li
             "low": low.tolist(), "high": high.tolist()}
 
 
-def _log_intercept(src: Source, unit: str, n: float, k: Any, alpha: Any, beta: Any) -> Any:
+def _log_intercept(src: Source, unit: str, n: float, k: Draws, alpha: Draws, beta: Draws) -> Draws:
     """ln D_T at D_F = 1 (query unit) at N: ln s + ln k - alpha ln s + beta ln N."""
     ln_s = math.log(scale(src, unit))
     return np.log(k) + (1.0 - alpha) * ln_s + beta * math.log(n)
 
 
-def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
+def crossing(a: Source, b: Source, n: float, unit: str) -> JsonDict:
     """Where the D_T lines of two sources meet at N (query unit), with its 95% interval over paired draws.
 
     ``below``/``above``: the source that transfers more below and above the crossing (the one with the smaller
@@ -223,7 +225,7 @@ def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
         point_gap = (_log_intercept(b, unit, n, fb.k, fb.alpha, fb.beta)
                      - _log_intercept(a, unit, n, fa.k, fa.alpha, fa.beta))
     slope = fa.alpha - fb.alpha
-    out: dict[str, Any] = {"sources": [a.source, b.source], "n": float(n), "unit": unit}
+    out: JsonDict = {"sources": [a.source, b.source], "n": float(n), "unit": unit}
     if slope == 0:
         return {**out, "d_f": None, "within_data": False, "below": None, "above": None, "share_same_order": None,
                 "note": "equal alphas: the lines never cross"}
@@ -274,7 +276,7 @@ class Ranked:
     loss: Estimate
     extrapolation: list[str]
     at: AtPoint = field(repr=False)
-    vs_next: dict[str, Any] | None = None
+    vs_next: JsonDict | None = None
     """Against the next source in the ranking: the ratio of their effective data with its interval, the share of
     draws in which this one is ahead, and whether the two are indistinguishable."""
 
@@ -294,7 +296,7 @@ def extrapolation(src: Source, n: float, d_f: float, unit: str) -> list[str]:
     return out
 
 
-def _vs(a: Ranked, b: Ranked) -> dict[str, Any]:
+def _vs(a: Ranked, b: Ranked) -> JsonDict:
     size = min(a.at.d_e_draws.size, b.at.d_e_draws.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = a.at.d_e_draws[:size] / shuffled(b.at.d_e_draws, size)
@@ -340,7 +342,7 @@ def rank(sources: list[Source], n: float, d_f: float, unit: str = "tokens") -> t
     return rows, notes
 
 
-def contrast(base: Source, other: Source, n: float, d_f_small: float, unit: str = "chars") -> dict[str, Any]:
+def contrast(base: Source, other: Source, n: float, d_f_small: float, unit: str = "chars") -> JsonDict:
     """The paper's comparison of two sources (Table 1: text against the 50/50 text + code mix), each with an
     interval over paired draws: does ``other`` transfer more at small D_F (D_T ratio at ``d_f_small``), is its alpha
     lower (alpha difference), is beta the same (beta difference: 'consistent' when its interval includes 0)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
@@ -94,7 +93,7 @@ def _params_table(law: TransferLaw) -> str:
 
 
 def _checks(law: TransferLaw) -> str:
-    checks: dict[str, Any] = getattr(law, "checks", {}) or {}
+    checks = law.checks
     parts = [f"<p class='verdict'>{escape(str(line))}</p>" for line in checks.get("verdict") or []]
     parts += [f"<p class='warning'>Warning: {escape(str(w))}</p>" for w in law.warnings]
     needs = checks.get("needs") or []

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -90,6 +90,10 @@ class Prediction:
 
 class FitError(ValueError):
     """Too few usable points to fit the law; the message says how many there were and why the rest were excluded."""
+
+
+JsonDict = dict[str, Any]
+"""A JSON document of mixed values (the transfer map's ``map.json`` and its parts): what templates and the CLI read."""
 
 
 class LawSettings(TypedDict, total=False):
