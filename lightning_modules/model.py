@@ -3,8 +3,7 @@
 The model follows nanoGPT's shape: learned position embeddings, pre-LayerNorm blocks with causal
 ``F.scaled_dot_product_attention``, a tanh-GELU MLP of width 4d, a final LayerNorm and an unembedding tied to the
 token embedding. The loss is the mean cross-entropy in nats/token. Its shape (``GPTConfig``, ``PRESETS``,
-``preset``), the N convention of a shape and ``CheckpointError`` live in the torch-free ``config.py`` and are
-re-exported here.
+``preset``), the N convention of a shape and ``CheckpointError`` live in the torch-free ``config.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transfer_laws.lightning_modules.config import PRESETS as PRESETS  # re-exported: model.PRESETS stays valid
 from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig
-from transfer_laws.lightning_modules.config import preset as preset
 
 CheckpointFacts = dict[str, Any]
 """What a checkpoint records beside its weights (``config.json``'s ``extra``): JSON values of many kinds."""
