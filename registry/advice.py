@@ -287,7 +287,7 @@ def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int) -> _Sim:
     rng = np.random.default_rng(seed)
     sampler = log_d_e_sampler(rng, draws, grown.form(), (grown.group, grown.log_n, grown.log_d, grown.log_l),
                               (sigma_s, dof_s), np.log(u_n), match_n(grown.levels, u_n), fitted, (sigma_f, dof_f))
-    raw, _ = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n), False,
+    raw, _ = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n),
                                  max(grown.log_n.size, u_n.size))
     good = np.isfinite(raw).all(axis=1)
     if good.sum() < 10:

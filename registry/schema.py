@@ -216,6 +216,8 @@ MAP_ARTIFACT = "map"
 """That run's folder: ``map.json`` and the charts comparing the target's sources (D_T lines, alpha, beta)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
+LAW_TAG_K_PER_CHAR = "k_per_char"
+"""Version tag: k with D_F in characters (the paper's unit), ``<value> [<low>, <high>]``, or ``n/a (<why>)``."""
 
 # Forecasts: every run a law version had not seen is predicted by it when a refit first reads the run
 # (``registry/forecast.py``); 95% prediction intervals (parameter uncertainty and run-to-run noise).

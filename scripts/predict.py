@@ -26,7 +26,7 @@ from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import json_document
 
 if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit import Checks, TransferLaw
 
 EXIT_UNREACHABLE = 3
 """The law cannot reach the target loss (at that N, or at any N for that D_F)."""
@@ -133,7 +133,7 @@ def run(args: Args) -> int:
     answer: dict[str, Any] = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
                               "beta": law.beta, "intervals": {k: list(v) for k, v in law.intervals.items()},
                               "unit": law.settings.get("unit", "tokens"), "fitted_range": fitted_range(law)}
-    checks = getattr(law, "checks", {}) or {}
+    checks = law.checks
     answer["verdict"] = list(checks.get("verdict", []))
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
@@ -188,7 +188,7 @@ def fitted_range(law: TransferLaw) -> dict[str, list[float]]:
     return {"N": [min(ns), max(ns)], "D_F": [min(d_fs), max(d_fs)]}
 
 
-def past_regime(checks: dict[str, Any], n: float | None, d_f: float | None) -> dict[str, Any] | None:
+def past_regime(checks: Checks, n: float | None, d_f: float | None) -> dict[str, Any] | None:
     """Where ``d_f`` lies past the D_F range the law was fitted on at the measured N nearest ``n``: that N, the
     range's top and the smallest D_F whose fine-tune showed the law bending there (None: no bend seen). None when
     ``d_f`` is inside (2% beyond the last run is rounding) or the law has no such record."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -139,10 +140,10 @@ def _misfit(result: RefitResult) -> list[str]:
     """Why the law's form is in doubt (empty when it is not, or the fit has no such check)."""
     from transfer_laws.registry.fit import misfit
 
-    return [] if result.fit is None else misfit(getattr(result.fit, "checks", {}) or {})
+    return [] if result.fit is None else misfit(result.fit.checks)
 
 
-def _forecast_gate(record: dict[str, Any], gates: Gates) -> str | None:
+def _forecast_gate(record: Mapping[str, Any], gates: Gates) -> str | None:
     """Why the forecast gate tripped (None when it holds, is off, or nothing was forecast yet)."""
     pooled = record.get("pooled") or {}
     if gates.forecast_coverage is None or not pooled.get("n"):
@@ -154,7 +155,7 @@ def _forecast_gate(record: dict[str, Any], gates: Gates) -> str | None:
 
 
 def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, float],
-             evidence: list[str], exit_code: int, record: dict[str, Any] | None = None,
+             evidence: list[str], exit_code: int, record: Mapping[str, Any] | None = None,
              forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, Any]:
     """The ``--json`` document (schema in docs/ci-refit.md)."""
     fit = result.fit
@@ -172,6 +173,7 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
         "alpha": None if fit is None else float(fit.alpha),
         "beta": None if fit is None else float(fit.beta),
         "intervals": {} if fit is None else {k: [float(v[0]), float(v[1])] for k, v in fit.intervals.items()},
+        "k_per_char": None if fit is None else fit.k_per_char().as_dict(),
         "exchange": None if fit is None else _exchange(fit),
         "unit": None if fit is None else fit.settings.get("unit", "tokens"),
         "points_used": None if fit is None else sum(bool(p.used) for p in fit.points),
@@ -287,7 +289,7 @@ def refit_cli(
     return code
 
 
-def _calibration_text(result: RefitResult, record: dict[str, Any]) -> str:
+def _calibration_text(result: RefitResult, record: Mapping[str, Any]) -> str:
     """The version's leave-one-out calibration and each version's track record, a line each."""
     from transfer_laws.registry.law_card import calibration_line
 

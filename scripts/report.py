@@ -42,11 +42,14 @@ def _calibration_plots(law_name: str, version: str, law: Any, out: Path) -> list
     and its leave-one-out predictions; prints each one's calibration line."""
     from mlflow import MlflowClient
 
+    from transfer_laws.registry.fit._forecast import calibration
     from transfer_laws.registry.fit._svg_forecast import forecast_chart
+    from transfer_laws.registry.fit._types import VersionRecord
     from transfer_laws.registry.forecast import track_record
     from transfer_laws.registry.law_card import calibration_line
 
-    record = track_record(MlflowClient(), law_name)["versions"].get(version, {"n": 0, "runs": []})
+    record = (track_record(MlflowClient(), law_name)["versions"].get(version)
+              or VersionRecord(**calibration([]), runs=[]))
     loo = (getattr(law, "checks", {}) or {}).get("loo") or {"n": 0, "runs": []}
     written = []
     for name, rec, what in (("forecasts.svg", record, f"runs that landed after version {version}, forecast by it"),
@@ -73,7 +76,7 @@ def run(args: Args) -> int:
         out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
         out.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
-    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
+    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
     written += _calibration_plots(args.law, str(mv.version), law, out)
