@@ -220,3 +220,22 @@ class TrainConfig:
 def default_from(instance: Any) -> Any:
     """A dataclass field whose default is a fresh copy of ``instance`` (a recipe's defaults, kept as an instance)."""
     return dataclasses.field(default_factory=lambda: dataclasses.replace(instance))
+
+
+def at_least(minimum: float, default: Any = dataclasses.MISSING, *, strict: bool = False,
+             maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``) and, when
+    given, <= ``maximum``.
+
+    The command line checks it when the arguments are built (``scripts/_args.py``), so a bad value is one line and
+    exit 2 before any work starts.
+    """
+    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict, "maximum": maximum}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **field_kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
+
+
+def positive(default: Any = dataclasses.MISSING, *, maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A field that must be > 0 (a size, a budget, a loss), and at most ``maximum`` when given."""
+    return at_least(0, default, strict=True, maximum=maximum, **field_kwargs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from transfer_laws.scripts._args import positive
+from transfer_laws.lightning_modules.config import positive
 from transfer_laws.scripts._errors import BadInput, UserError
 
 EXIT_NOTHING_TO_RANK = 3

@@ -19,9 +19,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from transfer_laws.lightning_modules.config import positive
 from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS
-from transfer_laws.scripts._args import positive
 from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import json_document
 

@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from transfer_laws.lightning_modules.config import at_least
 from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, latest_version, refit_law
 from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for, resolve_tracking_uri
-from transfer_laws.scripts._args import at_least
 from transfer_laws.scripts._errors import RedactingStream, redact
 from transfer_laws.scripts._jsonout import json_document
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from transfer_laws.lightning_modules.config import positive
 from transfer_laws.registry.schema import LAW_ALIAS
-from transfer_laws.scripts._args import positive
 
 
 @dataclass(kw_only=True)

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from transfer_laws.scripts._args import at_least, positive
+from transfer_laws.lightning_modules.config import at_least, positive
 from transfer_laws.scripts._errors import BadInput, UserError
 
 

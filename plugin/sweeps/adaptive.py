@@ -12,7 +12,7 @@ from transfer_laws.registry.next_runs import adaptive_order, candidates_for, pre
 from transfer_laws.registry.schema import TAG_ADAPTIVE_REASON
 
 if TYPE_CHECKING:
-    from transfer_laws.scripts.sweep import TrainCell
+    from transfer_laws.plugin.sweeps.sweep import TrainCell
 
 ATTR_REASON = "adaptive_reason"
 NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
@@ -29,10 +29,10 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
     """
     from mlflow import MlflowClient
 
+    from transfer_laws.plugin.recipes.args import log_line
+    from transfer_laws.plugin.sweeps.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
     from transfer_laws.registry.fit import RunResult, fit_transfer_law
     from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._common import log_line
-    from transfer_laws.scripts.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
 
     client = MlflowClient(use_tracking_uri(args.tracking_uri))
     sizes = {c.size: preset_n(c.size) for c in cells}
@@ -101,9 +101,9 @@ def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
 def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:
     """The digest of the tokenizer this sweep's runs use: the checkpoints' when it fine-tunes, else the workspace's."""
     from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
+    from transfer_laws.plugin.recipes import workspace
+    from transfer_laws.plugin.recipes.args import megabytes
     from transfer_laws.registry.checkpoints import load_checkpoint_uri
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._common import megabytes
 
     finetunes = [c for c in cells if c.role == "finetune"]
     if finetunes:

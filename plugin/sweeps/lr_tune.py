@@ -224,10 +224,10 @@ class _Prepared:
 def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
     from transfer_laws.lightning_modules.config import DataConfig
+    from transfer_laws.plugin.recipes import workspace
+    from transfer_laws.plugin.recipes.args import ShapeArgs, megabytes
+    from transfer_laws.plugin.recipes.pretrain import model_config
     from transfer_laws.registry.checkpoints import load_checkpoint_uri
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._common import ShapeArgs, megabytes
-    from transfer_laws.scripts.pretrain import model_config
 
     uri = args.from_template.format(size=target.size)
     init_weights = checkpoint = None
@@ -251,8 +251,8 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
 def _facts(args: Any, target: TuneTarget, prepared: _Prepared, tags: dict[str, str]) -> Any:
     """A tuning run's facts: its role's data names, but no law reads it (no role tag, no lineage)."""
     from transfer_laws.plugin import RunFacts
+    from transfer_laws.plugin.recipes import workspace
     from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX
-    from transfer_laws.scripts import workspace
 
     checkpoint = prepared.checkpoint
     source = None if checkpoint is None else checkpoint.name.removeprefix(CHECKPOINT_MODEL_PREFIX)
@@ -270,11 +270,11 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
         import optuna
         from mlflow import MlflowClient
 
+        from transfer_laws.plugin.sweeps.lr_trial import ReportToTrial
+        from transfer_laws.plugin.sweeps.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
         from transfer_laws.plugin.training import RunExtras, TrainingFailed, train_run
         from transfer_laws.registry.schema import MLFLOW_NOTE, TAG_SWEEP
         from transfer_laws.registry.tracking import use_tracking_uri
-        from transfer_laws.scripts._lr_trial import ReportToTrial
-        from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
 
         prepared = _prepare(args, target, tokens)
         uri = use_tracking_uri(args.tracking_uri)

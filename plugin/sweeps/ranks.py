@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from transfer_laws.scripts._errors import BadInput
+from transfer_laws.plugin.recipes.errors import BadInput
 
 
 def job_size() -> int:

@@ -1,0 +1,329 @@
+"""``transfer-laws pin``: train the runs next-run advice chooses until the law is determined, or the budget is spent.
+
+Every chosen run is a trial of one Optuna study (the sweep's machinery: ``plugin/sweeps/sweep.py``'s ``open_study`` with
+heartbeats and retry of crashed trials, its parent run and recipe trainer), so any number of ``transfer-laws pin``
+processes on one storage (SQLite locally, PostgreSQL across machines) share the work: each trains what is waiting,
+then refits, asks the advice and claims the first planned run nobody holds. A run is claimed by enqueueing it with
+its fixed parameters (role, size, tokens, seed); of two identical claims only the lowest-numbered trial trains, so
+no two workers train the same run. A killed worker's trial stops beating, is failed by the next worker and is
+re-enqueued; started again, the loop resumes from the study. Each run carries ``transfer.pin`` and
+``transfer.pin_reason`` (why it was chosen) from its start. The loop itself is ``registry/pin.py``.
+
+Exit codes: 0 pinned, 3 budget spent (what is missing and the predicted cost to finish are printed), 4 no candidate
+run helps, 2 bad input, 1 failed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from, positive
+from transfer_laws.plugin.recipes import scratch
+from transfer_laws.plugin.recipes.args import DataArgs, RefitArgs, StoreArgs, TokenizerArgs, log_line
+from transfer_laws.registry.pin import Budget, PinRun, Spent
+
+KEYS = ("pin_role", "pin_size", "pin_n", "pin_tokens", "pin_seed")
+"""A pin trial's fixed parameters: the run it trains."""
+ATTR_REASON = "pin_reason"
+ATTR_FLOPS = "flops"
+ATTR_RUN_ID = "run_id"
+MAX_FAILURES = 3
+
+
+@dataclass(kw_only=True)
+class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
+    """Arguments of ``transfer-laws pin``."""
+
+    law: str = "text-to-python"
+    """The law to pin (``<source>-to-<target>``); its runs in the store are the starting point."""
+    alpha_halfwidth: float = positive(0.1)
+    """Target: alpha's 95% interval within +- this."""
+    beta_excludes_0: bool = True
+    """Target: beta's 95% interval excludes 0."""
+    budget: str = "60min"
+    """What the loop may spend: FLOPs (e.g. 3e15), minutes of training (e.g. 45min), or both (3e15,45min)."""
+    from_template: str = "models:/pretrained-text@demo-{size}"
+    """Registered checkpoint per size that fine-tunes start from (a new size is pretrained and registered there)."""
+    target: str = "python"
+    """Target corpus of the fine-tunes and scratch runs."""
+    evals_per_epoch: float | None = positive(2.0)
+    """Held-out evaluations per pass over each run's training data (early stopping counts these)."""
+    epochs: float = positive(3.0)
+    """Expected passes over each run's data before early stopping, for the compute estimate (6 N tokens epochs)."""
+    bootstrap: int = positive(1000)
+    """Bootstrap draws of each refit (the intervals the target is judged on)."""
+    advice_draws: int = positive(200)
+    """Bootstrap draws per candidate in the advice's simulation."""
+    study: str | None = None
+    """Optuna study name (default: pin-<law>); workers join by giving the same study and storage."""
+    storage: str | None = None
+    """Optuna storage URL: sqlite:///... or postgresql+psycopg2://...; default: optuna.db under TRANSFER_LAWS_HOME."""
+    heartbeat_s: int = 30
+    """Seconds between a running trial's heartbeats."""
+    grace_s: int = 120
+    """A running trial silent this long counts as crashed and is retried."""
+    max_retry: int = 2
+    """How often a crashed run is retried."""
+    optim: OptimConfig = default_from(OptimConfig(lr=1e-3))
+    """Optimiser settings of every run."""
+    train: TrainConfig = default_from(scratch.TRAIN)
+    """Training loop settings of every run (the seed is the run's own)."""
+    pretrain_max_s: float = positive(600.0)
+    """Wall-clock cap on a new size's pretraining (its steps: 20 tokens per parameter, the demo's recipe)."""
+
+
+def parse_budget(text: str) -> Budget:
+    """``3e15`` (FLOPs), ``45min`` (minutes of training), or both separated by a comma; ValueError otherwise."""
+    flops, minutes = math.inf, math.inf
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        m = re.fullmatch(r"([0-9.e+]+)\s*(min|m|flop|flops)?", part)
+        try:
+            value = float(m.group(1)) if m else math.nan
+        except ValueError:
+            value = math.nan
+        if not (m and math.isfinite(value) and value > 0):
+            raise ValueError(f"--budget {text!r}: give FLOPs (3e15), minutes (45min) or both (3e15,45min)")
+        if m.group(2) in ("min", "m"):
+            minutes = value
+        else:
+            flops = value
+    if flops == math.inf and minutes == math.inf:
+        raise ValueError(f"--budget {text!r}: give FLOPs (3e15), minutes (45min) or both (3e15,45min)")
+    return Budget(flops=flops, minutes=minutes)
+
+
+def _run_of(params: dict[str, Any] | None) -> PinRun | None:
+    if not params or set(params) != set(KEYS):
+        return None
+    return PinRun(str(params["pin_role"]), str(params["pin_size"]), float(params["pin_n"]), int(params["pin_tokens"]),
+                  int(params["pin_seed"]))
+
+
+def _params(run: PinRun) -> dict[str, Any]:
+    return {"pin_role": run.role, "pin_size": run.size, "pin_n": run.n_params, "pin_tokens": run.tokens,
+            "pin_seed": run.seed}
+
+
+def _fixed(trial: Any) -> dict[str, Any] | None:
+    attrs = getattr(trial, "system_attrs", None)
+    if attrs is None:  # a live Trial keeps its attributes in the storage
+        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # Optuna has no public getter
+    return attrs.get("fixed_params")
+
+
+Train = Callable[[PinRun, str, int], tuple[str, float]]
+"""``train(run, reason, trial_number)`` -> (MLflow run id, best held-out loss)."""
+
+
+@dataclass
+class StudyQueue:
+    """``registry.pin.RunQueue`` on an Optuna study: claims are enqueued trials, workers pop them."""
+
+    study: Any
+    train: Train
+    log: Callable[[str], None] = field(default=lambda _: None)
+    failures: int = 0
+    """Trials this worker saw fail in a row (MAX_FAILURES stops the loop: training itself is broken)."""
+
+    def _trials(self, *states: Any) -> list[tuple[Any, PinRun]]:
+        out = []
+        for t in self.study.get_trials(deepcopy=False, states=states or None):
+            run = _run_of(_fixed(t))
+            if run is not None:
+                out.append((t, run))
+        return out
+
+    def held(self) -> list[PinRun]:
+        from optuna.trial import TrialState
+
+        return [r for _, r in self._trials(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE,
+                                           TrialState.FAIL)]
+
+    def finished(self) -> list[tuple[PinRun, str, float]]:
+        """(run, MLflow run id, loss) of every completed run, in trial order."""
+        from optuna.trial import TrialState
+
+        return [(r, str(t.user_attrs.get(ATTR_RUN_ID, "")), float(t.value))
+                for t, r in self._trials(TrialState.COMPLETE)]
+
+    def spent(self) -> Spent:
+        from optuna.trial import TrialState
+
+        done = self._trials(TrialState.COMPLETE)
+        minutes = sum((t.datetime_complete - t.datetime_start).total_seconds() / 60 for t, _ in done
+                      if t.datetime_complete and t.datetime_start)
+        return Spent(flops=sum(float(t.user_attrs.get(ATTR_FLOPS, 0.0)) for t, _ in done), minutes=minutes,
+                     runs=len(done))
+
+    def claim(self, runs: Sequence[PinRun], reason: str, flops: Sequence[float]) -> None:
+        for run, cost in zip(runs, flops, strict=True):
+            self.study.enqueue_trial(_params(run), user_attrs={ATTR_REASON: reason[:5000], ATTR_FLOPS: cost},
+                                     skip_if_exists=True)
+
+    def _duplicate(self, number: int, run: PinRun) -> bool:
+        """Whether a lower-numbered live trial holds the same run (it trains; this one does not)."""
+        from optuna.trial import TrialState
+
+        return any(t.number < number and r == run for t, r in
+                   self._trials(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE))
+
+    def work_one(self) -> bool:
+        import warnings
+
+        import optuna
+        from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses; no public form
+        from optuna.trial import TrialState
+
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(self.study)
+        if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return False
+        with _pop_lock(self.study):  # on SQLite two workers could pop the same waiting trial
+            trial = self.study.ask()
+        state, value = TrialState.COMPLETE, None
+        with get_heartbeat_thread(trial._trial_id, self.study._storage):
+            try:
+                value = self._objective(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except Exception as exc:
+                state = TrialState.FAIL
+                sys.stderr.write(f"pin: trial {trial.number} failed: {type(exc).__name__}: {exc}\n")
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.failures = self.failures + 1 if state == TrialState.FAIL else 0
+        if self.failures >= MAX_FAILURES:
+            from transfer_laws.plugin.recipes.errors import UserError
+
+            raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {trial.number}); see the "
+                            "errors above")
+        return True
+
+    def _objective(self, trial: Any) -> float:
+        import optuna
+
+        run = _run_of(_fixed(trial))
+        if run is None:  # ask() made a fresh trial: the queue emptied under us
+            raise optuna.TrialPruned("no waiting run was left")
+        if self._duplicate(trial.number, run):
+            raise optuna.TrialPruned("another trial holds the same run")
+        reason = str(self.study._storage.get_trial_user_attrs(trial._trial_id).get(ATTR_REASON, ""))
+        began = time.monotonic()
+        run_id, loss = self.train(run, reason, trial.number)
+        trial.set_user_attr(ATTR_RUN_ID, run_id)
+        self.log(f"pin: trained {run.role} {run.size or run.n_params} {run.tokens} tokens seed {run.seed} "
+                 f"in {(time.monotonic() - began) / 60:.1f} min: loss {loss:.4g}")
+        return loss
+
+
+@contextmanager
+def _pop_lock(study: Any) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite storage while a worker pops a trial (SQLite has no row locks, so two
+    processes on one machine could take the same waiting trial); other storages lock the row themselves."""
+    storage = study._storage
+    url = str(getattr(getattr(storage, "_backend", storage), "url", ""))
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(url.removeprefix("sqlite:///") + ".pop-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_queue(args: Args, train: Train, log: Callable[[str], None]) -> StudyQueue:
+    from transfer_laws.plugin.sweeps.sweep import open_study
+
+    study = open_study(args.study or f"pin-{args.law}", args.storage, heartbeat_s=args.heartbeat_s,
+                       grace_s=args.grace_s, max_retry=args.max_retry)
+    return StudyQueue(study, train, log)
+
+
+def recipe_train(args: Args, parent_run_id: str, study_name: str) -> Train:
+    """Train a PinRun with the sweep's recipes (fine-tune, scratch) or pretrain a new size and register it."""
+    from transfer_laws.plugin.sweeps import sweep
+    from transfer_laws.registry.schema import TAG_PIN, TAG_PIN_REASON, parse_law
+
+    def train(run: PinRun, reason: str, number: int) -> tuple[str, float]:
+        base = sweep.recipe_args(args, sweep.Args)
+        seeded = replace(base, seed=run.seed, train=replace(base.train, seed=run.seed), study=study_name,
+                         roles=["finetune", "scratch"])
+        tags = {TAG_PIN: study_name, TAG_PIN_REASON: reason[:5000]}
+        if run.role == "pretrain":
+            from transfer_laws.plugin.recipes import pretrain
+            from transfer_laws.plugin.training import RunExtras
+            from transfer_laws.registry.checkpoints import register_checkpoint
+            from transfer_laws.registry.next_runs import registered_name
+
+            name, alias = registered_name(args.from_template.format(size=run.size))
+            pargs = sweep.recipe_args(seeded, pretrain.Args, preset=run.size, tokens=run.tokens, register_as="",
+                                      corpus=parse_law(args.law)[0],
+                                      train=replace(pretrain.TRAIN, seed=run.seed, max_time_s=args.pretrain_max_s))
+            trained = pretrain.run(pargs, RunExtras(tags=tags))
+            register_checkpoint(trained.checkpoint_dir, name=name, alias=alias, run_id=trained.run_id)
+            return str(trained.run_id), float(trained.best_test_loss)
+        cell = sweep.Cell(run.size, run.tokens, run.role)
+        return sweep.recipe_trainer(seeded, parent_run_id)(cell, number, tags)
+
+    return train
+
+
+def law_fit(args: Args) -> Callable[[], Any]:
+    """The law from every finished run of it in the store (read now, fitted with ``--bootstrap`` draws)."""
+    from mlflow import MlflowClient
+
+    from transfer_laws.registry.fit import fit_transfer_law
+    from transfer_laws.registry.reader import read_law_inputs
+    from transfer_laws.registry.tracking import use_tracking_uri
+
+    client = MlflowClient(use_tracking_uri(args.tracking_uri))
+
+    def fit() -> Any:
+        return fit_transfer_law(read_law_inputs(args.law, client).points, bootstrap=args.bootstrap)
+
+    return fit
+
+
+def run(args: Args) -> int:
+    from transfer_laws.plugin.recipes.errors import BadInput, UserError
+    from transfer_laws.plugin.sweeps.sweep import ensure_parent_run
+    from transfer_laws.registry.advice import Target
+    from transfer_laws.registry.fit import FitError
+    from transfer_laws.registry.next_runs import law_candidates, wall_time
+    from transfer_laws.registry.pin import format_outcome, pin
+    from transfer_laws.registry.refit import refit_law
+    from transfer_laws.registry.tracking import client_for
+
+    try:
+        budget = parse_budget(args.budget)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    fit = law_fit(args)
+    try:
+        fit()
+    except FitError as exc:
+        raise UserError(f"pin needs a law it can fit to start from; {args.law}: {str(exc).splitlines()[0]} "
+                        "(train seed runs first: transfer-laws sweep or transfer-laws demo)", 3) from None
+    name = args.study or f"pin-{args.law}"
+    queue = open_queue(args, lambda *_: ("", math.nan), log_line)
+    parent = ensure_parent_run(queue.study, args.tracking_uri, args.experiment, create=True)
+    queue.train = recipe_train(args, parent, name)
+    target = Target(args.alpha_halfwidth, args.beta_excludes_0)
+    client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
+    outcome = pin(fit, lambda law: law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
+                  queue, target, budget, draws=args.advice_draws, log=log_line,
+                  wall=lambda law: wall_time(client, law))
+    result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
+    print(format_outcome(outcome, target))
+    print(f"law {args.law}: {result.status}" + (f" version {result.version}" if result.version else ""))
+    return outcome.exit_code
