@@ -7,9 +7,19 @@ and how to browse and ask it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from transfer_laws.plugin.sweeps.demo import SOURCE_WORDS, Args, pin_laws, train_seed_runs
+from transfer_laws.plugin.sweeps import DemoArgs as Args
+from transfer_laws.plugin.sweeps import pin_laws, train_seed_runs
+from transfer_laws.plugin.sweeps.demo import SOURCE_WORDS, SizeRuns
+from transfer_laws.registry.forecast import load_version_fit
+from transfer_laws.registry.refit import RefitResult
+from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
+from transfer_laws.registry.tracking import client_for
+from transfer_laws.scripts._map_text import print_source_comparison
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 __all__ = ["Args", "run"]
 
@@ -30,18 +40,13 @@ def run(args: Args) -> int:
 def _print_source_comparison(uri: str) -> None:
     """The paper's Table-1 comparison on the two laws --full pinned: does the mix transfer more at small D_F, is its
     alpha lower, is beta the same (each with its interval)."""
-    from transfer_laws.scripts._map_text import print_source_comparison
-
     print("\n== mix -> python against text -> python (Hernandez et al. 2021, Table 1) ==")
     try:
         print_source_comparison("python", base="text", other="mix", tracking_uri=uri)
     except LookupError as exc:  # a law without a fit yet
         print(f"no comparison yet: {exc}")
 
-
-
-
-def _print_findings(results: dict[str, dict[str, Any]], source: str = "English") -> None:
+def _print_findings(results: dict[str, SizeRuns], source: str = "English") -> None:
     """The paper's qualitative findings, checked on our own runs and said plainly either way.
 
     A fine-tune at D_F is compared with the scratch run of the same size trained on the smallest D >= D_F: beating
@@ -75,12 +80,8 @@ def _print_findings(results: dict[str, dict[str, Any]], source: str = "English")
               + ", ".join(f"N={n:,}: {g:+.3f}" for n, g in ordered))
 
 
-def _latest_fit(uri: str, law: str, results: list[Any]) -> list[Any]:
+def _latest_fit(uri: str, law: str, results: list[RefitResult]) -> list[TransferLaw]:
     """The fit of the version a refit found already covering the runs (status ``unchanged``), if any."""
-    from transfer_laws.registry.forecast import load_version_fit
-    from transfer_laws.registry.schema import law_model_name
-    from transfer_laws.registry.tracking import client_for
-
     versions = [r.version for r in results if r.status == "unchanged" and r.version]
     if not versions:
         return []
@@ -88,14 +89,12 @@ def _latest_fit(uri: str, law: str, results: list[Any]) -> list[Any]:
     return [load_version_fit(client, uri, client.get_model_version(law_model_name(law), versions[-1]))]
 
 
-def _print_law(laws: str | list[str], uri: str, last_refit: Any) -> None:
-    from transfer_laws.registry.schema import LAW_ALIAS, law_model_name, law_page_url
-
+def _print_law(laws: str | list[str], uri: str, last_refit: RefitResult | list[RefitResult] | None) -> None:
     laws = [laws] if isinstance(laws, str) else laws
     results = last_refit if isinstance(last_refit, list) else [last_refit] if last_refit else []
     for law in laws:
         print()
-        mine = [r for r in results if getattr(r, "law", law) == law]
+        mine = [r for r in results if r.law == law]
         fitted = [r.fit for r in mine if r.fit is not None] or _latest_fit(uri, law, mine)
         if fitted:
             fit = fitted[-1]

@@ -77,7 +77,8 @@ def test_eta_weighs_runs_by_compute() -> None:
 
 
 def test_demo_plan_weighs_pretraining_by_its_size() -> None:
-    from transfer_laws.plugin.sweeps.demo import Args, plan_compute
+    from transfer_laws.plugin.sweeps import DemoArgs as Args
+    from transfer_laws.plugin.sweeps.demo import plan_compute
 
     args = Args()
     plan = plan_compute(args)
@@ -90,7 +91,7 @@ def test_demo_plan_weighs_pretraining_by_its_size() -> None:
 def test_a_standalone_run_says_what_its_refit_did(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from transfer_laws.plugin.recipes.outcome import print_run
+    from transfer_laws.plugin.recipes import print_run
 
     fit = SimpleNamespace(alpha=0.6123, beta=0.5234, intervals={"alpha": (-0.07, 1.04), "beta": (-0.38, 1.03)},
                           warnings=["beta's interval includes 0"])

@@ -279,13 +279,13 @@ SWEEP_OWN = {"sizes", "d_f_tokens", "roles", "from_template", "study", "storage"
 
 @pytest.mark.parametrize("role", ["finetune", "scratch"])
 def test_every_sweep_flag_reaches_each_run(recorded: dict[str, Any], role: str) -> None:
-    from transfer_laws.plugin.sweeps import sweep
+    from transfer_laws.plugin.sweeps import Cell, recipe_trainer
 
     args, values = _everything("sweep", {"--roles": role, "--tracking-uri": "sqlite:///w.db",
                                          "--from-template": "models:/pretrained-text@x-{size}"})
-    train = sweep.recipe_trainer(args, "parent-run")
+    train = recipe_trainer(args, "parent-run")
     with pytest.raises(_Stop):
-        train(sweep.Cell("2x32", 1234, role), 5)
+        train(Cell("2x32", 1234, role), 5)
     call = recorded["train_run"]
     checked = _check_common(values, call, recorded)
     if role == "scratch":  # a scratch-only sweep fits its own tokenizer; with fine-tunes it shares theirs

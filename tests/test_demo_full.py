@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from transfer_laws.plugin.sweeps.demo import FULL, SOURCES_FULL, Args, apply_preset, plan_compute
+from transfer_laws.plugin.sweeps import DemoArgs as Args
+from transfer_laws.plugin.sweeps.demo import FULL, SOURCES_FULL, apply_preset, plan_compute
 from transfer_laws.scripts import cli
 
 
@@ -37,8 +38,8 @@ def test_full_pins_each_law_from_its_own_checkpoints_with_the_demo_recipe() -> N
     from dataclasses import replace
 
     from transfer_laws.plugin.recipes import scratch
+    from transfer_laws.plugin.sweeps import parse_budget
     from transfer_laws.plugin.sweeps.demo import pin_args
-    from transfer_laws.plugin.sweeps.pin import parse_budget
 
     args = apply_preset(Args(full=True))
     train = replace(scratch.TRAIN, max_steps=args.run_max_steps, patience=args.patience)

@@ -11,18 +11,24 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from transfer_laws.plugin.sweeps import (
+    ATTR_PARENT_RUN,
+    ATTR_RUN_ID,
+    TAG_PARENT_RUN,
+    LrTuning,
+    default_storage,
+    open_study,
+)
 from transfer_laws.plugin.sweeps.lr_tune import (
     ATTR_PRUNED,
     PARAM_LR,
     TAG_LR_SOURCE,
     TAG_LR_TUNING,
     TAG_PRUNED,
-    LrTuning,
     TuneTarget,
     study_name,
     tune_target,
 )
-from transfer_laws.plugin.sweeps.sweep import ATTR_PARENT_RUN, ATTR_RUN_ID, TAG_PARENT_RUN, default_storage, open_study
 from transfer_laws.registry.schema import PARAM_N, TAG_LAW, TAG_ROLE, TAG_SWEEP, TAG_TRIAL
 
 GOOD_LR, BAD_LR = 0.01, 1e-6

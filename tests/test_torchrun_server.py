@@ -176,7 +176,7 @@ def test_two_distributed_sweep_workers_share_one_study_and_train_no_cell_twice(j
     from optuna.trial import TrialState
 
     from transfer_laws.plugin.recipes import workspace
-    from transfer_laws.plugin.sweeps.sweep import ATTR_RUN_ID
+    from transfer_laws.plugin.sweeps import ATTR_RUN_ID
 
     client = MlflowClient(job["uri"], job["uri"])
     study = f"ddp-sweep-{job['law']}"

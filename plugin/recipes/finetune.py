@@ -1,14 +1,19 @@
-"""``transfer-laws finetune``: fine-tune a registered checkpoint on exactly D_F tokens of the target corpus."""
+"""The fine-tuning recipe: a registered checkpoint trained on exactly D_F tokens of the target corpus."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from, positive
+from transfer_laws.plugin import training
+from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.plugin.recipes import workspace
 from transfer_laws.plugin.recipes.args import DataArgs, RefitArgs, TrackingArgs, megabytes
 from transfer_laws.plugin.recipes.errors import BadInput
+from transfer_laws.plugin.training import RunExtras, TrainedRun
+from transfer_laws.registry import checkpoints, tracking
 from transfer_laws.registry.records import MAX_D
+from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX, ROLE_FINETUNE
 
 OPTIM = OptimConfig(lr=5e-4)
 """Finetune runs' optimiser defaults."""
@@ -17,7 +22,7 @@ TRAIN = TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience
 
 
 @dataclass(kw_only=True)
-class Args(TrackingArgs, RefitArgs, DataArgs):
+class FinetuneArgs(TrackingArgs, RefitArgs, DataArgs):
     """Arguments of ``transfer-laws finetune``."""
 
     parent: str = field(metadata={"flag": "from"})
@@ -35,23 +40,17 @@ class Args(TrackingArgs, RefitArgs, DataArgs):
     """Training loop settings (early stopping on held-out loss)."""
 
 
-def run(args: Args, extras: Any = None) -> Any:
-    """Train and print; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
-    from transfer_laws.plugin import RunFacts
-    from transfer_laws.plugin.recipes import workspace
-    from transfer_laws.plugin.training import train_run
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri, parse_model_uri
-    from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX, ROLE_FINETUNE
-    from transfer_laws.registry.tracking import CheckpointNotFound, use_tracking_uri
-
+def run_finetune(args: FinetuneArgs, extras: RunExtras | None = None) -> TrainedRun:
+    """Fine-tune ``--from`` on exactly D_F tokens of the target; ``extras``: tags, params and callbacks of a caller
+    (a sweep). A malformed or unknown ``--from`` is ``BadInput``, raised before any work."""
     try:
-        parse_model_uri(args.parent)
+        checkpoints.parse_model_uri(args.parent)
     except ValueError as exc:  # CheckpointError is a ValueError: a malformed --from is bad input, before any work
         raise BadInput(f"--from: {exc}") from None
-    uri = use_tracking_uri(args.tracking_uri)  # the one activation
+    uri = tracking.use_tracking_uri(args.tracking_uri)  # the one activation
     try:
-        loaded = load_checkpoint_uri(args.parent)
-    except CheckpointNotFound as exc:  # the message lists the aliases and versions there are
+        loaded = checkpoints.load_checkpoint_uri(args.parent)
+    except tracking.CheckpointNotFound as exc:  # the message lists the aliases and versions there are
         raise BadInput(f"--from: {exc}") from None
     weights, extra = loaded.model, loaded.extra or {}  # read once, when verified: the weights carry their config
     model_cfg = weights.config
@@ -63,18 +62,14 @@ def run(args: Args, extras: Any = None) -> Any:
     facts = RunFacts(role=ROLE_FINETUNE, source=source, target=workspace.corpus_label(args.target),
                      parent_uri=loaded.parent_uri, parent_model_id=loaded.model_id,
                      pretrain_run_id=loaded.pretrain_run_id)
-    trained = train_run(role=ROLE_FINETUNE, facts=facts, data_config=data, model_config=model_cfg,
-                        optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
-                        experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
-                        evals_per_epoch=args.evals_per_epoch,
-                        init_weights=weights, parent=loaded)
-    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
-        return trained
-    if args.print_outcome:
-        from transfer_laws.plugin.recipes.outcome import print_run
+    return training.train_run(role=ROLE_FINETUNE, facts=facts, data_config=data, model_config=model_cfg,
+                              optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
+                              experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
+                              refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
+                              evals_per_epoch=args.evals_per_epoch, init_weights=weights, parent=loaded)
 
-        print_run(trained, args.tracking_uri,
-                  f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
-                  f"best test loss {trained.best_test_loss:.4f} nats/token (from {loaded.parent_uri})")
-    return trained
+
+def headline(trained: TrainedRun) -> str:
+    """The line a finished fine-tune prints (its refit's lines follow: ``outcome.print_run``)."""
+    return (f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
+            f"best test loss {trained.best_test_loss:.4f} nats/token (from {trained.parent})")

@@ -1,14 +1,19 @@
-"""``transfer-laws scratch``: train from scratch on exactly D tokens of the target (the D_E reference curve)."""
+"""The from-scratch recipe: train on exactly D tokens of the target (the D_E reference curve)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from transfer_laws.lightning_modules.config import DataConfig, OptimConfig, TrainConfig, default_from, positive
+from transfer_laws.plugin import training
+from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.plugin.recipes import workspace
 from transfer_laws.plugin.recipes.args import DataArgs, RefitArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
 from transfer_laws.plugin.recipes.pretrain import model_config
+from transfer_laws.plugin.training import RunExtras, TrainedRun
+from transfer_laws.registry import checkpoints, tracking
 from transfer_laws.registry.records import MAX_D
+from transfer_laws.registry.schema import ROLE_SCRATCH
 
 OPTIM = OptimConfig(lr=1e-3)
 """Scratch runs' optimiser defaults."""
@@ -17,7 +22,7 @@ TRAIN = TrainConfig(max_steps=3000, max_epochs=50, eval_every_steps=10, patience
 
 
 @dataclass(kw_only=True)
-class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
+class ScratchArgs(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws scratch``."""
 
     d_f_tokens: int = positive(maximum=MAX_D["tokens"])
@@ -35,19 +40,12 @@ class Args(TrackingArgs, RefitArgs, ShapeArgs, TokenizerArgs, DataArgs):
     """Training loop settings (early stopping on held-out loss)."""
 
 
-def run(args: Args, extras: Any = None) -> Any:
-    """Train and print; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller (a sweep)."""
-    from transfer_laws.plugin import RunFacts
-    from transfer_laws.plugin.recipes import workspace
-    from transfer_laws.plugin.training import train_run
-    from transfer_laws.registry.schema import ROLE_SCRATCH
-    from transfer_laws.registry.tracking import use_tracking_uri
-
-    uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
+def run_scratch(args: ScratchArgs, extras: RunExtras | None = None) -> TrainedRun:
+    """Train from scratch on exactly D tokens of the target; ``extras``: tags, params and callbacks of a caller (a
+    sweep)."""
+    uri = tracking.use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
     if args.tokenizer_from:
-        from transfer_laws.registry.checkpoints import load_checkpoint_uri
-
-        tokenizer_dir = load_checkpoint_uri(args.tokenizer_from).folder / "tokenizer"
+        tokenizer_dir = checkpoints.load_checkpoint_uri(args.tokenizer_from).folder / "tokenizer"
     else:
         tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
                                                 megabytes(args.tokenizer_max_mb))
@@ -56,17 +54,14 @@ def run(args: Args, extras: Any = None) -> Any:
                       batch_size=args.batch_size, d_f_tokens=args.d_f_tokens, test_tokens=args.test_tokens,
                       seed=args.seed)
     facts = RunFacts(role=ROLE_SCRATCH, source=None, target=workspace.corpus_label(args.target))
-    trained = train_run(role=ROLE_SCRATCH, facts=facts, data_config=data, model_config=model_config(args),
-                        optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
-                        experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
-                        evals_per_epoch=args.evals_per_epoch)
-    if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
-        return trained
-    if args.print_outcome:
-        from transfer_laws.plugin.recipes.outcome import print_run
+    return training.train_run(role=ROLE_SCRATCH, facts=facts, data_config=data, model_config=model_config(args),
+                              optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
+                              experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
+                              refit_bootstrap=args.refit_bootstrap, refit_plots=args.refit_plots,
+                              evals_per_epoch=args.evals_per_epoch)
 
-        print_run(trained, args.tracking_uri,
-                  f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
-                  f"best test loss {trained.best_test_loss:.4f} nats/token")
-    return trained
+
+def headline(trained: TrainedRun) -> str:
+    """The line a finished scratch run prints (its refit's lines follow: ``outcome.print_run``)."""
+    return (f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
+            f"best test loss {trained.best_test_loss:.4f} nats/token")

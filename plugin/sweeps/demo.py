@@ -10,16 +10,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from transfer_laws.lightning_modules.config import TrainConfig, at_least, positive
-from transfer_laws.plugin.recipes import finetune, pretrain, scratch, workspace
+from transfer_laws.plugin.recipes import (
+    BadInput,
+    FinetuneArgs,
+    PretrainArgs,
+    ScratchArgs,
+    UserError,
+    megabytes,
+    register_pretrained,
+    run_finetune,
+    run_pretrain,
+    run_scratch,
+    workspace,
+)
+from transfer_laws.plugin.recipes import finetune as finetune_recipe
+from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
+from transfer_laws.plugin.recipes import scratch as scratch_recipe
+from transfer_laws.plugin.sweeps.eta import ComputeEta, planned_tokens
+from transfer_laws.plugin.sweeps.pin import PinArgs, run_pin
+from transfer_laws.plugin.training import TrainedRun
+from transfer_laws.registry.next_runs import preset_n
 from transfer_laws.registry.records import MAX_D
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, checkpoint_model_name
+from transfer_laws.registry.refit import RefitResult, refit_law
+from transfer_laws.registry.schema import (
+    CKPT_TAG_N,
+    DEFAULT_CHECKPOINT_ALIAS,
+    DEFAULT_EXPERIMENT,
+    checkpoint_model_name,
+    law_name,
+)
+from transfer_laws.registry.tracking import client_for, is_embedded, use_tracking_uri
 
 
 @dataclass(kw_only=True)
-class Args:
+class DemoArgs:
     """Arguments of ``transfer-laws demo``."""
 
     quick: bool = False
@@ -97,13 +124,11 @@ SOURCE_WORDS = {"text": "English", "mix": "the English + code mix"}
 """--full pretrains both sources at the same sizes (issue 26: two laws, text-to-python and mix-to-python)."""
 
 
-def apply_preset(args: Args) -> Args:
+def apply_preset(args: DemoArgs) -> DemoArgs:
     if args.quick and args.full:
-        from transfer_laws.plugin.recipes.errors import BadInput
-
         raise BadInput("--quick and --full are different demos: give one")
     preset = QUICK if args.quick else FULL if args.full else {}
-    defaults = Args()
+    defaults = DemoArgs()
     for key, value in preset.items():
         if getattr(args, key) == getattr(defaults, key):  # explicit flags win over the preset
             setattr(args, key, value)
@@ -114,8 +139,6 @@ class _Progress:
     """One line per finished run: done / total and an ETA weighted by compute (N x tokens) of the runs left."""
 
     def __init__(self, compute: list[float]) -> None:
-        from transfer_laws.plugin.sweeps.eta import ComputeEta
-
         self.eta = ComputeEta(compute)
 
     def line(self, text: str) -> None:
@@ -151,22 +174,18 @@ class _FitOptions(TypedDict):
 def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
     """Build the corpora and the tokenizer the runs share, once, before the ETA's clock starts (on a fresh home
     this is a minute no run's compute explains)."""
-    from transfer_laws.plugin.recipes.args import megabytes
 
     started = time.monotonic()
-    source = pretrain.Args(preset=size, **common)
-    target = scratch.Args(preset=size, d_f_tokens=1, **common)
+    source = PretrainArgs(preset=size, **common)
+    target = ScratchArgs(preset=size, d_f_tokens=1, **common)
     workspace.corpus_dir(source.corpus, megabytes(source.corpus_max_mb))
     workspace.tokenizer_dir(source.tokenizer_corpus, source.vocab_size, megabytes(source.tokenizer_max_mb))
     workspace.corpus_dir(target.target, megabytes(target.corpus_max_mb))
     print(f"corpora and tokenizer ready ({time.monotonic() - started:.0f}s)", flush=True)
 
 
-def plan_compute(args: Args) -> list[float]:
+def plan_compute(args: DemoArgs) -> list[float]:
     """Planned N x tokens of every run the demo makes, in the order it makes them (the pin loops of --full aside)."""
-    from transfer_laws.plugin.sweeps.eta import planned_tokens
-    from transfer_laws.registry.next_runs import preset_n
-
     per_step = 8 * 128  # the recipes' default batch x context
     compute: list[float] = []
     sources = len(SOURCES_FULL) if args.full else 1
@@ -179,6 +198,20 @@ def plan_compute(args: Args) -> list[float]:
     return compute
 
 
+class _Runs(TypedDict):
+    finetune: dict[int, TrainedRun]
+    """D_F -> the fine-tune of this size at that budget."""
+    scratch: dict[int, TrainedRun]
+    """D -> the scratch run of this size on that many tokens (shared by every source)."""
+
+
+class SizeRuns(_Runs, total=False):
+    """One size's runs from one source."""
+
+    n_params: int
+    """N of the size (set once its scratch runs finished)."""
+
+
 @dataclass(frozen=True)
 class DemoSeeds:
     """What the demo's seed runs left: the store, its laws and every run by source, size, role and budget."""
@@ -189,29 +222,26 @@ class DemoSeeds:
     """``<source>-to-python`` per source."""
     sources: tuple[str, ...]
     """The pretraining sources (text; with --full also the mix)."""
-    by_source: dict[str, dict[str, dict[str, Any]]]
-    """source -> size -> {"finetune": {D_F: run}, "scratch": {D: run}, "n_params": N}."""
-    last_refit: Any
+    by_source: dict[str, dict[str, SizeRuns]]
+    """source -> size -> its runs."""
+    last_refit: list[RefitResult] | None
     """The last refit's result(s) (``RefitResult`` or a list of them), None when no refit ran."""
     started: float
     """``time.monotonic()`` when the demo started (the --full budget counts from it)."""
 
 
-def capped_train(args: Args, recipe: TrainConfig) -> TrainConfig:
+def capped_train(args: DemoArgs, recipe: TrainConfig) -> TrainConfig:
     """A recipe's loop settings capped at the demo's --run-max-steps (and its --patience, when given)."""
     return replace(recipe, max_steps=args.run_max_steps, patience=args.patience or recipe.patience)
 
 
-def _checkpoint_name(args: Args, source: str) -> str:
+def _checkpoint_name(args: DemoArgs, source: str) -> str:
     return args.checkpoint_name if source == "text" else checkpoint_model_name(source)
 
 
-def train_seed_runs(args: Args) -> DemoSeeds:
+def train_seed_runs(args: DemoArgs) -> DemoSeeds:
     """The demo's seed runs: pretrain each size (each source with --full), fine-tune and train from scratch, crown
     the largest checkpoint, and refit (on a server, or with --full) once every run has landed."""
-    from transfer_laws.registry.schema import law_name
-    from transfer_laws.registry.tracking import is_embedded, use_tracking_uri
-
     started = time.monotonic()
     args = apply_preset(args)
     for name in ("pretrain_steps", "pretrain_seconds"):
@@ -227,29 +257,28 @@ def train_seed_runs(args: Args) -> DemoSeeds:
     common = _TokenizedRunOptions(**without_tokenizer, vocab_size=args.vocab_size)
     fit_options = _FitOptions(refit_bootstrap=args.bootstrap)
 
-    def capped(recipe: Any) -> dict[str, Any]:
-        return {"train": capped_train(args, recipe.TRAIN)}
-
     _prepare_workspace(common, args.sizes[0])
     progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
 
-    by_source: dict[str, dict[str, dict[str, Any]]] = {source: {} for source in sources}
-    last_refit = None
+    by_source: dict[str, dict[str, SizeRuns]] = {source: {} for source in sources}
+    last_refit: list[RefitResult] | None = None
     for size, steps, seconds in zip(args.sizes, args.pretrain_steps, args.pretrain_seconds, strict=True):
         alias = f"demo-{size}"
-        scratch_runs: dict[int, Any] = {}
+        scratch_runs: dict[int, TrainedRun] = {}
         for source in sources:
-            train = replace(pretrain.TRAIN, max_steps=steps, max_time_s=seconds)
-            registered = pretrain.run(pretrain.Args(preset=size, corpus=source, register_as=_checkpoint_name(
-                args, source), alias=alias, train=train, **common))
+            train = replace(pretrain_recipe.TRAIN, max_steps=steps, max_time_s=seconds)
+            pretrain_args = PretrainArgs(preset=size, corpus=source, register_as=_checkpoint_name(args, source),
+                                         alias=alias, train=train, **common)
+            registered = register_pretrained(run_pretrain(pretrain_args), pretrain_args)
+            assert registered is not None  # --register-as is a name
             on = f" on {source}" if len(sources) > 1 else ""  # the short demo's lines stay as they were
             progress.line(f"pretrained {size}{on}, registered {registered.uri} as @{alias}")
         for source in sources:
-            per_size: dict[str, Any] = {"finetune": {}, "scratch": scratch_runs}
+            per_size = SizeRuns(finetune={}, scratch=scratch_runs)
             for d_f in args.d_f_tokens:
-                run_ = finetune.run(finetune.Args(parent=f"models:/{_checkpoint_name(args, source)}@{alias}",
-                                                  d_f_tokens=d_f, **without_tokenizer, **fit_options,
-                                                  **capped(finetune), refit_plots=False))
+                run_ = run_finetune(FinetuneArgs(parent=f"models:/{_checkpoint_name(args, source)}@{alias}",
+                                                 d_f_tokens=d_f, **without_tokenizer, **fit_options,
+                                                 train=capped_train(args, finetune_recipe.TRAIN), refit_plots=False))
                 per_size["finetune"][d_f] = run_
                 last_refit = run_.refit or last_refit
                 origin = f" from {source}" if len(sources) > 1 else ""
@@ -259,20 +288,18 @@ def train_seed_runs(args: Args) -> DemoSeeds:
         for d in args.scratch_tokens:
             # Every landing refits; only the last renders the plots (matplotlib is most of a refit's time).
             last = size == args.sizes[-1] and d == args.scratch_tokens[-1]
-            run_ = scratch.run(scratch.Args(preset=size, d_f_tokens=d, **common, **fit_options, **capped(scratch),
-                                            refit_plots=last))
+            run_ = run_scratch(ScratchArgs(preset=size, d_f_tokens=d, **common, **fit_options,
+                                           train=capped_train(args, scratch_recipe.TRAIN), refit_plots=last))
             scratch_runs[d] = run_
             last_refit = run_.refit or last_refit
             progress.line(f"scratch  {size} D={d:,}: loss {run_.best_test_loss:.3f}  {_refit_text(run_.refit)}")
         for source in sources:
-            by_source[source][size]["n_params"] = run_.n_params
+            by_source[source][size]["n_params"] = int(run_.n_params)
 
     _crown_largest(uri, [_checkpoint_name(args, source) for source in sources])
     if not is_embedded(uri) or args.full:
         # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
         # them (idempotent: if the hook already registered these inputs, it says "unchanged").
-        from transfer_laws.registry.refit import refit_law
-
         last_refit = [refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap) for law in laws]
     return DemoSeeds(uri=uri, laws=laws, sources=sources, by_source=by_source, last_refit=last_refit,
                      started=started)
@@ -281,9 +308,6 @@ def train_seed_runs(args: Args) -> DemoSeeds:
 def _crown_largest(uri: str, names: list[str]) -> None:
     """Point ``@champion`` at each checkpoint model's largest pretrained size, as a team marks the checkpoint to
     start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
-    from transfer_laws.registry.schema import CKPT_TAG_N, DEFAULT_CHECKPOINT_ALIAS
-    from transfer_laws.registry.tracking import client_for
-
     client = client_for(uri)
     for name in names:
         versions = [v for v in client.search_model_versions(f"name = '{name}'") if CKPT_TAG_N in (v.tags or {})]
@@ -294,24 +318,19 @@ def _crown_largest(uri: str, names: list[str]) -> None:
                   "the largest)", flush=True)
 
 
-def pin_args(args: Args, uri: str, law: str, source: str, minutes: float, train: Any) -> Any:
+def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, train: TrainConfig) -> PinArgs:
     """``transfer-laws pin``'s arguments for one law of --full: the demo's store, checkpoints and recipe."""
-    from transfer_laws.plugin.sweeps import pin
-
-    return pin.Args(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{minutes:.2f}min",
+    return PinArgs(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{minutes:.2f}min",
                     from_template=f"models:/{_checkpoint_name(args, source)}@demo-{{size}}", tracking_uri=uri,
                     experiment=args.experiment, corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
                     progress_bar=args.progress_bar, print_outcome=False, bootstrap=args.bootstrap,
                     study=f"demo-pin-{law}", train=train, refit_bootstrap=args.bootstrap, refit_plots=False)
 
 
-def pin_laws(args: Args, seeds: DemoSeeds) -> list[Any]:
+def pin_laws(args: DemoArgs, seeds: DemoSeeds) -> list[RefitResult]:
     """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes."""
     uri, laws, sources, started = seeds.uri, seeds.laws, seeds.sources, seeds.started
-    train = capped_train(args, scratch.TRAIN)
-    from transfer_laws.plugin.recipes.errors import UserError
-    from transfer_laws.plugin.sweeps import pin
-    from transfer_laws.registry.refit import refit_law
+    train = capped_train(args, scratch_recipe.TRAIN)
 
     results = []
     for i, (law, source) in enumerate(zip(laws, sources, strict=True)):
@@ -320,7 +339,7 @@ def pin_laws(args: Args, seeds: DemoSeeds) -> list[Any]:
         print(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==", flush=True)
         if share > 0.5:
             try:
-                pin.run(pin_args(args, uri, law, source, share, train))
+                print("\n".join(run_pin(pin_args(args, uri, law, source, share, train)).lines()))
             except UserError as exc:
                 print(f"pin {law}: {exc}")
         else:
@@ -335,13 +354,10 @@ def pin_laws(args: Args, seeds: DemoSeeds) -> list[Any]:
     return results
 
 
-def _refit_text(refit: Any) -> str:
-    if refit is None:
-        return ""
-    results = refit if isinstance(refit, list) else [refit]
+def _refit_text(refit: list[RefitResult] | None) -> str:
     parts = []
-    for r in results:
-        if r.status == "registered":
+    for r in refit or []:
+        if r.status == "registered" and r.fit is not None:
             parts.append(f"-> refit {r.law}: new version {r.version} (alpha={r.fit.alpha:.3f})")
         elif r.status == "unchanged":
             parts.append(f"-> refit {r.law}: unchanged")

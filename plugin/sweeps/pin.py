@@ -1,6 +1,6 @@
 """``transfer-laws pin``: train the runs next-run advice chooses until the law is determined, or the budget is spent.
 
-Every chosen run is a trial of one Optuna study (the sweep's machinery: ``plugin/sweeps/sweep.py``'s ``open_study`` with
+Every chosen run is a trial of one Optuna study (the sweep's machinery: ``plugin/sweeps/study.py``'s ``open_study`` with
 heartbeats and retry of crashed trials, its parent run and recipe trainer), so any number of ``transfer-laws pin``
 processes on one storage (SQLite locally, PostgreSQL across machines) share the work: each trains what is waiting,
 then refits, asks the advice and claims the first planned run nobody holds. A run is claimed by enqueueing it with
@@ -22,12 +22,40 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from, positive
-from transfer_laws.plugin.recipes import scratch
-from transfer_laws.plugin.recipes.args import DataArgs, RefitArgs, StoreArgs, TokenizerArgs, log_line
-from transfer_laws.registry.pin import Budget, PinRun, Spent
+from transfer_laws.plugin.recipes import (
+    BadInput,
+    DataArgs,
+    PretrainArgs,
+    RefitArgs,
+    StoreArgs,
+    TokenizerArgs,
+    UserError,
+    log_line,
+    run_pretrain,
+)
+from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
+from transfer_laws.plugin.recipes import scratch as scratch_recipe
+from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.study import Cell, ensure_parent_run, fixed_params, open_study, trial_loss
+from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
+from transfer_laws.plugin.training import RunExtras
+from transfer_laws.registry.advice import Target
+from transfer_laws.registry.checkpoints import register_checkpoint
+from transfer_laws.registry.next_runs import law_candidates, registered_name, wall_time
+from transfer_laws.registry.pin import Budget, PinOutcome, PinRun, Spent, format_outcome, pin
+from transfer_laws.registry.reader import read_law_inputs
+from transfer_laws.registry.refit import RefitResult, refit_law
+from transfer_laws.registry.schema import TAG_PIN, TAG_PIN_REASON, parse_law
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
+
+if TYPE_CHECKING:
+    from optuna import Study, Trial
+    from optuna.trial import FrozenTrial, TrialState
+
+    from transfer_laws.registry.fit import TransferLaw
 
 KEYS = ("pin_role", "pin_size", "pin_n", "pin_tokens", "pin_seed")
 """A pin trial's fixed parameters: the run it trains."""
@@ -38,7 +66,7 @@ MAX_FAILURES = 3
 
 
 @dataclass(kw_only=True)
-class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
+class PinArgs(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Arguments of ``transfer-laws pin``."""
 
     law: str = "text-to-python"
@@ -73,7 +101,7 @@ class Args(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """How often a crashed run is retried."""
     optim: OptimConfig = default_from(OptimConfig(lr=1e-3))
     """Optimiser settings of every run."""
-    train: TrainConfig = default_from(scratch.TRAIN)
+    train: TrainConfig = default_from(scratch_recipe.TRAIN)
     """Training loop settings of every run (the seed is the run's own)."""
     pretrain_max_s: float = positive(600.0)
     """Wall-clock cap on a new size's pretraining (its steps: 20 tokens per parameter, the demo's recipe)."""
@@ -99,23 +127,16 @@ def parse_budget(text: str) -> Budget:
     return Budget(flops=flops, minutes=minutes)
 
 
-def _run_of(params: dict[str, Any] | None) -> PinRun | None:
+def _run_of(params: dict[str, str | int | float] | None) -> PinRun | None:
     if not params or set(params) != set(KEYS):
         return None
     return PinRun(str(params["pin_role"]), str(params["pin_size"]), float(params["pin_n"]), int(params["pin_tokens"]),
                   int(params["pin_seed"]))
 
 
-def _params(run: PinRun) -> dict[str, Any]:
+def _params(run: PinRun) -> dict[str, str | int | float]:
     return {"pin_role": run.role, "pin_size": run.size, "pin_n": run.n_params, "pin_tokens": run.tokens,
             "pin_seed": run.seed}
-
-
-def _fixed(trial: Any) -> dict[str, Any] | None:
-    attrs = getattr(trial, "system_attrs", None)
-    if attrs is None:  # a live Trial keeps its attributes in the storage
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # Optuna has no public getter
-    return attrs.get("fixed_params")
 
 
 Train = Callable[[PinRun, str, int], tuple[str, float]]
@@ -126,16 +147,16 @@ Train = Callable[[PinRun, str, int], tuple[str, float]]
 class StudyQueue:
     """``registry.pin.RunQueue`` on an Optuna study: claims are enqueued trials, workers pop them."""
 
-    study: Any
+    study: Study
     train: Train
     log: Callable[[str], None] = field(default=lambda _: None)
     failures: int = 0
     """Trials this worker saw fail in a row (MAX_FAILURES stops the loop: training itself is broken)."""
 
-    def _trials(self, *states: Any) -> list[tuple[Any, PinRun]]:
+    def _trials(self, *states: TrialState) -> list[tuple[FrozenTrial, PinRun]]:
         out = []
         for t in self.study.get_trials(deepcopy=False, states=states or None):
-            run = _run_of(_fixed(t))
+            run = _run_of(fixed_params(t))
             if run is not None:
                 out.append((t, run))
         return out
@@ -150,7 +171,7 @@ class StudyQueue:
         """(run, MLflow run id, loss) of every completed run, in trial order."""
         from optuna.trial import TrialState
 
-        return [(r, str(t.user_attrs.get(ATTR_RUN_ID, "")), float(t.value))
+        return [(r, str(t.user_attrs.get(ATTR_RUN_ID, "")), trial_loss(t))
                 for t, r in self._trials(TrialState.COMPLETE)]
 
     def spent(self) -> Spent:
@@ -199,16 +220,14 @@ class StudyQueue:
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         self.failures = self.failures + 1 if state == TrialState.FAIL else 0
         if self.failures >= MAX_FAILURES:
-            from transfer_laws.plugin.recipes.errors import UserError
-
             raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {trial.number}); see the "
                             "errors above")
         return True
 
-    def _objective(self, trial: Any) -> float:
+    def _objective(self, trial: Trial) -> float:
         import optuna
 
-        run = _run_of(_fixed(trial))
+        run = _run_of(fixed_params(trial))
         if run is None:  # ask() made a fresh trial: the queue emptied under us
             raise optuna.TrialPruned("no waiting run was left")
         if self._duplicate(trial.number, run):
@@ -223,7 +242,7 @@ class StudyQueue:
 
 
 @contextmanager
-def _pop_lock(study: Any) -> Iterator[None]:
+def _pop_lock(study: Study) -> Iterator[None]:
     """An exclusive file lock beside a SQLite storage while a worker pops a trial (SQLite has no row locks, so two
     processes on one machine could take the same waiting trial); other storages lock the row themselves."""
     storage = study._storage
@@ -241,68 +260,75 @@ def _pop_lock(study: Any) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_queue(args: Args, train: Train, log: Callable[[str], None]) -> StudyQueue:
-    from transfer_laws.plugin.sweeps.sweep import open_study
-
+def open_queue(args: PinArgs, train: Train, log: Callable[[str], None]) -> StudyQueue:
     study = open_study(args.study or f"pin-{args.law}", args.storage, heartbeat_s=args.heartbeat_s,
                        grace_s=args.grace_s, max_retry=args.max_retry)
     return StudyQueue(study, train, log)
 
 
-def recipe_train(args: Args, parent_run_id: str, study_name: str) -> Train:
+def recipe_train(args: PinArgs, parent_run_id: str, study_name: str) -> Train:
     """Train a PinRun with the sweep's recipes (fine-tune, scratch) or pretrain a new size and register it."""
-    from transfer_laws.plugin.sweeps import sweep
-    from transfer_laws.registry.schema import TAG_PIN, TAG_PIN_REASON, parse_law
 
     def train(run: PinRun, reason: str, number: int) -> tuple[str, float]:
-        base = sweep.recipe_args(args, sweep.Args)
+        base = recipe_args(args, SweepArgs)
         seeded = replace(base, seed=run.seed, train=replace(base.train, seed=run.seed), study=study_name,
                          roles=["finetune", "scratch"])
         tags = {TAG_PIN: study_name, TAG_PIN_REASON: reason[:5000]}
         if run.role == "pretrain":
-            from transfer_laws.plugin.recipes import pretrain
-            from transfer_laws.plugin.training import RunExtras
-            from transfer_laws.registry.checkpoints import register_checkpoint
-            from transfer_laws.registry.next_runs import registered_name
-
             name, alias = registered_name(args.from_template.format(size=run.size))
-            pargs = sweep.recipe_args(seeded, pretrain.Args, preset=run.size, tokens=run.tokens, register_as="",
-                                      corpus=parse_law(args.law)[0],
-                                      train=replace(pretrain.TRAIN, seed=run.seed, max_time_s=args.pretrain_max_s))
-            trained = pretrain.run(pargs, RunExtras(tags=tags))
+            pargs = recipe_args(seeded, PretrainArgs, preset=run.size, tokens=run.tokens, register_as="",
+                                corpus=parse_law(args.law)[0],
+                                train=replace(pretrain_recipe.TRAIN, seed=run.seed, max_time_s=args.pretrain_max_s))
+            trained = run_pretrain(pargs, RunExtras(tags=tags))
+            if trained.rank == 0 and pargs.print_outcome:
+                print(pretrain_recipe.headline(trained, pargs))
+            if trained.checkpoint_dir is None:
+                raise RuntimeError(f"pretrained run {trained.run_id} saved no checkpoint to register")
             register_checkpoint(trained.checkpoint_dir, name=name, alias=alias, run_id=trained.run_id)
             return str(trained.run_id), float(trained.best_test_loss)
-        cell = sweep.Cell(run.size, run.tokens, run.role)
-        return sweep.recipe_trainer(seeded, parent_run_id)(cell, number, tags)
+        cell = Cell(run.size, run.tokens, run.role)
+        return recipe_trainer(seeded, parent_run_id)(cell, number, tags)
 
     return train
 
 
-def law_fit(args: Args) -> Callable[[], Any]:
+def law_fit(args: PinArgs) -> Callable[[], TransferLaw]:
     """The law from every finished run of it in the store (read now, fitted with ``--bootstrap`` draws)."""
-    from mlflow import MlflowClient
+    from transfer_laws.registry.fit import fit_transfer_law  # lazy: numpy and scipy (1 s), not for pin --help
 
-    from transfer_laws.registry.fit import fit_transfer_law
-    from transfer_laws.registry.reader import read_law_inputs
-    from transfer_laws.registry.tracking import use_tracking_uri
+    client = client_for(use_tracking_uri(args.tracking_uri))
 
-    client = MlflowClient(use_tracking_uri(args.tracking_uri))
-
-    def fit() -> Any:
+    def fit() -> TransferLaw:
         return fit_transfer_law(read_law_inputs(args.law, client).points, bootstrap=args.bootstrap)
 
     return fit
 
 
-def run(args: Args) -> int:
-    from transfer_laws.plugin.recipes.errors import BadInput, UserError
-    from transfer_laws.plugin.sweeps.sweep import ensure_parent_run
-    from transfer_laws.registry.advice import Target
-    from transfer_laws.registry.fit import FitError
-    from transfer_laws.registry.next_runs import law_candidates, wall_time
-    from transfer_laws.registry.pin import format_outcome, pin
-    from transfer_laws.registry.refit import refit_law
-    from transfer_laws.registry.tracking import client_for
+@dataclass(frozen=True)
+class PinResult:
+    """How ``transfer-laws pin`` ended: the loop's outcome, the target it was judged on, and the final refit."""
+
+    outcome: PinOutcome
+    target: Target
+    refit: RefitResult
+
+    @property
+    def exit_code(self) -> int:
+        """0 pinned, 3 budget spent, 4 no candidate run helps."""
+        return self.outcome.exit_code
+
+    def lines(self) -> list[str]:
+        """What the command prints when the loop ends."""
+        refit = self.refit
+        return [format_outcome(self.outcome, self.target),
+                f"law {refit.law}: {refit.status}" + (f" version {refit.version}" if refit.version else "")]
+
+
+def run_pin(args: PinArgs) -> PinResult:
+    """Train the advised runs of ``args.law`` until its target holds or the budget is spent, then refit it.
+
+    A bad ``--budget`` is ``BadInput``; a law that cannot be fitted yet is a ``UserError`` with exit code 3."""
+    from transfer_laws.registry.fit import FitError  # lazy: numpy and scipy (1 s), not for pin --help
 
     try:
         budget = parse_budget(args.budget)
@@ -324,6 +350,4 @@ def run(args: Args) -> int:
                   queue, target, budget, draws=args.advice_draws, log=log_line,
                   wall=lambda law: wall_time(client, law))
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
-    print(format_outcome(outcome, target))
-    print(f"law {args.law}: {result.status}" + (f" version {result.version}" if result.version else ""))
-    return outcome.exit_code
+    return PinResult(outcome, target, result)
