@@ -4,7 +4,7 @@ scrubbing of secrets from what it prints."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TextIO
 
 from transfer_laws.plugin.recipes.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, UserError
 
@@ -24,7 +24,7 @@ class RedactingStream:
     """A text stream that scrubs passwords from URLs on the way to ``target`` (for library output we cannot
     reword, e.g. MLflow's "View run <url>" line, which repeats the tracking URI)."""
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: TextIO) -> None:
         self.target = target
 
     def write(self, text: str) -> int:
