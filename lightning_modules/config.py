@@ -16,7 +16,12 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Settings = TypeVar("_Settings", bound="DataclassInstance")
 
 
 class CheckpointError(ValueError):
@@ -217,7 +222,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_time_s must be positive, got {self.max_time_s!r}")
 
 
-def default_from(instance: Any) -> Any:
+def default_from(instance: _Settings) -> _Settings:
     """A dataclass field whose default is a fresh copy of ``instance`` (a recipe's defaults, kept as an instance)."""
     return dataclasses.field(default_factory=lambda: dataclasses.replace(instance))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import typing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -165,7 +166,7 @@ def _forecast_gate(record: dict[str, Any], gates: Gates) -> str | None:
 
 def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, float],
              evidence: list[str], exit_code: int, record: dict[str, Any] | None = None,
-             forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, Any]:
+             forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, object]:
     """The ``--json`` document (schema in docs/ci-refit.md)."""
     fit = result.fit
     checks = (getattr(fit, "checks", {}) or {}) if fit is not None else {}
@@ -204,7 +205,17 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
     }
 
 
-def _exchange(fit: TransferLaw) -> dict[str, Any]:
+class Exchange(typing.TypedDict):
+    """The ``exchange`` entry of the ``--json`` document: 10^(beta/alpha), how D_F trades against N."""
+
+    determined: bool
+    rate: float | None
+    low: float | None
+    high: float | None
+    text: str
+
+
+def _exchange(fit: TransferLaw) -> Exchange:
     """10^(beta/alpha) with its 95% interval from the draws; ``determined`` false (no numbers) when alpha's interval
     includes 0."""
     interval = fit.exchange_interval() if hasattr(fit, "exchange_interval") else None
@@ -214,7 +225,7 @@ def _exchange(fit: TransferLaw) -> dict[str, Any]:
             "text": fit.exchange_headline()}
 
 
-def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, Any]:
+def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, object]:
     return {"schema": SCHEMA_VERSION, "law": law, "status": status, "exit_code": exit_code, "version": None,
             "reason": reason}
 
