@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from transfer_laws.lightning_modules.config import TrainConfig, at_least, positive
 from transfer_laws.plugin.recipes import (
@@ -30,9 +30,7 @@ from transfer_laws.plugin.recipes import finetune as finetune_recipe
 from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps.eta import ComputeEta, planned_tokens
-from transfer_laws.plugin.sweeps.pin import PinArgs, run_pin
 from transfer_laws.plugin.training import TrainedRun
-from transfer_laws.registry.next_runs import preset_n
 from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.refit import RefitResult, refit_law
 from transfer_laws.registry.schema import (
@@ -43,6 +41,9 @@ from transfer_laws.registry.schema import (
     law_name,
 )
 from transfer_laws.registry.tracking import client_for, is_embedded, use_tracking_uri
+
+if TYPE_CHECKING:
+    from transfer_laws.plugin.sweeps.pin import PinArgs
 
 
 @dataclass(kw_only=True)
@@ -186,6 +187,8 @@ def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
 
 def plan_compute(args: DemoArgs) -> list[float]:
     """Planned N x tokens of every run the demo makes, in the order it makes them (the pin loops of --full aside)."""
+    from transfer_laws.registry.next_runs import preset_n  # lazy: numpy (0.2 s), which demo --help needs not
+
     per_step = 8 * 128  # the recipes' default batch x context
     compute: list[float] = []
     sources = len(SOURCES_FULL) if args.full else 1
@@ -320,6 +323,8 @@ def _crown_largest(uri: str, names: list[str]) -> None:
 
 def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, train: TrainConfig) -> PinArgs:
     """``transfer-laws pin``'s arguments for one law of --full: the demo's store, checkpoints and recipe."""
+    from transfer_laws.plugin.sweeps.pin import PinArgs  # lazy: the pin loop imports numpy; demo --help needs not
+
     return PinArgs(law=law, alpha_halfwidth=args.alpha_halfwidth, budget=f"{minutes:.2f}min",
                     from_template=f"models:/{_checkpoint_name(args, source)}@demo-{{size}}", tracking_uri=uri,
                     experiment=args.experiment, corpus_max_mb=args.corpus_max_mb, vocab_size=args.vocab_size,
@@ -329,6 +334,8 @@ def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, tr
 
 def pin_laws(args: DemoArgs, seeds: DemoSeeds) -> list[RefitResult]:
     """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes."""
+    from transfer_laws.plugin.sweeps.pin import run_pin  # lazy: numpy (0.2 s), which demo --help needs not
+
     uri, laws, sources, started = seeds.uri, seeds.laws, seeds.sources, seeds.started
     train = capped_train(args, scratch_recipe.TRAIN)
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from transfer_laws.lightning_modules.config import PRESETS
 from transfer_laws.plugin.sweeps.eta import eta_seconds
-from transfer_laws.registry.next_runs import preset_n
 from transfer_laws.registry.schema import TAG_SWEEP
 from transfer_laws.registry.tracking import client_for, ensure_experiment, home_dir, use_tracking_uri
 
@@ -141,6 +140,8 @@ def _cell_states(study: Study) -> dict[Cell, bool]:
 
 def cell_compute(cell: Cell) -> float:
     """A cell's weight in the ETA: N x D_F (training compute up to the constant 6 x epochs)."""
+    from transfer_laws.registry.next_runs import preset_n  # lazy: numpy (0.2 s), which sweep --help needs not
+
     try:
         return float(preset_n(cell.size)) * cell.d_f_tokens
     except (KeyError, ValueError):  # a size PRESETS does not know fails its trial; weigh it like a small run

@@ -34,7 +34,6 @@ from transfer_laws.plugin.recipes import (
 from transfer_laws.plugin.recipes import finetune as finetune_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps import ranks
-from transfer_laws.plugin.sweeps.adaptive import run_adaptive
 from transfer_laws.plugin.sweeps.args import SweepArgs
 from transfer_laws.plugin.sweeps.lr_tune import PARAM_LR, TAG_LR_SOURCE, ChosenLr, TuneTarget, tune_learning_rates
 from transfer_laws.plugin.sweeps.study import (
@@ -132,6 +131,8 @@ def run_sweep(args: SweepArgs) -> int:
                                                                max_retry=args.max_retry))
     train = recipe_trainer(args, parent, lrs)
     if args.adaptive:
+        from transfer_laws.plugin.sweeps.adaptive import run_adaptive  # lazy: numpy (0.2 s), not for sweep --help
+
         return run_adaptive(args, study, cells, train)
     if not args.worker:
         added = enqueue_cells(study, cells)
