@@ -22,14 +22,14 @@ def _results(gain_small: float, gain_large: float) -> dict:
 
 
 def test_findings_compare_with_scratch_on_at_least_as_much_data(capsys: pytest.CaptureFixture[str]) -> None:
-    demo._print_findings(_results(0.3, 0.5), demo.Args())
+    demo._print_findings(_results(0.3, 0.5))
     out = capsys.readouterr().out
     assert "does beat training from scratch" in out and "2 of 2" in out
     assert "gain from pretraining grows with N" in out
 
 
 def test_findings_say_so_when_pretraining_loses(capsys: pytest.CaptureFixture[str]) -> None:
-    demo._print_findings(_results(-0.2, -0.1), demo.Args())
+    demo._print_findings(_results(-0.2, -0.1))
     out = capsys.readouterr().out
     assert "does NOT beat" in out and "0 of 2" in out
 
