@@ -31,8 +31,8 @@ ServerApp: TypeAlias = "Flask | FastAPI"
 
 log = logging.getLogger(__name__)
 
-# Every import of MLflow's server and of our modules that reach the registry or Flask sits inside the functions
-# below: this module is the server's entry point, so MLflow imports it before it has built its own app.
+# This module is the server's entry point (``--app-name`` names it): its import stays light and MLflow-free, so
+# MLflow's server and our modules that reach Flask or the registry are imported inside the functions below.
 
 
 def _add_law_page(flask_app: Flask) -> None:
