@@ -96,7 +96,7 @@ def _fit_files() -> tuple[str, str]:
 
 
 def finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None, so it is valid JSON (JSON has no NaN). Any JSON-ready
+    """``value`` with every non-finite float replaced by None, so it is valid JSON (JSON has no NaN). Every JSON-ready
     value goes in, and the same shape comes out."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
