@@ -8,13 +8,19 @@ imports MLflow or Lightning at import time; the callback and helpers load on fir
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.plugin.facts import RunFacts
 
+if TYPE_CHECKING:  # what __getattr__ loads on first use, as mypy should see it
+    from transfer_laws.plugin.callback import FACTS_FILE, TransferFactsCallback
+    from transfer_laws.plugin.fact_groups import replay_facts
+    from transfer_laws.plugin.run_context import TransferRunContextProvider
+    from transfer_laws.plugin.training import RunExtras, TrainedRun, TrainingFailed, train_run
+
 _LAZY = {
     "TransferFactsCallback": "transfer_laws.plugin.callback",
-    "replay_facts": "transfer_laws.plugin.callback",
+    "replay_facts": "transfer_laws.plugin.fact_groups",
     "FACTS_FILE": "transfer_laws.plugin.callback",
     "TransferRunContextProvider": "transfer_laws.plugin.run_context",
     "train_run": "transfer_laws.plugin.training",
@@ -23,10 +29,11 @@ _LAZY = {
     "TrainingFailed": "transfer_laws.plugin.training",
 }
 
-__all__ = ["RunFacts", *_LAZY]
+__all__ = ["FACTS_FILE", "RunExtras", "RunFacts", "TrainedRun", "TrainingFailed", "TransferFactsCallback",
+           "TransferRunContextProvider", "replay_facts", "train_run"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+def __getattr__(name: str) -> object:
+    if name in _LAZY:  # lazy: import mlflow loads this package (run_context), so the rest loads on first use
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ It works with Lightning's ``MLFlowLogger`` (the run id comes from ``trainer.logg
 (``mlflow.start_run`` / ``mlflow.pytorch.autolog``: ``mlflow.active_run()``). Each group of facts is one
 ``log_batch`` (or one ``log_inputs``) call, never a request per step. A write that fails is retried a few times;
 what still cannot be written is kept and, at the end, saved as JSON next to the checkpoint
-(``replay_facts`` writes it later), so an unreachable server loses nothing.
+(``replay_facts`` in ``fact_groups.py`` writes it later), so an unreachable server loses nothing.
 
 Under DDP or FSDP only global rank 0 writes: it resolves (and so creates) the run in ``setup``, once the processes
 have met, and broadcasts its id, so every rank's ``run_id`` names the one run of the job.
@@ -20,14 +20,18 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lightning as L
+import mlflow
+from lightning.pytorch.loggers import MLFlowLogger
 
+from transfer_laws.plugin.fact_groups import DatasetFields, DatasetSpec, FactsGroup, ParamValue, write_group
 from transfer_laws.plugin.facts import RunFacts
-from transfer_laws.plugin.run_config import chunks, config_params, config_yaml
+from transfer_laws.plugin.run_config import Plain, chunks, config_params, config_yaml
 from transfer_laws.registry.schema import (
     CHECKPOINT_MODEL_PREFIX,
     CONFIG_ARTIFACT,
@@ -62,7 +66,7 @@ from transfer_laws.registry.schema import (
     data_params,
     law_name,
 )
-from transfer_laws.registry.tracking import all_pages, client_for
+from transfer_laws.registry.tracking import all_pages, client_for, home_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -81,9 +85,10 @@ class TransferFactsCallback(L.Callback):
     becomes a param ``<group>.<field>`` and the whole is the ``config.yaml`` artifact.
     """
 
-    def __init__(self, facts: RunFacts, *, config: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None, run_id: str | None = None, tracking_uri: str | None = None,
-                 fallback_dir: Path | None = None, attempts: int = 3, retry_wait_s: float = 0.5) -> None:
+    def __init__(self, facts: RunFacts, *, config: dict[str, Plain] | None = None,
+                 params: dict[str, ParamValue] | None = None, run_id: str | None = None,
+                 tracking_uri: str | None = None, fallback_dir: Path | None = None, attempts: int = 3,
+                 retry_wait_s: float = 0.5) -> None:
         """``params``: a caller's params beside the facts (a sweep's ``lr``), written with them;
         ``run_id``/``tracking_uri`` override discovery; ``fallback_dir`` is where unwritten facts go
         (default: ``<TRANSFER_LAWS_HOME>/checkpoints/<run_id>``, the folder the launcher saves the checkpoint to)."""
@@ -96,7 +101,7 @@ class TransferFactsCallback(L.Callback):
         self.fallback_dir = fallback_dir
         self.attempts = max(1, attempts)
         self.retry_wait_s = retry_wait_s
-        self.unwritten: list[dict[str, Any]] = []
+        self.unwritten: list[FactsGroup] = []
         self.facts_file: Path | None = None
         self._client: MlflowClient | None = None
 
@@ -117,7 +122,8 @@ class TransferFactsCallback(L.Callback):
                           stacklevel=2)
             return
         datamodule = getattr(trainer, "datamodule", None)
-        params = {**_params(pl_module, datamodule, self.facts.role), **_trainer_params(trainer), **self.params}
+        params: dict[str, ParamValue] = {**_params(pl_module, datamodule, self.facts.role), **_trainer_params(trainer),
+                                         **self.params}
         if self.config:
             params.update({k: v for k, v in config_params(self.config).items() if k not in params})
         for chunk in chunks(params):
@@ -152,7 +158,8 @@ class TransferFactsCallback(L.Callback):
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
         tokens_seen = getattr(pl_module, "tokens_seen", 0)
         if self.facts.role == ROLE_PRETRAIN and tokens_seen:
-            self._write({"kind": "params", "values": seen_data_params(pl_module, getattr(trainer, "datamodule", None))})
+            seen = seen_data_params(int(tokens_seen), getattr(trainer, "datamodule", None))
+            self._write({"kind": "params", "values": dict(seen)})
         self._save_unwritten()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -164,8 +171,6 @@ class TransferFactsCallback(L.Callback):
 
     # -- writing ------------------------------------------------------------------------------------------------
     def _resolve_run(self, trainer: L.Trainer) -> None:
-        from lightning.pytorch.loggers import MLFlowLogger
-
         if self.run_id is None:
             for logger in trainer.loggers:
                 if isinstance(logger, MLFlowLogger):
@@ -173,13 +178,11 @@ class TransferFactsCallback(L.Callback):
                     self.tracking_uri = self.tracking_uri or logger._tracking_uri  # its store
                     break
         if self.run_id is None:
-            import mlflow
-
             active = mlflow.active_run()
             if active is not None:
                 self.run_id = active.info.run_id
 
-    def _write(self, group: dict[str, Any]) -> bool:
+    def _write(self, group: FactsGroup) -> bool:
         """One request for the group, retried; False (and kept in ``unwritten``) if it never got through."""
         run_id = self.run_id
         if run_id is None:  # every hook returns before writing when it found no run
@@ -216,8 +219,6 @@ class TransferFactsCallback(L.Callback):
         if self.fallback_dir is not None:
             folder = Path(self.fallback_dir)
         else:
-            from transfer_laws.registry.tracking import home_dir
-
             folder = home_dir() / "checkpoints" / str(self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / FACTS_FILE
@@ -228,48 +229,7 @@ class TransferFactsCallback(L.Callback):
                       "write them later with transfer_laws.plugin.replay_facts", stacklevel=2)
 
 
-def write_group(client: MlflowClient, run_id: str, group: dict[str, Any]) -> None:
-    """Write one saved group of facts to a run in one request."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, Metric, Param, RunTag
-
-    kind = group["kind"]
-    if kind == "params":
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in group["values"].items()])
-    elif kind == "tags":
-        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in group["values"].items()])
-    elif kind == "metrics":
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, group["step"]) for k, v in group["values"].items()])
-    elif kind == "inputs":
-        datasets = [
-            DatasetInput(Dataset(**d["dataset"]), [InputTag(k, str(v)) for k, v in d["tags"].items()])
-            for d in group["datasets"]
-        ]
-        models = [LoggedModelInput(group["model_id"])] if group.get("model_id") else None
-        if datasets or models:
-            client.log_inputs(run_id, datasets=datasets or None, models=models)
-    elif kind == "text":
-        client.log_text(run_id, group["text"], group["path"])
-    elif kind == "lineage":
-        from transfer_laws.registry.lineage import update_checkpoint_lineage
-
-        update_checkpoint_lineage(client, group["parent_uri"])
-    else:
-        raise ValueError(f"unknown facts group kind {kind!r}")
-
-
-def replay_facts(path: Path, tracking_uri: str | None = None) -> int:
-    """Write the groups a callback saved to ``path`` (when the server was unreachable); returns how many."""
-
-    payload = json.loads(Path(path).read_text())
-    uri = tracking_uri or payload.get("tracking_uri")
-    client = client_for(uri)
-    for group in payload["groups"]:
-        write_group(client, payload["run_id"], group)
-    return len(payload["groups"])
-
-
-def run_description(facts: RunFacts, params: dict[str, Any], laws: str | None) -> str:
+def run_description(facts: RunFacts, params: Mapping[str, ParamValue], laws: str | None) -> str:
     """The run's description on its MLflow page: what it trained, on what, and what it is for."""
     tokens = params.get(data_params(facts.role)[0])
     n = params.get(PARAM_N)
@@ -307,7 +267,7 @@ def _models_named(client: MlflowClient, prefix: str, token: str | None) -> Paged
     return client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)
 
 
-def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[str, int]:
+def _params(pl_module: L.LightningModule, datamodule: object, role: str) -> dict[str, int]:
     params: dict[str, int] = {}
     for name, attr in ((PARAM_N, "n_params"), (PARAM_N_TOTAL, "n_params_total")):
         if hasattr(pl_module, attr):
@@ -326,10 +286,9 @@ def _params(pl_module: L.LightningModule, datamodule: Any, role: str) -> dict[st
     return params
 
 
-def seen_data_params(pl_module: Any, datamodule: Any) -> dict[str, int]:
-    """A pretraining run's ``D_pretrain_tokens`` (the tokens it trained on) and ``D_pretrain_chars`` (those at the
-    corpus's characters per token)."""
-    seen = int(pl_module.tokens_seen)
+def seen_data_params(seen: int, datamodule: object) -> dict[str, int]:
+    """A pretraining run's ``D_pretrain_tokens`` (``seen``, the tokens it trained on) and ``D_pretrain_chars`` (those
+    at the corpus's characters per token)."""
     params = {PARAM_D_PRETRAIN_TOKENS: seen}
     tokens, chars = getattr(datamodule, "train_tokens", None), getattr(datamodule, "train_chars", None)
     if tokens and chars:
@@ -337,7 +296,7 @@ def seen_data_params(pl_module: Any, datamodule: Any) -> dict[str, int]:
     return params
 
 
-def _trainer_params(trainer: Any) -> dict[str, str]:
+def _trainer_params(trainer: L.Trainer) -> dict[str, str]:
     """What ``auto`` settings resolved to on this machine (``train.precision: auto`` says nothing afterwards)."""
     resolved = {
         "trainer.precision": getattr(trainer, "precision", None),
@@ -349,21 +308,21 @@ def _trainer_params(trainer: Any) -> dict[str, str]:
     return {k: str(v) for k, v in resolved.items() if v is not None and v != "NoneType"}
 
 
-def _dataset_inputs(facts: RunFacts, datamodule: Any) -> list[dict[str, Any]]:
+def _dataset_inputs(facts: RunFacts, datamodule: object) -> list[DatasetSpec]:
     """Training and test data as MLflow dataset inputs, with the DataModule's explicit content digests."""
     if datamodule is None:
         return []
     corpus = str(getattr(datamodule, "corpus_name", None) or facts.target or facts.source or "corpus")
     train_context = {ROLE_PRETRAIN: CONTEXT_PRETRAINING, ROLE_FINETUNE: CONTEXT_FINETUNING}.get(facts.role,
                                                                                               CONTEXT_TRAINING)
-    inputs = []
+    inputs: list[DatasetSpec] = []
     for split, context, digest_attr, tokens_attr in (("train", train_context, "train_digest", "train_tokens"),
                                                      ("test", CONTEXT_TEST, "test_digest", "test_tokens")):
         digest = getattr(datamodule, digest_attr, None)
         if not digest:
             continue
         tokens = getattr(datamodule, tokens_attr, None)
-        dataset = {
+        dataset: DatasetFields = {
             "name": f"{corpus}-{split}",
             "digest": str(digest)[:36],  # MLflow's dataset digest column holds 36 characters
             "source_type": "transfer-laws-corpus",

@@ -18,7 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+from flask import request
+
+from transfer_laws.plugin.refit_target import refit_target
+from transfer_laws.registry.refit_service import get_service, sweep_on_start
+from transfer_laws.registry.schema import ENV_SERVER_URI
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +36,7 @@ _PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
 _UPDATE, _DELETE, _RESTORE = "runs/update", "runs/delete", "runs/restore"
 
 
-def landed_run_id(path: str, method: str, status_code: int, body: Any) -> str | None:
+def landed_run_id(path: str, method: str, status_code: int, body: object) -> str | None:
     """The run id a successful request ended, deleted or restored, else None."""
     if method != "POST" or status_code != 200 or not isinstance(body, dict):
         return None
@@ -43,18 +52,14 @@ def landed_run_id(path: str, method: str, status_code: int, body: Any) -> str | 
 
 
 def _default_enqueue(run_id: str, server_uri: str) -> None:
-    from transfer_laws.registry.refit_service import get_service
-
     get_service(server_uri).enqueue_run(run_id)
 
 
 def _start_sweep(server_uri: str) -> None:
-    from transfer_laws.registry.refit_service import get_service, sweep_on_start
-
     sweep_on_start(get_service(server_uri))
 
 
-def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | None = None,
+def install_refit_hook(flask_app: Flask, enqueue: Callable[[str, str], None] | None = None,
                        server_uri: str | None = None) -> bool:
     """Add the ``after_request`` hook to MLflow's Flask app; ``enqueue(run_id, server_uri)`` receives landings.
 
@@ -62,11 +67,6 @@ def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | Non
     warning says what to set; returns whether it was installed. With the default ``enqueue`` the start sweep is
     queued too.
     """
-    from flask import request
-
-    from transfer_laws.plugin.refit_target import refit_target
-    from transfer_laws.registry.schema import ENV_SERVER_URI
-
     uri = server_uri or refit_target()
     if uri is None:
         log.warning("transfer-laws: automatic refits are off: the server's own address is unknown; set %s",
@@ -74,7 +74,7 @@ def install_refit_hook(flask_app: Any, enqueue: Callable[[str, str], None] | Non
         return False
     target = enqueue or _default_enqueue
 
-    def _after(response: Any) -> Any:
+    def _after(response: Response) -> Response:
         try:
             run_id = landed_run_id(request.path, request.method, response.status_code, request.get_json(silent=True))
             if run_id is not None:

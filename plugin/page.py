@@ -16,18 +16,34 @@ import os
 import secrets
 from dataclasses import asdict
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
+import mlflow
+from flask import Blueprint, abort, jsonify, make_response, render_template, request
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from transfer_laws.plugin.page_auth import protect_law_page, readable_experiments
 from transfer_laws.plugin.page_cache import Entry, LawCache
+from transfer_laws.plugin.page_calibration import Calibration, calibration_section
 from transfer_laws.plugin.page_data import LawView
 from transfer_laws.plugin.page_fit import FitView, finite, fit_view
 from transfer_laws.plugin.page_map import map_sections, target_maps
 from transfer_laws.plugin.page_svg import d_t_svg, history_svg, loss_svg
+from transfer_laws.plugin.refit_target import refit_target
+from transfer_laws.plugin.service_account import MISSING_MESSAGE, service_account
 from transfer_laws.registry import schema
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
+from transfer_laws.registry.reader import UnknownLaw
+from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.refit import refit_law
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from flask import Flask, Response
+
+    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._chars import KPerChar
+    from transfer_laws.registry.refit import RefitResult
 
 URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")
 PAGE_LAWS = 20
@@ -39,21 +55,47 @@ CSRF_HEADER = "X-TL-CSRF"
 
 
 def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
-    import mlflow
-
     uri = tracking_uri or os.environ.get(schema.MLFLOW_ENV_SERVER_BACKEND) or mlflow.get_tracking_uri()
     return uri, os.environ.get(schema.MLFLOW_ENV_SERVER_REGISTRY) or uri
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:
     """The page's client: the server's backend and registry stores (they may differ), else the given URI."""
-    from mlflow import MlflowClient
-
     uri, registry = _store_uris(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=registry)
 
 
-def _ui_links(root: str, view: LawView) -> dict[str, Any]:
+class UiLinks(TypedDict):
+    """MLflow UI hrefs of one law: its runs and their parent checkpoints by id and URI, the version's source run,
+    the version."""
+
+    runs: dict[str, str]
+    parents: dict[str, str]
+    source: str | None
+    version: str
+
+
+class LawSection(TypedDict):
+    """Everything the template draws for one law."""
+
+    view: LawView
+    fit: FitView
+    links: UiLinks
+    lineage: list[tuple[str, list[RunResult]]]
+    history_links: dict[str, str]
+    loss_plot: str
+    d_t_plot: str
+    history_plots: list[str]
+    exchange: str | None
+    k_per_char: KPerChar | None
+    unit: str
+
+
+class CalibratedSection(LawSection):
+    calibration: Calibration
+
+
+def _ui_links(root: str, view: LawView) -> UiLinks:
     """MLflow UI hrefs (hash routes of the React app, in its Model-training view) for the version, its source run
     and every run."""
     runs = {r.run_id: schema.ui_route(f"#/experiments/{r.experiment_id}/runs/{r.run_id}", root) for r in view.runs}
@@ -68,24 +110,22 @@ def _ui_links(root: str, view: LawView) -> dict[str, Any]:
     return {"runs": runs, "parents": parents, "source": source, "version": schema.ui_route(version, root)}
 
 
-def _lineage(view: LawView) -> list[tuple[str, list[Any]]]:
+def _lineage(view: LawView) -> list[tuple[str, list[RunResult]]]:
     """Fine-tunes grouped under the pretrained checkpoint version they started from; scratch runs last."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, list[RunResult]] = {}
     for run in sorted(view.runs, key=lambda r: (r.n_params, r.d_f_tokens)):
         key = run.parent or ("scratch (no checkpoint)" if run.role == schema.ROLE_SCRATCH else "unknown parent")
         groups.setdefault(key, []).append(run)
     return sorted(groups.items(), key=lambda item: (not item[0].startswith("models:/"), item[0]))
 
 
-def _exchange(fit: Any) -> str | None:
+def _exchange(fit: TransferLaw | None) -> str | None:
     """The headline "10x N is worth X x fine-tuning data [low, high]" (undetermined when alpha's interval includes
     0); None without a fit."""
-    if fit is None or not hasattr(fit, "exchange_headline"):
-        return None
-    return str(fit.exchange_headline())
+    return fit.exchange_headline() if fit is not None else None
 
 
-def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
+def _section(root: str, view: LawView, fv: FitView) -> LawSection:
     """Everything the template draws for one law."""
     links = _ui_links(root, view)
     history_links = {r.version: schema.ui_route(f"#/models/{view.model_name}/versions/{r.version}", root)
@@ -99,17 +139,14 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 
-def _with_calibration(client: MlflowClient, view: LawView, section: dict[str, Any]) -> dict[str, Any]:
-    from transfer_laws.plugin.page_calibration import calibration_section
+def _with_calibration(client: MlflowClient, view: LawView, section: LawSection) -> CalibratedSection:
+    calibration = calibration_section(client, view.law, section["fit"].fit, view.version)["calibration"]
+    return CalibratedSection(**section, calibration=calibration)
 
-    return {**section, **calibration_section(client, view.law, section["fit"].fit, view.version)}
 
-
-def law_json(client: MlflowClient, view: LawView, fv: FitView | None = None) -> dict[str, Any]:
+def law_json(client: MlflowClient, view: LawView, fv: FitView | None = None) -> dict[str, object]:
     """One law in ``/api/laws``: MLflow's records, the fit's warnings and checks, the version history and the
     versions' forecast track record."""
-    from transfer_laws.plugin.page_calibration import calibration_section
-
     fv = fv if fv is not None else fit_view(client, view)
     record = calibration_section(client, view.law, fv.fit, view.version)["calibration"]["record"]
     return finite({**asdict(view), "warnings": fv.warnings, "checks": fv.checks, "fit_error": fv.error,
@@ -120,16 +157,12 @@ def _visible(entries: list[Entry], basic_auth: bool) -> list[Entry]:
     """Under basic auth, only laws all of whose runs lie in experiments the user may read (``page_auth``)."""
     if not basic_auth:
         return entries
-    from transfer_laws.plugin.page_auth import readable_experiments
-
     readable = readable_experiments({e for entry in entries for e in entry.view.experiment_ids})
     return [entry for entry in entries if set(entry.view.experiment_ids) <= readable]
 
 
 def _page_of(entries: list[Entry], size: int) -> tuple[int, int]:
     """(page asked for, pages): ``?page=N`` (1-based), or ``?law=<law>``, the page that holds that law."""
-    from flask import request
-
     pages = max(1, -(-len(entries) // size))
     law = request.args.get("law")
     if law:
@@ -154,12 +187,7 @@ class RefitUnavailable(RuntimeError):
     """This server cannot refit: the reason says what to configure."""
 
 
-def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
-    from flask import request
-
-    from transfer_laws.plugin.service_account import MISSING_MESSAGE, service_account
-    from transfer_laws.registry.refit import refit_law
-
+def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> RefitResult:
     requested_by = request.authorization.username if basic_auth and request.authorization else None
     if tracking_uri is None:
         # Through the server's own REST API, like the run-landed hook: the backend store URI cannot write artifacts
@@ -167,26 +195,19 @@ def _refit(law: str, tracking_uri: str | None, basic_auth: bool) -> Any:
         # authenticates as the server's service account; the user's own right to refit was checked by page_auth.
         if basic_auth and service_account() is None:
             raise RefitUnavailable(MISSING_MESSAGE)
-        from transfer_laws.plugin.refit_target import refit_target
-
         tracking_uri = refit_target()  # the server's configured address, never the request's Host header
         if tracking_uri is None:
             raise RefitUnavailable(f"the server's own address is unknown; set {schema.ENV_SERVER_URI}")
     return refit_law(law, tracking_uri=tracking_uri, requested_by=requested_by)
 
 
-def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
+def register_law_page(app: Flask, tracking_uri: str | None = None, basic_auth: bool | None = None) -> None:
     """Add the ``/transfer-laws/`` blueprint to a Flask app (MLflow's ``mlflow.server.app``).
 
     ``tracking_uri`` overrides the store the page reads; by default it is the server's backend store.
     ``basic_auth`` (default: ``TRANSFER_LAWS_BASIC_AUTH=1``) tells MLflow's basic-auth app who may use the page:
     call it after ``mlflow.server.auth.create_app(app)``.
     """
-    from flask import Blueprint, abort, jsonify, make_response, render_template, request
-    from mlflow.exceptions import MlflowException
-
-    from transfer_laws.registry.reader import UnknownLaw
-
     use_auth = basic_auth if basic_auth is not None else os.environ.get(schema.ENV_BASIC_AUTH) == "1"
     # The page reads fit folders and reports on every load: no tqdm "Downloading artifacts" bar in the server log.
     os.environ.setdefault(schema.MLFLOW_ENV_ARTIFACTS_PROGRESS_BAR, "false")
@@ -196,7 +217,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
     cache = LawCache()
 
     @page.get("/")
-    def index() -> Any:
+    def index() -> Response:
         client = _client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -207,7 +228,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         def render() -> str:
             shown = entries[(number - 1) * PAGE_LAWS:number * PAGE_LAWS]
             # A section (with its calibration) is built once per cached entry: a new version or the TTL renews it.
-            def section(e: Entry) -> dict[str, Any]:
+            def section(e: Entry) -> CalibratedSection:
                 return _with_calibration(client, e.view, _section(root, e.view, e.fit))
 
             laws = [cache.derived(e, ("section", root), partial(section, e)) for e in shown]
@@ -227,7 +248,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
         return response
 
     @page.get("/api/laws")
-    def api_laws() -> Any:
+    def api_laws() -> Response:
         client = _client(tracking_uri)
         entries = _visible(cache.entries(client), use_auth)
         asked = request.args.get("per_page", "")
@@ -243,7 +264,7 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
                         "next_page": number + 1 if number < pages else None, "targets": targets})
 
     @page.post("/api/refit")
-    def refit() -> Any:
+    def refit() -> Response:
         cookie, sent = request.cookies.get(CSRF_COOKIE, ""), request.headers.get(CSRF_HEADER, "")
         if not cookie or not hmac.compare_digest(cookie, sent):
             abort(make_response(jsonify({"error": "missing or mismatched CSRF token; reload the page"}), 403))
@@ -269,6 +290,4 @@ def register_law_page(app: Any, tracking_uri: str | None = None, basic_auth: boo
 
     app.register_blueprint(page)
     if use_auth:
-        from transfer_laws.plugin.page_auth import protect_law_page
-
         protect_law_page(URL_PREFIX)

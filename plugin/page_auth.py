@@ -9,6 +9,8 @@ may open the page and its JSON, which then list only the laws whose runs all lie
 
 from __future__ import annotations
 
+from flask import request
+
 from transfer_laws.registry import schema
 
 STATIC_FILES = ("law_page.js", "law_page.css")
@@ -21,14 +23,13 @@ def _can_read() -> bool:
 def readable_experiments(experiment_ids: set[str]) -> set[str]:
     """Those of ``experiment_ids`` the signed-in user may read runs of: MLflow's ``filter_experiment_ids`` (admins
     read all; otherwise role grants, then the configured default permission). Call inside a request."""
-    from mlflow.server import auth
+    from mlflow.server import auth  # lazy: MLflow's auth app needs its extra (Flask-WTF), installed for basic auth
 
     return set(auth.filter_experiment_ids(sorted(experiment_ids)))
 
 
 def _can_refit() -> bool:
-    from flask import request
-    from mlflow.server import auth
+    from mlflow.server import auth  # lazy: as above
 
     law = str((request.get_json(silent=True) or {}).get("law", ""))
     try:
@@ -42,8 +43,8 @@ def _can_refit() -> bool:
 
 
 def protect_law_page(prefix: str) -> None:
-    """Register the page's routes with ``mlflow.server.auth`` (imported here: it needs Flask-WTF)."""
-    from mlflow.server import auth
+    """Register the page's routes with ``mlflow.server.auth``."""
+    from mlflow.server import auth  # lazy: as above
 
     for path in (f"{prefix}/", f"{prefix}/api/laws", *(f"{prefix}/static/{f}" for f in STATIC_FILES)):
         auth.BEFORE_REQUEST_VALIDATORS[(path, "GET")] = _can_read

@@ -16,15 +16,20 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 
 from transfer_laws.plugin.page_data import LawView, law_models, law_view
 from transfer_laws.plugin.page_fit import FitView, fit_view
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
+
+ModelKey: TypeAlias = "tuple[int | None, tuple[tuple[str, int | None], ...]]"
+"""What a law's registered model says of its versions: last update, and (version, last update) of each latest."""
+T = TypeVar("T")
 
 VIEW_TTL_S = 120.0
 """Longest time a law's runs on the page may lag the store when no new version was registered."""
@@ -37,14 +42,14 @@ log = logging.getLogger(__name__)
 class Entry:
     """One law as last built: its key, when it expires, and what requests derived from it."""
 
-    key: tuple[Any, ...]
+    key: ModelKey
     expires: float
     view: LawView
     fit: FitView
-    derived: dict[Any, Any] = field(default_factory=dict)
+    derived: dict[Hashable, object] = field(default_factory=dict)
 
 
-def _key(model: Any) -> tuple[Any, ...]:
+def _key(model: RegisteredModel) -> ModelKey:
     versions = tuple(sorted((str(v.version), v.last_updated_timestamp) for v in model.latest_versions or []))
     return model.last_updated_timestamp, versions
 
@@ -55,7 +60,7 @@ class LawCache:
     def __init__(self, ttl_s: float = VIEW_TTL_S) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[str, Entry] = {}
-        self._memo: OrderedDict[Any, Any] = OrderedDict()
+        self._memo: OrderedDict[Hashable, object] = OrderedDict()
         self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -68,12 +73,12 @@ class LawCache:
         out = [entry for model in models if (entry := self._entry(client, model)) is not None]
         return sorted(out, key=lambda entry: entry.view.law)
 
-    def _fresh(self, name: str, key: tuple[Any, ...]) -> Entry | None:
+    def _fresh(self, name: str, key: ModelKey) -> Entry | None:
         with self._lock:
             entry = self._entries.get(name)
         return entry if entry is not None and entry.key == key and entry.expires > time.monotonic() else None
 
-    def _entry(self, client: MlflowClient, model: Any) -> Entry | None:
+    def _entry(self, client: MlflowClient, model: RegisteredModel) -> Entry | None:
         key = _key(model)
         entry = self._fresh(model.name, key)
         if entry is not None:
@@ -95,14 +100,15 @@ class LawCache:
                 self._entries[model.name] = entry
             return entry
 
-    def across(self, entries: list[Entry], what: Any, make: Callable[[], Any]) -> Any:
+    def across(self, entries: list[Entry], what: Hashable, make: Callable[[], T]) -> T:
         """``make()`` once per set of entries (as built: a rebuilt entry is a new set) and ``what`` (e.g. the transfer
-        maps of those laws for one query string); the newest ``MEMO_KEPT`` results are kept."""
+        maps of those laws for one query string); the newest ``MEMO_KEPT`` results are kept. ``what`` names one
+        kind of result: what ``make`` returned for it is what it gets back."""
         key = (what, tuple((entry.view.law, entry.key, entry.expires) for entry in entries))
         with self._lock:
             if key in self._memo:
                 self._memo.move_to_end(key)
-                return self._memo[key]
+                return cast(T, self._memo[key])
         value = make()
         with self._lock:
             self._memo[key] = value
@@ -111,8 +117,9 @@ class LawCache:
         return value
 
     @staticmethod
-    def derived(entry: Entry, what: Any, make: Callable[[], Any]) -> Any:
-        """``make()`` once per entry and ``what`` (a rendered section, the JSON); later calls reuse it."""
+    def derived(entry: Entry, what: Hashable, make: Callable[[], T]) -> T:
+        """``make()`` once per entry and ``what`` (a rendered section, the JSON); later calls reuse it (as for
+        ``across``, one ``what`` is one kind of result)."""
         if what not in entry.derived:
             entry.derived[what] = make()
-        return entry.derived[what]
+        return cast(T, entry.derived[what])

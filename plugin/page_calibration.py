@@ -5,22 +5,49 @@ predicted-vs-observed chart (``registry/fit/_svg_forecast.py``)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
+
+from transfer_laws.registry.fit._forecast import calibration
+from transfer_laws.registry.fit._svg_forecast import forecast_chart
+from transfer_laws.registry.fit._types import Calibration as Scores
+from transfer_laws.registry.fit._types import TrackRecord
+from transfer_laws.registry.forecast import track_record
+from transfer_laws.registry.law_card import calibration_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from transfer_laws.registry.fit import TransferLaw
+
 log = logging.getLogger(__name__)
 
 
-def calibration_section(client: MlflowClient, law: str, fit: Any, version: str | None) -> dict[str, Any]:
-    """``calibration``: {versions: [(version, line)], pooled, loo (line), plot (SVG or "")} for the template."""
-    from transfer_laws.registry.fit._forecast import calibration
-    from transfer_laws.registry.fit._svg_forecast import forecast_chart
-    from transfer_laws.registry.fit._types import TrackRecord
-    from transfer_laws.registry.forecast import track_record
-    from transfer_laws.registry.law_card import calibration_line
+class TrackRecordSummary(TypedDict):
+    """The law's track record without its per-run lists: each version's calibration, and all of them pooled."""
 
+    versions: dict[str, dict[str, object]]
+    pooled: Scores
+
+
+class Calibration(TypedDict):
+    """What the template shows: (version, calibration line) per version, the pooled and leave-one-out lines, the
+    two charts (SVG, or "" without a forecast to draw) and the summary ``/api/laws`` gives."""
+
+    versions: list[tuple[str, str]]
+    pooled: str
+    loo: str
+    plot: str
+    loo_plot: str
+    record: TrackRecordSummary
+
+
+class CalibrationSection(TypedDict):
+    calibration: Calibration
+
+
+def calibration_section(client: MlflowClient, law: str, fit: TransferLaw | None,
+                        version: str | None) -> CalibrationSection:
+    """``calibration``: {versions: [(version, line)], pooled, loo (line), plot (SVG or "")} for the template."""
     try:
         record = track_record(client, law)
     except Exception:  # the page still shows the law when the runs cannot be searched

@@ -5,22 +5,25 @@ Pure reads through an ``MlflowClient``; no Flask here, so the JSON endpoint, the
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mlflow.artifacts import download_artifacts
+
 from transfer_laws.registry import schema
+from transfer_laws.registry.reader import LawInputs, read_law_inputs
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.tracking import all_pages
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
-
-    from transfer_laws.registry.reader import LawInputs
 
 PARAMS = ("k", "alpha", "beta")
 """The fitted parameters of D_T = k * D_F^alpha * N^beta, as metric names on the version's source run."""
@@ -93,8 +96,6 @@ def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
 def law_runs(client: MlflowClient, law: str) -> LawInputs:
     """The law's runs as the refit reads them (``read_law_inputs``: the same query, records and exclusions), so
     the page lists exactly what the next fit will use; runs the reader leaves out come with their reasons."""
-    from transfer_laws.registry.reader import read_law_inputs
-
     source, target = schema.parse_law(law)
     schema.law_name(source, target)  # only well-formed names reach the reader's filters (no quote can break them)
     return read_law_inputs(law, client)
@@ -105,12 +106,11 @@ def download_artifact(root_uri: str, relative: str, dst: str) -> str:
     ``artifact_location``). Inside the server the store URI is the database, which cannot resolve the proxied
     ``mlflow-artifacts:`` URIs, so those are read through the server's own artifact repository."""
     if root_uri.startswith("mlflow-artifacts:"):
+        # lazy: importing MLflow's server handlers builds its Flask app; only the server reads these roots
         from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
 
         root = root_uri.split(":", 1)[1].lstrip("/")
         return _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{root}/{relative}", dst)
-    from mlflow.artifacts import download_artifacts
-
     return download_artifacts(artifact_uri=f"{root_uri.rstrip('/')}/{relative}", dst_path=dst)
 
 
@@ -138,9 +138,6 @@ def _excluded_from_report(client: MlflowClient, run_id: str | None) -> list[dict
 
 
 def _read_report(client: MlflowClient, run_id: str) -> list[dict[str, str]] | None:
-    import json
-    import tempfile
-
     with tempfile.TemporaryDirectory() as dst:
         try:
             report_path = download_artifact(client.get_run(run_id).info.artifact_uri or "", schema.INPUTS_ARTIFACT,

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics, download_artifact
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
 from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL, REFIT_PARAM_N_RUNS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-    from transfer_laws.registry.fit import TransferLaw
 
 HISTORY_LIMIT = 30
 """Versions shown in the history (the newest ones): each costs a read of its refit run."""
@@ -54,7 +54,7 @@ class FitView:
 
     fit: TransferLaw | None
     warnings: list[str] = field(default_factory=list)
-    checks: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, object] = field(default_factory=dict)
     history: list[VersionRow] = field(default_factory=list)
     error: str | None = None
 
@@ -73,8 +73,6 @@ def _fit_location(client: MlflowClient, model_source: str) -> tuple[str, str]:
 def load_fit(client: MlflowClient, model_source: str) -> TransferLaw:
     """The ``TransferLaw`` inside the law model at ``model_source`` (a version's source; cached: a logged model's
     artifacts never change); raises when it holds no readable fit."""
-    from transfer_laws.registry.fit import TransferLaw
-
     with _cache_lock:
         if model_source in _cache:
             _cache.move_to_end(model_source)
@@ -94,13 +92,12 @@ def load_fit(client: MlflowClient, model_source: str) -> TransferLaw:
 
 
 def _fit_files() -> tuple[str, str]:
-    from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
-
     return JSON_NAME, NPZ_NAME
 
 
 def finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None, so it is valid JSON (JSON has no NaN)."""
+    """``value`` with every non-finite float replaced by None, so it is valid JSON (JSON has no NaN). Every JSON-ready
+    value goes in, and the same shape comes out."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -7,10 +7,13 @@ page's script (hover shows the run, click opens it in MLflow).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
+from transfer_laws.registry.fit._plots import n_key, unit_of
+from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
+from transfer_laws.registry.fit._svg_plots import Mark, d_t_chart, loss_chart
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 from transfer_laws.registry.records import RunResult
 
@@ -37,12 +40,9 @@ def _attrs(run: RunResult, run_href: dict[str, str], extra: str = "") -> tuple[d
     return {"data-run-id": run.run_id, "data-href": run_href.get(run.run_id, ""), "data-label": label}, label
 
 
-def _marks(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, str]) -> list[Any]:
+def _marks(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, str]) -> list[Mark]:
     """Marks for the Figure-1 chart. With a fit, positions come from it (its unit, its D_F), so they sit on its
     curves; runs the version does not include are crosses; without one, the runs as MLflow has them."""
-    from transfer_laws.registry.fit._plots import n_key
-    from transfer_laws.registry.fit._svg_plots import Mark
-
     by_id = {r.run_id: r for r in runs}
     if fit is None:
         return [Mark(r.run_id, r.n_params, r.d_f_tokens, r.best_test_loss,
@@ -74,17 +74,12 @@ def _marks(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, s
 
 def loss_svg(runs: list[RunResult], fit: TransferLaw | None, run_href: dict[str, str]) -> str:
     """Figure 1 of the paper on the law's runs: fitted scratch curves, fine-tunes, scratch runs, the D_T gap."""
-    from transfer_laws.registry.fit._plots import unit_of
-    from transfer_laws.registry.fit._svg_plots import loss_chart
-
     unit = unit_of(fit) if fit is not None else "tokens"
     return loss_chart(fit, _marks(runs, fit, run_href), unit, css_class="chart fit-plot")
 
 
 def d_t_svg(fit: TransferLaw, runs: list[RunResult], run_href: dict[str, str]) -> str:
     """D_T against D_F per N with the fitted lines and outlined 95% bands; points link to their runs."""
-    from transfer_laws.registry.fit._svg_plots import d_t_chart
-
     by_id = {r.run_id: r for r in runs}
     d_t = {p.run_id: p.d_t for p in fit.points}
 
@@ -101,8 +96,6 @@ def history_svg(rows: list[VersionRow], name: str) -> str:
     The axis is scaled to the values themselves (with 0 and the paper's value), widened by at most their spread
     for the intervals: one version's huge interval would otherwise flatten every point onto a line. An interval
     cut at the axis ends in an arrow whose tooltip gives its bound."""
-    from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
-
     pts = [(int(r.version), value, r.intervals.get(name)) for r in rows
            if (value := r.params.get(name)) is not None and math.isfinite(value)]
     if not pts:

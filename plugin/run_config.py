@@ -11,13 +11,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias, TypeVar
+
+import yaml
+
+Plain: TypeAlias = "None | bool | int | float | str | list[Plain] | dict[str, Plain]"
+"""YAML/JSON-ready data: what ``plain`` makes of a setting."""
+V = TypeVar("V")
 
 PARAM_VALUE_LIMIT = 6000
 """MLflow's longest param value; longer values stay in the YAML only."""
 
 
-def plain(value: Any) -> Any:
+def plain(value: object) -> Plain:
     """``value`` as YAML/JSON-ready data: dataclasses and mappings to dicts, paths to strings, tuples to lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -32,17 +38,17 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def resolved_config(**groups: Any) -> dict[str, Any]:
+def resolved_config(**groups: object) -> dict[str, Plain]:
     """The run's config: one entry per group (a dataclass, a mapping or a scalar), in plain data."""
     return {name: plain(value) for name, value in groups.items()}
 
 
-def config_params(config: Mapping[str, Any]) -> dict[str, str]:
+def config_params(config: Mapping[str, Plain]) -> dict[str, str]:
     """Params ``<group>.<field>`` for every scalar setting of every group; paths stay out (they name one machine's
     folders)."""
     params: dict[str, str] = {}
 
-    def visit(prefix: str, value: Any) -> None:
+    def visit(prefix: str, value: Plain) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
                 visit(f"{prefix}.{key}" if prefix else str(key), item)
@@ -59,20 +65,18 @@ def config_params(config: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
-def config_yaml(config: Mapping[str, Any]) -> str:
+def config_yaml(config: Mapping[str, Plain]) -> str:
     """The config as YAML, groups in the launcher's order."""
-    import yaml
-
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
 
 
-def chunks(values: dict[str, Any], size: int = 100) -> list[dict[str, Any]]:
+def chunks(values: dict[str, V], size: int = 100) -> list[dict[str, V]]:
     """``values`` in dicts of at most ``size`` items (MLflow takes at most 100 params per request)."""
     items = list(values.items())
     return [dict(items[i:i + size]) for i in range(0, len(items), size)] or [{}]
 
 
-def _is_path_setting(name: str, value: Any) -> bool:
+def _is_path_setting(name: str, value: Plain) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return isinstance(value, str) and (leaf.endswith(("_dir", "_path")) or value.startswith("/"))
 

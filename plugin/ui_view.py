@@ -16,7 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from flask import make_response
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.typing import ResponseReturnValue
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ def with_default_view(html: str) -> str:
     return html[:at] + DEFAULT_VIEW_SCRIPT + html[at:]
 
 
-def open_training_view_by_default(flask_app: Any) -> None:
+def open_training_view_by_default(flask_app: Flask) -> None:
     """Serve MLflow's UI page (its Flask endpoint ``serve``) with the script; MLflow's own view when the page is
     missing (a source install without the built UI)."""
     original = flask_app.view_functions.get("serve")
@@ -52,11 +58,9 @@ def open_training_view_by_default(flask_app: Any) -> None:
         return
     index = Path(flask_app.static_folder or "", "index.html")
 
-    def serve(*args: Any, **kwargs: Any) -> Any:
+    def serve(*args: object, **kwargs: object) -> ResponseReturnValue:
         if not index.is_file():
-            return original(*args, **kwargs)
-        from flask import make_response
-
+            return flask_app.ensure_sync(original)(*args, **kwargs)  # how Flask itself calls a view
         response = make_response(with_default_view(index.read_text(encoding="utf-8")))
         response.headers["Content-Type"] = "text/html; charset=utf-8"
         response.headers["Cache-Control"] = "no-cache"

@@ -25,14 +25,33 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Protocol
 
-from transfer_laws.registry.schema import ENV_SERVER_URI, ENV_WEBHOOK_SECRET
+from flask import jsonify, request
+from werkzeug.datastructures import Headers
+
+from transfer_laws.plugin.refit_target import refit_target
+from transfer_laws.registry.reader import known_laws
+from transfer_laws.registry.refit_service import get_service
+from transfer_laws.registry.schema import (
+    CKPT_KIND_PRETRAINED,
+    CKPT_LINEAGE_TAGS,
+    CKPT_TAG_CORPUS,
+    CKPT_TAG_KIND,
+    ENV_SERVER_URI,
+    ENV_WEBHOOK_SECRET,
+    MLFLOW_ENV_SERVER_BACKEND,
+    WEBHOOK_DELIVERIES_TABLE,
+)
+from transfer_laws.registry.tracking import client_for
 
 if TYPE_CHECKING:
+    from flask import Flask
+    from flask.typing import ResponseReturnValue
     from mlflow import MlflowClient
     from mlflow.entities.webhook import WebhookEventStr
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTE = "/transfer-laws/api/webhook"
 MAX_AGE_S = 300
@@ -40,6 +59,12 @@ EVENTS: tuple[WebhookEventStr, ...] = ("model_version.created", "model_version_t
 WEBHOOK_NAME = "transfer-laws-refit"
 MAX_BODY_BYTES = 64 * 1024
 """Largest delivery accepted (413 past it, before the body is read): MLflow's events are well under 1 KiB."""
+
+
+class HeaderLookup(Protocol):
+    """Request headers, looked up by name (Flask's ``request.headers``, werkzeug's ``Headers``, a dict)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 class WebhookRejected(Exception):
@@ -82,9 +107,7 @@ class StoredReplayGuard(ReplayGuard):
 
     def __init__(self, db_uri: str, window_s: float = MAX_AGE_S) -> None:
         super().__init__(window_s)
-        import sqlalchemy as sa
-
-        from transfer_laws.registry.schema import WEBHOOK_DELIVERIES_TABLE
+        import sqlalchemy as sa  # lazy: only a SQL backend store needs it, and the server app imports this module
 
         self._engine = sa.create_engine(db_uri, pool_pre_ping=True)
         self._table = sa.Table(WEBHOOK_DELIVERIES_TABLE, sa.MetaData(),
@@ -93,7 +116,7 @@ class StoredReplayGuard(ReplayGuard):
         self._created = False
 
     def first_time(self, delivery_id: str, now: float) -> bool:
-        import sqlalchemy as sa
+        import sqlalchemy as sa  # lazy: see __init__
 
         if not self._created:
             self._table.create(self._engine, checkfirst=True)
@@ -111,8 +134,6 @@ class StoredReplayGuard(ReplayGuard):
 
 def default_guard() -> ReplayGuard:
     """The replay guard of this server: in its backend store when that is a SQL database, else in memory."""
-    from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND
-
     backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND, "")
     if backend.startswith(("postgresql", "mysql", "sqlite", "mssql")):
         return StoredReplayGuard(backend)
@@ -120,8 +141,8 @@ def default_guard() -> ReplayGuard:
 
 
 def verify_delivery(
-    headers: Any, body: bytes, secret: str, guard: ReplayGuard, now: float | None = None
-) -> dict[str, Any]:
+    headers: HeaderLookup, body: bytes, secret: str, guard: ReplayGuard, now: float | None = None
+) -> dict[str, object]:
     """Check signature, age and novelty of a delivery; returns the parsed event or raises ``WebhookRejected``."""
     now = time.time() if now is None else now
     delivery_id = headers.get("X-MLflow-Delivery-Id") or ""
@@ -149,16 +170,16 @@ def verify_delivery(
     return event
 
 
-def checkpoint_of(event: dict[str, Any]) -> tuple[str, str] | None:
-    """(model name, version) of a model-version event we act on, else None."""
+def checkpoint_of(event: Mapping[str, object]) -> tuple[str, str] | None:
+    """(model name, version) of a model-version event we act on (``verify_delivery``'s), else None."""
     if f"{event.get('entity')}.{event.get('action')}" not in EVENTS:
         return None
     data = event["data"]
+    if not isinstance(data, dict):
+        raise ValueError("an MLflow webhook event's data is an object (verify_delivery checks it)")
     name, version = data.get("name"), data.get("version")
     if not isinstance(name, str) or version is None:
         return None
-    from transfer_laws.registry.schema import CKPT_LINEAGE_TAGS
-
     if data.get("key") in CKPT_LINEAGE_TAGS:  # the plugin's own lineage bookkeeping, set as fine-tunes start
         return None
     return name, str(version)
@@ -166,9 +187,6 @@ def checkpoint_of(event: dict[str, Any]) -> tuple[str, str] | None:
 
 def laws_of_checkpoint(client: MlflowClient, name: str, version: str) -> list[str]:
     """Laws fed by a pretrained checkpoint version: those whose source is its corpus."""
-    from transfer_laws.registry.reader import known_laws
-    from transfer_laws.registry.schema import CKPT_KIND_PRETRAINED, CKPT_TAG_CORPUS, CKPT_TAG_KIND
-
     tags = client.get_model_version(name, version).tags
     if tags.get(CKPT_TAG_KIND) != CKPT_KIND_PRETRAINED or not tags.get(CKPT_TAG_CORPUS):
         return []
@@ -176,13 +194,10 @@ def laws_of_checkpoint(client: MlflowClient, name: str, version: str) -> list[st
 
 
 def _default_enqueue(name: str, version: str, server_uri: str) -> None:
-    from transfer_laws.registry.refit_service import get_service
-    from transfer_laws.registry.tracking import client_for
-
     get_service(server_uri).enqueue_resolver(lambda: laws_of_checkpoint(client_for(server_uri), name, version))
 
 
-def precheck(headers: Any) -> WebhookRejected | None:
+def precheck(headers: HeaderLookup) -> WebhookRejected | None:
     """What to refuse before reading a byte of the body: no secret (503), unsigned (401), declared too large (413).
 
     Called by the route and, under uvicorn, by ``BodyLimit`` in front of MLflow's ASGI wrapper (which buffers the
@@ -204,7 +219,7 @@ def too_large() -> str:
     return f"body over {MAX_BODY_BYTES} bytes (MLflow's events are a few hundred)"
 
 
-def _read_body(stream: Any) -> bytes:
+def _read_body(stream: IO[bytes]) -> bytes:
     """At most ``MAX_BODY_BYTES`` of a body whose length was not declared; 413 past that."""
     body = stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
@@ -213,21 +228,17 @@ def _read_body(stream: Any) -> bytes:
 
 
 def register_webhook_route(
-    flask_app: Any, enqueue: Callable[[str, str, str], None] | None = None, guard: ReplayGuard | None = None,
+    flask_app: Flask, enqueue: Callable[[str, str, str], None] | None = None, guard: ReplayGuard | None = None,
     server_uri: str | None = None,
 ) -> None:
     """Add the webhook endpoint; ``enqueue(model_name, version, server_uri)`` receives accepted checkpoint events.
 
     ``server_uri`` (default: ``refit_target()``, the server's configured address) is where the refits go."""
-    from flask import jsonify, request
-
-    from transfer_laws.plugin.refit_target import refit_target
-
     target = enqueue or _default_enqueue
     replay = guard or default_guard()
     uri = server_uri or refit_target()
 
-    def receive() -> Any:
+    def receive() -> ResponseReturnValue:
         try:
             early = precheck(request.headers)
             if early is not None:
@@ -252,24 +263,23 @@ def register_webhook_route(
 class BodyLimit:
     """ASGI middleware: the webhook route's ``precheck`` and body limit, applied before anything buffers the body."""
 
-    def __init__(self, app: Any, path: str = ROUTE) -> None:
+    def __init__(self, app: ASGIApp, path: str = ROUTE) -> None:
         self.app = app
         self.path = path
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http" or scope.get("path") != self.path:
             await self.app(scope, receive, send)
             return
-        from werkzeug.datastructures import Headers  # case-insensitive, like Flask's request.headers
-
-        headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])])
+        headers = Headers(  # case-insensitive, like Flask's request.headers
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])])
         early = precheck(headers)
         if early is not None:
             await _answer(send, early)
             return
         received, over = 0, False
 
-        async def limited() -> Any:
+        async def limited() -> Message:
             # Past the limit the app sees the body end (it has at most one chunk more than the limit) ...
             nonlocal received, over
             if over:
@@ -281,7 +291,7 @@ class BodyLimit:
                 return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        async def answer(message: dict[str, Any]) -> None:
+        async def answer(message: Message) -> None:
             # ... and whatever it answers is replaced by the 413.
             if not over:
                 await send(message)
@@ -291,7 +301,7 @@ class BodyLimit:
         await self.app(scope, limited, answer)
 
 
-async def _answer(send: Callable[[Any], Any], rejected: WebhookRejected) -> None:
+async def _answer(send: Send, rejected: WebhookRejected) -> None:
     body = json.dumps({"error": rejected.reason}).encode()
     await send({"type": "http.response.start", "status": rejected.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -306,8 +316,6 @@ def create_webhook(tracking_uri: str, url: str, secret: str) -> str:
         raise ValueError("a webhook needs a secret (the server verifies every delivery)")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"webhook url {url!r} must be http(s)")
-    from transfer_laws.registry.tracking import client_for
-
     client = client_for(tracking_uri)
     webhook = client.create_webhook(name=WEBHOOK_NAME, url=url, events=list(EVENTS), secret=secret)
     return webhook.webhook_id

@@ -15,6 +15,7 @@ from transfer_laws.plugin.webhooks import (
     ROUTE,
     ReplayGuard,
     WebhookRejected,
+    checkpoint_of,
     register_webhook_route,
     signature,
     verify_delivery,
@@ -126,6 +127,14 @@ def test_malformed_body_is_400(served: tuple, body: bytes) -> None:
     client, queued = served
     response = client.post(ROUTE, data=body, headers=_headers(body))
     assert response.status_code == 400 and queued == []
+
+
+def test_an_event_whose_data_is_not_an_object_is_an_error_not_a_checkpoint() -> None:
+    # verify_delivery answers 400 for such a body; an event handed to checkpoint_of directly says what is wrong
+    with pytest.raises(ValueError, match="data is an object"):
+        checkpoint_of({"entity": "model_version", "action": "created", "data": ["pretrained-text", "1"]})
+    assert checkpoint_of({"entity": "model_version", "action": "created",
+                          "data": {"name": "pretrained-text", "version": 1}}) == ("pretrained-text", "1")
 
 
 def test_other_events_are_ignored(served: tuple) -> None:
