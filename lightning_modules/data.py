@@ -3,18 +3,21 @@
 How D_F maps to training windows (the convention every run records):
 1. Each split's documents are tokenised once with `datasets` (Arrow, memory-mapped, cached; ids stored as uint16
    when the vocabulary fits, else uint32), each document followed by one ``<|endoftext|>`` (eos) token.
-2. Training documents are ordered by a permutation seeded with ``DataConfig.seed`` and concatenated into one flat
-   stream. D_F is the first ``d_f_tokens`` tokens of that stream, so a smaller budget is a prefix of a larger
-   one (nested) and runs of a sweep differ only in size.
+2. Every training document is cut into pieces of ``context_length`` tokens (its last piece may be shorter); the
+   pieces of all documents are ordered by a permutation seeded with ``DataConfig.seed`` and concatenated into one
+   flat stream. D_F is the first ``d_f_tokens`` tokens of that stream, so a smaller budget is a prefix of a larger
+   one (nested) and runs of a sweep differ only in size. Pieces, not whole documents, so that a budget of a few
+   thousand tokens samples many files rather than one or two (``_pieces.py`` says what that changed).
 3. The D_F tokens are cut into windows of ``context_length + 1`` tokens that overlap by one token (the last target
    of a window is the first input of the next): window i holds tokens [i*C, i*C + C]. That gives
    ceil((D_F - 1) / C) windows; the last one is shorter when (D_F - 1) is not a multiple of C and is padded (inputs
    with eos, targets with -100, which the loss ignores). Every one of the D_F tokens is used, none twice as a
    target: ``train_tokens == d_f_tokens`` exactly, with D_F - 1 next-token targets per epoch.
-4. ``train_chars`` counts the characters those tokens decode from: whole documents count their text length, the
-   eos tokens count 0, a document cut by the budget counts the characters of its decoded prefix.
-5. The test set is the test split's documents in file order (fixed per corpus, independent of seed and budget),
-   capped at ``test_tokens`` tokens, windowed the same way, never shuffled.
+4. ``train_chars`` counts the characters those tokens decode to, eos tokens 0: the whole split counts its
+   documents' text length; a budget counts each character once, in the piece that holds its first byte.
+5. The test set is the test split's pieces in an order fixed per corpus (seed ``TEST_ORDER_SEED``, independent of
+   the run's seed and budget), capped at ``test_tokens`` tokens, windowed the same way, never shuffled: a capped
+   set covers every test document, not the first few.
 6. Under DDP or FSDP (R processes) ``batch_size`` stays the global batch: each rank reads ``batch_size / R`` windows
    per step, so a run's steps, schedule and D_F mean the same on any number of devices. Every window of an epoch
    (and of the test set) is read by exactly one rank, none twice (``distributed.ShardSampler``).
@@ -41,6 +44,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
+from transfer_laws.lightning_modules._pieces import count_chars, gather, piece_table
 from transfer_laws.lightning_modules.config import BudgetError, DataConfig
 from transfer_laws.lightning_modules.distributed import EMPTY_WINDOW, ShardSampler, process_group
 from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+TEST_ORDER_SEED = 0
+"""Seed of the held-out pieces' order: the same for every run seed and budget, so the test set is fixed."""
 
 
 class WindowDataset(Dataset):
@@ -90,15 +96,11 @@ class _SplitTokens:
         i = d - int(self._first_doc[chunk])
         return self.ids[chunk][self.offsets[chunk][i]: self.offsets[chunk][i + 1]]
 
-    def prefix(self, n_tokens: int | None) -> np.ndarray:
-        """The first ``n_tokens`` ids of the split in file order (all of them for None), as one array."""
-        parts, total = [], 0
-        for chunk in self.ids:
-            if n_tokens is not None and total >= n_tokens:
-                break
-            parts.append(chunk if n_tokens is None else chunk[: n_tokens - total])
-            total += len(parts[-1])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
+    def locate(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk, offset of the document's first id in that chunk) for each document index, vectorised."""
+        chunk = np.searchsorted(self._first_doc, docs, side="right") - 1
+        starts = np.concatenate([o[:-1] for o in self.offsets]) if self.offsets else np.zeros(0, dtype=np.int64)
+        return chunk, starts[docs]
 
 
 def _digest(tok_digest: str, tokens: np.ndarray) -> str:
@@ -150,31 +152,23 @@ class TokenDataModule(L.LightningDataModule):
         eos = int(tokenizer.eos_token_id)
 
         split = self._tokenised("train", tokenizer, eos)
-        n_chars = split.n_chars
-        order = np.random.default_rng(cfg.seed).permutation(len(n_chars))
-        lengths = split.lengths[order]
-        total = int(lengths.sum())
+        pieces = piece_table(split.lengths, cfg.context_length, np.random.default_rng(cfg.seed))
+        total = int(split.lengths.sum())
         budget = total if cfg.d_f_tokens is None else int(cfg.d_f_tokens)
         if budget > total:
             raise BudgetError(f"d_f_tokens={budget:,} is larger than the train split of {self.corpus_name!r} "
-                              f"({total:,} tokens in {len(lengths):,} documents under this tokenizer)")
-        n_docs = int(np.searchsorted(np.cumsum(lengths), budget, side="left")) + 1  # docs touched by the budget
-        picked = [split.doc(int(d)) for d in order[:n_docs]]
-        train = np.concatenate(picked)[:budget]
-        cut_doc = order[n_docs - 1]
-        cut_len = budget - int(lengths[: n_docs - 1].sum())  # tokens of the last document inside the budget
-        chars = int(n_chars[order[: n_docs - 1]].sum())
-        if cut_len == lengths[n_docs - 1]:
-            chars += int(n_chars[cut_doc])
-        else:
-            chars += len(tokenizer.decode(picked[-1][:cut_len].tolist(), skip_special_tokens=True))
+                              f"({total:,} tokens in {len(split.lengths):,} documents under this tokenizer)")
+        train = gather(split, pieces, budget)
+        chars = int(split.n_chars.sum()) if budget == total else count_chars(train, tokenizer)
         self.train_tokens, self.train_chars = budget, chars
 
         test_split = self._tokenised("test", tokenizer, eos)
-        test = test_split.prefix(None if cfg.test_tokens is None else int(cfg.test_tokens))
+        test_total = int(test_split.lengths.sum())
+        test_pieces = piece_table(test_split.lengths, cfg.context_length, np.random.default_rng(TEST_ORDER_SEED))
+        test = gather(test_split, test_pieces, test_total if cfg.test_tokens is None
+                      else min(test_total, int(cfg.test_tokens)))
         if len(test) < 2:
-            raise BudgetError(f"the test split of {self.corpus_name!r} has {int(test_split.lengths.sum())} tokens; "
-                              "need at least 2")
+            raise BudgetError(f"the test split of {self.corpus_name!r} has {test_total} tokens; need at least 2")
         self.test_tokens = len(test)
         self.train_digest = _digest(self.tokenizer_digest, train)
         self.test_digest = _digest(self.tokenizer_digest, test)

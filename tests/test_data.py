@@ -19,6 +19,8 @@ from transfer_laws.lightning_modules import (
     load_tokenizer,
     train_tokenizer,
 )
+from transfer_laws.lightning_modules._pieces import count_chars
+from transfer_laws.lightning_modules.data import TEST_ORDER_SEED
 
 CONTEXT = 64
 
@@ -171,9 +173,46 @@ def test_streams_span_many_arrow_chunks(setup: tuple[Path, TokenizerInfo], tmp_p
         texts = [json.loads(line)["text"] for line in (tmp_path / "c" / f"{split}.jsonl").read_text().splitlines()]
         return [ids + [tok.eos_token_id] for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
-    train = docs("train")
-    order = np.random.default_rng(0).permutation(len(train))
-    assert _stream(dm).tolist() == [t for d in order for t in train[d]]  # seeded order, across chunk borders
-    test = [t for doc in docs("test") for t in doc]
+    def pieces(split: str, seed: int) -> list[int]:
+        """The convention restated: every document cut into CONTEXT-token pieces, the pieces in a seeded order."""
+        cut = [doc[i: i + CONTEXT] for doc in docs(split) for i in range(0, len(doc), CONTEXT)]
+        return [t for k in np.random.default_rng(seed).permutation(len(cut)) for t in cut[k]]
+
+    train = pieces("train", 0)
+    assert _stream(dm).tolist() == train  # seeded order of pieces, across chunk borders
+    test = pieces("test", TEST_ORDER_SEED)
     assert dm.test_tokens == len(test)
-    assert dm.val_dataloader().dataset.tokens.tolist() == test  # file order
+    assert dm.val_dataloader().dataset.tokens.tolist() == test  # fixed order, whatever the run's seed
+    capped = TokenDataModule(DataConfig(corpus_dir=tmp_path / "c", tokenizer_dir=setup[1].path,
+                                        context_length=CONTEXT, test_tokens=5 * CONTEXT, seed=3))
+    capped.setup("fit")
+    assert capped.val_dataloader().dataset.tokens.tolist() == test[: 5 * CONTEXT]
+
+
+def test_a_small_budget_samples_many_documents(setup: tuple[Path, TokenizerInfo]) -> None:
+    """Eight windows' worth of tokens come from about eight files, not the one or two whole documents they would
+    fill (which files a tiny budget holds moved real scratch losses by 3-12% between data seeds)."""
+    corpus, info = setup
+    tok = load_tokenizer(info.path)
+    texts = [json.loads(line)["text"] for line in (corpus / "train.jsonl").read_text().splitlines()]
+    docs = [ids + [tok.eos_token_id] for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    source_of = {tuple(doc[j: j + CONTEXT]): d for d, doc in enumerate(docs) for j in range(0, len(doc), CONTEXT)}
+    stream = _stream(_dm(setup, d_f_tokens=8 * CONTEXT)).tolist()
+    sources, at = set(), 0
+    while at < len(stream):  # a piece is CONTEXT tokens, or a document's shorter last piece (ending in eos)
+        piece = tuple(stream[at: at + CONTEXT])
+        if piece not in source_of and tok.eos_token_id in piece:
+            piece = piece[: piece.index(tok.eos_token_id) + 1]
+        if piece in source_of:
+            sources.add(source_of[piece])
+        at += len(piece)
+    assert len(sources) >= 6
+
+
+def test_characters_split_across_pieces_count_once(setup: tuple[Path, TokenizerInfo]) -> None:
+    tok = load_tokenizer(setup[1].path)
+    text = "naïve café: ünïcödé ⟶ 数据 ok"
+    ids = np.array(tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    assert count_chars(ids, tok) == len(text)  # eos counts 0
+    for cut in range(len(ids) + 1):  # however a piece boundary splits a multi-byte character
+        assert count_chars(ids[:cut], tok) + count_chars(ids[cut:], tok) == len(text)
