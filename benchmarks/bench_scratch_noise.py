@@ -141,8 +141,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
     return list(dict.fromkeys(runs))
 
 
-def _sd(values: list[float]) -> float:
-    return float(np.std(np.log(values), ddof=1)) if len(values) > 1 else float("nan")
+def _sd(values: list[float]) -> str:
+    """The sd of ln L as a share of the loss, '-' for fewer than two values."""
+    return f"{float(np.std(np.log(values), ddof=1)):.2%}" if len(values) > 1 else "-"
 
 
 def seed_table(done: dict[tuple, dict], args: argparse.Namespace) -> float:
@@ -164,12 +165,16 @@ def seed_table(done: dict[tuple, dict], args: argparse.Namespace) -> float:
         steps = " ".join(f"{r['best_step']}/{r['last_step']}" for r in runs)
         data_losses = " ".join(f"{r['best']:.3f}" for r in by_data)
         init_losses = " ".join(f"{r['best']:.3f}" for r in by_init)
-        print(f"{size:>5} {by_data[0]['n']:>7,} {d:>7,} | {data_losses:<26} {_sd([r['best'] for r in by_data]):>6.2%}"
-              f" | {init_losses:<26} {_sd([r['best'] for r in by_init]):>6.2%} | {steps} ({runs[0]['eval_every']})")
+        print(f"{size:>5} {by_data[0]['n']:>7,} {d:>7,} | {data_losses:<26} {_sd([r['best'] for r in by_data]):>6}"
+              f" | {init_losses:<26} {_sd([r['best'] for r in by_init]):>6} | {steps} ({runs[0]['eval_every']})")
     cells = len(args.cells)
     dof = max(1, len(pooled) - cells)
     noise = float(np.sqrt(np.sum(np.square(pooled)) / dof)) if pooled else float("nan")
     print(f"pooled seed noise (data and init seeds together): {noise:.2%} of the loss")
+    mine = [r for k, r in done.items() if k[0] == args.recipe]
+    capped = [r for r in mine if r["best_step"] == r["last_step"]]
+    print(f"runs whose best evaluation was their last (a step or epoch cap ended them still improving): "
+          f"{len(capped)} of {len(mine)}, at D = {', '.join(f'{d:,}' for d in sorted({r['d'] for r in capped}))}")
     return noise
 
 
@@ -251,6 +256,10 @@ def form_table(done: dict[tuple, dict], args: argparse.Namespace, seed_noise: fl
     print(f"the fitter's choice on the single-seed grid: {picked.chosen}; seed noise (table 1): {seed_noise:.2%}")
     print(f"residuals cell by cell (fitted - observed, ln L), {picked.chosen} form:")
     r = on_single[picked.chosen][1]
+    _, at_d = np.unique(log_d.round(9), return_inverse=True)
+    common = np.bincount(at_d, weights=r)[at_d] / np.bincount(at_d)[at_d]  # each run's mean residual at its D
+    print(f"  shared by every N at the same D (the same documents in every run): {np.sum(common**2) / np.sum(r**2):.0%}"
+          f" of the squared residuals (independent noise: about {np.unique(at_d).size / r.size:.0%})")
     for run, res in zip(grid, r, strict=True):
         print(f"  {run['size']:>5} D={run['d']:>7,}: observed {run['best']:.3f}, residual {res:+.2%}")
 
