@@ -1,8 +1,8 @@
 """Where the noise on real scratch losses comes from: the seeds, the held-out sample, or the scratch form.
 
-Trains real from-scratch runs on Python with the recipe ``transfer-laws demo --full`` uses (``scripts/scratch.py``'s
-optimiser and loop, the demo's step cap and patience, two held-out evaluations per epoch), without MLflow, and
-prints three tables:
+Trains real from-scratch runs on Python with the recipe ``transfer-laws demo --full`` uses
+(``plugin/recipes/scratch.py``'s optimiser and loop, the demo's step cap and patience, two held-out evaluations per
+epoch), without MLflow, and prints three tables:
 
 1. **Seeds.** Per cell (N, D): the best held-out loss over data seeds (``--seed``: which pieces of which documents form
    D and their batch order, init seed fixed) and over init seeds (``--train.seed``, data fixed), as the standard
@@ -45,19 +45,20 @@ RECIPES = ("demo-full",)
 
 def recipe(name: str) -> tuple[object, object, float]:
     """(OptimConfig, TrainConfig, evals per epoch) of a named recipe."""
-    from transfer_laws.scripts import demo, scratch
+    from transfer_laws.plugin.recipes import scratch
+    from transfer_laws.plugin.sweeps import demo
 
     if name not in RECIPES:
         raise SystemExit(f"unknown --recipe {name!r}; choose from {', '.join(RECIPES)}")
     train = replace(scratch.TRAIN, max_steps=demo.FULL["run_max_steps"], patience=demo.FULL["patience"])
-    return scratch.OPTIM, train, float(scratch.Args.__dataclass_fields__["evals_per_epoch"].default)
+    return scratch.OPTIM, train, float(scratch.ScratchArgs.__dataclass_fields__["evals_per_epoch"].default)
 
 
 class _Workspace:
     """The Python corpus, the English tokenizer and the whole test split, built once under --home."""
 
     def __init__(self, home: Path, corpus_mb: float, vocab: int) -> None:
-        from transfer_laws.scripts import workspace
+        from transfer_laws.plugin.recipes import workspace
 
         os.environ["TRANSFER_LAWS_HOME"] = str(home)
         self.corpus = workspace.corpus_dir("python", int(corpus_mb * 1e6))
