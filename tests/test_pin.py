@@ -11,15 +11,17 @@ import textwrap
 import threading
 import time
 import zlib
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.advice import Candidate, Target
+from transfer_laws.registry.advice import Candidate, Target, plan_to_target
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
-from transfer_laws.registry.pin import EXIT_BUDGET, EXIT_PINNED, Budget, PinRun, missing_for, pin
+from transfer_laws.registry.pin import EXIT_BUDGET, EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
 from transfer_laws.scripts.pin import ATTR_REASON, StudyQueue, parse_budget
 from transfer_laws.scripts.sweep import open_study
 
@@ -93,6 +95,42 @@ def test_stops_when_the_budget_is_spent_and_says_what_is_missing(tmp_path: Path)
     assert outcome.exit_code == EXIT_BUDGET and ("budget" in outcome.reason or "does not fit" in outcome.reason)
     assert outcome.missing and outcome.plan is not None and outcome.plan.steps and outcome.plan.flops > 0
     assert outcome.spent.flops <= budget.flops
+
+
+class ListQueue:
+    """``RunQueue`` in a list: one worker, runs trained at once (what they cost is all this test reads)."""
+
+    def __init__(self) -> None:
+        self.runs: list[PinRun] = []
+        self.flops = 0.0
+
+    def held(self) -> list[PinRun]:
+        return list(self.runs)
+
+    def spent(self) -> Spent:
+        return Spent(flops=self.flops, runs=len(self.runs))
+
+    def claim(self, runs: Sequence[PinRun], reason: str, flops: Sequence[float]) -> None:
+        self.runs += runs
+        self.flops += sum(flops)
+
+    def work_one(self) -> bool:
+        return False
+
+
+def test_a_fit_the_plan_calls_pinned_but_the_target_does_not_keeps_the_loop_training() -> None:
+    # Beta's interval lopsided about beta: half its width is below |beta| (the plan counts that as excluding 0) but
+    # its lower end is below 0 (the target does not). The loop used to stop here as if no run could help.
+    law = fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200)
+    lopsided = replace(law, intervals={**law.intervals, "beta": (-0.01, law.beta + (law.beta + 0.01) / 2)})
+    target = Target(alpha_halfwidth=10.0)
+    assert missing_for(lopsided, target) == [f"beta's interval [-0.01, {lopsided.intervals['beta'][1]:.3g}] "
+                                             "includes 0"]
+    assert plan_to_target(lopsided, candidates(lopsided), target, draws=100).steps == []
+    queue = ListQueue()
+    budget = Budget(flops=5 * 6 * 1e6 * 1e4)
+    outcome = pin(lambda: lopsided, candidates, queue, target, budget, draws=100)
+    assert outcome.exit_code == EXIT_BUDGET and queue.runs and outcome.spent.flops <= budget.flops
 
 
 def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
