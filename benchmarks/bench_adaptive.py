@@ -7,15 +7,18 @@ every run's loss gets multiplicative noise (default 0.3%) drawn for that run (a 
 
 The grid: 5 sizes x 6 D_F fine-tunes and 5 sizes x 8 scratch D. Every arm pays for every run it trains: 6 N tokens
 x 3 epochs, plus a size's pretraining (6 N x 20 N tokens) the first time a run needs that size. All arms start
-from the same seed runs (two sizes, three scratch D and two D_F each) and stop at the same target: alpha's 95%
-half-width <= ``--tolerance``, beta's interval excluding 0, every bootstrap draw identifying the law, no fit
-warning (``registry.pin.missing_for``).
+from the same seed runs (two sizes, N = 1e6 and 1e8, each with scratch runs at D = 1e6, 1e9, 1e12 and the grid's
+largest, 1e13, and fine-tunes at D_F = 1e4 and 1e6) and stop at the same target: alpha's 95% half-width <=
+``--tolerance``, beta's interval excluding 0, every bootstrap draw identifying the law, no fit warning
+(``registry.pin.missing_for``).
 
 - random: the remaining grid cells in a seeded random order, refitting after each, until the target holds;
 - full: the whole grid (the paper's way), target judged once at the end;
-- adaptive: ``registry.pin.pin`` with the grid's cells (and repeats of measured fine-tunes) as candidates.
+- adaptive: ``registry.pin.pin`` with the grid's cells (and repeats of measured fine-tunes) as candidates; a new
+  size comes as a bundle (its pretraining, scratch runs at 1e6, 1e9 and 1e12, fine-tunes at both seed D_F).
 
-Prints per seed the runs and compute of each arm and, per family, the median adaptive / random ratios.
+Prints per seed the runs and compute of each arm (and why an arm stopped without the target) and, per family, the
+median adaptive / random ratios.
 
     python benchmarks/bench_adaptive.py --seeds 20                 # both built-in families
     python benchmarks/bench_adaptive.py --seeds 2 --bootstrap 100  # smoke run
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _fit_synth import irreducible_loss, kaplan_loss
 
 from transfer_laws.registry.advice import Candidate, Target, compute_flops
-from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
+from transfer_laws.registry.fit import FitError, RunResult, TransferLaw, fit_transfer_law
 from transfer_laws.registry.pin import EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
 
 K, ALPHA, BETA = 1.9e4, 0.18, 0.38
@@ -116,7 +119,8 @@ class Judge:
     def __init__(self, method: str, bootstrap: int, target: Target) -> None:
         self.method, self.bootstrap, self.target = method, bootstrap, target
 
-    def fit(self, results: list[RunResult]):  # a TransferLaw, or None while it cannot be fitted
+    def fit(self, results: list[RunResult]) -> TransferLaw | None:
+        """The law, or None while it cannot be fitted."""
         try:
             return fit_transfer_law(results, d_e_method=self.method, bootstrap=self.bootstrap, seed=0)
         except FitError:
@@ -164,7 +168,9 @@ class MemoryQueue:
     """``registry.pin.RunQueue`` in memory: one worker, runs trained at once."""
 
     def __init__(self, world: World) -> None:
-        self.world, self.waiting, self.done = world, [], []
+        self.world = world
+        self.waiting: list[tuple[PinRun, float]] = []
+        self.done: list[tuple[PinRun, RunResult | None]] = []
         self.flops = 0.0
 
     def held(self) -> list[PinRun]:
@@ -194,13 +200,13 @@ def adaptive_arm(world: World, judge: Judge, draws: int, start: list[Cell]) -> A
     def results() -> list[RunResult]:
         return seed_results + [r for _, r in queue.done if r is not None]
 
-    def fit():  # a TransferLaw
+    def fit() -> TransferLaw:
         law = judge.fit(results())
         if law is None:
             raise ValueError("no law")
         return law
 
-    def candidates(law) -> list[Candidate]:
+    def candidates(law: TransferLaw) -> list[Candidate]:
         sizes = set(SEED_N) | {r.n_params for r, _ in queue.done}
         out = []
         for c in grid_cells():
