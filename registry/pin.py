@@ -34,7 +34,7 @@ from transfer_laws.registry.advice import (
     plan_to_target,
     rank_next_runs,
 )
-from transfer_laws.registry.schema import ROLE_PRETRAIN
+from transfer_laws.registry.schema import ROLE_PRETRAIN, ROLE_SCRATCH
 
 if TYPE_CHECKING:
     from transfer_laws.registry.fit import TransferLaw
@@ -172,6 +172,15 @@ def run_flops(run: PinRun, epochs: float) -> float:
     return compute_flops(run.n_params, run.tokens, 1.0 if run.role == ROLE_PRETRAIN else epochs)
 
 
+def scratch_model_disputed(law: TransferLaw) -> bool:
+    """Whether the fit warns that a competing scratch model (nearly as good in cross-validation) puts alpha or beta
+    outside their intervals."""
+    from transfer_laws.registry.fit._fit import _model_choice_warnings
+
+    bootstrap = int(law.settings.get("bootstrap", 0))
+    return bool(_model_choice_warnings(law.checks.get("candidates", []), law.intervals, bootstrap))
+
+
 def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Target, draws: int,
                        wall: WallTime) -> list[Advice]:
     """The run that narrows what the target still lacks most per FLOP, ignoring how far the target asks: [] when
@@ -187,6 +196,10 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
     beta_short = target.beta_excludes_0 and not (b_low > 0 or b_high < 0)
     # Weigh the intervals the target still needs; with neither short (draws or warnings left), both.
     weights = (float(alpha_short), float(beta_short)) if alpha_short or beta_short else (1.0, 1.0)
+    if not (alpha_short or beta_short) and scratch_model_disputed(law):
+        # Fine-tunes narrow the intervals but cannot say which scratch model holds; only scratch runs can (a loop
+        # of cheap fine-tune repeats would run to its budget with the warning still there).
+        pool = [c for c in pool if c.role == ROLE_SCRATCH]
     ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], draws=draws, wall=wall)
     return [a for a in ranked if a.shrink > 0][:1]
 
