@@ -19,9 +19,19 @@ import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.advice import Candidate, Target, plan_to_target
+from transfer_laws.registry.advice import Candidate, Target, WallTime, plan_to_target
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
-from transfer_laws.registry.pin import EXIT_BUDGET, EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
+from transfer_laws.registry.pin import (
+    EXIT_BUDGET,
+    EXIT_PINNED,
+    Budget,
+    PinRun,
+    Spent,
+    missing_for,
+    narrowest_per_flop,
+    pin,
+    scratch_model_disputed,
+)
 from transfer_laws.scripts.pin import ATTR_REASON, StudyQueue, parse_budget
 from transfer_laws.scripts.sweep import open_study
 
@@ -131,6 +141,23 @@ def test_a_fit_the_plan_calls_pinned_but_the_target_does_not_keeps_the_loop_trai
     budget = Budget(flops=5 * 6 * 1e6 * 1e4)
     outcome = pin(lambda: lopsided, candidates, queue, target, budget, draws=100)
     assert outcome.exit_code == EXIT_BUDGET and queue.runs and outcome.spent.flops <= budget.flops
+
+
+def test_a_disputed_scratch_model_is_settled_with_scratch_runs() -> None:
+    # Intervals met, only the warning that a competing scratch model (as good in cross-validation) puts beta outside
+    # its interval is left: the loop's fallback takes a scratch run, where it would otherwise take the fine-tune that
+    # narrows the intervals most per FLOP (and repeat such fine-tunes to its budget without settling anything).
+    law = fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200)
+    best_cv = min(row["cv_error"] for row in law.checks["candidates"])
+    table = [{**row, "cv_error": best_cv} if row["method"] == "irreducible" else row
+             for row in law.checks["candidates"]]
+    disputed = replace(law, checks={**law.checks, "candidates": table})
+    assert not scratch_model_disputed(law) and scratch_model_disputed(disputed)
+    pool = candidates(law) + [Candidate(n, 1e13, "scratch", epochs=1.0) for n in NS]
+    target = Target(alpha_halfwidth=10.0)
+    [usual] = narrowest_per_flop(law, pool, target, draws=100, wall=WallTime())
+    [settling] = narrowest_per_flop(disputed, pool, target, draws=100, wall=WallTime())
+    assert usual.candidate.role == "finetune" and settling.candidate.role == "scratch" and settling.shrink > 0
 
 
 def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
