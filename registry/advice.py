@@ -44,6 +44,10 @@ BETA_MARGIN = 0.8
 """With a target that beta exclude 0, beta's half-width is worth shrinking down to this fraction of |beta|."""
 IDENTIFIED = 0.999
 """Share of draws that must identify the law for the target to count as reached ("every draw", up to rounding)."""
+MIN_SHRINK = 0.02
+"""Smallest predicted shrink the plan to a target counts: below it a run's gain is within the simulation's own noise
+(about 2% of a half-width for one run between designs on common random numbers), and shrink per FLOP would take
+cheap repeats that each narrow alpha by a fraction of a percent, one after another, without end."""
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,8 @@ def _scale(law: TransferLaw, design: _Design, draws: int, seed: int, width: int)
 
 def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
           alpha_weight: float, beta_weight: float, per_compute: bool, draws: int, seed: int,
-          wall: WallTime, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
+          wall: WallTime, target: Target | None = None, min_shrink: float = 0.0
+          ) -> tuple[list[Advice], tuple[float, float, float]]:
     width = _width(design, candidates)
     now = _simulate(law, design, draws, seed, width)
     scale_a, scale_b = scale
@@ -386,7 +391,7 @@ def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], sc
         # A warning removed (a third size, a curve that now flattens) counts like halving an interval.
         shrink = (sum(gain) / (alpha_weight + beta_weight) + (after.share - now.share)
                   + WARNING_VALUE * (now.warnings - after.warnings))
-        shrink = max(float(shrink), 0.0)
+        shrink = float(shrink) if shrink >= max(min_shrink, 0.0) and shrink > 0 else 0.0
         flops = candidate_flops(c)
         note = ""
         if after.used <= now.used and c.role == ROLE_FINETUNE:
@@ -404,18 +409,19 @@ def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], sc
 
 def rank_next_runs(law: TransferLaw, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
                    beta_weight: float = 1.0, per_compute: bool = True, draws: int = DRAWS, seed: int = 0,
-                   wall: WallTime = WallTime()) -> list[Advice]:
+                   wall: WallTime = WallTime(), min_shrink: float = 0.0) -> list[Advice]:
     """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
 
     ``law`` is a fitted ``TransferLaw``. Returns one ``Advice`` per candidate, best first (by ``score``, or by
-    ``shrink`` when ``per_compute`` is False). A run that adds nothing predicts the version's own half-widths.
+    ``shrink`` when ``per_compute`` is False). A run that adds nothing predicts the version's own half-widths; a
+    shrink below ``min_shrink`` counts as none.
     """
     _check(candidates, alpha_weight, beta_weight)
     design = _design(law)
     scale = _scale(law, design, draws, seed, _width(design, candidates))
     ranked, _ = _rank(law, design, candidates, scale, alpha_weight=alpha_weight,
                       beta_weight=beta_weight, per_compute=per_compute, draws=draws, seed=seed,
-                      wall=wall)
+                      wall=wall, min_shrink=min_shrink)
     return ranked
 
 
@@ -441,7 +447,7 @@ def plan_to_target(law: TransferLaw, candidates: Sequence[Candidate], target: Ta
     warn = len(law.warnings)
     while not meets(half_a, law.beta, half_b, share, target, warn) and len(steps) < max_steps and pool:
         ranked, _ = _rank(law, design, pool, scale, alpha_weight=1.0, beta_weight=1.0, per_compute=True,
-                          draws=draws, seed=seed, wall=wall, target=target)
+                          draws=draws, seed=seed, wall=wall, target=target, min_shrink=MIN_SHRINK)
         best = ranked[0]
         if best.shrink <= 0:
             break

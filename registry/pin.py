@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from transfer_laws.registry.advice import (
+    MIN_SHRINK,
     Advice,
     Candidate,
     Plan,
@@ -197,10 +198,13 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
     # Weigh the intervals the target still needs; with neither short (draws or warnings left), both.
     weights = (float(alpha_short), float(beta_short)) if alpha_short or beta_short else (1.0, 1.0)
     if not (alpha_short or beta_short) and scratch_model_disputed(law):
-        # Fine-tunes narrow the intervals but cannot say which scratch model holds; only scratch runs can (a loop
-        # of cheap fine-tune repeats would run to its budget with the warning still there).
-        pool = [c for c in pool if c.role == ROLE_SCRATCH]
-    ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], draws=draws, wall=wall)
+        # Fine-tunes narrow the intervals but cannot say which scratch model holds; only a new scratch point can (a
+        # loop of cheap fine-tune repeats would run to its budget with the warning still there). Its effect on
+        # the intervals may be small: what it is for is the model choice.
+        ranked = rank_next_runs(law, [c for c in pool if c.role == ROLE_SCRATCH], draws=draws, wall=wall)
+        return [a for a in ranked if a.kind == "scratch"][:1]
+    ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], draws=draws, wall=wall,
+                            min_shrink=MIN_SHRINK)
     return [a for a in ranked if a.shrink > 0][:1]
 
 
