@@ -92,10 +92,10 @@ def test_stops_when_the_target_holds_and_tags_why(tmp_path: Path) -> None:
     queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
     outcome = _pin(queue)
     assert outcome.exit_code == EXIT_PINNED and missing_for(outcome.law, TARGET) == []
-    # 24 runs here since the advice compares designs on common random numbers (8 before, when its noise of +-25% on
-    # a run's predicted shrink happened to favour larger runs): each cheap repeat is predicted, rightly, to narrow
-    # alpha by about 1%, and shrink per FLOP takes one after another. The bound says the loop converges.
-    assert 1 <= outcome.spent.runs < 30 and outcome.spent.flops > 0
+    # 12 runs and 1.7e12 FLOP here (8 runs and 1.6e12 FLOP when the advice's noise of +-25% on a run's predicted
+    # shrink happened to favour larger runs; 24 runs with common random numbers but no floor on the shrink, as each
+    # cheap repeat narrowed alpha by about 1%). The bound says the loop converges without grinding.
+    assert 1 <= outcome.spent.runs < 20 and outcome.spent.flops > 0
     reasons = [t.user_attrs[ATTR_REASON] for t in queue.study.get_trials() if t.state.name == "COMPLETE"]
     assert len(reasons) == outcome.spent.runs and all("chosen by the advice" in r and "alpha" in r for r in reasons)
     assert len(set(_completed_runs(queue))) == len(_completed_runs(queue))
