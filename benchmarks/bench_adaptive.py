@@ -126,9 +126,13 @@ class Judge:
         except FitError:
             return None
 
-    def pinned(self, results: list[RunResult]) -> bool:
+    def missing(self, results: list[RunResult]) -> list[str]:
+        """What the fit of ``results`` lacks for the target ([]: pinned)."""
         law = self.fit(results)
-        return law is not None and not missing_for(law, self.target)
+        return ["no law can be fitted"] if law is None else missing_for(law, self.target)
+
+    def pinned(self, results: list[RunResult]) -> bool:
+        return not self.missing(results)
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,8 @@ def random_arm(world: World, judge: Judge, seed: int, start: list[Cell]) -> Arm:
 
 def full_arm(world: World, judge: Judge, start: list[Cell]) -> Arm:
     rest = [c for c in grid_cells() if c not in start]
-    results = [world.train(c) for c in start + rest]
-    return Arm(len(rest), cost(start + rest, set()) - cost(start, set()), judge.pinned(results))
+    missing = judge.missing([world.train(c) for c in start + rest])
+    return Arm(len(rest), cost(start + rest, set()) - cost(start, set()), not missing, "; ".join(missing))
 
 
 class MemoryQueue:
