@@ -189,9 +189,9 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
 
     The plan to the target finds no step when the advice predicts the target met although the fit misses it (a
     warning the advice does not model, such as a competing scratch model that disagrees; a beta interval that is
-    lopsided about beta), or when every run's predicted gain above the target is lost in the simulation's noise.
-    More data where it narrows the missing intervals most is then the best bet, and the loop stops only when no
-    run narrows anything."""
+    lopsided about beta), or when every run's predicted gain above the target is below ``MIN_SHRINK``. More data
+    where it narrows the missing intervals most per FLOP (or, when no run narrows them by ``MIN_SHRINK``, most) is
+    then the best bet, and the loop stops only when no run narrows anything."""
     alpha_short = alpha_halfwidth(law) > target.alpha_halfwidth
     b_low, b_high = law.intervals["beta"]
     beta_short = target.beta_excludes_0 and not (b_low > 0 or b_high < 0)
@@ -205,6 +205,11 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
         return [a for a in ranked if a.kind == "scratch"][:1]
     ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], draws=draws, wall=wall,
                             min_shrink=MIN_SHRINK)
+    if not ranked or ranked[0].shrink <= 0:
+        # No run narrows them by MIN_SHRINK: the one that narrows them most, whatever it costs (per FLOP, the
+        # cheapest repeat would win again and again with a gain lost in the simulation's noise).
+        ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], per_compute=False,
+                                draws=draws, wall=wall)
     return [a for a in ranked if a.shrink > 0][:1]
 
 
