@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.advice import Candidate, Target, WallTime, plan_to_target
+from transfer_laws.registry.advice import MIN_SHRINK, Candidate, Target, WallTime, plan_to_target, rank_next_runs
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
 from transfer_laws.registry.pin import (
     EXIT_BUDGET,
@@ -161,6 +161,21 @@ def test_a_disputed_scratch_model_is_settled_with_scratch_runs() -> None:
     [usual] = narrowest_per_flop(law, pool, target, draws=100, wall=WallTime())
     [settling] = narrowest_per_flop(disputed, pool, target, draws=100, wall=WallTime())
     assert usual.candidate.role == "finetune" and settling.candidate.role == "scratch" and settling.shrink > 0
+
+
+def test_with_no_run_above_the_shrink_floor_the_fallback_takes_the_most_narrowing_one() -> None:
+    # Ten more repeats at (1e6, 1e4): among these candidates none narrows alpha by MIN_SHRINK. The loop neither stops
+    # (alpha is still short of the target) nor takes the cheapest run: it takes the one that narrows alpha most.
+    more = [RunResult(f"more-{i}", "finetune", 1e6, 1e4, true_loss(PinRun("finetune", "", 1e6, 10000, seed=i + 1)))
+            for i in range(10)]
+    law = fit_transfer_law(SEED_RUNS + more, d_e_method="kaplan", bootstrap=200)
+    pool = [Candidate(1e8, 3e4, epochs=1.0), Candidate(1e6, 1e13, "scratch", epochs=1.0),
+            Candidate(1e6, 1e4, epochs=1.0)]
+    target = Target(alpha_halfwidth=0.01)
+    raw = rank_next_runs(law, pool, alpha_weight=1.0, beta_weight=0.0, per_compute=False, draws=100)
+    assert all(a.shrink < MIN_SHRINK for a in raw) and raw[0].shrink > 0
+    [chosen] = narrowest_per_flop(law, pool, target, draws=100, wall=WallTime())
+    assert chosen.candidate == raw[0].candidate == Candidate(1e8, 3e4, epochs=1.0)
 
 
 def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
