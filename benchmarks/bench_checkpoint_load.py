@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from transfer_laws.lightning_modules.model import GPT, preset, save_checkpoint
+    from transfer_laws.lightning_modules.config import preset
+    from transfer_laws.lightning_modules.model import GPT, save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_checkpoint(GPT(preset(args.preset, vocab_size=args.vocab)), Path(tmp) / "ckpt")

@@ -16,7 +16,12 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Settings = TypeVar("_Settings", bound="DataclassInstance")
 
 
 class CheckpointError(ValueError):
@@ -217,6 +222,25 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_time_s must be positive, got {self.max_time_s!r}")
 
 
-def default_from(instance: Any) -> Any:
+def default_from(instance: _Settings) -> _Settings:
     """A dataclass field whose default is a fresh copy of ``instance`` (a recipe's defaults, kept as an instance)."""
     return dataclasses.field(default_factory=lambda: dataclasses.replace(instance))
+
+
+def at_least(minimum: float, default: Any = dataclasses.MISSING, *, strict: bool = False,
+             maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``) and, when
+    given, <= ``maximum``.
+
+    The command line checks it when the arguments are built (``scripts/_args.py``), so a bad value is one line and
+    exit 2 before any work starts.
+    """
+    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict, "maximum": maximum}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **field_kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
+
+
+def positive(default: Any = dataclasses.MISSING, *, maximum: float | None = None, **field_kwargs: Any) -> Any:
+    """A field that must be > 0 (a size, a budget, a loss), and at most ``maximum`` when given."""
+    return at_least(0, default, strict=True, maximum=maximum, **field_kwargs)

@@ -23,6 +23,8 @@ from transfer_laws.lightning_modules import _english, _sources
 from transfer_laws.lightning_modules._dedup import minhash, near_duplicates
 from transfer_laws.lightning_modules._sources import CorpusError, RawDoc, SourceInfo
 
+JsonDict = dict[str, Any]
+"""A manifest's build arguments and sources: JSON values of many kinds."""
 BUILTIN_KINDS = ("text", "english", "python", "code", "mix", "all")
 MANIFEST = "manifest.json"
 TRAIN_FILE = "train.jsonl"
@@ -44,9 +46,9 @@ class CorpusManifest:
 
     name: str
     """The corpus kind or the user's source, as passed to build_corpus."""
-    args: dict[str, Any]
+    args: JsonDict
     """The build arguments; a folder is reused only when they match."""
-    sources: list[dict[str, Any]]
+    sources: list[JsonDict]
     """Every source: name, package version where known, origin, files, raw bytes, kept docs and content digest."""
     skipped_empty: int
     """Files/documents that were empty after cleaning."""
@@ -67,7 +69,7 @@ class CorpusManifest:
     path: Path | None = None
     """The folder (not written to the manifest file)."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonDict:
         """The manifest as JSON-ready data (without ``path``)."""
         data = asdict(self)
         data.pop("path")
@@ -202,7 +204,7 @@ def build_corpus(kind: str, out_dir: Path, *, max_bytes: int | None = None, test
                               near_duplicates=len(leaks), capped_docs=capped, path=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus_hash = hashlib.sha256()
-    per_source: dict[str, tuple[Any, int]] = {}
+    per_source: dict[str, tuple[hashlib._Hash, int]] = {}
     for filename, items, stats in ((TRAIN_FILE, train, manifest.train), (TEST_FILE, test, manifest.test)):
         tmp = out_dir / f".{filename}.{os.getpid()}.tmp"  # per process: ranks of one job may build it at once
         with tmp.open("w", encoding="utf-8") as fh:

@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -44,6 +44,9 @@ from torch.utils.data import DataLoader, Dataset
 from transfer_laws.lightning_modules.config import BudgetError, DataConfig
 from transfer_laws.lightning_modules.distributed import EMPTY_WINDOW, ShardSampler, process_group
 from transfer_laws.lightning_modules.tokenizer import load_tokenizer, tokenizer_digest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -178,7 +181,7 @@ class TokenDataModule(L.LightningDataModule):
         self._train = WindowDataset(train, cfg.context_length, eos)
         self._test = WindowDataset(test, cfg.context_length, eos)
 
-    def _tokenised(self, split: str, tokenizer: Any, eos: int) -> _SplitTokens:
+    def _tokenised(self, split: str, tokenizer: PreTrainedTokenizerBase, eos: int) -> _SplitTokens:
         """A split's token ids per document and characters per document, tokenised once and cached."""
         import datasets
         import pyarrow.compute as pc

@@ -3,8 +3,7 @@
 The model follows nanoGPT's shape: learned position embeddings, pre-LayerNorm blocks with causal
 ``F.scaled_dot_product_attention``, a tanh-GELU MLP of width 4d, a final LayerNorm and an unembedding tied to the
 token embedding. The loss is the mean cross-entropy in nats/token. Its shape (``GPTConfig``, ``PRESETS``,
-``preset``), the N convention of a shape and ``CheckpointError`` live in the torch-free ``config.py`` and are
-re-exported here.
+``preset``), the N convention of a shape and ``CheckpointError`` live in the torch-free ``config.py``.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transfer_laws.lightning_modules.config import PRESETS as PRESETS  # re-exported: model.PRESETS stays valid
 from transfer_laws.lightning_modules.config import CheckpointError, GPTConfig
-from transfer_laws.lightning_modules.config import preset as preset
 
+CheckpointFacts = dict[str, Any]
+"""What a checkpoint records beside its weights (``config.json``'s ``extra``): JSON values of many kinds."""
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -131,7 +130,7 @@ def total_params(model_or_config: GPT | GPTConfig) -> int:
     return sum(p.numel() for p in model_or_config.parameters())
 
 
-def save_checkpoint(model: GPT, folder: Path, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model: GPT, folder: Path, extra: CheckpointFacts | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (``{"gpt": config, "extra": extra}``) into ``folder``.
 
     Files are written under temporary names and renamed, so a crash never leaves a half-written checkpoint behind
@@ -151,7 +150,7 @@ def save_checkpoint(model: GPT, folder: Path, extra: dict[str, Any] | None = Non
     return folder
 
 
-def load_checkpoint(folder: Path) -> tuple[GPT, dict[str, Any]]:
+def load_checkpoint(folder: Path) -> tuple[GPT, CheckpointFacts]:
     """Read a folder written by save_checkpoint; any missing, corrupt or truncated file is a CheckpointError."""
     folder = Path(folder)
     files = {}
@@ -165,7 +164,7 @@ def load_checkpoint(folder: Path) -> tuple[GPT, dict[str, Any]]:
     return checkpoint_from_bytes(files, str(folder))
 
 
-def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, dict[str, Any]]:
+def checkpoint_from_bytes(files: Mapping[str, bytes], where: str) -> tuple[GPT, CheckpointFacts]:
     """The GPT and its recorded facts from the bytes of ``config.json`` and ``model.safetensors``.
 
     The one reader of a checkpoint: ``load_checkpoint`` passes a folder's files, the registry passes the bytes it

@@ -10,7 +10,7 @@ import logging
 import math
 import sys
 import time
-from typing import IO, Any
+from typing import IO
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -33,7 +33,7 @@ class LineProgress(Callback):
         self._start = self._last = time.monotonic()
         self._tokens_at_last = int(getattr(pl_module, "tokens_seen", 0))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
         if time.monotonic() - self._last >= self.every_s:
             self._emit(trainer, pl_module)
 

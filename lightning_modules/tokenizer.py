@@ -11,7 +11,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 EOS = "<|endoftext|>"
 
@@ -68,7 +71,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, *, vocab_size: int = 2048,
     return TokenizerInfo(out_dir, tokenizer_digest(out_dir), len(fast))
 
 
-def load_tokenizer(path: Path) -> Any:
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
     """Load a saved tokenizer folder as a transformers fast tokenizer (offline; no hub access)."""
     from transformers import AutoTokenizer
 
@@ -77,8 +80,8 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def tokens_per_char(tokenizer: Any, corpus_dir: Path, *, split: str = "test", max_bytes: int | None = 2_000_000
-                    ) -> float:
+def tokens_per_char(tokenizer: PreTrainedTokenizerBase, corpus_dir: Path, *, split: str = "test",
+                    max_bytes: int | None = 2_000_000) -> float:
     """Tokens per character of ``tokenizer`` on ``corpus_dir``'s split (lower = better compression)."""
     texts = list(_texts(corpus_dir, max_bytes, split))
     if not texts:

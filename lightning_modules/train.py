@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.loggers import Logger
 
 from transfer_laws.lightning_modules.config import TrainConfig
 from transfer_laws.lightning_modules.distributed import launcher_devices
@@ -79,7 +80,7 @@ def build_trainer(
     train: TrainConfig,
     *,
     callbacks: Sequence[Callback] = (),
-    logger: Any = None,
+    logger: Logger | None = None,
     enable_progress_bar: bool = True,
 ) -> L.Trainer:
     """A Trainer for TransferLM; ``logger`` is passed through (None: no logger, no files).

@@ -36,8 +36,10 @@ from transfer_laws.registry.schema import (
     CONTEXT_TEST,
     CONTEXT_TRAINING,
     LAW_MODEL_PREFIX,
+    METRIC_BEST_STEP,
     METRIC_BEST_TEST_LOSS,
     METRIC_N,
+    MLFLOW_DATA_CONTEXT,
     MLFLOW_NOTE,
     PARAM_CONTEXT,
     PARAM_D_PRETRAIN_CHARS,
@@ -54,6 +56,7 @@ from transfer_laws.registry.schema import (
     ROLE_PRETRAIN,
     ROLE_SCRATCH,
     TAG_FAILURE,
+    TAG_INPUT_TOKENS,
     TAG_LAW,
     TAG_TOKENIZER,
     data_params,
@@ -67,9 +70,6 @@ if TYPE_CHECKING:
     from mlflow.store.entities.paged_list import PagedList
 
 FACTS_FILE = "unwritten-run-facts.json"
-CONTEXT_TAG = "mlflow.data.context"
-TOKENS_TAG = "transfer.tokens"
-BEST_STEP_METRIC = "best_step"
 
 
 class TransferFactsCallback(L.Callback):
@@ -146,7 +146,7 @@ class TransferFactsCallback(L.Callback):
             return
         best = float(getattr(pl_module, "best_test_loss", math.inf))
         if math.isfinite(best):
-            metrics = {METRIC_BEST_TEST_LOSS: best, BEST_STEP_METRIC: float(getattr(pl_module, "best_step", -1))}
+            metrics = {METRIC_BEST_TEST_LOSS: best, METRIC_BEST_STEP: float(getattr(pl_module, "best_step", -1))}
             self._write({"kind": "metrics", "values": metrics, "step": int(trainer.global_step)})
         if self.facts.for_laws and self.facts.role == ROLE_FINETUNE and self.facts.parent_uri:  # its run list: loss
             self._write({"kind": "lineage", "parent_uri": self.facts.parent_uri})
@@ -371,9 +371,9 @@ def _dataset_inputs(facts: RunFacts, datamodule: Any) -> list[dict[str, Any]]:
             "schema": None,
             "profile": json.dumps({"tokens": tokens}),
         }
-        tags = {CONTEXT_TAG: context}
+        tags = {MLFLOW_DATA_CONTEXT: context}
         if tokens is not None:
-            tags[TOKENS_TAG] = str(int(tokens))
+            tags[TAG_INPUT_TOKENS] = str(int(tokens))
         inputs.append({"dataset": dataset, "tags": tags})
     return inputs
 

@@ -95,6 +95,7 @@ def _section(root: str, view: LawView, fv: FitView) -> dict[str, Any]:
             "d_t_plot": d_t_svg(fv.fit, view.runs, links["runs"]) if fv.fit is not None else "",
             "history_plots": [history_svg(fv.history, name) for name in ("alpha", "beta")] if len(fv.history) else [],
             "exchange": _exchange(fv.fit),
+            "k_per_char": fv.fit.k_per_char() if fv.fit is not None else None,  # beside the paper's k (per char)
             "unit": (fv.fit.settings.get("unit", "tokens") if fv.fit is not None else "tokens")}
 
 

@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 
 def calibration_section(client: MlflowClient, law: str, fit: Any, version: str | None) -> dict[str, Any]:
     """``calibration``: {versions: [(version, line)], pooled, loo (line), plot (SVG or "")} for the template."""
+    from transfer_laws.registry.fit._forecast import calibration
     from transfer_laws.registry.fit._svg_forecast import forecast_chart
+    from transfer_laws.registry.fit._types import TrackRecord
     from transfer_laws.registry.forecast import track_record
     from transfer_laws.registry.law_card import calibration_line
 
@@ -23,9 +25,9 @@ def calibration_section(client: MlflowClient, law: str, fit: Any, version: str |
         record = track_record(client, law)
     except Exception:  # the page still shows the law when the runs cannot be searched
         log.warning("could not read the track record of %s", law, exc_info=True)
-        record = {"versions": {}, "pooled": {"n": 0}}
+        record = TrackRecord(versions={}, pooled=calibration([]))
     loo = ((getattr(fit, "checks", {}) or {}).get("loo") or {}) if fit is not None else {}
-    rows = [r for rec in record["versions"].values() for r in rec["runs"]]
+    rows = [r for rec in record["versions"].values() for r in rec.get("runs", [])]
     plot = forecast_chart(rows, f"{law}: each run forecast by the version before it") or ""
     loo_plot = forecast_chart(loo.get("runs") or [], f"{law} v{version}: leave-one-out") or ""
     return {"calibration": {

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics, download_artifact
-from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL
+from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL, REFIT_PARAM_N_RUNS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -125,7 +125,7 @@ def _version_row(client: MlflowClient, model_name: str, mv: ModelVersion) -> Ver
             return _rows[key]
     try:
         metrics, run_id, _ = _source_metrics(client, mv)
-        n_runs = client.get_run(run_id).data.params.get("n_runs") if run_id else None
+        n_runs = client.get_run(run_id).data.params.get(REFIT_PARAM_N_RUNS) if run_id else None
     except Exception:  # a version whose run is gone still has a row, without numbers
         metrics, run_id, n_runs = {}, None, None
     row = VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),

@@ -17,11 +17,28 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.plugin.run_config import exact_count, resolved_config
+from transfer_laws.registry.checkpoints import check_tokenizer
 from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.refit import refit_after_run
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_PRETRAIN, ROLE_SCRATCH, TAG_FAILURE
-from transfer_laws.registry.tracking import ensure_experiment, home_dir, is_embedded, use_tracking_uri
+from transfer_laws.registry.tracking import client_for, ensure_experiment, home_dir, is_embedded, use_tracking_uri
+
+if TYPE_CHECKING:  # torch, Lightning and MLflow load when a run trains, not when a recipe's flags are built
+    from lightning.pytorch import Callback, Trainer
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from transfer_laws.lightning_modules import TransferLM  # lazy: torch and Lightning
+    from transfer_laws.lightning_modules.config import DataConfig, GPTConfig, OptimConfig, TrainConfig
+    from transfer_laws.lightning_modules.model import GPT
+    from transfer_laws.registry.checkpoints import LoadedCheckpoint
+    from transfer_laws.registry.refit import RefitResult
+
+Param = str | int | float
+"""A value MLflow logs as a param (it stores the text)."""
 
 
 class TrainingSettingsError(ValueError):
@@ -44,9 +61,9 @@ class RunExtras:
 
     tags: dict[str, str] = field(default_factory=dict)
     """Tags that travel in the run's facts (sweep, trial, parent run, where the learning rate came from)."""
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
     """Params beside the facts' N, D and settings (e.g. ``lr`` of a sweep's run)."""
-    callbacks: Sequence[Any] = ()
+    callbacks: Sequence[Callback] = ()
     """Lightning callbacks after the run's own (e.g. reporting each evaluation to an Optuna trial)."""
 
 
@@ -59,14 +76,12 @@ class TrainedRun(RunResult):
     """The saved best weights (with the tokenizer) when the recipe asked for them (pretraining)."""
     rank: int = 0
     """Global rank of the process that returns this; only rank 0 wrote the run, checkpoint and refit."""
-    refit: Any = None
-    """What the in-process refit on the embedded store did (``registry.refit.RefitResult``), None elsewhere."""
+    refit: list[RefitResult] | None = None
+    """What the in-process refit on the embedded store did (one result per law the run feeds), None elsewhere."""
 
 
 def default_run_name(role: str, n_params: int, d_f_tokens: int | None) -> str:
     """``finetune-N24832-D2500``: exact numbers (``k``/``M`` only for exact multiples), so names never collide."""
-    from transfer_laws.plugin.run_config import exact_count
-
     budget = "" if d_f_tokens is None else f"-D{exact_count(d_f_tokens)}"
     return f"{role}-N{exact_count(n_params)}{budget}"
 
@@ -74,18 +89,18 @@ def default_run_name(role: str, n_params: int, d_f_tokens: int | None) -> str:
 def train_run(
     *,
     role: str,
-    facts: Any,
-    data_config: Any,
-    model_config: Any,
-    optim: Any,
-    train: Any,
+    facts: RunFacts,
+    data_config: DataConfig,
+    model_config: GPTConfig,
+    optim: OptimConfig,
+    train: TrainConfig,
     tracking_uri: str | None,
     experiment: str,
     run_name: str | None,
-    init_weights: Path | Any = None,
-    parent: Any = None,
+    init_weights: Path | GPT | None = None,
+    parent: LoadedCheckpoint | None = None,
     save_checkpoint_to: Path | None = None,
-    checkpoint_extra: dict[str, Any] | None = None,
+    checkpoint_extra: dict[str, Param] | None = None,
     refit: bool = True,
     refit_bootstrap: int = 1000,
     refit_plots: bool = True,
@@ -98,9 +113,10 @@ def train_run(
     ``tracking_uri`` is used as given when it is an activated URI (the recipes activate it once, first, so an
     unreachable server is the first error); ``refit`` False lands the run without refitting (a tuning trial).
     """
+    # lazy: torch and Lightning (seconds), loaded when a run trains, not when a recipe builds its flags
     from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, save_checkpoint
     from transfer_laws.lightning_modules.distributed import launch_rank
-    from transfer_laws.plugin import TransferFactsCallback
+    from transfer_laws.plugin.callback import TransferFactsCallback
 
     if role not in (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE):
         raise ValueError(f"unknown role {role!r}")
@@ -112,8 +128,6 @@ def train_run(
     datamodule = TokenDataModule(data_config)
     datamodule.setup("fit")  # fails fast (budget larger than the corpus) before a run exists
     if parent is not None:
-        from transfer_laws.registry.checkpoints import check_tokenizer
-
         check_tokenizer(parent, datamodule.tokenizer_digest)  # a clear error before training starts
     if evals_per_epoch:
         train = replace(train, eval_every_steps=eval_interval(datamodule.train_tokens, data_config.context_length,
@@ -124,11 +138,9 @@ def train_run(
     name = run_name or default_run_name(role, module.n_params, None if role == ROLE_PRETRAIN
                                         else datamodule.train_tokens)
     # No MLflow call before fit: the run is created inside it, on global rank 0, once the ranks are known.
-    logger = _run_logger(experiment_name=experiment, tracking_uri=uri, run_name=name, log_model=False)
+    logger = _run_logger(experiment_name=experiment, tracking_uri=uri, run_name=name)
     if extras.tags:
         facts = replace(facts, extra_tags={**facts.extra_tags, **extras.tags})
-    from transfer_laws.plugin.run_config import resolved_config
-
     config = resolved_config(role=role, model=model_config, optim=optim, train=train, data=data_config,
                              run={"experiment": experiment, "parent": getattr(parent, "parent_uri", None),
                                   "evals_per_epoch": evals_per_epoch, "refit": refit,
@@ -164,10 +176,8 @@ def train_run(
     if not trainer.is_global_zero:
         return result
     if role == ROLE_PRETRAIN and run_name is None and module.tokens_seen:  # named by what it trained on
-        from mlflow import MlflowClient
-
         name = default_run_name(role, module.n_params, int(module.tokens_seen))
-        MlflowClient(tracking_uri=uri).update_run(run_id, name=name)
+        client_for(uri).update_run(run_id, name=name)
         result = replace(result, name=name)
     try:
         if save_checkpoint_to is not None:
@@ -187,32 +197,31 @@ def train_run(
             result = replace(result, checkpoint_dir=checkpoint_dir)
     except Exception as exc:
         raise _failed(trainer, logger, run_id, exc, f"run {run_id} failed after training: {exc}") from exc
-    logger.end_run("FINISHED")
+    logger.experiment.set_terminated(logger.run_id, "FINISHED")  # the end of fit left it RUNNING (_run_logger)
     if refit and role != ROLE_PRETRAIN and is_embedded(uri):
         # No server runs hooks for the embedded store: the refit the app plugin would enqueue runs here.
-        from transfer_laws.registry.refit import refit_after_run
-
         result = replace(result, refit=refit_after_run(result.run_id, tracking_uri=uri, bootstrap=refit_bootstrap,
                                                           plots=refit_plots))
     return result
 
 
-def _trainer(train: Any, data_config: Any, **kwargs: Any) -> Any:
+def _trainer(train: TrainConfig, data_config: DataConfig, *, callbacks: Sequence[Callback], logger: MLFlowLogger,
+             enable_progress_bar: bool) -> Trainer:
     """The Trainer, with settings it cannot run as bad input (exit 2): nothing has started yet."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from transfer_laws.lightning_modules import build_trainer
-    from transfer_laws.lightning_modules.data import per_rank_batch
+    from transfer_laws.lightning_modules import build_trainer  # lazy: torch and Lightning
+    from transfer_laws.lightning_modules.data import per_rank_batch  # lazy: torch
 
     try:
-        trainer = build_trainer(train, **kwargs)
+        trainer = build_trainer(train, callbacks=callbacks, logger=logger, enable_progress_bar=enable_progress_bar)
         per_rank_batch(data_config.batch_size, trainer.world_size)
     except (ValueError, MisconfigurationException) as exc:
         raise TrainingSettingsError(str(exc)) from None
     return trainer
 
 
-def _run_logger(**kwargs: Any) -> Any:
+def _run_logger(*, experiment_name: str, tracking_uri: str, run_name: str) -> MLFlowLogger:
     """MLflow's Lightning logger, except that the end of ``fit`` does not end the run: ``train_run`` ends it
     FINISHED when the whole job is done (a server's refit hook fires on that). A failed fit still ends it FAILED."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -222,13 +231,10 @@ def _run_logger(**kwargs: Any) -> Any:
             if status != "success":
                 super().finalize(status)
 
-        def end_run(self, status: str) -> None:
-            self.experiment.set_terminated(self.run_id, status)
-
-    return RunLogger(**kwargs)
+    return RunLogger(experiment_name=experiment_name, tracking_uri=tracking_uri, run_name=run_name, log_model=False)
 
 
-def _all_ranks_done(trainer: Any) -> None:
+def _all_ranks_done(trainer: Trainer) -> None:
     """Every rank got through training: a barrier (a rank that died makes it raise on the others) and, under
     Lightning's own launcher, the exit codes of the processes it started (its children)."""
     if trainer.world_size == 1:
@@ -246,19 +252,21 @@ CHILD_EXIT_TIMEOUT_S = 300
 """How long rank 0 waits for the ranks it launched to exit after training (they only return by then)."""
 
 
-def _failed(trainer: Any, logger: Any, run_id: str | None, exc: BaseException, message: str) -> TrainingFailed:
+def _failed(trainer: Trainer, logger: MLFlowLogger, run_id: str | None, exc: BaseException,
+            message: str) -> TrainingFailed:
     """Mark the run FAILED with the reason (global rank 0 only) and the error every rank raises."""
     if trainer.is_global_zero and run_id:
         _mark_failed(logger, run_id, f"{type(exc).__name__}: {exc}")
     return TrainingFailed(message, str(run_id))
 
 
-def seeded_module(model_config: Any, optim: Any, init_weights: Path | Any, seed: int) -> Any:
+def seeded_module(model_config: GPTConfig, optim: OptimConfig, init_weights: Path | GPT | None,
+                  seed: int) -> TransferLM:
     """The TransferLM with its initial weights drawn from ``seed`` alone, whatever this process ran before
     (a sweep trains many runs in one process; the Trainer seeds only later, after the weights exist)."""
     import lightning as L
 
-    from transfer_laws.lightning_modules import TransferLM
+    from transfer_laws.lightning_modules import TransferLM  # lazy: torch and Lightning
 
     L.seed_everything(seed, workers=True, verbose=False)
     return TransferLM(model_config, optim, init_weights=init_weights)
@@ -276,11 +284,9 @@ def eval_interval(train_tokens: int, context_length: int, batch_size: int, evals
     return max(floor, round(steps_per_epoch / evals_per_epoch))
 
 
-def _mark_failed(logger: Any, run_id: str, reason: str) -> None:
+def _mark_failed(logger: MLFlowLogger, run_id: str, reason: str) -> None:
     """Record why a run failed; the logger has already ended it as FAILED, or we do it here."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=logger._tracking_uri)  # the logger's own store
+    client = client_for(logger._tracking_uri)  # the logger's own store
     client.set_tag(run_id, TAG_FAILURE, reason[:5000])
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, "FAILED")

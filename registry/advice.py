@@ -26,14 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
+from transfer_laws.registry.fit._fit import MIN_POINTS, _classify, _cutoff_unmeasured
+from transfer_laws.registry.fit._law import design as law_design
+from transfer_laws.registry.fit._model import ScratchModel
+from transfer_laws.registry.fit._parametric import log_d_e_sampler
+from transfer_laws.registry.fit._scratch import group_by_n, match_n, monotone_curve
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
-
-if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
 
 Z95 = 1.96
 DRAWS = 400
@@ -198,10 +201,7 @@ def _design(law: TransferLaw) -> _Design:
                    sigma=(sigma_s, dof_s, sigma_f, max(used - 3, 0) + dof_s))
 
 
-def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> Any:
-    from transfer_laws.registry.fit._model import ScratchModel
-    from transfer_laws.registry.fit._scratch import group_by_n, monotone_curve
-
+def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarray) -> ScratchModel:
     levels, group = group_by_n(n)
     curves = [monotone_curve(np.log(d[group == g]), log_l[group == g]) for g in range(levels.size)]
     s = law.scratch
@@ -209,7 +209,7 @@ def _scratch_for(law: TransferLaw, n: np.ndarray, d: np.ndarray, log_l: np.ndarr
                         log_d=np.log(d), log_l=log_l, irreducible=s.irreducible)
 
 
-def _scratch_loss(scratch: Any, n: float, d: float) -> float:
+def _scratch_loss(scratch: ScratchModel, n: float, d: float) -> float:
     """Predicted ln loss of a scratch run: the scratch model; past an interpolated curve's end, its last slope
     (or the Kaplan form where the curve has one node or N has none)."""
     value = float(scratch.log_loss(np.array([n]), np.array([np.log(d)]))[0])
@@ -238,9 +238,7 @@ class _Sim:
     """Fit warnings a pin target cares about: 3 points only, two sizes only, per N a low-data cutoff unchecked."""
 
 
-def _warnings(grown: Any, u_n: np.ndarray) -> int:
-    from transfer_laws.registry.fit._fit import MIN_POINTS, _cutoff_unmeasured
-
+def _warnings(grown: ScratchModel, u_n: np.ndarray) -> int:
     if u_n.size == 0:
         return 3
     sizes = np.unique(np.round(np.log(u_n), 9)).size
@@ -255,12 +253,6 @@ def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int, width: i
     ``width``: fine-tune columns of noise to draw (the usable points, then copies of the first that weigh nothing),
     so that designs compared with each other draw the same noise for the same points: a draws x m matrix of
     normals read row by row gives every point new numbers when m grows by one."""
-    from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
-    from transfer_laws.registry.fit._fit import MIN_POINTS, _classify
-    from transfer_laws.registry.fit._law import design as law_design
-    from transfer_laws.registry.fit._parametric import log_d_e_sampler
-    from transfer_laws.registry.fit._scratch import match_n
-
     theta = np.array([np.log(law.k), law.alpha, law.beta])
     s_n, s_d, s_log_l = design.s_n, design.s_d, design.s_log_l
     grown = _scratch_for(law, s_n, s_d, s_log_l)
@@ -306,7 +298,7 @@ def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int, width: i
     rng = np.random.default_rng(seed)
     sampler = log_d_e_sampler(rng, draws, grown.form(), (grown.group, grown.log_n, grown.log_d, grown.log_l),
                               (sigma_s, dof_s), np.log(u_n), match_n(grown.levels, u_n), fitted, (sigma_f, dof_f))
-    raw, _ = law_draws_in_blocks(sampler, np.tile(weights, (draws, 1)), u_log_d_f, np.log(u_n), False,
+    raw, _ = law_draws_in_blocks(sampler, np.tile(weights, (draws, 1)), u_log_d_f, np.log(u_n),
                                  max(grown.log_n.size, u_n.size))
     good = np.isfinite(raw).all(axis=1)
     if good.sum() < 10:

@@ -23,6 +23,7 @@ from transfer_laws.lightning_modules.config import (  # torch-free: raising or p
     CheckpointError,
     parse_model_uri,
 )
+from transfer_laws.registry.lineage import update_checkpoint_lineage
 from transfer_laws.registry.schema import (
     CHECKPOINT_ARTIFACT,
     CKPT_KIND_PRETRAINED,
@@ -35,12 +36,23 @@ from transfer_laws.registry.schema import (
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
     MLFLOW_NOTE,
+    TAG_SOURCE,
+    checkpoint_model_name,
     ui_route,
 )
-from transfer_laws.registry.tracking import client_for, fluent_uri, get_version, model_id_of
+from transfer_laws.registry.tracking import (
+    client_for,
+    ensure_experiment,
+    fluent_uri,
+    get_version,
+    mark_registered,
+    model_id_of,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from transfer_laws.lightning_modules.model import GPT
 
 MANIFEST = "manifest.json"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -78,10 +90,10 @@ class LoadedCheckpoint:
     """Digest of the tokenizer the checkpoint was trained with."""
     parent_uri: str
     """``models:/name/<version number>``: the exact version (an alias moves; this does not)."""
-    model: Any = None
+    model: GPT
     """The GPT read from the folder when it was verified (its ``config`` is the checkpoint's shape): a fine-tune
     starts from it instead of reading the files again."""
-    extra: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None  # JSON read from config.json: any JSON value
     """The checkpoint's recorded facts (source corpus, tokenizer digest, ...) from its ``config.json``."""
 
 
@@ -93,7 +105,7 @@ def checkpoint_files(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in paths}
 
 
-def manifest_of(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
+def manifest_of(files: Mapping[str, bytes]) -> dict[str, dict[str, str | int]]:
     """SHA-256 and size of each file's bytes: what ``manifest.json`` records and loading checks."""
     return {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
 
@@ -132,8 +144,9 @@ def verified_files(folder: Path, keep: Collection[str] = ()) -> dict[str, bytes]
     return kept
 
 
-def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: str = DEFAULT_CHECKPOINT_ALIAS,
-                        run_id: str | None = None, tags: dict[str, Any] | None = None,
+def register_checkpoint(folder: Path, *, name: str = checkpoint_model_name("text"),
+                        alias: str = DEFAULT_CHECKPOINT_ALIAS, run_id: str | None = None,
+                        tags: Mapping[str, object] | None = None,
                         tracking_uri: str | None = None) -> RegisteredCheckpoint:
     """Register a checkpoint folder as a new version of ``name`` and point ``alias`` at it.
 
@@ -142,7 +155,10 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
     ``tags`` override or add. The folder is validated first: a bad folder registers nothing.
     """
 
-    from transfer_laws.lightning_modules.model import checkpoint_from_bytes, non_embedding_params
+    from transfer_laws.lightning_modules.model import (  # lazy: torch, only when a checkpoint is read
+        checkpoint_from_bytes,
+        non_embedding_params,
+    )
 
     folder = Path(folder)
     pickles = [p.name for p in folder.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
@@ -150,7 +166,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
         raise CheckpointError(f"checkpoint {folder} holds pickle-format files {pickles}; only safetensors/JSON")
     files = checkpoint_files(folder)  # read once: validated, hashed into the manifest and staged from these bytes
     model, extra = checkpoint_from_bytes(files, str(folder))  # CheckpointError on a missing, corrupt or truncated file
-    version_tags = {
+    facts: dict[str, object] = {
         CKPT_TAG_KIND: CKPT_KIND_PRETRAINED,
         CKPT_TAG_N: non_embedding_params(model),
         CKPT_TAG_TOKENS_SEEN: extra.get("tokens_seen"),
@@ -159,7 +175,7 @@ def register_checkpoint(folder: Path, *, name: str = "pretrained-text", alias: s
         CKPT_TAG_TOKENIZER_DIGEST: extra.get("tokenizer_digest"),
         **(tags or {}),
     }
-    version_tags = {k: str(v) for k, v in version_tags.items() if v is not None}
+    version_tags = {k: str(v) for k, v in facts.items() if v is not None}
     run_id = run_id or extra.get("run_id")
     client = client_for(tracking_uri)
     experiment_id = _experiment_for(client, run_id, tracking_uri)
@@ -191,8 +207,6 @@ def _describe(client: MlflowClient, model_id: str, name: str, version: int) -> N
     registered either way (a failure here is a warning, not a lost registration)."""
     import warnings
 
-    from transfer_laws.registry.lineage import update_checkpoint_lineage
-
     try:
         link_logged_model(client, model_id, name, version)
         update_checkpoint_lineage(client, f"models:/{name}/{version}")
@@ -203,8 +217,6 @@ def _describe(client: MlflowClient, model_id: str, name: str, version: int) -> N
 def link_logged_model(client: MlflowClient, model_id: str, name: str, version: int) -> None:
     """Record on the LoggedModel that registry version ``name/version`` holds it (``tracking.mark_registered``) and
     say in its description where its lineage lives."""
-    from transfer_laws.registry.tracking import mark_registered
-
     mark_registered(client, model_id, name, version)
     if not client.get_logged_model(model_id).tags.get(MLFLOW_NOTE):  # the model page's description: its lineage
         client.set_logged_model_tags(model_id, {MLFLOW_NOTE: (
@@ -218,7 +230,11 @@ def load_checkpoint_uri(uri: str, dst: Path | None = None, tracking_uri: str | N
     """Download a registered checkpoint (``models:/name@alias`` or ``models:/name/version``) and verify it."""
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.lightning_modules.model import CONFIG_FILE, WEIGHTS_FILE, checkpoint_from_bytes
+    from transfer_laws.lightning_modules.model import (  # lazy: torch, only when a checkpoint is read
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        checkpoint_from_bytes,
+    )
 
     name, _, _ = parse_model_uri(uri)
     client = client_for(tracking_uri)
@@ -264,8 +280,6 @@ def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_C
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.registry.schema import TAG_SOURCE, checkpoint_model_name
-
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         run = client.get_run(run_id)
@@ -294,8 +308,6 @@ def _stage(files: Mapping[str, bytes], staged: Path) -> None:
 
 
 def _experiment_for(client: MlflowClient, run_id: str | None, tracking_uri: str | None) -> str:
-    from transfer_laws.registry.tracking import ensure_experiment
-
     if run_id:
         return client.get_run(run_id).info.experiment_id
     return ensure_experiment(DEFAULT_EXPERIMENT, tracking_uri)  # embedded store: artifacts under the home

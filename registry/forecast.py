@@ -20,39 +20,40 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import Metric, RunTag
+
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._forecast import Forecast, calibration, forecast_run
+from transfer_laws.registry.fit._types import TrackRecord, VersionRecord
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
-from transfer_laws.registry.reader import LawInputs, active_experiment_ids, search_all_runs
+from transfer_laws.registry.reader import LawInputs, active_experiment_ids, read_run, search_all_runs
 from transfer_laws.registry.schema import (
     LAW_FIT_IN_MODEL,
     LAW_TAG_FORECAST_COVERAGE,
     LAW_TAG_FORECAST_MEAN_ABS_Z,
     LAW_TAG_TRACK_RECORD,
-    METRIC_BEST_TEST_LOSS,
     METRIC_FORECAST_HIGH,
     METRIC_FORECAST_LOSS,
     METRIC_FORECAST_LOW,
     METRIC_FORECAST_Z,
-    PARAM_N,
     TAG_FORECAST_REASON,
     TAG_FORECAST_VERSION,
-    TAG_ROLE,
-    data_tokens,
     law_model_name,
     parse_law,
 )
+from transfer_laws.registry.tracking import model_id_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
-
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.fit._forecast import Forecast
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,6 @@ def version_ref(law: str, version: str) -> str:
 
 def load_version_fit(client: MlflowClient, tracking_uri: str, version: ModelVersion) -> TransferLaw:
     """The ``TransferLaw`` a registered version holds (its law model's fit folder)."""
-    from mlflow.artifacts import download_artifacts
-
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.tracking import model_id_of
-
     logged = client.get_logged_model(model_id_of(version))
     with tempfile.TemporaryDirectory() as tmp:
         local = download_artifacts(artifact_uri=f"{logged.artifact_location.rstrip('/')}/{LAW_FIT_IN_MODEL}",
@@ -82,10 +78,6 @@ def _claimed(tags: dict[str, str]) -> bool:
 
 def _write(client: MlflowClient, forecast: Forecast, ref: str) -> None:
     """One ``log_batch``: the metrics and the tag land together (one transaction on a SQL store)."""
-    import time
-
-    from mlflow.entities import Metric, RunTag
-
     if forecast.reason:
         client.log_batch(forecast.run_id, tags=[RunTag(TAG_FORECAST_REASON, forecast.reason[:5000])])
         return
@@ -102,8 +94,6 @@ def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest:
     on and that carries no forecast yet; write each once. Returns the forecasts written (by this call). Before a
     law's first version there is nothing to forecast from, and nothing is written (the first version is fitted on
     those runs; they carry no forecast)."""
-    from transfer_laws.registry.fit._forecast import forecast_run
-
     if latest is None:
         return []
     fit = load_version_fit(client, tracking_uri, latest)
@@ -126,22 +116,16 @@ def forecast_new_runs(client: MlflowClient, tracking_uri: str, law: str, latest:
 
 
 def _forecast_of(run: Run) -> Forecast:
-    from transfer_laws.registry.fit._forecast import Forecast
-
-    m, tags, params = run.data.metrics, run.data.tags, run.data.params
-    nan = float("nan")
-    role = tags.get(TAG_ROLE, "")
-    d = float(data_tokens(params, role) or nan)
-    return Forecast(run.info.run_id, role, float(params.get(PARAM_N, nan)), d,
-                    float(m.get(METRIC_BEST_TEST_LOSS, nan)), m.get(METRIC_FORECAST_LOSS, nan),
+    m, nan = run.data.metrics, float("nan")
+    seen = read_run(run)  # the one parser of a run; a number it cannot use is NaN here
+    return Forecast(run.info.run_id, seen.role, float(seen.n_params or nan), float(seen.d_f_tokens or nan),
+                    seen.best_test_loss or nan, m.get(METRIC_FORECAST_LOSS, nan),
                     m.get(METRIC_FORECAST_LOW, nan), m.get(METRIC_FORECAST_HIGH, nan), m.get(METRIC_FORECAST_Z, nan))
 
 
-def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
+def track_record(client: MlflowClient, law: str) -> TrackRecord:
     """How each version's forecasts fared, read back from the runs: ``versions`` ({version: calibration and
     ``runs``, each run's forecast}) and ``pooled`` (every forecast of the law)."""
-    from transfer_laws.registry.fit._forecast import calibration
-
     prefix = version_ref(law, "")
     flt = f"tags.`{TAG_FORECAST_VERSION}` LIKE '{prefix}%'"
     by_version: dict[str, list[Forecast]] = defaultdict(list)
@@ -151,22 +135,23 @@ def track_record(client: MlflowClient, law: str) -> dict[str, Any]:
             continue
         version = ref.removeprefix(prefix)
         by_version[version].append(_forecast_of(run))
-    versions = {v: {**calibration(fs), "runs": [f.to_dict() for f in fs]}
+    versions = {v: VersionRecord(**calibration(fs), runs=[f.to_dict() for f in fs])
                 for v, fs in sorted(by_version.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)}
     pooled = calibration([f for fs in by_version.values() for f in fs])
-    return {"versions": versions, "pooled": pooled}
+    return TrackRecord(versions=versions, pooled=pooled)
 
 
-def record_summary(record: dict[str, Any]) -> dict[str, Any]:
+def record_summary(record: TrackRecord) -> TrackRecord:
     """A track record without its per-run lists (what a version's ``law.json`` and card keep)."""
-    return {"versions": {v: {k: x for k, x in r.items() if k != "runs"} for v, r in record["versions"].items()},
-            "pooled": record["pooled"]}
+    versions = {v: VersionRecord(n=r["n"], inside=r["inside"], coverage=r["coverage"], mean_abs_z=r["mean_abs_z"],
+                                 unscored=r["unscored"]) for v, r in record["versions"].items()}
+    return TrackRecord(versions=versions, pooled=record["pooled"])
 
 
 def update_track_record(client: MlflowClient, law: str, version: str,
-                        reader: MlflowClient | None = None) -> dict[str, Any]:
+                        reader: MlflowClient | None = None) -> VersionRecord:
     """Recount ``version``'s forecasts and keep its track-record tags current; returns its record."""
-    record = track_record(reader or client, law)["versions"].get(version, {"n": 0})
+    record = track_record(reader or client, law)["versions"].get(version) or VersionRecord(**calibration([]))
     name = law_model_name(law)
     try:
         client.set_model_version_tag(name, version, LAW_TAG_TRACK_RECORD, calibration_line(record))

@@ -11,7 +11,8 @@ counts. Pure formatting: no MLflow calls here.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.paper import PAPER_TABLE_1
 from transfer_laws.registry.schema import (
@@ -19,6 +20,7 @@ from transfer_laws.registry.schema import (
     LAW_COEFFICIENTS,
     LAW_FIT_IN_MODEL,
     LAW_PAGE_PATH,
+    LAW_TAG_K_PER_CHAR,
     LAW_TAG_LOO,
     LAW_TAG_LOO_COVERAGE,
     LAW_TAG_LOO_MEAN_ABS_Z,
@@ -27,7 +29,6 @@ from transfer_laws.registry.schema import (
     LAW_TAG_WARNINGS,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
-    ROLE_SCRATCH,
     law_model_name,
     law_page_url,
     parse_law,
@@ -36,6 +37,7 @@ from transfer_laws.registry.schema import (
 
 if TYPE_CHECKING:
     from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._types import LackOfFit, LawSettings
     from transfer_laws.registry.reader import LawInputs
 
 DESCRIPTION_LIMIT = 5000
@@ -48,7 +50,7 @@ TAG_VALUE_LIMIT = 250
 _GREEK = {"k": "k", "alpha": "α", "beta": "β"}
 
 
-def sig3(value: float) -> str:
+def sig3(value: float | None) -> str:
     """3 significant digits, plain where that is short (0.183, 1.23e+04, -0.38)."""
     if value is None or not math.isfinite(float(value)):
         return "n/a"
@@ -59,21 +61,23 @@ def version_tags(fit: TransferLaw) -> dict[str, str]:
     """Tags of a law version: ``k``, ``alpha``, ``beta`` each as ``value [low, high]`` (95%, 3 significant digits),
     the checks' headline verdict, the warning count and the runs used."""
     tags = {name: _with_interval(fit, name) for name in LAW_COEFFICIENTS}
-    verdict = _checks(fit).get("verdict") or []
+    tags[LAW_TAG_K_PER_CHAR] = fit.k_per_char().text()[:TAG_VALUE_LIMIT]
+    verdict = fit.checks.get("verdict") or []
     if verdict:
         tags[LAW_TAG_VERDICT] = str(verdict[0])[:TAG_VALUE_LIMIT]
-    tags[LAW_TAG_WARNINGS] = str(len(getattr(fit, "warnings", []) or []))
+    tags[LAW_TAG_WARNINGS] = str(len(fit.warnings))
     tags[LAW_TAG_RUNS] = str(_used_finetunes(fit) + _scratch_count(fit))
-    loo = _checks(fit).get("loo") or {}
-    if loo.get("n"):
+    loo = fit.checks.get("loo")
+    if loo and loo["n"]:
         tags[LAW_TAG_LOO] = calibration_line(loo)
         tags[LAW_TAG_LOO_COVERAGE] = f"{loo['coverage']:.3f}"
         tags[LAW_TAG_LOO_MEAN_ABS_Z] = f"{loo['mean_abs_z']:.3f}"
     return tags
 
 
-def calibration_line(record: dict[str, Any]) -> str:
-    """``<inside>/<n> inside the 95% interval (<coverage>), mean |z| <z>`` of a set of forecasts."""
+def calibration_line(record: Mapping[str, object]) -> str:
+    """``<inside>/<n> inside the 95% interval (<coverage>), mean |z| <z>`` of a set of forecasts (a ``Calibration``
+    record, read back from JSON too)."""
     if not record.get("n"):
         return "no forecast scored yet"
     return (f"{record['inside']}/{record['n']} inside the 95% interval ({record['coverage']:.0%}), "
@@ -86,22 +90,22 @@ def summary_line(fit: TransferLaw) -> str:
 
 
 def _with_interval(fit: TransferLaw, name: str) -> str:
-    low, high = dict(getattr(fit, "intervals", {}) or {}).get(name, (math.nan, math.nan))
+    low, high = fit.intervals.get(name, (math.nan, math.nan))
     return f"{sig3(getattr(fit, name))} [{sig3(low)}, {sig3(high)}]"
 
 
 def version_description(law: str, fit: TransferLaw, inputs: LawInputs | None = None) -> str:
     """Markdown for a law version (see the module docstring), at most ``DESCRIPTION_LIMIT`` characters."""
-    settings = dict(getattr(fit, "settings", {}) or {})
+    settings = fit.settings
     unit = settings.get("unit", "tokens")
-    warnings = [str(w) for w in getattr(fit, "warnings", []) or []]
+    warnings = [str(w) for w in fit.warnings]
     # The first line is what MLflow's version list shows, as plain text and cut short: numbers first, no markup.
     head = (f"{summary_line(fit)} (95% intervals)" + (f", {len(warnings)} warning(s)" if warnings else "")
             + f". Law {law}: D_T = k · D_F^α · N^β.")
     lines = [head, "",
              f"D_T is the effective data transferred by pretraining, D_F the fine-tuning data in {unit}, N the "
              "non-embedding parameter count. " + _exchange_sentence(fit), ""]
-    lines += _coefficient_table(law, fit, unit, chars_per_token(inputs))
+    lines += _coefficient_table(law, fit, unit)
     lines += _checks_section(fit, settings)
     lines += _regime_section(fit, unit)
     lines += _calibration_section(fit)
@@ -156,63 +160,36 @@ def refit_run_note(law: str, version: str, fit: TransferLaw) -> str:
             f"model `law` (`{LAW_FIT_IN_MODEL}/`). [Open the law page]({law_page_url(law)}).")
 
 
-def chars_per_token(inputs: LawInputs | None) -> float | None:
-    """Characters per token of the law's fine-tuning data (sum of ``D_F_chars`` over sum of ``D_F_tokens`` of the
-    fine-tunes read); None when they logged no characters."""
-    points = [p for p in getattr(inputs, "points", []) or [] if p.role != ROLE_SCRATCH and p.d_f_chars]
-    tokens = sum(p.d_f_tokens for p in points)
-    return sum(p.d_f_chars for p in points) / tokens if tokens else None
-
-
-def k_per_char(fit: TransferLaw, per_token: float) -> tuple[float, float, float]:
-    """k with D_F in characters (the paper's unit) from a fit in tokens: D_chars = c D_tokens gives
-    k_chars = k_tokens c^(1 - alpha), per bootstrap draw for the interval."""
-    import numpy as np
-
-    draws = dict(getattr(fit, "draws", {}) or {})
-    k, alpha = (np.asarray(draws.get(name, []), dtype=float) for name in ("k", "alpha"))
-    converted = k * per_token ** (1.0 - alpha) if k.size and k.size == alpha.size else np.empty(0)
-    finite = converted[np.isfinite(converted)]
-    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size >= 2 else (math.nan, math.nan)
-    return float(fit.k) * per_token ** (1.0 - float(fit.alpha)), float(low), float(high)
-
-
-def _coefficient_table(law: str, fit: TransferLaw, unit: str, per_token: float | None = None) -> list[str]:
-    """k, alpha, beta with intervals beside the paper's; k also per character (the paper's unit) when the fit is in
-    tokens and the runs logged ``D_F_chars``, so the paper's k sits beside a k in its own unit."""
-    intervals = dict(getattr(fit, "intervals", {}) or {})
+def _coefficient_table(law: str, fit: TransferLaw, unit: str) -> list[str]:
+    """k, alpha, beta with intervals beside the paper's. The paper's k is per character: it sits beside our k per
+    character (converted with the characters per token measured on the law's runs, or "n/a" with the reason when
+    they logged none), never beside k per token."""
     paper = PAPER_TABLE_1.get(law)
-    # the characters per token to show k per character with: a fit in tokens whose runs logged characters
-    per_char = (per_token if unit != "chars" and per_token is not None and math.isfinite(per_token) and per_token > 0
-                else None)
-    in_chars = per_char is not None
+    in_chars = unit == "chars"
+    per_char = fit.k_per_char()
     header = "| | fitted | 95% interval |" + (" paper, Table 1 |" if paper else "")
     rows = [header, "|---|---|---|" + ("---|" if paper else "")]
     for name in LAW_COEFFICIENTS:
-        low, high = intervals.get(name, (math.nan, math.nan))
-        label = f"k (D_F in {unit})" if name == "k" and in_chars else _GREEK[name]
+        label = _GREEK[name] if name != "k" or in_chars else f"k (D_F in {unit})"
+        low, high = dict(fit.intervals).get(name, (math.nan, math.nan))
         row = f"| {label} | {sig3(getattr(fit, name))} | [{sig3(low)}, {sig3(high)}] |"
         if paper:
-            row += " (characters: next row) |" if name == "k" and in_chars else f" {paper[name]:.3g} |"
+            row += f" {paper[name]:.3g} |" if name != "k" or in_chars else " |"
         rows.append(row)
-        if name == "k" and per_char is not None:
-            value, low, high = k_per_char(fit, per_char)
-            row = f"| k (D_F in characters) | {sig3(value)} | [{sig3(low)}, {sig3(high)}] |"
+        if name == "k" and not in_chars:
+            value = ("n/a" if per_char.value is None else
+                     f"{sig3(per_char.value)} | [{sig3(per_char.low)}, {sig3(per_char.high)}]")
+            row = f"| k (D_F in characters) | {value} |" + (" |" if per_char.value is None else "")
             rows.append(row + (f" {paper['k']:.3g} |" if paper else ""))
+    note = f"k per character: {per_char.basis()}; α and β do not depend on the unit."
     if paper:
         note = (f"The paper's values are for Python after pretraining on {paper['pretrained on']}, with D_F in "
-                "characters and models of 10^5 to 10^8 parameters")
-        if in_chars:
-            note += (f"; k in characters uses the fine-tunes' {per_token:.3g} characters per token "
-                     "(k_chars = k_tokens · c^(1−α)); α and β do not depend on the unit.")
-        else:
-            note += "; k depends on the unit, α and β do not." if unit != "chars" else "."
-        rows += ["", note]
-    return rows
+                f"characters and models of 10^5 to 10^8 parameters. " + note)
+    return [*rows, "", note]
 
 
-def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
-    checks = _checks(fit)
+def _checks_section(fit: TransferLaw, settings: LawSettings) -> list[str]:
+    checks = fit.checks
     estimator = checks.get("estimator") or settings.get("d_e_method", "?")
     lines = ["", f"**Checks.** D_E estimator: `{estimator}`."]
     verdict = [str(v) for v in checks.get("verdict") or []]
@@ -228,7 +205,7 @@ def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
     needs = [str(n) for n in checks.get("needs") or []]
     if needs:
         lines += ["", "**To tighten the fit**", *[f"- {n}" for n in needs]]
-    cross = getattr(fit, "cross_check", None)
+    cross = fit.cross_check
     if cross and any(sig3(cross.get(name)) != sig3(getattr(fit, name)) for name in LAW_COEFFICIENTS):  # not a repeat
         lines += ["", f"Paper's fit-the-fits route: k = {sig3(cross.get('k'))}, α = {sig3(cross.get('alpha'))}, "
                       f"β = {sig3(cross.get('beta'))}."]
@@ -237,11 +214,12 @@ def _checks_section(fit: TransferLaw, settings: dict[str, Any]) -> list[str]:
 
 def _regime_section(fit: TransferLaw, unit: str) -> list[str]:
     """Where the law holds: per N the D_F range fitted and where the fine-tunes bend, and the lack-of-fit check."""
-    checks = _checks(fit)
-    rows = (checks.get("regime") or {}).get("holds") or []
+    checks = fit.checks
+    regime = checks.get("regime")
+    rows = regime["holds"] if regime else []
     if not rows:
         return []
-    lof = checks.get("lack_of_fit") or {}
+    lof: LackOfFit = checks.get("lack_of_fit") or {}
     tests = lof.get("tests") or []
     form = ("not tested (curvature needs 3 or more D_F values)" if lof.get("passed") is None else
             "no curvature beyond the noise" if lof.get("passed") else "**curves beyond the noise**")
@@ -257,27 +235,26 @@ def _regime_section(fit: TransferLaw, unit: str) -> list[str]:
 def _calibration_section(fit: TransferLaw) -> list[str]:
     """Leave-one-out and the earlier versions' forecasts (``registry/forecast.py``): how well the law predicts runs
     it was not fitted on, with 95% *prediction* intervals (parameter uncertainty and run-to-run noise)."""
-    checks = _checks(fit)
-    loo, record = checks.get("loo") or {}, checks.get("track_record") or {}
+    loo, record = fit.checks.get("loo"), fit.checks.get("track_record")
     if not loo and not record:
         return []
     lines = ["", "**Calibration** (95% prediction intervals: the law's uncertainty and the run-to-run noise; a "
                  "calibrated law has about 95% inside and mean |z| about 0.8)."]
     if loo:
         lines.append(f"- Leave-one-out, each run predicted by the law fitted without it: {calibration_line(loo)}.")
-    for version, rec in (record.get("versions") or {}).items():
+    for version, rec in (record["versions"] if record else {}).items():
         lines.append(f"- Runs that landed after version {version}, forecast by it: {calibration_line(rec)}.")
-    if record.get("pooled", {}).get("n"):
+    if record and record["pooled"]["n"]:
         lines.append(f"- All forecasts of this law so far: {calibration_line(record['pooled'])}.")
     return lines
 
 
 def _runs_section(fit: TransferLaw, inputs: LawInputs | None) -> list[str]:
-    points = list(getattr(fit, "points", []) or [])
+    points = fit.points
     used = _used_finetunes(fit)
     lines = ["", f"**Runs.** {used} of {len(points)} fine-tunes used, with {_scratch_count(fit)} scratch runs "
                  "behind D_E."]
-    excluded = [(str(r), str(why)) for r, why in getattr(fit, "excluded", []) or []]
+    excluded = [(str(r), str(why)) for r, why in fit.excluded]
     excluded += [(str(r), str(why)) for r, why in dict(getattr(inputs, "excluded", {}) or {}).items()]
     if excluded:
         where = dict(getattr(inputs, "run_experiments", {}) or {})
@@ -302,20 +279,12 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _checks(fit: TransferLaw) -> dict[str, Any]:
-    return getattr(fit, "checks", {}) or {}
-
-
 def _used_finetunes(fit: TransferLaw) -> int:
-    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "used", False))
+    return sum(1 for p in fit.points if p.used)
 
 
 def _scratch_count(fit: TransferLaw) -> int:
-    scratch = getattr(fit, "scratch", None)
-    log_n = getattr(scratch, "log_n", None)
-    if log_n is not None:
-        return int(len(log_n))
-    return sum(1 for p in getattr(fit, "points", []) or [] if getattr(p, "role", "") == ROLE_SCRATCH)
+    return int(fit.scratch.log_n.size)
 
 
 def _exchange_sentence(fit: TransferLaw) -> str:

@@ -9,21 +9,38 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd  # the predict type hint: MLflow reads it at log time (no signature inferred from it)
-from mlflow.pyfunc import PythonModel  # not mlflow.pyfunc.PythonModel: mypy reads mlflow.pyfunc as a LazyLoader
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import (
+    PythonModel,  # not mlflow.pyfunc.PythonModel: mypy reads mlflow.pyfunc as a LazyLoader
+    PythonModelContext,
+)
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
-from transfer_laws.registry.schema import LAW_FIT_ARTIFACT
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.law_card import (
+    law_model_description,
+    law_model_note,
+    refit_run_note,
+    version_description,
+    version_tags,
+)
+from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, MLFLOW_NOTE, law_model_name
+from transfer_laws.registry.tracking import mark_registered
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
 
-    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.reader import LawInputs
 
 PREDICT_INPUTS = ("N", "D_F")
 PREDICT_OUTPUTS = {
@@ -47,26 +64,15 @@ set_model(LawModel())
 """
 
 
-def _column(prediction: Any, name: str) -> Any:
-    if isinstance(prediction, dict):
-        return prediction.get(name)
-    if hasattr(prediction, "columns"):
-        return prediction[name] if name in prediction.columns else None
-    return getattr(prediction, name, None)
-
-
 class LawModel(PythonModel):
     """Serves a saved ``TransferLaw`` (the ``fit`` artifact)."""
 
-    def load_context(self, context: Any) -> None:
-        from transfer_laws.registry.fit import TransferLaw
-
+    def load_context(self, context: PythonModelContext) -> None:
         self.law = TransferLaw.load(context.artifacts[LAW_FIT_ARTIFACT])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:  # Any: MLflow's signature, params unused
         """A table with columns N, D_F -> D_T, D_E, multiplier, fraction, predicted_loss and their intervals."""
-        import numpy as np
-
         frame = pd.DataFrame(model_input)
         missing = [c for c in PREDICT_INPUTS if c not in frame.columns]
         if missing:
@@ -82,16 +88,14 @@ class LawModel(PythonModel):
         out = pd.DataFrame({"N": n, "D_F": d_f})
         for name, field in PREDICT_OUTPUTS.items():
             for suffix in ("", "_low", "_high"):
-                value = _column(prediction, field + suffix)
-                out[name + suffix] = np.asarray(value, dtype=float) if value is not None else np.nan
+                out[name + suffix] = np.asarray(getattr(prediction, field + suffix), dtype=float)
         return out
 
 
 def pip_requirements() -> list[str]:
     """What loading the law model needs: this package (it carries the fitter) and MLflow."""
-    from importlib.metadata import version
-
-    return [f"mlflow-transfer-laws=={version('mlflow-transfer-laws')}", f"mlflow=={version('mlflow')}"]
+    return [f"mlflow-transfer-laws=={installed_version('mlflow-transfer-laws')}",
+            f"mlflow=={installed_version('mlflow')}"]
 
 
 def signature() -> ModelSignature:
@@ -99,10 +103,6 @@ def signature() -> ModelSignature:
     integers, so the inputs are ``any`` and ``predict`` checks them); outputs N, D_F and every prediction with its
     bounds (double; ``predicted_loss_low``/``_high``: a 95% prediction interval; the others 95% confidence
     intervals)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import AnyType
-
     outputs = [*PREDICT_INPUTS, *(name + suffix for name in PREDICT_OUTPUTS for suffix in ("", "_low", "_high"))]
     return ModelSignature(inputs=Schema([ColSpec(AnyType(), c) for c in PREDICT_INPUTS]),
                           outputs=Schema([ColSpec("double", c) for c in outputs]))
@@ -112,8 +112,6 @@ def log_law_model(fit_folder: Path, name: str = "law") -> ModelInfo:
     """Log the law model in the active run; returns MLflow's ``ModelInfo`` (``.model_uri`` is ``models:/m-...``).
 
     The signature is declared, so MLflow neither infers one (and warns that it failed) nor shows "Schema (0)"."""
-    import warnings
-
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # An input example would make MLflow load and run the model at log time; the signature says it all.
         warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
@@ -128,21 +126,11 @@ def log_law_model(fit_folder: Path, name: str = "law") -> ModelInfo:
         )
 
 
-def annotate_version(client: MlflowClient, law: str, version: str, fit: TransferLaw, inputs: Any = None, *,
+def annotate_version(client: MlflowClient, law: str, version: str, fit: TransferLaw, inputs: LawInputs | None = None, *,
                      model_id: str | None = None, run_id: str | None = None) -> None:
     """Give a new law version its description and k/alpha/beta tags, the law's registered model its description,
     and the version's logged model (``model_id``) and refit run (``run_id``) theirs (``registry.law_card``), so
     MLflow's pages show the law, its uncertainty, its warnings and where the fit lies."""
-    from transfer_laws.registry.law_card import (
-        law_model_description,
-        law_model_note,
-        refit_run_note,
-        version_description,
-        version_tags,
-    )
-    from transfer_laws.registry.schema import MLFLOW_NOTE, law_model_name
-    from transfer_laws.registry.tracking import mark_registered
-
     name = law_model_name(law)
     try:
         client.update_model_version(name, version, description=version_description(law, fit, inputs))

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from transfer_laws.lightning_modules.config import parse_model_uri
+from transfer_laws.registry.reader import read_run
+from transfer_laws.registry.records import StoredRun
 from transfer_laws.registry.schema import (
     CKPT_TAG_CORPUS,
     CKPT_TAG_FINETUNES,
@@ -21,13 +24,9 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_LINEAGE,
     CKPT_TAG_N,
     CKPT_TAG_TOKENS_SEEN,
-    METRIC_BEST_TEST_LOSS,
-    PARAM_N,
-    ROLE_FINETUNE,
+    MLFLOW_DATA_CONTEXT,
     TAG_PARENT,
     TAG_PRETRAIN_RUN,
-    TAG_ROLE,
-    data_tokens,
     ui_route,
 )
 from transfer_laws.registry.tracking import all_pages, client_for
@@ -38,28 +37,6 @@ if TYPE_CHECKING:
 
 DESCRIPTION_RUNS = 25
 """Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
-
-
-@dataclass(frozen=True)
-class LineageRun:
-    """A run that started from a checkpoint version."""
-
-    run_id: str
-    """MLflow run id."""
-    d_f_tokens: int | None
-    """Fine-tuning budget D_F in tokens (param ``D_F_tokens``)."""
-    best_test_loss: float | None
-    """Best held-out loss in nats/token, None if the run recorded none (failed or running)."""
-    status: str
-    """MLflow run status (FINISHED, FAILED, RUNNING...)."""
-    run_name: str | None = None
-    """The run's name in MLflow."""
-    n_params: int | None = None
-    """Non-embedding parameters N (param ``N``)."""
-    experiment_id: str | None = None
-    """The run's experiment (for UI links)."""
-    start_time: int | None = None
-    """When the run started, ms since the epoch."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +74,6 @@ def resolve_version_uri(client: MlflowClient, uri: str) -> str:
     """``models:/name@alias`` or ``models:/name/<n>`` -> ``models:/name/<n>``; ValueError naming what is missing."""
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.lightning_modules.config import parse_model_uri
-
     name, version, alias = parse_model_uri(uri)
     try:
         if version:
@@ -112,14 +87,14 @@ def resolve_version_uri(client: MlflowClient, uri: str) -> str:
     return f"models:/{name}/{int(mv.version)}"
 
 
-def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int = 500) -> list[LineageRun]:
+def lineage_of_version(uri: str, tracking_uri: str | None = None, page_size: int = 500) -> list[StoredRun]:
     """Every run, in every experiment, started from checkpoint ``uri`` (a version or an alias), oldest first."""
 
     client = client_for(tracking_uri)
     return runs_from_version(client, resolve_version_uri(client, uri), page_size)
 
 
-def runs_from_version(client: MlflowClient, exact_uri: str, page_size: int = 500) -> list[LineageRun]:
+def runs_from_version(client: MlflowClient, exact_uri: str, page_size: int = 500) -> list[StoredRun]:
     """Every run whose ``transfer.parent`` is ``exact_uri`` (``models:/name/<n>``), oldest first."""
     experiment_ids = [e.experiment_id for e in all_pages(lambda token: client.search_experiments(
         max_results=page_size, page_token=token))]
@@ -128,17 +103,15 @@ def runs_from_version(client: MlflowClient, exact_uri: str, page_size: int = 500
     runs = all_pages(lambda token: client.search_runs(
         experiment_ids, filter_string=lineage_filter(exact_uri), order_by=["attributes.start_time ASC"],
         max_results=page_size, page_token=token))
-    return [_lineage_run(run) for run in runs]
+    return [read_run(run) for run in runs]
 
 
-def update_checkpoint_lineage(client: MlflowClient, exact_uri: str) -> list[LineageRun]:
+def update_checkpoint_lineage(client: MlflowClient, exact_uri: str) -> list[StoredRun]:
     """Rewrite checkpoint version ``exact_uri``'s lineage tags and description from the runs that started from it.
 
     Idempotent and rebuilt from a search each time, so two fine-tunes starting at once end with both listed.
     Returns the runs found.
     """
-    from transfer_laws.lightning_modules.config import parse_model_uri
-
     name, version, _ = parse_model_uri(exact_uri)
     if version is None:
         raise ValueError(f"checkpoint lineage needs an exact version (models:/name/<n>), not {exact_uri!r}")
@@ -154,7 +127,7 @@ def update_checkpoint_lineage(client: MlflowClient, exact_uri: str) -> list[Line
     return runs
 
 
-def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[LineageRun]) -> str:
+def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[StoredRun]) -> str:
     """Markdown for a checkpoint version: what it is, the runs that started from it, where to find them all."""
     facts = [f"N = {int(float(tags[CKPT_TAG_N])):,} non-embedding parameters" if tags.get(CKPT_TAG_N) else "",
              f"pretrained on {tags[CKPT_TAG_CORPUS]}" if tags.get(CKPT_TAG_CORPUS) else "",
@@ -167,7 +140,7 @@ def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[Line
     if runs:
         lines += ["", "| run | N | D_F tokens | best test loss |", "|---|---|---|---|"]
         for run in list(reversed(runs))[:DESCRIPTION_RUNS]:
-            label = run.run_name or run.run_id[:8]
+            label = run.name
             route = ui_route(f"#/experiments/{run.experiment_id}/runs/{run.run_id}")
             link = f"[{label}]({route})" if run.experiment_id else label
             loss = f"{run.best_test_loss:.4f}" if run.best_test_loss is not None else "(training)"
@@ -184,8 +157,6 @@ def _count(value: int | None) -> str:
 def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
     """Walk back from a run: its parent version, the pretraining run behind it and that run's data inputs."""
 
-    from transfer_laws.lightning_modules.config import parse_model_uri
-
     client = client_for(tracking_uri)
     run = client.get_run(run_id)
     parent = run.data.tags.get(TAG_PARENT)
@@ -197,20 +168,10 @@ def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:
     return RunLineage(run_id=run_id, parent_uri=parent, pretrain_run_id=pretrain, pretrain_inputs=inputs)
 
 
-def _lineage_run(run: Run) -> LineageRun:
-    params = run.data.params
-    d_f = data_tokens(params, run.data.tags.get(TAG_ROLE, ROLE_FINETUNE))
-    n = params.get(PARAM_N)
-    return LineageRun(run_id=run.info.run_id, d_f_tokens=int(float(d_f)) if d_f is not None else None,
-                      best_test_loss=run.data.metrics.get(METRIC_BEST_TEST_LOSS), status=run.info.status,
-                      run_name=run.info.run_name, n_params=int(float(n)) if n is not None else None,
-                      experiment_id=run.info.experiment_id, start_time=run.info.start_time)
-
-
 def _data_inputs(run: Run) -> list[DataInput]:
     inputs = []
     for item in run.inputs.dataset_inputs if run.inputs else []:
         tags = {t.key: t.value for t in item.tags}
         inputs.append(DataInput(name=item.dataset.name, digest=item.dataset.digest,
-                                context=tags.get("mlflow.data.context")))
+                                context=tags.get(MLFLOW_DATA_CONTEXT)))
     return inputs

@@ -32,13 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer_laws.registry.schema import ENV_LOCK_DB, LOCK_TAG_OWNER, LOCK_TAG_RENEWED, MLFLOW_ENV_SERVER_BACKEND
+from transfer_laws.registry.schema import (
+    ENV_LOCK_DB,
+    LOCK_TAG_OWNER,
+    LOCK_TAG_RENEWED,
+    MLFLOW_ENV_SERVER_BACKEND,
+    REGISTRY_LOCK_PREFIX,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
-"""Name prefix of the registry-side lock models (outside ``transfer-law-*``, so no page or reader sees them)."""
 REGISTRY_LOCK_LEASE_S = 10.0
 """A registry lock whose holder has not renewed it for this long belongs to a dead holder and is broken."""
 REGISTRY_LOCK_WAIT_S = 60.0

@@ -10,8 +10,11 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+from transfer_laws.registry.locks import registry_lock
 from transfer_laws.registry.schema import (
     LAW_PAGE_PATH,
     LAW_TAG_TARGET,
@@ -20,20 +23,17 @@ from transfer_laws.registry.schema import (
     REFIT_EXPERIMENT,
     TAG_MAP_TARGET,
 )
+from transfer_laws.registry.tracking import ensure_experiment
+from transfer_laws.registry.transfer_map import Loader, MapDoc, fit_loader, read_target, target_map
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.transfer_map import Loader
-
 
 def _map_run(client: MlflowClient, experiment_id: str, target: str) -> str:
     """The target's map run, created (and ended) on first use, under a registry-side lock: refits of two laws of
     one target (on two replicas, or the server and CI) would otherwise both create one."""
-    from transfer_laws.registry.locks import registry_lock
-
     def find() -> str | None:
         found = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_MAP_TARGET}` = '{target}'",
                                    order_by=["attributes.start_time ASC"], max_results=1)
@@ -52,7 +52,7 @@ def _map_run(client: MlflowClient, experiment_id: str, target: str) -> str:
         return run.info.run_id
 
 
-def _metrics(doc: dict[str, Any]) -> dict[str, float]:
+def _metrics(doc: MapDoc) -> dict[str, float]:
     out = {}
     for law in doc["laws"]:
         for name in ("alpha", "beta", "k_tokens", "k_chars"):
@@ -64,7 +64,7 @@ def _metrics(doc: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _note(doc: dict[str, Any]) -> str:
+def _note(doc: MapDoc) -> str:
     target = doc["target"]
     rows = [f"| {law['source']} | v{law['version']} | {law['alpha']['value']:.3g} | {law['beta']['value']:.3g} | "
             f"{'yes' if law['determined'] else 'no: ' + law['why']} |" for law in doc["laws"] if law.get("alpha")]
@@ -84,10 +84,6 @@ def log_target_map(client: MlflowClient, tracking_uri: str, target: str, load: L
     """Write ``target``'s map to its run in the refit experiment; returns the run id (None: the target has no law
     with a fit yet). ``known``: fits at hand, ``{(law, version): fit}`` (the refit's own), not downloaded again."""
     from mlflow.entities import Metric
-
-    from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
-    from transfer_laws.registry.tracking import ensure_experiment
-    from transfer_laws.registry.transfer_map import fit_loader, read_target, target_map
 
     download = load or fit_loader(tracking_uri)
 

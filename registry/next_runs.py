@@ -26,7 +26,7 @@ from transfer_laws.registry.advice import (
     compute_flops,
     rank_next_runs,
 )
-from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+from transfer_laws.registry.schema import DEMO_CHECKPOINT_TEMPLATE, ROLE_FINETUNE, ROLE_SCRATCH
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,7 +49,7 @@ def candidates_for(cells: Sequence[Any], epochs: float = 3.0) -> list[Candidate]
 
 PRETRAIN_TOKENS_PER_PARAM = 20.0
 """A new size's pretraining, in tokens per non-embedding parameter (the demo's recipe, Hoffmann et al. 2022)."""
-CHECKPOINT_TEMPLATE = "models:/pretrained-text@demo-{size}"
+CHECKPOINT_TEMPLATE = DEMO_CHECKPOINT_TEMPLATE
 EPOCHS = 3.0
 """Expected passes over a run's data before early stopping (the compute estimate's default)."""
 
@@ -251,7 +251,7 @@ def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates
     results: list[Any] = []
     seeds = _seed_order(candidates)[:min(start, max_runs)]
     for k, i in enumerate(seeds, 1):
-        what = "a scratch curve point" if candidates[i].role == "scratch" else "a fine-tune nearest a grid corner"
+        what = "a scratch curve point" if candidates[i].role == ROLE_SCRATCH else "a fine-tune nearest a grid corner"
         on_choice(cells[i], f"seed {k} of {len(seeds)}: {what} (space-filling start, before the advice ranks)")
         results.append(train(cells[i]))
         remaining.remove(i)
@@ -292,6 +292,6 @@ def _seed_order(candidates: Sequence[Candidate]) -> list[int]:
 
     def key(i: int) -> tuple[int, float, int]:
         dist = min(((ln_n[i] - a) / span_n) ** 2 + ((ln_d[i] - b) / span_d) ** 2 for a, b in corners)
-        return (0 if candidates[i].role == "scratch" else 1, dist, i)
+        return (0 if candidates[i].role == ROLE_SCRATCH else 1, dist, i)
 
     return sorted(range(len(candidates)), key=key)

@@ -3,7 +3,7 @@
 Pure control flow over three things it is given (so the same loop runs on real runs and on synthetic truths):
 ``fit()`` returns the law from every finished run (a ``TransferLaw``), ``candidates(law)`` the runs a team could
 launch next (``registry.advice.Candidate``), and a ``RunQueue``: the shared list of chosen runs (an Optuna study in
-``scripts/pin.py``), from which any number of workers pop and train. A worker first trains what is already waiting
+``plugin/sweeps/pin.py``), from which any number of workers pop and train. A worker first trains what is already waiting
 (a crashed trial re-enqueued, or a run another worker chose), then refits and asks the advice for the plan to the
 target; it claims the first planned run nobody holds (a measured cell again means a new seed) and trains it.
 
@@ -93,7 +93,7 @@ class Spent:
 
 
 class RunQueue(Protocol):
-    """The chosen runs, shared by the workers (implemented on an Optuna study by ``scripts/pin.py``)."""
+    """The chosen runs, shared by the workers (implemented on an Optuna study by ``plugin/sweeps/pin.py``)."""
 
     def held(self) -> list[PinRun]:
         """Every run waiting, running or finished (so nobody chooses it again)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.records import RunResult, StoredRun
 from transfer_laws.registry.schema import (
     CKPT_KIND_PRETRAINED,
     CKPT_TAG_CORPUS,
@@ -96,37 +97,53 @@ def law_filters(law: str) -> tuple[str, str]:
     return finetunes, scratch
 
 
-def _number(values: dict[str, Any], key: str, kind: type) -> Any:
+def _number(values: Mapping[str, str | float], key: str, kind: type[float] | type[int]) -> float:
     raw = values.get(key)
     if raw is None:
         raise KeyError(key)
     value = float(raw)  # ValueError for text; "inf", "nan" and "1e400" parse, so check before int()
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{key}={raw} is not a positive finite number")
-    return int(value) if kind is int else kind(value)
+    return int(value) if kind is int else value
 
 
-def _optional_count(values: dict[str, Any], key: str) -> int | None:
-    """A count the fit can do without (``D_F_chars``): absent is None, present must be a positive finite number."""
-    return None if values.get(key) in (None, "") else _number(values, key, int)
+def read_run(run: Run) -> StoredRun:
+    """The one parser of an MLflow run: its numbers as the record needs them (``StoredRun.record()``), None where
+    missing or unsound, with the first problem in reading order (N, data, loss, characters)."""
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    role = tags.get(TAG_ROLE, "")
+    tokens_key, chars_key = stored_data_params(params, role)  # scratch: D_tokens; old runs: D_F_*
+    problems: list[str] = []
+
+    def number(values: Mapping[str, str | float], key: str, kind: type[float] | type[int],
+               optional: bool = False) -> float | None:
+        if optional and values.get(key) in (None, ""):  # a count the fit can do without (D_F_chars)
+            return None
+        try:
+            return _number(values, key, kind)
+        except KeyError:
+            problems.append(f"missing {key}")
+        except ValueError as exc:
+            problems.append(f"bad value: {exc}")
+        return None
+
+    n_params, d_f_tokens = number(params, PARAM_N, int), number(params, tokens_key, int)
+    loss = number(metrics, METRIC_BEST_TEST_LOSS, float)
+    chars = number(params, chars_key, int, optional=True)
+    return StoredRun(
+        run_id=run.info.run_id, status=run.info.status, start_time=run.info.start_time, role=role,
+        name=run.info.run_name or run.info.run_id[:8], experiment_id=run.info.experiment_id,
+        parent=tags.get(TAG_PARENT) or None, n_params=_count(n_params), d_f_tokens=_count(d_f_tokens),
+        best_test_loss=loss, d_f_chars=_count(chars), problem=problems[0] if problems else None)
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def to_point(run: Run) -> RunResult:
-    """An MLflow run as the project's run record; raises ``KeyError``/``ValueError`` naming what is missing or
-    wrong."""
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    tokens_key, chars_key = stored_data_params(params, tags.get(TAG_ROLE, ""))  # scratch: D_tokens; old runs: D_F_*
-    return RunResult(
-        run_id=run.info.run_id,
-        role=tags.get(TAG_ROLE, ""),
-        n_params=_number(params, PARAM_N, int),
-        d_f_tokens=_number(params, tokens_key, int),
-        best_test_loss=_number(metrics, METRIC_BEST_TEST_LOSS, float),
-        d_f_chars=_optional_count(params, chars_key),
-        parent=tags.get(TAG_PARENT) or None,
-        experiment_id=run.info.experiment_id,
-        name=run.info.run_name or run.info.run_id[:8],
-    )
+    """An MLflow run as the project's run record (``read_run``); ``ValueError`` naming what is missing or wrong."""
+    return read_run(run).record()
 
 
 class _Parents:
@@ -198,14 +215,11 @@ def read_law_inputs(law: str, client: MlflowClient, experiment_ids: list[str] | 
         if majority is not None and digest and digest != majority:
             inputs.excluded[run.info.run_id] = f"tokenizer digest {digest} differs from the law's {majority}"
             continue
-        try:
-            point = to_point(run)
-        except KeyError as exc:
-            inputs.excluded[run.info.run_id] = f"missing {exc.args[0]}"
+        stored = read_run(run)
+        if stored.problem is not None:
+            inputs.excluded[run.info.run_id] = stored.problem
             continue
-        except ValueError as exc:
-            inputs.excluded[run.info.run_id] = f"bad value: {exc}"
-            continue
+        point = stored.record()
         problem = lineage_problem(run, law, parents) if point.role == ROLE_FINETUNE else None
         if problem:
             inputs.excluded[run.info.run_id] = problem

@@ -42,3 +42,44 @@ class RunResult:
     """The run's experiment, for links to MLflow's run page (None for runs that are not in a store)."""
     name: str | None = None
     """The run's name in MLflow."""
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A run as the store holds it now, finished or not (the lineage lists fine-tunes still training): each number
+    the record needs, None where the run has not logged it or logged something unusable (why: ``problem``).
+    ``registry.reader.read_run`` is the one parser that makes it; ``record()`` is the run's ``RunResult``."""
+
+    run_id: str
+    """MLflow run id."""
+    status: str
+    """MLflow run status (FINISHED, FAILED, RUNNING...)."""
+    start_time: int | None
+    """When the run started, ms since the epoch."""
+    role: str
+    """Tag ``transfer.role`` ("" when the run has none)."""
+    name: str
+    """The run's name in MLflow (the id's first 8 characters when it has none)."""
+    experiment_id: str
+    """The run's experiment."""
+    parent: str | None
+    """Tag ``transfer.parent``: the checkpoint version a fine-tune started from."""
+    n_params: int | None
+    """N (param ``N``)."""
+    d_f_tokens: int | None
+    """Training tokens: D_F of a fine-tune, D of a scratch run (``RunResult.d_f_tokens``)."""
+    best_test_loss: float | None
+    """Best held-out loss, nats/token (None while a run is training, or if it failed before any evaluation)."""
+    d_f_chars: int | None = None
+    """The same data in characters (optional even in a record)."""
+    problem: str | None = None
+    """Why this run is no record: ``missing <name>`` or ``bad value: ...``; None when it is one."""
+
+    def record(self) -> RunResult:
+        """The run's record; ``ValueError`` with ``problem`` when a number the law needs is missing or unsound."""
+        if self.problem is not None or self.n_params is None or self.d_f_tokens is None \
+                or self.best_test_loss is None:
+            raise ValueError(self.problem or "incomplete run")
+        return RunResult(run_id=self.run_id, role=self.role, n_params=self.n_params, d_f_tokens=self.d_f_tokens,
+                         best_test_loss=self.best_test_loss, d_f_chars=self.d_f_chars, parent=self.parent,
+                         experiment_id=self.experiment_id, name=self.name)

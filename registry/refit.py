@@ -37,8 +37,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, TypeGuard
 
+from transfer_laws.registry.fit import FitError, TransferLaw, fit_transfer_law, plot_law
+from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
+from transfer_laws.registry.fit._loo import leave_one_out
+from transfer_laws.registry.forecast import forecast_new_runs, record_summary, track_record
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,
     Lease,
@@ -46,6 +50,7 @@ from transfer_laws.registry.locks import (
     lock_kind,
     registry_lock,
 )
+from transfer_laws.registry.map_run import log_target_map
 from transfer_laws.registry.reader import LawInputs, check_law_known, laws_for_run, read_law_inputs
 from transfer_laws.registry.schema import (
     INPUTS_ARTIFACT,
@@ -58,9 +63,14 @@ from transfer_laws.registry.schema import (
     LAW_TAG_TARGET,
     PLOTS_ARTIFACT,
     REFIT_EXPERIMENT,
+    REFIT_PARAM_N_RUNS,
+    REFIT_PARAM_READ_AT,
+    REFIT_TAG_DEBRIS,
     REFIT_TAG_HEARTBEAT,
+    REFIT_TAG_LOCK,
     REFIT_TAG_OWNER,
     ROLE_FINETUNE,
+    TAG_INPUTS_DIGEST,
     law_model_name,
     law_name,
     parse_law,
@@ -71,23 +81,15 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
+    from typing_extensions import Unpack
 
-    from transfer_laws.registry.fit import TransferLaw
 from transfer_laws.registry.tracking import client_for, ensure_experiment, fluent_uri, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
-PARAM_READ_AT = "inputs_read_at_ms"
-"""Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
 STATUS_REGISTERED, STATUS_UNCHANGED, STATUS_FAILED = "registered", "unchanged", "failed"
 STATUS_SUPERSEDED = "superseded"
 """The law's runs kept changing while it was fitted: no version now; the refit the last landing queued registers."""
-TAG_INPUTS_DIGEST = "transfer.inputs_digest"
-"""Version and refit-run tag: sha256 of the sorted ids of every run the refit read (see ``inputs_digest``)."""
-TAG_REFIT_LOCK = "transfer.refit_lock"
-"""Refit-run tag: the kind of ``law_lock`` the refit held (``locks.lock_kind``), for the debris check."""
-TAG_DEBRIS = "transfer.debris"
-"""Set on a refit run a later refit closed: why."""
 CAS_ATTEMPTS = 3
 """Refits of newer inputs a refit tries before it leaves the law to the refit the latest landing queued."""
 REFIT_STALE_S = 60.0
@@ -162,7 +164,7 @@ def law_metrics(fit: TransferLaw) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, Any]:
+def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, object]:
     return {
         "law": law,
         "fingerprint": fit.fingerprint,
@@ -176,7 +178,7 @@ def _report(law: str, fit: TransferLaw, inputs: LawInputs) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     return json.loads(json.dumps(value, default=str))
 
 
@@ -189,8 +191,6 @@ def _verify_logged(client: MlflowClient, run_id: str, model_id: str) -> None:
     model = client.get_logged_model(model_id)
     if model.status != LoggedModelStatus.READY:
         raise RuntimeError(f"law model {model_id} is {model.status}, not READY")
-    from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
-
     held = {Path(a.path).name for a in client.list_logged_model_artifacts(model_id, LAW_FIT_IN_MODEL)}
     if not {JSON_NAME, NPZ_NAME} <= held:
         raise RuntimeError(f"law model {model_id} lacks its fit folder ({LAW_FIT_IN_MODEL}: {sorted(held)})")
@@ -222,8 +222,6 @@ def update_target_map(client: MlflowClient, uri: str, law: str, version: str | N
                       fit: TransferLaw | None = None) -> None:
     """Rewrite the transfer map of the law's target on its run (``registry.map_run``; ``fit``, the version's own,
     is not downloaded again); a failure costs the chart, never the version."""
-    from transfer_laws.registry.map_run import log_target_map
-
     try:
         log_target_map(client, uri, parse_law(law)[1], known={(law, str(version)): fit} if fit is not None else None)
     except Exception:
@@ -236,17 +234,17 @@ def inputs_digest(inputs: LawInputs) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion]:
+def covers(version: ModelVersion | None, digest: str) -> TypeGuard[ModelVersion]:
+    """Whether ``version`` was fitted on exactly the runs whose ``inputs_digest`` is ``digest``."""
     return version is not None and version.tags.get(TAG_INPUTS_DIGEST) == digest
 
 
 def _log_refit_run(client: MlflowClient, uri: str, law: str, fit: TransferLaw, inputs: LawInputs,
-                   settings: dict[str, Any], tags: dict[str, str]) -> tuple[str, ModelInfo]:
+                   settings: dict[str, int | str | bool], tags: dict[str, str]) -> tuple[str, ModelInfo]:
     """Log the fit on a refit run and verify it; returns (run id, logged-model info)."""
     import mlflow
 
-    from transfer_laws.registry.fit import plot_law
-    from transfer_laws.registry.law_model import log_law_model
+    from transfer_laws.registry.law_model import log_law_model  # lazy: mlflow.pyfunc and pandas, ~3 s
 
     experiment_id = ensure_experiment(REFIT_EXPERIMENT, tracking_uri=uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +258,7 @@ def _log_refit_run(client: MlflowClient, uri: str, law: str, fit: TransferLaw, i
                 Lease(lambda: client.set_tag(run.info.run_id, REFIT_TAG_HEARTBEAT, str(int(time.time() * 1000))),
                       HEARTBEAT_S, f"refit run of {law}"):
             run_id = run.info.run_id
-            mlflow.log_params({**settings, "n_runs": len(inputs.points)})
+            mlflow.log_params({**settings, REFIT_PARAM_N_RUNS: len(inputs.points)})
             mlflow.log_metrics(law_metrics(fit))
             for plot in plots:
                 mlflow.log_artifact(str(plot), PLOTS_ARTIFACT)
@@ -288,7 +286,7 @@ def _dead(run: Run, held: str, now_ms: float) -> bool:
     """A RUNNING refit run is dead when it held the same cross-process lock we hold now (it cannot still be
     running), when its process on this host is gone, or when its heartbeat stopped ``REFIT_STALE_S`` ago."""
     tags = run.data.tags
-    if held != LOCK_KIND_PROCESS and tags.get(TAG_REFIT_LOCK) == held:
+    if held != LOCK_KIND_PROCESS and tags.get(REFIT_TAG_LOCK) == held:
         return True
     if _pid_gone(tags.get(REFIT_TAG_OWNER, "")):
         return True
@@ -312,7 +310,7 @@ def _close_debris(client: MlflowClient, law: str, held: str) -> list[str]:
         if not _dead(run, held, now_ms):
             continue
         reason = "refit did not finish (killed); closed by a later refit of the law"
-        client.set_tag(run.info.run_id, TAG_DEBRIS, reason)
+        client.set_tag(run.info.run_id, REFIT_TAG_DEBRIS, reason)
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
     for run_id in closed:  # (a filter on status matches nothing in MLflow 3: filter by run, check status here)
@@ -346,7 +344,7 @@ def _register_if_current(client: MlflowClient, uri: str, reader: MlflowClient, l
     name = law_model_name(law)
     with registry_lock(client, law):
         latest = latest_version(client, law)
-        if _covers(latest, digest):  # a racing refit registered these very runs first
+        if covers(latest, digest):  # a racing refit registered these very runs first
             return STATUS_UNCHANGED, latest
         if _version_number(latest) != seen:
             current = read_law_inputs(law, reader)
@@ -359,6 +357,19 @@ def _register_if_current(client: MlflowClient, uri: str, reader: MlflowClient, l
             )
     # No alias to move: MLflow reserves ``@latest`` and resolves it to the highest version, which is this one.
     return STATUS_REGISTERED, version
+
+
+class RefitOptions(TypedDict, total=False):
+    """``refit_law``'s settings, passed on by the callers that refit many laws (``refit_after_run``, ``watch``, the
+    service)."""
+
+    bootstrap: int
+    seed: int
+    d_e_method: str
+    plots: bool
+    lock_timeout_s: float
+    requested_by: str | None
+    read_uri: str | None
 
 
 def refit_law(
@@ -380,13 +391,12 @@ def refit_law(
     ``read_uri`` reads the runs from that store instead (the server's own refits read its backend store directly:
     the same rows, without serialising hundreds of runs to JSON and back inside one process).
     """
-    from transfer_laws.registry.fit import FitError, fit_transfer_law
-
     law_name(*parse_law(law))  # a malformed law (or one with a quote, say) is a ValueError before anything is read
     uri = resolve_tracking_uri(tracking_uri)
     client = client_for(uri)
     held = lock_kind(uri)
-    settings = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method, "plots": plots}
+    settings: dict[str, int | str | bool] = {"bootstrap": bootstrap, "seed": seed, "d_e_method": d_e_method,
+                                             "plots": plots}
     with law_lock(law, uri, lock_timeout_s):
         _close_debris(client, law, held)
         reader = client_for(read_uri) if read_uri else client
@@ -398,7 +408,7 @@ def refit_law(
         for _ in range(CAS_ATTEMPTS):
             digest = inputs_digest(inputs)
             n_runs = len(inputs.points)
-            if _covers(latest, digest):
+            if covers(latest, digest):
                 return RefitResult(law, STATUS_UNCHANGED, str(latest.version), None, None, n_runs)
             _forecast(client, uri, law, latest, inputs, reader)  # before any version that includes these runs
             try:
@@ -409,17 +419,18 @@ def refit_law(
             _leave_one_out(fit, inputs)
             _track_record(fit, reader, law)
             tags = {LAW_TAG_LAW: law, LAW_TAG_FINGERPRINT: fit.fingerprint, TAG_INPUTS_DIGEST: digest,
-                    TAG_REFIT_LOCK: held, **law_source_tags(law)}
+                    REFIT_TAG_LOCK: held, **law_source_tags(law)}
             if requested_by:
                 tags[LAW_TAG_REQUESTED_BY] = requested_by
             _ensure_registered_model(client, law_model_name(law), law_source_tags(law))
-            run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, PARAM_READ_AT: read_at}, tags)
+            run_id, info = _log_refit_run(client, uri, law, fit, inputs, {**settings, REFIT_PARAM_READ_AT: read_at},
+                                          tags)
             outcome = _register_if_current(client, uri, reader, law, digest, _version_number(latest), run_id, info,
-                                           {k: v for k, v in tags.items() if k != TAG_REFIT_LOCK})
+                                           {k: v for k, v in tags.items() if k != REFIT_TAG_LOCK})
             if not isinstance(outcome, _Stale):
                 status, version = outcome
                 if status == STATUS_REGISTERED:  # the law, its intervals and warnings on the version's own page
-                    from transfer_laws.registry.law_model import annotate_version
+                    from transfer_laws.registry.law_model import annotate_version  # lazy: mlflow.pyfunc, pandas
 
                     annotate_version(client, law, str(version.version), fit, inputs, model_id=info.model_id,
                                      run_id=run_id)
@@ -427,7 +438,8 @@ def refit_law(
                         update_target_map(client, uri, law, str(version.version), fit)
                 return RefitResult(law, status, str(version.version), fit, None, n_runs,
                                    run_id if status == STATUS_REGISTERED else None)
-            client.set_tag(run_id, TAG_DEBRIS, "superseded: the law's runs changed before its version was created")
+            client.set_tag(run_id, REFIT_TAG_DEBRIS,
+                           "superseded: the law's runs changed before its version was created")
             latest, inputs = outcome  # read under the lock just now: fit those
             read_at = int(time.time() * 1000)
         return RefitResult(law, STATUS_SUPERSEDED, None, None, "the law's runs kept changing while it was refitted",
@@ -437,8 +449,6 @@ def refit_law(
 def _forecast(client: MlflowClient, uri: str, law: str, latest: ModelVersion | None, inputs: LawInputs,
               reader: MlflowClient) -> None:
     """The forecast of every run ``latest`` has not seen (``registry/forecast.py``); never a reason to fail."""
-    from transfer_laws.registry.forecast import forecast_new_runs
-
     try:
         forecast_new_runs(client, uri, law, latest, inputs, reader)
     except Exception:
@@ -447,8 +457,6 @@ def _forecast(client: MlflowClient, uri: str, law: str, latest: ModelVersion | N
 
 def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
     """The version's leave-one-out calibration, in ``fit.checks["loo"]`` (so in ``law.json``)."""
-    from transfer_laws.registry.fit._loo import leave_one_out
-
     try:
         fit.checks["loo"] = leave_one_out(fit, inputs.points)
     except Exception:
@@ -457,8 +465,6 @@ def _leave_one_out(fit: TransferLaw, inputs: LawInputs) -> None:
 
 def _track_record(fit: TransferLaw, reader: MlflowClient, law: str) -> None:
     """How the earlier versions' forecasts fared so far, in ``fit.checks["track_record"]`` (law.json, the card)."""
-    from transfer_laws.registry.forecast import record_summary, track_record
-
     try:
         fit.checks["track_record"] = record_summary(track_record(reader, law))
     except Exception:
@@ -467,8 +473,6 @@ def _track_record(fit: TransferLaw, reader: MlflowClient, law: str) -> None:
 
 def attach_plots(client: MlflowClient, result: RefitResult) -> None:
     """Render the fit's SVG plots and log them under ``plots/`` of the refit run a version was registered from."""
-    from transfer_laws.registry.fit import plot_law
-
     if result.fit is None:
         raise ValueError(f"no fit to plot for {result.law} ({result.status}: {result.reason})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -477,7 +481,8 @@ def attach_plots(client: MlflowClient, result: RefitResult) -> None:
     update_target_map(client, client.tracking_uri, result.law, result.version, result.fit)
 
 
-def refit_after_run(run_id: str, tracking_uri: str | None = None, **options: Any) -> list[RefitResult]:
+def refit_after_run(run_id: str, tracking_uri: str | None = None,
+                    **options: Unpack[RefitOptions]) -> list[RefitResult]:
     """Refit, in this process, every law the landed run feeds (the embedded store's hook)."""
     uri = resolve_tracking_uri(tracking_uri)
     return [refit_law(law, tracking_uri=uri, **options) for law in laws_for_run(run_id, client_for(uri))]

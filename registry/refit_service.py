@@ -19,19 +19,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.reader import laws_for_run
 from transfer_laws.registry.refit import (
     STATUS_FAILED,
     STATUS_REGISTERED,
+    RefitOptions,
     RefitResult,
     attach_plots,
     refit_law,
 )
 from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND, MLFLOW_ENV_SERVER_REGISTRY
-from transfer_laws.registry.tracking import client_for
+from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for
 from transfer_laws.registry.watch import uncovered_laws
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ class RefitService:
     (``plots=False`` in the options turns them off altogether).
     """
 
-    def __init__(self, tracking_uri: str, *, history: int = 100, **options: Any) -> None:
+    def __init__(self, tracking_uri: str, *, history: int = 100, **options: Unpack[RefitOptions]) -> None:
         self.tracking_uri = tracking_uri
         self.plots = bool(options.pop("plots", True))
         # Inside ``mlflow server`` runs are read from its backend store directly (when its registry lives there
@@ -65,7 +69,7 @@ class RefitService:
         if os.environ.get(MLFLOW_ENV_SERVER_REGISTRY, backend) != backend:
             backend = None
         self.read_uri = options.pop("read_uri", None) or backend or tracking_uri
-        self.options = {**options, "plots": False, "read_uri": self.read_uri}
+        self.options: RefitOptions = {**options, "plots": False, "read_uri": self.read_uri}
         self.results: deque[RefitResult] = deque(maxlen=history)
         self._triggers: list[tuple[int, Callable[[], list[str]]]] = []  # (tries so far, resolver)
         self._later: list[tuple[float, int, Callable[[], list[str]]]] = []  # retries: (due, tries so far, resolver)
@@ -231,7 +235,7 @@ MAX_SERVICES = 4
 """Refit services one process may start: one per law store it serves (a server has exactly one)."""
 
 
-def get_service(tracking_uri: str, **options: Any) -> RefitService:
+def get_service(tracking_uri: str, **options: Unpack[RefitOptions]) -> RefitService:
     """The process's refit service for ``tracking_uri`` (created on first use, at most ``MAX_SERVICES``)."""
     with _services_guard:
         service = _services.get(tracking_uri)
@@ -245,8 +249,6 @@ def get_service(tracking_uri: str, **options: Any) -> RefitService:
 
 def wait_for_server(uri: str, timeout_s: float = 300.0) -> bool:
     """Poll ``uri``'s /health until it answers (the server's start sweep runs before it listens)."""
-    from transfer_laws.registry.tracking import TrackingError, check_reachable
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -44,6 +44,8 @@ PARAM_N_HEAD = "n_head"
 PARAM_N_EMBD = "n_embd"
 PARAM_CONTEXT = "context_length"
 PARAM_VOCAB = "vocab_size"
+PARAM_LR = "lr"
+"""The learning rate a sweep's grid or tuning run trained with (beside its setting ``optim.lr``)."""
 
 # The run's settings: every resolved hyperparameter is a param ``<group>.<field>`` (e.g. ``optim.lr``,
 # ``train.max_steps``, ``data.batch_size``), and the whole resolved configuration is the YAML artifact below.
@@ -79,6 +81,18 @@ TAG_PIN_REASON = "transfer.pin_reason"
 """Why the pin loop chose the run: the advice's predicted intervals after it, its compute, what the law lacked."""
 TAG_ADAPTIVE_REASON = "transfer.adaptive_reason"
 """Why ``sweep --adaptive`` chose the run (or that the advice did not choose it)."""
+TAG_LR_TUNING = "transfer.lr_tuning"
+"""On a learning-rate tuning run: ``<size>/<role>``; on the sweep's parent run: the search settings."""
+TAG_LR_TRIAL = "transfer.lr_tuning.trial"
+"""On a learning-rate tuning run: its Optuna trial number."""
+TAG_LR_SOURCE = "transfer.lr_source"
+"""On a grid run: where its learning rate came from (tuned, with the study and trial, or the fixed setting)."""
+TAG_LR_PREFIX = "transfer.lr."
+"""On the sweep's parent run: ``transfer.lr.<size>.<role>`` = the learning rate tuning chose for that cell."""
+TAG_PRUNED = "transfer.pruned_reason"
+"""On a tuning run Optuna pruned: why."""
+TAG_INPUT_TOKENS = "transfer.tokens"
+"""On a run's dataset input: the tokens of that split the run read."""
 
 # Dataset input contexts (the ``mlflow.data.context`` tag of a run's dataset inputs).
 CONTEXT_PRETRAINING = "pretraining"
@@ -90,6 +104,8 @@ CONTEXT_TEST = "test"
 # Metrics.
 METRIC_TEST_LOSS = "test_loss"
 METRIC_BEST_TEST_LOSS = "best_test_loss"
+METRIC_BEST_STEP = "best_step"
+"""The optimizer step of the evaluation that gave ``best_test_loss`` (-1: none), written at the end."""
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_N = "N"
 """N again, as a metric logged at the start: MLflow sorts params as text (100096 before 12768), metrics as numbers,
@@ -104,6 +120,9 @@ ROLES = (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE)
 LAW_MODEL_PREFIX = "transfer-law-"
 CHECKPOINT_MODEL_PREFIX = "pretrained-"
 """Registered pretrained checkpoints are named ``pretrained-<source>`` (``pretrain`` registers under it)."""
+DEMO_CHECKPOINT_TEMPLATE = f"models:/{CHECKPOINT_MODEL_PREFIX}text@demo-{{size}}"
+"""The checkpoint of each model shape the demo registers (alias ``demo-<size>``): where sweeps, the pin loop and the
+advice's commands start fine-tunes by default."""
 LAW_ALIAS = "latest"
 DEFAULT_CHECKPOINT_ALIAS = "champion"
 DEFAULT_EXPERIMENT = "transfer-laws"
@@ -174,7 +193,8 @@ LAW_FIT_IN_MODEL = f"artifacts/{LAW_FIT_ARTIFACT}"
 
 # Law model version tags.
 LAW_TAG_FINGERPRINT = "transfer.fingerprint"
-LAW_TAG_LAW = "transfer.law"
+LAW_TAG_LAW = TAG_LAW
+"""The law, on its versions and refit runs: the same key as a fine-tune's, so one filter finds both."""
 LAW_TAG_REQUESTED_BY = "transfer.refit_requested_by"
 """Who pressed "refit now" on the law page (also on the refit run); absent for automatic refits."""
 LAW_TAG_VERDICT = "transfer.verdict"
@@ -183,9 +203,9 @@ LAW_TAG_WARNINGS = "transfer.warnings"
 """How many warnings the fit carries (their text is in the version's description)."""
 LAW_TAG_RUNS = "transfer.runs_used"
 """Runs the law was fitted on (fine-tunes with D_T > 0 plus the scratch runs behind D_E)."""
-LAW_TAG_SOURCE = "transfer.source"
+LAW_TAG_SOURCE = TAG_SOURCE
 """The law's source corpus, on its registered model and every version: MLflow's model list filters by it."""
-LAW_TAG_TARGET = "transfer.target"
+LAW_TAG_TARGET = TAG_TARGET
 """The law's target corpus, on its registered model and every version (``tags.`transfer.target` = 'python'``)."""
 
 # A target's transfer map: its laws side by side, logged on one run of the refit experiment per target.
@@ -196,6 +216,8 @@ MAP_ARTIFACT = "map"
 """That run's folder: ``map.json`` and the charts comparing the target's sources (D_T lines, alpha, beta)."""
 LAW_COEFFICIENTS = ("k", "alpha", "beta")
 """Each is a version tag ``<value> [<low>, <high>]`` (95% interval, 3 significant digits)."""
+LAW_TAG_K_PER_CHAR = "k_per_char"
+"""Version tag: k with D_F in characters (the paper's unit), ``<value> [<low>, <high>]``, or ``n/a (<why>)``."""
 
 # Forecasts: every run a law version had not seen is predicted by it when a refit first reads the run
 # (``registry/forecast.py``); 95% prediction intervals (parameter uncertainty and run-to-run noise).
@@ -236,6 +258,18 @@ REFIT_TAG_OWNER = "transfer.refit_owner"
 """Refit-run tag: ``host:pid`` of the process logging it (a later refit on that host closes it once the pid is gone)."""
 REFIT_TAG_HEARTBEAT = "transfer.refit_heartbeat"
 """Refit-run tag: epoch ms the logging refit last said it was alive (every few seconds while the run is open)."""
+REFIT_PARAM_N_RUNS = "n_runs"
+"""Refit-run param: how many runs the fit used (the law page's version history shows it)."""
+REFIT_PARAM_READ_AT = "inputs_read_at_ms"
+"""Refit-run param: when the inputs were read (ms); runs that ended later are not covered by the version."""
+REFIT_TAG_LOCK = "transfer.refit_lock"
+"""Refit-run tag: the kind of law lock the refit held (``locks.lock_kind``), for the debris check."""
+REFIT_TAG_DEBRIS = "transfer.debris"
+"""Set on a refit run a later refit closed: why."""
+TAG_INPUTS_DIGEST = "transfer.inputs_digest"
+"""Law-version and refit-run tag: sha256 of the sorted ids of every run the refit read (``refit.inputs_digest``)."""
+REGISTRY_LOCK_PREFIX = "transfer-laws-lock."
+"""Name prefix of the registry-side lock models (outside ``transfer-law-*``, so no page or reader sees them)."""
 
 # Experiments and registered models: MLflow's own tags.
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -245,6 +279,8 @@ EXPERIMENT_KIND_TRAINING = "custom_model_development"
 MLFLOW_NOTE = "mlflow.note.content"
 """An experiment's or run's description (Markdown) in MLflow's UI."""
 MLFLOW_MODEL_VERSIONS = "mlflow.modelVersions"
+MLFLOW_DATA_CONTEXT = "mlflow.data.context"
+"""A run's dataset-input tag: the context the data served in (``CONTEXT_*`` above)."""
 """LoggedModel tag listing the registry versions made from it; the UI's "Registered" column reads it."""
 LAW_PAGE_PATH = "/transfer-laws/"
 """The law page the server app plugin serves (``mlflow server --app-name transfer-laws``)."""
@@ -315,9 +351,3 @@ def stored_data_params(params: Mapping[str, str], role: str) -> tuple[str, str]:
     if names[0] not in params and PARAM_D_F_TOKENS in params:
         return PARAM_D_F_TOKENS, PARAM_D_F_CHARS
     return names
-
-
-def data_tokens(params: Mapping[str, str], role: str) -> str | None:
-    """The raw training-token count a run logged (``stored_data_params``), None if it logged none."""
-    return params.get(stored_data_params(params, role)[0])
-

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from transfer_laws.lightning_modules.config import CheckpointError, parse_model_uri
+from transfer_laws.registry.experiment_view import experiment_tags
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
 
 if TYPE_CHECKING:
@@ -182,10 +183,8 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
 
     Our experiments open in MLflow's "Model training" view (tag ``mlflow.experimentKind``) with a description that
     says what they hold; both are set once, when missing, so a user's own description is never overwritten."""
-    from mlflow import MlflowClient
-
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -202,8 +201,6 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, tracking_uri: str | None =
 
 
 def _describe(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]) -> None:
-    from transfer_laws.registry.experiment_view import experiment_tags
-
     for key, value in experiment_tags(name, experiment_id).items():
         if not tags.get(key):
             client.set_experiment_tag(experiment_id, key, value)
@@ -220,7 +217,7 @@ def mark_registered(client: MlflowClient, model_id: str, name: str, version: int
     linked = model.tags.get(MLFLOW_MODEL_VERSIONS)
     entries = json.loads(linked) if linked else []
     if not any(str(e.get("name")) == name and str(e.get("version")) == str(version) for e in entries):
-        entries.append({"name": name, "version": str(version)})
+        entries.append({"name": name, "version": int(version)})  # a number, as the server writes it
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(entries)})
     _write_registered_meta(model.artifact_location, name, version)
 

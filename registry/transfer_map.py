@@ -16,6 +16,22 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import numpy as np
+
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.fit._compare import (
+    Ranked,
+    Source,
+    chars_per_token,
+    contrast,
+    crossing,
+    d_t_line,
+    fitted_span,
+    law_row,
+    rank,
+    scale,
+)
+from transfer_laws.registry.reader import read_law_inputs
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
     CKPT_TAG_N,
@@ -33,11 +49,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from transfer_laws.registry.fit import TransferLaw
-
+MapDoc: TypeAlias = dict[str, Any]
+"""A map as a JSON document (``target_map``): JSON's values, read by the page, the map run and the CLI."""
 N_MATCH = 0.02
 """A checkpoint serves a query at N when its N is within 2% of it (N is an exact count; 2% is a shape's rounding)."""
-"""Registered checkpoints are named ``pretrained-<source>`` (``pretrain`` registers them so)."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +97,6 @@ def fit_loader(tracking_uri: str | None = None) -> Loader:
 
     def load(client: MlflowClient, law: str, mv: ModelVersion) -> TransferLaw:
         from mlflow.artifacts import download_artifacts
-
-        from transfer_laws.registry.fit import TransferLaw
 
         with tempfile.TemporaryDirectory() as tmp:
             source = mv.source or ""
@@ -175,8 +188,6 @@ def read_target(client: MlflowClient, target: str, *, load: Loader | None = None
     reader's) and its source's checkpoints. A law whose fit cannot be read stays in the list with the reason.
     ``load`` reads a version's fit (default: ``fit_loader()`` on the active store); ``only``: these laws at most
     (the ones a page's user may read)."""
-    from transfer_laws.registry.reader import read_law_inputs
-
     load = load or fit_loader()
     aliases_of: dict[str, dict[str, str]] = {}
     out = []
@@ -211,11 +222,9 @@ def checkpoint_for(checkpoints: list[Checkpoint], n: float) -> tuple[Checkpoint 
     return None, f"no registered checkpoint at N={n:.3g}; the nearest is {near.uri} (N={near.n:.3g})"
 
 
-def _defaults(sources: list[Any], unit: str) -> tuple[float, float]:
+def _defaults(sources: list[Source], unit: str) -> tuple[float, float]:
     """The query a map opens at: the largest N every law was fitted at (else the largest any was), and the smallest
     D_F every law reaches (the paper's question is small D_F), in ``unit``."""
-    from transfer_laws.registry.fit._compare import fitted_span, scale
-
     used = [{p.n for p in s.fit.points if p.used} for s in sources]
     common = set.intersection(*used) if used else set()
     ns = common or set().union(*used)
@@ -224,22 +233,10 @@ def _defaults(sources: list[Any], unit: str) -> tuple[float, float]:
 
 
 def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None = None,
-               unit: str = "tokens") -> dict[str, Any]:
+               unit: str = "tokens") -> MapDoc:
     """The map as one JSON-ready document: a row per source (k per token and per character, alpha, beta, runs,
     verdict), D_T lines at N with bands, each pair's crossing point, and the ranking at (N, D_F) naming the
     checkpoint to fine-tune from."""
-    import numpy as np
-
-    from transfer_laws.registry.fit._compare import (
-        Source,
-        chars_per_token,
-        crossing,
-        d_t_line,
-        fitted_span,
-        law_row,
-        rank,
-        scale,
-    )
 
     target = parse_law(laws[0].law)[1] if laws else None
     sources = [Source(entry.source, entry.fit, chars_per_token(entry.runs)) for entry in laws if entry.fit is not None]
@@ -253,7 +250,7 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
     at_n, at_d_f = n or default_n, d_f or default_d_f  # the query: what the rows below are at
     if sources:
         n, d_f = at_n, at_d_f
-    doc: dict[str, Any] = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
+    doc: MapDoc = {"target": target, "unit": unit, "n": n, "d_f": d_f, "notes": notes,
                            "convention": "N: non-embedding parameters; D_F and D_T in " + unit + "; k per token and "
                            "per character: k_tokens = k_chars * (chars/token)^(alpha - 1); 95% intervals from the "
                            "laws' draws (parameter uncertainty, not a single run's noise)"}
@@ -280,7 +277,7 @@ def target_map(laws: list[TargetLaw], n: float | None = None, d_f: float | None 
     return plain(doc)
 
 
-def plain(value: Any) -> Any:
+def plain(value: object) -> Any:
     """``value`` as strict JSON's types: numpy scalars and tuples made plain, NaN and infinities None."""
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
@@ -293,7 +290,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _ranked_row(r: Any, checkpoint: Checkpoint | None, missing: str) -> dict[str, Any]:
+def _ranked_row(r: Ranked, checkpoint: Checkpoint | None, missing: str) -> MapDoc:
     return {"source": r.source, "determined": r.determined, "why": r.why, "d_t": r.d_t.as_dict(),
             "d_e": r.d_e.as_dict(), "multiplier": r.multiplier.as_dict(), "loss": r.loss.as_dict(),
             "extrapolation": r.extrapolation, "vs_next": r.vs_next,
@@ -301,11 +298,9 @@ def _ranked_row(r: Any, checkpoint: Checkpoint | None, missing: str) -> dict[str
 
 
 def source_contrast(laws: list[TargetLaw], base: str, other: str, n: float | None = None,
-                    unit: str = "chars") -> dict[str, Any]:
+                    unit: str = "chars") -> MapDoc:
     """The paper's comparison of two sources of one target (``contrast``) at N (default: the map's) and the
     smallest D_F both laws were fitted at (characters by default, the paper's unit)."""
-    from transfer_laws.registry.fit._compare import Source, chars_per_token, contrast
-
     found = {e.source: Source(e.source, e.fit, chars_per_token(e.runs)) for e in laws if e.fit is not None}
     missing = [s for s in (base, other) if s not in found]
     if missing:

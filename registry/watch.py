@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.registry.reader import known_laws, read_law_inputs
 from transfer_laws.registry.refit import (
     STATUS_FAILED,
     STATUS_REGISTERED,
+    RefitOptions,
     RefitResult,
-    _covers,
+    covers,
     inputs_digest,
     latest_version,
     refit_law,
@@ -24,6 +25,7 @@ from transfer_laws.registry.tracking import client_for, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 def coverage(client: MlflowClient, law: str) -> tuple[bool, str]:
     """(whether ``@latest`` covers exactly the runs the reader finds now, their digest)."""
     digest = inputs_digest(read_law_inputs(law, client))
-    return _covers(latest_version(client, law), digest), digest
+    return covers(latest_version(client, law), digest), digest
 
 
 def uncovered_laws(client: MlflowClient) -> dict[str, str]:
@@ -53,7 +55,7 @@ def watch(
     tracking_uri: str | None = None,
     interval_s: float = 30.0,
     max_iterations: int | None = None,
-    **options: Any,
+    **options: Unpack[RefitOptions],
 ) -> list[RefitResult]:
     """Poll for laws whose runs are not the ones their latest version read, and refit (at least once per landing).
 

@@ -16,36 +16,27 @@ import math
 import textwrap
 import types
 import typing
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Args = TypeVar("_Args", bound="DataclassInstance")
+
+Value = object
+"""A setting's value as read from YAML or parsed from a flag (whatever type its field declares)."""
+TypeForm = object
+"""A field's annotation as ``typing.get_type_hints`` gives it: a class, ``int | None``, ``Literal[...]``..."""
 
 
 class ConfigError(ValueError):
     """A config file or value that does not match the code: bad input, so the command line exits 2."""
 
     exit_code = 2
-
-
-def at_least(minimum: float, default: Any = dataclasses.MISSING, *, strict: bool = False,
-             maximum: float | None = None, **field_kwargs: Any) -> Any:
-    """A dataclass field whose value (each value, for a list) must be >= ``minimum`` (> with ``strict``) and, when
-    given, <= ``maximum``.
-
-    Checked when the arguments are built, so a bad value is one line and exit 2 before any work starts.
-    """
-    metadata = {**field_kwargs.pop("metadata", {}), "minimum": minimum, "strict": strict, "maximum": maximum}
-    if default is dataclasses.MISSING:
-        return dataclasses.field(metadata=metadata, **field_kwargs)
-    return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
-
-
-def positive(default: Any = dataclasses.MISSING, *, maximum: float | None = None, **field_kwargs: Any) -> Any:
-    """A field that must be > 0 (a size, a budget, a loss), and at most ``maximum`` when given."""
-    return at_least(0, default, strict=True, maximum=maximum, **field_kwargs)
 
 
 @cache
@@ -75,7 +66,7 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+def _unwrap_optional(tp: TypeForm) -> tuple[TypeForm, bool]:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -103,7 +94,7 @@ def _count_or_name(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | None]:
+def _converter(tp: TypeForm) -> tuple[typing.Callable[[str], Value], str, list[str] | None]:
     """A string parser for type ``tp``, a metavar and the allowed choices."""
     tp, optional = _unwrap_optional(tp)
     origin = get_origin(tp)
@@ -116,7 +107,7 @@ def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | N
     if origin in (list, tuple):
         (inner,) = get_args(tp)[:1]
         parse_one, _, _ = _converter(inner)
-        def parse_list(s: str) -> list[Any]:
+        def parse_list(s: str) -> list[Value]:
             return [parse_one(x) for x in s.split(",") if x]
 
         return parse_list, "A,B,...", None
@@ -137,7 +128,7 @@ def _converter(tp: Any) -> tuple[typing.Callable[[str], Any], str, list[str] | N
         return parse_number, tp.__name__.upper(), None
     if tp is Path:
         return Path, "PATH", None
-    if tp is str or tp is Any:
+    if tp is str or tp is typing.Any:
         return str, "TEXT", None
     raise TypeError(f"unsupported argument type {tp!r}")
 
@@ -177,7 +168,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
                                default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
 
-def _default_of(f: dataclasses.Field) -> Any:
+def _default_of(f: dataclasses.Field) -> Value:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -185,7 +176,7 @@ def _default_of(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Value, tp: TypeForm, where: str) -> Value:
     """A YAML value as type ``tp`` (YAML gives ints for 1000000 and strings for 1e6)."""
     base, optional = _unwrap_optional(tp)
     if value is None:
@@ -219,7 +210,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
+def build_dataclass(cls: type[_Args], values: dict[str, Value], where: str = "") -> _Args:
     """An instance of ``cls`` from a (nested) mapping; unknown keys and bad values raise ConfigError."""
     hints = typing.get_type_hints(cls)
     aliases = {f.metadata["flag"].replace("-", "_"): f.name for f in dataclasses.fields(cls) if "flag" in f.metadata}
@@ -236,15 +227,23 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"missing required argument{'s' if len(missing) > 1 else ''} {flags}")
     for f in dataclasses.fields(cls):
         if f.name in kwargs and "minimum" in f.metadata:
-            _check_range(_flag(prefix, f), kwargs[f.name], f.metadata)
+            _check_range(_flag(prefix, f), kwargs[f.name], typing.cast(Limits, f.metadata))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a __post_init__ check (e.g. TrainConfig) is bad input too
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _check_range(flag: str, value: Any, limits: Mapping[str, Any]) -> None:
-    minimum, strict, maximum = limits["minimum"], limits["strict"], limits.get("maximum")
+class Limits(typing.TypedDict):
+    """What ``at_least`` and ``positive`` (``lightning_modules/config.py``) put in a field's metadata."""
+
+    minimum: float
+    strict: bool
+    maximum: float | None
+
+
+def _check_range(flag: str, value: Value, limits: Limits) -> None:
+    minimum, strict, maximum = limits["minimum"], limits["strict"], limits["maximum"]
     for item in value if isinstance(value, (list, tuple)) else [value]:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
             continue
@@ -263,7 +262,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
-def load_config(path: Path) -> dict[str, Any]:
+def load_config(path: Path) -> dict[str, Value]:
     """A YAML file as a mapping (``--config``)."""
     try:
         data = yaml.safe_load(Path(path).read_text())
@@ -278,28 +277,32 @@ def load_config(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_nested(target: dict[str, Value], dotted: str, value: Value) -> None:
     *parents, leaf = dotted.split("__")
     for p in parents:
-        target = target.setdefault(p, {})
+        child = target.setdefault(p, {})
+        if not isinstance(child, dict):  # a flag and a group of the same name: argparse's dests never collide
+            raise ConfigError(f"--{dotted.replace('__', '.')}: {p} is not a group of settings")
+        target = child
     target[leaf] = value
 
 
-def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+def _normalise(values: dict[str, Value]) -> dict[str, Value]:
     return {k.replace("-", "_"): (_normalise(v) if isinstance(v, dict) else v) for k, v in values.items()}
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Value], override: dict[str, Value]) -> dict[str, Value]:
     merged = dict(base)
     for k, v in override.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        old = merged.get(k)
+        merged[k] = _merge(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
     return merged
 
 
-def parse_namespace(cls: type, namespace: argparse.Namespace, config: Path | None = None) -> Any:
+def parse_namespace(cls: type[_Args], namespace: argparse.Namespace, config: Path | None = None) -> _Args:
     """The dataclass for one subcommand: config file values, then command-line flags."""
     values = _normalise(load_config(config)) if config else {}
-    flags: dict[str, Any] = {}
+    flags: dict[str, Value] = {}
     for dest, value in vars(namespace).items():
         if dest.startswith("_") or dest in ("config", "command", "verbose"):
             continue

@@ -1,29 +1,14 @@
-"""Errors the command line turns into one line and an exit code, and the scrubbing of secrets from what it prints."""
+"""Errors the command line turns into one line and an exit code (defined with the recipes that raise them), and the
+scrubbing of secrets from what it prints."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TextIO
 
-EXIT_FAILED = 1
-"""The command could not do its job (an error not caused by the arguments)."""
-EXIT_BAD_INPUT = 2
-"""An argument is invalid (decided before any work starts)."""
+from transfer_laws.plugin.recipes.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, UserError
 
-
-class UserError(Exception):
-    """An error whose message is the whole story (one line, no traceback hint); ``exit_code`` says which kind."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class BadInput(UserError):
-    """An argument the command cannot use: exit 2."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, EXIT_BAD_INPUT)
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "BadInput", "RedactingStream", "UserError", "redact"]
 
 
 # scheme://user:password@host -> scheme://user:***@host (tracking URIs, database URLs, S3 endpoints)
@@ -39,7 +24,7 @@ class RedactingStream:
     """A text stream that scrubs passwords from URLs on the way to ``target`` (for library output we cannot
     reword, e.g. MLflow's "View run <url>" line, which repeats the tracking URI)."""
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: TextIO) -> None:
         self.target = target
 
     def write(self, text: str) -> int:

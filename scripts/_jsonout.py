@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 
-def plain(value: Any) -> Any:
+def plain(value: object) -> object:
     """``value`` with numpy scalars, tuples and non-finite floats made JSON's own (NaN and inf become None)."""
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
@@ -20,6 +19,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def json_document(value: Any) -> str:
+def json_document(value: object) -> str:
     """One strict JSON document, indented for people, parseable by any JSON reader."""
     return json.dumps(plain(value), indent=2, allow_nan=False, default=str)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from transfer_laws.registry.reader import UnknownLaw, check_law_known
 from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
 from transfer_laws.scripts._errors import BadInput, UserError
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.fit import TransferLaw
 
 
 class LawNotFound(UserError):
@@ -22,7 +28,7 @@ def law_version_uri(law: str, version: str = LAW_ALIAS) -> str:
 
 
 def load_law_version(law: str, version: str = LAW_ALIAS,
-                     keep_in: Path | None = None) -> tuple[Any, Any, Path | None]:
+                     keep_in: Path | None = None) -> tuple[TransferLaw, ModelVersion, Path | None]:
     """The fitted ``TransferLaw``, its ``ModelVersion`` and, when ``keep_in`` is given, the fit folder copied there,
     from the active registry. The download goes to a temporary folder that is gone on return (a read leaves
     nothing behind, in the store or in /tmp).
@@ -34,8 +40,8 @@ def load_law_version(law: str, version: str = LAW_ALIAS,
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.reader import UnknownLaw, check_law_known
 
     try:
         name = law_model_name(law)
@@ -69,6 +75,7 @@ def load_law_version(law: str, version: str = LAW_ALIAS,
 
 def fit_folder_in(model_dir: Path) -> Path:
     """The fit folder (written by ``TransferLaw.save``) inside a downloaded law model."""
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit._io import is_fit_folder
 
     candidates = sorted({p.parent for p in model_dir.rglob("*.json") if is_fit_folder(p.parent)})

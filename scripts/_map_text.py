@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
+from transfer_laws.registry.transfer_map import read_target, source_contrast
+
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
@@ -98,8 +101,6 @@ def print_source_comparison(target: str = "python", base: str = "text", other: s
     lower and whether beta is the same, each with its interval, from the two laws' ``@latest`` versions; returns
     the numbers. Raises ``LookupError`` when either law has no fit yet."""
 
-    from transfer_laws.registry.tracking import client_for, use_tracking_uri
-    from transfer_laws.registry.transfer_map import read_target, source_contrast
 
     uri = use_tracking_uri(tracking_uri)
     result = source_contrast(read_target(client_for(uri), target), base, other, n=n)

@@ -13,8 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from transfer_laws.scripts._args import positive
+from transfer_laws.lightning_modules.config import positive
+from transfer_laws.registry.schema import law_name
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
+from transfer_laws.registry.transfer_map import read_target, target_map, targets
 from transfer_laws.scripts._errors import BadInput, UserError
+from transfer_laws.scripts._jsonout import json_document
+from transfer_laws.scripts._map_text import format_map, format_ranking
 
 EXIT_NOTHING_TO_RANK = 3
 """The target has laws, but none has a readable fit yet."""
@@ -41,9 +46,6 @@ class Args:
 def load_map(target: str, n: float | None, d_f: float | None, unit: str, tracking_uri: str | None) -> dict:
     """The target's map from the active store; a target without laws is bad input naming the targets there are."""
 
-    from transfer_laws.registry.schema import law_name
-    from transfer_laws.registry.tracking import client_for, use_tracking_uri
-    from transfer_laws.registry.transfer_map import read_target, target_map, targets
 
     try:
         law_name("x", target)
@@ -60,9 +62,6 @@ def load_map(target: str, n: float | None, d_f: float | None, unit: str, trackin
 
 
 def run(args: Args) -> int:
-    from transfer_laws.scripts._jsonout import json_document
-    from transfer_laws.scripts._map_text import format_map, format_ranking
-
     doc = load_map(args.target, args.n, args.d_f, args.unit, args.tracking_uri)
     if not doc.get("ranking"):
         why = "; ".join(f"{law['law']}: {law.get('error')}" for law in doc["laws"]) or "; ".join(doc["notes"])

@@ -16,11 +16,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 from transfer_laws.registry.schema import ENV_VERBOSE
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
 from transfer_laws.scripts._errors import UserError, redact
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 EXIT_TERMINATED = 143
 """128 + SIGTERM, as a shell reports a process the signal ended."""
@@ -107,7 +111,7 @@ def _missing_extra(name: str, exc: ModuleNotFoundError) -> UserError:
                      "pip install 'mlflow-transfer-laws[train]'")
 
 
-def _module(name: str):  # a module
+def _module(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"transfer_laws.scripts.{COMMANDS[name].module}")
     except ModuleNotFoundError as exc:
@@ -116,8 +120,9 @@ def _module(name: str):  # a module
         raise _missing_extra(name, exc) from exc
 
 
-def _args_class(name: str) -> type:
-    return _module(name).Args
+def _args_class(name: str) -> type[DataclassInstance]:
+    args: type[DataclassInstance] = _module(name).Args
+    return args
 
 
 def _one_line_errors(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:

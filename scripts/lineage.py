@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
 from transfer_laws.registry.schema import (
     CKPT_TAG_CORPUS,
     CKPT_TAG_N,
@@ -22,6 +23,7 @@ from transfer_laws.registry.schema import (
     TAG_ROLE,
     stored_data_params,
 )
+from transfer_laws.registry.tracking import client_for, get_version, use_tracking_uri
 from transfer_laws.scripts._errors import BadInput
 
 if TYPE_CHECKING:
@@ -44,7 +46,6 @@ class Args:
 
 def run(args: Args) -> int:
 
-    from transfer_laws.registry.tracking import client_for, use_tracking_uri
 
     uri = use_tracking_uri(args.tracking_uri, read_only=True)
     client = client_for(uri)
@@ -63,8 +64,6 @@ def run(args: Args) -> int:
 def resolve_version(client: MlflowClient, uri: str) -> ModelVersion:
     """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
     versions there are, when there is none)."""
-    from transfer_laws.registry.tracking import get_version
-
     try:
         return get_version(client, uri)
     except ValueError as exc:  # a malformed URI (CheckpointError) or a missing version (CheckpointNotFound)
@@ -95,8 +94,6 @@ def _quote(text: str) -> str:
 
 def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
     """A version's line (N, tokens seen, pretraining loss) and one line per run that started from it."""
-    from transfer_laws.registry.lineage import lineage_of_version
-
     aliases = " ".join(f"@{a}" for a in getattr(mv, "aliases", []) or [])
     tags = mv.tags or {}
     pretrain = _run_or_none(client, mv.run_id)
@@ -119,8 +116,6 @@ def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
 def run_tree(client: MlflowClient, run_id: str, uri: str) -> list[str]:
     """A fine-tune's ancestry (checkpoint version, pretraining run and its data), or a pretraining run's versions
     and their fine-tunes."""
-    from transfer_laws.registry.lineage import lineage_of_run
-
     run_ = _run_or_none(client, run_id)
     if run_ is None:
         raise BadInput(f"no run {run_id} in this store")
@@ -159,8 +154,10 @@ def _run_or_none(client: MlflowClient, run_id: str | None) -> Run | None:
         return None
 
 
-def _num(value: Any) -> str:
+def _num(value: str | float | None) -> str:
     """'12345' -> 12,345; '1.2e5' -> 120,000; missing -> ?."""
+    if value is None:
+        return "?"
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from transfer_laws.lightning_modules.config import PRESETS, positive
 from transfer_laws.registry.records import MAX_D, MAX_N
-from transfer_laws.registry.schema import LAW_ALIAS
-from transfer_laws.scripts._args import positive
+from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB
+from transfer_laws.registry.tracking import use_tracking_uri
 from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import json_document
+from transfer_laws.scripts._law import load_law_version
 
 if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.advice import Advice, Plan, Target
+    from transfer_laws.registry.fit import Checks, Prediction, TransferLaw
 
 EXIT_UNREACHABLE = 3
 """The law cannot reach the target loss (at that N, or at any N for that D_F)."""
@@ -98,7 +102,6 @@ def law_vocab_size(law: TransferLaw) -> int | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from transfer_laws.registry.schema import PARAM_VOCAB
 
     client = MlflowClient()
     for point in law.points[:3]:
@@ -113,7 +116,7 @@ def law_vocab_size(law: TransferLaw) -> int | None:
 
 def nearest_presets(n: float) -> list[tuple[str, int]]:
     """The preset shapes (``--preset``) just below and just above N, with their N."""
-    from transfer_laws.lightning_modules.config import PRESETS
+    # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.next_runs import preset_n
 
     sizes = sorted((preset_n(name), name) for name in PRESETS)
@@ -123,9 +126,8 @@ def nearest_presets(n: float) -> list[tuple[str, int]]:
 
 
 def run(args: Args) -> int:
+    # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.next_runs import advice_rows, format_advice, format_plan
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._law import load_law_version
 
     check_question(args)
     use_tracking_uri(args.tracking_uri, read_only=True)
@@ -133,7 +135,7 @@ def run(args: Args) -> int:
     answer: dict[str, Any] = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
                               "beta": law.beta, "intervals": {k: list(v) for k, v in law.intervals.items()},
                               "unit": law.settings.get("unit", "tokens"), "fitted_range": fitted_range(law)}
-    checks = getattr(law, "checks", {}) or {}
+    checks = law.checks
     answer["verdict"] = list(checks.get("verdict", []))
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
@@ -143,10 +145,12 @@ def run(args: Args) -> int:
         answer["plan"] = {"reached": plan.reached, "FLOP": plan.flops, "runs": advice_rows(plan.steps),
                           "alpha_halfwidth": plan.alpha_halfwidth, "beta_interval": list(plan.beta_interval)}
         next_table = format_advice(ranked, top=8) if ranked else ""
-    answer["law_holds"] = list((checks.get("regime") or {}).get("holds") or [])
+    regime = checks.get("regime")
+    answer["law_holds"] = list(regime.get("holds") or []) if regime else []
     answer["past_low_data_regime"] = past_regime(checks, args.n, args.d_f)
     if args.target_loss is not None:
         check_target_loss(law, args.target_loss, args.n, law_vocab_size(law))
+        solve: Callable[[float, float], float]
         if args.n is not None:
             quantity, solve, given = "d_f", law.d_f_for_target_loss, args.n
         elif args.d_f is not None:
@@ -188,10 +192,11 @@ def fitted_range(law: TransferLaw) -> dict[str, list[float]]:
     return {"N": [min(ns), max(ns)], "D_F": [min(d_fs), max(d_fs)]}
 
 
-def past_regime(checks: dict[str, Any], n: float | None, d_f: float | None) -> dict[str, Any] | None:
+def past_regime(checks: Checks, n: float | None, d_f: float | None) -> dict[str, Any] | None:
     """Where ``d_f`` lies past the D_F range the law was fitted on at the measured N nearest ``n``: that N, the
     range's top and the smallest D_F whose fine-tune showed the law bending there (None: no bend seen). None when
     ``d_f`` is inside (2% beyond the last run is rounding) or the law has no such record."""
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit import holds_at
 
     if n is None or d_f is None or not math.isfinite(d_f):
@@ -217,7 +222,7 @@ def outside_range(span: dict[str, list[float]], **query: float | None) -> list[d
     return flagged
 
 
-def _target_with_interval(law: TransferLaw, solve: Any, given: float, loss: float,
+def _target_with_interval(law: TransferLaw, solve: Callable[[float, float], float], given: float, loss: float,
                           quantity: str) -> tuple[float, float, float]:
     """The answer at the fitted law and its 95% interval over bootstrap draws of k, alpha and beta."""
     import numpy as np
@@ -307,11 +312,10 @@ def print_answer(answer: dict[str, Any], args: Args, law: TransferLaw) -> None:
         print(f"fit warning: {warning}")
 
 
-def _as_plain(prediction: Any) -> dict[str, Any]:
-    """A prediction (dataclass or mapping) as {quantity: {value, low, high}}."""
-    is_instance = dataclasses.is_dataclass(prediction) and not isinstance(prediction, type)
-    raw = dataclasses.asdict(prediction) if is_instance else dict(prediction)
-    plain: dict[str, Any] = {}
+def _as_plain(prediction: Prediction) -> dict[str, dict[str, float]]:
+    """A prediction as {quantity: {value, low, high}}."""
+    raw = dataclasses.asdict(prediction)
+    plain: dict[str, dict[str, float]] = {}
     for key, value in raw.items():
         if key.endswith(("_low", "_high")):
             continue
@@ -322,11 +326,12 @@ def _as_plain(prediction: Any) -> dict[str, Any]:
     return plain
 
 
-def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Any], Any, Any]:
+def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Advice], Plan, Target]:
     """Candidates around the law's own runs (``next_runs.law_candidates``), ranked, and the greedy plan to the target;
     wall times at the rate the law's own runs took."""
     from mlflow import MlflowClient
 
+    # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
     from transfer_laws.registry.next_runs import law_candidates, wall_time
 

@@ -1,80 +1,27 @@
-"""``transfer-laws pretrain``: train a GPT on a source corpus, then register its best checkpoint for reuse."""
+"""``transfer-laws pretrain``: pretrain a GPT on a source corpus and register its best checkpoint.
+
+The recipe is ``plugin.recipes.pretrain``; this prints the run and the version it registered."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from transfer_laws.plugin.recipes import PretrainArgs as Args
+from transfer_laws.plugin.recipes import register_pretrained, run_pretrain
+from transfer_laws.plugin.recipes.pretrain import headline
+from transfer_laws.plugin.training import TrainedRun
+from transfer_laws.registry.checkpoints import RegisteredCheckpoint
 
-from transfer_laws.lightning_modules.config import DataConfig, GPTConfig, OptimConfig, TrainConfig, default_from, preset
-from transfer_laws.scripts._args import positive
-from transfer_laws.scripts._common import DataArgs, ShapeArgs, TokenizerArgs, TrackingArgs, megabytes
-
-OPTIM = OptimConfig(lr=2e-3)
-"""Pretraining's optimiser defaults."""
-TRAIN = TrainConfig(max_steps=2000, max_time_s=60.0, eval_every_steps=50, patience=5)
-"""Pretraining's loop defaults."""
+__all__ = ["Args", "run"]
 
 
-@dataclass(kw_only=True)
-class Args(TrackingArgs, ShapeArgs, TokenizerArgs, DataArgs):
-    """Arguments of ``transfer-laws pretrain``."""
-
-    corpus: str = "text"
-    """Source corpus: text, code, mix (50/50 text + code), a folder of files, s3://bucket/prefix or a datasets path."""
-    tokens: int | None = positive(None)
-    """Pretraining token budget (None: the whole corpus, for as long as --train.max-time-s allows)."""
-    register_as: str | None = None
-    """Registered model name for the checkpoint (default: pretrained-<corpus>); empty string: do not register."""
-    alias: str = "champion"
-    """Alias the new checkpoint version takes."""
-    optim: OptimConfig = default_from(OPTIM)
-    """Optimiser settings."""
-    train: TrainConfig = default_from(TRAIN)
-    """Training loop settings."""
-
-
-def model_config(args: ShapeArgs) -> Any:
-    """The GPTConfig for a shape (vocabulary filled in from the tokenizer later)."""
-    if args.preset:
-        return preset(args.preset, vocab_size=1, context_length=args.context_length)
-    return GPTConfig(vocab_size=1, context_length=args.context_length, n_layer=args.n_layer, n_head=args.n_head,
-                     n_embd=args.n_embd)
-
-
-def run(args: Args, extras: Any = None) -> Any:
-    """Train, print and register; ``extras`` (``plugin.training.RunExtras``): tags, params and callbacks of a caller."""
-    from transfer_laws.plugin import RunFacts
-    from transfer_laws.plugin.training import checkpoints_root, train_run
-    from transfer_laws.registry.schema import ROLE_PRETRAIN, checkpoint_model_name
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts import workspace
-
-    uri = use_tracking_uri(args.tracking_uri)  # the one activation: an unreachable server is the first error
-    corpus_dir = workspace.corpus_dir(args.corpus, megabytes(args.corpus_max_mb))
-    tokenizer_dir = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size, megabytes(args.tokenizer_max_mb))
-    source = workspace.corpus_label(args.corpus)
-    data = DataConfig(corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, context_length=args.context_length,
-                      batch_size=args.batch_size, d_f_tokens=args.tokens, test_tokens=args.test_tokens,
-                      seed=args.seed)
-    facts = RunFacts(role=ROLE_PRETRAIN, source=source, target=None)
-    trained = train_run(role=ROLE_PRETRAIN, facts=facts, data_config=data, model_config=model_config(args),
-                        optim=args.optim, train=args.train, tracking_uri=uri, extras=extras,
-                        experiment=args.experiment, run_name=args.run_name, progress_bar=args.progress_bar,
-                        evals_per_epoch=args.evals_per_epoch, save_checkpoint_to=checkpoints_root(),
-                        checkpoint_extra={"source": source})
+def run(args: Args) -> TrainedRun | RegisteredCheckpoint:
+    trained = run_pretrain(args)
     if trained.rank != 0:  # another rank of a distributed job: rank 0 reports and registers
         return trained
     if args.print_outcome:
-        print(f"pretrained run {trained.run_id}: N={trained.n_params:,} best held-out {source} loss "
-              f"{trained.best_test_loss:.4f} nats/token")
-    name = checkpoint_model_name(source) if args.register_as is None else args.register_as
-    if not name:
+        print(headline(trained, args))
+    registered = register_pretrained(trained, args)
+    if registered is None:
         return trained
-    from transfer_laws.registry.checkpoints import register_checkpoint
-
-    if trained.checkpoint_dir is None:
-        raise RuntimeError(f"pretrained run {trained.run_id} saved no checkpoint to register")
-    registered = register_checkpoint(trained.checkpoint_dir, name=name, alias=args.alias, run_id=trained.run_id)
     if args.print_outcome:
-        print(f"registered {registered.uri} (models:/{name}@{args.alias})")
+        print(f"registered {registered.uri} (models:/{registered.name}@{args.alias})")
     return registered

@@ -13,14 +13,28 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from transfer_laws.lightning_modules.config import at_least
+from transfer_laws.registry.forecast import track_record
+from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.refit import STATUS_FAILED, RefitResult, latest_version, refit_law
-from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for, resolve_tracking_uri
-from transfer_laws.scripts._args import at_least
+from transfer_laws.registry.tracking import (
+    TrackingError,
+    check_reachable,
+    client_for,
+    resolve_tracking_uri,
+    use_tracking_uri,
+)
 from transfer_laws.scripts._errors import RedactingStream, redact
 from transfer_laws.scripts._jsonout import json_document
+from transfer_laws.scripts._law import load_law_version
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_FIT_FAILED, EXIT_DRIFT, EXIT_EVIDENCE = 0, 1, 2, 3, 4, 5
 EXIT_MISFIT, EXIT_FORECAST = 6, 7
@@ -87,11 +101,8 @@ class Gates:
             raise ValueError(f"no parameter {sorted(unknown)} to gate on; use alpha or beta")
 
 
-def _version_fit(uri: str, law: str, version: str) -> Any:
+def _version_fit(uri: str, law: str, version: str) -> TransferLaw:
     """The fitted law of an existing version (what an unchanged refit reports and gates on)."""
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._law import load_law_version
-
     use_tracking_uri(uri)
     fit, _, _ = load_law_version(law, version)
     return fit
@@ -137,12 +148,13 @@ def _evidence(result: RefitResult, gates: Gates) -> list[str]:
 
 def _misfit(result: RefitResult) -> list[str]:
     """Why the law's form is in doubt (empty when it is not, or the fit has no such check)."""
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit import misfit
 
-    return [] if result.fit is None else misfit(getattr(result.fit, "checks", {}) or {})
+    return [] if result.fit is None else misfit(result.fit.checks)
 
 
-def _forecast_gate(record: dict[str, Any], gates: Gates) -> str | None:
+def _forecast_gate(record: Mapping[str, Any], gates: Gates) -> str | None:
     """Why the forecast gate tripped (None when it holds, is off, or nothing was forecast yet)."""
     pooled = record.get("pooled") or {}
     if gates.forecast_coverage is None or not pooled.get("n"):
@@ -154,8 +166,8 @@ def _forecast_gate(record: dict[str, Any], gates: Gates) -> str | None:
 
 
 def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, float],
-             evidence: list[str], exit_code: int, record: dict[str, Any] | None = None,
-             forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, Any]:
+             evidence: list[str], exit_code: int, record: Mapping[str, Any] | None = None,
+             forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, object]:
     """The ``--json`` document (schema in docs/ci-refit.md)."""
     fit = result.fit
     checks = (getattr(fit, "checks", {}) or {}) if fit is not None else {}
@@ -172,6 +184,7 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
         "alpha": None if fit is None else float(fit.alpha),
         "beta": None if fit is None else float(fit.beta),
         "intervals": {} if fit is None else {k: [float(v[0]), float(v[1])] for k, v in fit.intervals.items()},
+        "k_per_char": None if fit is None else fit.k_per_char().as_dict(),
         "exchange": None if fit is None else _exchange(fit),
         "unit": None if fit is None else fit.settings.get("unit", "tokens"),
         "points_used": None if fit is None else sum(bool(p.used) for p in fit.points),
@@ -194,7 +207,17 @@ def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, f
     }
 
 
-def _exchange(fit: Any) -> dict[str, Any]:
+class Exchange(typing.TypedDict):
+    """The ``exchange`` entry of the ``--json`` document: 10^(beta/alpha), how D_F trades against N."""
+
+    determined: bool
+    rate: float | None
+    low: float | None
+    high: float | None
+    text: str
+
+
+def _exchange(fit: TransferLaw) -> Exchange:
     """10^(beta/alpha) with its 95% interval from the draws; ``determined`` false (no numbers) when alpha's interval
     includes 0."""
     interval = fit.exchange_interval() if hasattr(fit, "exchange_interval") else None
@@ -204,7 +227,7 @@ def _exchange(fit: Any) -> dict[str, Any]:
             "text": fit.exchange_headline()}
 
 
-def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, Any]:
+def _error_document(law: str, status: str, reason: str, exit_code: int) -> dict[str, object]:
     return {"schema": SCHEMA_VERSION, "law": law, "status": status, "exit_code": exit_code, "version": None,
             "reason": reason}
 
@@ -248,7 +271,6 @@ def refit_cli(
             result = refit_law(law, tracking_uri=uri, bootstrap=bootstrap)
             if result.fit is None and result.version is not None:  # unchanged: the gates judge the law as it stands
                 result = replace(result, fit=_version_fit(uri, law, result.version))
-            from transfer_laws.registry.forecast import track_record
 
             record = track_record(client_for(uri), law)
     except (ValueError, TrackingError) as exc:
@@ -287,10 +309,8 @@ def refit_cli(
     return code
 
 
-def _calibration_text(result: RefitResult, record: dict[str, Any]) -> str:
+def _calibration_text(result: RefitResult, record: Mapping[str, Any]) -> str:
     """The version's leave-one-out calibration and each version's track record, a line each."""
-    from transfer_laws.registry.law_card import calibration_line
-
     loo = ((getattr(result.fit, "checks", {}) or {}).get("loo") or {}) if result.fit is not None else {}
     lines = [f"  leave-one-out (95% prediction intervals): {calibration_line(loo)}"] if loo else []
     lines += [f"  runs that landed after version {v}: {calibration_line(r)}"

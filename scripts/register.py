@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from transfer_laws.plugin.training import checkpoints_root
+from transfer_laws.registry.checkpoints import register_run
 from transfer_laws.registry.schema import DEFAULT_CHECKPOINT_ALIAS
+from transfer_laws.registry.tracking import use_tracking_uri
 
 
 @dataclass(kw_only=True)
@@ -22,11 +24,7 @@ class Args:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
-def run(args: Args) -> Any:
-    from transfer_laws.plugin.training import checkpoints_root
-    from transfer_laws.registry.checkpoints import register_run
-    from transfer_laws.registry.tracking import use_tracking_uri
-
+def run(args: Args) -> int:
     uri = use_tracking_uri(args.tracking_uri)
     registered = register_run(args.run_id, name=args.name, alias=args.alias, checkpoints_root=checkpoints_root(),
                               tracking_uri=uri)

@@ -9,10 +9,20 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from transfer_laws.lightning_modules.config import positive
+from transfer_laws.registry.forecast import track_record
+from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.schema import LAW_ALIAS
-from transfer_laws.scripts._args import positive
+from transfer_laws.registry.tracking import home_dir, use_tracking_uri
+from transfer_laws.scripts._jsonout import json_document
+from transfer_laws.scripts._law import load_law_version
+from transfer_laws.scripts._map_text import format_map, format_ranking
+from transfer_laws.scripts.choose import load_map
+
+if TYPE_CHECKING:
+    from transfer_laws.registry.fit import TransferLaw
 
 
 @dataclass(kw_only=True)
@@ -37,16 +47,18 @@ class Args:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
 
 
-def _calibration_plots(law_name: str, version: str, law: Any, out: Path) -> list[Path]:
+def _calibration_plots(law_name: str, version: str, law: TransferLaw, out: Path) -> list[Path]:
     """Predicted-vs-observed charts: the runs that landed after this version (its forecasts, read from the store)
     and its leave-one-out predictions; prints each one's calibration line."""
     from mlflow import MlflowClient
 
+    # lazy: numpy and scipy (~1 s), not needed before this step
+    from transfer_laws.registry.fit._forecast import calibration
     from transfer_laws.registry.fit._svg_forecast import forecast_chart
-    from transfer_laws.registry.forecast import track_record
-    from transfer_laws.registry.law_card import calibration_line
+    from transfer_laws.registry.fit._types import VersionRecord
 
-    record = track_record(MlflowClient(), law_name)["versions"].get(version, {"n": 0, "runs": []})
+    record = (track_record(MlflowClient(), law_name)["versions"].get(version)
+              or VersionRecord(**calibration([]), runs=[]))
     loo = (getattr(law, "checks", {}) or {}).get("loo") or {"n": 0, "runs": []}
     written = []
     for name, rec, what in (("forecasts.svg", record, f"runs that landed after version {version}, forecast by it"),
@@ -60,9 +72,8 @@ def _calibration_plots(law_name: str, version: str, law: Any, out: Path) -> list
 
 
 def run(args: Args) -> int:
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit import plot_law
-    from transfer_laws.registry.tracking import home_dir, use_tracking_uri
-    from transfer_laws.scripts._law import load_law_version
 
     if args.target is not None:
         return _target_report(args, args.target)
@@ -73,7 +84,7 @@ def run(args: Args) -> int:
         out = args.out or home_dir() / "reports" / f"{args.law}-v{mv.version}"
         out.mkdir(parents=True, exist_ok=True)
         shutil.copytree(folder, out / "fit", dirs_exist_ok=True)
-    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}", kind="png")
+    written = plot_law(law, out, title=f"Transfer law {args.law}, version {mv.version}")
     (out / "summary.txt").write_text(law.summary() + "\n")
     print(law.summary())
     written += _calibration_plots(args.law, str(mv.version), law, out)
@@ -85,11 +96,8 @@ def run(args: Args) -> int:
 
 def _target_report(args: Args, target: str) -> int:
     """The transfer map of ``target`` (``args.target``): printed, and written as map.json plus its charts."""
+    # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
-    from transfer_laws.registry.tracking import home_dir
-    from transfer_laws.scripts._jsonout import json_document
-    from transfer_laws.scripts._map_text import format_map, format_ranking
-    from transfer_laws.scripts.choose import load_map
 
     doc = load_map(target, args.n, args.d_f, args.unit, args.tracking_uri)
     out = args.out or home_dir() / "reports" / f"map-{target}"

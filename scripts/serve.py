@@ -15,8 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from transfer_laws.scripts._args import at_least, positive
+from transfer_laws.lightning_modules.config import at_least, positive
+from transfer_laws.registry.tracking import embedded_tracking_uri, home_dir
 from transfer_laws.scripts._errors import BadInput, UserError
+from transfer_laws.scripts.cli import QUIETED
 
 
 @dataclass(kw_only=True)
@@ -43,8 +45,6 @@ class Args:
 
 def server_command(args: Args) -> list[str]:
     """The ``mlflow server`` command line for these arguments."""
-    from transfer_laws.registry.tracking import embedded_tracking_uri, home_dir
-
     backend = args.backend_store_uri or embedded_tracking_uri()
     artifacts = args.artifacts_destination or (home_dir() / "artifacts").as_uri()
     command = [sys.executable, "-m", "mlflow", "server", "--app-name", "transfer-laws",
@@ -62,8 +62,6 @@ def run(args: Args) -> int:
         return 0
     check_port_free(args.host, args.port)
     if command[command.index("--backend-store-uri") + 1].startswith("sqlite:"):
-        from transfer_laws.registry.tracking import home_dir
-
         home_dir().mkdir(parents=True, exist_ok=True)
     url = f"http://{_connect_host(args.host)}:{args.port}/"
     print(f"starting MLflow with transfer-laws on {url} ...", flush=True)
@@ -88,8 +86,6 @@ def run(args: Args) -> int:
 def server_env() -> dict[str, str]:
     """This process's environment without the variables the CLI set to quiet its own libraries: the server's
     log is the operator's to read."""
-    from transfer_laws.scripts.cli import QUIETED
-
     return {key: value for key, value in os.environ.items() if key not in QUIETED}
 
 

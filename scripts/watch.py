@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transfer_laws.registry.tracking import use_tracking_uri
+from transfer_laws.registry.watch import watch
+
 
 @dataclass(kw_only=True)
 class Args:
@@ -25,9 +28,6 @@ class Args:
 
 
 def run(args: Args) -> int:
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.registry.watch import watch
-
     uri = use_tracking_uri(args.tracking_uri)
     print(f"watching {uri} every {args.interval_s:g}s", flush=True)
     for result in watch(uri, interval_s=args.interval_s, max_iterations=args.max_iterations,

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from transfer_laws.plugin.webhooks import create_webhook
+from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET
+from transfer_laws.registry.tracking import use_tracking_uri
+
 
 @dataclass(kw_only=True)
 class Args:
@@ -23,10 +27,6 @@ class Args:
 
 
 def run(args: Args) -> int:
-    from transfer_laws.plugin.webhooks import create_webhook
-    from transfer_laws.registry.schema import ENV_WEBHOOK_SECRET
-    from transfer_laws.registry.tracking import use_tracking_uri
-
     uri = use_tracking_uri(args.tracking_uri)
     secret = args.secret or os.environ.get(ENV_WEBHOOK_SECRET)
     if not secret:

@@ -1,12 +1,15 @@
-"""Shared fixtures: an embedded SQLite store per test, and the real server stack started by .ci/run."""
+"""Shared fixtures: an embedded SQLite store per test, every kind of store for contract tests, and the real server
+stack started by .ci/run."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _stores import STORE_KINDS, Store, open_store
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -65,6 +68,15 @@ def sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     yield uri
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="module", params=[pytest.param(kind, marks=() if kind == "sqlite" else pytest.mark.server)
+                                        for kind in STORE_KINDS])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """Each kind of store in turn (``tests/_stores.py``), one per test module: a test taking it is a contract
+    test, run on SQLite, PostgreSQL and a real server over HTTP (the last two skip without the server stack)."""
+    with open_store(request.param, tmp_path_factory.mktemp(f"store-{request.param}")) as opened:
+        yield opened
 
 
 @dataclass(frozen=True)

@@ -144,14 +144,14 @@ def test_training_command_exits_zero_and_registers(sqlite_uri: str, tmp_path: Pa
     from dataclasses import fields
 
     from transfer_laws.lightning_modules.config import TrainConfig
+    from transfer_laws.plugin.recipes import FinetuneArgs, run_finetune
     from transfer_laws.registry.reader import to_point
     from transfer_laws.registry.records import RunResult
-    from transfer_laws.scripts import finetune
 
-    trained = finetune.run(finetune.Args(parent="models:/cli-tiny@smoke", target=str(corpus), d_f_tokens=500,
-                                         test_tokens=256, batch_size=2, train=TrainConfig(max_steps=3),
-                                         progress_bar=False, print_outcome=False, refit_bootstrap=0,
-                                         refit_plots=False))
+    trained = run_finetune(FinetuneArgs(parent="models:/cli-tiny@smoke", target=str(corpus), d_f_tokens=500,
+                                        test_tokens=256, batch_size=2, train=TrainConfig(max_steps=3),
+                                        progress_bar=False, print_outcome=False, refit_bootstrap=0,
+                                        refit_plots=False))
     record = RunResult(**{f.name: getattr(trained, f.name) for f in fields(RunResult)})
     assert record.parent == "models:/cli-tiny/1" and record.d_f_tokens == 500 and record.d_f_chars
     assert to_point(client.get_run(trained.run_id)) == record
@@ -161,7 +161,7 @@ def test_sweeps_from_demo_checkpoints_use_the_sizes_the_demo_registers() -> None
     # A size the demo does not pretrain has no pretrained-text@demo-<size> alias: every fine-tune would fail.
     import yaml
 
-    from transfer_laws.scripts.demo import Args as DemoArgs
+    from transfer_laws.plugin.sweeps import DemoArgs
 
     files = [*CONFIGS, *sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))]
     checked = 0

@@ -202,7 +202,7 @@ def test_invalid_values_are_one_line_and_exit_2(
 def test_scratch_rejects_a_negative_budget_before_any_work(
     sqlite_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from transfer_laws.scripts import workspace
+    from transfer_laws.plugin.recipes import workspace
 
     def no_work(*_: object, **__: object) -> None:
         pytest.fail("corpus or tokenizer built for an invalid run")

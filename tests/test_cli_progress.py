@@ -59,7 +59,7 @@ def test_training_without_a_tty_prints_progress_lines(tmp_path: Path, monkeypatc
 
 
 def test_eta_weighs_runs_by_compute() -> None:
-    from transfer_laws.scripts._eta import eta_seconds, planned_tokens, run_cost_model
+    from transfer_laws.plugin.sweeps.eta import eta_seconds, planned_tokens, run_cost_model
 
     # Runs cost 5 s each plus 1 s per 1e8 of compute: the fit recovers both from three finished runs.
     done = [1e10, 1e8, 3e8]
@@ -77,7 +77,8 @@ def test_eta_weighs_runs_by_compute() -> None:
 
 
 def test_demo_plan_weighs_pretraining_by_its_size() -> None:
-    from transfer_laws.scripts.demo import Args, plan_compute
+    from transfer_laws.plugin.sweeps import DemoArgs as Args
+    from transfer_laws.plugin.sweeps.demo import plan_compute
 
     args = Args()
     plan = plan_compute(args)
@@ -90,7 +91,7 @@ def test_demo_plan_weighs_pretraining_by_its_size() -> None:
 def test_a_standalone_run_says_what_its_refit_did(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from transfer_laws.scripts._outcome import print_run
+    from transfer_laws.plugin.recipes import print_run
 
     fit = SimpleNamespace(alpha=0.6123, beta=0.5234, intervals={"alpha": (-0.07, 1.04), "beta": (-0.38, 1.03)},
                           warnings=["beta's interval includes 0"])

@@ -225,7 +225,7 @@ def test_optunas_database_is_created_by_the_postgres_init_hook(services: dict[st
 
 
 def test_sweep_worker_joins_the_study_its_starter_creates(services: dict[str, Any]) -> None:
-    from transfer_laws.scripts.sweep import grid_cells
+    from transfer_laws.plugin.sweeps import grid_cells
 
     worker = services["sweep-worker"]
     assert worker["command"][0] == "--worker", "keep the study's definition in the entrypoint, shared by its starter"

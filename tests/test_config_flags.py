@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from transfer_laws.plugin.recipes.workspace import corpus_label
 from transfer_laws.scripts import cli
-from transfer_laws.scripts.workspace import corpus_label
 
 TRAINING = ("pretrain", "finetune", "scratch", "sweep")
 
@@ -140,8 +140,8 @@ class _Stop(Exception):
 def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """Replace the store, the workspace, checkpoints and training by recorders."""
     from transfer_laws.plugin import training
+    from transfer_laws.plugin.recipes import workspace
     from transfer_laws.registry import checkpoints, tracking
-    from transfer_laws.scripts import workspace
 
     calls: dict[str, Any] = {"workspace": []}
 
@@ -279,13 +279,13 @@ SWEEP_OWN = {"sizes", "d_f_tokens", "roles", "from_template", "study", "storage"
 
 @pytest.mark.parametrize("role", ["finetune", "scratch"])
 def test_every_sweep_flag_reaches_each_run(recorded: dict[str, Any], role: str) -> None:
-    from transfer_laws.scripts import sweep
+    from transfer_laws.plugin.sweeps import Cell, recipe_trainer
 
     args, values = _everything("sweep", {"--roles": role, "--tracking-uri": "sqlite:///w.db",
                                          "--from-template": "models:/pretrained-text@x-{size}"})
-    train = sweep.recipe_trainer(args, "parent-run")
+    train = recipe_trainer(args, "parent-run")
     with pytest.raises(_Stop):
-        train(sweep.Cell("2x32", 1234, role), 5)
+        train(Cell("2x32", 1234, role), 5)
     call = recorded["train_run"]
     checked = _check_common(values, call, recorded)
     if role == "scratch":  # a scratch-only sweep fits its own tokenizer; with fine-tunes it shares theirs

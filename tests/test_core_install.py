@@ -75,7 +75,7 @@ def test_core_has_no_torch(core_venv: Path) -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_core_refits_and_predicts(core_venv: Path, store: str, tmp_path: Path) -> None:
+def test_core_refits_predicts_and_reports(core_venv: Path, store: str, tmp_path: Path) -> None:
     refit = _cli(core_venv, "refit", "--law", LAW, "--json", "--tracking-uri", store, cwd=tmp_path)
     assert refit.returncode == 0, refit.stderr[-3000:]
     report = json.loads(refit.stdout)
@@ -85,6 +85,11 @@ def test_core_refits_and_predicts(core_venv: Path, store: str, tmp_path: Path) -
                    cwd=tmp_path)
     assert predict.returncode == 0, predict.stderr[-3000:]
     assert "D_T" in predict.stdout
+    assert set(report["k_per_char"]) >= {"value", "low", "high", "convention"}  # the paper's unit, or why not
+    out = tmp_path / "report"
+    done = _cli(core_venv, "report", "--law", LAW, "--tracking-uri", store, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "index.html").is_file() and (out / "loss_vs_data.svg").is_file() and not list(out.glob("*.png"))
 
 
 def test_training_commands_name_the_extra(core_venv: Path, tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def test_mix_is_half_text_half_code(tmp_path: Path) -> None:
 def test_workspace_knows_every_builtin_corpus() -> None:
     """Built-in kinds get named workspace folders and law labels; anything else is a user source."""
     from transfer_laws.lightning_modules.corpora import BUILTIN_KINDS
-    from transfer_laws.scripts import workspace
+    from transfer_laws.plugin.recipes import workspace
 
     assert set(workspace.BUILTIN_CORPORA) == set(BUILTIN_KINDS)
     assert workspace.corpus_label("english") == "english"

@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import pytest
 
+from transfer_laws.plugin.sweeps import DemoArgs as Args
+from transfer_laws.plugin.sweeps.demo import FULL, SOURCES_FULL, apply_preset, plan_compute
 from transfer_laws.scripts import cli
-from transfer_laws.scripts.demo import FULL, SOURCES_FULL, Args, _apply_quick, plan_compute
 
 
 def test_full_preset_widens_the_grid_and_explicit_flags_win() -> None:
-    args = _apply_quick(Args(full=True))
+    args = apply_preset(Args(full=True))
     assert args.d_f_tokens == FULL["d_f_tokens"] and args.scratch_tokens == FULL["scratch_tokens"]
     assert max(args.d_f_tokens) / min(args.d_f_tokens) >= 10 and max(args.scratch_tokens) > 60_000
     assert args.patience == FULL["patience"]
-    mine = _apply_quick(Args(full=True, d_f_tokens=[700, 7000]))
+    mine = apply_preset(Args(full=True, d_f_tokens=[700, 7000]))
     assert mine.d_f_tokens == [700, 7000] and mine.scratch_tokens == FULL["scratch_tokens"]
-    assert _apply_quick(Args()).patience is None  # the short demo keeps its recipes
+    assert apply_preset(Args()).patience is None  # the short demo keeps its recipes
 
 
 def test_full_plans_both_sources_at_the_same_sizes_and_shares_the_scratch_runs() -> None:
-    args = _apply_quick(Args(full=True))
+    args = apply_preset(Args(full=True))
     plan = plan_compute(args)
     per_source = 1 + len(args.d_f_tokens)
     assert len(plan) == len(args.sizes) * (len(SOURCES_FULL) * per_source + len(args.scratch_tokens))
@@ -36,11 +37,11 @@ def test_quick_and_full_together_are_refused(capsys: pytest.CaptureFixture[str])
 def test_full_pins_each_law_from_its_own_checkpoints_with_the_demo_recipe() -> None:
     from dataclasses import replace
 
-    from transfer_laws.scripts import scratch
-    from transfer_laws.scripts.demo import pin_args
-    from transfer_laws.scripts.pin import parse_budget
+    from transfer_laws.plugin.recipes import scratch
+    from transfer_laws.plugin.sweeps import parse_budget
+    from transfer_laws.plugin.sweeps.demo import pin_args
 
-    args = _apply_quick(Args(full=True))
+    args = apply_preset(Args(full=True))
     train = replace(scratch.TRAIN, max_steps=args.run_max_steps, patience=args.patience)
     mix = pin_args(args, "sqlite:///store.db", "mix-to-python", "mix", 12.5, train)
     assert mix.law == "mix-to-python" and mix.from_template == "models:/pretrained-mix@demo-{size}"

@@ -22,14 +22,14 @@ def _results(gain_small: float, gain_large: float) -> dict:
 
 
 def test_findings_compare_with_scratch_on_at_least_as_much_data(capsys: pytest.CaptureFixture[str]) -> None:
-    demo._print_findings(_results(0.3, 0.5), demo.Args())
+    demo._print_findings(_results(0.3, 0.5))
     out = capsys.readouterr().out
     assert "does beat training from scratch" in out and "2 of 2" in out
     assert "gain from pretraining grows with N" in out
 
 
 def test_findings_say_so_when_pretraining_loses(capsys: pytest.CaptureFixture[str]) -> None:
-    demo._print_findings(_results(-0.2, -0.1), demo.Args())
+    demo._print_findings(_results(-0.2, -0.1))
     out = capsys.readouterr().out
     assert "does NOT beat" in out and "0 of 2" in out
 
@@ -86,7 +86,7 @@ def test_report_writes_print_plots_and_a_page_that_explains_the_law(sqlite_uri: 
     from law_runs import LAW, land_finetunes, land_scratch_runs
     from mlflow import MlflowClient
 
-    from transfer_laws.registry.fit import _plots
+    from transfer_laws.registry.fit._svg_plots import SVG_PLOTS
     from transfer_laws.registry.refit import refit_law
     from transfer_laws.scripts import report
 
@@ -97,12 +97,12 @@ def test_report_writes_print_plots_and_a_page_that_explains_the_law(sqlite_uri: 
     assert refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=40).version == "1"
     out = tmp_path / "report"
     assert report.run(report.Args(law=LAW, out=out)) == 0
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(_plots.PLOTS)
+    assert not list(out.glob("*.png")) and set(SVG_PLOTS) <= {p.name for p in out.glob("*.svg")}
     page = (out / "index.html").read_text()
     assert "<pre>" not in page and "effective data transferred" in page and "version 1" in page
     assert all(rid in page for rid in finetunes), "every fine-tune is listed"
-    assert page.count("data:image/png;base64,") == len(_plots.PLOTS)
-    # The PNGs, the page, and the calibration charts (leave-one-out always; forecasts once a run has one).
-    svgs = sorted(p.name for p in out.glob("*.svg"))
+    assert page.count("<svg") == len(SVG_PLOTS) and "data:image" not in page
+    # The law's charts, the page, and the calibration charts (leave-one-out always; forecasts once a run has one).
+    svgs = sorted(p.name for p in out.glob("*.svg") if p.name not in SVG_PLOTS)
     assert "leave_one_out.svg" in svgs and set(svgs) <= {"leave_one_out.svg", "forecasts.svg"}
-    assert f"wrote {len(_plots.PLOTS) + 1 + len(svgs)} files" in capsys.readouterr().out
+    assert f"wrote {len(SVG_PLOTS) + 1 + len(svgs)} files" in capsys.readouterr().out

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import DemoStore
 
+from transfer_laws.plugin.sweeps import demo
 from transfer_laws.registry.schema import UI_WORKFLOW_QUERY
-from transfer_laws.scripts import demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

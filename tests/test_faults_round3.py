@@ -25,7 +25,6 @@ from test_basic_auth_server import ADMIN, ADMIN_PASSWORD, auth_server  # noqa: F
 from test_faults import _kill, _law, _start_server, _wait_covered, seeded  # noqa: F401 (seeded: a fixture)
 
 from transfer_laws.plugin.webhooks import ROUTE, signature
-from transfer_laws.registry.locks import REGISTRY_LOCK_PREFIX
 from transfer_laws.registry.refit import INPUTS_ARTIFACT
 from transfer_laws.registry.schema import (
     CKPT_KIND_PRETRAINED,
@@ -33,6 +32,7 @@ from transfer_laws.registry.schema import (
     CKPT_TAG_KIND,
     CKPT_TAG_TOKENIZER_DIGEST,
     LOCK_TAG_OWNER,
+    REGISTRY_LOCK_PREFIX,
     ROLE_FINETUNE,
     TAG_PARENT,
     TAG_SOURCE,

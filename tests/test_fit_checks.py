@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fit_synth import TEXT_TO_PYTHON, synthetic_runs
+from _fit_synth import TEXT_TO_PYTHON
 
-from transfer_laws.registry.fit import KaplanLaw, TransferLaw, convert_k, fit_transfer_law
+from transfer_laws.registry.fit import KaplanLaw, TransferLaw, convert_k
 from transfer_laws.registry.fit._law import fit_the_fits
 
 TEXT = TransferLaw.from_coefficients(1.9e4, 0.18, 0.38, unit="chars")
@@ -84,16 +84,3 @@ def test_unit_conversion_tokens_and_chars() -> None:
     assert TEXT.effective_data_transferred(1e8, c * 1e6) == pytest.approx(c * tok.effective_data_transferred(1e8, 1e6))
     with pytest.raises(ValueError, match="unit"):
         convert_k(1.0, 0.2, c, "bytes", "tokens")
-
-
-def test_fit_in_chars_matches_fit_in_tokens() -> None:
-    c = 3.2
-    runs = synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=2)
-    runs = [type(r)(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss, d_f_chars=c * r.d_f_tokens)
-            for r in runs]
-    tokens = fit_transfer_law(runs, bootstrap=0)
-    chars = fit_transfer_law(runs, bootstrap=0, unit="chars")
-    assert chars.alpha == pytest.approx(tokens.alpha, abs=1e-9)
-    assert chars.beta == pytest.approx(tokens.beta, abs=1e-9)
-    assert chars.k_in("tokens", c) == pytest.approx(tokens.k, rel=1e-8)
-    assert chars.fingerprint != tokens.fingerprint

@@ -88,15 +88,8 @@ def test_conflicting_repeats_are_all_excluded_agreeing_ones_are_kept() -> None:
 
 def test_global_estimator_excludes_losses_below_the_infinite_data_loss() -> None:
     below = _ft("below-inf", 1e8, 2e4, 0.95 * float(kaplan_loss(1e8, math.inf)))
-    law = fit_transfer_law([*GOOD, below], d_e_method="global", bootstrap=5)
+    law = fit_transfer_law([*GOOD, below], d_e_method="kaplan", bootstrap=5)
     assert law.excluded == [("below-inf", t.R_NO_D_E)]
-
-
-def test_chars_unit_needs_d_f_chars() -> None:
-    runs = [RunResult(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss, d_f_chars=4 * r.d_f_tokens)
-            for r in GOOD]
-    law = fit_transfer_law([*runs, _ft("no-chars", 1e8, 1e4, 3.0)], unit="chars", bootstrap=0)
-    assert law.excluded == [("no-chars", f"{t.R_MISSING}: d_f_chars")]
 
 
 def test_too_few_points_raise_fit_error_naming_counts_and_reasons() -> None:
@@ -127,8 +120,7 @@ def test_tiny_demo_grid_fits_with_warnings() -> None:
     assert law.intervals["alpha"][0] <= law.alpha <= law.intervals["alpha"][1]
 
 
-@pytest.mark.parametrize("kwargs", [{"d_e_method": "magic"}, {"unit": "bytes"}, {"low_data_fraction": 0.0},
-                                    {"bootstrap": -1}])
+@pytest.mark.parametrize("kwargs", [{"d_e_method": "magic"}, {"d_e_method": "global"}, {"bootstrap": -1}])
 def test_bad_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         fit_transfer_law(GOOD, **kwargs)

@@ -29,7 +29,7 @@ def _standard_errors(truth: tuple[float, float, float], loss_noise: float) -> np
 
 
 @pytest.mark.parametrize("truth", [TEXT_TO_PYTHON, MIX_TO_PYTHON], ids=["text-to-python", "mix-to-python"])
-@pytest.mark.parametrize("method", ["interpolate", "global"])
+@pytest.mark.parametrize("method", ["interpolate", "kaplan"])
 def test_recovers_table_1(truth: tuple[float, float, float], method: str) -> None:
     law = fit_transfer_law(synthetic_runs(truth, LOSS_NOISE, seed=3), d_e_method=method, bootstrap=50, seed=1)
     se = _standard_errors(truth, LOSS_NOISE)
@@ -43,7 +43,7 @@ def test_recovers_table_1(truth: tuple[float, float, float], method: str) -> Non
 
 def test_noise_free_fit_is_exact_and_fit_the_fits_agrees() -> None:
     truth = TEXT_TO_PYTHON
-    law = fit_transfer_law(synthetic_runs(truth, 0.0, d_f=tuple(np.geomspace(1e3, 1e6, 4))), d_e_method="global",
+    law = fit_transfer_law(synthetic_runs(truth, 0.0, d_f=tuple(np.geomspace(1e3, 1e6, 4))), d_e_method="kaplan",
                            bootstrap=0)
     # Exact inversion of the true law's noise-free losses leaves only the Kaplan refit's tiny error.
     assert law.alpha == pytest.approx(truth[1], abs=2e-4)
@@ -65,18 +65,6 @@ def test_intervals_cover_the_truth_across_seeds() -> None:
             hits[name] += low <= true <= high
     # Nominal 95%: with 12 seeds, 10 or more hits has probability > 0.98 at true coverage 95%.
     assert all(h >= 10 for h in hits.values()), hits
-
-
-def test_robust_fit_shrugs_off_an_outlier() -> None:
-    runs = synthetic_runs(TEXT_TO_PYTHON, LOSS_NOISE, seed=5)
-    # One fine-tune run reports a loss 3% too good: D_E far too large, D_T an outlier in log space.
-    bad = next(i for i, r in enumerate(runs) if r.role == "finetune" and r.n_params == 1e8 and r.d_f_tokens > 1e5)
-    r = runs[bad]
-    runs[bad] = type(r)(r.run_id, r.role, r.n_params, r.d_f_tokens, r.best_test_loss * 0.97)
-    plain = fit_transfer_law(runs, bootstrap=0)
-    robust = fit_transfer_law(runs, bootstrap=0, robust=True)
-    assert abs(robust.alpha - 0.18) < abs(plain.alpha - 0.18)
-    assert abs(robust.alpha - 0.18) < 0.01
 
 
 def test_scratch_curve_check_uses_kaplan_table_2() -> None:

@@ -151,16 +151,6 @@ def test_misfit_and_the_report_read_the_regime_from_the_checks(tmp_path) -> None
     assert section.count("1e+05</td><td class='num'>1e+06</td>") == cut
 
 
-def test_the_robust_fit_cuts_the_same_bend() -> None:
-    runs = synthetic_runs(TEXT_TO_PYTHON, 0.002, seed=4, bend=smooth_bend(10**5.7), **DENSE)
-    plain, robust = (fit_transfer_law(runs, bootstrap=50, seed=4, robust=r) for r in (False, True))
-    cut = {p.run_id for p in plain.points if p.reason.startswith(PAST)}
-    assert cut and cut == {p.run_id for p in robust.points if p.reason.startswith(PAST)}
-    assert robust.alpha == pytest.approx(plain.alpha, abs=0.01)
-    low, high = robust.intervals["alpha"]
-    assert low <= robust.alpha <= high
-
-
 def test_the_d_t_chart_draws_the_points_past_the_regime() -> None:
     from transfer_laws.registry.fit._svg_plots import d_t_chart
 

@@ -11,6 +11,7 @@ from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
 from transfer_laws.registry.fit import RunResult, ScratchModel, _bootstrap, fit_transfer_law
 from transfer_laws.registry.fit import _types as t
+from transfer_laws.registry.fit._fit import LOW_DATA_FRACTION
 from transfer_laws.registry.fit._law import design, fit_the_fits, weighted_lstsq
 
 K, ALPHA, BETA = TEXT_TO_PYTHON
@@ -65,13 +66,13 @@ def _reasons_one_run_at_a_time(scratch: ScratchModel, n: np.ndarray, log_d_f: np
     return reasons
 
 
-@pytest.mark.parametrize("method", ["interpolate", "global"])
+@pytest.mark.parametrize("method", ["interpolate", "kaplan"])
 def test_exclusions_and_points_match_the_per_run_rules(method: str) -> None:
-    law = fit_transfer_law(_mixed_runs(), d_e_method=method, bootstrap=20, low_data_fraction=0.05)
+    law = fit_transfer_law(_mixed_runs(), d_e_method=method, bootstrap=20)
     n = np.array([p.n for p in law.points])
     log_d_f = np.log([p.d_f for p in law.points])
     log_d_e = law.scratch.log_d_e(n, np.log([p.loss for p in law.points]))
-    expected = _reasons_one_run_at_a_time(law.scratch, n, log_d_f, log_d_e, 0.05)
+    expected = _reasons_one_run_at_a_time(law.scratch, n, log_d_f, log_d_e, LOW_DATA_FRACTION)
     assert [p.reason for p in law.points] == expected
     assert [p.used for p in law.points] == [r == "" for r in expected]
     wanted = [t.R_NO_CURVE, t.R_BELOW_RANGE, t.R_ABOVE_RANGE] if method == "interpolate" else [t.R_NO_D_E]
@@ -150,7 +151,7 @@ def test_global_form_jacobians_match_finite_differences(form: str) -> None:
     np.testing.assert_allclose(jac, numeric, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("method", ["interpolate", "global"])
+@pytest.mark.parametrize("method", ["interpolate", "kaplan"])
 def test_bootstrap_in_blocks_of_draws_equals_all_draws_at_once(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     runs = synthetic_runs(TEXT_TO_PYTHON, 0.001, seed=13)
     whole = fit_transfer_law(runs, d_e_method=method, bootstrap=40, seed=3)

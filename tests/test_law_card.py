@@ -3,6 +3,7 @@ the declared signature; the reader still reads runs logged before scratch data g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -16,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from transfer_laws.registry.experiment_view import RUNS_VIEW_ID, SAVED_VIEW_PREFIX, runs_view_link
-from transfer_laws.registry.fit import fit_transfer_law
+from transfer_laws.registry.fit import TransferLaw, fit_transfer_law
 from transfer_laws.registry.law_card import (
     DESCRIPTION_LIMIT,
     PAPER_TABLE_1,
@@ -140,14 +141,13 @@ def test_description_says_where_the_law_holds() -> None:
     assert "| 1e+03 – 1e+06 | not seen |" in version_description(LAW, straight)
 
 
-def test_no_checks_yet_still_describes(fit: object) -> None:
-    class Old:  # a fit folder written before checks existed
-        k, alpha, beta = fit.k, fit.alpha, fit.beta
-        intervals = {"k": (math.nan, math.nan)}
-        settings = {"unit": "tokens", "d_e_method": "interpolate"}
-
-    text = version_description(LAW, Old())
+def test_no_checks_yet_still_describes(fit: TransferLaw) -> None:
+    # a fit folder written before checks and the characters per token existed
+    old = dataclasses.replace(fit, intervals={"k": (math.nan, math.nan)}, checks={}, chars_per_token=None,
+                              settings={"unit": "tokens", "d_e_method": "interpolate"})
+    text = version_description(LAW, old)
     assert "estimator: `interpolate`" in text and "[n/a, n/a]" in text
+    assert "| k (D_F in characters) | n/a |" in text and "logged no character counts" in text
 
 
 def test_refit_version_has_description_tags_and_signature(sqlite_uri: str, caplog: pytest.LogCaptureFixture) -> None:

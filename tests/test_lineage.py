@@ -1,25 +1,36 @@
-"""Lineage on real runs: pretrain -> register -> two fine-tunes; the parent shows in tags and model inputs."""
+"""Lineage: on real runs (pretrain -> register -> two fine-tunes; the parent shows in tags and model inputs), and as a
+contract over every store."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from _plugin_data import CONFIG, ByteTextData
+from _stores import Store
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 
 from transfer_laws.lightning_modules import OptimConfig, TrainConfig, TransferLM, build_trainer, save_checkpoint
 from transfer_laws.plugin import RunFacts, TransferFactsCallback
+from transfer_laws.plugin.webhooks import checkpoint_of
 from transfer_laws.registry.checkpoints import load_checkpoint_uri, register_checkpoint
-from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
+from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version, update_checkpoint_lineage
 from transfer_laws.registry.schema import (
+    CKPT_LINEAGE_TAGS,
     CKPT_TAG_FINETUNES,
     CKPT_TAG_LAST_FINETUNE,
+    METRIC_BEST_TEST_LOSS,
+    PARAM_D_F_TOKENS,
+    PARAM_N,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
     TAG_LAW,
     TAG_PARENT,
     TAG_PRETRAIN_RUN,
+    TAG_ROLE,
 )
 
 SHORT = TrainConfig(max_steps=10, eval_every_steps=5, patience=10, log_every_steps=10)
@@ -37,8 +48,6 @@ def _fit(uri: str, facts: RunFacts, data: ByteTextData, init_weights: Path | Non
 
 @pytest.mark.slow
 def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     source = ByteTextData(corpus_name="stdlib")
     pretrain_id, pretrained = _fit(sqlite_uri, RunFacts(role=ROLE_PRETRAIN, source="stdlib", target=None), source)
     folder = save_checkpoint(pretrained.model, tmp_path / "ckpt",
@@ -67,7 +76,7 @@ def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path)
     assert all(r.best_test_loss == pytest.approx(finetunes[r.run_id][1], rel=1e-6) for r in lineage)
     assert all(r.status == "FINISHED" for r in lineage)
     assert lineage_of_version("models:/pretrained-stdlib@champion") == lineage  # an alias resolves to the version
-    assert [r.n_params for r in lineage] == [pretrained.n_params] * 2 and all(r.run_name for r in lineage)
+    assert [r.n_params for r in lineage] == [pretrained.n_params] * 2 and all(r.name for r in lineage)
     assert [r.run_id for r in lineage] == list(finetunes)  # oldest first
 
     # the way down, in the registry itself: the checkpoint version's tags and description, kept current
@@ -78,7 +87,7 @@ def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path)
         name = client.get_run(run_id).info.run_name
         assert f"[{name}](#/experiments/" in mv.description and f"{loss:.4f}" in mv.description
     model = client.get_logged_model(parent.model_id)  # what the fine-tune's "Logged models: Input" opens
-    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "pretrained-stdlib", "version": "1"}]
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "pretrained-stdlib", "version": 1}]
 
     back = lineage_of_run(some_finetune)
     assert (back.parent_uri, back.pretrain_run_id) == ("models:/pretrained-stdlib/1", pretrain_id)
@@ -88,23 +97,59 @@ def test_lineage_from_version_and_back_from_run(sqlite_uri: str, tmp_path: Path)
     assert lineage_of_run(pretrain_id).parent_uri is None
 
 
-def test_lineage_of_a_missing_version_or_alias_is_a_clear_error(sqlite_uri: str) -> None:
-    from mlflow import MlflowClient
+def _land_finetune(writer: MlflowClient, experiment: str, parent: str, pretrain: str, d_f: int, loss: float | None,
+                   started: int) -> str:
+    """A fine-tune of ``parent`` with the facts the callback logs, started at ``started`` ms; FINISHED when it has a
+    loss, else still training."""
+    run_id = writer.create_run(experiment, start_time=started, tags={
+        TAG_ROLE: ROLE_FINETUNE, TAG_PARENT: parent, TAG_PRETRAIN_RUN: pretrain}).info.run_id
+    writer.log_batch(run_id, params=[Param(PARAM_N, "1000"), Param(PARAM_D_F_TOKENS, str(d_f))],
+                     metrics=[] if loss is None else [Metric(METRIC_BEST_TEST_LOSS, loss, 0, 0)])
+    if loss is not None:
+        writer.set_terminated(run_id, "FINISHED")
+    return run_id
 
-    MlflowClient(sqlite_uri).create_registered_model("pretrained-stdlib")
-    for uri in ("models:/pretrained-stdlib@champion", "models:/pretrained-stdlib/2", "models:/nothing/1"):
+
+def test_lineage_over_every_store(store: Store) -> None:
+    """Pagination across experiments, oldest first, a run still training, an alias, the version's lineage tags and
+    description, and the walk back from a run: the same on every store."""
+    client, writer = store.client(), store.writer()
+    name = f"pretrained-{uuid.uuid4().hex[:8]}"
+    first, second = store.experiment("a"), store.experiment("b")
+    pretrain = client.create_run(first).info.run_id
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{pretrain}/checkpoint", run_id=pretrain)
+    client.set_registered_model_alias(name, "champion", "1")
+    exact, start = f"models:/{name}/1", 1_700_000_000_000
+    runs = [_land_finetune(writer, exp, exact, pretrain, d_f, loss, start + i)
+            for i, (exp, d_f, loss) in enumerate([(first, 2000, 3.5), (second, 4000, 3.25), (first, 8000, None)])]
+    _land_finetune(writer, first, f"models:/{name}/2", pretrain, 1000, 3.0, start)  # another version's
+
+    lineage = lineage_of_version(exact, tracking_uri=store.uri, page_size=1)  # one run per page: paginates
+    assert [r.run_id for r in lineage] == runs  # oldest first
+    assert [(r.d_f_tokens, r.best_test_loss, r.status) for r in lineage] == [
+        (2000, 3.5, "FINISHED"), (4000, 3.25, "FINISHED"), (8000, None, "RUNNING")]
+    assert [r.n_params for r in lineage] == [1000] * 3 and [r.experiment_id for r in lineage] == [first, second, first]
+    assert lineage_of_version(f"models:/{name}@champion", tracking_uri=store.uri) == lineage  # an alias resolves
+
+    assert update_checkpoint_lineage(client, exact) == lineage
+    mv = client.get_model_version(name, "1")
+    assert (mv.tags[CKPT_TAG_FINETUNES], mv.tags[CKPT_TAG_LAST_FINETUNE]) == ("3", runs[-1])
+    assert "3 run(s) started from this version" in mv.description and "(training)" in mv.description
+    assert all(f"/runs/{run_id}?" in mv.description for run_id in runs)
+
+    back = lineage_of_run(runs[0], tracking_uri=store.uri)
+    assert (back.parent_uri, back.pretrain_run_id) == (exact, pretrain)
+    for uri in (f"models:/{name}@nobody", f"models:/{name}/9", "models:/nothing/1"):
         with pytest.raises(ValueError, match="is not in the registry"):
-            lineage_of_version(uri)
+            lineage_of_version(uri, tracking_uri=store.uri)
     with pytest.raises(ValueError, match="not a checkpoint URI"):
-        lineage_of_version("pretrained-stdlib")
+        lineage_of_version(name, tracking_uri=store.uri)
 
 
 def test_lineage_bookkeeping_triggers_no_refit() -> None:
     """Each fine-tune start rewrites its checkpoint version's lineage tags; MLflow sends a webhook for each, which
     must not enqueue a refit (a real tag change, e.g. the corpus, still does)."""
-    from transfer_laws.plugin.webhooks import checkpoint_of
-    from transfer_laws.registry.schema import CKPT_LINEAGE_TAGS
-
     def tag_set(key: str) -> dict:
         return {"entity": "model_version_tag", "action": "set",
                 "data": {"name": "pretrained-text", "version": "1", "key": key, "value": "x"}}

@@ -11,19 +11,26 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from transfer_laws.registry.schema import PARAM_N, TAG_LAW, TAG_ROLE, TAG_SWEEP, TAG_TRIAL
-from transfer_laws.scripts._lr_tune import (
-    ATTR_PRUNED,
+from transfer_laws.plugin.sweeps import (
+    ATTR_PARENT_RUN,
+    ATTR_RUN_ID,
+    TAG_PARENT_RUN,
+    LrTuning,
+    default_storage,
+    open_study,
+)
+from transfer_laws.plugin.sweeps.lr_tune import ATTR_PRUNED, TuneTarget, study_name, tune_target
+from transfer_laws.registry.schema import (
     PARAM_LR,
+    PARAM_N,
+    TAG_LAW,
     TAG_LR_SOURCE,
     TAG_LR_TUNING,
     TAG_PRUNED,
-    LrTuning,
-    TuneTarget,
-    study_name,
-    tune_target,
+    TAG_ROLE,
+    TAG_SWEEP,
+    TAG_TRIAL,
 )
-from transfer_laws.scripts.sweep import ATTR_PARENT_RUN, ATTR_RUN_ID, TAG_PARENT_RUN, default_storage, open_study
 
 GOOD_LR, BAD_LR = 0.01, 1e-6
 
@@ -155,7 +162,7 @@ class _RacingClient:
 def test_shared_tags_survive_a_lost_insert_race(sqlite_uri: str, other_value: str) -> None:
     from mlflow import MlflowClient
 
-    from transfer_laws.scripts._lr_tune import set_shared_tags
+    from transfer_laws.plugin.sweeps.lr_tune import set_shared_tags
 
     client = MlflowClient(sqlite_uri)
     run_id = client.create_run(client.create_experiment(f"race-{other_value}")).info.run_id

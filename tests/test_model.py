@@ -54,15 +54,16 @@ def test_presets_span_1e4_to_1e9() -> None:
         assert name in PRESETS
 
 
-def test_settings_have_one_home_and_their_old_paths_still_work() -> None:
+def test_settings_have_one_home() -> None:
     import transfer_laws.lightning_modules as package
     from transfer_laws.lightning_modules import config, data, model
 
     for module, names in ((package, ("GPTConfig", "PRESETS", "preset", "CheckpointError", "DataConfig", "BudgetError")),
-                          (model, ("GPTConfig", "PRESETS", "preset", "CheckpointError")),
+                          (model, ("GPTConfig", "CheckpointError")),
                           (data, ("DataConfig", "BudgetError"))):
         for name in names:
             assert getattr(module, name) is getattr(config, name), f"{module.__name__}.{name}"
+    assert not hasattr(model, "PRESETS") and not hasattr(model, "preset")  # no second path to the presets
 
 
 def test_forward_loss_is_mean_cross_entropy_and_causal() -> None:

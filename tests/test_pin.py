@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
+from transfer_laws.plugin.sweeps import StudyQueue, open_study, parse_budget
+from transfer_laws.plugin.sweeps.pin import ATTR_REASON
 from transfer_laws.registry.advice import MIN_SHRINK, Candidate, Target, WallTime, plan_to_target, rank_next_runs
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
 from transfer_laws.registry.pin import (
@@ -32,8 +34,6 @@ from transfer_laws.registry.pin import (
     pin,
     scratch_model_disputed,
 )
-from transfer_laws.scripts.pin import ATTR_REASON, StudyQueue, parse_budget
-from transfer_laws.scripts.sweep import open_study
 
 K, ALPHA, BETA = TEXT_TO_PYTHON
 NS = (1e6, 1e7, 1e8)
@@ -276,7 +276,7 @@ def test_the_command_refuses_a_bad_budget_and_a_law_it_cannot_fit(tmp_path: Path
 
 
 def test_a_worker_stops_when_training_keeps_failing(tmp_path: Path) -> None:
-    from transfer_laws.scripts._errors import UserError
+    from transfer_laws.plugin.recipes import UserError
 
     queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
 

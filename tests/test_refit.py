@@ -1,5 +1,6 @@
-"""The refit service on the embedded SQLite store: versions only for new inputs, a loadable law model, coalescing,
-crash safety, the CI exit codes and the watch loop."""
+"""The refit: a contract over every store (versions only for new inputs, a loadable law model holding the fit once,
+one version from racing processes, a refit killed half way cleaned up by the next), and on the embedded SQLite store
+what does not differ by store (coalescing, the CI exit codes, the watch loop)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,38 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
+from _stores import Store
 from law_runs import ALPHA, BETA, LAW, land_finetunes, land_run, land_scratch_runs
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus, Run
+from mlflow.entities.model_registry import ModelVersion
 
-from transfer_laws.registry.refit import INPUTS_ARTIFACT, REFIT_EXPERIMENT, refit_after_run, refit_law
+from transfer_laws.registry.fit import TransferLaw
+from transfer_laws.registry.refit import refit_after_run, refit_law
 from transfer_laws.registry.refit_service import RefitService
 from transfer_laws.registry.schema import (
+    ENV_LOCK_DB,
+    INPUTS_ARTIFACT,
     LAW_FIT_IN_MODEL,
     LAW_TAG_FINGERPRINT,
+    LAW_TAG_LAW,
     MLFLOW_MODEL_VERSIONS,
     MLFLOW_NOTE,
     PLOTS_ARTIFACT,
+    REFIT_EXPERIMENT,
+    REFIT_TAG_DEBRIS,
+    REGISTRY_LOCK_PREFIX,
     ROLE_SCRATCH,
     law_model_name,
 )
+from transfer_laws.registry.tracking import fluent_uri
 from transfer_laws.registry.watch import watch
 from transfer_laws.scripts.refit import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FIT_FAILED, EXIT_OK, refit_cli
 
@@ -63,49 +77,6 @@ def _versions(client: MlflowClient) -> list:
 def _inputs(client: MlflowClient, version: str) -> dict:
     mv = client.get_model_version(law_model_name(LAW), version)
     return mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{INPUTS_ARTIFACT}")
-
-
-def test_refit_registers_once_per_input_set_and_the_model_predicts(
-    client: MlflowClient, experiment: str, sqlite_uri: str
-) -> None:
-    finetunes = land_finetunes(client, experiment, 12)
-    first = refit_law(LAW, tracking_uri=sqlite_uri, bootstrap=50)
-    assert first.status == "registered" and first.version == "1", first.reason
-    assert first.fit.alpha == pytest.approx(ALPHA, abs=0.05) and first.fit.beta == pytest.approx(BETA, abs=0.05)
-
-    mv = client.get_model_version(law_model_name(LAW), "1")
-    assert mv.tags[LAW_TAG_FINGERPRINT] == first.fit.fingerprint
-    run = client.get_run(mv.run_id)
-    assert run.data.metrics["alpha"] == pytest.approx(first.fit.alpha)
-    assert {"k", "beta"} <= set(run.data.metrics) and any(m.endswith("_low") for m in run.data.metrics)
-    assert {a.path for a in client.list_artifacts(mv.run_id)} >= {PLOTS_ARTIFACT, INPUTS_ARTIFACT}
-    assert set(finetunes) <= set(_inputs(client, "1")["input_run_ids"])
-    # MLflow's own pages: the law model says it is version 1 (not "Not registered") and where the fit lies, and
-    # the refit run says what it registered.
-    model = client.get_logged_model(mv.source.removeprefix("models:/"))
-    assert {"name": law_model_name(LAW), "version": "1"} in json.loads(model.tags[MLFLOW_MODEL_VERSIONS])
-    assert "version 1" in model.tags[MLFLOW_NOTE] and LAW_FIT_IN_MODEL in model.tags[MLFLOW_NOTE]
-    assert "versions/1?workflowType=machine_learning)" in run.data.tags[MLFLOW_NOTE]  # opens Model training
-    assert INPUTS_ARTIFACT in run.data.tags[MLFLOW_NOTE]
-
-    again = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
-    assert (again.status, again.version) == ("unchanged", "1")
-    assert len(_versions(client)) == 1
-
-    new_run = land_finetunes(client, experiment, 13)[-1]
-    third = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
-    assert (third.status, third.version) == ("registered", "2")
-    assert new_run in _inputs(client, "2")["input_run_ids"]
-
-    model = mlflow.pyfunc.load_model(f"models:/{law_model_name(LAW)}@latest")
-    out = model.predict(pd.DataFrame({"N": [1e6, 1e7], "D_F": [1e6, 3e5]}))
-    expected = third.fit.predict([1e6, 1e7], [1e6, 3e5])
-    assert list(out["D_T"]) == pytest.approx(list(expected.d_t))
-    assert (out["D_T_low"] <= out["D_T_high"]).all() and out["D_T_low"].gt(0).all()
-    assert (out["D_E"] > out["D_F"]).all() and out["multiplier"].gt(1).all()
-    assert out["fraction"].between(0, 1).all() and out["predicted_loss"].gt(0).all()
-    with pytest.raises(Exception, match="N"):
-        model.predict(pd.DataFrame({"D_F": [1e6]}))
 
 
 def test_refit_of_a_named_store_needs_no_global_uri_and_leaves_it_unset(
@@ -165,42 +136,6 @@ def test_service_coalesces_a_burst_and_the_last_version_has_every_run(
     assert set(burst) <= set(_inputs(client, str(latest))["input_run_ids"])
 
 
-@pytest.mark.slow
-def test_racing_processes_register_one_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
-    land_finetunes(client, experiment, 12)
-    code = "import sys;from transfer_laws.registry.refit import refit_law;"
-    code += "print(refit_law(sys.argv[1], bootstrap=20, plots=False).status)"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, LAW], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-        for _ in range(2)
-    ]
-    statuses = sorted(p.communicate(timeout=180)[0].strip().splitlines()[-1] for p in procs)
-    assert statuses == ["registered", "unchanged"]
-    assert len(_versions(client)) == 1
-
-
-@pytest.mark.slow
-def test_a_refit_killed_midway_leaves_no_version(client: MlflowClient, experiment: str, sqlite_uri: str) -> None:
-    land_finetunes(client, experiment, 12)
-    code = "from transfer_laws.registry.refit import refit_law;refit_law(sys.argv[1], bootstrap=20)"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys;" + code, LAW], env=os.environ.copy())
-    deadline = time.monotonic() + 120
-    refits = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        refits = client.get_experiment_by_name(REFIT_EXPERIMENT)
-        if refits and client.search_runs([refits.experiment_id]):
-            break  # the refit run exists: logging is under way
-        time.sleep(0.05)
-    assert proc.poll() is None, "the refit finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert refits is not None and _versions(client) == []
-
-    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
-    assert (result.status, result.version) == ("registered", "1")
-    assert INPUTS_ARTIFACT in {a.path for a in client.list_artifacts(_versions(client)[0].run_id)}
-
-
 def test_refit_cli_exit_codes(
     client: MlflowClient, experiment: str, sqlite_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -228,49 +163,143 @@ def test_watch_refits_only_uncovered_laws(client: MlflowClient, experiment: str,
     assert [r.status for r in watch(sqlite_uri, interval_s=0, max_iterations=1, **FAST)] == ["registered"]
 
 
-def test_fit_folder_is_logged_once_in_the_law_model_and_loads_back(client: MlflowClient, experiment: str,
-                                                                   sqlite_uri: str, tmp_path: Path) -> None:
-    from transfer_laws.registry.fit import TransferLaw
+# --- the contract over every store (tests/_stores.py) ---------------------------------------------------------------
 
-    land_finetunes(client, experiment, 12)
-    result = refit_law(LAW, tracking_uri=sqlite_uri, **FAST)
-    (mv,) = _versions(client)
-    model = client.get_logged_model(mv.source.removeprefix("models:/"))
-    folder = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/{LAW_FIT_IN_MODEL}",
-                                                 dst_path=str(tmp_path))
-    assert TransferLaw.load(folder).alpha == pytest.approx(result.fit.alpha)
-    # Once per version: the store holds one copy of the fit, the law model's (none on the refit run).
-    home = Path(sqlite_uri.removeprefix("sqlite:///")).parent
-    stored = list(home.rglob("law.json"))
-    assert len(stored) == 1 and model.model_id in str(stored[0]), f"the fit was stored as {stored}"
-    assert "fit" not in {a.path for a in client.list_artifacts(mv.run_id)}
+REFIT = ("import sys;from transfer_laws.registry.refit import refit_law;"
+         "print(refit_law(sys.argv[1], tracking_uri=sys.argv[2], bootstrap=int(sys.argv[3]), plots=False).status)")
+"""A refit in a process of its own: ``python -c REFIT <law> <tracking uri> <bootstrap draws>``."""
 
 
-def test_the_registry_lock_is_retaken_when_its_holder_releases_inside_mlflows_create(
-    client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="module")
+def curves(store: Store) -> tuple[str, str]:
+    """``(experiment, target)``: a target's scratch curves, landed once per store; each test fits a law of its own
+    onto them."""
+    experiment, target = store.experiment("curves"), f"t{uuid.uuid4().hex[:8]}"
+    land_scratch_runs(store.writer(), experiment, law=f"text-to-{target}")
+    return experiment, target
+
+
+def _store_versions(client: MlflowClient, law: str) -> list[ModelVersion]:
+    return sorted(client.search_model_versions(f"name = '{law_model_name(law)}'"), key=lambda v: int(v.version))
+
+
+def _read_inputs(client: MlflowClient, law: str, version: str, folder: Path) -> dict[str, Any]:
+    mv = client.get_model_version(law_model_name(law), version)
+    return json.loads(Path(client.download_artifacts(mv.run_id, INPUTS_ARTIFACT, str(folder))).read_text())
+
+
+def _stored_files(store: Store, name: str) -> list[str]:
+    """Every file called ``name`` the store's artifacts hold: in this module's folder, or the server's S3 bucket."""
+    if store.local:
+        return [str(path) for path in store.folder.rglob(name)]
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["TL_TEST_S3_BUCKET"])
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(f"/{name}")]
+
+
+def _no_lock_db() -> dict[str, str]:
+    """This environment without a configured lock database: each store's own law lock (``test_locks.py``)."""
+    return {k: v for k, v in os.environ.items() if k != ENV_LOCK_DB}
+
+
+def test_refit_registers_once_per_input_set_the_model_predicts_and_holds_the_fit_once(
+    store: Store, curves: tuple[str, str], tmp_path: Path
 ) -> None:
-    """MLflow's SQL store answers a create that lost the race by looking the holder up; when the holder releases in
-    between, that look-up fails with RESOURCE_DOES_NOT_EXIST. The waiter must read it as "try again" (it failed a
-    racing refit on the server stack), so the real store is made to release at exactly that moment."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    experiment, target = curves
+    law, client, writer = store.law(target), store.client(), store.writer()
+    finetunes = land_finetunes(writer, experiment, 12, law=law)
+    first = refit_law(law, tracking_uri=store.uri, bootstrap=50)
+    assert first.status == "registered" and first.version == "1", first.reason
+    assert first.fit.alpha == pytest.approx(ALPHA, abs=0.05) and first.fit.beta == pytest.approx(BETA, abs=0.05)
 
-    from transfer_laws.registry.locks import REGISTRY_LOCK_PREFIX, registry_lock
+    mv = client.get_model_version(law_model_name(law), "1")
+    assert mv.tags[LAW_TAG_FINGERPRINT] == first.fit.fingerprint
+    run = client.get_run(mv.run_id)
+    assert run.data.metrics["alpha"] == pytest.approx(first.fit.alpha)
+    assert {"k", "beta"} <= set(run.data.metrics) and any(m.endswith("_low") for m in run.data.metrics)
+    assert {a.path for a in client.list_artifacts(mv.run_id)} >= {PLOTS_ARTIFACT, INPUTS_ARTIFACT}
+    assert set(finetunes) <= set(_read_inputs(client, law, "1", tmp_path)["input_run_ids"])
+    # MLflow's own pages: the law model says it is version 1 (not "Not registered") and where the fit lies, and
+    # the refit run says what it registered.
+    model = client.get_logged_model(mv.source.removeprefix("models:/"))
+    # (the version as a number on every store: the server writes it so, and the embedded store the same)
+    assert {"name": law_model_name(law), "version": 1} in json.loads(model.tags[MLFLOW_MODEL_VERSIONS])
+    assert "version 1" in model.tags[MLFLOW_NOTE] and LAW_FIT_IN_MODEL in model.tags[MLFLOW_NOTE]
+    assert "versions/1?workflowType=machine_learning)" in run.data.tags[MLFLOW_NOTE]  # opens Model training
+    assert INPUTS_ARTIFACT in run.data.tags[MLFLOW_NOTE]
+    # The fit folder is stored once per version: inside the law model, where it loads back, and not on the run.
+    folder = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/{LAW_FIT_IN_MODEL}",
+                                                 dst_path=str(tmp_path / "fit"), tracking_uri=store.uri)
+    assert TransferLaw.load(folder).alpha == pytest.approx(first.fit.alpha)
+    stored = [f for f in _stored_files(store, "law.json") if model.model_id in f or mv.run_id in f]
+    assert len(stored) == 1 and model.model_id in stored[0], f"the fit was stored as {stored}"
 
-    name = f"{REGISTRY_LOCK_PREFIX}{LAW}"
-    client.create_registered_model(name)  # another refit holds the lock
-    look_up = SqlAlchemyStore.get_registered_model
-    released: list[str] = []
+    again = refit_law(law, tracking_uri=store.uri, **FAST)
+    assert (again.status, again.version) == ("unchanged", "1")
+    assert len(_store_versions(client, law)) == 1
 
-    def holder_releases_first(store: SqlAlchemyStore, model_name: str) -> object:
-        if model_name == name and not released:
-            released.append(model_name)
-            client.delete_registered_model(model_name)
-        return look_up(store, model_name)
+    new_run = land_finetunes(writer, experiment, 13, law=law)[-1]
+    third = refit_law(law, tracking_uri=store.uri, **FAST)
+    assert (third.status, third.version) == ("registered", "2")
+    assert new_run in _read_inputs(client, law, "2", tmp_path / "v2")["input_run_ids"]
 
-    monkeypatch.setattr(SqlAlchemyStore, "get_registered_model", holder_releases_first)
-    with registry_lock(client, LAW, timeout_s=20):
-        assert released == [name], "the race this test stages did not happen"
-        assert client.get_registered_model(name).tags.get("transfer.lock_owner"), "the lock is ours now"
-    with pytest.raises(MlflowException, match="not found"):  # released on exit
-        client.get_registered_model(name)
+    with fluent_uri(store.uri):
+        model = mlflow.pyfunc.load_model(f"models:/{law_model_name(law)}@latest")
+    out = model.predict(pd.DataFrame({"N": [1e6, 1e7], "D_F": [1e6, 3e5]}))
+    expected = third.fit.predict([1e6, 1e7], [1e6, 3e5])
+    assert list(out["D_T"]) == pytest.approx(list(expected.d_t))
+    assert (out["D_T_low"] <= out["D_T_high"]).all() and out["D_T_low"].gt(0).all()
+    assert (out["D_E"] > out["D_F"]).all() and out["multiplier"].gt(1).all()
+    assert out["fraction"].between(0, 1).all() and out["predicted_loss"].gt(0).all()
+    with pytest.raises(Exception, match="N"):
+        model.predict(pd.DataFrame({"D_F": [1e6]}))
+
+
+@pytest.mark.slow
+def test_racing_processes_register_one_version(store: Store, curves: tuple[str, str]) -> None:
+    experiment, target = curves
+    law = store.law(target)
+    land_finetunes(store.writer(), experiment, 12, law=law)
+    procs = [subprocess.Popen([sys.executable, "-c", REFIT, law, store.uri, "20"], stdout=subprocess.PIPE, text=True,
+                              env=_no_lock_db()) for _ in range(2)]
+    statuses = sorted(p.communicate(timeout=300)[0].strip().splitlines()[-1] for p in procs)
+    assert statuses == ["registered", "unchanged"]
+    assert len(_store_versions(store.client(), law)) == 1
+
+
+@pytest.mark.slow
+def test_a_refit_killed_half_way_leaves_no_version_and_the_next_cleans_up(
+    store: Store, curves: tuple[str, str]
+) -> None:
+    """The next refit closes what the killed one left: by the database lock it then holds, by the file lock, or (a
+    CI job refitting over REST) by the killed refit's process being gone from this host."""
+    experiment, target = curves
+    law, client = store.law(target), store.client()
+    land_finetunes(store.writer(), experiment, 12, law=law)
+    refits = client.get_experiment_by_name(REFIT_EXPERIMENT)
+    running_filter = f"tags.`{LAW_TAG_LAW}` = '{law}' and attributes.status = 'RUNNING'"
+    proc = subprocess.Popen([sys.executable, "-c", REFIT, law, store.uri, "200"], env=_no_lock_db())
+    running: list[Run] = []
+    deadline = time.monotonic() + 240
+    while not running and time.monotonic() < deadline and proc.poll() is None:
+        refits = refits or client.get_experiment_by_name(REFIT_EXPERIMENT)
+        running = client.search_runs([refits.experiment_id], running_filter) if refits else []
+        time.sleep(0.05)
+    assert running, "the refit never started logging"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert refits is not None and _store_versions(client, law) == []
+
+    final = subprocess.run([sys.executable, "-c", REFIT, law, store.uri, "20"], env=_no_lock_db(),
+                           capture_output=True, text=True, timeout=300)
+    assert final.stdout.strip().splitlines()[-1:] == ["registered"], final.stderr[-3000:]
+    killed = client.get_run(running[0].info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags.get(REFIT_TAG_DEBRIS)
+    own = f"source_run_id = '{killed.info.run_id}'"
+    models = client.search_logged_models([refits.experiment_id], filter_string=own)
+    assert all(m.status != LoggedModelStatus.PENDING for m in models), [m.status for m in models]
+    assert not client.search_registered_models(f"name = '{REGISTRY_LOCK_PREFIX}{law}'")
+    (version,) = _store_versions(client, law)
+    assert INPUTS_ARTIFACT in {a.path for a in client.list_artifacts(version.run_id)}

@@ -14,22 +14,22 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
-from transfer_laws.scripts._lr_tune import PARAM_LR, TuneTarget, best_of
-from transfer_laws.scripts._lr_tune import study_name as study_name_of
-from transfer_laws.scripts.sweep import (
+from transfer_laws.plugin.sweeps import (
     ATTR_PARENT_RUN,
     ATTR_RUN_ID,
     TAG_PARENT_RUN,
-    Args,
     Cell,
     enqueue_cells,
     grid_cells,
     open_study,
-    run,
     run_worker,
     sweep_progress,
 )
+from transfer_laws.plugin.sweeps import SweepArgs as Args
+from transfer_laws.plugin.sweeps import run_sweep as run
+from transfer_laws.plugin.sweeps.lr_tune import PARAM_LR, TuneTarget, best_of
+from transfer_laws.plugin.sweeps.lr_tune import study_name as study_name_of
+from transfer_laws.registry.schema import TAG_SWEEP, TAG_TRIAL
 
 TINY = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
         "--train.max-steps", "12", "--train.eval-every-steps", "4", "--progress-bar", "false"]
@@ -122,7 +122,8 @@ def test_every_process_of_a_study_agrees_on_tune_lr(sqlite_uri: str, tmp_path: P
 def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
-    from transfer_laws.scripts import cli, workspace
+    from transfer_laws.plugin.recipes import workspace
+    from transfer_laws.scripts import cli
 
     home = tmp_path / "home"
     monkeypatch.setenv("TRANSFER_LAWS_HOME", str(home))
@@ -175,6 +176,8 @@ def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budg
     from law_runs import finetune_loss, land_run, scratch_loss
     from mlflow import MlflowClient
 
+    from transfer_laws.plugin.sweeps import default_storage
+    from transfer_laws.plugin.sweeps.adaptive import ATTR_REASON, prior_results
     from transfer_laws.registry.advice import rank_next_runs
     from transfer_laws.registry.fit import fit_transfer_law
     from transfer_laws.registry.next_runs import candidates_for, preset_n
@@ -185,8 +188,6 @@ def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budg
         TAG_ADAPTIVE_REASON,
     )
     from transfer_laws.scripts import cli
-    from transfer_laws.scripts._adaptive import ATTR_REASON, prior_results
-    from transfer_laws.scripts.sweep import default_storage
 
     data = ["--corpus-max-mb", "0.5", "--tokenizer-max-mb", "0.5", "--vocab-size", "300", "--test-tokens", "2048",
             "--progress-bar", "false"]

@@ -77,11 +77,11 @@ def test_processes_building_the_workspace_tokenizer_at_once_share_one_whole_fold
     import subprocess
     import sys
 
-    probe = ("import sys; from pathlib import Path; from transfer_laws.scripts import workspace; "
+    probe = ("import sys; from pathlib import Path; from transfer_laws.plugin.recipes import workspace; "
              "print(workspace.tokenizer_dir('text', 300, 200_000, Path(sys.argv[1])))")
     home = tmp_path / "home"
     workspace_corpus = [sys.executable, "-c", "import sys; from pathlib import Path; "
-                        "from transfer_laws.scripts import workspace; "
+                        "from transfer_laws.plugin.recipes import workspace; "
                         "workspace.corpus_dir('text', 200_000, Path(sys.argv[1]))", str(home)]
     subprocess.run(workspace_corpus, check=True, timeout=300)  # the corpus first: its own race is tested elsewhere
     procs = [subprocess.Popen([sys.executable, "-c", probe, str(home)], stdout=subprocess.PIPE, text=True)

@@ -175,8 +175,8 @@ def test_two_distributed_sweep_workers_share_one_study_and_train_no_cell_twice(j
     import optuna
     from optuna.trial import TrialState
 
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts.sweep import ATTR_RUN_ID
+    from transfer_laws.plugin.recipes import workspace
+    from transfer_laws.plugin.sweeps import ATTR_RUN_ID
 
     client = MlflowClient(job["uri"], job["uri"])
     study = f"ddp-sweep-{job['law']}"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._law import design, huber_lstsq, weighted_lstsq
+from ._law import design, weighted_lstsq
 
 # Draw x run entries per block of bootstrap draws: 16 draws at 25,000 runs, a few MB per array, cache-sized.
 BLOCK_ENTRIES = 400_000
@@ -20,12 +20,11 @@ def draw_log_d_t(log_d_e: np.ndarray, log_d_f: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(d_t) & (d_t > 0), np.log(np.where(d_t > 0, d_t, 1.0)), np.nan)
 
 
-def law_draws(log_d_e: np.ndarray, f_counts: np.ndarray, log_d_f: np.ndarray, log_n: np.ndarray,
-              robust: bool) -> np.ndarray:
+def law_draws(log_d_e: np.ndarray, f_counts: np.ndarray, log_d_f: np.ndarray, log_n: np.ndarray) -> np.ndarray:
     """B x 3 (ln k, alpha, beta); points whose D_T <= 0 or D_E is off the curve in a draw drop out of that draw."""
     y = draw_log_d_t(log_d_e, log_d_f)
     x = design(log_d_f, log_n)
-    return (huber_lstsq if robust else weighted_lstsq)(x, y, f_counts)
+    return weighted_lstsq(x, y, f_counts)
 
 
 def draw_blocks(draws: int, width: int) -> list[slice]:
@@ -35,7 +34,7 @@ def draw_blocks(draws: int, width: int) -> list[slice]:
 
 
 def law_draws_in_blocks(log_d_e_of: Callable[[slice], np.ndarray], f_counts: np.ndarray, log_d_f: np.ndarray,
-                        log_n: np.ndarray, robust: bool, width: int,
+                        log_n: np.ndarray, width: int,
                         statistic: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``law_draws`` over blocks of draws, each block's B x m ln D_E from ``log_d_e_of(block)``; same result as one
     call on all draws (every draw is computed on its own), but a block's arrays stay in cache: at 25,000 fine-tune
@@ -46,7 +45,7 @@ def law_draws_in_blocks(log_d_e_of: Callable[[slice], np.ndarray], f_counts: np.
     stats: list[np.ndarray] = []
     for block in draw_blocks(draws, width):
         log_d_e = log_d_e_of(block)
-        raw[block] = law_draws(log_d_e, f_counts[block], log_d_f, log_n, robust)
+        raw[block] = law_draws(log_d_e, f_counts[block], log_d_f, log_n)
         if statistic is not None:
             stats.append(statistic(draw_log_d_t(log_d_e, log_d_f)))
     return raw, (np.concatenate(stats) if stats else np.empty((draws, 0)))

@@ -7,9 +7,9 @@ about as 1 / ln(span) when the points spread evenly over the span), stated as su
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from ._types import LowData, Residuals
 
 # A fit whose draws identify the law less often than this cannot support an interval.
 MIN_GOOD_DRAW_SHARE = 0.8
@@ -19,13 +19,13 @@ SAFETY = 2.0
 MAX_SPAN_FACTOR = 1000.0
 
 
-def residual_summary(residuals: np.ndarray) -> dict[str, float | int | None]:
+def residual_summary(residuals: np.ndarray) -> Residuals:
     """rms, max_abs and n of the finite residuals (rms and max_abs None when there are none: law.json stays JSON)."""
     r = np.asarray(residuals, dtype=float)
     r = r[np.isfinite(r)]
     if r.size == 0:
-        return {"rms": None, "max_abs": None, "n": 0}
-    return {"rms": float(np.sqrt(np.mean(r * r))), "max_abs": float(np.max(np.abs(r))), "n": int(r.size)}
+        return Residuals(rms=None, max_abs=None, n=0)
+    return Residuals(rms=float(np.sqrt(np.mean(r * r))), max_abs=float(np.max(np.abs(r))), n=int(r.size))
 
 
 def span(values: np.ndarray) -> float:
@@ -78,15 +78,12 @@ def verdict(alpha: float, beta: float, intervals: dict[str, tuple[float, float]]
 
 
 def low_data_check(flat_log_d: np.ndarray, n_used: np.ndarray, log_d_f_used: np.ndarray, fraction: float,
-                   high_data_excluded: int, unmeasured: np.ndarray) -> dict[str, Any]:
+                   high_data_excluded: int, unmeasured: np.ndarray) -> LowData:
     """How the used points sit against the low-data cutoff D_F <= fraction x D(N); ``unmeasured``: per used point,
     whether its D(N) lies beyond the scratch runs (then its N is listed as unchecked)."""
     flat = np.asarray(flat_log_d, dtype=float)
     checked = np.isfinite(flat) & ~unmeasured
     ratio = np.exp(log_d_f_used[checked] - flat[checked]) if checked.any() else np.empty(0)
-    return {
-        "fraction": float(fraction),
-        "excluded_high_data": int(high_data_excluded),
-        "max_d_f_over_d_n": float(ratio.max()) if ratio.size else None,
-        "unchecked_n": sorted({float(x) for x in n_used[~checked]}),
-    }
+    return LowData(fraction=float(fraction), excluded_high_data=int(high_data_excluded),
+                   max_d_f_over_d_n=float(ratio.max()) if ratio.size else None,
+                   unchecked_n=sorted({float(x) for x in n_used[~checked]}))

@@ -1,10 +1,11 @@
 """Several laws of one target side by side: k per token and per character, D_T lines at one N, where two sources'
 lines cross, and which source gains most at (N, D_F). Numpy only; every interval comes from the laws' own draws.
 
-Units: a law is fitted with D_F in tokens (or characters); ``chars_per_token`` (c, measured on its fine-tunes:
-``D_F_chars / D_F_tokens``) converts, D_chars = c * D_tokens, so k_tokens = k_chars * c^(alpha - 1) and alpha, beta
-do not change. A query in characters is answered by each law in its own unit (``D_law = D / s``, ``D_T = s * D_T_law``
-with ``s`` the query units per law unit), so laws whose sources use different tokenizers still compare.
+Units: a law is fitted with D_F in tokens (the paper's published laws are in characters); c, the characters per
+token measured on its runs (``_chars``, kept on the fit), converts: D_chars = c * D_tokens, so
+k_tokens = k_chars * c^(alpha - 1) and alpha, beta do not change. A query in characters is answered by each law in
+its own unit (``D_law = D / s``, ``D_T = s * D_T_law`` with ``s`` the query units per law unit), so laws whose
+sources use different tokenizers still compare.
 Losses are nats/token of each law's tokenizer, or nats/character for a query in characters.
 
 Two laws are compared draw by draw, the second law's draws in a fixed shuffled order (``shuffled``): laws fitted with
@@ -16,17 +17,23 @@ target share make their true errors positively correlated, so intervals of a dif
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from transfer_laws.registry.records import RunResult
+
+from ._chars import measure
 from ._checks import MIN_GOOD_DRAW_SHARE
 from ._model import TransferLaw
+from ._types import JsonDict
 
 UNITS = ("tokens", "chars")
 SHUFFLE_SEED = 20210201
 """Seed of the fixed order in which a second law's draws are paired with the first's (arXiv 2102.01293's date)."""
+Draws = float | np.ndarray
+"""One law's number, or that number per bootstrap draw."""
 LEVEL = 95.0
 """Every interval here is a central 95% interval of the draws."""
 
@@ -39,7 +46,11 @@ class Source:
     """The pretraining corpus (``text`` of ``text-to-python``)."""
     fit: TransferLaw
     chars_per_token: float | None = None
-    """Characters per token of the law's fine-tuning data (None when its runs logged no characters)."""
+    """Characters per token of the law's data; None: the c measured when it was fitted (``fit.chars_per_token``)."""
+
+    def __post_init__(self) -> None:
+        if self.chars_per_token is None and self.fit.chars_per_token is not None:
+            self.chars_per_token = self.fit.chars_per_token.value
 
 
 @dataclass
@@ -68,25 +79,22 @@ def estimate(value: float, draws: np.ndarray) -> Estimate:
     return Estimate(float(value), float(low), float(high))
 
 
-def shuffled(draws: Any, size: int) -> np.ndarray:
+def shuffled(draws: np.ndarray, size: int) -> np.ndarray:
     """The first ``size`` of ``draws`` in a fixed order that depends only on their number (so a law's k, alpha and
     beta stay together when each is shuffled)."""
     d = np.asarray(draws, dtype=float)
     return d[np.random.default_rng(SHUFFLE_SEED).permutation(d.size)][:size]
 
 
-def _shown(ok: bool, value: float, draws: Any) -> Estimate:
+def _shown(ok: bool, value: float, draws: np.ndarray) -> Estimate:
     """``estimate``, without bounds for a law whose draws do not pin it down (its intervals are not meaningful)."""
     return estimate(value, draws) if ok else Estimate(float(value))
 
 
-def chars_per_token(runs: list[Any]) -> float | None:
-    """sum(D_F_chars) / sum(D_F_tokens) over the fine-tunes that logged both (None when none did)."""
-    pairs = [(r.d_f_chars, r.d_f_tokens) for r in runs
-             if getattr(r, "role", "finetune") == "finetune" and r.d_f_chars and r.d_f_tokens]
-    if not pairs:
-        return None
-    return float(sum(c for c, _ in pairs) / sum(t for _, t in pairs))
+def chars_per_token(runs: Sequence[RunResult]) -> float | None:
+    """sum(characters) / sum(tokens) over the runs that logged both (None when none did): ``_chars.measure``."""
+    c = measure(runs)
+    return None if c is None else c.value
 
 
 def determination(fit: TransferLaw) -> tuple[bool, str]:
@@ -111,7 +119,7 @@ def scale(src: Source, unit: str) -> float:
     if law_unit == unit:
         return 1.0
     if not src.chars_per_token:
-        raise ValueError(f"{src.source}: its fine-tunes logged no characters, so D_F cannot be converted to {unit}")
+        raise ValueError(f"{src.source}: its runs logged no characters, so D_F cannot be converted to {unit}")
     return src.chars_per_token if unit == "chars" else 1.0 / src.chars_per_token
 
 
@@ -132,11 +140,11 @@ def fitted_span(fit: TransferLaw) -> dict[str, tuple[float, float]]:
             "D_F": (min(p.d_f for p in pts), max(p.d_f for p in pts))}
 
 
-def law_row(src: Source) -> dict[str, Any]:
+def law_row(src: Source) -> JsonDict:
     """One row of the map: k per token and per character, alpha, beta, the runs behind it and its verdict."""
     fit = src.fit
     ok, why = determination(fit)
-    row: dict[str, Any] = {"source": src.source, "unit": fit.settings.get("unit", "tokens"),
+    row: JsonDict = {"source": src.source, "unit": fit.settings.get("unit", "tokens"),
                            "chars_per_token": src.chars_per_token, "determined": ok, "why": why,
                            "finetunes_used": int(sum(p.used for p in fit.points)),
                            "finetunes_screened": len(fit.points), "scratch_runs": int(fit.scratch.log_n.size),
@@ -195,13 +203,13 @@ def d_t_line(src: Source, n: float, grid: np.ndarray, unit: str) -> dict[str, li
             "low": low.tolist(), "high": high.tolist()}
 
 
-def _log_intercept(src: Source, unit: str, n: float, k: Any, alpha: Any, beta: Any) -> Any:
+def _log_intercept(src: Source, unit: str, n: float, k: Draws, alpha: Draws, beta: Draws) -> Draws:
     """ln D_T at D_F = 1 (query unit) at N: ln s + ln k - alpha ln s + beta ln N."""
     ln_s = math.log(scale(src, unit))
     return np.log(k) + (1.0 - alpha) * ln_s + beta * math.log(n)
 
 
-def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
+def crossing(a: Source, b: Source, n: float, unit: str) -> JsonDict:
     """Where the D_T lines of two sources meet at N (query unit), with its 95% interval over paired draws.
 
     ``below``/``above``: the source that transfers more below and above the crossing (the one with the smaller
@@ -217,7 +225,7 @@ def crossing(a: Source, b: Source, n: float, unit: str) -> dict[str, Any]:
         point_gap = (_log_intercept(b, unit, n, fb.k, fb.alpha, fb.beta)
                      - _log_intercept(a, unit, n, fa.k, fa.alpha, fa.beta))
     slope = fa.alpha - fb.alpha
-    out: dict[str, Any] = {"sources": [a.source, b.source], "n": float(n), "unit": unit}
+    out: JsonDict = {"sources": [a.source, b.source], "n": float(n), "unit": unit}
     if slope == 0:
         return {**out, "d_f": None, "within_data": False, "below": None, "above": None, "share_same_order": None,
                 "note": "equal alphas: the lines never cross"}
@@ -268,7 +276,7 @@ class Ranked:
     loss: Estimate
     extrapolation: list[str]
     at: AtPoint = field(repr=False)
-    vs_next: dict[str, Any] | None = None
+    vs_next: JsonDict | None = None
     """Against the next source in the ranking: the ratio of their effective data with its interval, the share of
     draws in which this one is ahead, and whether the two are indistinguishable."""
 
@@ -288,7 +296,7 @@ def extrapolation(src: Source, n: float, d_f: float, unit: str) -> list[str]:
     return out
 
 
-def _vs(a: Ranked, b: Ranked) -> dict[str, Any]:
+def _vs(a: Ranked, b: Ranked) -> JsonDict:
     size = min(a.at.d_e_draws.size, b.at.d_e_draws.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = a.at.d_e_draws[:size] / shuffled(b.at.d_e_draws, size)
@@ -334,7 +342,7 @@ def rank(sources: list[Source], n: float, d_f: float, unit: str = "tokens") -> t
     return rows, notes
 
 
-def contrast(base: Source, other: Source, n: float, d_f_small: float, unit: str = "chars") -> dict[str, Any]:
+def contrast(base: Source, other: Source, n: float, d_f_small: float, unit: str = "chars") -> JsonDict:
     """The paper's comparison of two sources (Table 1: text against the 50/50 text + code mix), each with an
     interval over paired draws: does ``other`` transfer more at small D_F (D_T ratio at ``d_f_small``), is its alpha
     lower (alpha difference), is beta the same (beta difference: 'consistent' when its interval includes 0)."""

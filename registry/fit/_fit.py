@@ -6,7 +6,6 @@ import warnings as _warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -14,11 +13,12 @@ from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
 
 from ._bootstrap import law_draws_in_blocks
+from ._chars import measure, spread_warning
 from ._checks import MIN_GOOD_DRAW_SHARE, low_data_check, residual_summary, span, verdict
 from ._io import fingerprint_of, package_version
 from ._irreducible import fit_irreducible
-from ._law import design, fit_the_fits, huber_lstsq, weighted_lstsq
-from ._model import ScratchModel, TransferLaw
+from ._law import design, fit_the_fits, weighted_lstsq
+from ._model import TransferLaw
 from ._parametric import log_d_e_sampler, noise_scale
 from ._regime import (
     REGIME_RULE,
@@ -26,9 +26,11 @@ from ._regime import (
     form_sentence,
     lack_of_fit_statistic,
     ossified_above,
+    outside_intervals,
     regime_warnings,
 )
 from ._scratch import fit_kaplan, group_by_n, match_n, monotone_curve
+from ._scratch_model import ScratchModel
 from ._select import CANDIDATES, TIE_RULE, Candidates, _folds, choose
 from ._types import (
     R_ABOVE_RANGE,
@@ -38,12 +40,19 @@ from ._types import (
     R_NO_D_E,
     R_OSSIFIED,
     R_PAST_REGIME,
+    Candidate,
+    Checks,
     FitError,
+    LawSettings,
     Point,
+    RegimeRecord,
 )
 from ._validate import screen
 
 MIN_POINTS = 3
+LOW_DATA_FRACTION = 0.1
+"""A fine-tune enters the fit only when D_F <= this x D(N) (D(N): the data where the scratch loss comes within 1% of
+its best): the low-data regime the law describes."""
 
 
 def _scratch_model(n: np.ndarray, d: np.ndarray, loss: np.ndarray, method: str) -> tuple[ScratchModel, Candidates]:
@@ -126,7 +135,8 @@ def _intervals(draws: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _content_order(run: RunResult) -> tuple:
+def _content_order(run: RunResult) -> tuple[str, tuple[int, float], tuple[int, float], tuple[int, float],
+                                            tuple[int, float], str]:
     """Sort key from what a run measured (its id only breaks ties between identical measurements)."""
 
     def number(value: object) -> tuple[int, float]:
@@ -141,8 +151,6 @@ def _content_order(run: RunResult) -> tuple:
 
 
 METHODS = ("auto", "interpolate", "kaplan", "irreducible")
-# Former name of the Kaplan-form estimator, still accepted.
-ALIASES = {"global": "kaplan"}
 PARAMETERS = {"kaplan": 4, "irreducible": 5}
 # A candidate whose CV error is within this factor of the best is a plausible alternative to the chosen one.
 COMPETITIVE = 1.5
@@ -160,23 +168,22 @@ class _PointFit:
 
 
 def _point_fit(scratch: ScratchModel, n_f: np.ndarray, log_d_f: np.ndarray, f_log_l: np.ndarray,
-               low_data_fraction: float, robust: bool, past: np.ndarray | None = None) -> _PointFit:
+               past: np.ndarray | None = None) -> _PointFit:
     """``past``: fine-tunes cut as past the low-data regime, left out too."""
     log_d_e = scratch.log_d_e(n_f, f_log_l)
-    reasons = _classify(scratch, n_f, log_d_f, log_d_e, low_data_fraction)
+    reasons = _classify(scratch, n_f, log_d_f, log_d_e, LOW_DATA_FRACTION)
     used = np.array([r == "" for r in reasons], dtype=bool) & (True if past is None else ~past)
     theta = None
     if used.sum() >= MIN_POINTS:
         x = design(log_d_f[used], np.log(n_f[used]))
         y = np.log(np.exp(log_d_e[used]) - np.exp(log_d_f[used]))
-        row = (huber_lstsq if robust else weighted_lstsq)(x, y[None, :], np.ones((1, x.shape[0])))[0]
+        row = weighted_lstsq(x, y[None, :], np.ones((1, x.shape[0])))[0]
         theta = row if np.isfinite(row).all() else None
     return _PointFit(log_d_e, reasons, used, theta)
 
 
 def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _PointFit, n_f: np.ndarray,
-                     log_d_f: np.ndarray, f_log_l: np.ndarray, low_data_fraction: float,
-                     robust: bool, past: np.ndarray) -> list[dict[str, Any]]:
+                     log_d_f: np.ndarray, f_log_l: np.ndarray, past: np.ndarray) -> list[Candidate]:
     """Each candidate's CV error and the alpha, beta it would give on the same low-data regime (the chosen one's
     from the fit itself)."""
     rows = []
@@ -184,10 +191,10 @@ def _candidate_table(scratch: ScratchModel, candidates: Candidates, point: _Poin
         theta = point.theta if name == scratch.method else None
         if name != scratch.method and (name == "interpolate" or getattr(candidates, name) is not None):
             other = replace(scratch, method=name)
-            theta = _point_fit(other, n_f, log_d_f, f_log_l, low_data_fraction, robust, past).theta
-        rows.append({"method": name, "cv_error": candidates.cv_error.get(name),
-                     "alpha": None if theta is None else float(theta[1]),
-                     "beta": None if theta is None else float(theta[2]), "chosen": name == scratch.method})
+            theta = _point_fit(other, n_f, log_d_f, f_log_l, past).theta
+        rows.append(Candidate(method=name, cv_error=candidates.cv_error.get(name),
+                              alpha=None if theta is None else float(theta[1]),
+                              beta=None if theta is None else float(theta[2]), chosen=name == scratch.method))
     return rows
 
 
@@ -225,7 +232,7 @@ class _Boot:
 
 def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarray, log_d_f: np.ndarray,
                    f_log_l: np.ndarray, log_d_e: np.ndarray, used: np.ndarray, theta: np.ndarray, bootstrap: int,
-                   seed: int, robust: bool, *, lack_of_fit: bool = True) -> _Boot:
+                   seed: int, *, lack_of_fit: bool = True) -> _Boot:
     """Parametric bootstrap of the law fitted to the ``used`` fine-tunes (see ``_parametric``); ``lack_of_fit=False``
     skips the draws' lack-of-fit statistics (leave-one-out needs only the draws)."""
     u_n, u_log_d_f = n_f[used], log_d_f[used]
@@ -247,45 +254,42 @@ def _law_bootstrap(scratch: ScratchModel, candidates: Candidates, n_f: np.ndarra
     log_d_e_of = log_d_e_sampler(rng, bootstrap, scratch.form(), (scratch.group, scratch.log_n, scratch.log_d,
                                  scratch.log_l), (sigma_s, dof_s), u_log_n, match_n(scratch.levels, u_n), fitted_f,
                                  (sigma_f, dof_f))
-    raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n, robust,
+    raw, stats = law_draws_in_blocks(log_d_e_of, np.ones((bootstrap, u_n.size)), u_log_d_f, u_log_n,
                                      max(scratch.log_n.size, u_n.size),
                                      lack_of_fit_statistic(u_log_d_f, u_log_n) if lack_of_fit else None)
     return _Boot(theta, raw, stats, sigma_s, sigma_f, dof_s, dof_f)
 
 
 def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootstrap: int = 1000,
-                     seed: int = 0, unit: str = "tokens", robust: bool = False,
-                     low_data_fraction: float = 0.1) -> TransferLaw:
+                     seed: int = 0) -> TransferLaw:
     """Fit D_T = k * D_F^alpha * N^beta to scratch and fine-tune runs (N: non-embedding parameters).
 
     D_E of a fine-tune run is the data a scratch model of the same N needs to reach its loss; D_T = D_E - D_F. The
     scratch model (``d_e_method``): ``"interpolate"``, a smooth monotone curve per N through the measured runs;
-    ``"kaplan"`` (formerly ``"global"``), L = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D fitted to all scratch runs;
+    ``"kaplan"``, L = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D fitted to all scratch runs;
     ``"irreducible"``, L = E + A/N^a + B/D^b; ``"auto"`` (default), the one with the lowest cross-validated error on
-    the scratch runs (see ``_select``). Points enter the fit only when D_F <= ``low_data_fraction`` x D(N) (D(N):
-    data where the scratch loss comes within 1% of its best) and D_T > 0. The fit is least squares on ln D_T (Huber
-    IRLS when ``robust``). Intervals come from a parametric bootstrap that keeps the design (see ``_parametric``);
+    the scratch runs (see ``_select``). Points enter the fit only when D_F <= ``LOW_DATA_FRACTION`` x D(N) (D(N):
+    data where the scratch loss comes within 1% of its best) and D_T > 0. The fit is least squares on ln D_T.
+    Intervals come from a parametric bootstrap that keeps the design (see ``_parametric``);
     draws in which a point's D_T <= 0 drop that point. The scratch model chosen by ``auto`` is kept in every draw;
     ``checks["candidates"]`` gives the others' alpha and beta, and a warning says when they fall outside the
     intervals.
+
+    D_F and D are in tokens (the unit budgets are set in); k per character, the paper's unit, is converted with the
+    characters per token measured on the runs that logged characters (``law.k_per_char()``, see ``_chars``).
 
     Bad runs never raise: each lands in ``law.excluded`` with its reason (see ``_validate``: fields, implausible
     sizes and losses, conflicting repeats; lineage is the reader's to check). ``FitError`` is raised only when the
     usable points cannot identify k, alpha and beta (fewer than 3, a single N, a single D_F); its message says which
     runs would fix that.
     """
-    method = ALIASES.get(d_e_method, d_e_method)
+    method = d_e_method
     if method not in METHODS:
-        raise ValueError(f"d_e_method must be one of {', '.join(METHODS)} (or 'global', the former name of "
-                         f"'kaplan'), not {d_e_method!r}")
-    if unit not in ("tokens", "chars"):
-        raise ValueError(f"unit must be 'tokens' or 'chars', not {unit!r}")
-    if not 0 < low_data_fraction <= 1:
-        raise ValueError(f"low_data_fraction must be in (0, 1], not {low_data_fraction!r}")
+        raise ValueError(f"d_e_method must be one of {', '.join(METHODS)}, not {d_e_method!r}")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, not {bootstrap!r}")
     runs = sorted(runs, key=_content_order)  # draws then depend on the runs, not on the order they came in
-    screened = screen(runs, unit)
+    screened = screen(runs)
     excluded = list(screened.excluded)
     roles = np.array(screened.roles, dtype=object)
     n, d, loss = (np.array(v, dtype=float) for v in (screened.n, screened.d, screened.loss))
@@ -297,14 +301,13 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
                        "Needs: scratch runs at each fine-tuned model size, over a range of D.")
     scratch, candidates = _scratch_model(n[s], d[s], loss[s], method)
     log_d_f, f_log_l = np.log(d[f]), np.log(loss[f])
-    point = _point_fit(scratch, n[f], log_d_f, f_log_l, low_data_fraction, robust)
+    point = _point_fit(scratch, n[f], log_d_f, f_log_l)
     log_d_e, reasons, used = point.log_d_e, point.reasons, point.used
     u_n, u_log_d_f = n[f][used], log_d_f[used]
     first = [(str(i), r) for i, r in zip(ids[f], reasons, strict=True) if r]
     _identifiability(np.log(u_n), u_log_d_f, excluded + first)
     assert point.theta is not None
-    boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, point.theta, bootstrap, seed,
-                          robust)
+    boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, point.theta, bootstrap, seed)
     # The law's own form: test it on every low-data point, and where it bends down cut to the low-data regime.
     u_log_d_t = np.log(np.exp(log_d_e[used]) - np.exp(u_log_d_f))
     regime = find_and_check(n[f][used], u_log_d_f, u_log_d_t, boot.stats)
@@ -318,10 +321,9 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
         u_n, u_log_d_f = n[f][used], log_d_f[used]
         _identifiability(np.log(u_n), u_log_d_f, excluded)
         y = u_log_d_t[regime.keep][None, :]
-        regime.theta = (huber_lstsq if robust else weighted_lstsq)(design(u_log_d_f, np.log(u_n)), y,
-                                                                   np.ones_like(y))[0]
+        regime.theta = weighted_lstsq(design(u_log_d_f, np.log(u_n)), y, np.ones_like(y))[0]
         boot = _law_bootstrap(scratch, candidates, n[f], log_d_f, f_log_l, log_d_e, used, regime.theta, bootstrap,
-                              seed, robust)
+                              seed)
         regime.recheck(boot.stats)
     points = [Point(str(i), float(nn), float(df), float(lo), float(np.exp(e)) if np.isfinite(e) else float("nan"),
                     float(np.exp(e) - df) if np.isfinite(e) else float("nan"), r == "", r)
@@ -335,7 +337,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     intervals = _intervals(draws)
     point.theta = theta
     past = np.array([r.startswith(R_PAST_REGIME) for r in reasons], dtype=bool)
-    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, low_data_fraction, robust, past)
+    table = _candidate_table(scratch, candidates, point, n[f], log_d_f, f_log_l, past)
 
     warnings = []
     if used.sum() == MIN_POINTS:
@@ -349,7 +351,7 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     rising = np.unique(u_n[_cutoff_unmeasured(scratch, u_n)])
     if rising.size:
         warnings.append("scratch curves still falling at their largest D (N = " + ", ".join(f"{x:.3g}" for x in rising)
-                        + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {low_data_fraction:g} x D(N)) "
+                        + f"): D(N) lies beyond them, so the low-data cutoff (D_F <= {LOW_DATA_FRACTION:g} x D(N)) "
                         "is not checked at those N (or rests on the scratch form's extrapolation); larger scratch runs "
                         "would check it")
     warnings += _model_choice_warnings(table, intervals, bootstrap)
@@ -362,30 +364,34 @@ def fit_transfer_law(runs: Iterable[RunResult], d_e_method: str = "auto", bootst
     if rising.size:
         needs.append("larger scratch runs at N = " + ", ".join(f"{x:.3g}" for x in rising)
                      + " (their curves are still falling, so the low-data cutoff is unchecked there)")
-    checks = {
+    checks = Checks({
         "estimator": scratch.method, "candidates": table, "tie_rule": TIE_RULE,
         "scratch_noise": sigma_s, "finetune_noise": sigma_f,
         "scratch_noise_dof": boot.dof_s, "finetune_noise_dof": boot.dof_f,  # prediction intervals (``_forecast``)
         "scratch_residuals": residual_summary(scratch.residuals()),
         "law_residuals": residual_summary(u_log_d_t - x @ theta),
-        "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, low_data_fraction,
+        "low_data": low_data_check(scratch.flat_log_d(u_n), u_n, u_log_d_f, LOW_DATA_FRACTION,
                                    sum(r.startswith(R_HIGH_DATA) for r in reasons), _cutoff_unmeasured(scratch, u_n)),
         "verdict": headline + _estimator_sentences(table, scratch.method, sigma_s, sigma_f)
         + [form_sentence(regime.check)],
         "lack_of_fit": regime.check,
-        "regime": {"rule": REGIME_RULE, "holds": regime.holds(), "excluded_past_regime": int((~regime.keep).sum()),
-                   "alternatives": regime.alternatives, "no_transfer_above": [list(x) for x in no_transfer]},
+        "regime": RegimeRecord(rule=REGIME_RULE, holds=regime.holds(), excluded_past_regime=int((~regime.keep).sum()),
+                               alternatives=regime.alternatives, no_transfer_above=[list(x) for x in no_transfer]),
         "needs": needs,
-    }
+    })
     eligible = [(str(i), str(r), float(a), float(b), float(c))
                 for i, r, a, b, c in zip(ids, roles, n, d, loss, strict=True)]
-    settings = {"d_e_method": method, "unit": unit, "robust": robust, "low_data_fraction": low_data_fraction}
+    settings = LawSettings(d_e_method=method, unit="tokens", low_data_fraction=LOW_DATA_FRACTION)
+    read = set(screened.run_ids)
+    chars = measure(run for run in runs if run.run_id in read)
+    warnings += spread_warning(chars)
     return TransferLaw(
         k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]), intervals=intervals,
         draws=draws, points=points, excluded=excluded, warnings=warnings,
         input_run_ids=sorted(str(i) for i in ids), fingerprint=fingerprint_of(eligible, settings),
-        settings={**settings, "bootstrap": bootstrap, "seed": seed},
-        scratch=scratch, cross_check=cross, kaplan_draws=None, version=package_version(), checks=checks)
+        settings=LawSettings(**settings, bootstrap=bootstrap, seed=seed),
+        scratch=scratch, cross_check=cross, kaplan_draws=None, version=package_version(), checks=checks,
+        chars_per_token=chars)
 
 
 def _cutoff_unmeasured(scratch: ScratchModel, n: np.ndarray) -> np.ndarray:
@@ -397,7 +403,7 @@ def _cutoff_unmeasured(scratch: ScratchModel, n: np.ndarray) -> np.ndarray:
     return np.isposinf(flat) | (np.isfinite(flat) & (flat > largest))
 
 
-def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tuple[float, float]],
+def _model_choice_warnings(table: list[Candidate], intervals: dict[str, tuple[float, float]],
                            bootstrap: int) -> list[str]:
     """The intervals hold the chosen scratch model fixed; say when a competitive candidate (CV error within
     ``COMPETITIVE`` x the best) disagrees with them."""
@@ -408,17 +414,15 @@ def _model_choice_warnings(table: list[dict[str, Any]], intervals: dict[str, tup
     for row in table:
         if row["chosen"] or row["cv_error"] is None or row["cv_error"] > COMPETITIVE * min(scored):
             continue
-        outside = [name for name in ("alpha", "beta") if row[name] is not None and
-                   not intervals[name][0] <= row[name] <= intervals[name][1]]
-        if outside:
-            values = ", ".join(f"{name} = {row[name]:.3g}" for name in outside)
+        values = outside_intervals({"alpha": row["alpha"], "beta": row["beta"]}, intervals)
+        if values:
             out.append(f"the {row['method']} scratch model (CV error {row['cv_error']:.3g}) gives {values}, outside "
                        "the interval: the choice of scratch model matters here")
     return out
 
 
-def _estimator_sentences(table: list[dict[str, Any]], chosen: str, sigma_s: float, sigma_f: float) -> list[str]:
-    scored = sorted((r for r in table if r["cv_error"] is not None), key=lambda r: r["cv_error"])
+def _estimator_sentences(table: list[Candidate], chosen: str, sigma_s: float, sigma_f: float) -> list[str]:
+    scored = sorted((r for r in table if r["cv_error"] is not None), key=lambda r: r["cv_error"] or 0.0)
     if not scored:
         return [f"D_E from the {chosen} scratch model (no scratch run could be held out to compare models)."]
     mine = next((r for r in table if r["chosen"]), None)

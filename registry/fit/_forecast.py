@@ -21,9 +21,11 @@ from scipy.stats import t as student_t
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
 
-from ._model import ScratchModel, TransferLaw
+from ._law_data import LawData
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import match_n
+from ._scratch_model import ScratchModel
+from ._types import Calibration, ForecastRecord
 
 Z95 = 1.959963984540054
 """The normal 97.5% quantile: an interval side is Z95 standard deviations of the parameter spread."""
@@ -67,21 +69,27 @@ class Forecast:
     def inside(self) -> bool:
         return not self.reason and self.low <= self.observed <= self.high
 
-    def to_dict(self) -> dict[str, object]:
-        out = {k: getattr(self, k) for k in ("run_id", "role", "n", "d", "observed", "loss", "low", "high", "z")}
-        out = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
-        return {**out, "inside": self.inside, "reason": self.reason}
+    def to_dict(self) -> ForecastRecord:
+        return ForecastRecord(run_id=self.run_id, role=self.role, n=_finite(self.n), d=_finite(self.d),
+                              observed=_finite(self.observed), loss=_finite(self.loss), low=_finite(self.low),
+                              high=_finite(self.high), z=_finite(self.z), inside=self.inside, reason=self.reason)
+
+
+def _finite(x: float) -> float | None:
+    """``x`` as JSON keeps it: NaN and infinities are None."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _t_quantile(dof: int) -> float:
     return float(student_t.ppf(0.975, dof)) if dof > 0 else Z95
 
 
-def _noise(law: TransferLaw, role: str) -> tuple[float, int]:
+def _noise(law: LawData, role: str) -> tuple[float, int]:
     """(sigma, dof) of the run-to-run noise in ln L the fit read off its residuals (0 for fits made before)."""
-    checks = law.checks or {}
-    key = "finetune" if role == ROLE_FINETUNE else "scratch"
-    return float(checks.get(f"{key}_noise") or 0.0), int(checks.get(f"{key}_noise_dof") or 0)
+    checks = law.checks
+    if role == ROLE_FINETUNE:
+        return float(checks.get("finetune_noise") or 0.0), int(checks.get("finetune_noise_dof") or 0)
+    return float(checks.get("scratch_noise") or 0.0), int(checks.get("scratch_noise_dof") or 0)
 
 
 def _combine(log_pred: np.ndarray, param_low: np.ndarray, param_high: np.ndarray,
@@ -92,7 +100,7 @@ def _combine(log_pred: np.ndarray, param_low: np.ndarray, param_high: np.ndarray
     return log_pred - down, log_pred + up
 
 
-def finetune_interval(law: TransferLaw, n_params: np.ndarray, d_f: np.ndarray) -> tuple[np.ndarray, ...]:
+def finetune_interval(law: LawData, n_params: np.ndarray, d_f: np.ndarray) -> tuple[np.ndarray, ...]:
     """Predicted fine-tuned loss at (N, D_F) and its 95% prediction interval (loss, low, high; NaN where the
     scratch model does not reach)."""
     n, d = np.broadcast_arrays(np.asarray(n_params, dtype=float), np.asarray(d_f, dtype=float))
@@ -143,10 +151,10 @@ def score(run_id: str, role: str, n: float, d: float, observed: float, loss: flo
     return Forecast(run_id, role, n, d, observed, loss, low, high, float(Z95 * gap / side))
 
 
-def _d_of(run: RunResult, unit: str) -> float | None:
-    value = run.d_f_chars if unit == "chars" else run.d_f_tokens
+def _d_of(run: RunResult) -> float | None:
+    """The run's D_F (or D) in tokens, the unit every law is fitted in; None when not a positive number."""
     try:
-        return float(value) if value is not None and float(value) > 0 else None
+        return float(run.d_f_tokens) if run.d_f_tokens is not None and float(run.d_f_tokens) > 0 else None
     except (TypeError, ValueError):
         return None
 
@@ -155,9 +163,9 @@ def _in(value: float, low: float, high: float) -> bool:
     return low * (1 - RANGE_RTOL) <= value <= high * (1 + RANGE_RTOL)
 
 
-def forecast_run(law: TransferLaw, run: RunResult) -> Forecast:
+def forecast_run(law: LawData, run: RunResult) -> Forecast:
     """What ``law`` predicted for ``run`` (a run it was not fitted on), or why it cannot say."""
-    d = _d_of(run, law.settings.get("unit", "tokens"))
+    d = _d_of(run)
     try:
         n, observed = float(run.n_params), float(run.best_test_loss)
     except (TypeError, ValueError):
@@ -189,11 +197,11 @@ def _why(base: Forecast, reason: str) -> Forecast:
     return Forecast(base.run_id, base.role, base.n, base.d, base.observed, reason=reason)
 
 
-def calibration(forecasts: list[Forecast]) -> dict[str, float | int | None]:
+def calibration(forecasts: list[Forecast]) -> Calibration:
     """How a set of forecasts fared: ``n`` scored, ``inside`` (within the 95% interval), ``coverage``,
     ``mean_abs_z`` (None when none was scored), ``unscored`` (runs with a reason instead)."""
     scored = [f for f in forecasts if not f.reason]
     inside = sum(f.inside for f in scored)
     zs = np.abs([f.z for f in scored])
-    return {"n": len(scored), "inside": inside, "coverage": inside / len(scored) if scored else None,
-            "mean_abs_z": float(np.mean(zs)) if scored else None, "unscored": len(forecasts) - len(scored)}
+    return Calibration(n=len(scored), inside=inside, coverage=inside / len(scored) if scored else None,
+                       mean_abs_z=float(np.mean(zs)) if scored else None, unscored=len(forecasts) - len(scored))

@@ -1,6 +1,6 @@
 """The law's stand-alone HTML report: what the law says in words, its numbers and checks, the plots, the runs.
 
-One file (PNGs inlined as base64, no external request), so it can be mailed or published as is.
+One file (the SVG charts inlined, no external request), so it can be mailed or published as is.
 """
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 
-if TYPE_CHECKING:
-    from ._model import TransferLaw
+from ._model import TransferLaw
+from ._plots import unit_of
 
 PAPER = TEXT_TO_PYTHON
 """Hernandez et al. 2021, Table 1, text -> python (D_F in characters)."""
@@ -25,7 +24,7 @@ table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #d1d9e1; padding: 0.25rem 0.7rem; text-align: left; }
 th { background: #f6f7f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.left-out td { color: #5f7281; }
-figure { margin: 1.5rem 0; } figure img, figure svg { max-width: 100%; height: auto; border: 1px solid #d1d9e1; }
+figure { margin: 1.5rem 0; } figure svg { max-width: 100%; height: auto; border: 1px solid #d1d9e1; }
 figcaption { font-size: 0.9rem; color: #5f7281; }
 .warning { background: #fff7e6; border-left: 4px solid #e69f00; padding: 0.3rem 0.8rem; margin: 0.3rem 0; }
 .verdict { background: #eef5fb; border-left: 4px solid #0072b2; padding: 0.3rem 0.8rem; }
@@ -72,15 +71,29 @@ def _exchange_html(law: TransferLaw) -> str:
 
 
 def _params_table(law: TransferLaw) -> str:
-    rows = "".join(f"<tr><td>{name}</td><td class='num'>{_num(getattr(law, name))}</td>"
-                   f"<td class='num'>{_interval(law, name)}</td><td class='num'>{_num(float(PAPER[name]), 3)}</td></tr>"
-                   for name in ("k", "alpha", "beta"))
+    """k, alpha, beta with intervals beside the paper's; k per character (the paper's unit) is the row the paper's k
+    sits beside, k in the law's own unit has none."""
+    unit = unit_of(law)
+    per_char = law.k_per_char()
+    rows = [("k" if unit == "characters" else f"k (D<sub>F</sub> in {unit})", _num(law.k), _interval(law, "k"),
+             _num(float(PAPER["k"]), 3) if unit == "characters" else "")]
+    if unit != "characters":
+        value = "n/a" if per_char.value is None else _num(per_char.value)
+        low, high = per_char.low, per_char.high
+        bounds = (f"[{_num(low)}, {_num(high)}]" if low is not None and high is not None and math.isfinite(low)
+                  and math.isfinite(high) else "\u2014")
+        rows.append(("k (D<sub>F</sub> in characters)", value, bounds, _num(float(PAPER["k"]), 3)))
+    rows += [(name, _num(getattr(law, name)), _interval(law, name), _num(float(PAPER[name]), 3))
+             for name in ("alpha", "beta")]
+    body = "".join(f"<tr><td>{name}</td><td class='num'>{value}</td><td class='num'>{bounds}</td>"
+                   f"<td class='num'>{paper}</td></tr>" for name, value, bounds, paper in rows)
+    note = f"<p class='unit-note'>k per character: {escape(per_char.basis())}.</p>" if unit != "characters" else ""
     return ("<table class='params'><tr><th>parameter</th><th>fitted</th><th>95% interval</th>"
-            f"<th>paper (text&rarr;python, chars)</th></tr>{rows}</table>")
+            f"<th>paper (text&rarr;python, D<sub>F</sub> in characters)</th></tr>{body}</table>{note}")
 
 
 def _checks(law: TransferLaw) -> str:
-    checks: dict[str, Any] = getattr(law, "checks", {}) or {}
+    checks = law.checks
     parts = [f"<p class='verdict'>{escape(str(line))}</p>" for line in checks.get("verdict") or []]
     parts += [f"<p class='warning'>Warning: {escape(str(w))}</p>" for w in law.warnings]
     needs = checks.get("needs") or []
@@ -129,9 +142,7 @@ def _excluded(law: TransferLaw) -> str:
 
 
 def write_report(law: TransferLaw, figures: list[tuple[str, str]], path: Path, title: str) -> Path:
-    """Write the report to ``path``; ``figures`` are (inline ``<img>`` or ``<svg>``, what to look at in it)."""
-    from ._plots import unit_of
-
+    """Write the report to ``path``; ``figures`` are (inline ``<svg>``, what to look at in it)."""
     unit = unit_of(law)
     body = "".join(f"<figure>{fig}<figcaption>{escape(caption)}</figcaption></figure>" for fig, caption in figures)
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar, cast
 
 import numpy as np
 
+from ._chars import CharsPerToken
 from ._irreducible import IrreducibleLaw
+from ._law_data import LawData
+from ._predict import k_per_char
 from ._scratch import KaplanLaw
-from ._types import Point
+from ._scratch_model import ScratchModel
+from ._types import Checks, LawSettings, Point
 
-if TYPE_CHECKING:
-    from ._model import TransferLaw
+L = TypeVar("L", bound=LawData)
 
 FORMAT = "transfer-laws.fit/1"
 JSON_NAME = "law.json"
@@ -23,21 +28,19 @@ NPZ_NAME = "draws.npz"
 
 def package_version() -> str:
     """Installed version of this package ("" when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("mlflow-transfer-laws")
     except PackageNotFoundError:
         return ""
 
 
-def fingerprint_of(rows: list[tuple[str, str, float, float, float]], settings: dict[str, Any]) -> str:
+def fingerprint_of(rows: list[tuple[str, str, float, float, float]], settings: LawSettings) -> str:
     """sha256 over the sorted (run_id, role, N, D, loss) rows (floats by repr, exact) and the fit settings."""
     payload = json.dumps({"runs": sorted([list(r) for r in rows]), "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def law_to_dict(law: TransferLaw) -> dict[str, Any]:
+def law_to_dict(law: LawData) -> dict[str, object]:
     """Everything but the arrays of draws, JSON-ready (Python's json writes floats exactly)."""
     sc = law.scratch
     return {
@@ -47,6 +50,8 @@ def law_to_dict(law: TransferLaw) -> dict[str, Any]:
         "points": [vars(p) for p in law.points], "excluded": [list(e) for e in law.excluded],
         "warnings": list(law.warnings), "input_run_ids": list(law.input_run_ids), "fingerprint": law.fingerprint,
         "settings": dict(law.settings), "cross_check": law.cross_check, "checks": dict(law.checks),
+        "chars_per_token": None if law.chars_per_token is None else asdict(law.chars_per_token),
+        "k_per_char": k_per_char(law).as_dict(),
         "scratch": {"method": sc.method, "levels": sc.levels.tolist(),
                     "curves": [[d.tolist(), lo.tolist()] for d, lo in sc.curves],
                     "kaplan": sc.kaplan.to_dict() if sc.kaplan else None,
@@ -55,7 +60,7 @@ def law_to_dict(law: TransferLaw) -> dict[str, Any]:
     }
 
 
-def save_law(law: TransferLaw, folder: Path) -> Path:
+def save_law(law: LawData, folder: Path) -> Path:
     """Write the fit folder; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {f"draw_{k}": v for k, v in law.draws.items()}
@@ -74,10 +79,8 @@ def is_fit_folder(folder: Path) -> bool:
         return False
 
 
-def load_law(folder: Path) -> TransferLaw:
-    """Inverse of ``save_law``."""
-    from ._model import ScratchModel, TransferLaw
-
+def load_law(folder: Path, cls: type[L]) -> L:
+    """Inverse of ``save_law``: the law as a ``cls`` (``TransferLaw``)."""
     if not is_fit_folder(folder):
         raise ValueError(f"{folder} is not a fit folder (needs {JSON_NAME} of format {FORMAT} and {NPZ_NAME})")
     data = json.loads((folder / JSON_NAME).read_text())
@@ -93,10 +96,13 @@ def load_law(folder: Path) -> TransferLaw:
         method=s["method"], log_n=np.array(s["log_n"], dtype=float), log_d=np.array(s["log_d"], dtype=float),
         log_l=np.array(s["log_l"], dtype=float),
         irreducible=IrreducibleLaw.from_dict(s["irreducible"]) if s.get("irreducible") else None)
-    return TransferLaw(
+    chars = data.get("chars_per_token")
+    return cls(
         k=data["k"], alpha=data["alpha"], beta=data["beta"],
         intervals={k: (v[0], v[1]) for k, v in data["intervals"].items()}, draws=draws,
         points=[Point(**p) for p in data["points"]], excluded=[(e[0], e[1]) for e in data["excluded"]],
         warnings=data["warnings"], input_run_ids=data["input_run_ids"], fingerprint=data["fingerprint"],
-        settings=data["settings"], scratch=scratch, cross_check=data["cross_check"], kaplan_draws=kaplan_draws,
-        version=data["version"], checks=dict(data.get("checks") or {}))
+        settings=cast(LawSettings, data["settings"]), scratch=scratch, cross_check=data["cross_check"],
+        kaplan_draws=kaplan_draws,
+        version=data["version"], checks=cast(Checks, data.get("checks") or {}),
+        chars_per_token=CharsPerToken(**chars) if chars else None)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# Huber threshold in units of the residual scale (1.345: 95% efficiency under Gaussian noise).
-HUBER_C = 1.345
-IRLS_STEPS = 30
 # A draw whose normal matrix is this ill-conditioned (e.g. a single N resampled) cannot identify the law.
 MIN_EIG_RATIO = 1e-10
 
@@ -39,20 +36,6 @@ def weighted_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     theta = np.linalg.solve(a, rhs[..., None])[..., 0]
     theta[:, 0] -= theta[:, 1:] @ centre
     theta[~ok] = np.nan
-    return theta
-
-
-def huber_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Robust version of ``weighted_lstsq``: Huber weights by IRLS, scale from the median absolute residual."""
-    theta = weighted_lstsq(x, y, w)
-    for _ in range(IRLS_STEPS):
-        r = y - theta @ x.T
-        r_used = np.where((w > 0) & np.isfinite(r), np.abs(r), np.nan)
-        scale = np.nanmedian(r_used, axis=1, keepdims=True) / 0.6745
-        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-        a = np.abs(r) / (HUBER_C * scale)
-        robust = np.where(a <= 1, 1.0, 1.0 / np.where(a > 0, a, 1.0))
-        theta = weighted_lstsq(x, y, w * np.nan_to_num(robust))
     return theta
 
 

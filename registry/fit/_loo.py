@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,12 +35,12 @@ from ._forecast import (
     score,
     scratch_interval,
 )
-from ._law import design, huber_lstsq, weighted_lstsq
+from ._law import design, weighted_lstsq
 from ._model import ScratchModel, TransferLaw
 from ._parametric import RIDGE, _free_and_jacobian
 from ._scratch import group_by_n, monotone_curve
 from ._select import Candidates
-from ._types import FitError
+from ._types import FitError, LooRecord
 
 LOO_BOOTSTRAP = 200
 """Bootstrap draws of each leave-one-out law (its interval's percentiles; the full fit keeps its own count)."""
@@ -52,7 +52,10 @@ one bootstrap of the rest, so a law of 2,500 fine-tunes leaves out 10, not 60, a
 half its fit's time."""
 
 
-def _spread(items: Sequence[Any], limit: int) -> list[Any]:
+T = TypeVar("T")
+
+
+def _spread(items: Sequence[T], limit: int) -> list[T]:
     if len(items) <= limit:
         return list(items)
     return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
@@ -73,13 +76,12 @@ def _finetune_loo(law: TransferLaw, run: RunResult, index: int) -> Forecast:
     except FitError as exc:
         return Forecast(run.run_id, run.role, pts[index].n, pts[index].d_f, pts[index].loss,
                         reason=f"the law cannot be fitted without it: {str(exc).split('. Excluded')[0]}")
-    robust = bool(settings.get("robust", False))
     x = design(log_d_f[keep], np.log(n_f[keep]))
-    theta = (huber_lstsq if robust else weighted_lstsq)(x, y[keep][None, :], np.ones((1, x.shape[0])))[0]
+    theta = weighted_lstsq(x, y[keep][None, :], np.ones((1, x.shape[0])))[0]
     candidates = Candidates(law.scratch.kaplan, law.scratch.irreducible,
                             {c["method"]: c.get("cv_error") for c in checks.get("candidates", [])}, law.scratch.method)
     boot = _law_bootstrap(law.scratch, candidates, n_f, log_d_f, f_log_l, log_d_e, keep, theta, LOO_BOOTSTRAP,
-                          int(settings.get("seed", 0)), robust, lack_of_fit=False)
+                          int(settings.get("seed", 0)), lack_of_fit=False)
     view = replace(law, k=float(np.exp(theta[0])), alpha=float(theta[1]), beta=float(theta[2]),
                    draws={"k": np.exp(boot.raw[:, 0]), "alpha": boot.raw[:, 1], "beta": boot.raw[:, 2]},
                    points=[p for p, u in zip(pts, keep, strict=True) if u],  # the points it was fitted on
@@ -139,7 +141,7 @@ def _leverage(sc: ScratchModel) -> np.ndarray | None:
     return np.einsum("ij,ij->i", jac @ np.linalg.inv(info), jac)
 
 
-def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_LIMIT) -> dict[str, Any]:
+def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_LIMIT) -> LooRecord:
     """LOO forecasts of the used fine-tunes and the scratch runs of ``law`` (fitted on ``runs``): the calibration
     (``calibration``) per role and pooled, and each run's forecast (JSON-ready, for ``law.checks["loo"]``)."""
     by_id = {r.run_id: r for r in runs}
@@ -148,17 +150,13 @@ def leave_one_out(law: TransferLaw, runs: Sequence[RunResult], limit: int = LOO_
     forecasts = [_finetune_loo(law, run, i) for i, run in _spread(used, f_limit)]
     # Scratch runs by their place in the scratch model (each (N, D) once): matched back to a run for its id.
     sc = law.scratch
-    chars = law.settings.get("unit") == "chars"
-    ids = {(round(float(np.log(r.n_params)), 9), round(float(np.log(d)), 9)): r for r in runs
-           if r.role == ROLE_SCRATCH and r.n_params and (d := r.d_f_chars if chars else r.d_f_tokens)}
-    nodes = [(i, ids.get((round(float(sc.log_n[i]), 9), round(float(sc.log_d[i]), 9)))) for i in range(sc.log_n.size)]
-    nodes = [(i, r) for i, r in nodes if r is not None]
+    ids = {(round(float(np.log(r.n_params)), 9), round(float(np.log(r.d_f_tokens)), 9)): r for r in runs
+           if r.role == ROLE_SCRATCH and r.n_params and r.d_f_tokens}
+    nodes = [(i, r) for i in range(sc.log_n.size)
+             if (r := ids.get((round(float(sc.log_n[i]), 9), round(float(sc.log_d[i]), 9)))) is not None]
     leverage = _leverage(sc)
     forecasts += [_scratch_loo(law, run, i, leverage) for i, run in _spread(nodes, limit)]
-    return {
+    return LooRecord(
         **calibration(forecasts),
-        "roles": {role: calibration([f for f in forecasts if f.role == role]) for role in (ROLE_FINETUNE,
-                                                                                          ROLE_SCRATCH)},
-        "limit": limit, "bootstrap": LOO_BOOTSTRAP,
-        "runs": [f.to_dict() for f in forecasts],
-    }
+        roles={role: calibration([f for f in forecasts if f.role == role]) for role in (ROLE_FINETUNE, ROLE_SCRATCH)},
+        limit=limit, bootstrap=LOO_BOOTSTRAP, runs=[f.to_dict() for f in forecasts])

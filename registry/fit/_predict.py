@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 
-from ._types import Prediction
-
-if TYPE_CHECKING:
-    from ._model import ArrayLike, TransferLaw
+from ._chars import KPerChar, convert_to_chars
+from ._forecast import finetune_interval
+from ._law_data import LawData
+from ._types import ArrayLike, Prediction
 
 # Search range for inverse queries, in ln units (covers 1e-40 .. 1e20 data and 1e2 .. 1e16 parameters).
 LN_D_SPAN = 140.0
@@ -21,13 +21,6 @@ def _out(value: np.ndarray) -> ArrayLike:
     return float(value) if np.ndim(value) == 0 else value
 
 
-def d_t(k: float, alpha: float, beta: float, n_params: ArrayLike, d_f: ArrayLike) -> ArrayLike:
-    """k * D_F^alpha * N^beta, broadcast over arrays."""
-    n = np.asarray(n_params, dtype=float)
-    d = np.asarray(d_f, dtype=float)
-    return _out(k * d**alpha * n**beta)
-
-
 def _band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if draws.shape[0] == 0 or not np.isfinite(draws).any():
         nan = np.full(draws.shape[1:], np.nan)
@@ -35,7 +28,7 @@ def _band(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.nanpercentile(draws, 2.5, axis=0), np.nanpercentile(draws, 97.5, axis=0)
 
 
-def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
+def predict(law: LawData, n_params: ArrayLike, d_f: ArrayLike) -> Prediction:
     """Point values from the fit, intervals from the same quantities computed for every bootstrap draw; the loss's
     interval is a 95% prediction interval for one run (``_forecast.finetune_interval``)."""
     n, d = np.broadcast_arrays(np.asarray(n_params, dtype=float), np.asarray(d_f, dtype=float))
@@ -48,19 +41,17 @@ def predict(law: TransferLaw, n_params: ArrayLike, d_f: ArrayLike) -> Prediction
     with np.errstate(invalid="ignore", divide="ignore"):
         values["loss"] = (np.exp(law.scratch.log_loss(n, np.log(d + point_dt))),
                           np.exp(law.scratch.log_loss(np.broadcast_to(n, draw_dt.shape), np.log(d[None] + draw_dt))))
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {}  # Prediction's fields: floats for a scalar query, arrays for arrays
     for name, (point, draws) in values.items():
         low, high = _band(draws)
         fields[name], fields[f"{name}_low"], fields[f"{name}_high"] = _out(point), _out(low), _out(high)
     # A run's loss is what gets measured: its interval is a prediction interval (the draws and the run-to-run noise).
-    from ._forecast import finetune_interval
-
     _, low, high = finetune_interval(law, n, d)
     fields["loss_low"], fields["loss_high"] = _out(low), _out(high)
     return Prediction(**fields)
 
 
-def d_f_for_target_loss(law: TransferLaw, n_params: float, loss: float) -> float:
+def d_f_for_target_loss(law: LawData, n_params: float, loss: float) -> float:
     """Solve D_F + k D_F^alpha N^beta = D_E(N, loss) for D_F (left side increases with D_F)."""
     log_d_e = float(law.scratch.log_d_e_any(np.array([float(n_params)]), np.array([np.log(loss)]))[0])
     if not np.isfinite(log_d_e) or loss <= 0:
@@ -76,7 +67,7 @@ def d_f_for_target_loss(law: TransferLaw, n_params: float, loss: float) -> float
     return float(np.exp(brentq(gap, lo, log_d_e, xtol=1e-12)))
 
 
-def n_for_target_loss(law: TransferLaw, d_f: float, loss: float) -> float:
+def n_for_target_loss(law: LawData, d_f: float, loss: float) -> float:
     """Smallest N whose predicted fine-tuned loss, Kaplan L(N, D_F + D_T(N, D_F)), reaches ``loss``."""
     kaplan = law.scratch.kaplan_law()
     if kaplan is None or loss <= 0 or d_f <= 0:
@@ -108,7 +99,13 @@ def convert_k(k: float, alpha: float, chars_per_token: float, src: str, dst: str
     return float(k * factor if src == "chars" else k / factor)
 
 
-def exchange_headline(law: TransferLaw) -> str:
+def k_per_char(law: LawData) -> KPerChar:
+    """k with D_F in characters (the paper's unit) and its 95% interval, or why there is none (``_chars``)."""
+    unit = str(law.settings.get("unit", "tokens"))
+    return convert_to_chars(law.k, law.alpha, law.draws, law.intervals.get("k"), unit, law.chars_per_token)
+
+
+def exchange_headline(law: LawData) -> str:
     """The headline exchange rate with its 95% interval from the draws (percentiles of 10^(beta/alpha) over the draws
     that identify the law); undetermined, with no number, when alpha's interval includes 0."""
     interval = law.exchange_interval()
@@ -120,19 +117,22 @@ def exchange_headline(law: TransferLaw) -> str:
             f"[{interval[0]:.3g}x, {interval[1]:.3g}x] (95%, from the bootstrap draws)")
 
 
-def summary(law: TransferLaw) -> str:
+def summary(law: LawData) -> str:
     """Human-readable lines."""
     iv = law.intervals
     used = sum(p.used for p in law.points)
     unit = law.settings.get("unit", "tokens")
     method = law.settings.get("d_e_method")
     estimator = (law.checks or {}).get("estimator") or method
+    per_char = k_per_char(law)
     how = f"{estimator}, chosen by cross-validation" if method == "auto" else estimator
     lines = [
         f"D_T = k * D_F^alpha * N^beta  (D_F in {unit}, N non-embedding, D_E by {how})",
         f"  k     = {law.k:.4g}  [{iv['k'][0]:.4g}, {iv['k'][1]:.4g}]",
         f"  alpha = {law.alpha:.4f}  [{iv['alpha'][0]:.4f}, {iv['alpha'][1]:.4f}]",
         f"  beta  = {law.beta:.4f}  [{iv['beta'][0]:.4f}, {iv['beta'][1]:.4f}]",
+        f"  k per character (the paper's unit) = {per_char.text()}"
+        + (f"  ({per_char.basis()})" if per_char.value is not None and unit != "chars" else ""),
         f"  {exchange_headline(law)}",
         f"  {used} of {len(law.points)} fine-tune runs used; {len(law.excluded)} runs excluded",
     ]

@@ -19,13 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from . import _lack_of_fit as lof
 from ._law import design, weighted_lstsq
-from ._types import R_PAST_REGIME
+from ._types import (
+    R_PAST_REGIME,
+    Alternative,
+    Checks,
+    CurvatureAtN,
+    CurvatureTest,
+    HoldsAt,
+    LackOfFit,
+)
 
 D_F_TESTS = ("D_F (pooled)", "D_F (per N)")
 
@@ -95,20 +102,20 @@ def find_regime(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray, factors: 
 
 
 def lack_of_fit_check(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray,
-                      boot_stats: np.ndarray | None) -> dict[str, Any]:
+                      boot_stats: np.ndarray | None) -> LackOfFit:
     """The check as the law carries it: each test's F, degrees of freedom, calibration and p-value; per N the
     curvature's F and direction; ``passed`` (None when no curvature can be tested on these points)."""
     q0, family, singles = lof.curvature_tests(log_d_f, log_n)
     factors = lof.calibration(family, boot_stats)
     f_obs = lof.f_statistics(q0, family, y[None, :])[0]
     p, share = lof.p_values(family, f_obs, factors), lof.shares(family, f_obs, factors)
-    tests = [{"name": t.name, "f": float(f), "q": t.q, "dof": t.dof, "calibration": float(c), "p": float(pv),
-              "share": float(sh)} for t, f, c, pv, sh in zip(family, f_obs, factors, p, share, strict=True)]
-    per_n = [{"n": n, "f": float(lof.f_statistics(q0, [t], y[None, :])[0, 0]),
-              "bends": "down" if lof.concave(q0, column, y) else "up"} for n, t, column in singles]
-    return {"level": lof.LEVEL, "min_share": lof.MIN_SHARE,
-            "passed": None if not family else not lof.family_fails(p, share, [t.name for t in family]),
-            "tests": tests, "per_n": per_n, "factors": {t.name: float(c) for t, c in zip(family, factors, strict=True)}}
+    tests = [CurvatureTest(name=t.name, f=float(f), q=t.q, dof=t.dof, calibration=float(c), p=float(pv),
+                           share=float(sh)) for t, f, c, pv, sh in zip(family, f_obs, factors, p, share, strict=True)]
+    per_n = [CurvatureAtN(n=n, f=float(lof.f_statistics(q0, [t], y[None, :])[0, 0]),
+                          bends="down" if lof.concave(q0, column, y) else "up") for n, t, column in singles]
+    return LackOfFit(level=lof.LEVEL, min_share=lof.MIN_SHARE,
+                     passed=None if not family else not lof.family_fails(p, share, [t.name for t in family]),
+                     tests=tests, per_n=per_n, factors={t.name: float(c) for t, c in zip(family, factors, strict=True)})
 
 
 def straight_fit(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray) -> np.ndarray | None:
@@ -117,16 +124,15 @@ def straight_fit(log_d_f: np.ndarray, log_n: np.ndarray, y: np.ndarray) -> np.nd
     return theta if np.isfinite(theta).all() else None
 
 
-def holds(n: np.ndarray, d_f: np.ndarray, kept: np.ndarray, past: np.ndarray) -> list[dict[str, Any]]:
+def holds(n: np.ndarray, d_f: np.ndarray, kept: np.ndarray, past: np.ndarray) -> list[HoldsAt]:
     """Per N of the kept points: the D_F range the law was fitted on, and the smallest D_F excluded past the
     low-data regime there (None when none was)."""
     rows = []
     for level in np.unique(n[kept]):
         here = np.isclose(n, level, rtol=1e-9)
         cut = d_f[here & past]
-        rows.append({"n": float(level), "d_f_low": float(d_f[here & kept].min()),
-                     "d_f_high": float(d_f[here & kept].max()),
-                     "bends_above": float(cut.min()) if cut.size else None})
+        rows.append(HoldsAt(n=float(level), d_f_low=float(d_f[here & kept].min()),
+                            d_f_high=float(d_f[here & kept].max()), bends_above=float(cut.min()) if cut.size else None))
     return rows
 
 
@@ -154,22 +160,22 @@ class Regime:
     keep: np.ndarray
     reasons: list[str]
     theta: np.ndarray | None
-    before: dict[str, Any]
-    check: dict[str, Any]
-    alternatives: list[dict[str, Any]] = field(default_factory=list)
+    before: LackOfFit
+    check: LackOfFit
+    alternatives: list[Alternative] = field(default_factory=list)
 
     def recheck(self, boot_stats: np.ndarray | None) -> None:
         k = self.keep
-        self.check = {**lack_of_fit_check(self.log_d_f[k], np.log(self.n[k]), self.y[k], boot_stats),
-                      "before_cut": self.before}
+        self.check = lack_of_fit_check(self.log_d_f[k], np.log(self.n[k]), self.y[k], boot_stats)
+        self.check["before_cut"] = self.before
 
-    def holds(self) -> list[dict[str, Any]]:
+    def holds(self) -> list[HoldsAt]:
         return holds(self.n, np.exp(self.log_d_f), self.keep, ~self.keep)
 
 
-def _alternative(rule: str, theta: np.ndarray | None) -> dict[str, Any]:
-    return {"rule": rule, "alpha": None if theta is None else float(theta[1]),
-            "beta": None if theta is None else float(theta[2])}
+def _alternative(rule: str, theta: np.ndarray | None) -> Alternative:
+    return Alternative(rule=rule, alpha=None if theta is None else float(theta[1]),
+                       beta=None if theta is None else float(theta[2]))
 
 
 def find_and_check(n: np.ndarray, log_d_f: np.ndarray, y: np.ndarray, boot_stats: np.ndarray | None) -> Regime:
@@ -196,28 +202,35 @@ def find_and_check(n: np.ndarray, log_d_f: np.ndarray, y: np.ndarray, boot_stats
     return regime
 
 
-def _failing(check: dict[str, Any]) -> list[dict[str, Any]]:
+def _failing(check: LackOfFit) -> list[CurvatureTest]:
     tests = check.get("tests") or []
-    return [t for t in tests if lof.rejects(t["p"], t.get("share", 1.0), len(tests))]
+    return [t for t in tests if lof.rejects(t["p"], t["share"], len(tests))]
 
 
-def d_f_tested(check: dict[str, Any]) -> bool:
+def d_f_tested(check: LackOfFit) -> bool:
     """Whether the check could test curvature in D_F (3 or more D_F values)."""
     return any(t["name"] in D_F_TESTS for t in check.get("tests") or [])
 
 
-def form_sentence(check: dict[str, Any]) -> str:
+def form_sentence(check: LackOfFit) -> str:
     """One verdict sentence on the law's form."""
     tests = check.get("tests") or []
     untested = "" if d_f_tested(check) else " Curvature in D_F is not tested: it needs 3 or more D_F values."
     if not tests:
         return "The law's form is not tested: curvature needs 3 or more D_F values (or N values) among the points."
-    if check["passed"]:
+    if check.get("passed"):
         names = ", ".join(t["name"] for t in tests)
         return (f"No curvature in ln D_T beyond the noise (lack-of-fit tests in {names}; smallest p = "
                 f"{min(t['p'] for t in tests):.2g}).{untested}")
     return ("ln D_T curves beyond the noise: " + ", ".join(f"in {t['name']} (p = {t['p']:.2g})"
                                                            for t in _failing(check)) + "." + untested)
+
+
+def outside_intervals(values: dict[str, float | None], intervals: dict[str, tuple[float, float]]) -> str:
+    """``alpha = 0.21, beta = 0.5`` for the ``values`` outside their 95% ``intervals`` ("" when none is)."""
+    outside = [(name, v) for name, v in values.items()
+               if v is not None and not intervals[name][0] <= v <= intervals[name][1]]
+    return ", ".join(f"{name} = {v:.3g}" for name, v in outside)
 
 
 def ossified_above(regime: Regime, n: np.ndarray, d_f: np.ndarray) -> list[tuple[float, float]]:
@@ -233,7 +246,7 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
     ``beyond``: those of them above the D_F fitted at their N, see ``ossified_above``)."""
     out = []
     cut = int((~regime.keep).sum())
-    if regime.check["passed"] is False:
+    if regime.check.get("passed") is False:
         out.append("the law's form does not fit its points: ln D_T curves "
                    + ", ".join(f"in {t['name']} (lack-of-fit p = {t['p']:.2g})" for t in _failing(regime.check))
                    + f" beyond the noise the fit estimates (level {lof.LEVEL:g}); alpha and beta average over a bend, "
@@ -251,10 +264,8 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
                    + ("" if every is None else f" (with every point, alpha = {every:.3g})")
                    + "; the intervals hold this cut fixed")
         for alt in regime.alternatives[1:]:
-            outside = [name for name in ("alpha", "beta") if alt[name] is not None
-                       and not intervals[name][0] <= alt[name] <= intervals[name][1]]
-            if outside:
-                values = ", ".join(f"{name} = {alt[name]:.3g}" for name in outside)
+            values = outside_intervals({"alpha": alt["alpha"], "beta": alt["beta"]}, intervals)
+            if values:
                 out.append(f"{alt['rule']} gives {values}, outside the interval: where the low-data regime ends "
                            "matters here")
     if beyond:
@@ -270,16 +281,18 @@ def regime_warnings(regime: Regime, intervals: dict[str, tuple[float, float]], o
     return out
 
 
-def misfit(checks: dict[str, Any]) -> list[str]:
+def misfit(checks: Checks) -> list[str]:
     """Why a fitted law's form is in doubt, one sentence each (empty when it is not): the lack-of-fit check fails on
     the fitted points, fine-tunes were cut past the low-data regime (the law bends inside the data), or fine-tunes
     above the D_F fitted at their N show no transfer (the regime ends inside the data). Read from a law's
     ``checks``, so it works on saved fits too (older fits, without the check, give nothing)."""
     out = []
-    check, regime = checks.get("lack_of_fit") or {}, checks.get("regime") or {}
+    check, regime = checks.get("lack_of_fit", LackOfFit()), checks.get("regime")
     if check.get("passed") is False:
         out.append("the law's form does not fit its points: ln D_T curves "
                    + ", ".join(f"in {t['name']} (p = {t['p']:.2g})" for t in _failing(check)))
+    if regime is None:  # a fit made before the regime check
+        return out
     cut = int(regime.get("excluded_past_regime") or 0)
     if cut:
         edges = sorted({r["d_f_high"] for r in regime.get("holds") or [] if r.get("bends_above") is not None})
@@ -292,9 +305,10 @@ def misfit(checks: dict[str, Any]) -> list[str]:
     return out
 
 
-def holds_at(checks: dict[str, Any], n: float) -> dict[str, Any] | None:
+def holds_at(checks: Checks, n: float) -> HoldsAt | None:
     """The row of ``checks['regime']['holds']`` at the measured N nearest ``n`` in ln N (None without one)."""
-    rows = (checks.get("regime") or {}).get("holds") or []
+    regime = checks.get("regime")
+    rows = regime["holds"] if regime is not None else []
     if not rows or not n > 0:
         return None
     return min(rows, key=lambda r: abs(np.log(r["n"] / n)))

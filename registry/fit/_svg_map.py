@@ -5,9 +5,9 @@ document, so the page, ``report --target`` and the target's MLflow run show the 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ._svg_chart import Axis, Chart, number_label, span
+from ._types import JsonDict
 
 PALETTE = ("#0b6bcb", "#d1570d", "#2e8540", "#8e44ad", "#b8860b", "#c0392b", "#16a085", "#5f7281")
 """One colour per source, in the map's order (sorted by law)."""
@@ -15,16 +15,16 @@ PAPER = {"text": {"alpha": 0.18, "beta": 0.38}, "mix": {"alpha": 0.096, "beta": 
 """Hernandez et al. 2021, Table 1 (text -> python; 50/50 text + code -> python)."""
 
 
-def source_colours(doc: dict[str, Any]) -> dict[str, str]:
+def source_colours(doc: JsonDict) -> dict[str, str]:
     """Source -> colour, stable for a target's map."""
     return {law["source"]: PALETTE[i % len(PALETTE)] for i, law in enumerate(doc.get("laws", []))}
 
 
-def _finite(*values: Any) -> bool:
+def _finite(*values: object) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
-def lines_chart(doc: dict[str, Any], css_class: str = "chart map-lines", standalone: bool = False) -> str:
+def lines_chart(doc: JsonDict, css_class: str = "chart map-lines", standalone: bool = False) -> str:
     """D_T against D_F for every source at the map's N, 95% bands outlined; crossings marked where they fall."""
     lines, unit, colour = doc.get("lines") or {}, doc["unit"], source_colours(doc)
     if not lines:
@@ -66,7 +66,7 @@ def lines_chart(doc: dict[str, Any], css_class: str = "chart map-lines", standal
     return chart.render(caption)
 
 
-def _band_range(line: dict[str, Any]) -> str:
+def _band_range(line: JsonDict) -> str:
     """The band's low and high at the line's middle D_F, for a caption."""
     i = len(line["d_f"]) // 2
     low, high = line["low"][i] if line["low"] else math.nan, line["high"][i] if line["high"] else math.nan
@@ -85,7 +85,7 @@ def _at(xs: list[float], ys: list[float], x: float) -> float:
     return pairs[0][1] if pairs and x < pairs[0][0] else pairs[-1][1] if pairs else math.nan
 
 
-def params_chart(doc: dict[str, Any], name: str, css_class: str = "chart map-params",
+def params_chart(doc: JsonDict, name: str, css_class: str = "chart map-params",
                  standalone: bool = False) -> str:
     """``name`` (alpha or beta) of every source with its 95% interval; the paper's values as dashed ticks."""
     rows = [law for law in doc.get("laws", []) if law.get(name) and _finite(law[name]["value"])]

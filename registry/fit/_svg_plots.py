@@ -1,6 +1,6 @@
 """The law's plots as SVG (milliseconds each, whatever the run count): what a refit logs and the law page shows.
 
-Same meaning as the PNG report (``_plots``): colour = N from the same palette, filled = fine-tune used in the fit,
+One meaning in every chart (``_plots``): colour = N from one palette, filled = fine-tune used in the fit,
 cross = fine-tune left out, hollow = run from scratch, dashed outlines = 95% bootstrap band. Marks can carry
 attributes (a run id, a link), which the law page's script uses for hover and click.
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._model import TransferLaw
 from ._plots import (
-    CAPTIONS,
     NColours,
     band,
     d_t_draws,
@@ -31,9 +30,6 @@ from ._plots import (
 )
 from ._svg_chart import Axis, Chart, number_label, span
 from ._types import R_PAST_REGIME
-
-if TYPE_CHECKING:
-    from ._model import TransferLaw
 
 Attrs = Callable[[str], tuple[dict[str, str], str]]
 """run id -> (attributes for the run's marker, its tooltip)."""
@@ -226,4 +222,11 @@ SVG_PLOTS: dict[str, Callable[[TransferLaw], str]] = {
     "fraction_vs_d_f.svg": lambda law: fraction_chart(law, standalone=True),
     "residuals.svg": lambda law: residual_chart(law, standalone=True)}
 """The charts a refit logs: each file carries its caption, since MLflow's artifact view shows it alone."""
-SVG_CAPTIONS = {name: CAPTIONS[name.replace(".svg", ".png")] for name in SVG_PLOTS}
+SVG_CAPTIONS = {
+    "loss_vs_data.svg": "Figure 1 of the paper, on these runs: a fine-tune (filled) matches a scratch model of the "
+                        "same size (line) trained on more data; the arrow is that gap, D_T.",
+    "d_t_vs_d_f.svg": "The law itself: D_T against D_F, one line per model size, with 95% bands.",
+    "fraction_vs_d_f.svg": "How much of the effective data pretraining supplies, per model size.",
+    "residuals.svg": "Model checks: what the law and the scratch model leave unexplained.",
+}
+"""The report page's caption under each chart."""

@@ -57,12 +57,11 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _problem(run: object, unit: str) -> tuple[str, tuple[str, float, float, float] | None]:
+def _problem(run: object) -> tuple[str, tuple[str, float, float, float] | None]:
     role = getattr(run, "role", None)
     if role not in ROLES:
         return f"{R_ROLE}: {role!r}", None
-    names = {"n_params": "n_params", "d": "d_f_chars" if unit == "chars" else "d_f_tokens",
-             "loss": "best_test_loss"}
+    names = {"n_params": "n_params", "d": "d_f_tokens", "loss": "best_test_loss"}
     values = {key: _number(getattr(run, attr, None)) for key, attr in names.items()}
     missing = [names[key] for key, value in values.items() if value is None]
     if missing:
@@ -75,9 +74,9 @@ def _problem(run: object, unit: str) -> tuple[str, tuple[str, float, float, floa
         return f"{R_NONPOSITIVE_LOSS}: {loss}", None
     if not (math.isfinite(n) and math.isfinite(d) and n > 0 and d > 0):
         return f"{R_NONPOSITIVE_SIZE}: N={n}, D={d}", None
-    if n > MAX_N or d > MAX_D[unit]:
-        return f"{R_IMPLAUSIBLE_SIZE}: N={n:.3g}, D={d:.3g} (at most {MAX_N:.0e} parameters and {MAX_D[unit]:.0e} " \
-               f"{unit})", None
+    if n > MAX_N or d > MAX_D["tokens"]:
+        return f"{R_IMPLAUSIBLE_SIZE}: N={n:.3g}, D={d:.3g} (at most {MAX_N:.0e} parameters and " \
+               f"{MAX_D['tokens']:.0e} tokens)", None
     if not LOSS_RANGE[0] <= loss <= LOSS_RANGE[1]:
         return f"{R_IMPLAUSIBLE_LOSS}: {loss:.3g} nats/token (outside [{LOSS_RANGE[0]:g}, {LOSS_RANGE[1]:g}])", None
     return "", (str(role), n, d, loss)
@@ -111,7 +110,7 @@ def _drop_repeats(out: Screened) -> Screened:
     return kept
 
 
-def screen(runs: list[RunResult], unit: str) -> Screened:
+def screen(runs: list[RunResult]) -> Screened:
     """Field and plausibility checks in input order: the first run of an id wins, later ones are duplicates.
     (A fine-tune's lineage, its parent included, is checked once, by the reader.)"""
     out = Screened()
@@ -122,7 +121,7 @@ def screen(runs: list[RunResult], unit: str) -> Screened:
             out.excluded.append((run_id, R_DUPLICATE))
             continue
         seen.add(run_id)
-        reason, row = _problem(run, unit)
+        reason, row = _problem(run)
         if reason or row is None:
             out.excluded.append((run_id, reason))
             continue

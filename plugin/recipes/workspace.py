@@ -6,10 +6,12 @@ tokenizer is keyed by the corpus it was fitted on and its vocabulary size, as th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from transfer_laws.lightning_modules.tokenizer import train_tokenizer
 from transfer_laws.registry.tracking import home_dir
 
 BUILTIN_CORPORA = ("text", "english", "python", "code", "mix", "all")
@@ -22,14 +24,12 @@ def _size_tag(max_bytes: int | None) -> str:
 
 def corpus_dir(corpus: str, max_bytes: int | None, home: Path | None = None) -> Path:
     """The built corpus folder for ``corpus`` (a built-in kind or a user source), building it if needed."""
-    from transfer_laws.lightning_modules import build_corpus
+    from transfer_laws.lightning_modules import build_corpus  # lazy: numpy, and the corpus sources' libraries
 
     home = home or home_dir()
     if corpus in BUILTIN_CORPORA:
         out = home / "corpora" / f"{corpus}-{_size_tag(max_bytes)}"
     else:
-        import hashlib
-
         key = hashlib.sha256(corpus.encode()).hexdigest()[:12]
         out = home / "corpora" / f"user-{key}-{_size_tag(max_bytes)}"
     build_corpus(corpus, out, max_bytes=max_bytes)
@@ -47,8 +47,6 @@ def corpus_label(corpus: str) -> str:
 
 def tokenizer_dir(source: str, vocab_size: int, max_bytes: int | None, home: Path | None = None) -> Path:
     """The BPE tokenizer fitted on ``source`` (trained once, then reused)."""
-    from transfer_laws.lightning_modules import train_tokenizer
-
     home = home or home_dir()
     out = home / "tokenizers" / f"{corpus_label(source)}-{_size_tag(max_bytes)}-v{vocab_size}"
     if (out / "tokenizer.json").exists():

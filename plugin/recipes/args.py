@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from transfer_laws.lightning_modules.config import at_least, positive
 from transfer_laws.registry.schema import DEFAULT_EXPERIMENT
-from transfer_laws.scripts._args import at_least, positive
 
 
 @dataclass(kw_only=True)

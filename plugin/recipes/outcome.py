@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from transfer_laws.registry.tracking import is_embedded, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from transfer_laws.plugin.training import TrainedRun
+    from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.refit import RefitResult
 
 
-def refit_lines(refit: Any) -> list[str]:
+def refit_lines(refit: RefitResult | Sequence[RefitResult] | None) -> list[str]:
     """One line per law the run's refit touched: the new version with alpha and beta, or why there is none."""
-    results = refit if isinstance(refit, list) else [refit] if refit is not None else []
+    results = [] if refit is None else list(refit) if isinstance(refit, Sequence) else [refit]
     lines = []
     for r in results:
         if r.status == "registered" and r.fit is not None:
@@ -22,17 +30,15 @@ def refit_lines(refit: Any) -> list[str]:
     return lines
 
 
-def _with_interval(fit: Any, name: str) -> str:
+def _with_interval(fit: TransferLaw, name: str) -> str:
     value = float(getattr(fit, name))
     low, high = (fit.intervals or {}).get(name, (math.nan, math.nan))
     interval = f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) and math.isfinite(high) else ""
     return f"{value:.3f}{interval}"
 
 
-def print_run(trained: Any, tracking_uri: str | None, headline: str) -> None:
+def print_run(trained: TrainedRun, tracking_uri: str | None, headline: str) -> None:
     """The run's headline, then its refit's lines; on a server, where the hook refits, say so instead."""
-    from transfer_laws.registry.tracking import is_embedded, resolve_tracking_uri
-
     print(headline, flush=True)
     embedded = is_embedded(resolve_tracking_uri(tracking_uri))
     lines = refit_lines(trained.refit)

@@ -11,9 +11,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from transfer_laws.scripts._errors import BadInput
+from transfer_laws.plugin.recipes import BadInput
+from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.study import Cell, TrainCell
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
+Message = tuple[Cell, int, dict[str, str] | None] | None
+"""What rank 0 sends the other ranks: (cell, trial number, the run's extra tags), or None: stop."""
 
 
 def job_size() -> int:
@@ -21,7 +29,7 @@ def job_size() -> int:
     return int(os.environ.get("WORLD_SIZE", 1)) if "RANK" in os.environ else 1
 
 
-def check_job(args: Any) -> None:
+def check_job(args: SweepArgs) -> None:
     """What a distributed worker cannot do, refused before anything starts."""
     if not args.worker:
         raise BadInput("start the sweep in one process (--max-trials 0 creates and enqueues it), then launch the "
@@ -30,7 +38,7 @@ def check_job(args: Any) -> None:
         raise BadInput("--tune-lr runs in single-process workers; tune first, then launch distributed workers")
 
 
-def run_job(work: Callable[[Callable[..., tuple[str, float]]], int], train: Callable[..., tuple[str, float]]) -> int:
+def run_job(work: Callable[[TrainCell], int], train: TrainCell) -> int:
     """Rank 0 runs ``work(trainer)`` (the worker loop) with a trainer that first sends each cell to the other
     ranks; the other ranks train whatever rank 0 sends until it sends None. Returns how many trials this ran."""
     import torch.distributed as dist
@@ -39,12 +47,13 @@ def run_job(work: Callable[[Callable[..., tuple[str, float]]], int], train: Call
     if dist.get_rank() != 0:
         ran = 0
         while (message := _receive(group)) is not None:
-            train(*message[:2], **message[2])
+            cell, number, tags = message
+            train(cell, number, tags=tags)
             ran += 1
         return ran
 
-    def lead(cell: Any, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
-        _send(group, (cell, number, {"tags": tags}))
+    def lead(cell: Cell, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
+        _send(group, (cell, number, tags))
         try:
             return train(cell, number, tags=tags)
         except Exception as exc:  # the other ranks stopped with it or hang: end the job, the trial is retried
@@ -61,7 +70,7 @@ def rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-def _cell_group() -> Any:
+def _cell_group() -> ProcessGroup:
     """A gloo group for the cells (Python objects, on the CPU), beside the job's default group (NCCL on GPUs)."""
     import torch
     import torch.distributed as dist
@@ -74,15 +83,15 @@ def _cell_group() -> Any:
     return dist.new_group(backend="gloo")
 
 
-def _send(group: Any, message: Any) -> None:
+def _send(group: ProcessGroup, message: Message) -> None:
     import torch.distributed as dist
 
     dist.broadcast_object_list([message], src=0, group=group)
 
 
-def _receive(group: Any) -> Any:
+def _receive(group: ProcessGroup) -> Message:
     import torch.distributed as dist
 
-    box = [None]
+    box: list[Message] = [None]
     dist.broadcast_object_list(box, src=0, group=group)
     return box[0]

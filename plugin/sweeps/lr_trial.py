@@ -1,13 +1,19 @@
 """The Lightning callback that reports a learning-rate tuning run's evaluations to its Optuna trial.
 
-Apart from ``_lr_tune.py`` because it imports Lightning, and the sweep's argument parser must not.
+Apart from ``lr_tune.py`` because it imports Lightning, and the sweep's argument parser must not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
+
+from transfer_laws.registry.schema import METRIC_TEST_LOSS
+
+if TYPE_CHECKING:
+    from optuna import Trial
 
 
 class ReportToTrial(Callback):
@@ -16,15 +22,13 @@ class ReportToTrial(Callback):
     Stopping (rather than raising) lets Lightning end the run normally; the caller then marks it pruned.
     """
 
-    def __init__(self, trial: Any, min_evals: int = 1) -> None:
+    def __init__(self, trial: Trial, min_evals: int = 1) -> None:
         self.trial = trial
         self.min_evals = min_evals
         self.evals = 0
         self.reason: str | None = None
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        from transfer_laws.registry.schema import METRIC_TEST_LOSS
-
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         loss = trainer.callback_metrics.get(METRIC_TEST_LOSS)
         if trainer.sanity_checking or loss is None:
             return

@@ -6,20 +6,39 @@ when they share this sweep's tokenizer. Each run says why it was chosen (``trans
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
+from transfer_laws.plugin.recipes import log_line, megabytes, workspace
+from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.study import (
+    ATTR_RUN_ID,
+    Cell,
+    TrainCell,
+    enqueue_cells,
+    finished_trial,
+    run_worker,
+    trial_loss,
+)
+from transfer_laws.registry.checkpoints import load_checkpoint_uri
 from transfer_laws.registry.next_runs import adaptive_order, candidates_for, preset_n
-from transfer_laws.registry.schema import TAG_ADAPTIVE_REASON
+from transfer_laws.registry.reader import read_law_inputs
+from transfer_laws.registry.records import RunResult
+from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH, TAG_ADAPTIVE_REASON, TAG_TOKENIZER
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
 
 if TYPE_CHECKING:
-    from transfer_laws.scripts.sweep import TrainCell
+    from mlflow import MlflowClient
+    from optuna import Study
+
+    from transfer_laws.registry.fit import TransferLaw
 
 ATTR_REASON = "adaptive_reason"
 NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
 """On a run of ``sweep --adaptive``: why the loop chose it (seed, no law yet, or the advice's rank and shrink)."""
 
 
-def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell) -> int:
+def run_adaptive(args: SweepArgs, study: Study, cells: list[Cell], train_cell: TrainCell) -> int:
     """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run).
 
     The law's finished runs already in the store (same tokenizer as this sweep's) count as prior points, so a law
@@ -27,29 +46,25 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
     the same study are kept (never retrained) and count against ``--max-runs``; the loop resumes from them. Each
     run's ``transfer.adaptive_reason`` tag (and its trial's user attribute) says why it was chosen.
     """
-    from mlflow import MlflowClient
+    from transfer_laws.registry.fit import fit_transfer_law  # lazy: numpy and scipy (1 s), not for sweep --help
 
-    from transfer_laws.registry.fit import RunResult, fit_transfer_law
-    from transfer_laws.registry.tracking import use_tracking_uri
-    from transfer_laws.scripts._common import log_line
-    from transfer_laws.scripts.sweep import ATTR_RUN_ID, enqueue_cells, finished_trial, run_worker
-
-    client = MlflowClient(use_tracking_uri(args.tracking_uri))
+    client = client_for(use_tracking_uri(args.tracking_uri))
     sizes = {c.size: preset_n(c.size) for c in cells}
     prior = prior_results(args, cells, client)
     finished = {c: finished_trial(study, c) for c in cells}
-    earlier = [RunResult(str(t.user_attrs[ATTR_RUN_ID]), c.role, sizes[c.size], c.d_f_tokens, float(t.value))
+    earlier = [RunResult(str(t.user_attrs[ATTR_RUN_ID]), c.role, sizes[c.size], c.d_f_tokens, trial_loss(t))
                for c, t in sorted(((c, t) for c, t in finished.items() if t is not None), key=lambda ct: ct[1].number)]
     todo = [c for c, t in finished.items() if t is None]
-    reasons: dict[Any, str] = {}
+    reasons: dict[Cell, str] = {}
 
-    def train(cell: Any) -> Any:
+    def train(cell: Cell) -> RunResult:
         enqueue_cells(study, [cell])
-        outcome: dict[str, Any] = {}
+        outcome: dict[str, tuple[str, float]] = {}
 
-        def record(c: Any, number: int) -> tuple[str, float]:
+        def record(c: Cell, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
             # The reason travels in the run's facts, so the run carries it from its start.
-            outcome["run"] = train_cell(c, number, {TAG_ADAPTIVE_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
+            outcome["run"] = train_cell(c, number, {**(tags or {}),
+                                                      TAG_ADAPTIVE_REASON: reasons.get(c, NOT_CHOSEN)[:5000]})
             return outcome["run"]
 
         run_worker(study, record, max_trials=1, progress=True,
@@ -57,7 +72,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
         run_id, loss = outcome.get("run", (f"failed-{cell}", float("nan")))
         return RunResult(run_id, cell.role, sizes[cell.size], cell.d_f_tokens, loss)
 
-    def fit(results: list[Any]) -> Any:
+    def fit(results: list[RunResult]) -> TransferLaw:
         ours = earlier + results
         ids = {r.run_id for r in ours}
         return fit_transfer_law([p for p in prior if p.run_id not in ids] + ours, bootstrap=200)
@@ -66,7 +81,7 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
         fit([])
         start = 0  # the store's runs (or this study's earlier ones) already give a law: the advice ranks from here
     except ValueError:
-        start = sum(c.role == "scratch" for c in todo) + min(4, len(todo))
+        start = sum(c.role == ROLE_SCRATCH for c in todo) + min(4, len(todo))
     budget = max(0, args.max_runs - len(earlier))
     results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
                              tolerance=args.alpha_tolerance, max_runs=budget,
@@ -80,12 +95,9 @@ def run_adaptive(args: Any, study: Any, cells: list[Any], train_cell: TrainCell)
     return 0
 
 
-def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
+def prior_results(args: SweepArgs, cells: list[Cell], client: MlflowClient) -> list[RunResult]:
     """The law's finished runs in the store, when they share this sweep's tokenizer (else their losses are in
     other units and none is used)."""
-    from transfer_laws.registry.reader import read_law_inputs
-    from transfer_laws.registry.schema import TAG_TOKENIZER
-
     inputs = read_law_inputs(args.law, client)
     if not inputs.points:
         return []
@@ -98,14 +110,9 @@ def prior_results(args: Any, cells: list[Any], client: Any) -> list[Any]:
     return inputs.points
 
 
-def sweep_tokenizer_digest(args: Any, cells: list[Any]) -> str:
+def sweep_tokenizer_digest(args: SweepArgs, cells: list[Cell]) -> str:
     """The digest of the tokenizer this sweep's runs use: the checkpoints' when it fine-tunes, else the workspace's."""
-    from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._common import megabytes
-
-    finetunes = [c for c in cells if c.role == "finetune"]
+    finetunes = [c for c in cells if c.role == ROLE_FINETUNE]
     if finetunes:
         return str(load_checkpoint_uri(args.from_template.format(size=finetunes[0].size)).tokenizer_digest)
     return tokenizer_digest(workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,

@@ -30,62 +30,42 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from transfer_laws.lightning_modules.config import DataConfig, GPTConfig
+from transfer_laws.plugin.facts import RunFacts
+from transfer_laws.plugin.recipes import ShapeArgs, megabytes, model_config, workspace
+from transfer_laws.plugin.sweeps.args import LrTuning, SweepArgs
+from transfer_laws.plugin.sweeps.study import ATTR_RUN_ID, TAG_PARENT_RUN, Cell
+from transfer_laws.plugin.training import RunExtras, TrainingFailed, train_run
+from transfer_laws.registry.checkpoints import LoadedCheckpoint, load_checkpoint_uri
+from transfer_laws.registry.schema import (
+    CHECKPOINT_MODEL_PREFIX,
+    MLFLOW_NOTE,
+    PARAM_LR,
+    ROLE_FINETUNE,
+    TAG_LR_PREFIX,
+    TAG_LR_TRIAL,
+    TAG_LR_TUNING,
+    TAG_PRUNED,
+    TAG_SWEEP,
+)
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from optuna import Study, Trial
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial
 
-PARAM_LR = "lr"
-TAG_LR_TUNING = "transfer.lr_tuning"
-"""On a tuning run: ``<size>/<role>``; on the sweep parent run: the search settings."""
-TAG_LR_TRIAL = "transfer.lr_tuning.trial"
-TAG_LR_SOURCE = "transfer.lr_source"
-"""On a grid run: where its learning rate came from (tuned, with the study and trial, or the fixed setting)."""
-TAG_PRUNED = "transfer.pruned_reason"
+    from transfer_laws.lightning_modules.model import GPT
+
 ATTR_PRUNED = "pruned_reason"
-
-
-@dataclass(kw_only=True)
-class LrTuning:
-    """Learning-rate tuning per (size, role) before the grid runs (``--tune-lr``)."""
-
-    trials: int = 6
-    """Finished (complete or pruned) tuning trials per (size, role); concurrent workers may add one each."""
-    low: float = 1e-4
-    """Lowest peak learning rate tried (log-uniform between low and high)."""
-    high: float = 3e-2
-    """Highest peak learning rate tried."""
-    first: list[float] = field(default_factory=list)
-    """Learning rates tried first (e.g. the recipe's default), before TPE samples."""
-    d_f_tokens: int | None = None
-    """Training tokens of a tuning run (None: the grid's largest D_F)."""
-    max_steps: int | None = None
-    """Optimizer steps of a tuning run (None: the grid's --train.max-steps). Early stopping applies as in the grid, so
-    by default a tuning run optimises what a grid run reports; far shorter runs favour large learning rates."""
-    eval_every_steps: int | None = None
-    """Held-out evaluations, each reported to the pruner, every this many steps (None: as the grid's runs, two per
-    pass over the data, at least 10 steps apart)."""
-    pruner: Literal["median", "halving"] = "median"
-    """median: prune a trial whose held-out loss is worse than the median of earlier trials at the same step;
-    halving: successive halving (keeps the best quarter at each rung)."""
-    startup_trials: int = 2
-    """Trials that finish before the median pruner prunes anything."""
-    min_evals: int = 3
-    """Evaluations a trial has before it can be pruned (the first ones favour large learning rates)."""
-    seed: int = 0
-    """Seed of the TPE sampler."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.low < self.high:
-            raise ValueError(f"--tuning.low must be positive and below high, got {self.low} and {self.high}")
-        if min(self.trials, self.max_steps or 1, self.eval_every_steps or 1, self.min_evals) < 1:
-            raise ValueError("--tuning.trials, max-steps, eval-every-steps and min-evals must be >= 1")
-        outside = [lr for lr in self.first if not self.low <= lr <= self.high]
-        if outside:
-            raise ValueError(f"--tuning.first {outside} lies outside [low, high] = [{self.low:g}, {self.high:g}]")
 
 
 @dataclass(frozen=True)
@@ -116,9 +96,16 @@ class ChosenLr:
                 f"{self.complete} complete trials, {self.pruned} pruned")
 
 
-TrialTrainer = Callable[[TuneTarget, float, Any], float]
+TrialTrainer = Callable[[TuneTarget, float, "Trial"], float]
 """Trains one tuning run at a learning rate, reporting to the Optuna trial; returns its best held-out loss or
 raises ``optuna.TrialPruned``."""
+
+
+class OpenStudy(Protocol):
+    """``open_study(name, sampler=..., pruner=...)``: a study in the sweep's storage, opened or created."""
+
+    def __call__(self, name: str, *, sampler: BaseSampler | None = None,
+                 pruner: BasePruner | None = None) -> Study: ...
 
 
 def study_name(sweep: str, target: TuneTarget) -> str:
@@ -126,12 +113,12 @@ def study_name(sweep: str, target: TuneTarget) -> str:
     return f"{sweep}.lr.{target.size}.{target.role}"
 
 
-def targets_of(cells: Iterable[Any]) -> list[TuneTarget]:
+def targets_of(cells: Iterable[Cell]) -> list[TuneTarget]:
     """One target per distinct (size, role) of the cells, in grid order."""
     return list(dict.fromkeys(TuneTarget(c.size, c.role) for c in cells))
 
 
-def make_pruner(tuning: LrTuning) -> Any:
+def make_pruner(tuning: LrTuning) -> BasePruner:
     import optuna
 
     # Both judge a trial only when ReportToTrial asks, which it does from its min_evals-th evaluation on.
@@ -140,14 +127,12 @@ def make_pruner(tuning: LrTuning) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=tuning.startup_trials, n_warmup_steps=0)
 
 
-def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, tuning: LrTuning,
+def tune_target(open_study: OpenStudy, sweep: str, target: TuneTarget, tuning: LrTuning,
                 train_trial: TrialTrainer, *, poll_s: float = 2.0) -> ChosenLr:
     """Run this target's missing tuning trials, wait for other workers' running ones, and return the best.
 
     ``open_study(name, sampler=..., pruner=...)`` opens (or creates) a study in the sweep's storage.
     """
-    import warnings
-
     import optuna
     from optuna.trial import TrialState
 
@@ -160,7 +145,7 @@ def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, 
 
     numbers: list[int] = []
 
-    def objective(trial: Any) -> float:
+    def objective(trial: Trial) -> float:
         numbers.append(trial.number)
         return train_trial(target, trial.suggest_float("lr", tuning.low, tuning.high, log=True), trial)
 
@@ -178,23 +163,23 @@ def tune_target(open_study: Callable[..., Any], sweep: str, target: TuneTarget, 
     return best_of(study)
 
 
-def best_of(study: Any) -> ChosenLr:
+def best_of(study: Study) -> ChosenLr:
     """The complete trial with the lowest held-out loss; a clear error when every trial was pruned."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [(t.value, t) for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     if not complete:
         reasons = "; ".join(sorted({str(t.user_attrs.get(ATTR_PRUNED, "?")) for t in pruned}))
         raise ValueError(f"learning-rate tuning {study.study_name}: no trial finished ({len(pruned)} pruned: "
                          f"{reasons}); change --tuning.low/high or raise --tuning.max-steps")
-    best = min(complete, key=lambda t: t.value)
-    return ChosenLr(lr=float(best.params["lr"]), study=study.study_name, trial=best.number, loss=float(best.value),
+    loss, best = min(complete, key=lambda scored: scored[0])
+    return ChosenLr(lr=float(best.params["lr"]), study=study.study_name, trial=best.number, loss=float(loss),
                     complete=len(complete), pruned=len(pruned))
 
 
-def _log_trial(name: str, trial: Any) -> None:
+def _log_trial(name: str, trial: FrozenTrial) -> None:
     outcome = f"loss {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
     reason = trial.user_attrs.get(ATTR_PRUNED)
     sys.stderr.write(f"{name}: trial {trial.number} lr={trial.params.get('lr', float('nan')):.3g} {outcome}"
@@ -211,33 +196,28 @@ def describe(tuning: LrTuning, tokens: int) -> str:
 
 @dataclass(frozen=True)
 class _Prepared:
-    data: Any
-    """DataConfig of the tuning run."""
-    model: Any
-    """GPTConfig (vocabulary filled in from the tokenizer)."""
-    init_weights: Any
+    data: DataConfig
+    """The tuning run's data."""
+    model: GPTConfig
+    """Its shape (vocabulary filled in from the tokenizer)."""
+    init_weights: GPT | None
     """The loaded GPT a fine-tune starts from; None for scratch."""
-    checkpoint: Any
-    """The LoadedCheckpoint a fine-tune starts from; None for scratch."""
+    checkpoint: LoadedCheckpoint | None
+    """The checkpoint a fine-tune starts from; None for scratch."""
 
 
-def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
+def _prepare(args: SweepArgs, target: TuneTarget, tokens: int) -> _Prepared:
     """The same data, shape and start as the grid's run of this size and role, at the tuning budget."""
-    from transfer_laws.lightning_modules.config import DataConfig
-    from transfer_laws.registry.checkpoints import load_checkpoint_uri
-    from transfer_laws.scripts import workspace
-    from transfer_laws.scripts._common import ShapeArgs, megabytes
-    from transfer_laws.scripts.pretrain import model_config
-
     uri = args.from_template.format(size=target.size)
-    init_weights = checkpoint = None
-    if target.role == "finetune":
+    init_weights: GPT | None = None
+    checkpoint: LoadedCheckpoint | None = None
+    if target.role == ROLE_FINETUNE:
         checkpoint = load_checkpoint_uri(uri)
         init_weights = checkpoint.model  # read once, when verified: the weights carry their config
         model, tokenizer = init_weights.config, checkpoint.folder / "tokenizer"
     else:
         model = model_config(ShapeArgs(preset=target.size))
-        if "finetune" in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
+        if ROLE_FINETUNE in args.roles:  # as the grid's scratch runs: the fine-tunes' tokenizer
             tokenizer = load_checkpoint_uri(uri).folder / "tokenizer"
         else:
             tokenizer = workspace.tokenizer_dir(args.tokenizer_corpus, args.vocab_size,
@@ -248,12 +228,8 @@ def _prepare(args: Any, target: TuneTarget, tokens: int) -> _Prepared:
     return _Prepared(data, model, init_weights, checkpoint)
 
 
-def _facts(args: Any, target: TuneTarget, prepared: _Prepared, tags: dict[str, str]) -> Any:
+def _facts(args: SweepArgs, target: TuneTarget, prepared: _Prepared, tags: dict[str, str]) -> RunFacts:
     """A tuning run's facts: its role's data names, but no law reads it (no role tag, no lineage)."""
-    from transfer_laws.plugin import RunFacts
-    from transfer_laws.registry.schema import CHECKPOINT_MODEL_PREFIX
-    from transfer_laws.scripts import workspace
-
     checkpoint = prepared.checkpoint
     source = None if checkpoint is None else checkpoint.name.removeprefix(CHECKPOINT_MODEL_PREFIX)
     return RunFacts(role=target.role, source=source, target=workspace.corpus_label(args.target),
@@ -262,19 +238,14 @@ def _facts(args: Any, target: TuneTarget, prepared: _Prepared, tags: dict[str, s
                     extra_tags=tags, for_laws=False)
 
 
-def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTrainer:
+def recipe_trial_trainer(args: SweepArgs, parent_run_id: str, tokens: int) -> TrialTrainer:
     """Tuning runs with the sweep's recipe (same data, shape, start and optimiser but the learning rate), each
     trained by ``train_run`` like every run, with the trial's reporter as an extra callback and no refit."""
 
-    def train(target: TuneTarget, lr: float, trial: Any) -> float:
+    def train(target: TuneTarget, lr: float, trial: Trial) -> float:
         import optuna
-        from mlflow import MlflowClient
 
-        from transfer_laws.plugin.training import RunExtras, TrainingFailed, train_run
-        from transfer_laws.registry.schema import MLFLOW_NOTE, TAG_SWEEP
-        from transfer_laws.registry.tracking import use_tracking_uri
-        from transfer_laws.scripts._lr_trial import ReportToTrial
-        from transfer_laws.scripts.sweep import ATTR_RUN_ID, TAG_PARENT_RUN
+        from transfer_laws.plugin.sweeps.lr_trial import ReportToTrial  # lazy: imports Lightning
 
         prepared = _prepare(args, target, tokens)
         uri = use_tracking_uri(args.tracking_uri)
@@ -301,7 +272,7 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
             report.reason, run_id = f"diverged: {exc.__cause__ or exc}", exc.run_id
         trial.set_user_attr(ATTR_RUN_ID, run_id)
         if report.reason:
-            client = MlflowClient(uri)
+            client = client_for(uri)
             client.set_tag(run_id, TAG_PRUNED, report.reason)
             client.set_terminated(run_id, "KILLED")
             trial.set_user_attr(ATTR_PRUNED, report.reason)
@@ -311,20 +282,17 @@ def recipe_trial_trainer(args: Any, parent_run_id: str, tokens: int) -> TrialTra
     return train
 
 
-def tune_learning_rates(args: Any, cells: list[Any], parent_run_id: str, open_study: Callable[..., Any],
+def tune_learning_rates(args: SweepArgs, cells: list[Cell], parent_run_id: str, open_study: OpenStudy,
                         train_trial: TrialTrainer | None = None) -> dict[TuneTarget, ChosenLr]:
     """Tune every (size, role) of ``cells`` and record the choices on the sweep's parent run."""
-    from mlflow import MlflowClient
-
-    from transfer_laws.registry.tracking import use_tracking_uri
 
     tokens = args.tuning.d_f_tokens or max(c.d_f_tokens for c in cells)
     tuning = replace(args.tuning, max_steps=args.tuning.max_steps or args.train.max_steps)
     trainer = train_trial or recipe_trial_trainer(args, parent_run_id, tokens)
     chosen = {t: tune_target(open_study, args.study, t, tuning, trainer) for t in targets_of(cells)}
-    tags = {f"transfer.lr.{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
+    tags = {f"{TAG_LR_PREFIX}{t.size}.{t.role}": f"{c.lr:.6g}" for t, c in chosen.items()}
     tags[TAG_LR_TUNING] = describe(tuning, tokens)
-    set_shared_tags(MlflowClient(use_tracking_uri(args.tracking_uri)), parent_run_id, tags)
+    set_shared_tags(client_for(use_tracking_uri(args.tracking_uri)), parent_run_id, tags)
     for t, c in chosen.items():
         sys.stderr.write(f"sweep {args.study}: {t.size}/{t.role} trains at lr={c.lr:.3g} ({c.source()})\n")
     return chosen
