@@ -7,15 +7,18 @@ every run's loss gets multiplicative noise (default 0.3%) drawn for that run (a 
 
 The grid: 5 sizes x 6 D_F fine-tunes and 5 sizes x 8 scratch D. Every arm pays for every run it trains: 6 N tokens
 x 3 epochs, plus a size's pretraining (6 N x 20 N tokens) the first time a run needs that size. All arms start
-from the same seed runs (two sizes, three scratch D and two D_F each) and stop at the same target: alpha's 95%
-half-width <= ``--tolerance``, beta's interval excluding 0, every bootstrap draw identifying the law, no fit
-warning (``registry.pin.missing_for``).
+from the same seed runs (two sizes, N = 1e6 and 1e8, each with scratch runs at D = 1e6, 1e9, 1e12 and the grid's
+largest, 1e13, and fine-tunes at D_F = 1e4 and 1e6) and stop at the same target: alpha's 95% half-width <=
+``--tolerance``, beta's interval excluding 0, every bootstrap draw identifying the law, no fit warning
+(``registry.pin.missing_for``).
 
 - random: the remaining grid cells in a seeded random order, refitting after each, until the target holds;
 - full: the whole grid (the paper's way), target judged once at the end;
-- adaptive: ``registry.pin.pin`` with the grid's cells (and repeats of measured fine-tunes) as candidates.
+- adaptive: ``registry.pin.pin`` with the grid's cells (and repeats of measured fine-tunes) as candidates; a new
+  size comes as a bundle (its pretraining, scratch runs at 1e6, 1e9 and 1e12, fine-tunes at both seed D_F).
 
-Prints per seed the runs and compute of each arm and, per family, the median adaptive / random ratios.
+Prints per seed the runs and compute of each arm (and why an arm stopped without the target) and, per family, the
+median adaptive / random ratios.
 
     python benchmarks/bench_adaptive.py --seeds 20                 # both built-in families
     python benchmarks/bench_adaptive.py --seeds 2 --bootstrap 100  # smoke run
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _fit_synth import irreducible_loss, kaplan_loss
 
 from transfer_laws.registry.advice import Candidate, Target, compute_flops
-from transfer_laws.registry.fit import FitError, RunResult, fit_transfer_law
+from transfer_laws.registry.fit import FitError, RunResult, TransferLaw, fit_transfer_law
 from transfer_laws.registry.pin import EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
 
 K, ALPHA, BETA = 1.9e4, 0.18, 0.38
@@ -52,8 +55,13 @@ SCRATCH_D = tuple(10.0 ** e for e in range(6, 14))  # 1e6 .. 1e13
 EPOCHS = 3.0
 PRETRAIN_TOKENS_PER_PARAM = 20.0
 SEED_N = (GRID_N[0], GRID_N[-1])
-SEED_D = (1e6, 1e9, 1e12)
+SEED_D = (1e6, 1e9, 1e12, SCRATCH_D[-1])
+"""The seed's scratch curves reach the grid's largest D: a seed size whose low-data cutoff lies beyond its curve
+leaves a warning that exactly one run removes, and every arm must pay for it (on the irreducible family the 1e13-token
+scratch run at N = 1e8, 1.8e22 FLOP, two thirds of the whole grid's compute), so the ratio would measure the seed."""
 SEED_D_F = (1e4, 1e6)
+NEW_SIZE_D = (1e6, 1e9, 1e12)
+"""A new size's scratch runs, bundled with its pretraining (larger ones are ordinary candidates once it exists)."""
 FAMILIES: dict[str, Callable[..., np.ndarray]] = {"kaplan": kaplan_loss, "irreducible": irreducible_loss}
 METHOD = {"kaplan": "kaplan", "irreducible": "irreducible"}
 
@@ -95,8 +103,8 @@ def cost(cells: Sequence[Cell], pretrained: set[float]) -> float:
     return flops + sum(compute_flops(n, PRETRAIN_TOKENS_PER_PARAM * n) for n in {c.n for c in cells} - pretrained)
 
 
-def seed_cells() -> list[Cell]:
-    return ([Cell("scratch", n, d) for n in SEED_N for d in SEED_D]
+def seed_cells(seed_d: Sequence[float] = SEED_D) -> list[Cell]:
+    return ([Cell("scratch", n, d) for n in SEED_N for d in seed_d]
             + [Cell("finetune", n, d) for n in SEED_N for d in SEED_D_F])
 
 
@@ -111,19 +119,33 @@ class Judge:
     def __init__(self, method: str, bootstrap: int, target: Target) -> None:
         self.method, self.bootstrap, self.target = method, bootstrap, target
 
-    def fit(self, results: list[RunResult]):  # a TransferLaw, or None while it cannot be fitted
+    def fit(self, results: list[RunResult]) -> TransferLaw | None:
+        """The law, or None while it cannot be fitted."""
         try:
             return fit_transfer_law(results, d_e_method=self.method, bootstrap=self.bootstrap, seed=0)
         except FitError:
             return None
 
-    def pinned(self, results: list[RunResult]) -> bool:
+    def missing(self, results: list[RunResult]) -> list[str]:
+        """What the fit of ``results`` lacks for the target ([]: pinned)."""
         law = self.fit(results)
-        return law is not None and not missing_for(law, self.target)
+        return ["no law can be fitted"] if law is None else missing_for(law, self.target)
+
+    def pinned(self, results: list[RunResult]) -> bool:
+        return not self.missing(results)
 
 
-def random_arm(world: World, judge: Judge, seed: int) -> tuple[int, float, bool]:
-    start = seed_cells()
+@dataclass(frozen=True)
+class Arm:
+    """What one arm spent past the seed runs, and whether (and why) it stopped."""
+
+    runs: int
+    flops: float
+    pinned: bool
+    why: str = ""
+
+
+def random_arm(world: World, judge: Judge, seed: int, start: list[Cell]) -> Arm:
     rest = [c for c in grid_cells() if c not in start]
     np.random.default_rng(seed + 1000).shuffle(rest)
     results = [world.train(c) for c in start]
@@ -137,21 +159,22 @@ def random_arm(world: World, judge: Judge, seed: int) -> tuple[int, float, bool]
         pretrained.add(cell.n)
         results.append(world.train(cell))
         ok = judge.pinned(results)
-    return len(results) - len(start), spent - cost(start, set()), ok
+    return Arm(len(results) - len(start), spent - cost(start, set()), ok, "" if ok else "grid exhausted")
 
 
-def full_arm(world: World, judge: Judge) -> tuple[int, float, bool]:
-    start = seed_cells()
+def full_arm(world: World, judge: Judge, start: list[Cell]) -> Arm:
     rest = [c for c in grid_cells() if c not in start]
-    results = [world.train(c) for c in start + rest]
-    return len(rest), cost(start + rest, set()) - cost(start, set()), judge.pinned(results)
+    missing = judge.missing([world.train(c) for c in start + rest])
+    return Arm(len(rest), cost(start + rest, set()) - cost(start, set()), not missing, "; ".join(missing))
 
 
 class MemoryQueue:
     """``registry.pin.RunQueue`` in memory: one worker, runs trained at once."""
 
     def __init__(self, world: World) -> None:
-        self.world, self.waiting, self.done = world, [], []
+        self.world = world
+        self.waiting: list[tuple[PinRun, float]] = []
+        self.done: list[tuple[PinRun, RunResult | None]] = []
         self.flops = 0.0
 
     def held(self) -> list[PinRun]:
@@ -174,28 +197,27 @@ class MemoryQueue:
         return True
 
 
-def adaptive_arm(world: World, judge: Judge, draws: int) -> tuple[int, float, bool]:
-    start = seed_cells()
+def adaptive_arm(world: World, judge: Judge, draws: int, start: list[Cell]) -> Arm:
     seed_results = [world.train(c) for c in start]
     queue = MemoryQueue(world)
 
     def results() -> list[RunResult]:
         return seed_results + [r for _, r in queue.done if r is not None]
 
-    def fit():  # a TransferLaw
+    def fit() -> TransferLaw:
         law = judge.fit(results())
         if law is None:
             raise ValueError("no law")
         return law
 
-    def candidates(law) -> list[Candidate]:
+    def candidates(law: TransferLaw) -> list[Candidate]:
         sizes = set(SEED_N) | {r.n_params for r, _ in queue.done}
         out = []
         for c in grid_cells():
             if c.n in sizes:
                 out.append(Candidate(c.n, c.d, c.role, EPOCHS))
         for n in sorted(set(GRID_N) - sizes):  # a new size: pretraining, its scratch curve and two fine-tunes
-            bundle = tuple([("scratch", d) for d in SEED_D] + [("finetune", SEED_D_F[1])])
+            bundle = tuple([("scratch", d) for d in NEW_SIZE_D] + [("finetune", SEED_D_F[1])])
             out.append(Candidate(n, SEED_D_F[0], "finetune", EPOCHS, pretrain_tokens=PRETRAIN_TOKENS_PER_PARAM * n,
                                  bundle=bundle))
         return out
@@ -203,7 +225,7 @@ def adaptive_arm(world: World, judge: Judge, draws: int) -> tuple[int, float, bo
     outcome = pin(fit, candidates, queue, judge.target, Budget(flops=cost(grid_cells(), set()) * 3),
                   draws=draws, show_plan=False)
     runs = sum(1 for r, _ in queue.done if r.role != "pretrain")
-    return runs, queue.flops, outcome.exit_code == EXIT_PINNED
+    return Arm(runs, queue.flops, outcome.exit_code == EXIT_PINNED, outcome.reason)
 
 
 def main() -> None:
@@ -217,14 +239,20 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--advice-draws", type=int, default=100)
     parser.add_argument("--tolerance", type=float, default=0.03)
+    parser.add_argument("--seed-d", type=lambda text: tuple(float(x) for x in text.split(",")), default=SEED_D,
+                        help="the seed's scratch D at both seed sizes, comma-separated (default: %(default)s; the "
+                        "former design: 1e6,1e9,1e12)")
     args = parser.parse_args()
+    start = seed_cells(args.seed_d)
     families = args.family or ["kaplan", "irreducible"]
     target = Target(args.tolerance, beta_excludes_0=True)
     grid = grid_cells()
     print(f"# {platform.node()} {platform.processor() or platform.machine()}; grid {len(grid)} runs "
           f"({len(GRID_N)} N x {len(GRID_D_F)} D_F fine-tunes, {len(GRID_N)} N x {len(SCRATCH_D)} scratch D); "
           f"noise {args.noise}; bootstrap {args.bootstrap}; target alpha +-{args.tolerance}, beta excludes 0, "
-          "all draws, no warning; compute 6 N tokens x 3 epochs + pretraining 6 N x 20 N")
+          "all draws, no warning; compute 6 N tokens x 3 epochs + pretraining 6 N x 20 N; seed: N "
+          f"{', '.join(f'{n:g}' for n in SEED_N)}, scratch D {', '.join(f'{d:g}' for d in args.seed_d)}, D_F "
+          f"{', '.join(f'{d:g}' for d in SEED_D_F)}")
     for name in families:
         loss = family(name)
         judge = Judge(METHOD.get(name, "auto"), args.bootstrap, target)
@@ -235,14 +263,15 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             began = time.monotonic()
             world = World(loss, seed, args.noise)
-            r = random_arm(world, judge, seed)
-            f = full_arm(world, judge)
-            a = adaptive_arm(world, judge, args.advice_draws)
-            ratios_runs.append(a[0] / max(r[0], 1))
-            ratios_flops.append(a[1] / r[1] if r[1] > 0 else float("nan"))
-            flags = "".join(f" {arm}:{'pinned' if ok else 'NOT pinned'}" for arm, ok in
-                            (("random", r[2]), ("full", f[2]), ("adaptive", a[2])))
-            print(f"{seed:4d} {r[0]:11d} {r[1] / 1e18:9.3g} {f[0]:9d} {f[1] / 1e18:8.3g} {a[0]:10d} {a[1] / 1e18:8.3g} "
+            r = random_arm(world, judge, seed, start)
+            f = full_arm(world, judge, start)
+            a = adaptive_arm(world, judge, args.advice_draws, start)
+            ratios_runs.append(a.runs / max(r.runs, 1))
+            ratios_flops.append(a.flops / r.flops if r.flops > 0 else float("nan"))
+            flags = "".join(f" {name}:{'pinned' if arm.pinned else f'NOT pinned ({arm.why})'}" for name, arm in
+                            (("random", r), ("full", f), ("adaptive", a)))
+            print(f"{seed:4d} {r.runs:11d} {r.flops / 1e18:9.3g} {f.runs:9d} {f.flops / 1e18:8.3g} {a.runs:10d} "
+                  f"{a.flops / 1e18:8.3g} "
                   f"{ratios_runs[-1]:8.2f} {ratios_flops[-1]:11.2f} {time.monotonic() - began:5.0f} {flags}",
                   flush=True)
         print(f"median adaptive / random ({name}): runs {statistics.median(ratios_runs):.2f}, "

@@ -47,6 +47,10 @@ BETA_MARGIN = 0.8
 """With a target that beta exclude 0, beta's half-width is worth shrinking down to this fraction of |beta|."""
 IDENTIFIED = 0.999
 """Share of draws that must identify the law for the target to count as reached ("every draw", up to rounding)."""
+MIN_SHRINK = 0.02
+"""Smallest predicted shrink the plan to a target counts: below it a run's gain is within the simulation's own noise
+(about 2% of a half-width for one run between designs on common random numbers), and shrink per FLOP would take
+cheap repeats that each narrow alpha by a fraction of a percent, one after another, without end."""
 
 
 @dataclass(frozen=True)
@@ -242,9 +246,13 @@ def _warnings(grown: ScratchModel, u_n: np.ndarray) -> int:
     return int(u_n.size <= MIN_POINTS) + int(sizes <= 2) + unchecked
 
 
-def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int) -> _Sim:
+def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int, width: int = 0) -> _Sim:
     """The version's parametric bootstrap on ``design`` (plus its extra runs): alpha and beta 95% half-widths,
-    the share of draws that identify the law, the number of usable fine-tune points and the warnings left."""
+    the share of draws that identify the law, the number of usable fine-tune points and the warnings left.
+
+    ``width``: fine-tune columns of noise to draw (the usable points, then copies of the first that weigh nothing),
+    so that designs compared with each other draw the same noise for the same points: a draws x m matrix of
+    normals read row by row gives every point new numbers when m grows by one."""
     theta = np.array([np.log(law.k), law.alpha, law.beta])
     s_n, s_d, s_log_l = design.s_n, design.s_d, design.s_log_l
     grown = _scratch_for(law, s_n, s_d, s_log_l)
@@ -281,19 +289,27 @@ def _simulate(law: TransferLaw, design: _Design, draws: int, seed: int) -> _Sim:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         fitted = grown.log_loss(u_n, np.logaddexp(u_log_d_f, x @ theta))
     fitted = np.where(np.isfinite(fitted), fitted, f_log_l[used])
+    pad = max(width - u_n.size, 0)
+    u_n, u_log_d_f, fitted = (np.r_[v, np.full(pad, v[0])] for v in (u_n, u_log_d_f, fitted))
+    weights = np.r_[np.ones(u_n.size - pad), np.zeros(pad)]
     sigma_s, dof_s, sigma_f, dof_f = design.sigma
     dof_s += len(new_s)
     dof_f += len(new_f) + len(new_s)
     rng = np.random.default_rng(seed)
     sampler = log_d_e_sampler(rng, draws, grown.form(), (grown.group, grown.log_n, grown.log_d, grown.log_l),
                               (sigma_s, dof_s), np.log(u_n), match_n(grown.levels, u_n), fitted, (sigma_f, dof_f))
-    raw, _ = law_draws_in_blocks(sampler, np.ones((draws, u_n.size)), u_log_d_f, np.log(u_n),
+    raw, _ = law_draws_in_blocks(sampler, np.tile(weights, (draws, 1)), u_log_d_f, np.log(u_n),
                                  max(grown.log_n.size, u_n.size))
     good = np.isfinite(raw).all(axis=1)
     if good.sum() < 10:
         return _Sim(float("inf"), float("inf"), float(good.mean()), int(used.sum()), warn)
     half = (np.percentile(raw[good, 1:], 97.5, axis=0) - np.percentile(raw[good, 1:], 2.5, axis=0)) / 2
     return _Sim(float(half[0]), float(half[1]), float(good.mean()), int(used.sum()), warn)
+
+
+def _width(design: _Design, candidates: Sequence[Candidate]) -> int:
+    """The most fine-tune points any candidate's design can use: every one measured or added, plus its own runs."""
+    return design.f_n.size + len(design.extra) + max((1 + len(c.bundle) for c in candidates), default=0)
 
 
 def _version_halfwidths(law: TransferLaw) -> tuple[float, float]:
@@ -339,22 +355,24 @@ def _check(candidates: Sequence[Candidate], alpha_weight: float, beta_weight: fl
             raise ValueError(f"candidate {c} needs positive N, D_F and epochs")
 
 
-def _scale(law: TransferLaw, design: _Design, draws: int, seed: int) -> tuple[float, float]:
+def _scale(law: TransferLaw, design: _Design, draws: int, seed: int, width: int) -> tuple[float, float]:
     """Factors mapping simulated half-widths onto the version's own, read once on the runs the version used."""
     ver_a, ver_b = _version_halfwidths(law)
-    now = _simulate(law, design, draws, seed)
+    now = _simulate(law, design, draws, seed, width)
     return _ratio(ver_a, now.half_a), _ratio(ver_b, now.half_b)
 
 
 def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], scale: tuple[float, float], *,
           alpha_weight: float, beta_weight: float, per_compute: bool, draws: int, seed: int,
-          wall: WallTime, target: Target | None = None) -> tuple[list[Advice], tuple[float, float, float]]:
-    now = _simulate(law, design, draws, seed)
+          wall: WallTime, target: Target | None = None, min_shrink: float = 0.0
+          ) -> tuple[list[Advice], tuple[float, float, float]]:
+    width = _width(design, candidates)
+    now = _simulate(law, design, draws, seed, width)
     scale_a, scale_b = scale
     base = (now.half_a * scale_a, now.half_b * scale_b, now.share)
     advice = []
     for c in candidates:
-        after = _simulate(law, _with_runs(design, c), draws, seed)
+        after = _simulate(law, _with_runs(design, c), draws, seed, width)
         after_a, after_b = after.half_a * scale_a, after.half_b * scale_b
         floors = (0.0, 0.0) if target is None else (
             target.alpha_halfwidth, BETA_MARGIN * abs(law.beta) if target.beta_excludes_0 else np.inf)
@@ -365,7 +383,7 @@ def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], sc
         # A warning removed (a third size, a curve that now flattens) counts like halving an interval.
         shrink = (sum(gain) / (alpha_weight + beta_weight) + (after.share - now.share)
                   + WARNING_VALUE * (now.warnings - after.warnings))
-        shrink = max(float(shrink), 0.0)
+        shrink = float(shrink) if shrink >= max(min_shrink, 0.0) and shrink > 0 else 0.0
         flops = candidate_flops(c)
         note = ""
         if after.used <= now.used and c.role == ROLE_FINETUNE:
@@ -383,17 +401,19 @@ def _rank(law: TransferLaw, design: _Design, candidates: Sequence[Candidate], sc
 
 def rank_next_runs(law: TransferLaw, candidates: Sequence[Candidate], *, alpha_weight: float = 1.0,
                    beta_weight: float = 1.0, per_compute: bool = True, draws: int = DRAWS, seed: int = 0,
-                   wall: WallTime = WallTime()) -> list[Advice]:
+                   wall: WallTime = WallTime(), min_shrink: float = 0.0) -> list[Advice]:
     """Rank candidate runs by how much each shrinks alpha's and beta's 95% intervals per unit of compute.
 
     ``law`` is a fitted ``TransferLaw``. Returns one ``Advice`` per candidate, best first (by ``score``, or by
-    ``shrink`` when ``per_compute`` is False). A run that adds nothing predicts the version's own half-widths.
+    ``shrink`` when ``per_compute`` is False). A run that adds nothing predicts the version's own half-widths; a
+    shrink below ``min_shrink`` counts as none.
     """
     _check(candidates, alpha_weight, beta_weight)
     design = _design(law)
-    ranked, _ = _rank(law, design, candidates, _scale(law, design, draws, seed), alpha_weight=alpha_weight,
+    scale = _scale(law, design, draws, seed, _width(design, candidates))
+    ranked, _ = _rank(law, design, candidates, scale, alpha_weight=alpha_weight,
                       beta_weight=beta_weight, per_compute=per_compute, draws=draws, seed=seed,
-                      wall=wall)
+                      wall=wall, min_shrink=min_shrink)
     return ranked
 
 
@@ -415,11 +435,11 @@ def plan_to_target(law: TransferLaw, candidates: Sequence[Candidate], target: Ta
     pool = list(candidates)
     half_a, half_b = _version_halfwidths(law)
     share = float(np.isfinite(law.draws["alpha"]).mean()) if law.draws["alpha"].size else 1.0
-    scale = _scale(law, design, draws, seed)
+    scale = _scale(law, design, draws, seed, _width(design, pool))
     warn = len(law.warnings)
     while not meets(half_a, law.beta, half_b, share, target, warn) and len(steps) < max_steps and pool:
         ranked, _ = _rank(law, design, pool, scale, alpha_weight=1.0, beta_weight=1.0, per_compute=True,
-                          draws=draws, seed=seed, wall=wall, target=target)
+                          draws=draws, seed=seed, wall=wall, target=target, min_shrink=MIN_SHRINK)
         best = ranked[0]
         if best.shrink <= 0:
             break

@@ -18,21 +18,24 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from transfer_laws.registry.advice import (
+    MIN_SHRINK,
+    Advice,
     Candidate,
     Plan,
     Target,
     WallTime,
+    alpha_halfwidth,
     candidate_flops,
     compute_flops,
     plan_to_target,
     rank_next_runs,
 )
-from transfer_laws.registry.schema import ROLE_PRETRAIN
+from transfer_laws.registry.schema import ROLE_PRETRAIN, ROLE_SCRATCH
 
 if TYPE_CHECKING:
     from transfer_laws.registry.fit import TransferLaw
@@ -170,9 +173,49 @@ def run_flops(run: PinRun, epochs: float) -> float:
     return compute_flops(run.n_params, run.tokens, 1.0 if run.role == ROLE_PRETRAIN else epochs)
 
 
-def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], queue: RunQueue, target: Target,
-        budget: Budget, *, draws: int = 200, max_plan: int = 30,
-        log: Callable[[str], None] = lambda _: None, wall: Callable[[Any], WallTime] = lambda _: WallTime(),
+def scratch_model_disputed(law: TransferLaw) -> bool:
+    """Whether the fit warns that a competing scratch model (nearly as good in cross-validation) puts alpha or beta
+    outside their intervals."""
+    from transfer_laws.registry.fit._fit import _model_choice_warnings
+
+    bootstrap = int(law.settings.get("bootstrap", 0))
+    return bool(_model_choice_warnings(law.checks.get("candidates", []), law.intervals, bootstrap))
+
+
+def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Target, draws: int,
+                       wall: WallTime) -> list[Advice]:
+    """The run that narrows what the target still lacks most per FLOP, ignoring how far the target asks: [] when
+    none narrows anything.
+
+    The plan to the target finds no step when the advice predicts the target met although the fit misses it (a
+    warning the advice does not model, such as a competing scratch model that disagrees; a beta interval that is
+    lopsided about beta), or when every run's predicted gain above the target is below ``MIN_SHRINK``. More data
+    where it narrows the missing intervals most per FLOP (or, when no run narrows them by ``MIN_SHRINK``, most) is
+    then the best bet, and the loop stops only when no run narrows anything."""
+    alpha_short = alpha_halfwidth(law) > target.alpha_halfwidth
+    b_low, b_high = law.intervals["beta"]
+    beta_short = target.beta_excludes_0 and not (b_low > 0 or b_high < 0)
+    # Weigh the intervals the target still needs; with neither short (draws or warnings left), both.
+    weights = (float(alpha_short), float(beta_short)) if alpha_short or beta_short else (1.0, 1.0)
+    if not (alpha_short or beta_short) and scratch_model_disputed(law):
+        # Fine-tunes narrow the intervals but cannot say which scratch model holds; only a new scratch point can (a
+        # loop of cheap fine-tune repeats would run to its budget with the warning still there). Its effect on
+        # the intervals may be small: what it is for is the model choice.
+        ranked = rank_next_runs(law, [c for c in pool if c.role == ROLE_SCRATCH], draws=draws, wall=wall)
+        return [a for a in ranked if a.kind == "scratch"][:1]
+    ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], draws=draws, wall=wall,
+                            min_shrink=MIN_SHRINK)
+    if not ranked or ranked[0].shrink <= 0:
+        # No run narrows them by MIN_SHRINK: the one that narrows them most, whatever it costs (per FLOP, the
+        # cheapest repeat would win again and again with a gain lost in the simulation's noise).
+        ranked = rank_next_runs(law, pool, alpha_weight=weights[0], beta_weight=weights[1], per_compute=False,
+                                draws=draws, wall=wall)
+    return [a for a in ranked if a.shrink > 0][:1]
+
+
+def pin(fit: Callable[[], TransferLaw], candidates: Callable[[TransferLaw], list[Candidate]], queue: RunQueue,
+        target: Target, budget: Budget, *, draws: int = 200, max_plan: int = 30,
+        log: Callable[[str], None] = lambda _: None, wall: Callable[[TransferLaw], WallTime] = lambda _: WallTime(),
         max_iterations: int = 1000, show_plan: bool = True) -> PinOutcome:
     """Fit, advise, train, refit until ``target`` holds (exit 0) or ``budget`` is spent (EXIT_BUDGET) or no run
     helps (EXIT_STUCK). ``show_plan=False`` plans to the target only when the loop ends (each step then costs one
@@ -198,12 +241,9 @@ def pin(fit: Callable[[], Any], candidates: Callable[[Any], list[Candidate]], qu
         log(progress_line(law, spent, plan if show_plan else None))
         if spent_reason:
             return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
-        if not plan.steps and all(m.startswith("warning:") for m in missing):
-            # Only a warning the advice does not model is left (e.g. a competing scratch model disagrees): more data
-            # where it tightens the intervals most per FLOP is the best bet to settle it.
-            ranked = [a for a in rank_next_runs(law, pool, draws=draws, wall=here)
-                      if a.shrink > 0]
-            plan = replace(plan, steps=ranked[:1], flops=sum(a.flops for a in ranked[:1]))
+        if not plan.steps:
+            steps = narrowest_per_flop(law, pool, target, draws, here)
+            plan = replace(plan, steps=steps, flops=sum(a.flops for a in steps))
         if not plan.steps:
             plan = plan if show_plan else full_plan()
             return PinOutcome(EXIT_STUCK, law, spent, missing, plan,

@@ -100,8 +100,11 @@ def log_d_e_sampler(rng: np.random.Generator, draws: int, form: KaplanLaw | Irre
     fine-tune noise per block (it is draws x fine-tune runs). ``sigma_s`` and ``sigma_f``: each noise scale and the
     residual degrees of freedom it was estimated from."""
     group, log_n, log_d, log_l = scratch_columns
-    scale_s = sigma_s[0] * noise_scales(rng, draws, sigma_s[1])
-    scale_f = sigma_f[0] * noise_scales(rng, draws, sigma_f[1])
+    # The chi-square draws come from streams of their own: how many numbers they consume depends on the degrees of
+    # freedom, and the advice compares designs that differ by one run (common random numbers for everything else).
+    rng_s, rng_f = rng.spawn(2)
+    scale_s = sigma_s[0] * noise_scales(rng_s, draws, sigma_s[1])
+    scale_f = sigma_f[0] * noise_scales(rng_f, draws, sigma_f[1])
     params = None
     if form is not None:
         # Unit-noise steps from the fitted parameters, each scaled by its draw's noise scale.
