@@ -9,9 +9,12 @@ fixed held-out set covers every test file.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def piece_table(lengths: np.ndarray, piece: int,
@@ -65,7 +68,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-def chars_per_id(tokenizer: Any) -> np.ndarray | None:
+def chars_per_id(tokenizer: PreTrainedTokenizerBase) -> np.ndarray | None:
     """Characters each id adds to decoded text under a byte-level BPE: its UTF-8 lead bytes, so a character split
     across two pieces counts once; special tokens count 0. None when the tokenizer is not byte-level."""
     byte_of = {c: b for b, c in _bytes_to_unicode().items()}
@@ -81,7 +84,7 @@ def chars_per_id(tokenizer: Any) -> np.ndarray | None:
     return table
 
 
-def count_chars(ids: np.ndarray, tokenizer: Any, chunk: int = 1 << 20) -> int:
+def count_chars(ids: np.ndarray, tokenizer: PreTrainedTokenizerBase, chunk: int = 1 << 20) -> int:
     """Characters ``ids`` decode to (special tokens skipped): by lead bytes under a byte-level BPE, else by
     decoding ``chunk`` ids at a time."""
     table = chars_per_id(tokenizer)

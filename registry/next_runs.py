@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
+from transfer_laws.lightning_modules.config import PRESETS, preset
 from transfer_laws.registry.advice import (
     Advice,
     Candidate,
@@ -35,13 +36,27 @@ if TYPE_CHECKING:
 
 
 def preset_n(size: str) -> int:
-    """N (non-embedding parameters, the schema's convention) of a PRESETS shape; independent of the vocabulary."""
-    from transfer_laws.lightning_modules.config import preset  # torch-free: a shape's N needs no model
-
+    """N (non-embedding parameters, the schema's convention) of a PRESETS shape; independent of the vocabulary (the
+    config is torch-free: a shape's N needs no model)."""
     return preset(size, vocab_size=256).non_embedding_params()
 
 
-def candidates_for(cells: Sequence[Any], epochs: float = 3.0) -> list[Candidate]:
+class GridCell(Protocol):
+    """A sweep's cell as the advice reads it."""
+
+    @property
+    def size(self) -> str: ...
+    @property
+    def d_f_tokens(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+
+
+CellT = TypeVar("CellT")
+ResultT = TypeVar("ResultT")
+
+
+def candidates_for(cells: Sequence[GridCell], epochs: float = 3.0) -> list[Candidate]:
     """One Candidate per sweep cell (``size``, ``d_f_tokens``, ``role``), labelled with the preset."""
     return [Candidate(n_params=preset_n(c.size), d_f_tokens=c.d_f_tokens, role=c.role, epochs=epochs, label=c.size)
             for c in cells]
@@ -56,8 +71,6 @@ EPOCHS = 3.0
 
 def size_of(n: float) -> str:
     """The PRESETS name whose N is ``n`` (within 1e-6), else ''."""
-    from transfer_laws.lightning_modules.config import PRESETS
-
     return next((name for name in PRESETS if math.isclose(preset_n(name), n, rel_tol=1e-6)), "")
 
 
@@ -109,8 +122,6 @@ def law_candidates(law: TransferLaw, *, checkpoint_template: str = CHECKPOINT_TE
     over the measured D_F and one step beyond (a measured cell is a repeat with a new seed), scratch runs at each
     size over the measured D and larger, and the presets just below and above the measured sizes as new sizes
     (pretraining at 20 tokens per parameter, scratch runs over the measured D and fine-tunes at the measured D_F)."""
-    from transfer_laws.lightning_modules.config import PRESETS
-
     # N and D are counts: rounded, so that a size read back from the scratch model's logs (12767.999...) is the
     # same size as the fine-tunes' 12768, not a second row of identical candidates.
     ft_n = sorted({float(round(p.n)) for p in law.points})
@@ -169,7 +180,28 @@ def wall_time(client: MlflowClient, law: TransferLaw, epochs: float = EPOCHS, li
     return WallTime(0.0, float((x * y).sum() / (x * x).sum()))
 
 
-def advice_rows(ranked: Sequence[Advice]) -> list[dict[str, Any]]:
+class AdviceRow(TypedDict):
+    """One candidate as ``predict --next --json`` prints it."""
+
+    rank: int
+    role: str
+    kind: str
+    label: str
+    N: float
+    D_F_tokens: float
+    PFLOP: float
+    minutes: float | None
+    alpha_halfwidth: float
+    beta_halfwidth: float
+    identified: float
+    shrink: float
+    score: float
+    note: str
+    why: str
+    command: str
+
+
+def advice_rows(ranked: Sequence[Advice]) -> list[AdviceRow]:
     """Plain rows (``predict --next --json``): one dict per candidate, best first, with why it is advised."""
     return [{"rank": i, "role": a.candidate.role, "kind": a.kind, "label": a.candidate.label,
              "N": a.candidate.n_params, "D_F_tokens": a.candidate.d_f_tokens, "PFLOP": a.flops / 1e15,
@@ -234,10 +266,10 @@ def _short(value: float) -> str:
     return f"{value:.3g}"
 
 
-def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates: list[Candidate],
-                   train: Callable[[Any], Any], *, start: int, tolerance: float, max_runs: int,
+def adaptive_order(fit: Callable[[list[ResultT]], TransferLaw], cells: list[CellT], candidates: list[Candidate],
+                   train: Callable[[CellT], ResultT], *, start: int, tolerance: float, max_runs: int,
                    log: Callable[[str], None] = lambda _: None,
-                   on_choice: Callable[[Any, str], None] = lambda _cell, _reason: None) -> list[Any]:
+                   on_choice: Callable[[CellT, str], None] = lambda _cell, _reason: None) -> list[ResultT]:
     """Train cells in advice order until alpha's 95% half-width <= ``tolerance`` (with no fit warning, e.g. too few
     points for a reliable bootstrap) or ``max_runs`` runs.
 
@@ -248,7 +280,7 @@ def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates
     Returns the results in run order.
     """
     remaining = list(range(len(cells)))
-    results: list[Any] = []
+    results: list[ResultT] = []
     seeds = _seed_order(candidates)[:min(start, max_runs)]
     for k, i in enumerate(seeds, 1):
         what = "a scratch curve point" if candidates[i].role == ROLE_SCRATCH else "a fine-tune nearest a grid corner"
@@ -267,7 +299,7 @@ def adaptive_order(fit: Callable[[list[Any]], Any], cells: list[Any], candidates
         else:
             width = alpha_halfwidth(law)
             log(f"adaptive: {len(results)} runs, alpha = {law.alpha:.3f} ± {width:.3f}")
-            if width <= tolerance and not getattr(law, "warnings", None):  # a warned interval is not trusted
+            if width <= tolerance and not law.warnings:  # a warned interval is not trusted
                 break
             ranked = rank_next_runs(law, [candidates[i] for i in remaining])
             top = ranked[0]

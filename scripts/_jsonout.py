@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any, TypeAlias
+
+JsonDict: TypeAlias = dict[str, Any]
+"""A JSON object as the commands build it: its values are any JSON value."""
 
 
 def plain(value: object) -> object:

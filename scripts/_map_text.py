@@ -4,17 +4,16 @@ ranking, and the paper's comparison of two sources (``print_source_comparison``,
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from transfer_laws.registry.tracking import client_for, use_tracking_uri
-from transfer_laws.registry.transfer_map import read_target, source_contrast
+from transfer_laws.registry.transfer_map import MapDoc, read_target, source_contrast
 
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
-def _est(e: dict[str, Any] | None, digits: int = 3) -> str:
+def _est(e: MapDoc | None, digits: int = 3) -> str:
     """``value [low, high]`` (the bounds left out where the draws give none)."""
     if not e:
         return "n/a"
@@ -25,7 +24,7 @@ def _est(e: dict[str, Any] | None, digits: int = 3) -> str:
     return text
 
 
-def format_map(doc: dict[str, Any]) -> list[str]:
+def format_map(doc: MapDoc) -> list[str]:
     """One line per source (k per token and per character, alpha, beta, runs, verdict), then each crossing."""
     lines = [f"transfer map of target {doc['target']}: D_T = k * D_F^alpha * N^beta  ({doc['convention']})"]
     for law in doc["laws"]:
@@ -52,7 +51,7 @@ def format_map(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_ranking(doc: dict[str, Any]) -> list[str]:
+def format_ranking(doc: MapDoc) -> list[str]:
     """"Which checkpoint?": the ranking at (N, D_F) with intervals, the URI to use and every caveat."""
     unit, loss_unit = doc["unit"], "nats/char" if doc["unit"] == "chars" else "nats/token"
     lines = [f"which checkpoint at N = {doc['n']:.3g}, D_F = {doc['d_f']:.3g} {unit} (95% intervals; "
@@ -80,7 +79,7 @@ def format_ranking(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_contrast(c: dict[str, Any]) -> list[str]:
+def format_contrast(c: MapDoc) -> list[str]:
     """The paper's three questions about two sources, each answered with its interval, whatever it shows."""
     base, other = c["base"], c["other"]
     more, lower, same = c["transfers_more"], c["alpha_lower"], c["beta_same"]
@@ -96,7 +95,7 @@ def format_contrast(c: dict[str, Any]) -> list[str]:
 
 
 def print_source_comparison(target: str = "python", base: str = "text", other: str = "mix",
-                            tracking_uri: str | None = None, n: float | None = None) -> dict[str, Any]:
+                            tracking_uri: str | None = None, n: float | None = None) -> MapDoc:
     """Print whether ``other`` -> target transfers more than ``base`` -> target at small D_F, whether its alpha is
     lower and whether beta is the same, each with its interval, from the two laws' ``@latest`` versions; returns
     the numbers. Raises ``LookupError`` when either law has no fit yet."""

@@ -18,14 +18,14 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import PRESETS, positive
 from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB
 from transfer_laws.registry.tracking import use_tracking_uri
 from transfer_laws.scripts._errors import BadInput, UserError
-from transfer_laws.scripts._jsonout import json_document
+from transfer_laws.scripts._jsonout import JsonDict, json_document
 from transfer_laws.scripts._law import load_law_version
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def run(args: Args) -> int:
     check_question(args)
     use_tracking_uri(args.tracking_uri, read_only=True)
     law, mv, _ = load_law_version(args.law, args.version)
-    answer: dict[str, Any] = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
+    answer: JsonDict = {"law": args.law, "version": str(mv.version), "k": law.k, "alpha": law.alpha,
                               "beta": law.beta, "intervals": {k: list(v) for k, v in law.intervals.items()},
                               "unit": law.settings.get("unit", "tokens"), "fitted_range": fitted_range(law)}
     checks = law.checks
@@ -192,7 +192,7 @@ def fitted_range(law: TransferLaw) -> dict[str, list[float]]:
     return {"N": [min(ns), max(ns)], "D_F": [min(d_fs), max(d_fs)]}
 
 
-def past_regime(checks: Checks, n: float | None, d_f: float | None) -> dict[str, Any] | None:
+def past_regime(checks: Checks, n: float | None, d_f: float | None) -> JsonDict | None:
     """Where ``d_f`` lies past the D_F range the law was fitted on at the measured N nearest ``n``: that N, the
     range's top and the smallest D_F whose fine-tune showed the law bending there (None: no bend seen). None when
     ``d_f`` is inside (2% beyond the last run is rounding) or the law has no such record."""
@@ -207,7 +207,7 @@ def past_regime(checks: Checks, n: float | None, d_f: float | None) -> dict[str,
     return {"d_f": d_f, "n_measured": row["n"], "d_f_high": row["d_f_high"], "bends_above": row["bends_above"]}
 
 
-def outside_range(span: dict[str, list[float]], **query: float | None) -> list[dict[str, Any]]:
+def outside_range(span: dict[str, list[float]], **query: float | None) -> list[JsonDict]:
     """One entry per queried quantity outside the fitted span: which, the value, the span and by how many decades."""
     flagged = []
     for name, value in query.items():
@@ -264,7 +264,7 @@ def _fmt(value: float | None, interval: tuple[float, float] | None = None) -> st
     return text
 
 
-def print_answer(answer: dict[str, Any], args: Args, law: TransferLaw) -> None:
+def print_answer(answer: JsonDict, args: Args, law: TransferLaw) -> None:
     """The table a person reads: the law, the answer with intervals, then every caveat."""
     iv = answer["intervals"]
     print(f"law {args.law} v{answer['version']}: D_T = k * D_F^alpha * N^beta  (D_F in {answer['unit']})")

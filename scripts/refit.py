@@ -14,9 +14,8 @@ import contextlib
 import math
 import sys
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import at_least
 from transfer_laws.registry.forecast import track_record
@@ -35,6 +34,7 @@ from transfer_laws.scripts._law import load_law_version
 
 if TYPE_CHECKING:
     from transfer_laws.registry.fit import TransferLaw
+    from transfer_laws.registry.fit._types import TrackRecord
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_FIT_FAILED, EXIT_DRIFT, EXIT_EVIDENCE = 0, 1, 2, 3, 4, 5
 EXIT_MISFIT, EXIT_FORECAST = 6, 7
@@ -154,19 +154,20 @@ def _misfit(result: RefitResult) -> list[str]:
     return [] if result.fit is None else misfit(result.fit.checks)
 
 
-def _forecast_gate(record: Mapping[str, Any], gates: Gates) -> str | None:
+def _forecast_gate(record: TrackRecord, gates: Gates) -> str | None:
     """Why the forecast gate tripped (None when it holds, is off, or nothing was forecast yet)."""
-    pooled = record.get("pooled") or {}
-    if gates.forecast_coverage is None or not pooled.get("n"):
+    pooled = record["pooled"]
+    coverage = pooled["coverage"]
+    if gates.forecast_coverage is None or not pooled["n"] or coverage is None:
         return None
-    if pooled["coverage"] < gates.forecast_coverage:
+    if coverage < gates.forecast_coverage:
         return (f"{pooled['inside']} of {pooled['n']} forecasts inside their 95% prediction interval "
-                f"({pooled['coverage']:.0%} < {gates.forecast_coverage:.0%})")
+                f"({coverage:.0%} < {gates.forecast_coverage:.0%})")
     return None
 
 
 def describe(result: RefitResult, previous: dict[str, float], drift: dict[str, float],
-             evidence: list[str], exit_code: int, record: Mapping[str, Any] | None = None,
+             evidence: list[str], exit_code: int, record: TrackRecord | None = None,
              forecast: str | None = None, misfit: list[str] | None = None) -> dict[str, object]:
     """The ``--json`` document (schema in docs/ci-refit.md)."""
     fit = result.fit
@@ -303,18 +304,18 @@ def refit_cli(
             print(f"law-misfit gate: {why}", file=sys.stderr)
     if forecast:
         print(f"forecast gate: {forecast}", file=sys.stderr)
-    elif gates.forecast_coverage is not None and not (record.get("pooled") or {}).get("n"):
+    elif gates.forecast_coverage is not None and not record["pooled"]["n"]:
         print("forecast gate: no run has been forecast by a version of this law yet; nothing to gate on",
               file=sys.stderr)
     return code
 
 
-def _calibration_text(result: RefitResult, record: Mapping[str, Any]) -> str:
+def _calibration_text(result: RefitResult, record: TrackRecord) -> str:
     """The version's leave-one-out calibration and each version's track record, a line each."""
     loo = ((getattr(result.fit, "checks", {}) or {}).get("loo") or {}) if result.fit is not None else {}
     lines = [f"  leave-one-out (95% prediction intervals): {calibration_line(loo)}"] if loo else []
     lines += [f"  runs that landed after version {v}: {calibration_line(r)}"
-              for v, r in (record.get("versions") or {}).items()]
+              for v, r in record["versions"].items()]
     return "\n".join(lines or ["  no forecast or leave-one-out calibration yet"])
 
 

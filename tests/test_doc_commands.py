@@ -32,7 +32,7 @@ RUN = {"refit": {0, 4, 5, 6, 7}, "predict": {0}, "report": {0}, "lineage": {0}, 
 5 evidence, 6 law misfit, 7 forecasts; docs/ci-refit.md)."""
 LAST = {"register"}
 """Run after the others: they change the store (a new checkpoint version takes @champion)."""
-FULL_DEMO_ONLY = tuple(f"@demo-{size}" for size in set(demo.Args().sizes) - set(demo.QUICK["sizes"]))
+FULL_DEMO_ONLY = tuple(f"@demo-{size}" for size in set(demo.DemoArgs().sizes) - set(demo.QUICK["sizes"]))
 """Aliases of the sizes the full `demo` pretrains and `demo --quick` (this store) does not (the team sweep's 1x32)."""
 ELLIPSES = {"...", "\u2026"}
 """An argument that stands for arguments shown elsewhere."""
