@@ -158,7 +158,10 @@ def _run_all(items: list[Documented], store: DemoStore, monkeypatch: pytest.Monk
             if command in RUN and not ELLIPSES & set(argv):
                 code = cli.main(argv)
                 out = capsys.readouterr()
-                if code not in RUN[command]:
+                # exit 3 is predict's documented answer "no N (or D_F) reaches that loss", with the reason: the
+                # quick demo's undetermined law (a per-N scratch model, no global one) often has to give it
+                unreached = command == "predict" and "--target-loss" in argv and code == 3 and "reaches" in out.err
+                if code not in RUN[command] and not unreached:
                     failures.append(f"{item.where}: `transfer-laws {item.text}` exit {code}: {out.err.strip()}")
             else:
                 _check_parses(argv, client)

@@ -289,7 +289,7 @@ def train_seed_runs(args: DemoArgs) -> DemoSeeds:
                               f"{_refit_text(run_.refit)}")
             by_source[source][size] = per_size
         for d in args.scratch_tokens:
-            # Every landing refits; only the last renders the plots (matplotlib is most of a refit's time).
+            # Every landing refits; only the last renders the plots.
             last = size == args.sizes[-1] and d == args.scratch_tokens[-1]
             run_ = run_scratch(ScratchArgs(preset=size, d_f_tokens=d, **common, **fit_options,
                                            train=capped_train(args, scratch_recipe.TRAIN), refit_plots=last))
