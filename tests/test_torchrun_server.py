@@ -147,10 +147,9 @@ def test_a_rank_killed_mid_run_fails_the_command_and_the_run(job: dict) -> None:
     launcher = subprocess.Popen(cmd, env=job["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 600
-        while not _running(client, experiment):
+        while not _training(client, experiment):  # steps logged: the ranks are inside their collectives
             assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()[-4000:]
             time.sleep(1)
-        time.sleep(3)  # inside the training loop
         victim = _rank_one(launcher.pid)
         assert victim is not None
         os.kill(victim, 9)
@@ -165,9 +164,11 @@ def test_a_rank_killed_mid_run_fails_the_command_and_the_run(job: dict) -> None:
     assert f"run {run.info.run_id} failed on rank 0 of 2" in out  # rank 0's error names the run
 
 
-def _running(client: MlflowClient, experiment: str) -> bool:
+def _training(client: MlflowClient, experiment: str) -> bool:
+    """The experiment's run is RUNNING and has logged a training loss (a step was taken on every rank)."""
     exp = client.get_experiment_by_name(experiment)
-    return exp is not None and bool(client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"))
+    runs = [] if exp is None else client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    return any(schema.METRIC_TRAIN_LOSS in r.data.metrics for r in runs)
 
 
 def test_two_distributed_sweep_workers_share_one_study_and_train_no_cell_twice(job: dict, server_stack) -> None:
