@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 from transfer_laws.plugin.facts import RunFacts
 
 if TYPE_CHECKING:  # what __getattr__ loads on first use, as mypy should see it
-    from transfer_laws.plugin.callback import FACTS_FILE, TransferFactsCallback
-    from transfer_laws.plugin.fact_groups import replay_facts
+    from transfer_laws.plugin.callback import FACTS_FILE, TransferFactsCallback, replay_facts
     from transfer_laws.plugin.run_context import TransferRunContextProvider
     from transfer_laws.plugin.training import RunExtras, TrainedRun, TrainingFailed, train_run
 
 _LAZY = {
     "TransferFactsCallback": "transfer_laws.plugin.callback",
-    "replay_facts": "transfer_laws.plugin.fact_groups",
+    "replay_facts": "transfer_laws.plugin.callback",
     "FACTS_FILE": "transfer_laws.plugin.callback",
     "TransferRunContextProvider": "transfer_laws.plugin.run_context",
     "train_run": "transfer_laws.plugin.training",

@@ -36,7 +36,7 @@ def test_training_without_a_tty_prints_progress_lines(tmp_path: Path, monkeypatc
     import lightning as L
 
     from transfer_laws.lightning_modules import GPTConfig, OptimConfig, TransferLM
-    from transfer_laws.lightning_modules.progress import LineProgress, progress_callbacks
+    from transfer_laws.lightning_modules.train import LineProgress, progress_callbacks
 
     monkeypatch.chdir(tmp_path)
     stream = io.StringIO()
