@@ -47,6 +47,7 @@ from transfer_laws.registry.tracking import (
     get_version,
     mark_registered,
     model_id_of,
+    resolve_tracking_uri,
 )
 
 if TYPE_CHECKING:
@@ -275,12 +276,15 @@ def check_tokenizer(loaded: LoadedCheckpoint, data_tokenizer_digest: str) -> Non
 
 def register_run(run_id: str, *, name: str | None = None, alias: str = DEFAULT_CHECKPOINT_ALIAS,
                  checkpoints_root: Path | None = None, tracking_uri: str | None = None) -> RegisteredCheckpoint:
-    """Register the checkpoint of a finished run: its ``checkpoint/`` artifacts, else ``checkpoints_root/run_id``."""
-    from mlflow import MlflowClient
+    """Register the checkpoint of a finished run: its ``checkpoint/`` artifacts, else ``checkpoints_root/run_id``.
+
+    The run is read from, and the version written to, the one store ``tracking_uri`` resolves to (as every command
+    resolves it: explicit, else ``MLFLOW_TRACKING_URI``, else the embedded store)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    client = client_for(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:

@@ -131,6 +131,13 @@ def client_for(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 
+def active_client() -> MlflowClient:
+    """``client_for`` the store this process activated (``use_tracking_uri``): the commands' reads after it."""
+    import mlflow
+
+    return client_for(mlflow.get_tracking_uri())
+
+
 def all_pages(fetch: Callable[[str | None], PagedList[T]]) -> list[T]:
     """Every item of a paginated MLflow search, in order: ``fetch(page_token)`` returns one page (``None`` asks
     for the first) and is called until a page carries no token. The one pagination loop of the project."""

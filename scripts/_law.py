@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from transfer_laws.registry.reader import UnknownLaw, check_law_known
 from transfer_laws.registry.schema import LAW_ALIAS, law_model_name
+from transfer_laws.registry.tracking import active_client
 from transfer_laws.scripts._errors import BadInput, UserError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ def load_law_version(law: str, version: str = LAW_ALIAS,
     A law name the store does not know, or a version the law does not have, is bad input (``BadInput``, naming the
     closest laws or the versions there are); a law with no version yet is ``LawNotFound``, saying how to make one.
     """
-    from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -47,7 +47,7 @@ def load_law_version(law: str, version: str = LAW_ALIAS,
         name = law_model_name(law)
     except ValueError as exc:
         raise BadInput(f"--law: {exc}") from None
-    client = MlflowClient()
+    client = active_client()
     try:
         mv = client.get_model_version(name, version) if version.isdigit() else \
             client.get_model_version_by_alias(name, version)

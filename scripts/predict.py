@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from transfer_laws.lightning_modules.config import PRESETS, positive
 from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB
-from transfer_laws.registry.tracking import use_tracking_uri
+from transfer_laws.registry.tracking import active_client, use_tracking_uri
 from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import JsonDict, json_document
 from transfer_laws.scripts._law import load_law_version
@@ -99,11 +99,10 @@ def check_target_loss(law: TransferLaw, loss: float, n: float | None, vocab_size
 
 def law_vocab_size(law: TransferLaw) -> int | None:
     """V of the law's tokenizer, from a run the law was fitted on (its ``vocab_size`` param); None if unknown."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
 
-    client = MlflowClient()
+    client = active_client()
     for point in law.points[:3]:
         try:
             value = client.get_run(point.run_id).data.params.get(PARAM_VOCAB)
@@ -329,7 +328,6 @@ def _as_plain(prediction: Prediction) -> dict[str, dict[str, float]]:
 def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Advice], Plan, Target]:
     """Candidates around the law's own runs (``next_runs.law_candidates``), ranked, and the greedy plan to the target;
     wall times at the rate the law's own runs took."""
-    from mlflow import MlflowClient
 
     # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
@@ -339,6 +337,6 @@ def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Advice], 
     candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
     if not candidates:
         return [], plan_to_target(law, [], target), target
-    wall = wall_time(MlflowClient(), law)
+    wall = wall_time(active_client(), law)
     return (rank_next_runs(law, candidates, wall=wall),
             plan_to_target(law, candidates, target, wall=wall), target)

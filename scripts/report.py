@@ -15,7 +15,7 @@ from transfer_laws.lightning_modules.config import positive
 from transfer_laws.registry.forecast import track_record
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.schema import LAW_ALIAS
-from transfer_laws.registry.tracking import home_dir, use_tracking_uri
+from transfer_laws.registry.tracking import active_client, home_dir, use_tracking_uri
 from transfer_laws.scripts._jsonout import json_document
 from transfer_laws.scripts._law import load_law_version
 from transfer_laws.scripts._map_text import format_map, format_ranking
@@ -50,14 +50,13 @@ class Args:
 def _calibration_plots(law_name: str, version: str, law: TransferLaw, out: Path) -> list[Path]:
     """Predicted-vs-observed charts: the runs that landed after this version (its forecasts, read from the store)
     and its leave-one-out predictions; prints each one's calibration line."""
-    from mlflow import MlflowClient
 
     # lazy: numpy and scipy (~1 s), not needed before this step
     from transfer_laws.registry.fit._forecast import calibration
     from transfer_laws.registry.fit._svg_forecast import forecast_chart
     from transfer_laws.registry.fit._types import VersionRecord
 
-    record = (track_record(MlflowClient(), law_name)["versions"].get(version)
+    record = (track_record(active_client(), law_name)["versions"].get(version)
               or VersionRecord(**calibration([]), runs=[]))
     loo = (getattr(law, "checks", {}) or {}).get("loo") or {"n": 0, "runs": []}
     written = []
