@@ -147,8 +147,13 @@ def missing_for(law: TransferLaw, target: Target) -> list[str]:
 def progress_line(law: TransferLaw, spent: Spent, plan: Plan | None) -> str:
     """One line of progress: the intervals now, what was spent and the predicted compute still to go."""
     a, b = law.intervals["alpha"], law.intervals["beta"]
-    rest = "" if plan is None else (f"; predicted to go: {len(plan.steps)} run(s), {plan.flops:.3g} FLOP"
-                                    + ("" if plan.reached else " (target not reached by the candidates)"))
+    if plan is None:
+        rest = ""
+    elif not plan.steps:
+        rest = "; no candidate run is predicted to shrink the intervals"
+    else:
+        rest = (f"; predicted to go: {len(plan.steps)} run(s), {plan.flops:.3g} FLOP"
+                + ("" if plan.reached else " (target not reached by the candidates)"))
     return (f"pin: {spent.runs} run(s), {spent.flops:.3g} FLOP, {spent.minutes:.1f} min; alpha {law.alpha:.3f} "
             f"[{a[0]:.3f}, {a[1]:.3f}], beta {law.beta:.3f} [{b[0]:.3f}, {b[1]:.3f}]{rest}")
 
@@ -271,7 +276,11 @@ def format_outcome(outcome: PinOutcome, target: Target) -> str:
                 f"  {outcome.law.exchange_headline()}")
     lines = [f"not pinned ({outcome.reason}): {progress_line(outcome.law, outcome.spent, None).removeprefix('pin: ')}"]
     lines += [f"  missing: {m}" for m in outcome.missing]
-    if outcome.plan is not None:
+    if outcome.plan is not None and not outcome.plan.steps:
+        lines.append("  to finish: no candidate run (fine-tunes and scratch runs around the law's own, one new size "
+                     "each side) is predicted to shrink alpha's interval; runs beyond them (larger sizes, a wider D_F "
+                     "span, larger scratch D) are the way on")
+    elif outcome.plan is not None:
         plan = outcome.plan
         wall = f", about {plan.seconds / 60:.0f} min here" if math.isfinite(plan.seconds) else ""
         verdict = "reaches" if plan.reached else "does NOT reach"

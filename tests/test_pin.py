@@ -26,9 +26,11 @@ from transfer_laws.registry.fit import RunResult, fit_transfer_law
 from transfer_laws.registry.pin import (
     EXIT_BUDGET,
     EXIT_PINNED,
+    EXIT_STUCK,
     Budget,
     PinRun,
     Spent,
+    format_outcome,
     missing_for,
     narrowest_per_flop,
     pin,
@@ -176,6 +178,16 @@ def test_with_no_run_above_the_shrink_floor_the_fallback_takes_the_most_narrowin
     assert all(a.shrink < MIN_SHRINK for a in raw) and raw[0].shrink > 0
     [chosen] = narrowest_per_flop(law, pool, target, draws=100, wall=WallTime())
     assert chosen.candidate == raw[0].candidate == Candidate(1e8, 3e4, epochs=1.0)
+
+
+def test_with_no_candidate_the_loop_stops_and_says_so_without_a_plan_of_zero_runs() -> None:
+    # A plan of no steps is no plan: "0 more run(s), 0 FLOP" read as if nothing were left to do.
+    queue = ListQueue()
+    outcome = pin(lambda: fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200), lambda law: [], queue,
+                  TARGET, Budget(), draws=100)
+    assert outcome.exit_code == EXIT_STUCK and outcome.missing and queue.runs == []
+    text = format_outcome(outcome, TARGET)
+    assert "no candidate run" in text and "0 more run" not in text and "alpha +-" in text
 
 
 def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
