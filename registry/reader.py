@@ -134,7 +134,20 @@ def read_run(run: Run) -> StoredRun:
         run_id=run.info.run_id, status=run.info.status, start_time=run.info.start_time, role=role,
         name=run.info.run_name or run.info.run_id[:8], experiment_id=run.info.experiment_id,
         parent=tags.get(TAG_PARENT) or None, n_params=_count(n_params), d_f_tokens=_count(d_f_tokens),
-        best_test_loss=loss, d_f_chars=_count(chars), problem=problems[0] if problems else None)
+        best_test_loss=loss, d_f_chars=_count(chars), tokens_param=tokens_key,
+        problem=problems[0] if problems else None)
+
+
+def read_run_by_id(client: MlflowClient, run_id: str | None) -> StoredRun | None:
+    """Run ``run_id`` as ``read_run`` parses it; None when there is no id or the store has no such run."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        return read_run(client.get_run(run_id))
+    except MlflowException:
+        return None
 
 
 def _count(value: float | None) -> int | None:

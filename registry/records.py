@@ -72,6 +72,9 @@ class StoredRun:
     """Best held-out loss, nats/token (None while a run is training, or if it failed before any evaluation)."""
     d_f_chars: int | None = None
     """The same data in characters (optional even in a record)."""
+    tokens_param: str | None = None
+    """The param ``d_f_tokens`` is read from (``schema.stored_data_params``): ``D_F_tokens`` for a fine-tune and for
+    runs logged before the split, ``D_tokens`` for a scratch run, ``D_pretrain_tokens`` otherwise."""
     problem: str | None = None
     """Why this run is no record: ``missing <name>`` or ``bad value: ...``; None when it is one."""
 

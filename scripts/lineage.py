@@ -12,23 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
-from transfer_laws.registry.schema import (
-    CKPT_TAG_CORPUS,
-    CKPT_TAG_N,
-    CKPT_TAG_TOKENS_SEEN,
-    METRIC_BEST_TEST_LOSS,
-    PARAM_D_F_TOKENS,
-    PARAM_N,
-    ROLE_FINETUNE,
-    TAG_ROLE,
-    stored_data_params,
-)
+from transfer_laws.registry.reader import read_run_by_id
+from transfer_laws.registry.schema import CKPT_TAG_CORPUS, CKPT_TAG_N, CKPT_TAG_TOKENS_SEEN, PARAM_D_F_TOKENS
 from transfer_laws.registry.tracking import client_for, get_version, use_tracking_uri
 from transfer_laws.scripts._errors import BadInput
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -96,8 +86,8 @@ def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
     """A version's line (N, tokens seen, pretraining loss) and one line per run that started from it."""
     aliases = " ".join(f"@{a}" for a in getattr(mv, "aliases", []) or [])
     tags = mv.tags or {}
-    pretrain = _run_or_none(client, mv.run_id)
-    loss = pretrain.data.metrics.get(METRIC_BEST_TEST_LOSS) if pretrain else None
+    pretrain = read_run_by_id(client, mv.run_id)
+    loss = pretrain.best_test_loss if pretrain else None
     head = (f"models:/{mv.name}/{mv.version} {aliases}".rstrip()
             + f"  N={_num(tags.get(CKPT_TAG_N))}  pretrained on {_num(tags.get(CKPT_TAG_TOKENS_SEEN))} tokens of "
               f"{tags.get(CKPT_TAG_CORPUS, '?')}  best loss {_loss(loss)}  (run {mv.run_id or '?'})")
@@ -116,42 +106,28 @@ def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
 def run_tree(client: MlflowClient, run_id: str, uri: str) -> list[str]:
     """A fine-tune's ancestry (checkpoint version, pretraining run and its data), or a pretraining run's versions
     and their fine-tunes."""
-    run_ = _run_or_none(client, run_id)
+    run_ = read_run_by_id(client, run_id)
     if run_ is None:
         raise BadInput(f"no run {run_id} in this store")
     produced = client.search_model_versions(f"run_id = '{run_id}'", max_results=100)
     if produced:
         return [line for mv in _full(client, produced) for line in version_tree(client, mv, uri)]
     lineage = lineage_of_run(run_id, tracking_uri=uri)
-    data = run_.data
-    role = data.tags.get(TAG_ROLE, "?")
-    tokens_param = stored_data_params(data.params, role)[0]
-    label = "D_F" if role == ROLE_FINETUNE or tokens_param == PARAM_D_F_TOKENS else "D"
-    lines = [f"run {run_id} ({role})  N={_num(data.params.get(PARAM_N))}  {label}={_num(data.params.get(tokens_param))}"
-             f"  best loss {_loss(data.metrics.get(METRIC_BEST_TEST_LOSS))}  {run_.info.status.lower()}"]
+    label = "D_F" if run_.tokens_param == PARAM_D_F_TOKENS else "D"  # a fine-tune's, or a run's logged before the split
+    lines = [f"run {run_id} ({run_.role or '?'})  N={_num(run_.n_params)}  {label}={_num(run_.d_f_tokens)}"
+             f"  best loss {_loss(run_.best_test_loss)}  {run_.status.lower()}"]
     if not lineage.parent_uri:
         lines.append("└── started from random weights (a pretraining or scratch run)")
         return lines
     lines.append(f"└── started from {lineage.parent_uri}")
     if lineage.pretrain_run_id:
-        pre = _run_or_none(client, lineage.pretrain_run_id)
-        pre_loss = pre.data.metrics.get(METRIC_BEST_TEST_LOSS) if pre else None
+        pre = read_run_by_id(client, lineage.pretrain_run_id)
+        pre_loss = pre.best_test_loss if pre else None
         lines.append(f"    └── pretraining run {lineage.pretrain_run_id}  best loss {_loss(pre_loss)}")
         for j, item in enumerate(lineage.pretrain_inputs):
             branch = "└──" if j == len(lineage.pretrain_inputs) - 1 else "├──"
             lines.append(f"        {branch} data {item.name} ({item.context or '?'}) digest {item.digest}")
     return lines
-
-
-def _run_or_none(client: MlflowClient, run_id: str | None) -> Run | None:
-    from mlflow.exceptions import MlflowException
-
-    if not run_id:
-        return None
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        return None
 
 
 def _num(value: str | float | None) -> str:

@@ -9,12 +9,14 @@ from law_runs import finetune_loss, land_finetunes, land_run, land_scratch_runs,
 from mlflow import MlflowClient
 
 from transfer_laws.registry import reader
-from transfer_laws.registry.reader import known_laws, law_filters, laws_for_run, read_law_inputs
+from transfer_laws.registry.reader import known_laws, law_filters, laws_for_run, read_law_inputs, read_run_by_id
 from transfer_laws.registry.schema import (
     LAW_MODEL_PREFIX,
     METRIC_BEST_TEST_LOSS,
     PARAM_D_F_CHARS,
     PARAM_D_F_TOKENS,
+    PARAM_D_PRETRAIN_TOKENS,
+    PARAM_D_TOKENS,
     PARAM_N,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -134,6 +136,27 @@ def test_a_non_finite_number_excludes_its_run_and_nothing_else(store: Store, cli
     assert sorted(inputs.run_ids) == sorted(good)
     for run_id, key in poisoned.items():
         assert key in inputs.excluded[run_id] and "finite" in inputs.excluded[run_id]
+
+
+def test_a_run_by_id_says_which_param_its_data_was_read_from(store: Store, client: MlflowClient) -> None:
+    """``read_run_by_id`` (the lineage's reader): the run as ``read_run`` parses it, None for no id or an unknown one;
+    ``tokens_param`` names the param the data count came from, by role or from before the split."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    writer, exp = store.writer(), store.experiment()
+    runs = {}
+    for role, key in ((ROLE_FINETUNE, PARAM_D_F_TOKENS), (ROLE_SCRATCH, PARAM_D_TOKENS),
+                      (ROLE_SCRATCH, PARAM_D_F_TOKENS), (ROLE_PRETRAIN, PARAM_D_PRETRAIN_TOKENS)):
+        run_id = writer.create_run(exp).info.run_id
+        writer.log_batch(run_id, metrics=[Metric(METRIC_BEST_TEST_LOSS, 3.5, 0, 0)],
+                         params=[Param(PARAM_N, "1000"), Param(key, "2500")], tags=[RunTag(TAG_ROLE, role)])
+        runs[run_id] = (role, key)
+
+    for run_id, (role, key) in runs.items():
+        run = read_run_by_id(client, run_id)
+        assert run is not None and (run.role, run.tokens_param) == (role, key)
+        assert (run.n_params, run.d_f_tokens, run.best_test_loss, run.status) == (1000, 2500, 3.5, "RUNNING")
+    assert read_run_by_id(client, None) is None and read_run_by_id(client, "0" * 32) is None
 
 
 def test_crafted_law_names_are_not_laws(store: Store, client: MlflowClient) -> None:

@@ -8,10 +8,11 @@ command's ``--help`` can build its flags from these dataclasses.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # what mypy reads; at run time each name loads on first use (below)
+from transfer_laws.plugin._lazy import lazy_names
+
+if TYPE_CHECKING:  # what mypy reads; at run time each name loads on first use (``lazy_names``)
     from transfer_laws.plugin.recipes import workspace
     from transfer_laws.plugin.recipes.args import (
         DataArgs,
@@ -78,12 +79,4 @@ __all__ = [
     "workspace",
 ]
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = import_module(home)
-    value = module if home.endswith("." + name) else getattr(module, name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
+__getattr__, __dir__ = lazy_names(globals(), _HOMES)

@@ -7,10 +7,11 @@ Import-light: Optuna, torch, Lightning and MLflow load when a study is opened or
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # what mypy reads; at run time each name loads on first use (below)
+from transfer_laws.plugin._lazy import lazy_names
+
+if TYPE_CHECKING:  # what mypy reads; at run time each name loads on first use (``lazy_names``)
     from transfer_laws.plugin.sweeps.args import LrTuning, SweepArgs
     from transfer_laws.plugin.sweeps.demo import DemoArgs, DemoSeeds, pin_laws, train_seed_runs
     from transfer_laws.plugin.sweeps.pin import PinArgs, PinResult, StudyQueue, parse_budget, run_pin
@@ -89,12 +90,4 @@ __all__ = [
     "train_seed_runs",
 ]
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = import_module(home)
-    value = module if home.endswith("." + name) else getattr(module, name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
+__getattr__, __dir__ = lazy_names(globals(), _HOMES)
