@@ -7,9 +7,9 @@ imports MLflow or Lightning at import time; the callback and helpers load on fir
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
+from transfer_laws.plugin._lazy import lazy_names
 from transfer_laws.plugin.facts import RunFacts
 
 if TYPE_CHECKING:  # what __getattr__ loads on first use, as mypy should see it
@@ -32,7 +32,4 @@ __all__ = ["FACTS_FILE", "RunExtras", "RunFacts", "TrainedRun", "TrainingFailed"
            "TransferRunContextProvider", "replay_facts", "train_run"]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:  # lazy: import mlflow loads this package (run_context), so the rest loads on first use
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)  # lazy: import mlflow loads this package (run_context)
