@@ -245,6 +245,11 @@ def format_plan(plan: Plan, target: Target, top: int = 5) -> str:
     beta = "" if not target.beta_excludes_0 else " and beta's interval excluding 0"
     if plan.reached and not plan.steps:
         return f"alpha +-{target.alpha_halfwidth:g}{beta} (every draw identified, no warning): already met"
+    if not plan.steps:
+        return (f"to reach alpha +-{target.alpha_halfwidth:g}{beta} (every draw identified, no warning): no candidate "
+                f"run is predicted to narrow the intervals (now alpha +-{plan.alpha_halfwidth:.3g}, beta "
+                f"[{plan.beta_interval[0]:.3g}, {plan.beta_interval[1]:.3g}]); runs beyond the candidates (larger "
+                "sizes, a wider D_F span, larger scratch D) are the way on")
     head = (f"to reach alpha +-{target.alpha_halfwidth:g}{beta} (every draw identified, no warning): "
             f"{len(plan.steps)} run(s), {_short(plan.flops)}FLOP in all (6 N tokens){wall}")
     if not plan.reached:

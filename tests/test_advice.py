@@ -5,6 +5,7 @@ cell that buys more per FLOP, pretraining is paid for, and the plan reaches its 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,7 @@ from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 from transfer_laws.registry.advice import (
     MIN_SHRINK,
     Candidate,
+    Plan,
     Target,
     candidate_flops,
     compute_flops,
@@ -21,6 +23,7 @@ from transfer_laws.registry.advice import (
     rank_next_runs,
 )
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
+from transfer_laws.registry.next_runs import format_plan
 
 K, ALPHA, BETA = TEXT_TO_PYTHON
 NS = (1e6, 1e7)
@@ -258,3 +261,10 @@ def test_wall_time_is_a_fixed_cost_per_run_plus_a_rate(sqlite_uri: str) -> None:
     assert wall.seconds(0.0, candidate_runs(bundle)) == pytest.approx(60.0, rel=1e-3)
     assert np.isnan(wall_time(client, SimpleNamespace(points=[])).per_run_s)
     assert np.isnan(WallTime().seconds(1e9))
+
+
+def test_a_plan_of_no_runs_reads_as_no_candidate_not_as_zero_runs() -> None:
+    empty = Plan(steps=[], reached=False, flops=0.0, seconds=0.0, alpha_halfwidth=0.257, beta_interval=(0.26, 1.07))
+    text = format_plan(empty, Target(alpha_halfwidth=0.1))
+    assert "no candidate run" in text and "0 run(s)" not in text and "0.257" in text
+    assert "already met" in format_plan(replace(empty, reached=True), Target(alpha_halfwidth=0.1))
