@@ -131,6 +131,18 @@ def test_the_engine_says_its_lines_to_the_caller_and_prints_none(sqlite_uri: str
     assert capsys.readouterr().out == ""
 
 
+def test_no_module_of_the_engine_prints() -> None:
+    """``plugin/sweeps`` (sweep, adaptive, pin, demo) hands its lines to ``say``; printing is ``scripts/``'s."""
+    import ast
+
+    import transfer_laws.plugin.sweeps as sweeps
+
+    printing = [f"{path.name}:{node.lineno}" for path in sorted(Path(sweeps.__file__).parent.glob("*.py"))
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+    assert printing == []
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
