@@ -1,12 +1,13 @@
 """``transfer-laws demo``: from nothing to a fitted transfer law on the embedded store, on a CPU.
 
 The runs are ``plugin.sweeps.demo``'s (corpora, tokenizer, pretraining, fine-tunes, scratch curves, refits, and with
---full the pin loops); this prints what they show: the paper's findings on our runs, the law with its intervals,
-and how to browse and ask it.
+--full the pin loops); this prints their progress lines as they come, then what they show: the paper's findings on
+our runs, the law with its intervals, and how to browse and ask it.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from transfer_laws.plugin.sweeps import DemoArgs as Args
@@ -25,12 +26,13 @@ __all__ = ["Args", "run"]
 
 
 def run(args: Args) -> int:
-    seeds = train_seed_runs(args)  # applies --quick / --full to args
+    say = partial(print, flush=True)  # the engine's progress lines, each as it happens
+    seeds = train_seed_runs(args, say=say)  # applies --quick / --full to args
     for source in seeds.sources:
         if len(seeds.sources) > 1:
             print(f"\n== {source} -> python ==")
         _print_findings(seeds.by_source[source], SOURCE_WORDS.get(source, source))
-    last_refit = pin_laws(args, seeds) if args.full else seeds.last_refit
+    last_refit = pin_laws(args, seeds, say=say) if args.full else seeds.last_refit
     _print_law(seeds.laws, seeds.uri, last_refit)
     if args.full:
         _print_source_comparison(seeds.uri)

@@ -117,6 +117,32 @@ def test_every_process_of_a_study_agrees_on_tune_lr(sqlite_uri: str, tmp_path: P
         run(Args(worker=True, **common))
 
 
+def test_the_engine_says_its_lines_to_the_caller_and_prints_none(sqlite_uri: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the command line prints: the sweep hands its lines to ``say`` (quiet by default), in order."""
+    said: list[str] = []
+    common = dict(roles=["scratch"], sizes=["1x32"], d_f_tokens=[1000, 2000], study="say", max_trials=0,
+                  storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert run(Args(**common), say=said.append) == 0  # creates and enqueues, trains nothing
+    parent = optuna.load_study(study_name="say", storage=common["storage"]).user_attrs[ATTR_PARENT_RUN]
+    assert said == [f"sweep say: 2 cells, 2 newly enqueued; parent run {parent}",
+                    "sweep say: this process ran 0 trial(s); 0/2 cells finished"]
+    assert run(Args(**common)) == 0  # again, without say: nothing new is enqueued and nothing is printed
+    assert capsys.readouterr().out == ""
+
+
+def test_no_module_of_the_engine_prints() -> None:
+    """``plugin/sweeps`` (sweep, adaptive, pin, demo) hands its lines to ``say``; printing is ``scripts/``'s."""
+    import ast
+
+    import transfer_laws.plugin.sweeps as sweeps
+
+    printing = [f"{path.name}:{node.lineno}" for path in sorted(Path(sweeps.__file__).parent.glob("*.py"))
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+    assert printing == []
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(server_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

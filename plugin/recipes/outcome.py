@@ -37,15 +37,18 @@ def _with_interval(fit: TransferLaw, name: str) -> str:
     return f"{value:.3f}{interval}"
 
 
-def print_run(trained: TrainedRun, tracking_uri: str | None, headline: str) -> None:
-    """The run's headline, then its refit's lines; on a server, where the hook refits, say so instead."""
-    print(headline, flush=True)
-    embedded = is_embedded(resolve_tracking_uri(tracking_uri))
+def outcome_lines(trained: TrainedRun, tracking_uri: str | None, headline: str) -> list[str]:
+    """The run's headline, then its refit's lines; on a server, where the hook refits, a line that says so instead."""
     lines = refit_lines(trained.refit)
     if lines:
-        print("\n".join(lines), flush=True)
-    elif embedded:
-        print("refit: no law to refit yet (a law is made by fine-tune runs on this run's target)", flush=True)
-    else:
-        print("refit: the tracking server's transfer-laws hook refits the law as the run lands "
-              "(`transfer-laws refit --law <law>` to wait for it)", flush=True)
+        return [headline, *lines]
+    if is_embedded(resolve_tracking_uri(tracking_uri)):
+        return [headline, "refit: no law to refit yet (a law is made by fine-tune runs on this run's target)"]
+    return [headline, "refit: the tracking server's transfer-laws hook refits the law as the run lands "
+                      "(`transfer-laws refit --law <law>` to wait for it)"]
+
+
+def print_run(trained: TrainedRun, tracking_uri: str | None, headline: str) -> None:
+    """Print ``outcome_lines``: the run's headline, then what its refit did."""
+    for line in outcome_lines(trained, tracking_uri, headline):
+        print(line, flush=True)

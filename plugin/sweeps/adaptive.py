@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
 from transfer_laws.plugin.recipes import log_line, megabytes, workspace
 from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.sweeps.study import (
     ATTR_RUN_ID,
     Cell,
@@ -38,13 +39,14 @@ NOT_CHOSEN = "a trial already waiting in the study, not chosen by this loop"
 """On a run of ``sweep --adaptive``: why the loop chose it (seed, no law yet, or the advice's rank and shrink)."""
 
 
-def run_adaptive(args: SweepArgs, study: Study, cells: list[Cell], train_cell: TrainCell) -> int:
+def run_adaptive(args: SweepArgs, study: Study, cells: list[Cell], train_cell: TrainCell, *, say: Say = quiet) -> int:
     """``sweep --adaptive``: each chosen cell is enqueued and run as a trial of the study (one MLflow run).
 
     The law's finished runs already in the store (same tokenizer as this sweep's) count as prior points, so a law
     that can already be fitted skips the seed phase. Cells finished by an earlier, stopped ``--adaptive`` run of
     the same study are kept (never retrained) and count against ``--max-runs``; the loop resumes from them. Each
-    run's ``transfer.adaptive_reason`` tag (and its trial's user attribute) says why it was chosen.
+    run's ``transfer.adaptive_reason`` tag (and its trial's user attribute) says why it was chosen. How the loop
+    ended goes to ``say``.
     """
     from transfer_laws.registry.fit import fit_transfer_law  # lazy: numpy and scipy (1 s), not for sweep --help
 
@@ -90,8 +92,8 @@ def run_adaptive(args: SweepArgs, study: Study, cells: list[Cell], train_cell: T
     total = len(earlier) + len(results)
     why = "budget spent" if total >= args.max_runs else (
         "grid exhausted" if total == len(cells) else "alpha within tolerance")
-    print(f"sweep {args.study} --adaptive: {len(results)} runs now, {len(earlier)} kept from before ({why}; "
-          f"{len(prior)} prior runs of {args.law} in the store)")
+    say(f"sweep {args.study} --adaptive: {len(results)} runs now, {len(earlier)} kept from before ({why}; "
+        f"{len(prior)} prior runs of {args.law} in the store)")
     return 0
 
 

@@ -30,6 +30,7 @@ from transfer_laws.plugin.recipes import finetune as finetune_recipe
 from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps.eta import ComputeEta, planned_tokens
+from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.training import TrainedRun
 from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.refit import RefitResult, refit_law
@@ -139,15 +140,15 @@ def apply_preset(args: DemoArgs) -> DemoArgs:
 class _Progress:
     """One line per finished run: done / total and an ETA weighted by compute (N x tokens) of the runs left."""
 
-    def __init__(self, compute: list[float]) -> None:
+    def __init__(self, compute: list[float], say: Say) -> None:
         self.eta = ComputeEta(compute)
+        self.say = say
 
     def line(self, text: str) -> None:
         self.eta.finish_one()
         left = self.eta.remaining_s()
         eta = "   -" if left != left else f"{left:4.0f}"  # NaN before any run finished
-        print(f"[{self.eta.done}/{len(self.eta.compute)} | {self.eta.elapsed():5.0f}s | ETA {eta}s] {text}",
-              flush=True)
+        self.say(f"[{self.eta.done}/{len(self.eta.compute)} | {self.eta.elapsed():5.0f}s | ETA {eta}s] {text}")
 
 
 class _RunOptions(TypedDict):
@@ -172,7 +173,7 @@ class _FitOptions(TypedDict):
     refit_bootstrap: int
 
 
-def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
+def _prepare_workspace(common: _TokenizedRunOptions, size: str, say: Say) -> None:
     """Build the corpora and the tokenizer the runs share, once, before the ETA's clock starts (on a fresh home
     this is a minute no run's compute explains)."""
 
@@ -182,7 +183,7 @@ def _prepare_workspace(common: _TokenizedRunOptions, size: str) -> None:
     workspace.corpus_dir(source.corpus, megabytes(source.corpus_max_mb))
     workspace.tokenizer_dir(source.tokenizer_corpus, source.vocab_size, megabytes(source.tokenizer_max_mb))
     workspace.corpus_dir(target.target, megabytes(target.corpus_max_mb))
-    print(f"corpora and tokenizer ready ({time.monotonic() - started:.0f}s)", flush=True)
+    say(f"corpora and tokenizer ready ({time.monotonic() - started:.0f}s)")
 
 
 def plan_compute(args: DemoArgs) -> list[float]:
@@ -242,9 +243,10 @@ def _checkpoint_name(args: DemoArgs, source: str) -> str:
     return args.checkpoint_name if source == "text" else checkpoint_model_name(source)
 
 
-def train_seed_runs(args: DemoArgs) -> DemoSeeds:
+def train_seed_runs(args: DemoArgs, *, say: Say = quiet) -> DemoSeeds:
     """The demo's seed runs: pretrain each size (each source with --full), fine-tune and train from scratch, crown
-    the largest checkpoint, and refit (on a server, or with --full) once every run has landed."""
+    the largest checkpoint, and refit (on a server, or with --full) once every run has landed. Its progress lines
+    (one per run, with an ETA) go to ``say``."""
     started = time.monotonic()
     args = apply_preset(args)
     for name in ("pretrain_steps", "pretrain_seconds"):
@@ -254,14 +256,14 @@ def train_seed_runs(args: DemoArgs) -> DemoSeeds:
     uri = use_tracking_uri(args.tracking_uri)
     sources = SOURCES_FULL if args.full else ("text",)
     laws = [law_name(source, "python") for source in sources]
-    print(f"transfer-laws demo: law{'s' if len(laws) > 1 else ''} {', '.join(laws)}, store {uri}", flush=True)
+    say(f"transfer-laws demo: law{'s' if len(laws) > 1 else ''} {', '.join(laws)}, store {uri}")
     without_tokenizer = _RunOptions(tracking_uri=uri, experiment=args.experiment, corpus_max_mb=args.corpus_max_mb,
                                     progress_bar=args.progress_bar, print_outcome=False)
     common = _TokenizedRunOptions(**without_tokenizer, vocab_size=args.vocab_size)
     fit_options = _FitOptions(refit_bootstrap=args.bootstrap)
 
-    _prepare_workspace(common, args.sizes[0])
-    progress = _Progress(plan_compute(args))  # its clock starts after the one-off corpus and tokenizer building
+    _prepare_workspace(common, args.sizes[0], say)
+    progress = _Progress(plan_compute(args), say)  # its clock starts after the one-off corpus and tokenizer building
 
     by_source: dict[str, dict[str, SizeRuns]] = {source: {} for source in sources}
     last_refit: list[RefitResult] | None = None
@@ -299,7 +301,7 @@ def train_seed_runs(args: DemoArgs) -> DemoSeeds:
         for source in sources:
             by_source[source][size]["n_params"] = int(run_.n_params)
 
-    _crown_largest(uri, [_checkpoint_name(args, source) for source in sources])
+    _crown_largest(uri, [_checkpoint_name(args, source) for source in sources], say)
     if not is_embedded(uri) or args.full:
         # On a server the app plugin refits as runs land; one explicit refit waits for a version covering all of
         # them (idempotent: if the hook already registered these inputs, it says "unchanged").
@@ -308,7 +310,7 @@ def train_seed_runs(args: DemoArgs) -> DemoSeeds:
                      started=started)
 
 
-def _crown_largest(uri: str, names: list[str]) -> None:
+def _crown_largest(uri: str, names: list[str], say: Say) -> None:
     """Point ``@champion`` at each checkpoint model's largest pretrained size, as a team marks the checkpoint to
     start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
     client = client_for(uri)
@@ -317,8 +319,8 @@ def _crown_largest(uri: str, names: list[str]) -> None:
         if versions:
             best = max(versions, key=lambda v: (float(v.tags[CKPT_TAG_N]), int(v.version)))
             client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(best.version))
-            print(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
-                  "the largest)", flush=True)
+            say(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
+                "the largest)")
 
 
 def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, train: TrainConfig) -> PinArgs:
@@ -332,8 +334,9 @@ def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, tr
                     study=f"demo-pin-{law}", train=train, refit_bootstrap=args.bootstrap, refit_plots=False)
 
 
-def pin_laws(args: DemoArgs, seeds: DemoSeeds) -> list[RefitResult]:
-    """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes."""
+def pin_laws(args: DemoArgs, seeds: DemoSeeds, *, say: Say = quiet) -> list[RefitResult]:
+    """--full: ``transfer-laws pin`` on each law in turn, sharing what the seed runs left of --full-minutes; what each
+    loop did goes to ``say``."""
     from transfer_laws.plugin.sweeps.pin import run_pin  # lazy: numpy (0.2 s), which demo --help needs not
 
     uri, laws, sources, started = seeds.uri, seeds.laws, seeds.sources, seeds.started
@@ -343,20 +346,21 @@ def pin_laws(args: DemoArgs, seeds: DemoSeeds) -> list[RefitResult]:
     for i, (law, source) in enumerate(zip(laws, sources, strict=True)):
         left = args.full_minutes - (time.monotonic() - started) / 60
         share = left / (len(laws) - i)
-        print(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==", flush=True)
+        say(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==")
         if share > 0.5:
             try:
-                print("\n".join(run_pin(pin_args(args, uri, law, source, share, train)).lines()))
+                for line in run_pin(pin_args(args, uri, law, source, share, train), say=say).lines():
+                    say(line)
             except UserError as exc:
-                print(f"pin {law}: {exc}")
+                say(f"pin {law}: {exc}")
         else:
             spent = (time.monotonic() - started) / 60
-            print(f"No time left for the pin loop: the seed runs took {spent:.0f} of --full-minutes "
-                  f"{args.full_minutes:g}. Continue where this stopped (the study resumes; `transfer-laws predict "
-                  f"--law {law} --next` shows the advised runs and what they cost):\n"
-                  f"  transfer-laws pin --law {law} --alpha-halfwidth {args.alpha_halfwidth:g} --budget 60min "
-                  f"--from-template 'models:/{_checkpoint_name(args, source)}@demo-{{size}}' --study demo-pin-{law} "
-                  f"--tracking-uri {uri}")
+            say(f"No time left for the pin loop: the seed runs took {spent:.0f} of --full-minutes "
+                f"{args.full_minutes:g}. Continue where this stopped (the study resumes; `transfer-laws predict "
+                f"--law {law} --next` shows the advised runs and what they cost):\n"
+                f"  transfer-laws pin --law {law} --alpha-halfwidth {args.alpha_halfwidth:g} --budget 60min "
+                f"--from-template 'models:/{_checkpoint_name(args, source)}@demo-{{size}}' --study demo-pin-{law} "
+                f"--tracking-uri {uri}")
         results.append(refit_law(law, tracking_uri=uri, bootstrap=args.bootstrap))
     return results
 

@@ -39,6 +39,7 @@ from transfer_laws.plugin.recipes import (
 from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.sweeps.study import Cell, ensure_parent_run, fixed_params, open_study, trial_loss
 from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
 from transfer_laws.plugin.training import RunExtras
@@ -274,8 +275,9 @@ def open_queue(args: PinArgs, train: Train, log: Callable[[str], None]) -> Study
     return StudyQueue(study, train, log)
 
 
-def recipe_train(args: PinArgs, parent_run_id: str, study_name: str) -> Train:
-    """Train a PinRun with the sweep's recipes (fine-tune, scratch) or pretrain a new size and register it."""
+def recipe_train(args: PinArgs, parent_run_id: str, study_name: str, *, say: Say = quiet) -> Train:
+    """Train a PinRun with the sweep's recipes (fine-tune, scratch) or pretrain a new size and register it; with
+    ``--print-outcome`` rank 0 says each run's headline."""
 
     def train(run: PinRun, reason: str, number: int) -> tuple[str, float]:
         base = recipe_args(args, SweepArgs)
@@ -289,13 +291,13 @@ def recipe_train(args: PinArgs, parent_run_id: str, study_name: str) -> Train:
                                 train=replace(pretrain_recipe.TRAIN, seed=run.seed, max_time_s=args.pretrain_max_s))
             trained = run_pretrain(pargs, RunExtras(tags=tags))
             if trained.rank == 0 and pargs.print_outcome:
-                print(pretrain_recipe.headline(trained, pargs))
+                say(pretrain_recipe.headline(trained, pargs))
             if trained.checkpoint_dir is None:
                 raise RuntimeError(f"pretrained run {trained.run_id} saved no checkpoint to register")
             register_checkpoint(trained.checkpoint_dir, name=name, alias=alias, run_id=trained.run_id)
             return str(trained.run_id), float(trained.best_test_loss)
         cell = Cell(run.size, run.tokens, run.role)
-        return recipe_trainer(seeded, parent_run_id)(cell, number, tags)
+        return recipe_trainer(seeded, parent_run_id, say=say)(cell, number, tags)
 
     return train
 
@@ -332,10 +334,11 @@ class PinResult:
                 f"law {refit.law}: {refit.status}" + (f" version {refit.version}" if refit.version else "")]
 
 
-def run_pin(args: PinArgs) -> PinResult:
+def run_pin(args: PinArgs, *, say: Say = quiet) -> PinResult:
     """Train the advised runs of ``args.law`` until its target holds or the budget is spent, then refit it.
 
-    A bad ``--budget`` is ``BadInput``; a law that cannot be fitted yet is a ``UserError`` with exit code 3."""
+    Each run's outcome (``--print-outcome``) goes to ``say``; how the loop ended is the result's ``lines()``. A bad
+    ``--budget`` is ``BadInput``; a law that cannot be fitted yet is a ``UserError`` with exit code 3."""
     from transfer_laws.registry.fit import FitError  # lazy: numpy and scipy (1 s), not for pin --help
 
     try:
@@ -351,7 +354,7 @@ def run_pin(args: PinArgs) -> PinResult:
     name = args.study or f"pin-{args.law}"
     queue = open_queue(args, lambda *_: ("", math.nan), log_line)
     parent = ensure_parent_run(queue.study, args.tracking_uri, args.experiment, create=True)
-    queue.train = recipe_train(args, parent, name)
+    queue.train = recipe_train(args, parent, name, say=say)
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
     client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
     outcome = pin(fit, lambda law: law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),

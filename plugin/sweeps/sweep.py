@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, TypeVar
 from transfer_laws.plugin.recipes import (
     FinetuneArgs,
     ScratchArgs,
-    print_run,
     run_finetune,
     run_scratch,
 )
 from transfer_laws.plugin.recipes import finetune as finetune_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
+from transfer_laws.plugin.recipes.outcome import outcome_lines
 from transfer_laws.plugin.sweeps import ranks
 from transfer_laws.plugin.sweeps.args import SweepArgs
 from transfer_laws.plugin.sweeps.lr_tune import ChosenLr, TuneTarget, tune_learning_rates
+from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.sweeps.study import (
     TAG_PARENT_RUN,
     Cell,
@@ -60,11 +61,13 @@ ATTR_TUNE_LR = "tune_lr"
 _Recipe = TypeVar("_Recipe", bound="DataclassInstance")
 
 
-def recipe_trainer(args: SweepArgs, parent_run_id: str, lrs: dict[TuneTarget, ChosenLr] | None = None) -> TrainCell:
+def recipe_trainer(args: SweepArgs, parent_run_id: str, lrs: dict[TuneTarget, ChosenLr] | None = None, *,
+                   say: Say = quiet) -> TrainCell:
     """Train a cell with the finetune or scratch recipe, tagged as a trial of this sweep under its parent run.
 
     The learning rate is the tuned one of the cell's (size, role) when ``lrs`` has it, else ``--optim.lr``; the
-    run records it as param ``lr`` with its origin in ``transfer.lr_source``.
+    run records it as param ``lr`` with its origin in ``transfer.lr_source``. With ``--print-outcome`` rank 0
+    says each run's headline and what its refit did.
     """
 
     def train(cell: Cell, number: int, tags: dict[str, str] | None = None) -> tuple[str, float]:
@@ -87,7 +90,8 @@ def recipe_trainer(args: SweepArgs, parent_run_id: str, lrs: dict[TuneTarget, Ch
                                               d_f_tokens=cell.d_f_tokens, optim=optim), extras)
             headline = scratch_recipe.headline(trained)
         if trained.rank == 0 and args.print_outcome:
-            print_run(trained, args.tracking_uri, headline)
+            for line in outcome_lines(trained, args.tracking_uri, headline):
+                say(line)
         return trained.run_id, float(trained.best_test_loss)
 
     return train
@@ -111,8 +115,10 @@ def _check_tune_lr(study: Study, args: SweepArgs) -> None:
                          "--tune-lr, or its runs would mix tuned and fixed learning rates")
 
 
-def run_sweep(args: SweepArgs) -> int:
-    """``transfer-laws sweep``: create (or join, with ``--worker``) the study and train its cells; 0 when done."""
+def run_sweep(args: SweepArgs, *, say: Say = quiet) -> int:
+    """``transfer-laws sweep``: create (or join, with ``--worker``) the study and train its cells; 0 when done.
+
+    Its lines (the grid enqueued, each run's outcome, what this process ran) go to ``say``."""
     if args.adaptive and args.worker:
         raise ValueError("--adaptive chooses runs one at a time in one process; it does not take --worker")
     distributed = ranks.job_size() > 1  # a worker launched by torchrun: each trial one DDP run of the job
@@ -129,14 +135,14 @@ def run_sweep(args: SweepArgs) -> int:
         lrs = tune_learning_rates(args, cells, parent, partial(open_study, storage=args.storage,
                                                                heartbeat_s=args.heartbeat_s, grace_s=args.grace_s,
                                                                max_retry=args.max_retry))
-    train = recipe_trainer(args, parent, lrs)
+    train = recipe_trainer(args, parent, lrs, say=say)
     if args.adaptive:
         from transfer_laws.plugin.sweeps.adaptive import run_adaptive  # lazy: numpy (0.2 s), not for sweep --help
 
-        return run_adaptive(args, study, cells, train)
+        return run_adaptive(args, study, cells, train, say=say)
     if not args.worker:
         added = enqueue_cells(study, cells)
-        print(f"sweep {args.study}: {len(cells)} cells, {added} newly enqueued; parent run {parent}")
+        say(f"sweep {args.study}: {len(cells)} cells, {added} newly enqueued; parent run {parent}")
     if distributed:
         ran = ranks.run_job(lambda t: run_worker(study, t, max_trials=args.max_trials, progress=True), train)
         if ranks.rank() != 0:
@@ -144,5 +150,5 @@ def run_sweep(args: SweepArgs) -> int:
     else:
         ran = run_worker(study, train, max_trials=args.max_trials, progress=True)
     done, total = sweep_progress(study)
-    print(f"sweep {args.study}: this process ran {ran} trial(s); {done}/{total} cells finished")
+    say(f"sweep {args.study}: this process ran {ran} trial(s); {done}/{total} cells finished")
     return 0
