@@ -218,6 +218,32 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
     return [a for a in ranked if a.shrink > 0][:1]
 
 
+def cutoff_scratch_run(law: TransferLaw, pool: Sequence[Candidate], draws: int, wall: WallTime) -> list[Advice]:
+    """When no run narrows the intervals but the fit warns that the low-data cutoff is unchecked at some N (its
+    scratch curve still falls at its largest D), the cheapest scratch candidate beyond that largest D at such an N:
+    what the warning asks for, whether or not the intervals move. [] when the cutoff is checked or no candidate
+    reaches further."""
+    low_data = law.checks.get("low_data")
+    unchecked = low_data["unchecked_n"] if low_data else []
+    scratch_n = np.exp(law.scratch.log_n) if law.scratch.log_n.size else np.empty(0)
+    scratch_d = np.exp(law.scratch.log_d) if law.scratch.log_d.size else np.empty(0)
+
+    def beyond(c: Candidate) -> str | None:
+        for n in unchecked:
+            if c.role == ROLE_SCRATCH and not c.pretrain_tokens and math.isclose(c.n_params, n, rel_tol=1e-6):
+                at_n = scratch_d[np.isclose(scratch_n, n, rtol=1e-6)]
+                if not at_n.size or c.d_f_tokens > at_n.max() * (1 + 1e-6):
+                    return f"checks the low-data cutoff at N = {n:.3g} (its scratch curve still falls at its largest D)"
+        return None
+
+    options = [(candidate_flops(c), c, why) for c in pool if (why := beyond(c))]
+    if not options:
+        return []
+    _, cheapest, why = min(options, key=lambda o: o[0])
+    ranked = rank_next_runs(law, [cheapest], draws=draws, wall=wall)
+    return [replace(a, note=why) for a in ranked[:1]]
+
+
 def pin(fit: Callable[[], TransferLaw], candidates: Callable[[TransferLaw], list[Candidate]], queue: RunQueue,
         target: Target, budget: Budget, *, draws: int = 200, max_plan: int = 30,
         log: Callable[[str], None] = lambda _: None, wall: Callable[[TransferLaw], WallTime] = lambda _: WallTime(),
@@ -247,7 +273,7 @@ def pin(fit: Callable[[], TransferLaw], candidates: Callable[[TransferLaw], list
         if spent_reason:
             return PinOutcome(EXIT_BUDGET, law, spent, missing, plan, spent_reason)
         if not plan.steps:
-            steps = narrowest_per_flop(law, pool, target, draws, here)
+            steps = narrowest_per_flop(law, pool, target, draws, here) or cutoff_scratch_run(law, pool, draws, here)
             plan = replace(plan, steps=steps, flops=sum(a.flops for a in steps))
         if not plan.steps:
             plan = plan if show_plan else full_plan()
@@ -260,8 +286,9 @@ def pin(fit: Callable[[], TransferLaw], candidates: Callable[[TransferLaw], list
                               f"the next run ({candidate_flops(step.candidate):.3g} FLOP) does not fit the compute "
                               f"left ({budget.flops - spent.flops:.3g} FLOP)")
         runs = runs_of(step.candidate, held)
+        why = f"; it {step.note}" if step.note.startswith("checks the low-data cutoff") else ""
         reason = (f"pin: {step.kind} chosen by the advice (rank 1 of the plan's {len(plan.steps)} runs to "
-                  f"alpha +-{target.alpha_halfwidth:g}): predicted alpha +-{step.alpha_halfwidth:.3g}, beta "
+                  f"alpha +-{target.alpha_halfwidth:g}{why}): predicted alpha +-{step.alpha_halfwidth:.3g}, beta "
                   f"+-{step.beta_halfwidth:.3g} after it, for {step.flops:.3g} FLOP; before it: "
                   + "; ".join(missing))
         queue.claim(runs, reason, [run_flops(r, step.candidate.epochs) for r in runs])

@@ -30,6 +30,7 @@ from transfer_laws.registry.pin import (
     Budget,
     PinRun,
     Spent,
+    cutoff_scratch_run,
     format_outcome,
     missing_for,
     narrowest_per_flop,
@@ -188,6 +189,23 @@ def test_with_no_candidate_the_loop_stops_and_says_so_without_a_plan_of_zero_run
     assert outcome.exit_code == EXIT_STUCK and outcome.missing and queue.runs == []
     text = format_outcome(outcome, TARGET)
     assert "no candidate run" in text and "0 more run" not in text and "alpha +-" in text
+
+
+def test_an_unchecked_cutoff_asks_for_the_cheapest_scratch_run_beyond_the_curve_at_that_n() -> None:
+    # Scratch runs to 1e9 tokens only: at N = 1e7 and 1e8 the curves still fall there, so the fit cannot check the
+    # low-data cutoff. When nothing narrows the intervals, the loop trains what that warning asks for instead of
+    # stopping: the cheapest scratch run past the largest D at an unchecked N (not a fine-tune, not a D it has).
+    short = synthetic_runs(TEXT_TO_PYTHON, loss_noise=NOISE, n_grid=NS, scratch_d=tuple(np.geomspace(1e6, 1e9, 7)),
+                           d_f=(1e4, 3e4), seed=0)
+    law = fit_transfer_law(short, d_e_method="kaplan", bootstrap=200)
+    assert law.checks["low_data"]["unchecked_n"] == [1e7, 1e8]
+    pool = [Candidate(1e6, 3e9, "scratch", epochs=1.0), Candidate(1e7, 1e9, "scratch", epochs=1.0),
+            Candidate(1e7, 3e9, "scratch", epochs=1.0), Candidate(1e8, 3e9, "scratch", epochs=1.0),
+            Candidate(1e7, 1e4, epochs=1.0)]
+    [chosen] = cutoff_scratch_run(law, pool, draws=100, wall=WallTime())
+    assert chosen.candidate == Candidate(1e7, 3e9, "scratch", epochs=1.0) and "N = 1e+07" in chosen.note
+    settled = fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200)
+    assert cutoff_scratch_run(settled, pool, draws=100, wall=WallTime()) == []
 
 
 def test_two_workers_never_train_the_same_run(tmp_path: Path) -> None:
