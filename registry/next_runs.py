@@ -10,6 +10,7 @@ read through the client a caller passes (``wall_time``).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, TypedDict, TypeVar
@@ -108,6 +109,12 @@ MIN_TOKENS = 256
 not a data budget, and shrink per FLOP would walk D_F down without end."""
 
 
+MAX_SEEDS_PER_CELL = 4
+"""No candidate repeats a cell that already has this many runs. A repeat averages the cell's seed noise (four seeds
+halve it), not the error the cell shares with every seed (the scratch curve at its loss, the law's form there);
+demo --full's mix loop, uncapped, trained one cheap cell 29 times while alpha's interval widened."""
+
+
 def _around(values: Sequence[float], below: float, above: float) -> list[float]:
     """The measured values and one step below and above their range (factors ``below`` and ``above``), never
     below ``MIN_TOKENS``."""
@@ -132,13 +139,21 @@ def law_candidates(law: TransferLaw, *, checkpoint_template: str = CHECKPOINT_TE
         return []
     d_f_grid = _around(d_fs, 2.0, 2.0) or [MIN_TOKENS]
     d_grid = _around(s_d, 2.0, 2.0) if s_d else d_f_grid
+    seeds = Counter([(ROLE_FINETUNE, n, d) for n, d in zip((float(round(p.n)) for p in law.points), d_fs,
+                                                               strict=True)]
+                    + [(ROLE_SCRATCH, float(round(n)), d) for n, d in zip(np.exp(law.scratch.log_n), s_d,
+                                                                         strict=True)])
+
+    def open_cell(role: str, n: float, d: float) -> bool:
+        return seeds[(role, n, float(round(d)))] < MAX_SEEDS_PER_CELL
+
     out = []
     for n in ft_n:
         label = size_of(n)
-        out += [Candidate(n, d, ROLE_FINETUNE, epochs, label) for d in d_f_grid]
+        out += [Candidate(n, d, ROLE_FINETUNE, epochs, label) for d in d_f_grid if open_cell(ROLE_FINETUNE, n, d)]
     for n in sorted(set(ft_n) | set(s_n)):
         label = size_of(n)
-        out += [Candidate(n, d, ROLE_SCRATCH, epochs, label) for d in d_grid]
+        out += [Candidate(n, d, ROLE_SCRATCH, epochs, label) for d in d_grid if open_cell(ROLE_SCRATCH, n, d)]
     if new_sizes:
         known = sorted(set(ft_n) | set(s_n))
         by_n = sorted((preset_n(name), name) for name in PRESETS)

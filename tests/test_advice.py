@@ -268,3 +268,20 @@ def test_a_plan_of_no_runs_reads_as_no_candidate_not_as_zero_runs() -> None:
     text = format_plan(empty, Target(alpha_halfwidth=0.1))
     assert "no candidate run" in text and "0 run(s)" not in text and "0.257" in text
     assert "already met" in format_plan(replace(empty, reached=True), Target(alpha_halfwidth=0.1))
+
+
+def test_a_cell_with_max_seeds_is_no_longer_a_candidate(law) -> None:
+    # demo --full's mix loop trained one cheap fine-tune cell 29 times: each repeat looked cheapest per FLOP.
+    from dataclasses import replace
+
+    from transfer_laws.registry.next_runs import MAX_SEEDS_PER_CELL, law_candidates
+
+    cell = (law.points[0].n, law.points[0].d_f)
+    repeats = [replace(law.points[0], run_id=f"repeat-{i}") for i in range(MAX_SEEDS_PER_CELL - 1)]
+
+    def cells(of) -> set[tuple[str, float, float]]:
+        return {(c.role, c.n_params, c.d_f_tokens) for c in law_candidates(of) if not c.pretrain_tokens}
+
+    assert ("finetune", *cell) in cells(replace(law, points=[*law.points, *repeats[:-1]]))  # one seed short
+    full = cells(replace(law, points=[*law.points, *repeats]))
+    assert ("finetune", *cell) not in full and len(full) == len(cells(law)) - 1  # that cell only
