@@ -15,6 +15,7 @@ loop only) and/or minutes of training (the trials' own durations, so a resumed l
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -73,6 +74,9 @@ class Budget:
 
     flops: float = math.inf
     minutes: float = math.inf
+    deadline: float = math.inf
+    """``time.monotonic()`` after which no run starts: a wall clock for this process (``demo --full``'s minutes, which
+    the refits between runs spend too), beside ``minutes`` of training, which a resumed loop carries over."""
 
     def left(self, spent: Spent) -> str:
         """'' while there is budget left, else which limit is spent."""
@@ -80,6 +84,8 @@ class Budget:
             return f"compute budget spent ({spent.flops:.3g} of {self.flops:.3g} FLOP)"
         if spent.minutes >= self.minutes:
             return f"time budget spent ({spent.minutes:.1f} of {self.minutes:g} min)"
+        if time.monotonic() >= self.deadline:
+            return "wall-clock budget spent (training and refits)"
         return ""
 
 

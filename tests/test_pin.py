@@ -113,6 +113,15 @@ def test_stops_when_the_budget_is_spent_and_says_what_is_missing(tmp_path: Path)
     assert outcome.spent.flops <= budget.flops
 
 
+def test_a_wall_clock_deadline_ends_the_loop_before_another_run() -> None:
+    # demo --full's minutes are wall clock: its loops must stop when they pass, refits and all, not only when the
+    # runs' own training minutes add up.
+    queue = ListQueue()
+    outcome = pin(lambda: fit_transfer_law(SEED_RUNS, d_e_method="kaplan", bootstrap=200), candidates, queue, TARGET,
+                  Budget(deadline=time.monotonic()), draws=100)
+    assert outcome.exit_code == EXIT_BUDGET and "wall-clock" in outcome.reason and queue.runs == []
+
+
 class ListQueue:
     """``RunQueue`` in a list: one worker, runs trained at once (what they cost is all this test reads)."""
 

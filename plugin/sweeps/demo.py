@@ -346,10 +346,12 @@ def pin_laws(args: DemoArgs, seeds: DemoSeeds, *, say: Say = quiet) -> list[Refi
     for i, (law, source) in enumerate(zip(laws, sources, strict=True)):
         left = args.full_minutes - (time.monotonic() - started) / 60
         share = left / (len(laws) - i)
-        say(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min of training ==")
+        say(f"\n== pin {law}: alpha +-{args.alpha_halfwidth:g}, {max(share, 0):.1f} min ==")
         if share > 0.5:
+            deadline = time.monotonic() + share * 60  # wall clock: the refits between runs count as well
             try:
-                for line in run_pin(pin_args(args, uri, law, source, share, train), say=say).lines():
+                for line in run_pin(pin_args(args, uri, law, source, share, train), say=say,
+                                    deadline=deadline).lines():
                     say(line)
             except UserError as exc:
                 say(f"pin {law}: {exc}")

@@ -334,15 +334,16 @@ class PinResult:
                 f"law {refit.law}: {refit.status}" + (f" version {refit.version}" if refit.version else "")]
 
 
-def run_pin(args: PinArgs, *, say: Say = quiet) -> PinResult:
+def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> PinResult:
     """Train the advised runs of ``args.law`` until its target holds or the budget is spent, then refit it.
 
     Each run's outcome (``--print-outcome``) goes to ``say``; how the loop ended is the result's ``lines()``. A bad
-    ``--budget`` is ``BadInput``; a law that cannot be fitted yet is a ``UserError`` with exit code 3."""
+    ``--budget`` is ``BadInput``; a law that cannot be fitted yet is a ``UserError`` with exit code 3. ``deadline``
+    (``time.monotonic()``): no run starts after it (``demo --full``'s wall clock)."""
     from transfer_laws.registry.fit import FitError  # lazy: numpy and scipy (1 s), not for pin --help
 
     try:
-        budget = parse_budget(args.budget)
+        budget = replace(parse_budget(args.budget), deadline=deadline)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     fit = law_fit(args)
