@@ -81,9 +81,19 @@ def test_conflicting_repeats_are_all_excluded_agreeing_ones_are_kept() -> None:
     assert reasons["twin"].startswith(t.R_CONFLICT) and reasons[fine.run_id].startswith(t.R_CONFLICT)
     assert fine.run_id in reasons["twin"] and "twin" in reasons[fine.run_id]
     assert "replicate" not in reasons and any(p.run_id == "replicate" and p.used for p in law.points)
-    # The scratch repeat keeps one of the two (the curve holds one loss per D).
+    # The scratch seeds become one point, their geometric mean (the curve holds one loss per D).
     assert len([i for i in (scratch.run_id, "scratch-again") if i in reasons]) == 1
     assert reasons.get("scratch-again", reasons.get(scratch.run_id, "")).startswith(t.R_REPEAT)
+    at = np.isclose(law.scratch.log_n, math.log(1e7)) & np.isclose(law.scratch.log_d, math.log(scratch.d_f_tokens))
+    assert np.exp(law.scratch.log_l[at]) == pytest.approx([scratch.best_test_loss * math.sqrt(1.002)], rel=1e-9)
+
+
+def test_seeds_of_one_fine_tune_cell_within_the_seed_spread_all_stay() -> None:
+    # 34 seeds of one 500-token fine-tune spanned 9%: at a 5% rule the loop's repeats excluded the whole cell.
+    fine = next(r for r in GOOD if r.role == "finetune" and r.n_params == 1e8 and r.d_f_tokens == 1e4)
+    seeds = [_ft(f"seed-{i}", 1e8, 1e4, fine.best_test_loss * f) for i, f in enumerate((0.96, 1.04, 1.09))]
+    law = fit_transfer_law([*GOOD, *seeds], bootstrap=0)
+    assert not law.excluded and {"seed-0", "seed-1", "seed-2", fine.run_id} <= {p.run_id for p in law.points}
 
 
 def test_global_estimator_excludes_losses_below_the_infinite_data_loss() -> None:
