@@ -164,7 +164,10 @@ def law_candidates(law: TransferLaw, *, checkpoint_template: str = CHECKPOINT_TE
                            + [(ROLE_FINETUNE, d) for d in sorted(set(d_fs))[1:]])
             out.append(Candidate(float(n), min(d_fs), ROLE_FINETUNE, epochs, name,
                                  pretrain_tokens=PRETRAIN_TOKENS_PER_PARAM * n, bundle=bundle))
-    return [replace(c, command=command_for(c, checkpoint_template)) for c in out]
+    # A repeat's command trains the cell's next seed (seeds 0, 1, ... as the loop numbers them), not seed 0 again.
+    return [replace(c, command=command_for(c, checkpoint_template,
+                                           seed=seeds[(c.role, c.n_params, float(round(c.d_f_tokens)))]))
+            for c in out]
 
 
 def wall_time(client: MlflowClient, law: TransferLaw, epochs: float = EPOCHS, limit: int = 50) -> WallTime:

@@ -283,5 +283,8 @@ def test_a_cell_with_max_seeds_is_no_longer_a_candidate(law) -> None:
         return {(c.role, c.n_params, c.d_f_tokens) for c in law_candidates(of) if not c.pretrain_tokens}
 
     assert ("finetune", *cell) in cells(replace(law, points=[*law.points, *repeats[:-1]]))  # one seed short
+    [again] = [c for c in law_candidates(replace(law, points=[*law.points, *repeats[:1]]))
+               if (c.role, c.n_params, c.d_f_tokens) == ("finetune", *cell) and not c.pretrain_tokens]
+    assert again.command.endswith("--seed 2 --train.seed 2")  # two runs there: the repeat is the third seed
     full = cells(replace(law, points=[*law.points, *repeats]))
     assert ("finetune", *cell) not in full and len(full) == len(cells(law)) - 1  # that cell only
