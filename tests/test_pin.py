@@ -326,3 +326,26 @@ def test_a_worker_stops_when_training_keeps_failing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="3 runs in a row failed"):
         _pin(queue)
     assert [t.state.name for t in queue.study.get_trials()] == ["FAIL"] * 3
+
+
+def test_a_run_the_corpus_cannot_supply_is_not_asked_for_again(tmp_path: Path) -> None:
+    # demo --full's mix loop asked three times for a 3.2M-token scratch run from a 1.8M-token train split and stopped
+    # on "3 runs in a row failed". Now the first such failure sets a limit: no run as large is a candidate again.
+    from transfer_laws.lightning_modules.config import BudgetError
+    from transfer_laws.plugin.sweeps.pin import ATTR_TOO_LARGE, within_corpus
+
+    queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
+    limit = 1e5
+    honest = synthetic_train()
+
+    def small_corpus(run: PinRun, reason: str, number: int) -> tuple[str, float]:
+        if run.tokens >= limit:
+            raise BudgetError(f"d_f_tokens={run.tokens:,} is larger than the train split")
+        return honest(run, reason, number)
+
+    queue.train = small_corpus
+    outcome = pin(fit_of(queue), lambda law: within_corpus(candidates(law), queue.token_limit()), queue, TARGET,
+                  Budget(), draws=100)
+    failed = [t for t in queue.study.get_trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1 and ATTR_TOO_LARGE in failed[0].user_attrs  # asked once, never again
+    assert queue.token_limit() == limit and outcome.exit_code == EXIT_PINNED

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from transfer_laws.lightning_modules.config import OptimConfig, TrainConfig, default_from, positive
+from transfer_laws.lightning_modules.config import BudgetError, OptimConfig, TrainConfig, default_from, positive
 from transfer_laws.plugin.recipes import (
     BadInput,
     DataArgs,
@@ -43,7 +43,7 @@ from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.sweeps.study import Cell, ensure_parent_run, fixed_params, open_study, trial_loss
 from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
 from transfer_laws.plugin.training import RunExtras
-from transfer_laws.registry.advice import Target
+from transfer_laws.registry.advice import Candidate, Target
 from transfer_laws.registry.checkpoints import register_checkpoint
 from transfer_laws.registry.next_runs import law_candidates, registered_name, wall_time
 from transfer_laws.registry.pin import Budget, PinOutcome, PinRun, Spent, format_outcome, pin
@@ -71,6 +71,8 @@ KEYS = ("pin_role", "pin_size", "pin_n", "pin_tokens", "pin_seed")
 ATTR_REASON = "pin_reason"
 ATTR_FLOPS = "flops"
 ATTR_RUN_ID = "run_id"
+ATTR_TOO_LARGE = "pin_too_large"
+"""On a failed trial: the target corpus cannot supply its tokens (``BudgetError``), so no run that large is tried."""
 MAX_FAILURES = 3
 
 
@@ -183,6 +185,13 @@ class StudyQueue:
         return [(r, str(t.user_attrs.get(ATTR_RUN_ID, "")), trial_loss(t))
                 for t, r in self._trials(TrialState.COMPLETE)]
 
+    def token_limit(self) -> float:
+        """Fewest tokens of a fine-tune or scratch run the target corpus could not supply (inf: none yet)."""
+        from optuna.trial import TrialState
+
+        return min((float(r.tokens) for t, r in self._trials(TrialState.FAIL)
+                    if ATTR_TOO_LARGE in t.user_attrs and r.role != ROLE_PRETRAIN), default=math.inf)
+
     def spent(self) -> Spent:
         from optuna.trial import TrialState
 
@@ -223,11 +232,16 @@ class StudyQueue:
                 value = self._objective(trial)
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
+            except BudgetError as exc:  # the corpus is too small for this run: the loop asks for none as large
+                state = TrialState.FAIL
+                trial.set_user_attr(ATTR_TOO_LARGE, str(exc)[:1000])
+                sys.stderr.write(f"pin: trial {trial.number} cannot be trained: {exc}; no run as large is tried\n")
             except Exception as exc:
                 state = TrialState.FAIL
                 sys.stderr.write(f"pin: trial {trial.number} failed: {type(exc).__name__}: {exc}\n")
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        self.failures = self.failures + 1 if state == TrialState.FAIL else 0
+        too_large = state == TrialState.FAIL and ATTR_TOO_LARGE in trial.user_attrs
+        self.failures = self.failures + 1 if state == TrialState.FAIL and not too_large else 0
         if self.failures >= MAX_FAILURES:
             raise UserError(f"pin: {self.failures} runs in a row failed (the last: trial {trial.number}); see the "
                             "errors above")
@@ -302,6 +316,12 @@ def recipe_train(args: PinArgs, parent_run_id: str, study_name: str, *, say: Say
     return train
 
 
+def within_corpus(pool: Sequence[Candidate], limit: float) -> list[Candidate]:
+    """The candidates whose fine-tunes and scratch runs all train on fewer than ``limit`` tokens (the least a run
+    the target corpus could not supply asked for: ``StudyQueue.token_limit``)."""
+    return [c for c in pool if max([c.d_f_tokens, *(tokens for _, tokens in c.bundle)]) < limit]
+
+
 def law_fit(args: PinArgs) -> Callable[[], TransferLaw]:
     """The law from every finished run of it in the store (read now, fitted with ``--bootstrap`` draws)."""
     from transfer_laws.registry.fit import fit_transfer_law  # lazy: numpy and scipy (1 s), not for pin --help
@@ -358,7 +378,13 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
     queue.train = recipe_train(args, parent, name, say=say)
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
     client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
-    outcome = pin(fit, lambda law: law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
+
+
+    def candidates(law: TransferLaw) -> list[Candidate]:
+        return within_corpus(law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
+                             queue.token_limit())
+
+    outcome = pin(fit, candidates,
                   queue, target, budget, draws=args.advice_draws, log=log_line,
                   wall=lambda law: wall_time(client, law))
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
