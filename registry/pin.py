@@ -156,7 +156,7 @@ def progress_line(law: TransferLaw, spent: Spent, plan: Plan | None) -> str:
     if plan is None:
         rest = ""
     elif not plan.steps:
-        rest = "; no candidate run is predicted to shrink the intervals"
+        rest = f"; no candidate run is predicted to narrow the intervals by {MIN_SHRINK:.0%} or more"
     else:
         rest = (f"; predicted to go: {len(plan.steps)} run(s), {plan.flops:.3g} FLOP"
                 + ("" if plan.reached else " (target not reached by the candidates)"))
