@@ -329,6 +329,11 @@ def checkpoint_model_name(source: str) -> str:
     return f"{CHECKPOINT_MODEL_PREFIX}{source}"
 
 
+def demo_checkpoint_template(source: str) -> str:
+    """``DEMO_CHECKPOINT_TEMPLATE`` for a source corpus: the demo's checkpoint of each size pretrained on it."""
+    return f"models:/{checkpoint_model_name(source)}@demo-{{size}}"
+
+
 def law_model_name(law: str) -> str:
     """The registered model that holds the versions of a law's fit."""
     parse_law(law)

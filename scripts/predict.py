@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import PRESETS, positive
 from transfer_laws.registry.records import MAX_D, MAX_N
-from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB
+from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB, demo_checkpoint_template, parse_law
 from transfer_laws.registry.tracking import active_client, use_tracking_uri
 from transfer_laws.scripts._errors import BadInput, UserError
 from transfer_laws.scripts._jsonout import JsonDict, json_document
@@ -139,7 +139,7 @@ def run(args: Args) -> int:
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
     if args.next_runs:
-        ranked, plan, target = _next_runs(law, args.next_alpha_halfwidth)
+        ranked, plan, target = _next_runs(law, args.next_alpha_halfwidth, parse_law(args.law)[0])
         answer["next"] = advice_rows(ranked)
         answer["plan"] = {"reached": plan.reached, "FLOP": plan.flops, "runs": advice_rows(plan.steps),
                           "alpha_halfwidth": plan.alpha_halfwidth, "beta_interval": list(plan.beta_interval)}
@@ -325,16 +325,17 @@ def _as_plain(prediction: Prediction) -> dict[str, dict[str, float]]:
     return plain
 
 
-def _next_runs(law: TransferLaw, alpha_halfwidth: float) -> tuple[list[Advice], Plan, Target]:
-    """Candidates around the law's own runs (``next_runs.law_candidates``), ranked, and the greedy plan to the target;
-    wall times at the rate the law's own runs took."""
+def _next_runs(law: TransferLaw, alpha_halfwidth: float, source: str) -> tuple[list[Advice], Plan, Target]:
+    """Candidates around the law's own runs (``next_runs.law_candidates``, fine-tuning the demo's checkpoints of the
+    law's ``source``), ranked, and the greedy plan to the target; wall times at the rate the law's own runs took."""
 
     # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
     from transfer_laws.registry.next_runs import law_candidates, wall_time
 
     target = Target(alpha_halfwidth)
-    candidates = law_candidates(law) if law.points and law.draws["alpha"].size else []
+    candidates = law_candidates(law, checkpoint_template=demo_checkpoint_template(source)) \
+        if law.points and law.draws["alpha"].size else []
     if not candidates:
         return [], plan_to_target(law, [], target), target
     wall = wall_time(active_client(), law)

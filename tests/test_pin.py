@@ -349,3 +349,13 @@ def test_a_run_the_corpus_cannot_supply_is_not_asked_for_again(tmp_path: Path) -
     failed = [t for t in queue.study.get_trials() if t.state.name == "FAIL"]
     assert len(failed) == 1 and ATTR_TOO_LARGE in failed[0].user_attrs  # asked once, never again
     assert queue.token_limit() == limit and outcome.exit_code == EXIT_PINNED
+
+
+def test_the_loop_fine_tunes_the_checkpoints_of_its_own_law_source() -> None:
+    # Before: every law's loop started from pretrained-text, so a mix-to-python loop trained text-to-python's runs.
+    from transfer_laws.plugin.sweeps.pin import PinArgs, checkpoint_template
+
+    assert checkpoint_template(PinArgs(law="mix-to-python")) == "models:/pretrained-mix@demo-{size}"
+    assert checkpoint_template(PinArgs(law="text-to-python")) == "models:/pretrained-text@demo-{size}"
+    mine = "models:/mine@{size}"
+    assert checkpoint_template(PinArgs(law="mix-to-python", from_template=mine)) == mine

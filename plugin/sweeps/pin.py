@@ -50,12 +50,12 @@ from transfer_laws.registry.pin import Budget, PinOutcome, PinRun, Spent, format
 from transfer_laws.registry.reader import read_law_inputs
 from transfer_laws.registry.refit import RefitResult, refit_law
 from transfer_laws.registry.schema import (
-    DEMO_CHECKPOINT_TEMPLATE,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
     ROLE_SCRATCH,
     TAG_PIN,
     TAG_PIN_REASON,
+    demo_checkpoint_template,
     parse_law,
 )
 from transfer_laws.registry.tracking import client_for, use_tracking_uri
@@ -88,8 +88,9 @@ class PinArgs(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """Target: beta's 95% interval excludes 0."""
     budget: str = "60min"
     """What the loop may spend: FLOPs (e.g. 3e15), minutes of training (e.g. 45min), or both (3e15,45min)."""
-    from_template: str = DEMO_CHECKPOINT_TEMPLATE
-    """Registered checkpoint per size that fine-tunes start from (a new size is pretrained and registered there)."""
+    from_template: str | None = None
+    """Registered checkpoint per size that fine-tunes start from (a new size is pretrained and registered there);
+    None: the demo's checkpoints of the law's source, ``models:/pretrained-<source>@demo-{size}``."""
     target: str = "python"
     """Target corpus of the fine-tunes and scratch runs."""
     evals_per_epoch: float | None = positive(2.0)
@@ -299,7 +300,7 @@ def recipe_train(args: PinArgs, parent_run_id: str, study_name: str, *, say: Say
                          roles=[ROLE_FINETUNE, ROLE_SCRATCH])
         tags = {TAG_PIN: study_name, TAG_PIN_REASON: reason[:5000]}
         if run.role == ROLE_PRETRAIN:
-            name, alias = registered_name(args.from_template.format(size=run.size))
+            name, alias = registered_name(checkpoint_template(args).format(size=run.size))
             pargs = recipe_args(seeded, PretrainArgs, preset=run.size, tokens=run.tokens, register_as="",
                                 corpus=parse_law(args.law)[0],
                                 train=replace(pretrain_recipe.TRAIN, seed=run.seed, max_time_s=args.pretrain_max_s))
@@ -314,6 +315,12 @@ def recipe_train(args: PinArgs, parent_run_id: str, study_name: str, *, say: Say
         return recipe_trainer(seeded, parent_run_id, say=say)(cell, number, tags)
 
     return train
+
+
+def checkpoint_template(args: PinArgs) -> str:
+    """``--from-template``, else the demo's checkpoints of the law's source: a mix-to-python loop fine-tuning text
+    checkpoints would train another law's runs and never move its own."""
+    return args.from_template or demo_checkpoint_template(parse_law(args.law)[0])
 
 
 def within_corpus(pool: Sequence[Candidate], limit: float) -> list[Candidate]:
@@ -366,6 +373,7 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
         budget = replace(parse_budget(args.budget), deadline=deadline)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    args = replace(args, from_template=checkpoint_template(args))
     fit = law_fit(args)
     try:
         fit()
@@ -381,7 +389,7 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
 
 
     def candidates(law: TransferLaw) -> list[Candidate]:
-        return within_corpus(law_candidates(law, checkpoint_template=args.from_template, epochs=args.epochs),
+        return within_corpus(law_candidates(law, checkpoint_template=checkpoint_template(args), epochs=args.epochs),
                              queue.token_limit())
 
     outcome = pin(fit, candidates,
