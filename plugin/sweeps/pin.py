@@ -90,7 +90,7 @@ class PinArgs(StoreArgs, RefitArgs, TokenizerArgs, DataArgs):
     """What the loop may spend: FLOPs (e.g. 3e15), minutes of training (e.g. 45min), or both (3e15,45min)."""
     from_template: str | None = None
     """Registered checkpoint per size that fine-tunes start from (a new size is pretrained and registered there);
-    None: the demo's checkpoints of the law's source, ``models:/pretrained-<source>@demo-{size}``."""
+    unset: the demo's checkpoints of the law's source, models:/pretrained-<source>@demo-{size}."""
     target: str = "python"
     """Target corpus of the fine-tunes and scratch runs."""
     evals_per_epoch: float | None = positive(2.0)
