@@ -224,6 +224,10 @@ def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Targ
     return [a for a in ranked if a.shrink > 0][:1]
 
 
+CUTOFF_NOTE = "checks the low-data cutoff"
+"""How a run ``cutoff_scratch_run`` chose says why (its note starts so; the run's reason repeats it)."""
+
+
 def cutoff_scratch_run(law: TransferLaw, pool: Sequence[Candidate], draws: int, wall: WallTime) -> list[Advice]:
     """When no run narrows the intervals but the fit warns that the low-data cutoff is unchecked at some N (its
     scratch curve still falls at its largest D), the cheapest scratch candidate beyond that largest D at such an N:
@@ -239,7 +243,7 @@ def cutoff_scratch_run(law: TransferLaw, pool: Sequence[Candidate], draws: int, 
             if c.role == ROLE_SCRATCH and not c.pretrain_tokens and math.isclose(c.n_params, n, rel_tol=1e-6):
                 at_n = scratch_d[np.isclose(scratch_n, n, rtol=1e-6)]
                 if not at_n.size or c.d_f_tokens > at_n.max() * (1 + 1e-6):
-                    return f"checks the low-data cutoff at N = {n:.3g} (its scratch curve still falls at its largest D)"
+                    return f"{CUTOFF_NOTE} at N = {n:.3g} (its scratch curve still falls at its largest D)"
         return None
 
     options = [(candidate_flops(c), c, why) for c in pool if (why := beyond(c))]
@@ -292,7 +296,7 @@ def pin(fit: Callable[[], TransferLaw], candidates: Callable[[TransferLaw], list
                               f"the next run ({candidate_flops(step.candidate):.3g} FLOP) does not fit the compute "
                               f"left ({budget.flops - spent.flops:.3g} FLOP)")
         runs = runs_of(step.candidate, held)
-        why = f"; it {step.note}" if step.note.startswith("checks the low-data cutoff") else ""
+        why = f"; it {step.note}" if step.note.startswith(CUTOFF_NOTE) else ""
         reason = (f"pin: {step.kind} chosen by the advice (rank 1 of the plan's {len(plan.steps)} runs to "
                   f"alpha +-{target.alpha_halfwidth:g}{why}): predicted alpha +-{step.alpha_halfwidth:.3g}, beta "
                   f"+-{step.beta_halfwidth:.3g} after it, for {step.flops:.3g} FLOP; before it: "

@@ -373,7 +373,8 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
         budget = replace(parse_budget(args.budget), deadline=deadline)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    args = replace(args, from_template=checkpoint_template(args))
+    template = checkpoint_template(args)
+    args = replace(args, from_template=template)
     fit = law_fit(args)
     try:
         fit()
@@ -387,13 +388,11 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
     client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
 
-
     def candidates(law: TransferLaw) -> list[Candidate]:
-        return within_corpus(law_candidates(law, checkpoint_template=checkpoint_template(args), epochs=args.epochs),
+        return within_corpus(law_candidates(law, checkpoint_template=template, epochs=args.epochs),
                              queue.token_limit())
 
-    outcome = pin(fit, candidates,
-                  queue, target, budget, draws=args.advice_draws, log=log_line,
+    outcome = pin(fit, candidates, queue, target, budget, draws=args.advice_draws, log=log_line,
                   wall=lambda law: wall_time(client, law))
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
     return PinResult(outcome, target, result)

@@ -91,6 +91,7 @@ def _drop_repeats(out: Screened) -> Screened:
     for i, key in enumerate(zip(out.roles, out.n, out.d, strict=True)):
         groups.setdefault(key, []).append(i)
     drop: dict[int, str] = {}
+    merged: dict[int, float] = {}  # the first scratch seed of a cell -> the geometric mean of its seeds' losses
     for (role, n, d), members in groups.items():
         if len(members) < 2:
             continue
@@ -102,17 +103,18 @@ def _drop_repeats(out: Screened) -> Screened:
                            f"{others} elsewhere (more than {DUPLICATE_LOSS_RTOL:.0%} apart; which is right is unknown)")
         elif role == ROLE_SCRATCH:
             first = members[0]
-            out.loss[first] = math.exp(sum(math.log(x) for x in losses) / len(losses))
+            merged[first] = math.exp(sum(math.log(x) for x in losses) / len(losses))
             for i in members[1:]:
                 drop[i] = (f"{R_REPEAT}: same N and D as {out.run_ids[first]}; the curve keeps their geometric mean "
-                           f"({out.loss[first]:.4g}) there")
+                           f"({merged[first]:.4g}) there")
     if not drop:
         return out
     kept = Screened(excluded=out.excluded + [(out.run_ids[i], reason) for i, reason in sorted(drop.items())])
     for i in range(len(out.run_ids)):
         if i not in drop:
-            for name in ("run_ids", "roles", "n", "d", "loss"):
+            for name in ("run_ids", "roles", "n", "d"):
                 getattr(kept, name).append(getattr(out, name)[i])
+            kept.loss.append(merged.get(i, out.loss[i]))
     return kept
 
 
