@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
+from transfer_laws.plugin.sweeps.say import PROGRESS, PROGRESS_LOGGER
 from transfer_laws.registry.schema import ENV_VERBOSE
 from transfer_laws.scripts._args import ConfigError, add_dataclass_arguments, parse_namespace
 from transfer_laws.scripts._errors import UserError, redact
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     quieted = set() if verbose else _quiet_libraries()
+    progress = _show_progress()
     try:
         args = parse_namespace(_args_class(namespace.command), namespace, namespace.config)
         result = _module(namespace.command).run(args)
@@ -182,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(exc, "exit_code", 1)
     finally:
         logging.disable(logging.NOTSET)  # main() also runs in-process (tests, the sweep): leave logging as found
+        _hide_progress(progress)
         for key in quieted:  # and the environment: a server or test started later logs as it would have
             os.environ.pop(key, None)
         QUIETED.difference_update(quieted)
@@ -205,6 +208,40 @@ def _describe(exc: BaseException) -> str:
     first = text[0] if text else ""
     name = type(exc).__name__
     return f"{name}: {first}" if first else name
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one bare line on the ``sys.stderr`` of the moment (a test's capture, a redirected stream)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a closed stream must not end the run
+            self.handleError(record)
+
+
+def _show_progress() -> tuple[logging.Logger, logging.Handler, int, bool] | None:
+    """Put the engine's progress lines (``plugin.sweeps.say``: ``note`` and ``warn``) on stderr for this call;
+    returns what ``_hide_progress`` restores (None when an outer call, main() run in-process, already shows them)."""
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    if any(isinstance(h, _StderrLines) for h in logger.handlers):
+        return None
+    handler = _StderrLines(PROGRESS)
+    saved = (logger, handler, logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(PROGRESS)
+    logger.propagate = False  # shown once, here, whatever the root logger does
+    return saved
+
+
+def _hide_progress(saved: tuple[logging.Logger, logging.Handler, int, bool] | None) -> None:
+    if saved is None:
+        return
+    logger, handler, level, propagate = saved
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 QUIET_ENV = {

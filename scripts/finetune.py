@@ -5,7 +5,7 @@ The recipe is ``plugin.recipes.finetune``; this prints the run and what its refi
 from __future__ import annotations
 
 from transfer_laws.plugin.recipes import FinetuneArgs as Args
-from transfer_laws.plugin.recipes import print_run, run_finetune
+from transfer_laws.plugin.recipes import outcome_lines, run_finetune
 from transfer_laws.plugin.recipes.finetune import headline
 from transfer_laws.plugin.training import TrainedRun
 
@@ -15,5 +15,5 @@ __all__ = ["Args", "run"]
 def run(args: Args) -> TrainedRun:
     trained = run_finetune(args)
     if trained.rank == 0 and args.print_outcome:  # rank 0 of a distributed job reports
-        print_run(trained, args.tracking_uri, headline(trained))
+        print("\n".join(outcome_lines(trained, args.tracking_uri, headline(trained))), flush=True)
     return trained

@@ -88,10 +88,10 @@ def test_demo_plan_weighs_pretraining_by_its_size() -> None:
     assert pretrain == sorted(pretrain) and pretrain[-1] > 50 * pretrain[0]  # 2x64 for 1950 steps vs 1x32 for 250
 
 
-def test_a_standalone_run_says_what_its_refit_did(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_standalone_run_says_what_its_refit_did() -> None:
     from types import SimpleNamespace
 
-    from transfer_laws.plugin.recipes import print_run
+    from transfer_laws.plugin.recipes import outcome_lines
 
     fit = SimpleNamespace(alpha=0.6123, beta=0.5234, intervals={"alpha": (-0.07, 1.04), "beta": (-0.38, 1.03)},
                           warnings=["beta's interval includes 0"])
@@ -99,15 +99,15 @@ def test_a_standalone_run_says_what_its_refit_did(capsys: pytest.CaptureFixture[
                                  reason=None)
     unchanged = SimpleNamespace(law="text-to-python", status="unchanged", version="4", fit=None, n_runs=12,
                                 reason=None)
-    print_run(SimpleNamespace(refit=[registered]), "sqlite:///x.db", "scratch run r1")
-    print_run(SimpleNamespace(refit=[unchanged]), "sqlite:///x.db", "scratch run r2")
-    out = capsys.readouterr().out.splitlines()
+    out = (outcome_lines(SimpleNamespace(refit=[registered]), "sqlite:///x.db", "scratch run r1")
+           + outcome_lines(SimpleNamespace(refit=[unchanged]), "sqlite:///x.db", "scratch run r2"))
+    assert out[0] == "scratch run r1"
     assert out[1] == ("refit text-to-python: registered version 4 from 12 runs: alpha = 0.612 [-0.070, 1.040], "
                       "beta = 0.523 [-0.380, 1.030]")
     assert out[2] == "  fit warning: beta's interval includes 0"
     assert out[4] == "refit text-to-python: no new version: same inputs as version 4"
-    print_run(SimpleNamespace(refit=[]), "sqlite:///x.db", "scratch run r3")
-    assert capsys.readouterr().out.splitlines()[1].startswith("refit: no law to refit yet")
+    alone = outcome_lines(SimpleNamespace(refit=[]), "sqlite:///x.db", "scratch run r3")
+    assert alone[1].startswith("refit: no law to refit yet")
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@ worker processes sharing one study on the real PostgreSQL with real training lan
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -131,16 +132,48 @@ def test_the_engine_says_its_lines_to_the_caller_and_prints_none(sqlite_uri: str
     assert capsys.readouterr().out == ""
 
 
-def test_no_module_of_the_engine_prints() -> None:
-    """``plugin/sweeps`` (sweep, adaptive, pin, demo) hands its lines to ``say``; printing is ``scripts/``'s."""
+def test_no_module_of_the_plugin_or_registry_writes_to_the_terminal() -> None:
+    """``plugin/`` and ``registry/`` hand their lines to ``say`` or log them (``note``, ``warn``); writing to the
+    terminal is ``scripts/``'s."""
     import ast
 
-    import transfer_laws.plugin.sweeps as sweeps
+    root = Path(__file__).resolve().parents[1]
+    writing = []
+    for path in sorted([*(root / "plugin").rglob("*.py"), *(root / "registry").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                writing.append(f"{path.relative_to(root)}:{node.lineno} print")
+            if (isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr")
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+                writing.append(f"{path.relative_to(root)}:{node.lineno} sys.{node.attr}")
+    assert writing == []
 
-    printing = [f"{path.name}:{node.lineno}" for path in sorted(Path(sweeps.__file__).parent.glob("*.py"))
-                for node in ast.walk(ast.parse(path.read_text()))
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
-    assert printing == []
+
+def test_progress_lines_reach_stderr_through_the_command_line_only(capsys: pytest.CaptureFixture[str],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A library caller gets ``note`` as a record below WARNING (Python's last resort stays quiet) and ``warn`` at
+    WARNING; the command line shows each line once on stderr, also when main() runs inside main() (the sweep's
+    trials), and leaves logging as found."""
+    from transfer_laws.plugin.sweeps.say import PROGRESS, PROGRESS_LOGGER, note, warn
+    from transfer_laws.scripts.cli import _hide_progress, _show_progress
+
+    with caplog.at_level(PROGRESS, logger=PROGRESS_LOGGER):
+        note("progress")
+        warn("a failure")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(PROGRESS, "progress"),
+                                                                     (logging.WARNING, "a failure")]
+    assert logging.INFO < PROGRESS < logging.lastResort.level
+    assert capsys.readouterr().err == ""
+    outer = _show_progress()
+    inner = _show_progress()
+    note("sweep s: [###] 1/2 runs")
+    _hide_progress(inner)
+    warn("trial 3 failed")
+    _hide_progress(outer)
+    note("not shown")
+    assert capsys.readouterr().err == "sweep s: [###] 1/2 runs\ntrial 3 failed\n"
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    assert not any(type(h).__name__ == "_StderrLines" for h in logger.handlers) and logger.propagate
 
 
 @pytest.mark.server

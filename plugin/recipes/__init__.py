@@ -1,6 +1,6 @@
 """The training recipes: one typed entry function per kind of run with its argument dataclass (``run_pretrain``,
 ``run_finetune``, ``run_scratch``), the argument groups they share, the local workspace of corpora and tokenizers
-they train on, and what a finished run prints.
+they train on, and what a finished run reports (``outcome_lines``; the command line prints them).
 
 Import-light: the recipes import torch, Lightning and MLflow only when they train (``plugin.training``), so a
 command's ``--help`` can build its flags from these dataclasses.
@@ -21,12 +21,11 @@ if TYPE_CHECKING:  # what mypy reads; at run time each name loads on first use (
         StoreArgs,
         TokenizerArgs,
         TrackingArgs,
-        log_line,
         megabytes,
     )
     from transfer_laws.plugin.recipes.errors import BadInput, UserError
     from transfer_laws.plugin.recipes.finetune import FinetuneArgs, run_finetune
-    from transfer_laws.plugin.recipes.outcome import print_run, refit_lines
+    from transfer_laws.plugin.recipes.outcome import outcome_lines, refit_lines
     from transfer_laws.plugin.recipes.pretrain import PretrainArgs, model_config, register_pretrained, run_pretrain
     from transfer_laws.plugin.recipes.scratch import ScratchArgs, run_scratch
 
@@ -38,13 +37,12 @@ _HOMES = {
     "StoreArgs": "transfer_laws.plugin.recipes.args",
     "TokenizerArgs": "transfer_laws.plugin.recipes.args",
     "TrackingArgs": "transfer_laws.plugin.recipes.args",
-    "log_line": "transfer_laws.plugin.recipes.args",
     "megabytes": "transfer_laws.plugin.recipes.args",
     "BadInput": "transfer_laws.plugin.recipes.errors",
     "UserError": "transfer_laws.plugin.recipes.errors",
     "FinetuneArgs": "transfer_laws.plugin.recipes.finetune",
     "run_finetune": "transfer_laws.plugin.recipes.finetune",
-    "print_run": "transfer_laws.plugin.recipes.outcome",
+    "outcome_lines": "transfer_laws.plugin.recipes.outcome",
     "refit_lines": "transfer_laws.plugin.recipes.outcome",
     "PretrainArgs": "transfer_laws.plugin.recipes.pretrain",
     "model_config": "transfer_laws.plugin.recipes.pretrain",
@@ -67,10 +65,9 @@ __all__ = [
     "TokenizerArgs",
     "TrackingArgs",
     "UserError",
-    "log_line",
     "megabytes",
     "model_config",
-    "print_run",
+    "outcome_lines",
     "refit_lines",
     "register_pretrained",
     "run_finetune",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from transfer_laws.lightning_modules.config import at_least, positive
@@ -84,11 +83,6 @@ class TokenizerArgs:
     """Corpus the tokenizer is fitted on (the paper fitted its BPE to English text)."""
     tokenizer_max_mb: float = positive(4.0)
     """MB of tokenizer_corpus used to fit the tokenizer."""
-
-
-def log_line(message: str) -> None:
-    """A progress line on stderr (what a long loop, e.g. ``pin`` or ``sweep --adaptive``, logs)."""
-    sys.stderr.write(message + "\n")
 
 
 def megabytes(value: float | None) -> int | None:

@@ -70,6 +70,6 @@ def run_finetune(args: FinetuneArgs, extras: RunExtras | None = None) -> Trained
 
 
 def headline(trained: TrainedRun) -> str:
-    """The line a finished fine-tune prints (its refit's lines follow: ``outcome.print_run``)."""
+    """The line a finished fine-tune prints (its refit's lines follow: ``outcome.outcome_lines``)."""
     return (f"fine-tuned run {trained.run_id}: N={trained.n_params:,} D_F={trained.d_f_tokens:,} tokens, "
             f"best test loss {trained.best_test_loss:.4f} nats/token (from {trained.parent})")

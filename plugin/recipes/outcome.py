@@ -47,8 +47,3 @@ def outcome_lines(trained: TrainedRun, tracking_uri: str | None, headline: str) 
     return [headline, "refit: the tracking server's transfer-laws hook refits the law as the run lands "
                       "(`transfer-laws refit --law <law>` to wait for it)"]
 
-
-def print_run(trained: TrainedRun, tracking_uri: str | None, headline: str) -> None:
-    """Print ``outcome_lines``: the run's headline, then what its refit did."""
-    for line in outcome_lines(trained, tracking_uri, headline):
-        print(line, flush=True)

@@ -62,6 +62,6 @@ def run_scratch(args: ScratchArgs, extras: RunExtras | None = None) -> TrainedRu
 
 
 def headline(trained: TrainedRun) -> str:
-    """The line a finished scratch run prints (its refit's lines follow: ``outcome.print_run``)."""
+    """The line a finished scratch run prints (its refit's lines follow: ``outcome.outcome_lines``)."""
     return (f"scratch run {trained.run_id}: N={trained.n_params:,} D={trained.d_f_tokens:,} tokens, "
             f"best test loss {trained.best_test_loss:.4f} nats/token")

@@ -5,13 +5,12 @@ when they share this sweep's tokenizer. Each run says why it was chosen (``trans
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.tokenizer import tokenizer_digest
-from transfer_laws.plugin.recipes import log_line, megabytes, workspace
+from transfer_laws.plugin.recipes import megabytes, workspace
 from transfer_laws.plugin.sweeps.args import SweepArgs
-from transfer_laws.plugin.sweeps.say import Say, quiet
+from transfer_laws.plugin.sweeps.say import Say, note, quiet
 from transfer_laws.plugin.sweeps.study import (
     ATTR_RUN_ID,
     Cell,
@@ -87,7 +86,7 @@ def run_adaptive(args: SweepArgs, study: Study, cells: list[Cell], train_cell: T
     budget = max(0, args.max_runs - len(earlier))
     results = adaptive_order(fit, todo, candidates_for(todo, args.epochs), train, start=start,
                              tolerance=args.alpha_tolerance, max_runs=budget,
-                             log=log_line,
+                             log=note,
                              on_choice=lambda cell, reason: reasons.__setitem__(cell, reason))
     total = len(earlier) + len(results)
     why = "budget spent" if total >= args.max_runs else (
@@ -106,8 +105,8 @@ def prior_results(args: SweepArgs, cells: list[Cell], client: MlflowClient) -> l
     theirs = client.get_run(inputs.points[0].run_id).data.tags.get(TAG_TOKENIZER)
     ours = sweep_tokenizer_digest(args, cells)
     if theirs != ours:
-        sys.stderr.write(f"adaptive: the {len(inputs.points)} runs of {args.law} in the store use another tokenizer;"
-                         " starting from none of them\n")
+        note(f"adaptive: the {len(inputs.points)} runs of {args.law} in the store use another tokenizer; "
+             "starting from none of them")
         return []
     return inputs.points
 

@@ -28,7 +28,6 @@ worker died is retried through the storage's heartbeats, like a grid trial.
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from collections import Counter
@@ -40,6 +39,7 @@ from transfer_laws.lightning_modules.config import DataConfig, GPTConfig
 from transfer_laws.plugin.facts import RunFacts
 from transfer_laws.plugin.recipes import ShapeArgs, megabytes, model_config, workspace
 from transfer_laws.plugin.sweeps.args import LrTuning, SweepArgs
+from transfer_laws.plugin.sweeps.say import note
 from transfer_laws.plugin.sweeps.study import ATTR_RUN_ID, TAG_PARENT_RUN, Cell
 from transfer_laws.plugin.training import RunExtras, TrainingFailed, train_run
 from transfer_laws.registry.checkpoints import LoadedCheckpoint, load_checkpoint_uri
@@ -182,8 +182,8 @@ def best_of(study: Study) -> ChosenLr:
 def _log_trial(name: str, trial: FrozenTrial) -> None:
     outcome = f"loss {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
     reason = trial.user_attrs.get(ATTR_PRUNED)
-    sys.stderr.write(f"{name}: trial {trial.number} lr={trial.params.get('lr', float('nan')):.3g} {outcome}"
-                     f"{f' ({reason})' if reason else ''}\n")
+    note(f"{name}: trial {trial.number} lr={trial.params.get('lr', float('nan')):.3g} {outcome}"
+         f"{f' ({reason})' if reason else ''}")
 
 
 def describe(tuning: LrTuning, tokens: int) -> str:
@@ -294,7 +294,7 @@ def tune_learning_rates(args: SweepArgs, cells: list[Cell], parent_run_id: str, 
     tags[TAG_LR_TUNING] = describe(tuning, tokens)
     set_shared_tags(client_for(use_tracking_uri(args.tracking_uri)), parent_run_id, tags)
     for t, c in chosen.items():
-        sys.stderr.write(f"sweep {args.study}: {t.size}/{t.role} trains at lr={c.lr:.3g} ({c.source()})\n")
+        note(f"sweep {args.study}: {t.size}/{t.role} trains at lr={c.lr:.3g} ({c.source()})")
     return chosen
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,13 +32,12 @@ from transfer_laws.plugin.recipes import (
     StoreArgs,
     TokenizerArgs,
     UserError,
-    log_line,
     run_pretrain,
 )
 from transfer_laws.plugin.recipes import pretrain as pretrain_recipe
 from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps.args import SweepArgs
-from transfer_laws.plugin.sweeps.say import Say, quiet
+from transfer_laws.plugin.sweeps.say import Say, note, quiet, warn
 from transfer_laws.plugin.sweeps.study import Cell, ensure_parent_run, fixed_params, open_study, trial_loss
 from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
 from transfer_laws.plugin.training import RunExtras
@@ -236,10 +234,10 @@ class StudyQueue:
             except BudgetError as exc:  # the corpus is too small for this run: the loop asks for none as large
                 state = TrialState.FAIL
                 trial.set_user_attr(ATTR_TOO_LARGE, str(exc)[:1000])
-                sys.stderr.write(f"pin: trial {trial.number} cannot be trained: {exc}; no run as large is tried\n")
+                warn(f"pin: trial {trial.number} cannot be trained: {exc}; no run as large is tried")
             except Exception as exc:
                 state = TrialState.FAIL
-                sys.stderr.write(f"pin: trial {trial.number} failed: {type(exc).__name__}: {exc}\n")
+                warn(f"pin: trial {trial.number} failed: {type(exc).__name__}: {exc}")
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         too_large = state == TrialState.FAIL and ATTR_TOO_LARGE in trial.user_attrs
         self.failures = self.failures + 1 if state == TrialState.FAIL and not too_large else 0
@@ -382,7 +380,7 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
         raise UserError(f"pin needs a law it can fit to start from; {args.law}: {str(exc).splitlines()[0]} "
                         "(train seed runs first: transfer-laws sweep or transfer-laws demo)", 3) from None
     name = args.study or f"pin-{args.law}"
-    queue = open_queue(args, lambda *_: ("", math.nan), log_line)
+    queue = open_queue(args, lambda *_: ("", math.nan), note)
     parent = ensure_parent_run(queue.study, args.tracking_uri, args.experiment, create=True)
     queue.train = recipe_train(args, parent, name, say=say)
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
@@ -392,7 +390,7 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
         return within_corpus(law_candidates(law, checkpoint_template=template, epochs=args.epochs),
                              queue.token_limit())
 
-    outcome = pin(fit, candidates, queue, target, budget, draws=args.advice_draws, log=log_line,
+    outcome = pin(fit, candidates, queue, target, budget, draws=args.advice_draws, log=note,
                   wall=lambda law: wall_time(client, law))
     result = refit_law(args.law, tracking_uri=args.tracking_uri, bootstrap=args.bootstrap, plots=args.refit_plots)
     return PinResult(outcome, target, result)

@@ -9,12 +9,12 @@ leaves the trial RUNNING without heartbeats, so the study retries it as it retri
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from transfer_laws.plugin.recipes import BadInput
 from transfer_laws.plugin.sweeps.args import SweepArgs
+from transfer_laws.plugin.sweeps.say import warn
 from transfer_laws.plugin.sweeps.study import Cell, TrainCell
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def run_job(work: Callable[[TrainCell], int], train: TrainCell) -> int:
         try:
             return train(cell, number, tags=tags)
         except Exception as exc:  # the other ranks stopped with it or hang: end the job, the trial is retried
-            sys.stderr.write(f"sweep: trial {number} {cell} failed in this distributed job: {exc}\n")
+            warn(f"sweep: trial {number} {cell} failed in this distributed job: {exc}")
             raise SystemExit(1) from exc
 
     ran = work(lead)

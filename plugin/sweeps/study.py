@@ -5,7 +5,6 @@ an ETA by compute."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from transfer_laws.lightning_modules.config import PRESETS
 from transfer_laws.plugin.sweeps.eta import eta_seconds
+from transfer_laws.plugin.sweeps.say import note, warn
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH, TAG_SWEEP
 from transfer_laws.registry.tracking import client_for, ensure_experiment, home_dir, use_tracking_uri
 
@@ -200,7 +200,7 @@ def run_worker(study: Study, train_cell: TrainCell, *, max_trials: int | None = 
             try:
                 run_id, loss = train_cell(cell, trial.number)
             except Exception as exc:
-                sys.stderr.write(f"sweep: trial {trial.number} {cell} failed: {type(exc).__name__}: {exc}\n")
+                warn(f"sweep: trial {trial.number} {cell} failed: {type(exc).__name__}: {exc}")
                 raise
             trial.set_user_attr(ATTR_RUN_ID, run_id)
             mine.append(cell_compute(cell))
@@ -221,8 +221,8 @@ def _print_progress(study: Study, ran: int, took: list[float], mine: list[float]
     width = 30
     filled = int(width * done / total) if total else width
     eta_text = "-" if eta != eta else f"{eta / 60:.1f} min"  # NaN until this worker finished a run
-    sys.stderr.write(f"sweep {study.study_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs, "
-                     f"ETA {eta_text} by compute (this worker: {ran} in {elapsed / 60:.1f} min)\n")
+    note(f"sweep {study.study_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs, "
+         f"ETA {eta_text} by compute (this worker: {ran} in {elapsed / 60:.1f} min)")
 
 
 def ensure_parent_run(study: Study, tracking_uri: str | None, experiment: str, *, create: bool) -> str:
