@@ -32,13 +32,11 @@ from flask import jsonify, request
 from werkzeug.datastructures import Headers
 
 from transfer_laws.plugin.refit_target import refit_target
-from transfer_laws.registry.reader import known_laws
+from transfer_laws.registry.reader import known_laws, read_checkpoint_version
 from transfer_laws.registry.refit_service import get_service
 from transfer_laws.registry.schema import (
     CKPT_KIND_PRETRAINED,
     CKPT_LINEAGE_TAGS,
-    CKPT_TAG_CORPUS,
-    CKPT_TAG_KIND,
     ENV_SERVER_URI,
     ENV_WEBHOOK_SECRET,
     MLFLOW_ENV_SERVER_BACKEND,
@@ -187,10 +185,10 @@ def checkpoint_of(event: Mapping[str, object]) -> tuple[str, str] | None:
 
 def laws_of_checkpoint(client: MlflowClient, name: str, version: str) -> list[str]:
     """Laws fed by a pretrained checkpoint version: those whose source is its corpus."""
-    tags = client.get_model_version(name, version).tags
-    if tags.get(CKPT_TAG_KIND) != CKPT_KIND_PRETRAINED or not tags.get(CKPT_TAG_CORPUS):
+    checkpoint = read_checkpoint_version(client.get_model_version(name, version))
+    if checkpoint.kind != CKPT_KIND_PRETRAINED or not checkpoint.corpus:
         return []
-    return known_laws(client, source=tags[CKPT_TAG_CORPUS])
+    return known_laws(client, source=checkpoint.corpus)
 
 
 def _default_enqueue(name: str, version: str, server_uri: str) -> None:

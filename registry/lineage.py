@@ -15,25 +15,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import parse_model_uri
-from transfer_laws.registry.reader import read_run
-from transfer_laws.registry.records import StoredRun
+from transfer_laws.registry.reader import read_checkpoint_version, read_run
+from transfer_laws.registry.records import CheckpointVersion, StoredRun
 from transfer_laws.registry.schema import (
-    CKPT_TAG_CORPUS,
     CKPT_TAG_FINETUNES,
     CKPT_TAG_LAST_FINETUNE,
     CKPT_TAG_LINEAGE,
-    CKPT_TAG_N,
-    CKPT_TAG_TOKENS_SEEN,
     MLFLOW_DATA_CONTEXT,
     TAG_PARENT,
     TAG_PRETRAIN_RUN,
     ui_route,
 )
-from transfer_laws.registry.tracking import all_pages, client_for
+from transfer_laws.registry.tracking import all_pages, client_for, get_version
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 DESCRIPTION_RUNS = 25
 """Runs listed in a checkpoint version's description (the newest); the rest are one filter away."""
@@ -123,15 +121,16 @@ def update_checkpoint_lineage(client: MlflowClient, exact_uri: str) -> list[Stor
     for key, value in tags.items():
         if (mv.tags or {}).get(key) != value:
             client.set_model_version_tag(name, version, key, value)
-    client.update_model_version(name, version, description=checkpoint_description(exact_uri, mv.tags or {}, runs))
+    client.update_model_version(name, version, description=checkpoint_description(read_checkpoint_version(mv), runs))
     return runs
 
 
-def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[StoredRun]) -> str:
+def checkpoint_description(checkpoint: CheckpointVersion, runs: list[StoredRun]) -> str:
     """Markdown for a checkpoint version: what it is, the runs that started from it, where to find them all."""
-    facts = [f"N = {int(float(tags[CKPT_TAG_N])):,} non-embedding parameters" if tags.get(CKPT_TAG_N) else "",
-             f"pretrained on {tags[CKPT_TAG_CORPUS]}" if tags.get(CKPT_TAG_CORPUS) else "",
-             f"{int(float(tags[CKPT_TAG_TOKENS_SEEN])):,} tokens seen" if tags.get(CKPT_TAG_TOKENS_SEEN) else ""]
+    exact_uri = checkpoint.uri
+    facts = [f"N = {checkpoint.n_params:,} non-embedding parameters" if checkpoint.n_params is not None else "",
+             f"pretrained on {checkpoint.corpus}" if checkpoint.corpus else "",
+             f"{checkpoint.tokens_seen:,} tokens seen" if checkpoint.tokens_seen is not None else ""]
     lines = [f"Pretrained checkpoint `{exact_uri}`" + (": " + ", ".join(f for f in facts if f) if any(facts) else "")
              + ".", "",
              f"**Lineage.** {len(runs)} run(s) started from this version. Every run that starts from it carries the "
@@ -152,6 +151,38 @@ def checkpoint_description(exact_uri: str, tags: dict[str, str], runs: list[Stor
 
 def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def checkpoint_version(client: MlflowClient, uri: str) -> CheckpointVersion:
+    """The version ``models:/name/<n>`` or ``models:/name@alias`` names, with its aliases (``CheckpointNotFound``,
+    naming the aliases and versions there are, when there is none)."""
+    return read_checkpoint_version(get_version(client, uri))
+
+
+def versions_named(client: MlflowClient, name: str) -> list[CheckpointVersion]:
+    """Every version of registered model ``name``, oldest first, with their aliases ([] when it has none)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{_quoted(name)}'", max_results=1000)
+    except MlflowException:  # a name the search cannot parse names no model
+        return []
+    return _with_aliases(client, found)
+
+
+def versions_made_by(client: MlflowClient, run_id: str) -> list[CheckpointVersion]:
+    """The versions run ``run_id`` produced (a pretraining run's checkpoints), oldest first, with their aliases."""
+    return _with_aliases(client, client.search_model_versions(f"run_id = '{_quoted(run_id)}'", max_results=1000))
+
+
+def _with_aliases(client: MlflowClient, versions: list[ModelVersion]) -> list[CheckpointVersion]:
+    """Versions in order, each fetched again: a search's versions carry no aliases."""
+    ordered = sorted(versions, key=lambda v: (v.name, int(v.version)))
+    return [read_checkpoint_version(client.get_model_version(v.name, v.version)) for v in ordered]
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "\\'")
 
 
 def lineage_of_run(run_id: str, tracking_uri: str | None = None) -> RunLineage:

@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from transfer_laws.registry.records import RunResult, StoredRun
+from transfer_laws.registry.records import CheckpointVersion, RunResult, StoredRun
 from transfer_laws.registry.schema import (
     CKPT_KIND_PRETRAINED,
     CKPT_TAG_CORPUS,
     CKPT_TAG_KIND,
+    CKPT_TAG_N,
     CKPT_TAG_TOKENIZER_DIGEST,
+    CKPT_TAG_TOKENS_SEEN,
     LAW_MODEL_PREFIX,
     LAW_TAG_LAW,
     METRIC_BEST_TEST_LOSS,
@@ -150,6 +152,24 @@ def read_run_by_id(client: MlflowClient, run_id: str | None) -> StoredRun | None
         return None
 
 
+def read_checkpoint_version(mv: ModelVersion) -> CheckpointVersion:
+    """The one parser of a checkpoint version's tags: its facts as ``CheckpointVersion`` holds them."""
+    tags = dict(mv.tags or {})
+
+    def count(key: str) -> int | None:
+        try:
+            value = float(tags.get(key, "nan"))
+        except ValueError:
+            return None
+        return int(value) if math.isfinite(value) and value >= 0 else None
+
+    return CheckpointVersion(name=str(mv.name), version=int(mv.version), run_id=mv.run_id or None,
+                             aliases=tuple(sorted(getattr(mv, "aliases", None) or ())),
+                             kind=tags.get(CKPT_TAG_KIND), n_params=count(CKPT_TAG_N),
+                             tokens_seen=count(CKPT_TAG_TOKENS_SEEN), corpus=tags.get(CKPT_TAG_CORPUS) or None,
+                             tokenizer_digest=tags.get(CKPT_TAG_TOKENIZER_DIGEST) or None)
+
+
 def _count(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -194,14 +214,13 @@ def lineage_problem(run: Run, law: str, parents: _Parents) -> str | None:
     version = parents.get(parent)
     if version is None:
         return f"parent checkpoint {parent} is not in the registry"
-    ckpt = dict(version.tags or {})
-    if str(version.name).startswith(LAW_MODEL_PREFIX) or ckpt.get(LAW_TAG_LAW) or \
-            ckpt.get(CKPT_TAG_KIND, CKPT_KIND_PRETRAINED) != CKPT_KIND_PRETRAINED:
+    ckpt = read_checkpoint_version(version)
+    if ckpt.name.startswith(LAW_MODEL_PREFIX) or (version.tags or {}).get(LAW_TAG_LAW) or \
+            ckpt.kind not in (None, CKPT_KIND_PRETRAINED):
         return f"lineage: parent {parent} is not a pretrained checkpoint (it is a version of {version.name})"
-    corpus = ckpt.get(CKPT_TAG_CORPUS)
-    if corpus and corpus != source:
-        return f"lineage: parent {parent} was pretrained on {corpus}, but the law {law} transfers from {source}"
-    theirs, ours = ckpt.get(CKPT_TAG_TOKENIZER_DIGEST), tags.get(TAG_TOKENIZER)
+    if ckpt.corpus and ckpt.corpus != source:
+        return f"lineage: parent {parent} was pretrained on {ckpt.corpus}, but the law {law} transfers from {source}"
+    theirs, ours = ckpt.tokenizer_digest, tags.get(TAG_TOKENIZER)
     if theirs and ours and theirs != ours:
         return f"lineage: tokenizer {ours} differs from its parent {parent}'s tokenizer {theirs}"
     return None

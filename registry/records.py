@@ -86,3 +86,33 @@ class StoredRun:
         return RunResult(run_id=self.run_id, role=self.role, n_params=self.n_params, d_f_tokens=self.d_f_tokens,
                          best_test_loss=self.best_test_loss, d_f_chars=self.d_f_chars, parent=self.parent,
                          experiment_id=self.experiment_id, name=self.name)
+
+
+@dataclass(frozen=True)
+class CheckpointVersion:
+    """A registered model version and the facts its checkpoint tags record (``schema.CKPT_TAG_*``), as
+    ``registry.reader.read_checkpoint_version`` parses them; None where a tag is missing or unsound."""
+
+    name: str
+    """Registered model name."""
+    version: int
+    """Version number."""
+    run_id: str | None
+    """The run that produced it (for a pretrained checkpoint, its pretraining run)."""
+    aliases: tuple[str, ...] = ()
+    """Its aliases, sorted (empty when read from a search, which carries none)."""
+    kind: str | None = None
+    """Tag ``transfer.kind`` (``pretrained`` for a checkpoint this project registered)."""
+    n_params: int | None = None
+    """N, non-embedding parameters."""
+    tokens_seen: int | None = None
+    """Pretraining tokens the checkpoint saw."""
+    corpus: str | None = None
+    """The corpus it was pretrained on (a law's source)."""
+    tokenizer_digest: str | None = None
+    """Digest of the tokenizer it was trained with."""
+
+    @property
+    def uri(self) -> str:
+        """``models:/name/version``: the exact version (an alias moves; this does not)."""
+        return f"models:/{self.name}/{self.version}"

@@ -31,10 +31,9 @@ from transfer_laws.registry.fit._compare import (
     rank,
     scale,
 )
-from transfer_laws.registry.reader import read_law_inputs
+from transfer_laws.registry.reader import read_checkpoint_version, read_law_inputs
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.schema import (
-    CKPT_TAG_N,
     DEFAULT_CHECKPOINT_ALIAS,
     LAW_ALIAS,
     LAW_FIT_IN_MODEL,
@@ -174,11 +173,8 @@ def checkpoints_of(client: MlflowClient, source: str, runs: list[RunResult],
             aliases.setdefault((name, int(number)), []).append(alias)
     out = []
     for key, mv in sorted(versions.items()):
-        try:
-            n = float(mv.tags.get(CKPT_TAG_N, "nan"))
-        except ValueError:
-            n = math.nan
-        out.append(Checkpoint(*key, n if math.isfinite(n) else None, tuple(sorted(aliases.get(key, [])))))
+        n = read_checkpoint_version(mv).n_params
+        out.append(Checkpoint(*key, None if n is None else float(n), tuple(sorted(aliases.get(key, [])))))
     return out
 
 

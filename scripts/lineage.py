@@ -11,15 +11,22 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from transfer_laws.registry.lineage import lineage_of_run, lineage_of_version
+from transfer_laws.registry.lineage import (
+    checkpoint_version,
+    lineage_of_run,
+    lineage_of_version,
+    versions_made_by,
+    versions_named,
+)
 from transfer_laws.registry.reader import read_run_by_id
-from transfer_laws.registry.schema import CKPT_TAG_CORPUS, CKPT_TAG_N, CKPT_TAG_TOKENS_SEEN, PARAM_D_F_TOKENS
-from transfer_laws.registry.tracking import client_for, get_version, use_tracking_uri
+from transfer_laws.registry.schema import PARAM_D_F_TOKENS
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
 from transfer_laws.scripts._errors import BadInput
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
+
+    from transfer_laws.registry.records import CheckpointVersion
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -35,8 +42,6 @@ class Args:
 
 
 def run(args: Args) -> int:
-
-
     uri = use_tracking_uri(args.tracking_uri, read_only=True)
     client = client_for(uri)
     target = args.target.strip()
@@ -45,54 +50,32 @@ def run(args: Args) -> int:
     elif _RUN_ID.match(target):
         lines = run_tree(client, target, uri)
     else:
-        versions = _versions_of(client, target)
-        lines = [line for mv in versions for line in version_tree(client, mv, uri)]
+        versions = versions_named(client, target)
+        if not versions:
+            raise BadInput(f"{target!r} is neither a registered model with versions, a models:/ URI nor a run id")
+        lines = [line for v in versions for line in version_tree(client, v, uri)]
     print("\n".join(lines))
     return 0
 
 
-def resolve_version(client: MlflowClient, uri: str) -> ModelVersion:
-    """The ModelVersion behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
+def resolve_version(client: MlflowClient, uri: str) -> CheckpointVersion:
+    """The version behind ``models:/name/version`` or ``models:/name@alias`` (BadInput, naming the aliases and
     versions there are, when there is none)."""
     try:
-        return get_version(client, uri)
+        return checkpoint_version(client, uri)
     except ValueError as exc:  # a malformed URI (CheckpointError) or a missing version (CheckpointNotFound)
         raise BadInput(str(exc)) from None
 
 
-def _versions_of(client: MlflowClient, name: str) -> list[ModelVersion]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions: list[ModelVersion] = client.search_model_versions(f"name = '{_quote(name)}'", max_results=1000)
-    except MlflowException:
-        versions = []
-    if not versions:
-        raise BadInput(f"{name!r} is neither a registered model with versions, a models:/ URI nor a run id")
-    return _full(client, versions)
-
-
-def _full(client: MlflowClient, versions: list[ModelVersion]) -> list[ModelVersion]:
-    """Versions in order, fetched one by one (a search result carries no aliases)."""
-    ordered = sorted(versions, key=lambda v: (v.name, int(v.version)))
-    return [client.get_model_version(v.name, v.version) for v in ordered]
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
-
-
-def version_tree(client: MlflowClient, mv: ModelVersion, uri: str) -> list[str]:
+def version_tree(client: MlflowClient, checkpoint: CheckpointVersion, uri: str) -> list[str]:
     """A version's line (N, tokens seen, pretraining loss) and one line per run that started from it."""
-    aliases = " ".join(f"@{a}" for a in getattr(mv, "aliases", []) or [])
-    tags = mv.tags or {}
-    pretrain = read_run_by_id(client, mv.run_id)
+    aliases = " ".join(f"@{a}" for a in checkpoint.aliases)
+    pretrain = read_run_by_id(client, checkpoint.run_id)
     loss = pretrain.best_test_loss if pretrain else None
-    head = (f"models:/{mv.name}/{mv.version} {aliases}".rstrip()
-            + f"  N={_num(tags.get(CKPT_TAG_N))}  pretrained on {_num(tags.get(CKPT_TAG_TOKENS_SEEN))} tokens of "
-              f"{tags.get(CKPT_TAG_CORPUS, '?')}  best loss {_loss(loss)}  (run {mv.run_id or '?'})")
-    runs = sorted(lineage_of_version(f"models:/{mv.name}/{mv.version}", tracking_uri=uri),
-                  key=lambda r: (r.d_f_tokens or 0, r.run_id))
+    head = (f"{checkpoint.uri} {aliases}".rstrip()
+            + f"  N={_num(checkpoint.n_params)}  pretrained on {_num(checkpoint.tokens_seen)} tokens of "
+              f"{checkpoint.corpus or '?'}  best loss {_loss(loss)}  (run {checkpoint.run_id or '?'})")
+    runs = sorted(lineage_of_version(checkpoint.uri, tracking_uri=uri), key=lambda r: (r.d_f_tokens or 0, r.run_id))
     lines = [head]
     if not runs:
         lines.append("└── (no run has started from it yet)")
@@ -109,9 +92,9 @@ def run_tree(client: MlflowClient, run_id: str, uri: str) -> list[str]:
     run_ = read_run_by_id(client, run_id)
     if run_ is None:
         raise BadInput(f"no run {run_id} in this store")
-    produced = client.search_model_versions(f"run_id = '{run_id}'", max_results=100)
+    produced = versions_made_by(client, run_id)
     if produced:
-        return [line for mv in _full(client, produced) for line in version_tree(client, mv, uri)]
+        return [line for v in produced for line in version_tree(client, v, uri)]
     lineage = lineage_of_run(run_id, tracking_uri=uri)
     label = "D_F" if run_.tokens_param == PARAM_D_F_TOKENS else "D"  # a fine-tune's, or a run's logged before the split
     lines = [f"run {run_id} ({run_.role or '?'})  N={_num(run_.n_params)}  {label}={_num(run_.d_f_tokens)}"

@@ -147,6 +147,43 @@ def test_lineage_over_every_store(store: Store) -> None:
         lineage_of_version(name, tracking_uri=store.uri)
 
 
+def test_checkpoint_versions_read_the_same_on_every_store(store: Store) -> None:
+    """The one reader of a checkpoint version's tags: a version by URI or alias, every version of a name, the versions
+    a run made; with their aliases, and None for a tag that is missing or not a number."""
+    from transfer_laws.registry.lineage import checkpoint_version, versions_made_by, versions_named
+    from transfer_laws.registry.schema import (
+        CKPT_KIND_PRETRAINED,
+        CKPT_TAG_CORPUS,
+        CKPT_TAG_KIND,
+        CKPT_TAG_N,
+        CKPT_TAG_TOKENS_SEEN,
+    )
+
+    client = store.client()
+    name = f"pretrained-{uuid.uuid4().hex[:8]}"
+    pretrain, other = (client.create_run(store.experiment("ckpt")).info.run_id for _ in range(2))
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{pretrain}/checkpoint", run_id=pretrain, tags={
+        CKPT_TAG_KIND: CKPT_KIND_PRETRAINED, CKPT_TAG_N: "12768", CKPT_TAG_TOKENS_SEEN: "1.2e5",
+        CKPT_TAG_CORPUS: "text"})
+    client.create_model_version(name, f"runs:/{other}/checkpoint", run_id=other, tags={CKPT_TAG_N: "many"})
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_registered_model_alias(name, "b-side", "1")
+
+    first = checkpoint_version(client, f"models:/{name}@champion")
+    assert (first.uri, first.run_id, first.aliases) == (f"models:/{name}/1", pretrain, ("b-side", "champion"))
+    assert (first.kind, first.n_params, first.tokens_seen, first.corpus) == (CKPT_KIND_PRETRAINED, 12768, 120000,
+                                                                             "text")
+    second = checkpoint_version(client, f"models:/{name}/2")
+    assert (second.kind, second.n_params, second.tokens_seen, second.corpus, second.aliases) == (
+        None, None, None, None, ())
+    assert versions_named(client, name) == [first, second]  # aliases too, though a search carries none
+    assert versions_made_by(client, other) == [second]
+    assert versions_named(client, "no-such-model") == [] and versions_named(client, "it's") == []
+    with pytest.raises(ValueError, match="names no registered model version"):
+        checkpoint_version(client, f"models:/{name}@nobody")
+
+
 def test_lineage_bookkeeping_triggers_no_refit() -> None:
     """Each fine-tune start rewrites its checkpoint version's lineage tags; MLflow sends a webhook for each, which
     must not enqueue a refit (a real tag change, e.g. the corpus, still does)."""

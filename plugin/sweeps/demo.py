@@ -32,10 +32,10 @@ from transfer_laws.plugin.recipes import scratch as scratch_recipe
 from transfer_laws.plugin.sweeps.eta import ComputeEta, planned_tokens
 from transfer_laws.plugin.sweeps.say import Say, quiet
 from transfer_laws.plugin.training import TrainedRun
+from transfer_laws.registry.reader import read_checkpoint_version
 from transfer_laws.registry.records import MAX_D
 from transfer_laws.registry.refit import RefitResult, refit_law
 from transfer_laws.registry.schema import (
-    CKPT_TAG_N,
     DEFAULT_CHECKPOINT_ALIAS,
     DEFAULT_EXPERIMENT,
     checkpoint_model_name,
@@ -315,12 +315,13 @@ def _crown_largest(uri: str, names: list[str], say: Say) -> None:
     start from (the README's ``finetune --from models:/pretrained-text@champion``)."""
     client = client_for(uri)
     for name in names:
-        versions = [v for v in client.search_model_versions(f"name = '{name}'") if CKPT_TAG_N in (v.tags or {})]
-        if versions:
-            best = max(versions, key=lambda v: (float(v.tags[CKPT_TAG_N]), int(v.version)))
-            client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(best.version))
-            say(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{best.version} (N={float(best.tags[CKPT_TAG_N]):,.0f}, "
-                "the largest)")
+        sized = [(c.n_params, c.version) for c in map(read_checkpoint_version,
+                                                       client.search_model_versions(f"name = '{name}'"))
+                 if c.n_params is not None]
+        if sized:
+            n, version = max(sized)
+            client.set_registered_model_alias(name, DEFAULT_CHECKPOINT_ALIAS, str(version))
+            say(f"@{DEFAULT_CHECKPOINT_ALIAS}: models:/{name}/{version} (N={n:,}, the largest)")
 
 
 def pin_args(args: DemoArgs, uri: str, law: str, source: str, minutes: float, train: TrainConfig) -> PinArgs:
