@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _fit_synth import irreducible_loss, kaplan_loss
 
-from transfer_laws.registry.advice import Candidate, Target, compute_flops
 from transfer_laws.registry.fit import FitError, RunResult, TransferLaw, fit_transfer_law
+from transfer_laws.registry.fit.advice import Candidate, Target, compute_flops
 from transfer_laws.registry.pin import EXIT_PINNED, Budget, PinRun, Spent, missing_for, pin
 
 K, ALPHA, BETA = 1.9e4, 0.18, 0.38

@@ -30,9 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 from _fit_synth import TEXT_TO_PYTHON, irreducible_loss, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.fit import FitError, fit_transfer_law
-from transfer_laws.registry.fit._forecast import calibration, forecast_run
-from transfer_laws.registry.fit._loo import leave_one_out
+from transfer_laws.registry.fit import FitError, calibration, fit_transfer_law, forecast_run, leave_one_out
 
 FAMILIES = {"kaplan": kaplan_loss, "irreducible": irreducible_loss}
 GRID = {"n_grid": tuple(np.geomspace(1e6, 1e9, 3)), "scratch_d": tuple(np.geomspace(1e4, 1e11, 8)),

@@ -41,8 +41,7 @@ from transfer_laws.registry.refit import refit_law
 if TYPE_CHECKING:
     from flask import Flask, Response
 
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.fit._chars import KPerChar
+    from transfer_laws.registry.fit import KPerChar, TransferLaw
     from transfer_laws.registry.refit import RefitResult
 
 URL_PREFIX = schema.LAW_PAGE_PATH.rstrip("/")

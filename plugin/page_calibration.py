@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, TypedDict
 
-from transfer_laws.registry.fit._forecast import calibration
-from transfer_laws.registry.fit._svg_forecast import forecast_chart
-from transfer_laws.registry.fit._types import Calibration as Scores
-from transfer_laws.registry.fit._types import TrackRecord
+from transfer_laws.registry.fit import Calibration as Scores
+from transfer_laws.registry.fit import TrackRecord, calibration
+from transfer_laws.registry.fit.charts import forecast_chart
 from transfer_laws.registry.forecast import track_record
 from transfer_laws.registry.law_card import calibration_line
 

@@ -65,7 +65,7 @@ class LawView:
     """Experiments of every run the reader found for the law (under basic auth, who may see it)."""
 
 
-def _source_metrics(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float], str | None, str | None]:
+def version_metrics(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, float], str | None, str | None]:
     """Metrics of the version's source run, else of its logged model (OSS versions point at ``models:/m-...``)."""
     metrics: dict[str, float] = {}
     run_id, experiment_id = mv.run_id, None
@@ -83,7 +83,8 @@ def _source_metrics(client: MlflowClient, mv: ModelVersion) -> tuple[dict[str, f
     return metrics, run_id, experiment_id
 
 
-def _intervals(metrics: dict[str, float]) -> dict[str, list[float]]:
+def intervals_from(metrics: dict[str, float]) -> dict[str, list[float]]:
+    """Each parameter's interval, [low, high], from the version's bound metrics (``alpha_lo`` / ``alpha_hi``, ...)."""
     bounds: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         match = _BOUND.match(key)
@@ -171,7 +172,7 @@ def law_view(client: MlflowClient, name: str) -> LawView:
     """The page's view of one registered law model."""
     mv, count = _shown_version(client, name)
     law = (mv.tags.get(schema.LAW_TAG_LAW) if mv is not None else None) or name.removeprefix(schema.LAW_MODEL_PREFIX)
-    metrics, run_id, experiment_id = _source_metrics(client, mv) if mv is not None else ({}, None, None)
+    metrics, run_id, experiment_id = version_metrics(client, mv) if mv is not None else ({}, None, None)
     inputs = law_runs(client, law)
     runs, left_out_now = inputs.points, inputs.excluded
     excluded = (_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else []
@@ -187,7 +188,7 @@ def law_view(client: MlflowClient, name: str) -> LawView:
         source_experiment_id=experiment_id,
         model_source=(mv.source or None) if mv is not None else None,
         params={p: metrics.get(p) for p in PARAMS},
-        intervals=_intervals(metrics),
+        intervals=intervals_from(metrics),
         runs=runs,
         excluded=excluded,
         experiment_ids=sorted(inputs.experiment_ids),

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transfer_laws.plugin.page_data import PARAMS, LawView, _intervals, _source_metrics, download_artifact
-from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
+from transfer_laws.plugin.page_data import PARAMS, LawView, download_artifact, intervals_from, version_metrics
+from transfer_laws.registry.fit import JSON_NAME, NPZ_NAME, TransferLaw
 from transfer_laws.registry.schema import LAW_FIT_ARTIFACT, LAW_FIT_IN_MODEL, REFIT_PARAM_N_RUNS
 
 if TYPE_CHECKING:
@@ -121,12 +120,12 @@ def _version_row(client: MlflowClient, model_name: str, mv: ModelVersion) -> Ver
         if key is not None and key in _rows:
             return _rows[key]
     try:
-        metrics, run_id, _ = _source_metrics(client, mv)
+        metrics, run_id, _ = version_metrics(client, mv)
         n_runs = client.get_run(run_id).data.params.get(REFIT_PARAM_N_RUNS) if run_id else None
     except Exception:  # a version whose run is gone still has a row, without numbers
         metrics, run_id, n_runs = {}, None, None
     row = VersionRow(version=str(mv.version), created_ms=int(mv.creation_timestamp or 0),
-                     params={p: metrics.get(p) for p in PARAMS}, intervals=_intervals(metrics),
+                     params={p: metrics.get(p) for p in PARAMS}, intervals=intervals_from(metrics),
                      n_runs=int(n_runs) if n_runs and str(n_runs).isdigit() else None, run_id=run_id)
     with _cache_lock:
         if key is not None and run_id:

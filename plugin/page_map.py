@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypedDict
 from transfer_laws.plugin.page_data import LawView
 from transfer_laws.plugin.page_fit import load_fit
 from transfer_laws.registry import schema
-from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+from transfer_laws.registry.fit.charts import lines_chart, params_chart
 from transfer_laws.registry.transfer_map import read_target, target_map
 
 if TYPE_CHECKING:

@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING
 
 from transfer_laws.plugin.page_fit import VersionRow
 from transfer_laws.registry import schema
-from transfer_laws.registry.fit._plots import n_key, unit_of
-from transfer_laws.registry.fit._svg_chart import Axis, Chart, span
-from transfer_laws.registry.fit._svg_plots import Mark, d_t_chart, loss_chart
+from transfer_laws.registry.fit.charts import Axis, Chart, Mark, d_t_chart, loss_chart, n_key, span, unit_of
 from transfer_laws.registry.paper import TEXT_TO_PYTHON
 from transfer_laws.registry.records import RunResult
 

@@ -10,10 +10,10 @@ from importlib import import_module
 from typing import Any
 
 _LAZY = {
-    "Advice": "transfer_laws.registry.advice",
-    "Candidate": "transfer_laws.registry.advice",
-    "compute_flops": "transfer_laws.registry.advice",
-    "rank_next_runs": "transfer_laws.registry.advice",
+    "Advice": "transfer_laws.registry.fit.advice",
+    "Candidate": "transfer_laws.registry.fit.advice",
+    "compute_flops": "transfer_laws.registry.fit.advice",
+    "rank_next_runs": "transfer_laws.registry.fit.advice",
     "FitError": "transfer_laws.registry.fit",
     "Prediction": "transfer_laws.registry.fit",
     "RunResult": "transfer_laws.registry.records",

@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING
 from mlflow.artifacts import download_artifacts
 from mlflow.entities import Metric, RunTag
 
-from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.fit._forecast import Forecast, calibration, forecast_run
-from transfer_laws.registry.fit._types import TrackRecord, VersionRecord
+from transfer_laws.registry.fit import Forecast, TrackRecord, TransferLaw, VersionRecord, calibration, forecast_run
 from transfer_laws.registry.law_card import calibration_line
 from transfer_laws.registry.locks import registry_lock
 from transfer_laws.registry.reader import LawInputs, active_experiment_ids, read_run, search_all_runs

@@ -36,8 +36,7 @@ from transfer_laws.registry.schema import (
 )
 
 if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.fit._types import LackOfFit, LawSettings
+    from transfer_laws.registry.fit import LackOfFit, LawSettings, TransferLaw
     from transfer_laws.registry.reader import LawInputs
 
 DESCRIPTION_LIMIT = 5000

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+from transfer_laws.registry.fit.charts import lines_chart, params_chart
 from transfer_laws.registry.locks import registry_lock
 from transfer_laws.registry.schema import (
     LAW_PAGE_PATH,

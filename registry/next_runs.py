@@ -1,4 +1,4 @@
-"""Choosing the next runs, around the numerics of ``registry/advice.py``: the candidates (a law's own runs and one
+"""Choosing the next runs, around the numerics of ``registry/fit/advice.py``: the candidates (a law's own runs and one
 step beyond them, or a sweep's grid cells; N from the preset's non-embedding parameter count) with the command that
 trains each, the table and the plan ``predict --next`` prints, and the adaptive order ``sweep --adaptive`` trains in
 (a space-filling seed, then the advice's best remaining cell, until alpha is pinned).
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict, TypeVar
 import numpy as np
 
 from transfer_laws.lightning_modules.config import PRESETS, preset
-from transfer_laws.registry.advice import (
+from transfer_laws.registry.fit.advice import (
     Advice,
     Candidate,
     Plan,

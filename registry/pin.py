@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from transfer_laws.registry.advice import (
+from transfer_laws.registry.fit.advice import (
     MIN_SHRINK,
     Advice,
     Candidate,
@@ -35,6 +35,7 @@ from transfer_laws.registry.advice import (
     compute_flops,
     plan_to_target,
     rank_next_runs,
+    scratch_model_disputed,
 )
 from transfer_laws.registry.schema import ROLE_PRETRAIN, ROLE_SCRATCH
 
@@ -182,15 +183,6 @@ def run_flops(run: PinRun, epochs: float) -> float:
     """Compute charged for a run: 6 N tokens, times the expected epochs for fine-tunes and scratch runs (the
     advice's own convention, so the budget and the plan count alike)."""
     return compute_flops(run.n_params, run.tokens, 1.0 if run.role == ROLE_PRETRAIN else epochs)
-
-
-def scratch_model_disputed(law: TransferLaw) -> bool:
-    """Whether the fit warns that a competing scratch model (nearly as good in cross-validation) puts alpha or beta
-    outside their intervals."""
-    from transfer_laws.registry.fit._fit import _model_choice_warnings
-
-    bootstrap = int(law.settings.get("bootstrap", 0))
-    return bool(_model_choice_warnings(law.checks.get("candidates", []), law.intervals, bootstrap))
 
 
 def narrowest_per_flop(law: TransferLaw, pool: Sequence[Candidate], target: Target, draws: int,

@@ -39,9 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypedDict, TypeGuard
 
-from transfer_laws.registry.fit import FitError, TransferLaw, fit_transfer_law, plot_law
-from transfer_laws.registry.fit._io import JSON_NAME, NPZ_NAME
-from transfer_laws.registry.fit._loo import leave_one_out
+from transfer_laws.registry.fit import (
+    JSON_NAME,
+    NPZ_NAME,
+    FitError,
+    TransferLaw,
+    fit_transfer_law,
+    leave_one_out,
+    plot_law,
+)
 from transfer_laws.registry.forecast import forecast_new_runs, record_summary, track_record
 from transfer_laws.registry.locks import (
     LOCK_KIND_PROCESS,

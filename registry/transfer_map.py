@@ -2,7 +2,7 @@
 
 MLflow reading only: the target's law models (``@latest`` of each ``transfer-law-*-to-<target>``), their fine-tunes
 (for characters per token) and the registered checkpoints of each source; the comparison itself is numpy in
-``registry/fit/_compare.py``. ``target_map`` returns one JSON-ready document that the law page, ``/api/laws``,
+``registry/fit/compare.py``. ``target_map`` returns one JSON-ready document that the law page, ``/api/laws``,
 ``report --target`` and ``choose`` all show.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 
 from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.fit._compare import (
+from transfer_laws.registry.fit.compare import (
     Ranked,
     Source,
     chars_per_token,

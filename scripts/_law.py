@@ -76,7 +76,7 @@ def load_law_version(law: str, version: str = LAW_ALIAS,
 def fit_folder_in(model_dir: Path) -> Path:
     """The fit folder (written by ``TransferLaw.save``) inside a downloaded law model."""
     # lazy: numpy and scipy (~1 s), not needed before this step
-    from transfer_laws.registry.fit._io import is_fit_folder
+    from transfer_laws.registry.fit import is_fit_folder
 
     candidates = sorted({p.parent for p in model_dir.rglob("*.json") if is_fit_folder(p.parent)})
     if not candidates:

@@ -29,8 +29,8 @@ from transfer_laws.scripts._jsonout import JsonDict, json_document
 from transfer_laws.scripts._law import load_law_version
 
 if TYPE_CHECKING:
-    from transfer_laws.registry.advice import Advice, Plan, Target
     from transfer_laws.registry.fit import Checks, Prediction, TransferLaw
+    from transfer_laws.registry.fit.advice import Advice, Plan, Target
 
 EXIT_UNREACHABLE = 3
 """The law cannot reach the target loss (at that N, or at any N for that D_F)."""
@@ -330,7 +330,7 @@ def _next_runs(law: TransferLaw, alpha_halfwidth: float, source: str) -> tuple[l
     law's ``source``), ranked, and the greedy plan to the target; wall times at the rate the law's own runs took."""
 
     # lazy: numpy (0.2 s), which predict --help needs not
-    from transfer_laws.registry.advice import Target, plan_to_target, rank_next_runs
+    from transfer_laws.registry.fit.advice import Target, plan_to_target, rank_next_runs
     from transfer_laws.registry.next_runs import law_candidates, wall_time
 
     target = Target(alpha_halfwidth)

@@ -33,8 +33,7 @@ from transfer_laws.scripts._jsonout import json_document
 from transfer_laws.scripts._law import load_law_version
 
 if TYPE_CHECKING:
-    from transfer_laws.registry.fit import TransferLaw
-    from transfer_laws.registry.fit._types import TrackRecord
+    from transfer_laws.registry.fit import TrackRecord, TransferLaw
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_FIT_FAILED, EXIT_DRIFT, EXIT_EVIDENCE = 0, 1, 2, 3, 4, 5
 EXIT_MISFIT, EXIT_FORECAST = 6, 7

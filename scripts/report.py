@@ -52,9 +52,8 @@ def _calibration_plots(law_name: str, version: str, law: TransferLaw, out: Path)
     and its leave-one-out predictions; prints each one's calibration line."""
 
     # lazy: numpy and scipy (~1 s), not needed before this step
-    from transfer_laws.registry.fit._forecast import calibration
-    from transfer_laws.registry.fit._svg_forecast import forecast_chart
-    from transfer_laws.registry.fit._types import VersionRecord
+    from transfer_laws.registry.fit import VersionRecord, calibration
+    from transfer_laws.registry.fit.charts import forecast_chart
 
     record = (track_record(active_client(), law_name)["versions"].get(version)
               or VersionRecord(**calibration([]), runs=[]))
@@ -96,7 +95,7 @@ def run(args: Args) -> int:
 def _target_report(args: Args, target: str) -> int:
     """The transfer map of ``target`` (``args.target``): printed, and written as map.json plus its charts."""
     # lazy: numpy and scipy (~1 s), not needed before this step
-    from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+    from transfer_laws.registry.fit.charts import lines_chart, params_chart
 
     doc = load_map(target, args.n, args.d_f, args.unit, args.tracking_uri)
     out = args.out or home_dir() / "reports" / f"map-{target}"

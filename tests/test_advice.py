@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
-from transfer_laws.registry.advice import (
+from transfer_laws.registry.fit import RunResult, fit_transfer_law
+from transfer_laws.registry.fit.advice import (
     MIN_SHRINK,
     Candidate,
     Plan,
@@ -22,7 +23,6 @@ from transfer_laws.registry.advice import (
     plan_to_target,
     rank_next_runs,
 )
-from transfer_laws.registry.fit import RunResult, fit_transfer_law
 from transfer_laws.registry.next_runs import format_plan
 
 K, ALPHA, BETA = TEXT_TO_PYTHON
@@ -243,7 +243,7 @@ def test_wall_time_is_a_fixed_cost_per_run_plus_a_rate(sqlite_uri: str) -> None:
 
     from mlflow import MlflowClient
 
-    from transfer_laws.registry.advice import WallTime, candidate_runs
+    from transfer_laws.registry.fit.advice import WallTime, candidate_runs
     from transfer_laws.registry.next_runs import EPOCHS, wall_time
 
     client = MlflowClient(sqlite_uri, sqlite_uri)

@@ -1,4 +1,4 @@
-"""registry/fit/_compare.py on fits of synthetic runs from two known laws of one target (no MLflow): k per character,
+"""registry/fit/compare.py on fits of synthetic runs from two known laws of one target (no MLflow): k per character,
 the crossing point with its interval, the ranking on each side of it, and undetermined laws."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from _fit_synth import synthetic_runs
 
 from transfer_laws.registry.fit import fit_transfer_law
-from transfer_laws.registry.fit._compare import Source, contrast, crossing, determination, k_in, law_row, rank
+from transfer_laws.registry.fit.compare import Source, contrast, crossing, determination, k_in, law_row, rank
 
 TEXT, MIX = (1.0e3, 0.30, 0.38), (7.9e3, 0.10, 0.38)
 """Equal betas: the true lines cross at D_F = (7.9e3 / 1e3)^(1 / 0.2) ~ 3.1e4 at every N (grid 1e3 .. 1e6)."""
@@ -145,8 +145,8 @@ def test_the_papers_two_laws_compare_as_table_1_says() -> None:
 
 def test_an_undetermined_law_shows_its_intervals_and_no_band_that_hides_the_lines(sources: dict[str, Source]) -> None:
     # On the page, a bare point value would read as a precise one; a band over the whole plot would hide every line.
-    from transfer_laws.registry.fit._compare import d_t_line
     from transfer_laws.registry.fit._svg_map import lines_chart, params_chart
+    from transfer_laws.registry.fit.compare import d_t_line
 
     runs = synthetic_runs((1e5, 0.30, 0.38), loss_noise=0.003, seed=4)
     finetunes = [r for r in runs if r.role == "finetune"]

@@ -21,8 +21,16 @@ from _fit_synth import TEXT_TO_PYTHON, kaplan_loss, synthetic_runs
 
 from transfer_laws.plugin.sweeps import StudyQueue, open_study, parse_budget
 from transfer_laws.plugin.sweeps.pin import ATTR_REASON
-from transfer_laws.registry.advice import MIN_SHRINK, Candidate, Target, WallTime, plan_to_target, rank_next_runs
 from transfer_laws.registry.fit import RunResult, fit_transfer_law
+from transfer_laws.registry.fit.advice import (
+    MIN_SHRINK,
+    Candidate,
+    Target,
+    WallTime,
+    plan_to_target,
+    rank_next_runs,
+    scratch_model_disputed,
+)
 from transfer_laws.registry.pin import (
     EXIT_BUDGET,
     EXIT_PINNED,
@@ -35,7 +43,6 @@ from transfer_laws.registry.pin import (
     missing_for,
     narrowest_per_flop,
     pin,
-    scratch_model_disputed,
 )
 
 K, ALPHA, BETA = TEXT_TO_PYTHON

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 import pytest
 
 HEAVY = ("numpy", "scipy", "torch", "lightning", "matplotlib", "pandas", "transfer_laws.registry.fit",
-         "transfer_laws.registry.advice", "transfer_laws.lightning_modules")
+         "transfer_laws.registry.fit.advice", "transfer_laws.lightning_modules")
 
 
 def _loaded_after(code: str) -> set[str]:

@@ -237,8 +237,8 @@ def test_adaptive_sweep_through_the_cli_follows_the_advice_and_stops_at_its_budg
 
     from transfer_laws.plugin.sweeps import default_storage
     from transfer_laws.plugin.sweeps.adaptive import ATTR_REASON, prior_results
-    from transfer_laws.registry.advice import rank_next_runs
     from transfer_laws.registry.fit import fit_transfer_law
+    from transfer_laws.registry.fit.advice import rank_next_runs
     from transfer_laws.registry.next_runs import candidates_for, preset_n
     from transfer_laws.registry.schema import (
         CKPT_TAG_TOKENIZER_DIGEST,

@@ -41,8 +41,8 @@ from transfer_laws.plugin.sweeps.say import Say, note, quiet, warn
 from transfer_laws.plugin.sweeps.study import Cell, ensure_parent_run, fixed_params, open_study, trial_loss
 from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
 from transfer_laws.plugin.training import RunExtras
-from transfer_laws.registry.advice import Candidate, Target
 from transfer_laws.registry.checkpoints import register_checkpoint
+from transfer_laws.registry.fit.advice import Candidate, Target
 from transfer_laws.registry.next_runs import law_candidates, registered_name, wall_time
 from transfer_laws.registry.pin import Budget, PinOutcome, PinRun, Spent, format_outcome, pin
 from transfer_laws.registry.reader import read_law_inputs

@@ -8,7 +8,7 @@ finished cells are never run again, so a stopped sweep resumes where it was. Eve
 ``transfer.sweep``/``transfer.trial``, ``mlflow.parentRunId`` of the sweep's parent run, its learning rate and
 where it came from, all in the run's facts, written when the run starts (``plugin.training.RunExtras``).
 
-``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.advice``) until the
+``--adaptive`` trains cells one at a time in the order next-run advice chooses (``registry.fit.advice``) until the
 law's alpha is known within ``--alpha-tolerance`` or ``--max-runs`` is spent; each run's ``transfer.adaptive_reason``
 tag says why it was chosen (see ``plugin/sweeps/adaptive.py``).
 

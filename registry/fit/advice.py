@@ -29,14 +29,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from transfer_laws.registry.fit import TransferLaw
-from transfer_laws.registry.fit._bootstrap import law_draws_in_blocks
-from transfer_laws.registry.fit._fit import MIN_POINTS, _classify, _cutoff_unmeasured
-from transfer_laws.registry.fit._law import design as law_design
-from transfer_laws.registry.fit._model import ScratchModel
-from transfer_laws.registry.fit._parametric import log_d_e_sampler
-from transfer_laws.registry.fit._scratch import group_by_n, match_n, monotone_curve
 from transfer_laws.registry.schema import ROLE_FINETUNE, ROLE_SCRATCH
+
+from ._bootstrap import law_draws_in_blocks
+from ._fit import MIN_POINTS, _classify, _cutoff_unmeasured, _model_choice_warnings
+from ._law import design as law_design
+from ._model import ScratchModel, TransferLaw
+from ._parametric import log_d_e_sampler
+from ._scratch import group_by_n, match_n, monotone_curve
 
 Z95 = 1.96
 DRAWS = 400
@@ -459,3 +459,10 @@ def plan_to_target(law: TransferLaw, candidates: Sequence[Candidate], target: Ta
 def alpha_halfwidth(law: TransferLaw) -> float:
     """Half-width of alpha's bootstrap 95% interval (``law.intervals["alpha"]``), inf when unknown."""
     return _version_halfwidths(law)[0]
+
+
+def scratch_model_disputed(law: TransferLaw) -> bool:
+    """Whether the fit warns that a competing scratch model (nearly as good in cross-validation) puts alpha or beta
+    outside their intervals: a new scratch point is then the run that helps."""
+    bootstrap = int(law.settings.get("bootstrap", 0))
+    return bool(_model_choice_warnings(law.checks.get("candidates", []), law.intervals, bootstrap))
