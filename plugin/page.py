@@ -18,7 +18,6 @@ from dataclasses import asdict
 from functools import partial
 from typing import TYPE_CHECKING, TypedDict
 
-import mlflow
 from flask import Blueprint, abort, jsonify, make_response, render_template, request
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -37,6 +36,7 @@ from transfer_laws.registry.paper import TEXT_TO_PYTHON
 from transfer_laws.registry.reader import UnknownLaw
 from transfer_laws.registry.records import RunResult
 from transfer_laws.registry.refit import refit_law
+from transfer_laws.registry.tracking import server_client
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -51,17 +51,6 @@ API_PER_PAGE, API_MAX_PER_PAGE = 100, 500
 """Laws per ``/api/laws`` page by default (``?page=N&per_page=M``), and the most one page may hold."""
 CSRF_COOKIE = "tl_csrf"
 CSRF_HEADER = "X-TL-CSRF"
-
-
-def _store_uris(tracking_uri: str | None) -> tuple[str, str]:
-    uri = tracking_uri or os.environ.get(schema.MLFLOW_ENV_SERVER_BACKEND) or mlflow.get_tracking_uri()
-    return uri, os.environ.get(schema.MLFLOW_ENV_SERVER_REGISTRY) or uri
-
-
-def _client(tracking_uri: str | None) -> MlflowClient:
-    """The page's client: the server's backend and registry stores (they may differ), else the given URI."""
-    uri, registry = _store_uris(tracking_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=registry)
 
 
 class UiLinks(TypedDict):
@@ -217,7 +206,7 @@ def register_law_page(app: Flask, tracking_uri: str | None = None, basic_auth: b
 
     @page.get("/")
     def index() -> Response:
-        client = _client(tracking_uri)
+        client = server_client(tracking_uri)
         root = request.script_root
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         entries = _visible(cache.entries(client), use_auth)
@@ -248,7 +237,7 @@ def register_law_page(app: Flask, tracking_uri: str | None = None, basic_auth: b
 
     @page.get("/api/laws")
     def api_laws() -> Response:
-        client = _client(tracking_uri)
+        client = server_client(tracking_uri)
         entries = _visible(cache.entries(client), use_auth)
         asked = request.args.get("per_page", "")
         size = min(int(asked), API_MAX_PER_PAGE) if asked.isdigit() and int(asked) > 0 else API_PER_PAGE

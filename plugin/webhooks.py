@@ -39,10 +39,9 @@ from transfer_laws.registry.schema import (
     CKPT_LINEAGE_TAGS,
     ENV_SERVER_URI,
     ENV_WEBHOOK_SECRET,
-    MLFLOW_ENV_SERVER_BACKEND,
     WEBHOOK_DELIVERIES_TABLE,
 )
-from transfer_laws.registry.tracking import client_for
+from transfer_laws.registry.tracking import client_for, server_stores
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -132,7 +131,7 @@ class StoredReplayGuard(ReplayGuard):
 
 def default_guard() -> ReplayGuard:
     """The replay guard of this server: in its backend store when that is a SQL database, else in memory."""
-    backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND, "")
+    backend = server_stores()[0] or ""
     if backend.startswith(("postgresql", "mysql", "sqlite", "mssql")):
         return StoredReplayGuard(backend)
     return ReplayGuard()

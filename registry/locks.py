@@ -36,9 +36,9 @@ from transfer_laws.registry.schema import (
     ENV_LOCK_DB,
     LOCK_TAG_OWNER,
     LOCK_TAG_RENEWED,
-    MLFLOW_ENV_SERVER_BACKEND,
     REGISTRY_LOCK_PREFIX,
 )
+from transfer_laws.registry.tracking import server_stores
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,7 +72,7 @@ def lock_database(tracking_uri: str) -> str | None:
         return explicit
     if tracking_uri.startswith(_DB_SCHEMES):
         return tracking_uri
-    backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND, "")
+    backend = server_stores()[0] or ""
     if tracking_uri.startswith(("http://", "https://")) and backend.startswith(_DB_SCHEMES):
         return backend
     return None

@@ -14,7 +14,6 @@ back, and within seconds when the outage is short.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -30,8 +29,7 @@ from transfer_laws.registry.refit import (
     attach_plots,
     refit_law,
 )
-from transfer_laws.registry.schema import MLFLOW_ENV_SERVER_BACKEND, MLFLOW_ENV_SERVER_REGISTRY
-from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for
+from transfer_laws.registry.tracking import TrackingError, check_reachable, client_for, server_stores
 from transfer_laws.registry.watch import uncovered_laws
 
 if TYPE_CHECKING:
@@ -65,8 +63,8 @@ class RefitService:
         self.plots = bool(options.pop("plots", True))
         # Inside ``mlflow server`` runs are read from its backend store directly (when its registry lives there
         # too); everything else goes over REST.
-        backend = os.environ.get(MLFLOW_ENV_SERVER_BACKEND)
-        if os.environ.get(MLFLOW_ENV_SERVER_REGISTRY, backend) != backend:
+        backend, registry = server_stores()
+        if registry and registry != backend:
             backend = None
         self.read_uri = options.pop("read_uri", None) or backend or tracking_uri
         self.options: RefitOptions = {**options, "plots": False, "read_uri": self.read_uri}

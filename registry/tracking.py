@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from transfer_laws.lightning_modules.config import CheckpointError, parse_model_uri
 from transfer_laws.registry.experiment_view import experiment_tags
-from transfer_laws.registry.schema import DEFAULT_EXPERIMENT, ENV_HOME, LAW_MODEL_PREFIX, MLFLOW_MODEL_VERSIONS
+from transfer_laws.registry.schema import (
+    DEFAULT_EXPERIMENT,
+    ENV_HOME,
+    LAW_MODEL_PREFIX,
+    MLFLOW_ENV_SERVER_BACKEND,
+    MLFLOW_ENV_SERVER_REGISTRY,
+    MLFLOW_MODEL_VERSIONS,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -129,6 +136,24 @@ def client_for(uri: str | None = None) -> MlflowClient:
 
     resolved = resolve_tracking_uri(uri)
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+
+
+def server_stores() -> tuple[str | None, str | None]:
+    """(backend store, registry store) of the ``mlflow server`` this process runs inside, read from the variables
+    the server sets for its workers; None where one is not set (the registry then lives in the backend), so
+    (None, None) outside a server."""
+    return os.environ.get(MLFLOW_ENV_SERVER_BACKEND) or None, os.environ.get(MLFLOW_ENV_SERVER_REGISTRY) or None
+
+
+def server_client(uri: str | None = None) -> MlflowClient:
+    """The client of code running inside the server (the law page): its backend and registry stores, which may
+    differ; ``uri`` instead of the backend when given; the active tracking URI outside a server."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    backend, registry = server_stores()
+    tracking = uri or backend or mlflow.get_tracking_uri()
+    return MlflowClient(tracking_uri=tracking, registry_uri=registry or tracking)
 
 
 def active_client() -> MlflowClient:
