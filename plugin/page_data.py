@@ -151,12 +151,6 @@ def _read_report(client: MlflowClient, run_id: str) -> list[dict[str, str]] | No
     return [{"run_id": str(rid), "reason": str(reason)} for rid, reason in pairs]
 
 
-def _excluded_from_tags(mv: ModelVersion) -> list[dict[str, str]]:
-    """Excluded runs recorded on the version as ``transfer.excluded.<run_id>`` = reason."""
-    prefix = "transfer.excluded."
-    return [{"run_id": k.removeprefix(prefix), "reason": v} for k, v in sorted(mv.tags.items()) if k.startswith(prefix)]
-
-
 def _shown_version(client: MlflowClient, name: str) -> tuple[ModelVersion | None, int]:
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
@@ -175,7 +169,7 @@ def law_view(client: MlflowClient, name: str) -> LawView:
     metrics, run_id, experiment_id = version_metrics(client, mv) if mv is not None else ({}, None, None)
     inputs = law_runs(client, law)
     runs, left_out_now = inputs.points, inputs.excluded
-    excluded = (_excluded_from_report(client, run_id) + _excluded_from_tags(mv)) if mv is not None else []
+    excluded = _excluded_from_report(client, run_id) if mv is not None else []
     listed = {e["run_id"] for e in excluded}
     excluded += [{"run_id": rid, "reason": why} for rid, why in sorted(left_out_now.items()) if rid not in listed]
     return LawView(

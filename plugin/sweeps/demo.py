@@ -83,7 +83,7 @@ class DemoArgs:
     """MLflow tracking URI; default: MLFLOW_TRACKING_URI, else the embedded SQLite store under TRANSFER_LAWS_HOME."""
     experiment: str = DEFAULT_EXPERIMENT
     """Experiment that holds the demo's runs."""
-    checkpoint_name: str = "pretrained-text"
+    checkpoint_name: str = checkpoint_model_name("text")
     """Registered model that holds the pretrained checkpoints (one version per size)."""
     progress_bar: bool = False
     """Show Lightning's per-run progress bar (the demo prints one line per run either way)."""
