@@ -117,6 +117,8 @@ class TokenDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self.train_tokens: int | None = None
+        self.split_tokens: int | None = None
+        """Tokens in the whole train split (the largest budget it can supply), known after ``setup``."""
         self.train_chars: int | None = None
         self.test_tokens: int | None = None
         self.train_digest: str | None = None
@@ -160,7 +162,7 @@ class TokenDataModule(L.LightningDataModule):
                               f"({total:,} tokens in {len(split.lengths):,} documents under this tokenizer)")
         train = gather(split, pieces, budget)
         chars = int(split.n_chars.sum()) if budget == total else count_chars(train, tokenizer)
-        self.train_tokens, self.train_chars = budget, chars
+        self.train_tokens, self.train_chars, self.split_tokens = budget, chars, total
 
         test_split = self._tokenised("test", tokenizer, eos)
         test_total = int(test_split.lengths.sum())

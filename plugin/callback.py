@@ -56,6 +56,7 @@ from transfer_laws.registry.schema import (
     PARAM_N_TOTAL,
     PARAM_PRETRAIN_CORPUS_CHARS,
     PARAM_PRETRAIN_CORPUS_TOKENS,
+    PARAM_TRAIN_SPLIT_TOKENS,
     PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -376,7 +377,10 @@ def _params(pl_module: L.LightningModule, datamodule: object, role: str) -> dict
     # A pretraining run's data is what it saw, known when it ends (on_train_end); here, the corpus it draws from.
     tokens_param, chars_param = ((PARAM_PRETRAIN_CORPUS_TOKENS, PARAM_PRETRAIN_CORPUS_CHARS) if role == ROLE_PRETRAIN
                                  else data_params(role))
-    for name, attr in ((tokens_param, "train_tokens"), (chars_param, "train_chars")):
+    sizes = [(tokens_param, "train_tokens"), (chars_param, "train_chars")]
+    if role != ROLE_PRETRAIN:  # a pretraining run's corpus size is pretrain_corpus_tokens
+        sizes.append((PARAM_TRAIN_SPLIT_TOKENS, "split_tokens"))
+    for name, attr in sizes:
         if getattr(datamodule, attr, None) is not None:
             params[name] = int(getattr(datamodule, attr))
     return params

@@ -170,6 +170,17 @@ def law_candidates(law: TransferLaw, *, checkpoint_template: str = CHECKPOINT_TE
             for c in out]
 
 
+def within_corpus(pool: Sequence[Candidate], limit: float) -> list[Candidate]:
+    """The candidates whose fine-tunes and scratch runs all train on fewer than ``limit`` tokens: one more than the
+    target's train split holds (``split_limit``), or the least a run the corpus could not supply asked for."""
+    return [c for c in pool if max([c.d_f_tokens, *(tokens for _, tokens in c.bundle)]) < limit]
+
+
+def split_limit(split_tokens: int | None) -> float:
+    """``within_corpus``'s limit for a train split of ``split_tokens`` tokens (inf when its size is not known)."""
+    return math.inf if split_tokens is None else split_tokens + 1
+
+
 def wall_time(client: MlflowClient, law: TransferLaw, epochs: float = EPOCHS, limit: int = 50) -> WallTime:
     """The wall-time model of the machines that trained the law's runs: seconds = per run + per FLOP x compute
     (6 N tokens x ``epochs``), least squares over up to ``limit`` of its finished fine-tunes, both terms kept

@@ -27,6 +27,7 @@ from transfer_laws.registry.schema import (
     LAW_TAG_LAW,
     METRIC_BEST_TEST_LOSS,
     PARAM_N,
+    PARAM_TRAIN_SPLIT_TOKENS,
     ROLE_FINETUNE,
     ROLE_SCRATCH,
     TAG_LAW,
@@ -65,6 +66,9 @@ class LawInputs:
     run_experiments: dict[str, str] = field(default_factory=dict)
     """Run id -> its experiment, for every run the reader found: where the run's page is in MLflow's UI (a link
     by run id alone loses ``?workflowType=machine_learning`` in MLflow's redirect)."""
+    split_tokens: int | None = None
+    """Tokens in the target's train split, as the usable runs logged it (the fewest, should they differ): no run
+    can train on more. None when no run logged it."""
 
     @property
     def run_ids(self) -> list[str]:
@@ -132,11 +136,12 @@ def read_run(run: Run) -> StoredRun:
     n_params, d_f_tokens = number(params, PARAM_N, int), number(params, tokens_key, int)
     loss = number(metrics, METRIC_BEST_TEST_LOSS, float)
     chars = number(params, chars_key, int, optional=True)
+    split = number(params, PARAM_TRAIN_SPLIT_TOKENS, int, optional=True)
     return StoredRun(
         run_id=run.info.run_id, status=run.info.status, start_time=run.info.start_time, role=role,
         name=run.info.run_name or run.info.run_id[:8], experiment_id=run.info.experiment_id,
         parent=tags.get(TAG_PARENT) or None, n_params=_count(n_params), d_f_tokens=_count(d_f_tokens),
-        best_test_loss=loss, d_f_chars=_count(chars), tokens_param=tokens_key,
+        best_test_loss=loss, d_f_chars=_count(chars), split_tokens=_count(split), tokens_param=tokens_key,
         problem=problems[0] if problems else None)
 
 
@@ -257,6 +262,8 @@ def read_law_inputs(law: str, client: MlflowClient, experiment_ids: list[str] | 
             inputs.excluded[run.info.run_id] = problem
         else:
             inputs.points.append(point)
+            if stored.split_tokens is not None:
+                inputs.split_tokens = min(inputs.split_tokens or stored.split_tokens, stored.split_tokens)
     inputs.points.sort(key=lambda p: p.run_id)
     return inputs
 

@@ -72,6 +72,8 @@ class StoredRun:
     """Best held-out loss, nats/token (None while a run is training, or if it failed before any evaluation)."""
     d_f_chars: int | None = None
     """The same data in characters (optional even in a record)."""
+    split_tokens: int | None = None
+    """Tokens in the train split the run's data was cut from (param ``train_split_tokens``; runs before it: None)."""
     tokens_param: str | None = None
     """The param ``d_f_tokens`` is read from (``schema.stored_data_params``): ``D_F_tokens`` for a fine-tune and for
     runs logged before the split, ``D_tokens`` for a scratch run, ``D_pretrain_tokens`` otherwise."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transfer_laws.lightning_modules.config import PRESETS, positive
+from transfer_laws.registry.reader import read_law_inputs
 from transfer_laws.registry.records import MAX_D, MAX_N
 from transfer_laws.registry.schema import LAW_ALIAS, PARAM_VOCAB, demo_checkpoint_template, parse_law
 from transfer_laws.registry.tracking import active_client, use_tracking_uri
@@ -139,8 +140,9 @@ def run(args: Args) -> int:
     answer["warnings"] = list(law.warnings)
     answer["outside_fitted_range"] = outside_range(answer["fitted_range"], n=args.n, d_f=args.d_f)
     if args.next_runs:
-        ranked, plan, target = _next_runs(law, args.next_alpha_halfwidth, parse_law(args.law)[0])
+        ranked, plan, target, split = _next_runs(law, args.law, args.next_alpha_halfwidth)
         answer["next"] = advice_rows(ranked)
+        answer["train_split"] = {"tokens": split.tokens, "candidates_too_large": split.too_large}
         answer["plan"] = {"reached": plan.reached, "FLOP": plan.flops, "runs": advice_rows(plan.steps),
                           "alpha_halfwidth": plan.alpha_halfwidth, "beta_interval": list(plan.beta_interval)}
         next_table = format_advice(ranked, top=8) if ranked else ""
@@ -178,6 +180,9 @@ def run(args: Args) -> int:
             print("next runs, best value for compute first (cost: 6 N tokens x 3 epochs, pretraining included; +-: "
                   "predicted 95% half-widths after the run, from the version's own bootstrap model):")
             print("  " + next_table.replace("\n", "\n  ") if next_table else "  (no candidates)")
+            if split.too_large:
+                print(f"  ({split.too_large} candidate run(s) would need more than the {split.tokens:,} tokens of the "
+                      "target's train split, and are not offered)")
             print(format_plan(plan, target))
     return 0
 
@@ -325,19 +330,36 @@ def _as_plain(prediction: Prediction) -> dict[str, dict[str, float]]:
     return plain
 
 
-def _next_runs(law: TransferLaw, alpha_halfwidth: float, source: str) -> tuple[list[Advice], Plan, Target]:
+@dataclass(frozen=True)
+class TrainSplit:
+    """The target's train split as the law's runs logged it, and how many candidate runs it could not supply."""
+
+    tokens: int | None
+    """Its tokens (None when no run of the law logged them)."""
+    too_large: int
+    """Candidates left out for needing more."""
+
+
+def _next_runs(law: TransferLaw, law_name: str,
+               alpha_halfwidth: float) -> tuple[list[Advice], Plan, Target, TrainSplit]:
     """Candidates around the law's own runs (``next_runs.law_candidates``, fine-tuning the demo's checkpoints of the
-    law's ``source``), ranked, and the greedy plan to the target; wall times at the rate the law's own runs took."""
+    law's source) that the target's train split can supply, ranked, and the greedy plan to the target; wall times
+    at the rate the law's own runs took."""
 
     # lazy: numpy (0.2 s), which predict --help needs not
     from transfer_laws.registry.fit.advice import Target, plan_to_target, rank_next_runs
-    from transfer_laws.registry.next_runs import law_candidates, wall_time
+    from transfer_laws.registry.next_runs import law_candidates, split_limit, wall_time, within_corpus
 
     target = Target(alpha_halfwidth)
-    candidates = law_candidates(law, checkpoint_template=demo_checkpoint_template(source)) \
+    pool = law_candidates(law, checkpoint_template=demo_checkpoint_template(parse_law(law_name)[0])) \
         if law.points and law.draws["alpha"].size else []
+    tokens = read_law_inputs(law_name, active_client()).split_tokens if pool else None
+    candidates = within_corpus(pool, split_limit(tokens))
+    split = TrainSplit(tokens, len(pool) - len(candidates))
     if not candidates:
-        return [], plan_to_target(law, [], target), target
+        return [], plan_to_target(law, [], target), target, split
     wall = wall_time(active_client(), law)
     return (rank_next_runs(law, candidates, wall=wall),
-            plan_to_target(law, candidates, target, wall=wall), target)
+            plan_to_target(law, candidates, target, wall=wall), target, split)
+
+

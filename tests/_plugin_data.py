@@ -57,6 +57,7 @@ class ByteTextData(L.LightningDataModule):
         self.tokenizer_digest = _digest(tokenizer.encode())
         self.train_chars = len(self._train_text)
         self.train_tokens = len(self._train_text.encode())
+        self.split_tokens = self.train_tokens  # the whole text is its train split
         self.test_tokens = len(self._test_text.encode())
         self.train_digest = _digest(self._train_text.encode())
         self.test_digest = _digest(self._test_text.encode())

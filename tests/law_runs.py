@@ -17,6 +17,7 @@ from transfer_laws.registry.schema import (
     PARAM_D_F_CHARS,
     PARAM_D_F_TOKENS,
     PARAM_N,
+    PARAM_TRAIN_SPLIT_TOKENS,
     PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -84,8 +85,10 @@ def land_run(
     law: str = LAW,
     finish: bool = True,
     digest: str = DIGEST,
+    split_tokens: int | None = None,
 ) -> str:
-    """Create one run with the schema's params/metric/tags; end it FINISHED unless ``finish`` is False."""
+    """Create one run with the schema's params/metric/tags; end it FINISHED unless ``finish`` is False;
+    ``split_tokens``: the train split's size it logs (``train_split_tokens``)."""
     source, _, target = law.partition("-to-")
     run = client.create_run(experiment_id)
     tags = [RunTag(TAG_ROLE, role), RunTag(TAG_TARGET, target), RunTag(TAG_TOKENIZER, digest)]
@@ -95,6 +98,8 @@ def land_run(
                  RunTag(TAG_PRETRAIN_RUN, pretrain_run)]
     params = [Param(PARAM_N, str(int(n))), Param(PARAM_D_F_TOKENS, str(int(d)))]
     params += [Param(PARAM_D_F_CHARS, str(int(3 * d))), Param(PARAM_VOCAB, str(VOCAB))]
+    if split_tokens is not None:
+        params.append(Param(PARAM_TRAIN_SPLIT_TOKENS, str(split_tokens)))
     metrics = [] if loss is None else [Metric(METRIC_BEST_TEST_LOSS, loss, 0, 0)]
     client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
     if finish:

@@ -34,6 +34,7 @@ from transfer_laws.registry.schema import (
     PARAM_N_TOTAL,
     PARAM_PRETRAIN_CORPUS_CHARS,
     PARAM_PRETRAIN_CORPUS_TOKENS,
+    PARAM_TRAIN_SPLIT_TOKENS,
     PARAM_VOCAB,
     ROLE_FINETUNE,
     ROLE_PRETRAIN,
@@ -110,7 +111,7 @@ def test_mlflow_logger_run_gets_facts(sqlite_uri: str) -> None:
     assert (int(params[PARAM_PRETRAIN_CORPUS_TOKENS]), int(params[PARAM_PRETRAIN_CORPUS_CHARS])) == (
         data.train_tokens, data.train_chars)
     assert run.data.metrics[METRIC_N] == module.n_params  # N as a number, for sorting
-    assert PARAM_D_F_TOKENS not in params and PARAM_D_F_CHARS not in params
+    assert PARAM_D_F_TOKENS not in params and PARAM_D_F_CHARS not in params and PARAM_TRAIN_SPLIT_TOKENS not in params
     assert [int(params[p]) for p in (PARAM_N_LAYER, PARAM_N_HEAD, PARAM_N_EMBD, PARAM_CONTEXT, PARAM_VOCAB)] == [
         CONFIG.n_layer, CONFIG.n_head, CONFIG.n_embd, CONFIG.context_length, CONFIG.vocab_size]
     tags = run.data.tags
@@ -144,6 +145,8 @@ def test_fluent_active_run_gets_facts(sqlite_uri: str) -> None:
     assert [r.info.run_id for r in found] == [active.info.run_id]
     assert int(run.data.params[PARAM_D_TOKENS]) == data.train_tokens  # scratch data is D, not D_F
     assert int(run.data.params[PARAM_D_CHARS]) == data.train_chars
+    # the split its D was cut from: the largest D this corpus can supply, which next-run advice stays within
+    assert int(run.data.params[PARAM_TRAIN_SPLIT_TOKENS]) == data.split_tokens >= data.train_tokens
     assert PARAM_D_F_TOKENS not in run.data.params
     assert run.data.metrics[METRIC_BEST_TEST_LOSS] == pytest.approx(module.best_test_loss, rel=1e-6)
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}

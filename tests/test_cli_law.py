@@ -21,6 +21,8 @@ FLAT_LAW = "code-to-python"
 BENT_LAW = "bent-to-python"
 """Fine-tunes whose D_T bends down past D_F ~ 3e5 (a law that holds only in a low-data regime)."""
 CHECKPOINT = "pretrained-text"
+BENT_SPLIT = 3_000_000
+"""The train split the bent law's fine-tunes log: its largest fine-tune uses all of it."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             loss = scratch_loss(n, d_f + K * d_f**ALPHA) * (1 + 0.002 * math.sin(7 * i))
             land_run(client, experiment, "finetune", n, d_f, loss, law=FLAT_LAW)
             bent = scratch_loss(n, d_f + K * d_f**ALPHA * n**BETA * (1 + d_f / 3e5) ** -0.5)
-            land_run(client, experiment, "finetune", n, d_f, bent * (1 + 0.002 * math.sin(7 * i)), law=BENT_LAW)
+            land_run(client, experiment, "finetune", n, d_f, bent * (1 + 0.002 * math.sin(7 * i)), law=BENT_LAW,
+                     split_tokens=BENT_SPLIT)
         assert refit_law(BENT_LAW, tracking_uri=uri, bootstrap=100, plots=False).status == "registered"
 
         pretrain = client.create_run(experiment).info.run_id
@@ -156,6 +159,22 @@ def test_next_is_a_readable_table(store: Store, capsys: pytest.CaptureFixture[st
     assert len(table) >= 3
     assert not re.search(r"\d{7,}", "\n".join(table)), "raw long floats in the table"
     assert all("narrower" in row or "no " in row for row in table[1:])
+
+
+def test_next_offers_no_run_larger_than_the_train_split(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bent law's runs log a 3M-token train split: a fine-tune or scratch run needing more is not advised, and
+    the table says how many were left out; a law whose runs log no split is not filtered."""
+    code, out, _ = _cli(store, capsys, "predict", "--law", BENT_LAW, "--next", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert answer["train_split"]["tokens"] == BENT_SPLIT and answer["train_split"]["candidates_too_large"] > 0
+    assert answer["next"] and all(row["D_F_tokens"] <= BENT_SPLIT for row in answer["next"])
+    code, out, _ = _cli(store, capsys, "predict", "--law", BENT_LAW, "--next")
+    left_out = answer["train_split"]["candidates_too_large"]
+    assert (f"({left_out} candidate run(s) would need more than the 3,000,000 tokens of the target's train split, "
+            "and are not offered)") in out
+    code, out, _ = _cli(store, capsys, "predict", "--next", "--json")
+    assert json.loads(out)["train_split"] == {"tokens": None, "candidates_too_large": 0}
 
 
 # -- invalid input: one line, exit 2, before any work -------------------------------------------------------------

@@ -339,7 +339,8 @@ def test_a_run_the_corpus_cannot_supply_is_not_asked_for_again(tmp_path: Path) -
     # demo --full's mix loop asked three times for a 3.2M-token scratch run from a 1.8M-token train split and stopped
     # on "3 runs in a row failed". Now the first such failure sets a limit: no run as large is a candidate again.
     from transfer_laws.lightning_modules.config import BudgetError
-    from transfer_laws.plugin.sweeps.pin import ATTR_TOO_LARGE, within_corpus
+    from transfer_laws.plugin.sweeps.pin import ATTR_TOO_LARGE
+    from transfer_laws.registry.next_runs import within_corpus
 
     queue = _queue(f"sqlite:///{tmp_path / 'optuna.db'}")
     limit = 1e5

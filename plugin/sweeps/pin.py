@@ -43,7 +43,13 @@ from transfer_laws.plugin.sweeps.sweep import recipe_args, recipe_trainer
 from transfer_laws.plugin.training import RunExtras
 from transfer_laws.registry.checkpoints import register_checkpoint
 from transfer_laws.registry.fit.advice import Candidate, Target
-from transfer_laws.registry.next_runs import law_candidates, registered_name, wall_time
+from transfer_laws.registry.next_runs import (
+    law_candidates,
+    registered_name,
+    split_limit,
+    wall_time,
+    within_corpus,
+)
 from transfer_laws.registry.pin import Budget, PinOutcome, PinRun, Spent, format_outcome, pin
 from transfer_laws.registry.reader import read_law_inputs
 from transfer_laws.registry.refit import RefitResult, refit_law
@@ -321,12 +327,6 @@ def checkpoint_template(args: PinArgs) -> str:
     return args.from_template or demo_checkpoint_template(parse_law(args.law)[0])
 
 
-def within_corpus(pool: Sequence[Candidate], limit: float) -> list[Candidate]:
-    """The candidates whose fine-tunes and scratch runs all train on fewer than ``limit`` tokens (the least a run
-    the target corpus could not supply asked for: ``StudyQueue.token_limit``)."""
-    return [c for c in pool if max([c.d_f_tokens, *(tokens for _, tokens in c.bundle)]) < limit]
-
-
 def law_fit(args: PinArgs) -> Callable[[], TransferLaw]:
     """The law from every finished run of it in the store (read now, fitted with ``--bootstrap`` draws)."""
     from transfer_laws.registry.fit import fit_transfer_law  # lazy: numpy and scipy (1 s), not for pin --help
@@ -386,9 +386,11 @@ def run_pin(args: PinArgs, *, say: Say = quiet, deadline: float = math.inf) -> P
     target = Target(args.alpha_halfwidth, args.beta_excludes_0)
     client = client_for(args.tracking_uri)  # the wall-time model reads the runs' durations
 
+    split = split_limit(read_law_inputs(args.law, client).split_tokens)  # no run larger than the target's split
+
     def candidates(law: TransferLaw) -> list[Candidate]:
         return within_corpus(law_candidates(law, checkpoint_template=template, epochs=args.epochs),
-                             queue.token_limit())
+                             min(split, queue.token_limit()))
 
     outcome = pin(fit, candidates, queue, target, budget, draws=args.advice_draws, log=note,
                   wall=lambda law: wall_time(client, law))
