@@ -17,10 +17,18 @@ windows of batch ``i`` over all ranks are exactly positions ``[i*b*R, (i+1)*b*R)
 Under FSDP a rank holds only its shard of each parameter between steps; ``whole_parameters`` gathers them for the
 moments the module needs the whole model (its best-weight snapshots, restoring them), so a checkpoint is always
 one consolidated file of the whole GPT, loadable on any number of devices.
+
+Whoever creates a process group ends it (``end_process_groups``) before the process exits. Nothing else does on
+CPUs: Lightning destroys the group at exit for NCCL only, and a gloo group left to interpreter exit can abort the
+process (SIGABRT, "terminate called without an active exception") after everything succeeded: a gloo worker thread
+that lets go of a finished collective's tensor needs the GIL to free it, and a thread that asks for the GIL while
+the interpreter finalizes is ended by ``pthread_exit``, whose unwinding through a C++ destructor calls
+``std::terminate``. Destroying the group joins those threads while the interpreter is whole.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -71,9 +79,40 @@ def launcher_devices(env: Mapping[str, str] | None = None) -> tuple[int, int] | 
     return None
 
 
+def has_process_group() -> bool:
+    """A default process group exists in this process (created by Lightning's strategy or by a sweep's job)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def before_process_group() -> None:
+    """Import, while no process group exists yet, the torch module that would otherwise pin the default group.
+
+    ``torch.distributed.nn.functional`` evaluates ``group.WORLD`` into the default arguments of its functions when it
+    is first imported. Imported while a group exists (DDP imports it through ``torch._dynamo``), those defaults hold
+    that group for the life of the process, so ``destroy_process_group`` cannot free it and its gloo threads live on
+    to interpreter exit. Imported before, the defaults are None (the default group of the moment of the call).
+    """
+    if torch.distributed.is_available() and not torch.distributed.is_initialized():
+        importlib.import_module("torch.distributed.nn.functional")
+
+
+def end_process_groups(*, barrier: bool) -> None:
+    """Destroy every process group of this process (a no-op without one), so their gloo threads are joined now.
+
+    ``barrier``: meet the other ranks first, so no rank is still inside a collective with this one (on a job that
+    went well); a failed job skips it, since the other ranks may never reach it. Call it only where no collective
+    follows: after it ``process_group()`` is ``(0, 1)``.
+    """
+    if not has_process_group():
+        return
+    if barrier:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
 def process_group() -> tuple[int, int]:
     """(rank, world size) of the initialised process group, (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if has_process_group():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 

@@ -8,6 +8,11 @@ processes have met and broadcasts its id (``TransferFactsCallback.setup``), and 
 checkpoint, refit); the other ranks train and return. The run ends FINISHED only after every rank has passed the
 end of training and rank 0's checkpoint is written: Lightning would end it when ``fit`` returns, before a rank that
 failed late is known. A failure on any rank ends it FAILED and the command with a non-zero exit.
+
+The process group Lightning creates for a run ends with the training, on every rank, whether it went well or not:
+after the end-of-training barrier (so no rank is still inside a collective) and before rank 0's checkpoint and
+refit, which use none (see ``lightning_modules/distributed.py`` for why a group left to interpreter exit can abort
+a rank). A group the caller brought (a sweep's distributed job, ``plugin/sweeps/ranks.py``) is the caller's to end.
 """
 
 from __future__ import annotations
@@ -115,12 +120,20 @@ def train_run(
     """
     # lazy: torch and Lightning (seconds), loaded when a run trains, not when a recipe builds its flags
     from transfer_laws.lightning_modules import TokenDataModule, TrainingDiverged, save_checkpoint
-    from transfer_laws.lightning_modules.distributed import launch_rank
+    from transfer_laws.lightning_modules.distributed import (
+        before_process_group,
+        end_process_groups,
+        has_process_group,
+        launch_rank,
+    )
     from transfer_laws.plugin.callback import TransferFactsCallback
 
     if role not in (ROLE_PRETRAIN, ROLE_SCRATCH, ROLE_FINETUNE):
         raise ValueError(f"unknown role {role!r}")
     extras = extras or RunExtras()
+    own_group = not has_process_group()  # Lightning creates it inside fit, for this run alone
+    if own_group:
+        before_process_group()
     uri = tracking_uri if tracking_uri and tracking_uri == current_tracking_uri() else use_tracking_uri(tracking_uri)
     if launch_rank() == 0:  # the other ranks of a job write nothing
         ensure_experiment(experiment, uri)
@@ -150,7 +163,7 @@ def train_run(
                        enable_progress_bar=progress_bar)
     try:
         trainer.fit(module, datamodule=datamodule)
-        _all_ranks_done(trainer)
+        _all_ranks_done(trainer, end_group=own_group)
     except TrainingDiverged as exc:
         raise _failed(trainer, logger, run_facts.run_id, exc, f"run {run_facts.run_id} failed: {exc}") from exc
     except Exception as exc:
@@ -159,6 +172,9 @@ def train_run(
         if trainer.world_size == 1:
             raise  # one process: the error as it was, the run already FAILED with its reason
         raise failed from exc
+    finally:
+        if own_group:  # a failed run too; no barrier there (a rank may have died), and a no-op once ended
+            end_process_groups(barrier=False)
     run_id = str(run_facts.run_id)
 
     result = TrainedRun(
@@ -234,12 +250,17 @@ def _run_logger(*, experiment_name: str, tracking_uri: str, run_name: str) -> ML
     return RunLogger(experiment_name=experiment_name, tracking_uri=tracking_uri, run_name=run_name, log_model=False)
 
 
-def _all_ranks_done(trainer: Trainer) -> None:
-    """Every rank got through training: a barrier (a rank that died makes it raise on the others) and, under
-    Lightning's own launcher, the exit codes of the processes it started (its children)."""
+def _all_ranks_done(trainer: Trainer, *, end_group: bool) -> None:
+    """Every rank got through training: a barrier (a rank that died makes it raise on the others), then with
+    ``end_group`` the end of the process group on every rank (no collective follows), and, under Lightning's own
+    launcher, the exit codes of the processes it started (its children)."""
+    from transfer_laws.lightning_modules.distributed import end_process_groups
+
     if trainer.world_size == 1:
         return
     trainer.strategy.barrier("transfer-laws: end of training")
+    if end_group:
+        end_process_groups(barrier=False)  # every rank is past the barrier: none is inside a collective
     if not trainer.is_global_zero:
         return
     for i, proc in enumerate(getattr(trainer.strategy.launcher, "procs", None) or [], start=1):

@@ -4,6 +4,10 @@ Only global rank 0 talks to Optuna: it pops a trial as any worker does and sends
 all of them train it together (one MLflow run, written by rank 0; see ``plugin/training.py``); when the study has
 nothing left, rank 0 tells them to stop. A trial that fails on any rank ends the whole job with a non-zero exit and
 leaves the trial RUNNING without heartbeats, so the study retries it as it retries a crashed worker's trial.
+
+The job's process groups live for all its trials (each run trains in the job's default group) and end with the job,
+on every rank, as the runs' own groups do (``plugin/training.py``): after a last barrier when every rank got to the
+end, at once when one failed.
 """
 
 from __future__ import annotations
@@ -41,9 +45,20 @@ def check_job(args: SweepArgs) -> None:
 def run_job(work: Callable[[TrainCell], int], train: TrainCell) -> int:
     """Rank 0 runs ``work(trainer)`` (the worker loop) with a trainer that first sends each cell to the other
     ranks; the other ranks train whatever rank 0 sends until it sends None. Returns how many trials this ran."""
+    from transfer_laws.lightning_modules.distributed import end_process_groups
+
+    finished = False
+    try:
+        ran = _lead_or_follow(work, train, _cell_group())
+        finished = True
+        return ran
+    finally:
+        end_process_groups(barrier=finished)  # after the last message, or at once on a failure
+
+
+def _lead_or_follow(work: Callable[[TrainCell], int], train: TrainCell, group: ProcessGroup) -> int:
     import torch.distributed as dist
 
-    group = _cell_group()
     if dist.get_rank() != 0:
         ran = 0
         while (message := _receive(group)) is not None:
@@ -75,7 +90,10 @@ def _cell_group() -> ProcessGroup:
     import torch
     import torch.distributed as dist
 
+    from transfer_laws.lightning_modules.distributed import before_process_group
+
     if not dist.is_initialized():  # Lightning's DDP then uses this group instead of making one
+        before_process_group()
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
