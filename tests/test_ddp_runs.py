@@ -1,8 +1,10 @@
 """The real commands on two CPU processes (gloo, Lightning's own launcher) against the embedded store: one run per
-job, the law's numbers the same as on one process, tokens counted once."""
+job, the law's numbers the same as on one process, tokens counted once; under torchrun, no rank leaves a process
+group (and its gloo threads) alive for interpreter exit to abort on."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,9 +13,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from transfer_laws.registry.schema import CKPT_TAG_TOKENS_SEEN, PARAM_D_F_TOKENS, PARAM_N, TAG_ROLE
+from transfer_laws.registry.schema import CKPT_TAG_TOKENS_SEEN, PARAM_D_F_TOKENS, PARAM_N, TAG_ROLE, TAG_SWEEP
 
-pytestmark = pytest.mark.slow  # six tiny trainings, three of them on two processes: ~4 minutes on 2 busy cores
+pytestmark = pytest.mark.slow  # eight tiny trainings, five of them on two processes: ~5 minutes on 2 busy cores
 
 DATA = ["--corpus-max-mb", "0.5", "--test-tokens", "2048", "--progress-bar", "false"]
 TOKENIZER = ["--tokenizer-max-mb", "0.5", "--vocab-size", "300"]
@@ -64,3 +66,63 @@ def test_two_processes_give_one_run_with_the_same_law_numbers(tmp_path: Path) ->
     best_one, best_two = (r.data.metrics["best_test_loss"] for r in (one, two_run))
     # Same seed, same global batch, same steps: only the shuffling differs (one order split over two ranks).
     assert abs(best_one - best_two) < 0.02 * best_one, (best_one, best_two)
+
+
+# Each rank runs the real command line, then reports what is left of its process groups: a gloo group alive at
+# interpreter exit can abort the rank (SIGABRT) after a run that went well (see lightning_modules/distributed.py).
+RANK_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+from transfer_laws.scripts import cli
+
+code = cli.main(sys.argv[2:])
+threads = sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task"))
+Path(sys.argv[1], f"rank{os.environ['RANK']}.json").write_text(
+    json.dumps({"code": code, "group": dist.is_initialized(), "threads": threads}))
+sys.exit(code)
+"""
+GLOO_THREADS = ("pt_gloo_runloop", "gloo_tcp_loop")
+"""The names torch gives a gloo group's worker threads and its transport's loop thread."""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+def test_no_rank_leaves_a_process_group_to_interpreter_exit(tmp_path: Path) -> None:
+    """A run (the group is Lightning's) and a distributed sweep worker (the job's own groups, for all its trials)."""
+    home = tmp_path / "home"
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    env.update(TRANSFER_LAWS_HOME=str(home), MLFLOW_TRACKING_URI=uri)
+    home.mkdir()
+    # The store's tables exist before the ranks open it: two ranks creating a fresh SQLite store at once race on
+    # its tables, which is not what this test is about.
+    MlflowClient(uri).search_experiments()
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    run = ["--d-f-tokens", "1500", "--train.max-steps", "8", "--refit-bootstrap", "20", "--refit-plots", "false",
+           *DATA, *TOKENIZER]
+    sweep = ["sweep", "--roles", "scratch", "--sizes", "1x32", "--study", "s", "--experiment", "s",
+             "--train.eval-every-steps", "4", *run]
+    _cli(env, *sweep, "--max-trials", "0")
+    for name, argv in (("scratch", ["scratch", "--preset", "1x32", "--run-name", "job", *run]),
+                       ("sweep", [*sweep, "--worker", "true"])):
+        out = tmp_path / name
+        out.mkdir()
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               str(script), str(out), *argv], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and "terminate called" not in proc.stderr, proc.stderr[-3000:]
+        ranks = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))}
+        assert set(ranks) == {"rank0", "rank1"}, proc.stderr[-3000:]
+        for rank, left in ranks.items():
+            assert left["code"] == 0 and not left["group"], (name, rank, left)
+            assert not set(left["threads"]) & set(GLOO_THREADS), (name, rank, left["threads"])
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r for e in client.search_experiments()
+            for r in client.search_runs([e.experiment_id], max_results=100)}
+    # Rank 0 wrote the runs after the group ended: both FINISHED, with their facts.
+    job = runs["job"]
+    assert job.info.status == "FINISHED" and job.data.params["trainer.num_devices"] == "2"
+    (trial,) = [r for r in runs.values() if r.data.tags.get(TAG_SWEEP) == "s" and r.data.tags.get(TAG_ROLE)]
+    assert trial.info.status == "FINISHED" and trial.data.params["trainer.num_devices"] == "2"
