@@ -93,11 +93,25 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, read_only: bool = False
             db_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingError(f"cannot create the store folder {db_path.parent}: {exc.strerror}") from None
+        if not db_path.is_file() or db_path.stat().st_size == 0:
+            _create_store(uri, db_path)
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingError(
             f"tracking URI {uri!r} is a file store, which MLflow >= 3.13 refuses; "
             "use sqlite:///path/mlflow.db or a server"
         )
+
+
+def _create_store(uri: str, db_path: Path) -> None:
+    """Make a new SQLite store's tables, one process at a time: processes started together on a fresh store (the
+    ranks of a torchrun job, parallel sweep workers) would each run MLflow's migrations on the same new file, and all
+    but one fail ("duplicate column name", "table ... already exists"). The first to hold the lock migrates; the
+    others find the tables made."""
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    with FileLock(f"{db_path}.lock"):
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
 
 
 def _health_request(url: str) -> urllib.request.Request:

@@ -108,6 +108,33 @@ def test_unreachable_tracking_server_is_one_clear_line(capsys: pytest.CaptureFix
     assert "Traceback" not in err
 
 
+RACE = """
+import sys, time
+from transfer_laws.registry.tracking import client_for, use_tracking_uri
+uri, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:  # both processes open the fresh store at the same moment
+    pass
+use_tracking_uri(uri)
+client_for(uri).search_registered_models()
+"""
+
+
+def test_processes_opening_a_fresh_store_together_all_succeed(tmp_path: Path) -> None:
+    """The ranks of a torchrun job open one new SQLite store at once: without a lock each ran MLflow's migrations on
+    the same file and all but one failed ("duplicate column name"), 6 times in 6 when this test was written."""
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(3):
+        uri = f"sqlite:///{tmp_path / str(attempt) / 'mlflow.db'}"
+        start = str(time.time() + 3)
+        procs = [subprocess.Popen([sys.executable, "-c", RACE, uri, start], stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errors
+
+
 def test_missing_corpus_is_one_clear_line(
     sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

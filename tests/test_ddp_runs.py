@@ -96,9 +96,6 @@ def test_no_rank_leaves_a_process_group_to_interpreter_exit(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
     env.update(TRANSFER_LAWS_HOME=str(home), MLFLOW_TRACKING_URI=uri)
     home.mkdir()
-    # The store's tables exist before the ranks open it: two ranks creating a fresh SQLite store at once race on
-    # its tables, which is not what this test is about.
-    MlflowClient(uri).search_experiments()
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     run = ["--d-f-tokens", "1500", "--train.max-steps", "8", "--refit-bootstrap", "20", "--refit-plots", "false",
