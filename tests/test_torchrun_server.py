@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -161,7 +162,14 @@ def test_a_rank_killed_mid_run_fails_the_command_and_the_run(job: dict) -> None:
     (run,) = _runs(client, experiment, schema.ROLE_SCRATCH)
     assert run.info.status == "FAILED"
     assert run.data.tags[schema.TAG_FAILURE]  # why, in the run
-    assert f"run {run.info.run_id} failed on rank 0 of 2" in out  # rank 0's error names the run
+    # Rank 0 reports the failure in its own words, unless the launcher's SIGTERM (sent within 0.1 s of rank 1's
+    # death) ends it first: inside the fit (Lightning's handler: "terminated") or in the instant between the fit and
+    # the error line (the launcher then reports rank 0's exit code -15). The run above is FAILED with its reason
+    # in every case.
+    said = (f"run {run.info.run_id} failed on rank 0 of 2" in out
+            or "terminated (SIGTERM); the run is marked FAILED" in out
+            or re.search(r"rank\s*: 0 \(local_rank: 0\)\n\s*exitcode\s*: -15 ", out) is not None)
+    assert said, out[-3000:]
 
 
 def _training(client: MlflowClient, experiment: str) -> bool:
